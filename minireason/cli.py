@@ -46,6 +46,22 @@ def _run_attention_example(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- benchmarks
+# `minireason bench NAME`: each benchmark adds itself to BENCH_SUBCOMMANDS below.
+
+
+def add_bench(sub):
+    p = sub.add_parser(
+        "bench",
+        help="benchmarks: measured speed, printed and written as JSON",
+        description="Benchmarks. Speed targets live here, never in timed tests.",
+    )
+    bench_sub = p.add_subparsers(dest="bench_command", metavar="BENCH")
+    for add in BENCH_SUBCOMMANDS:
+        add(bench_sub)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
 # --------------------------------------------------------------------------- model and training (issue 3)
 
 # --------------------------------------------------------------------------- data pipeline (issue 4)
@@ -59,6 +75,10 @@ def _run_attention_example(args) -> int:
 
 SUBCOMMANDS = [
     add_attention_example,
+    add_bench,
+]
+
+BENCH_SUBCOMMANDS = [
 ]
 
 
