@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     from minireason import __version__
 
     parser.add_argument("--version", action="version", version=f"minireason {__version__}")
+    parser.add_argument(
+        "--device",
+        choices=["cpu", "cuda"],
+        default=None,
+        help="array backend: cpu (NumPy) or cuda (CuPy); default: $MINIREASON_DEVICE or cpu",
+    )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
@@ -106,6 +112,13 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.device:
+            from minireason import backend
+
+            try:
+                backend.set_device(args.device)
+            except backend.BackendError as exc:
+                raise UserError(str(exc)) from exc
         return int(args.func(args) or 0)
     except (UserError, ValueError, FileNotFoundError, PermissionError) as exc:
         if os.environ.get("MINIREASON_DEBUG"):
