@@ -48,7 +48,9 @@ def split_heads(x, n_head: int):
     """
     *lead, T, C = x.shape
     if n_head < 1 or C % n_head:
-        raise ValueError(f"split_heads: channels C={C} (x.shape={x.shape}) is not divisible by n_head={n_head}")
+        raise ValueError(
+            f"split_heads: channels C={C} (x.shape={x.shape}) is not divisible by n_head={n_head}"
+        )
     xs = x.reshape(*lead, T, n_head, C // n_head)
     return xs.swapaxes(-2, -3)
 
@@ -100,9 +102,13 @@ def _check_inputs(query, key, value, attn_mask, is_causal, scale):
     xp = array_module(query)
     for name, a in (("query", query), ("key", key), ("value", value)):
         if not hasattr(a, "shape") or a.ndim < 2:
-            raise ValueError(f"{name} must be an array of shape (..., seq, head_dim), got {getattr(a, 'shape', type(a))}")
+            raise ValueError(
+                f"{name} must be an array of shape (..., seq, head_dim), got {getattr(a, 'shape', type(a))}"
+            )
         if a.dtype.kind != "f":
-            raise ValueError(f"{name} must be floating point (float32 or float64), got dtype {a.dtype}")
+            raise ValueError(
+                f"{name} must be floating point (float32 or float64), got dtype {a.dtype}"
+            )
     if not (query.dtype == key.dtype == value.dtype):
         raise ValueError(
             f"query, key and value must share a dtype, got {query.dtype}, {key.dtype}, {value.dtype}"
@@ -115,7 +121,9 @@ def _check_inputs(query, key, value, attn_mask, is_causal, scale):
     if query.shape[-1] != key.shape[-1]:
         raise ValueError(f"query and key head_dim differ: query {query.shape}, key {key.shape}")
     if key.shape[-2] != value.shape[-2]:
-        raise ValueError(f"key and value sequence lengths differ: key {key.shape}, value {value.shape}")
+        raise ValueError(
+            f"key and value sequence lengths differ: key {key.shape}, value {value.shape}"
+        )
     for name, a in (("query", query), ("key", key), ("value", value)):
         if not bool(xp.isfinite(a).all()):
             raise ValueError(f"{name} {a.shape} contains NaN or inf")
@@ -142,7 +150,9 @@ def _check_inputs(query, key, value, attn_mask, is_causal, scale):
             f"{score_shape} (from query {query.shape} and key {key.shape})"
         )
     if attn_mask.dtype.kind == "f" and bool((xp.isnan(attn_mask) | (attn_mask == xp.inf)).any()):
-        raise ValueError(f"float attn_mask {attn_mask.shape} contains NaN or +inf (only -inf may mask)")
+        raise ValueError(
+            f"float attn_mask {attn_mask.shape} contains NaN or +inf (only -inf may mask)"
+        )
 
 
 # --------------------------------------------------------------------------- forward / backward
@@ -160,7 +170,9 @@ class AttentionCache:
     mask_shape: tuple | None  # shape of a float mask (its gradient is returned), else None
 
 
-def attention_forward(query, key, value, attn_mask=None, is_causal=False, scale=None, validate=True):
+def attention_forward(
+    query, key, value, attn_mask=None, is_causal=False, scale=None, validate=True
+):
     """Scaled dot-product attention that also returns the cache for the backward pass.
 
     Args:

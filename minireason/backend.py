@@ -45,7 +45,9 @@ def _load_cupy():
             f"device 'cuda': CuPy is installed but no CUDA GPU is usable ({exc}); use --device cpu"
         ) from exc
     if n < 1:
-        raise BackendError("device 'cuda': CuPy is installed but no GPU is visible; use --device cpu")
+        raise BackendError(
+            "device 'cuda': CuPy is installed but no GPU is visible; use --device cpu"
+        )
     _cupy = cupy
     return cupy
 

@@ -31,8 +31,12 @@ def add_attention_example(sub):
             "and print what the document printed next to what is right."
         ),
     )
-    p.add_argument("--plot", metavar="FILE.png", help="save a labelled heatmap of the attention weights")
-    p.add_argument("--decimals", type=int, default=4, help="digits printed after the point (default 4)")
+    p.add_argument(
+        "--plot", metavar="FILE.png", help="save a labelled heatmap of the attention weights"
+    )
+    p.add_argument(
+        "--decimals", type=int, default=4, help="digits printed after the point (default 4)"
+    )
     p.set_defaults(func=_run_attention_example)
 
 
@@ -78,8 +82,7 @@ SUBCOMMANDS = [
     add_bench,
 ]
 
-BENCH_SUBCOMMANDS = [
-]
+BENCH_SUBCOMMANDS = []
 
 
 def build_parser() -> argparse.ArgumentParser:

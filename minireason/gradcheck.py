@@ -30,7 +30,9 @@ def rel_error(a, b) -> float:
     return float(np.linalg.norm(a - b) / max(np.linalg.norm(a) + np.linalg.norm(b), 1e-300))
 
 
-def numerical_gradient(f: Callable[[], object], x: np.ndarray, dout=None, h: float = 1e-6) -> np.ndarray:
+def numerical_gradient(
+    f: Callable[[], object], x: np.ndarray, dout=None, h: float = 1e-6
+) -> np.ndarray:
     """Gradient of ``sum(f() * dout)`` with respect to ``x`` by centred differences.
 
     Args:
