@@ -1,0 +1,345 @@
+"""Explanation metrics, computed the way the explainable-recommendation literature does.
+
+The definitions follow the PETER / PEPLER reference code (Li, Zhang, Chen; ACL 2021 and
+TOIS 2023), so our numbers are comparable with theirs (see ``../shared/DESIGN.md``):
+
+==========  ===========================================================  ============
+metric      definition                                                   reported as
+==========  ===========================================================  ============
+BLEU-1/4    corpus-level, clipped n-gram counts summed over the corpus,  x 100
+            uniform weights, no smoothing, brevity penalty
+ROUGE-1/2   per pair on SETS of n-grams, P/R/F averaged over pairs       x 100
+ROUGE-L     per pair, LCS-based, F-measure with beta = P/R (see below)   x 100
+USR         distinct generated sentences / N                             ratio
+FMR         share of records whose ground-truth feature is generated     ratio
+FCR         distinct features generated / size of the feature set        ratio
+DIV         mean feature overlap over all pairs of generated sentences   ratio (lower
+                                                                         is better)
+==========  ===========================================================  ============
+
+Every text is first turned into tokens by :func:`tokenize_for_metrics` (lower-case, punctuation
+split off words, whitespace tokens), so hypotheses and references are always compared the same
+way whatever produced them.
+
+Feature words. ``feature_set`` is every feature of the dataset (e.g. ``"tone"``,
+``"guitar strings"``). Each feature is tokenised like the text; a feature of n tokens is *in* a
+sentence when the sentence contains those n tokens contiguously (a one-word feature is a token,
+"guitar strings" is a token bigram; "strings" alone does not match "guitar strings"). The
+reference code only matches single tokens; for one-word features the two rules agree.
+
+Where our code departs from the reference code (on purpose):
+
+- It divides with exact formulas and defines 0/0 as 0, where the reference adds 1e-8 (ROUGE-N)
+  or 1e-12 (ROUGE-L) to denominators; the difference is below 1e-6 on the x100 scale.
+- An empty hypothesis gets precision 0 instead of a ZeroDivisionError; corpus BLEU with no
+  hypothesis tokens at all is 0.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+
+import numpy as np
+
+# A word is a run of letters/digits, possibly joined by inner apostrophes or hyphens
+# ("don't", "well-made"); every other non-space character is a token of its own.
+_TOKEN_RE = re.compile(r"\w+(?:['\u2019-]\w+)*|[^\w\s]")
+
+
+def tokenize_for_metrics(text: str) -> list[str]:
+    """Tokens used by every metric in this module.
+
+    Rule: lower-case the text, then take words (runs of letters, digits or ``_``, which may
+    contain inner apostrophes or hyphens: ``don't``, ``well-made``) and every other non-space
+    character as its own token (punctuation is split off words). Whitespace only separates.
+
+    >>> tokenize_for_metrics("Great tone, GREAT price!")
+    ['great', 'tone', ',', 'great', 'price', '!']
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"tokenize_for_metrics: expected a str, got {type(text).__name__}")
+    return _TOKEN_RE.findall(text.lower())
+
+
+def ngram_counts(tokens: Sequence[str], n: int) -> Counter:
+    """Counter of the contiguous n-grams (tuples of n tokens) of ``tokens``."""
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+# ---------------------------------------------------------------------------------------------
+# BLEU
+# ---------------------------------------------------------------------------------------------
+
+
+def corpus_bleu(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]], max_n: int) -> float:
+    """Corpus-level BLEU-``max_n`` with one reference per hypothesis, x100.
+
+    Args:
+        hyps, refs: N token lists each (hypothesis i is scored against reference i).
+        max_n: highest n-gram order (1 for BLEU-1, 4 for BLEU-4); weights are 1/max_n each.
+
+    For each order n, matches are clipped counts ``min(count_hyp(g), count_ref(g))`` summed over
+    n-grams g and over the corpus; ``p_n = matches_n / sum_i max(len(hyp_i) - n + 1, 0)``.
+    Then, with c = total hypothesis length and r = total reference length::
+
+        BLEU = BP * exp(sum_n log(p_n) / max_n)        (0 when any p_n is 0: no smoothing)
+        BP   = 1 if c > r else exp(1 - r / c)
+    """
+    _check_pairs(hyps, refs)
+    matches = [0] * max_n
+    possible = [0] * max_n
+    c = r = 0
+    for hyp, ref in zip(hyps, refs, strict=True):
+        c += len(hyp)
+        r += len(ref)
+        for n in range(1, max_n + 1):
+            overlap = ngram_counts(hyp, n) & ngram_counts(ref, n)  # & keeps the min count
+            matches[n - 1] += sum(overlap.values())
+            possible[n - 1] += max(len(hyp) - n + 1, 0)
+    if c == 0 or min(possible) == 0 or min(matches) == 0:
+        return 0.0
+    log_mean = sum(math.log(m / p) for m, p in zip(matches, possible, strict=True)) / max_n
+    bp = 1.0 if c > r else math.exp(1.0 - r / c)
+    return 100.0 * bp * math.exp(log_mean)
+
+
+# ---------------------------------------------------------------------------------------------
+# ROUGE
+# ---------------------------------------------------------------------------------------------
+
+
+def _f1(p: float, r: float) -> float:
+    return 0.0 if p + r == 0 else 2.0 * p * r / (p + r)
+
+
+def rouge_n(hyp: Sequence[str], ref: Sequence[str], n: int) -> tuple[float, float, float]:
+    """ROUGE-N of one pair on SETS of n-grams: ``(P, R, F)`` as ratios in [0, 1].
+
+    ``P = |H & R| / |H|``, ``R = |H & R| / |R|``, ``F = 2PR / (P + R)`` with H, R the sets of
+    n-grams of hypothesis and reference (a repeated n-gram counts once).
+    """
+    h = set(ngram_counts(hyp, n))
+    g = set(ngram_counts(ref, n))
+    common = len(h & g)
+    p = common / len(h) if h else 0.0
+    r = common / len(g) if g else 0.0
+    return p, r, _f1(p, r)
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence of two token lists (O(len(a) len(b)) DP)."""
+    prev = [0] * (len(b) + 1)
+    for x in a:
+        cur = [0] * (len(b) + 1)
+        for j, y in enumerate(b, start=1):
+            cur[j] = prev[j - 1] + 1 if x == y else max(prev[j], cur[j - 1])
+        prev = cur
+    return prev[-1]
+
+
+def rouge_l(hyp: Sequence[str], ref: Sequence[str]) -> tuple[float, float, float]:
+    """ROUGE-L of one pair: ``(P, R, F)`` as ratios, with the reference code's beta = P/R.
+
+    With l = LCS length: ``R = l / |ref|``, ``P = l / |hyp|`` and the F-measure::
+
+        F = (1 + beta^2) P R / (R + beta^2 P),   beta = P / R
+
+    which simplifies to ``F = P R (P^2 + R^2) / (P^3 + R^3)``. This is NOT the usual ROUGE-L
+    (which fixes beta, e.g. beta = 1 gives ``2PR / (P + R)``): with beta = P/R the F-measure
+    leans towards the larger of P and R. We keep it because PETER/PEPLER report it.
+    """
+    lcs = lcs_length(hyp, ref)
+    if lcs == 0:
+        return 0.0, 0.0, 0.0
+    p = lcs / len(hyp)
+    r = lcs / len(ref)
+    beta2 = (p / r) ** 2
+    f = (1.0 + beta2) * p * r / (r + beta2 * p)
+    return p, r, f
+
+
+def corpus_rouge(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]]) -> dict[str, float]:
+    """ROUGE-1/2/L P, R and F averaged over the N pairs, x100.
+
+    Keys: ``rouge1_p, rouge1_r, rouge1_f, rouge2_*, rougeL_*``.
+    """
+    _check_pairs(hyps, refs)
+    rows = {"rouge1": [], "rouge2": [], "rougeL": []}
+    for hyp, ref in zip(hyps, refs, strict=True):
+        rows["rouge1"].append(rouge_n(hyp, ref, 1))
+        rows["rouge2"].append(rouge_n(hyp, ref, 2))
+        rows["rougeL"].append(rouge_l(hyp, ref))
+    out = {}
+    for name, prf in rows.items():
+        mean_p, mean_r, mean_f = np.mean(np.asarray(prf, dtype=np.float64), axis=0)
+        out[f"{name}_p"] = 100.0 * float(mean_p)
+        out[f"{name}_r"] = 100.0 * float(mean_r)
+        out[f"{name}_f"] = 100.0 * float(mean_f)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# USR and the feature metrics (FMR, FCR, DIV)
+# ---------------------------------------------------------------------------------------------
+
+
+def unique_sentence_ratio(hyps: Sequence[Sequence[str]]) -> float:
+    """USR: number of distinct token sequences among the N hypotheses, divided by N."""
+    if len(hyps) == 0:
+        raise ValueError("unique_sentence_ratio: no hypotheses")
+    return len({tuple(h) for h in hyps}) / len(hyps)
+
+
+def normalize_features(feature_set) -> list[str]:
+    """The feature set as sorted distinct strings of metric tokens joined by one space.
+
+    ``"Guitar  Strings"`` and ``"guitar strings"`` become the same feature. A feature with no
+    token (empty or blank) is a ValueError naming it.
+    """
+    out = set()
+    for f in feature_set:
+        toks = tokenize_for_metrics(f)
+        if not toks:
+            raise ValueError(f"feature_set: feature {f!r} has no tokens")
+        out.add(" ".join(toks))
+    if not out:
+        raise ValueError("feature_set is empty")
+    return sorted(out)
+
+
+def detect_features(tokens: Sequence[str], features: Sequence[str]) -> set[str]:
+    """S_i: the features (normalised, as from :func:`normalize_features`) found in ``tokens``.
+
+    A feature of n tokens is found when those n tokens occur contiguously in ``tokens``.
+    """
+    by_len: dict[int, set[tuple[str, ...]]] = {}
+    for f in features:
+        parts = tuple(f.split(" "))
+        by_len.setdefault(len(parts), set()).add(parts)
+    found = set()
+    for n, grams in by_len.items():
+        found.update(" ".join(g) for g in set(ngram_counts(tokens, n)) & grams)
+    return found
+
+
+def feature_matrix(feature_sets: Sequence[set[str]], features: Sequence[str]) -> np.ndarray:
+    """Binary matrix M of shape (N, |F|): ``M[i, j] = 1`` when feature j is in S_i."""
+    column = {f: j for j, f in enumerate(features)}
+    m = np.zeros((len(feature_sets), len(features)), dtype=np.int64)
+    for i, s in enumerate(feature_sets):
+        m[i, [column[f] for f in s]] = 1
+    return m
+
+
+def feature_matching_ratio(feature_sets: Sequence[set[str]], features_gt: Sequence[str]) -> float:
+    """FMR = mean over i of [ground-truth feature of record i is in S_i]."""
+    if len(feature_sets) != len(features_gt) or not feature_sets:
+        raise ValueError(
+            f"FMR: need one ground-truth feature per hypothesis, got {len(features_gt)} "
+            f"features for {len(feature_sets)} hypotheses"
+        )
+    return sum(gt in s for s, gt in zip(feature_sets, features_gt, strict=True)) / len(feature_sets)
+
+
+def feature_coverage_ratio(m: np.ndarray) -> float:
+    """FCR = |union of S_i| / |F| from the (N, |F|) feature matrix: columns with any 1."""
+    return float(np.count_nonzero(m.any(axis=0))) / m.shape[1]
+
+
+def feature_diversity(m: np.ndarray) -> float:
+    """DIV = 2 / (N (N-1)) * sum over pairs i < j of |S_i & S_j|, from the (N, |F|) matrix.
+
+    ``|S_i & S_j|`` is entry (i, j) of the Gram matrix ``G = M M^T``, so the pair sum is
+    ``(sum(G) - trace(G)) / 2``. We never build the N x N matrix G: its entries sum to
+    ``sum_f c_f^2`` where ``c = M.sum(0)`` counts the sentences holding each feature (each
+    feature f is shared by c_f (c_f - 1) / 2 pairs), and ``trace(G) = sum(c)``. Hence::
+
+        DIV = sum_f c_f (c_f - 1) / (N (N - 1))            O(N |F|) time, O(|F|) extra memory
+
+    Lower is better (sentences share fewer features).
+    """
+    n = m.shape[0]
+    if n < 2:
+        raise ValueError(f"DIV needs at least 2 hypotheses, got {n}")
+    c = m.sum(axis=0).astype(np.float64)
+    return float(np.sum(c * (c - 1.0)) / (n * (n - 1)))
+
+
+# ---------------------------------------------------------------------------------------------
+# Perplexity and the one-call summary
+# ---------------------------------------------------------------------------------------------
+
+
+def perplexity(total_nll: float, n_tokens: int) -> float:
+    """``exp(total_nll / n_tokens)``: total_nll is the summed natural-log NLL over n_tokens."""
+    if n_tokens <= 0:
+        raise ValueError(f"perplexity: n_tokens must be positive, got {n_tokens}")
+    if not math.isfinite(total_nll) or total_nll < 0:
+        raise ValueError(f"perplexity: total_nll must be finite and >= 0, got {total_nll}")
+    return math.exp(total_nll / n_tokens)
+
+
+def explanation_metrics(
+    hyps: Sequence[str],
+    refs: Sequence[str],
+    features_gt: Sequence[str],
+    feature_set,
+) -> dict[str, float]:
+    """All explanation metrics for N generated sentences against their references.
+
+    Args:
+        hyps: N generated sentences (strings).
+        refs: N reference sentences (strings), ``refs[i]`` is the truth for ``hyps[i]``.
+        features_gt: N ground-truth feature strings, one per record (each must be in F).
+        feature_set: iterable of the dataset's feature strings F.
+
+    Returns:
+        ``bleu1, bleu4, rouge1_f, rouge2_f, rougeL_f`` (x100), ``usr, fmr, fcr, div`` (ratios),
+        plus ``rouge{1,2,L}_{p,r}`` (x100) and ``n`` (number of records).
+    """
+    if len(hyps) != len(refs) or len(hyps) != len(features_gt):
+        raise ValueError(
+            f"explanation_metrics: hyps, refs and features_gt must have the same length, got "
+            f"{len(hyps)}, {len(refs)}, {len(features_gt)}"
+        )
+    if len(hyps) < 2:
+        raise ValueError(f"explanation_metrics needs at least 2 records (for DIV), got {len(hyps)}")
+    features = normalize_features(feature_set)
+    known = set(features)
+    gt = []
+    for i, f in enumerate(features_gt):
+        norm = " ".join(tokenize_for_metrics(f))
+        if norm not in known:
+            raise ValueError(f"features_gt[{i}] = {f!r} is not in feature_set")
+        gt.append(norm)
+    hyp_toks = [_tokens(h, "hyps", i) for i, h in enumerate(hyps)]
+    ref_toks = [_tokens(r, "refs", i) for i, r in enumerate(refs)]
+    sets = [detect_features(t, features) for t in hyp_toks]
+    m = feature_matrix(sets, features)
+    out = {
+        "bleu1": corpus_bleu(hyp_toks, ref_toks, 1),
+        "bleu4": corpus_bleu(hyp_toks, ref_toks, 4),
+        **corpus_rouge(hyp_toks, ref_toks),
+        "usr": unique_sentence_ratio(hyp_toks),
+        "fmr": feature_matching_ratio(sets, gt),
+        "fcr": feature_coverage_ratio(m),
+        "div": feature_diversity(m),
+        "n": len(hyps),
+    }
+    return out
+
+
+def _tokens(text, name: str, i: int) -> list[str]:
+    if not isinstance(text, str):
+        raise TypeError(f"{name}[{i}] must be a str, got {type(text).__name__}")
+    return tokenize_for_metrics(text)
+
+
+def _check_pairs(hyps, refs) -> None:
+    if len(hyps) != len(refs):
+        raise ValueError(f"{len(hyps)} hypotheses but {len(refs)} references")
+    if len(hyps) == 0:
+        raise ValueError("no hypotheses to score")
