@@ -68,21 +68,301 @@ def add_bench(sub):
 
 # --------------------------------------------------------------------------- model and training (issue 3)
 
+
+def add_bench_train(bench_sub):
+    p = bench_sub.add_parser(
+        "train",
+        help="tokens/s and GFLOP/s of a full NumPy training step, vs PyTorch eager when installed",
+        description=(
+            "Time forward + backward + AdamW of the NumPy GPT at a given config (default: the "
+            "reference config), measure the machine's float32 matmul rate, and, when PyTorch is "
+            "importable, the same model in PyTorch eager on the same threads and inputs. "
+            "Reports medians."
+        ),
+    )
+    p.add_argument("--n-layer", type=int, default=4)
+    p.add_argument("--n-head", type=int, default=4)
+    p.add_argument("--n-embd", type=int, default=256)
+    p.add_argument("--block-size", type=int, default=128)
+    p.add_argument("--vocab-size", type=int, default=4096)
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    p.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
+    p.add_argument("--threads", type=int, default=None, help="BLAS / torch threads (default: all cores)")
+    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.set_defaults(func=_run_bench_train)
+
+
+def _run_bench_train(args) -> int:
+    import json
+
+    from minireason import bench
+    from minireason.model import GPTConfig
+
+    if args.batch_size < 1:
+        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
+    config = GPTConfig(
+        vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
+        n_head=args.n_head, n_embd=args.n_embd, dtype=args.dtype,
+    )  # fmt: skip
+    result = bench.run_train_benchmark(
+        config, args.batch_size, steps=args.steps, warmup=args.warmup,
+        threads=args.threads, with_torch=not args.no_torch,
+    )  # fmt: skip
+    print(bench.format_report(result))
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(result, f, indent=1)
+        print(f"figures written to {args.json}")
+    return 0
+
 # --------------------------------------------------------------------------- data pipeline (issue 4)
+
+
+def _data_path(flag: str, value: str | None) -> str | None:
+    """``value`` as given, or resolved under ``$MINIREASON_DATA_DIR`` when relative and absent."""
+    if value is None or os.path.exists(value):
+        return value
+    root = os.environ.get("MINIREASON_DATA_DIR")
+    if root and not os.path.isabs(value) and os.path.exists(os.path.join(root, value)):
+        return os.path.join(root, value)
+    where = f" (nor under MINIREASON_DATA_DIR={root})" if root else ""
+    raise UserError(f"{flag} {value}: not found{where}; 'minireason data list' shows the "
+                    "known datasets, 'minireason data fetch NAME' downloads one")
+
+
+def add_prepare(sub):
+    p = sub.add_parser(
+        "prepare",
+        help="steps 1-3: load, clean and split reviews, mine aspects, build prompts, train BPE",
+        description=(
+            "Read a review file (and optional item metadata), validate and clean it, split it, "
+            "mine aspect terms, pick explanation targets, build prompts, train a byte-level "
+            "BPE tokenizer, and write a prepared directory with report.json/report.md. "
+            "Relative input paths are also looked up under $MINIREASON_DATA_DIR."
+        ),
+    )
+    p.add_argument("--reviews", required=True, metavar="FILE",
+                   help="reviews (gzip or plain); for --format movielens, the folder")
+    p.add_argument("--meta", metavar="FILE", help="Amazon item metadata (2014 or 2018)")
+    p.add_argument("--format", default="amazon", choices=["amazon", "movielens", "jsonl", "csv"],
+                   help="input format (default amazon: 2014 and 2018 review JSON lines)")
+    p.add_argument("--columns", metavar="MAP",
+                   help="jsonl/csv column mapping: user=COL,item=COL,rating=COL,time=COL"
+                        "[,text=COL][,summary=COL]")
+    p.add_argument("--out", required=True, metavar="DIR", help="the prepared directory to write")
+    p.add_argument("--split", default="time", choices=["time", "random"],
+                   help="time: leave-last-out per user (default); random: seeded 8:1:1")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
+    p.add_argument("--kcore", type=int, default=0, metavar="K",
+                   help="keep only users and items with >= K reviews (default: off)")
+    p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size (default 4096)")
+    p.add_argument("--aspects", type=int, default=150, help="unigram aspects to keep (default 150)")
+    p.add_argument("--bigrams", type=int, default=50, help="bigram aspects to keep (default 50)")
+    p.add_argument("--min-df", type=int, default=5,
+                   help="minimum training reviews mentioning an aspect (default 5)")
+    p.add_argument("--max-history", type=int, default=10, help="past items kept (default 10)")
+    p.add_argument("--context", type=int, default=128,
+                   help="tokens per fine-tuning sequence (default 128)")
+    p.add_argument("--prompt-tokens", type=int, default=64,
+                   help="tokens per prompt, oldest history dropped to fit (default 64)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first malformed line (file:line and field) instead of counting it")
+    p.set_defaults(func=_run_prepare)
+
+
+def _run_prepare(args) -> int:
+    from minireason.data.generic import parse_columns
+    from minireason.data.report import DataError
+    from minireason.prepare import PrepareConfig, prepare
+
+    cfg = PrepareConfig(
+        reviews=_data_path("--reviews", args.reviews), meta=_data_path("--meta", args.meta),
+        format=args.format, columns=parse_columns(args.columns) if args.columns else None,
+        out=args.out, split=args.split, seed=args.seed, kcore=args.kcore,
+        vocab_size=args.vocab_size, n_unigrams=args.aspects, n_bigrams=args.bigrams,
+        min_df=args.min_df, max_history=args.max_history, context=args.context,
+        prompt_tokens=args.prompt_tokens, strict=args.strict,
+    )
+    try:
+        report = prepare(cfg)
+    except DataError as exc:
+        raise UserError(f"--strict: {exc}") from None
+    skipped = sum(sum(f["skipped"].values()) for f in report["load"]["files"])
+    truncated = [f["truncated"] for f in report["load"]["files"] if "truncated" in f]
+    print(f"prepared {args.out}: " + ", ".join(f"{k} {v}" for k, v in report["stages"].items()))
+    print(f"skipped lines: {skipped} (by reason in {args.out}/report.md)")
+    for line in truncated:
+        print(f"warning: {line}")
+    return 0
+
+
+def add_data(sub):
+    p = sub.add_parser(
+        "data",
+        help="public datasets: list them, fetch one into the cache",
+        description="Known public datasets, downloaded from their canonical sources.",
+    )
+    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
+    fetch = data_sub.add_parser(
+        "fetch",
+        help="download a dataset into $MINIREASON_CACHE (default ~/.cache/minireason)",
+        description="Download with resume (HTTP Range on a .part file), then check size and SHA-256.",
+    )
+    fetch.add_argument("name", help="dataset name (see 'minireason data list')")
+    fetch.add_argument("--cache", metavar="DIR", help="cache directory (default: $MINIREASON_CACHE "
+                                                      "or ~/.cache/minireason)")
+    fetch.add_argument("--timeout", type=float, default=30.0, help="seconds per connection (30)")
+    fetch.set_defaults(func=_run_data_fetch)
+    listing = data_sub.add_parser("list", help="the known datasets, their files and sources")
+    listing.set_defaults(func=_run_data_list)
+    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+
+
+def _run_data_fetch(args) -> int:
+    from minireason.data.fetch import FetchError, fetch
+
+    try:
+        folder = fetch(args.name, cache=args.cache, timeout=args.timeout)
+    except FetchError as exc:
+        raise UserError(str(exc)) from None
+    print(f"{args.name}: ready in {folder}")
+    return 0
+
+
+def _run_data_list(args) -> int:
+    from minireason.data.fetch import DATASETS, cache_dir
+
+    print(f"cache: {cache_dir()}")
+    for ds in DATASETS.values():
+        print(f"{ds.name}  (folder {ds.folder}; cite {ds.citation})")
+        for f in ds.files:
+            size = f"{f.size:,} bytes" if f.size else "size not recorded"
+            print(f"    {f.name}: {size}  {f.url}")
+    return 0
+
 
 # --------------------------------------------------------------------------- reasons and evaluation (issue 5)
 
 # --------------------------------------------------------------------------- GPU kernels (issue 6)
 
+
+def add_bench_kernels(bench_sub):
+    p = bench_sub.add_parser(
+        "kernels",
+        help="TFLOP/s of the CUDA attention kernels 1-4 (and torch SDPA fp32) on the GPU",
+        description=(
+            "Validate each CUDA attention kernel against the NumPy reference, then time it with "
+            "CUDA events (median of many runs after warm-up, inputs rotated over buffers larger "
+            "than the L2 cache) at every T, causal and not. Writes kernel_bench.md (Markdown "
+            "table) and kernel_bench.png into --out-dir. Needs CuPy and an NVIDIA GPU."
+        ),
+    )
+    p.add_argument("--seq-lens", type=int, nargs="+", default=[256, 1024, 4096], metavar="T",
+                   help="sequence lengths (default 256 1024 4096)")
+    p.add_argument("--batch", type=int, default=8, help="batch size B (default 8)")
+    p.add_argument("--heads", type=int, default=12, help="heads H (default 12)")
+    p.add_argument("--head-dim", type=int, default=64, help="head_dim D, 1..128 (default 64)")
+    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
+    p.add_argument("--max-runs", type=int, default=50, help="timed runs at most (default 50)")
+    p.add_argument("--budget", type=float, default=2.0,
+                   help="seconds of timed runs per measurement once 5 are done (default 2)")
+    p.add_argument("--no-torch", action="store_true", help="skip torch's scaled_dot_product_attention")
+    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
+                   help="start no new (T, causal) after this long; the rest are listed as not measured")
+    p.add_argument("--out-dir", default=".", help="folder for kernel_bench.md / .png (default .)")
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.set_defaults(func=_run_bench_kernels)
+
+
+def _run_bench_kernels(args) -> int:
+    from minireason import backend
+
+    for name in ("batch", "heads", "warmup", "max_runs"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if not 1 <= args.head_dim <= 128:
+        raise UserError(f"--head-dim must be in 1..128 (kernel 3's tiles), got {args.head_dim}")
+    if min(args.seq_lens) < 1:
+        raise UserError(f"--seq-lens must be >= 1, got {args.seq_lens}")
+    try:
+        backend.set_device("cuda")
+    except backend.BackendError as exc:
+        raise UserError(f"bench kernels needs a CUDA GPU: {exc}") from None
+    from minireason import kernel_bench
+
+    result = kernel_bench.run_kernel_bench(
+        seq_lens=args.seq_lens, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
+        warmup=args.warmup, max_runs=args.max_runs, budget_s=args.budget,
+        with_torch=not args.no_torch, time_limit_s=args.time_limit,
+    )  # fmt: skip
+    print(kernel_bench.format_table(result))
+    for path in kernel_bench.write_outputs(result, args.out_dir, args.json):
+        print(f"written: {path}")
+    return 0 if all(r["valid"] for r in result["results"]) else 1
+
+
 # --------------------------------------------------------------------------- course (issue 7)
+
+
+def add_grade(sub):
+    p = sub.add_parser(
+        "grade",
+        help="autograde a course assignment: per-test score table and Gradescope results.json",
+        description=(
+            "Run an assignment's weighted tests against a student's file. Each test runs in "
+            "its own process with a time limit, so a crash, an infinite loop or a wrong shape "
+            "costs that test's points only. Hidden-style tests draw fresh random inputs from "
+            "the seed (printed, so a run can be replayed)."
+        ),
+    )
+    p.add_argument("assignment", help="assignment name, e.g. A1")
+    p.add_argument("student_file", help="the student's .py file")
+    p.add_argument(
+        "--results",
+        metavar="FILE.json",
+        default="results.json",
+        help="where to write Gradescope's results.json (default: ./results.json)",
+    )
+    p.add_argument(
+        "--seed", type=int, default=None, help="seed of the hidden-style tests (default: clock)"
+    )
+    p.add_argument(
+        "--timeout",
+        type=float,
+        default=10.0,
+        metavar="S",
+        help="seconds each test may run, process start included (default 10)",
+    )
+    p.set_defaults(func=_run_grade)
+
+
+def _run_grade(args) -> int:
+    from minireason import grading
+
+    report = grading.grade(args.assignment, args.student_file, args.seed, args.timeout)
+    print(report.table())
+    path = report.write_results(args.results)
+    print(f"\nresults written to {path}")
+    return 0
 
 
 SUBCOMMANDS = [
     add_attention_example,
     add_bench,
+    add_prepare,
+    add_data,
+    add_grade,
 ]
 
-BENCH_SUBCOMMANDS = []
+BENCH_SUBCOMMANDS = [
+    add_bench_train,
+    add_bench_kernels,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

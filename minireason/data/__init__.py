@@ -1,0 +1,17 @@
+"""Seed step 1: load, validate and clean behaviour logs, then split them.
+
+Modules, in the order data flows:
+
+- ``io``: gzip-or-plain detection by magic bytes, streaming lines, truncated-gzip handling;
+- ``report``: every line accounted for (kept, merged or skipped by reason, with file:line);
+- ``records``: the common ``Review`` and ``ItemMeta`` records;
+- ``clean``: text cleaning, field checks, de-duplication, per-user time order;
+- ``amazon``, ``movielens``, ``generic``: one loader per source format;
+- ``split``: leave-last-out and seeded 8:1:1 splits, k-core filtering;
+- ``fetch``: download a named public dataset into a cache, with resume and checksums.
+"""
+
+from minireason.data.records import ItemMeta, Review
+from minireason.data.report import DataError, LoadReport
+
+__all__ = ["DataError", "ItemMeta", "LoadReport", "Review"]

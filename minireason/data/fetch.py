@@ -1,0 +1,205 @@
+"""``minireason data fetch NAME``: download a named public dataset into a cache directory.
+
+Each known dataset lists its files with the canonical URL, the size in bytes and the SHA-256
+(taken from the copies the project was developed with). A download:
+
+1. goes to ``CACHE/NAME/FILE.part``; if a ``.part`` is already there (an interrupted
+   download), it resumes with an HTTP ``Range`` request (a server that ignores Range
+   answers 200 and the download restarts from zero);
+2. is checked for size and SHA-256; a mismatch deletes the ``.part`` and is an error;
+3. is renamed to ``CACHE/NAME/FILE`` only when it checks out.
+
+A connection that fails keeps the ``.part`` (the next run resumes) and says how to get the
+file by hand. The cache is ``$MINIREASON_CACHE`` or ``~/.cache/minireason``.
+
+MovieLens is published as a zip; the project's copy is the unpacked folder, so the zip has
+no recorded size or checksum: the zip is unpacked and each member that the table lists is
+checked against its recorded SHA-256 instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import http.client
+import os
+import shutil
+import urllib.error
+import urllib.request
+import zipfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One file of a dataset: where it lives, and what it must be."""
+
+    url: str
+    name: str
+    size: int | None
+    sha256: str | None
+    members: dict = field(default_factory=dict)  # zip only: {member path: sha256}
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str
+    folder: str  # the folder name under $MINIREASON_DATA_DIR and the cache
+    files: tuple
+    citation: str
+
+
+DATASETS = {
+    "musical-instruments": Dataset(
+        "musical-instruments",
+        "amazon-musical-instruments-2014",
+        (RemoteFile(
+            "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/"
+            "reviews_Musical_Instruments_5.json.gz",
+            "reviews_Musical_Instruments_5.json.gz", 2_460_495,
+            "03f9cc27ae13a454cb4ea6cb620fb10546cc1194ef921441d1c5f34addff2748"),),
+        "McAuley, Targett, Shi, van den Hengel (SIGIR 2015); He & McAuley (WWW 2016)",
+    ),
+    "magazines": Dataset(
+        "magazines",
+        "amazon2018-magazines",
+        (RemoteFile(
+            "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/categoryFilesSmall/"
+            "Magazine_Subscriptions_5.json.gz",
+            "Magazine_Subscriptions_5.json.gz", 401_655,
+            "95c124603d62d6acdfd1bd62284934fb6c513db836ea64c2e8176c14256426f2"),
+         RemoteFile(
+            "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/metaFiles2/"
+            "meta_Magazine_Subscriptions.json.gz",
+            "meta_Magazine_Subscriptions.json.gz", 1_241_608,
+            "4e64f9028648dee43200a4bd3e7b8c497ffd80ea52018e8f994a5fbd5d97faf6")),
+        "Ni, Li, McAuley (EMNLP 2019)",
+    ),
+    "movielens-small": Dataset(
+        "movielens-small",
+        "movielens-latest-small",
+        (RemoteFile(
+            "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip",
+            "ml-latest-small.zip", None, None,
+            members={
+                "ml-latest-small/ratings.csv":
+                    "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646",
+                "ml-latest-small/movies.csv":
+                    "5a5f32dd9bb3797b8e728a1b98958789d2b13f294a69fdfbc5727f8a9611aa07",
+                "ml-latest-small/tags.csv":
+                    "92a9f8bb7916dceef6151209845788c3643f794dfa79d1feaec7121b5960399d",
+                "ml-latest-small/links.csv":
+                    "97ad18e4e56a09363c65676b6cb3482ce3e2cea2372a24620c1599c843325f31",
+            }),),
+        "Harper & Konstan (ACM TiiS 2015); no commercial use, see its README.txt",
+    ),
+}
+
+
+class FetchError(RuntimeError):
+    """A download that could not be completed; the message says what to do."""
+
+
+def cache_dir() -> Path:
+    """``$MINIREASON_CACHE`` or ``~/.cache/minireason``."""
+    env = os.environ.get("MINIREASON_CACHE")
+    return Path(env) if env else Path.home() / ".cache" / "minireason"
+
+
+def sha256_of(path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _manual_hint(remote: RemoteFile, dest: Path) -> str:
+    return (f"download {remote.name} manually from {remote.url}, save it as {dest} "
+            f"(or anywhere) and pass --reviews PATH (or --meta PATH) to minireason prepare")
+
+
+def download(remote: RemoteFile, dest: Path, timeout: float = 30.0, progress: bool = True) -> Path:
+    """Download ``remote`` to ``dest`` via ``dest.part`` (resumed), checking size and SHA-256."""
+    dest = Path(dest)
+    if dest.is_file() and (remote.sha256 is None or sha256_of(dest) == remote.sha256):
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    have = part.stat().st_size if part.is_file() else 0
+    request = urllib.request.Request(remote.url, headers={"User-Agent": "minireason"})
+    if have:
+        request.add_header("Range", f"bytes={have}-")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            if have and response.status != 206:  # the server ignored Range: start again
+                have = 0
+            total = remote.size or (int(response.headers.get("Content-Length", 0)) + have) or None
+            with open(part, "ab" if have else "wb") as out, tqdm(
+                total=total, initial=have, unit="B", unit_scale=True, desc=remote.name,
+                disable=not progress,
+            ) as bar:
+                for block in iter(lambda: response.read(1 << 16), b""):
+                    out.write(block)
+                    bar.update(len(block))
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and remote.size is not None and have == remote.size:
+            pass  # the .part is already complete: check it below
+        else:
+            raise FetchError(f"{remote.url}: HTTP {exc.code} {exc.reason}; "
+                             + _manual_hint(remote, dest)) from None
+    except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        kept = f" (partial download kept in {part}; rerun to resume)" if part.is_file() else ""
+        raise FetchError(f"no network or server unreachable ({reason}){kept}: "
+                         + _manual_hint(remote, dest)) from None
+    size = part.stat().st_size
+    if remote.size is not None and size < remote.size:
+        raise FetchError(f"{remote.name}: connection ended after {size} of {remote.size} "
+                         f"bytes; partial download kept in {part}, rerun to resume")
+    if remote.size is not None and size > remote.size:
+        part.unlink()
+        raise FetchError(f"{remote.name}: got {size} bytes, expected {remote.size}; "
+                         "partial file removed, rerun to download again")
+    if remote.sha256 is not None:
+        got = sha256_of(part)
+        if got != remote.sha256:
+            part.unlink()
+            raise FetchError(f"{remote.name}: SHA-256 {got[:12]}... != expected "
+                             f"{remote.sha256[:12]}...; corrupt download removed")
+    part.replace(dest)
+    return dest
+
+
+def unpack_checked(archive: Path, members: dict, folder: Path) -> None:
+    """Unpack the listed ``members`` of a zip into ``folder`` (flat), checking each SHA-256."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for member, expected in members.items():
+                target = folder / Path(member).name
+                with zf.open(member) as src, open(target, "wb") as out:
+                    shutil.copyfileobj(src, out)
+                got = sha256_of(target)
+                if got != expected:
+                    target.unlink()
+                    raise FetchError(f"{archive}:{member}: SHA-256 {got[:12]}... != "
+                                     f"expected {expected[:12]}...")
+    except (zipfile.BadZipFile, KeyError) as exc:
+        archive.unlink()
+        raise FetchError(f"{archive}: not the expected zip ({exc}); removed, rerun") from None
+
+
+def fetch(name: str, cache: Path | None = None, timeout: float = 30.0,
+          progress: bool = True) -> Path:
+    """Download dataset ``name`` (see ``DATASETS``) into ``cache/FOLDER``; return that folder."""
+    if name not in DATASETS:
+        raise ValueError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
+    dataset = DATASETS[name]
+    folder = Path(cache or cache_dir()) / dataset.folder
+    for remote in dataset.files:
+        path = download(remote, folder / remote.name, timeout=timeout, progress=progress)
+        if remote.members:
+            unpack_checked(path, remote.members, folder)
+    return folder

@@ -1,0 +1,69 @@
+"""Reading input files line by line, gzip or plain, without loading them whole.
+
+Gzip is recognised by its two magic bytes (``1f 8b``), not by the file name. Lines are
+yielded one at a time as ``(line_number, text)`` (1-based), so a 1 GB file needs only the
+memory of its longest line. Problems are counted in a :class:`~minireason.data.report.LoadReport`:
+
+- a line that is not valid UTF-8: skipped, reason "not UTF-8";
+- a blank line: skipped, reason "blank line";
+- a gzip stream cut short (a partial download): the complete lines before the cut are
+  yielded, the partial last line is lost, and the report says
+  "truncated gzip stream after line N".
+"""
+
+from __future__ import annotations
+
+import gzip
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+from minireason.data.report import LoadReport
+
+GZIP_MAGIC = b"\x1f\x8b"
+
+
+def is_gzip(path) -> bool:
+    """True when the file starts with the gzip magic bytes."""
+    with open(path, "rb") as fh:
+        return fh.read(2) == GZIP_MAGIC
+
+
+def open_binary(path):
+    """Open ``path`` for binary reading, decompressing gzip transparently."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"input file not found: {path}")
+    return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def iter_lines(path, report: LoadReport) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for each non-blank UTF-8 line of ``path``.
+
+    Every line read is counted in ``report.file(path).lines_read``; the caller counts the
+    yielded lines as kept, merged or skipped.
+    """
+    fr = report.file(path)
+    lineno = 0
+    with open_binary(path) as fh:
+        lines = iter(fh)
+        while True:
+            try:
+                raw = next(lines)
+            except StopIteration:
+                break
+            except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+                report.truncated(path, lineno, str(exc))
+                break
+            lineno += 1
+            fr.lines_read += 1
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                report.skip(path, lineno, "not UTF-8", f"byte {exc.start}")
+                continue
+            text = text.rstrip("\r\n")
+            if not text.strip():
+                report.skip(path, lineno, "blank line")
+                continue
+            yield lineno, text

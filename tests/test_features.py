@@ -1,0 +1,73 @@
+"""Aspect mining, explanation targets, item tags and leakage-free user history."""
+
+from __future__ import annotations
+
+from minireason.data.records import ItemMeta, Review
+from minireason.features import (
+    BAD_LENGTH,
+    NO_ASPECT,
+    ItemFeatures,
+    Target,
+    explanation_target,
+    history_items,
+    is_candidate,
+    mine_aspects,
+    profile,
+    split_sentences,
+)
+
+TEXTS = [
+    "The strings sound bright. Great tuner too.",
+    "These strings last long and the tuner is accurate.",
+    "Good cable, the gig bag is sturdy.",
+    "I love the gig bag and the strings.",
+    "The tuner clip broke. The strings are fine.",
+]
+
+
+def test_candidates_exclude_stop_sentiment_and_adverb_words():
+    assert is_candidate("strings") and is_candidate("tuner") and is_candidate("cable")
+    for word in ("the", "great", "love", "product", "quickly", "adjustable", "an"):
+        assert not is_candidate(word), word
+
+
+def test_mining_ranks_by_document_frequency_with_bigrams():
+    vocab = mine_aspects(TEXTS, n_unigrams=3, n_bigrams=1, min_df=2)
+    assert vocab.aspects == ["strings", "tuner", "bag", "gig bag"]
+    assert vocab.df == {"strings": 4, "tuner": 3, "bag": 2, "gig bag": 2}
+    assert mine_aspects(TEXTS, min_df=5).df == {}
+
+
+def test_sentences_split_on_glued_amazon_text():
+    assert split_sentences("It works.I like it! Really? yes") == ["It works.", "I like it!", "Really?", "yes"]
+
+
+def test_target_is_first_aspect_sentence_of_reason_length():
+    vocab = mine_aspects(TEXTS, n_unigrams=3, n_bigrams=1, min_df=2)
+    r = Review("u", "i", 4.0, 0, text="Arrived on time. The gig bag feels sturdy and roomy.")
+    target = explanation_target(r, vocab)
+    assert target == Target("The gig bag feels sturdy and roomy.", "gig bag", 4.0)
+    assert explanation_target(Review("u", "i", 3.0, 0, text="Nothing to say here."), vocab) == NO_ASPECT
+    long = "The strings " + "really " * 30 + "ring."
+    assert explanation_target(Review("u", "i", 3.0, 0, text=long), vocab) == BAD_LENGTH
+
+
+def test_item_tags_prefer_metadata_and_never_use_the_review_itself():
+    vocab = mine_aspects(TEXTS, n_unigrams=3, n_bigrams=1, min_df=2)
+    own = Review("u", "x", 5.0, 0, text="The gig bag is great.")
+    other = Review("v", "x", 4.0, 0, text="Fresh strings.")
+    feats = ItemFeatures([own, other], vocab, {"m": ItemMeta("m", tags=["tuners", "snark"])})
+    assert feats.tags("m") == ["tuners", "snark"]
+    assert set(feats.tags("x")) == {"bag", "gig bag", "strings"}
+    assert feats.tags("x", exclude=own) == ["strings"]
+
+
+def test_history_and_profile_come_from_the_given_past_only():
+    vocab = mine_aspects(TEXTS, n_unigrams=3, n_bigrams=1, min_df=2)
+    past = [Review("u", "a", 5.0, 1, text="Nice strings."), Review("u", "b", 2.0, 2, text="Bad tuner.")]
+    feats = ItemFeatures(past, vocab)
+    hist = history_items(past, feats, max_items=1)
+    assert [(h.item, h.aspects, h.rating) for h in hist] == [("b", ["tuner"], 2.0)]
+    assert profile(history_items(past, feats, 5)) == {"aspects": ["strings", "tuner"],
+                                                      "tags": ["strings", "tuner"]}
+    assert profile([]) == {"aspects": [], "tags": []}
