@@ -1,0 +1,459 @@
+"""CPU-side checks of the CUDA kernels: they compile, ship, run correctly on CPU threads.
+
+- Every ``kernels/*.cu`` is compiled once per architecture (sm_80, sm_90) with
+  ``nvcc -Xptxas -v`` (warnings are errors); ptxas's registers and spills per kernel are
+  parsed and printed (run with ``-s`` to see the table). Skipped, saying why, only where
+  nvcc is absent.
+- The same sources are compiled with g++ against ``kernels/cpu_threads/cuda_on_cpu.h`` and
+  run with one std::thread per CUDA thread, against the NumPy reference (skipped where g++
+  is absent); then the Python launchers of :mod:`minireason.cuda_attention` are run on them.
+- Packaging, launch constants, and ``bench kernels``' host side (report, plot, no-GPU error).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import math
+import os
+import re
+import shutil
+import subprocess
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from minireason import cuda_attention, flash_emulation
+
+ROOT = Path(__file__).resolve().parents[1]
+KERNEL_DIR = ROOT / "kernels"
+SOURCES = sorted(KERNEL_DIR.glob("*.cu"))
+ARCHS = ("sm_80", "sm_90")
+
+
+def _nvcc() -> str | None:
+    found = shutil.which("nvcc")
+    if found:
+        return found
+    home = os.environ.get("CUDA_HOME", "/usr/local/cuda")
+    candidate = Path(home) / "bin" / "nvcc"
+    return str(candidate) if candidate.is_file() else None
+
+
+def _parse_ptxas(text: str) -> dict:
+    """``{kernel: {"registers": int, "spill_stores": int, "spill_loads": int}}`` from ptxas -v."""
+    kernels = {}
+    current = None
+    for line in text.splitlines():
+        m = re.search(r"Compiling entry function '(\w+)'", line)
+        if m:
+            current = kernels.setdefault(m.group(1), {})
+            continue
+        if current is None:
+            continue
+        m = re.search(r"(\d+) bytes spill stores, (\d+) bytes spill loads", line)
+        if m:
+            current["spill_stores"], current["spill_loads"] = int(m.group(1)), int(m.group(2))
+        m = re.search(r"Used (\d+) registers", line)
+        if m:
+            current["registers"] = int(m.group(1))
+    return kernels
+
+
+@pytest.fixture(scope="module")
+def ptxas_reports(tmp_path_factory):
+    """Compile every source for every arch once (2 at a time); ``{(file, arch): kernels}``."""
+    nvcc = _nvcc()
+    if nvcc is None:
+        pytest.skip("nvcc not found on PATH or in $CUDA_HOME/bin: cannot compile the CUDA kernels")
+    out_dir = tmp_path_factory.mktemp("cubin")
+
+    def compile_one(job):
+        source, arch = job
+        cmd = [nvcc, f"-arch={arch}", "-cubin", "-O3", "-Xptxas", "-v", "-Werror", "all-warnings",
+               "-o", str(out_dir / f"{source.stem}.{arch}.cubin"), str(source)]
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        return job, done
+
+    jobs = [(s, a) for s in SOURCES for a in ARCHS]
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        results = list(pool.map(compile_one, jobs))
+    reports, failures = {}, []
+    for (source, arch), done in results:
+        if done.returncode != 0:
+            failures.append(f"{source.name} for {arch}:\n{done.stdout}{done.stderr}")
+        reports[(source.name, arch)] = _parse_ptxas(done.stdout + done.stderr)
+    lines = [f"{'file':40s} {'arch':6s} {'kernel':28s} regs  spill st/ld (bytes)"]
+    for (name, arch), kernels in sorted(reports.items()):
+        for kernel, info in sorted(kernels.items()):
+            lines.append(
+                f"{name:40s} {arch:6s} {kernel:28s} {info.get('registers', '?'):>4}  "
+                f"{info.get('spill_stores', '?')}/{info.get('spill_loads', '?')}"
+            )
+    print("\nptxas report (nvcc -Xptxas -v):\n" + "\n".join(lines))
+    return reports, failures
+
+
+def test_sources_exist_and_are_all_launched():
+    assert SOURCES, f"no .cu files in {KERNEL_DIR}"
+    assert {s.name for s in SOURCES} == set(cuda_attention.KERNEL_FILES.values())
+
+
+def test_every_kernel_compiles_for_sm80_and_sm90(ptxas_reports):
+    reports, failures = ptxas_reports
+    assert not failures, "nvcc failed:\n" + "\n".join(failures)
+    assert len(reports) == len(SOURCES) * len(ARCHS)
+
+
+def test_launched_names_are_the_compiled_entry_points(ptxas_reports):
+    reports, _ = ptxas_reports
+    for name, filename in cuda_attention.KERNEL_FILES.items():
+        for arch in ARCHS:
+            assert name in reports[(filename, arch)], f"{name} not an entry point of {filename} ({arch})"
+
+
+def test_no_register_spills(ptxas_reports):
+    reports, _ = ptxas_reports
+    for (filename, arch), kernels in reports.items():
+        for kernel, info in kernels.items():
+            assert info["spill_stores"] == 0 and info["spill_loads"] == 0, (filename, arch, kernel, info)
+            assert info["registers"] <= 65536 // cuda_attention.FLASH_THREADS
+
+
+def _defines(filename: str) -> dict:
+    text = (KERNEL_DIR / filename).read_text()
+    return {m.group(1): int(m.group(2)) for m in re.finditer(r"#define (\w+) (\d+)\b", text)}
+
+
+def test_launch_constants_match_the_sources():
+    assert _defines("attention_forward1_naive.cu")["NAIVE_THREADS"] == cuda_attention.NAIVE_THREADS
+    assert _defines("attention_forward2_fused_softmax.cu")["ROWS_PER_BLOCK"] == cuda_attention.ROWS_PER_BLOCK
+    for filename in ("attention_forward3_flash.cu", "attention_backward4_flash.cu"):
+        d = _defines(filename)
+        assert d["FLASH_BLOCK_M"] == flash_emulation.BLOCK_M
+        assert d["FLASH_BLOCK_N"] == flash_emulation.BLOCK_N
+        assert d["FLASH_THREADS"] == cuda_attention.FLASH_THREADS
+        assert d["COLS_PER_LANE"] * 32 == flash_emulation.HEAD_DIM_MAX
+    assert _defines("attention_backward4_flash.cu")["DELTA_ROWS_PER_BLOCK"] == cuda_attention.DELTA_ROWS_PER_BLOCK
+
+
+def test_sources_ship_as_package_data():
+    """importlib.resources finds each source in the installed package, identical to kernels/."""
+    for source in SOURCES:
+        assert cuda_attention.kernel_source(source.name) == source.read_text()
+    with pytest.raises(FileNotFoundError, match="missing.cu"):
+        cuda_attention.kernel_source("missing.cu")
+
+
+def test_launchers_reject_host_arrays_and_bad_shapes():
+    q = np.zeros((2, 8, 16), dtype=np.float32)
+    with pytest.raises(ValueError, match="CuPy array"):
+        cuda_attention.attention_forward1_naive(q, q, q)
+    with pytest.raises(ValueError, match="CuPy array"):
+        cuda_attention.attention_forward3_flash(q, q, q)
+
+
+def test_shared_memory_fits_an_a100_or_h100_block():
+    """Kernel 3 and 4's tiles at head_dim 128 fit the 163 KiB opt-in limit of sm_80."""
+    for size in (cuda_attention.flash_forward_shared_bytes, cuda_attention.flash_dkdv_shared_bytes,
+                 cuda_attention.flash_dq_shared_bytes):
+        assert size(128) <= 163 * 1024
+        assert size(64) <= cuda_attention.DEFAULT_SHARED_BYTES  # no opt-in at GPT-2's head_dim
+
+
+# --------------------------------------------------------------------------- kernels run on CPU threads
+# kernels/cpu_threads/ compiles each .cu with g++ and runs it with one std::thread per CUDA
+# thread (barriers for __syncthreads, __syncwarp and the warp shuffles; shared memory
+# poisoned with NaN). The same sources CuPy compiles are checked against the NumPy reference
+# here, without a GPU; the launch geometry below is the one minireason.cuda_attention uses.
+
+CPU_DIR = KERNEL_DIR / "cpu_threads"
+# (B, Tq, Tk, D): ragged, Tq != Tk both ways, head_dim 128 and 7, a sub-tile length
+CPU_SHAPES = [(2, 37, 37, 16), (2, 5, 70, 24), (2, 70, 5, 24), (1, 33, 95, 128), (1, 64, 64, 64),
+              (2, 40, 33, 7)]  # head_dim 7: kernel 3's float4 tiles are zero-padded to 8
+
+
+@pytest.fixture(scope="module")
+def cpu_kernels(tmp_path_factory):
+    """``{kernel name: ctypes function(gx, gy, threads, void** args)}`` for every kernel."""
+    gxx = shutil.which("g++")
+    if gxx is None:
+        pytest.skip("g++ not found: cannot run the CUDA kernels on CPU threads")
+    out_dir = tmp_path_factory.mktemp("cpu_threads")
+    functions = {}
+    for filename in sorted(set(cuda_attention.KERNEL_FILES.values())):
+        names = [n for n, f in cuda_attention.KERNEL_FILES.items() if f == filename]
+        lib_path = out_dir / f"{Path(filename).stem}.so"
+        cmd = [gxx, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-Wall", "-Werror",
+               "-Wno-unknown-pragmas", f'-DKERNEL_SOURCE="../{filename}"',
+               "-DKERNELS=" + " ".join(f"EXPORT_KERNEL({n})" for n in names),
+               str(CPU_DIR / "launch.cpp"), "-o", str(lib_path)]  # fmt: skip
+        done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, f"g++ failed on {filename}:\n{done.stderr}"
+        lib = ctypes.CDLL(str(lib_path))
+        for name in names:
+            functions[name] = getattr(lib, f"cpu_launch_{name}")
+    return functions
+
+
+def _run(fn, grid, threads, *args):
+    """Launch like cuLaunchKernel: float32 arrays by pointer, np.int32 / np.float32 by value."""
+    holders = []
+    for a in args:
+        if isinstance(a, np.ndarray):
+            assert a.dtype == np.float32 and a.flags.c_contiguous
+            holders.append(ctypes.c_void_p(a.ctypes.data))
+        elif isinstance(a, np.int32):
+            holders.append(ctypes.c_int(int(a)))
+        else:
+            holders.append(ctypes.c_float(float(np.float32(a))))
+    params = (ctypes.c_void_p * len(holders))(*[ctypes.addressof(h) for h in holders])
+    fn(ctypes.c_uint(grid[0]), ctypes.c_uint(grid[1]), ctypes.c_uint(threads), params)
+
+
+def _f32(*arrays):
+    return [np.ascontiguousarray(a, dtype=np.float32) for a in arrays]
+
+
+def _nan(shape):
+    return np.full(shape, np.nan, dtype=np.float32)
+
+
+def _cpu_inputs(b, tq, tk, d, seed):
+    rng = np.random.default_rng(seed)
+    return _f32(*(rng.standard_normal((b, t, d)) for t in (tq, tk, tk)))
+
+
+def _close32(got, ref, what):
+    np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-4, err_msg=what)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("shape", CPU_SHAPES[:3])
+def test_kernel1_on_cpu_threads(cpu_kernels, shape):
+    from minireason.attention import attention_forward
+
+    b, tq, tk, d = shape
+    q, k, v = _cpu_inputs(b, tq, tk, d, seed=1)
+    rng = np.random.default_rng(2)
+    mask = rng.random((b, tq, tk)) < 0.6
+    mask[:, 0] = False  # a row with no key gives zeros
+    bias = np.where(mask, 0.0, -np.inf).astype(np.float32)
+    for causal, attn_mask in ((False, None), (True, None), (False, mask)):
+        ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), attn_mask=attn_mask,
+                                   is_causal=causal)  # fmt: skip
+        out = _nan((b, tq, d))
+        has_bias = attn_mask is not None
+        _run(cpu_kernels["attention_forward1_naive"], (tq, b), cuda_attention.NAIVE_THREADS,
+             q, k, v, bias if has_bias else _nan(1), out, np.int32(tq), np.int32(tk), np.int32(d),
+             np.int32(d), 1 / np.sqrt(d), np.int32(causal), np.int32(has_bias))  # fmt: skip
+        _close32(out, ref, f"kernel 1 {shape} causal={causal} mask={has_bias}")
+
+
+def test_kernel2_softmax_on_cpu_threads(cpu_kernels):
+    from minireason.attention import causal_mask, masked_softmax
+
+    rng = np.random.default_rng(3)
+    b, tq, tk = 3, 45, 77
+    scores = _f32(rng.standard_normal((b, tq, tk)))[0]
+    bias = np.where(rng.random(scores.shape) < 0.3, -np.inf, 0.0).astype(np.float32)
+    bias[1, 2] = -np.inf  # a fully masked row
+    for causal, with_bias in ((False, True), (True, False)):
+        got = scores.copy()
+        rows = math.ceil(b * tq / cuda_attention.ROWS_PER_BLOCK)
+        _run(cpu_kernels["scale_mask_softmax"], (rows, 1), 32 * cuda_attention.ROWS_PER_BLOCK,
+             got, bias if with_bias else _nan(1), np.int32(b), np.int32(tq), np.int32(tk),
+             np.float32(0.5), np.int32(causal), np.int32(with_bias))  # fmt: skip
+        s = 0.5 * scores.astype(np.float64) + (bias if with_bias else 0.0)
+        ref = masked_softmax(s, causal_mask(tq, tk) if causal else None)
+        _close32(got, ref, f"scale_mask_softmax causal={causal} bias={with_bias}")
+
+
+def _run_flash_forward(cpu_kernels, q, k, v, causal):
+    b, tq, d = q.shape
+    tk = k.shape[1]
+    out, lse = _nan((b, tq, d)), _nan((b, tq))
+    _run(cpu_kernels["attention_forward3_flash"], (math.ceil(tq / flash_emulation.BLOCK_M), b),
+         cuda_attention.FLASH_THREADS, q, k, v, out, lse, np.int32(tq), np.int32(tk),
+         np.int32(d), 1 / np.sqrt(d), np.int32(causal))  # fmt: skip
+    return out, lse
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("shape", CPU_SHAPES)
+def test_kernels_3_and_4_on_cpu_threads(cpu_kernels, shape, is_causal):
+    b, tq, tk, d = shape
+    q, k, v = _cpu_inputs(b, tq, tk, d, seed=tq + tk)
+    (dout,) = _f32(np.random.default_rng(9).standard_normal((b, tq, d)))
+    q64, k64, v64, do64 = (a.astype(np.float64) for a in (q, k, v, dout))
+    ref_out, ref_lse = flash_emulation.flash_forward_emulated(q64, k64, v64, is_causal=is_causal)
+    out, lse = _run_flash_forward(cpu_kernels, q, k, v, is_causal)
+    _close32(out, ref_out, f"kernel 3 out {shape} causal={is_causal}")
+    _close32(lse, ref_lse, f"kernel 3 lse {shape} causal={is_causal}")
+
+    ref_grads = flash_emulation.flash_backward_emulated(do64, q64, k64, v64, ref_out, ref_lse,
+                                                        is_causal=is_causal)  # fmt: skip
+    delta = _nan((b, tq))
+    _run(cpu_kernels["flash_backward_delta"],
+         (math.ceil(b * tq / cuda_attention.DELTA_ROWS_PER_BLOCK), 1),
+         32 * cuda_attention.DELTA_ROWS_PER_BLOCK, dout, out, delta, np.int32(b * tq), np.int32(d))
+    _close32(delta, flash_emulation.flash_backward_delta(do64, ref_out), "delta")
+    dq, dk, dv = _nan(q.shape), _nan(k.shape), _nan(v.shape)
+    sizes = (np.int32(tq), np.int32(tk), np.int32(d), 1 / np.sqrt(d), np.int32(is_causal))
+    _run(cpu_kernels["flash_backward_dkdv"], (math.ceil(tk / flash_emulation.BLOCK_N), b),
+         cuda_attention.FLASH_THREADS, q, k, v, dout, lse, delta, dk, dv, *sizes)
+    _run(cpu_kernels["flash_backward_dq"], (math.ceil(tq / flash_emulation.BLOCK_M), b),
+         cuda_attention.FLASH_THREADS, q, k, v, dout, lse, delta, dq, *sizes)
+    for name, got, ref in zip(("dq", "dk", "dv"), (dq, dk, dv), ref_grads):
+        _close32(got, ref, f"kernel 4 {name} {shape} causal={is_causal}")
+
+
+# --------------------------------------------------------------------------- bench kernels, host side
+
+
+def test_bench_kernels_without_gpu_is_one_clear_line(capsys):
+    from minireason import backend
+    from minireason.cli import main
+
+    ok, _ = backend.gpu_available()
+    if ok:
+        pytest.skip("a GPU is usable here; this checks the message where there is none")
+    assert main(["bench", "kernels", "--seq-lens", "64"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "bench kernels needs a CUDA GPU" in err and "Traceback" not in err
+
+
+def test_bench_report_table_targets_and_plot(tmp_path):
+    """The table, the target lines and the PNG from a result in run_kernel_bench's format."""
+    from minireason import kernel_bench as kb
+
+    rows = []
+    for t in (256, 1024):
+        for causal in (False, True):
+            for version, tflops in (("1 naive", 1.0), ("2 fused softmax", 4.0), ("3 flash", 6.0),
+                                    (kb.BACKWARD_VERSION, 3.0), (kb.TORCH_VERSION, 10.0)):
+                rows.append({"T": t, "causal": causal, "version": version, "valid": True,
+                             "max_abs_error": 1e-6, "ms": 1.0, "runs": 9, "tflops": tflops})
+    rows.append({"T": 4096, "causal": False, "version": "3 flash", "valid": False,
+                 "max_abs_error": 0.5})  # fmt: skip
+    result = {
+        "environment": {"gpu": "TEST GPU", "date": "d", "cupy": "c", "cuda_runtime": 1, "torch": "t"},
+        "config": {"batch": 8, "heads": 12, "head_dim": 64, "max_runs": 9, "warmup": 1},
+        "results": rows,
+        "not_measured": [{"T": 4096, "causal": True}],
+    }
+    table = kb.format_table(result)
+    assert "| 1024 | yes | 3 flash | 1.000 | 6.00 | 6.0 | 0.60 | yes (1.0e-06) |" in table
+    assert "| 4096 | no | 3 flash | not timed | not timed |" in table and "NO (5.0e-01)" in table
+    assert "T=1024, causal=no: 0.60 x torch (met); 6.0 x kernel 1 (met)" in table
+    assert "| 4096 | yes | all | not measured (time limit) |" in table
+    written = kb.write_outputs(result, tmp_path, tmp_path / "r.json")
+    assert [p.name for p in written] == ["kernel_bench.md", "r.json", "kernel_bench.png"]
+    assert (tmp_path / "kernel_bench.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_attention_flops_counts():
+    from minireason.kernel_bench import attention_flops
+
+    assert attention_flops(8, 12, 1024, 64, causal=False) == 4 * 8 * 12 * 1024**2 * 64
+    assert attention_flops(8, 12, 1024, 64, causal=True) == 2 * 8 * 12 * 1024**2 * 64
+    assert attention_flops(1, 1, 10, 2, causal=False, backward=True) == 2.5 * 4 * 100 * 2
+
+
+# --------------------------------------------------------------------------- the launchers, on CPU threads
+
+
+class _FakeFunction:
+    """A compiled kernel as CuPy hands it out, launching on CPU threads instead."""
+
+    def __init__(self, launch, name):
+        self.launch, self.name = launch, name
+        self.max_dynamic_shared_size_bytes = cuda_attention.DEFAULT_SHARED_BYTES
+
+    def __call__(self, grid, block, args, shared_mem=0):
+        assert shared_mem <= self.max_dynamic_shared_size_bytes, "launched without the opt-in"
+        assert shared_mem <= 4 * 64 * 1024, "more shared memory than cpu_threads provides"
+        _run(self.launch, (*grid, 1)[:2], block[0], *args)
+
+
+@pytest.fixture
+def launchers_on_cpu(cpu_kernels, monkeypatch):
+    """minireason.cuda_attention with NumPy arrays standing in for CuPy's, kernels on CPU threads.
+
+    Checks the launchers' own logic (argument order, grids, shared-memory sizes and opt-in,
+    masks turned into a bias, leading dims flattened) without a GPU; CuPy's API itself is
+    only exercised by tests/test_kernels_gpu.py.
+    """
+    import types
+
+    class Module:
+        def __init__(self, code, options=()):
+            self.code = code
+
+        def compile(self):
+            pass
+
+        def get_function(self, name):
+            assert f"void {name}(" in self.code or f") {name}(" in self.code
+            return _FakeFunction(cpu_kernels[name], name)
+
+    fake = types.ModuleType("fake_cupy")
+    error = type("FakeCudaError", (Exception,), {})
+    fake.__dict__.update(
+        RawModule=Module, ascontiguousarray=np.ascontiguousarray, empty=np.empty,
+        matmul=np.matmul, where=np.where, broadcast_to=np.broadcast_to,
+        cuda=types.SimpleNamespace(
+            compiler=types.SimpleNamespace(CompileException=error),
+            driver=types.SimpleNamespace(CUDADriverError=error),
+            runtime=types.SimpleNamespace(CUDARuntimeError=error, deviceSynchronize=lambda: None),
+            Device=lambda: types.SimpleNamespace(attributes={"MaxSharedMemoryPerBlockOptin": 227 * 1024}),
+        ),
+    )  # fmt: skip
+
+    def gpu_float32(name, a):
+        if a.dtype != np.float32:
+            raise ValueError(f"{name} must be float32 for the CUDA kernels, got {a.dtype}")
+        return fake
+
+    monkeypatch.setattr(cuda_attention, "array_module", lambda a: fake)
+    monkeypatch.setattr(cuda_attention, "_gpu_float32", gpu_float32)
+    return cuda_attention
+
+
+@pytest.mark.slow
+def test_forward_launchers_1_and_2(launchers_on_cpu):
+    from minireason.attention import attention_forward
+
+    ca = launchers_on_cpu
+    rng = np.random.default_rng(12)
+    q, k, v = _f32(*(rng.standard_normal((2, 1, t, 16)) for t in (20, 27, 27)))
+    mask = rng.random((20, 27)) < 0.6
+    mask[3] = False
+    (float_mask,) = _f32(np.where(rng.random((2, 1, 20, 27)) < 0.2, -np.inf, rng.standard_normal((2, 1, 20, 27))))
+    for name, kw in (("causal", {"is_causal": True}), ("scale", {"scale": 0.3}),
+                     ("bool mask", {"attn_mask": mask}), ("float mask", {"attn_mask": float_mask})):
+        ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), **kw)
+        for launch in (ca.attention_forward1_naive, ca.attention_forward2_fused):
+            out = _nan(ref.shape)
+            assert launch(q, k, v, out=out, **kw) is out
+            _close32(out, ref, f"{launch.__name__} {name}")
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("head_dim", [24, 128])  # 128: over 48 KiB of shared memory, opt-in
+def test_flash_launchers_3_and_4(launchers_on_cpu, head_dim):
+    from minireason.attention import attention_backward, attention_forward
+
+    ca = launchers_on_cpu
+    rng = np.random.default_rng(13)
+    q, k, v, dout = _f32(*(rng.standard_normal((2, 1, t, head_dim)) for t in (40, 70, 70, 40)))
+    for causal in (False, True):
+        ref, cache = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), is_causal=causal)
+        out, lse = ca.attention_forward3_flash(q, k, v, is_causal=causal)
+        _close32(out, ref, f"kernel 3 causal={causal}")
+        grads = ca.attention_backward4_flash(dout, q, k, v, out, lse, is_causal=causal)
+        ref_grads = attention_backward(dout.astype(np.float64), cache)[:3]
+        for name, got, r in zip(("dq", "dk", "dv"), grads, ref_grads):
+            _close32(got, r, f"kernel 4 {name} causal={causal}")
