@@ -248,6 +248,128 @@ def _run_data_list(args) -> int:
 
 # --------------------------------------------------------------------------- reasons and evaluation (issue 5)
 
+
+def add_bench_explain(bench_sub):
+    p = bench_sub.add_parser(
+        "explain",
+        help="seconds to explain one (user, item) with N candidates (median, p90)",
+        description=(
+            "Explain the first --pairs records of a split one at a time with a checkpoint "
+            "(prompt, N sampled candidates with the KV cache, scoring, attention evidence) "
+            "and report the median and 90th-percentile seconds per pair."
+        ),
+    )
+    p.add_argument("--checkpoint", required=True, help="checkpoint directory")
+    p.add_argument("--prepared", required=True, help="the prepared directory it was trained on")
+    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
+    p.add_argument("--pairs", type=int, default=20, help="timed pairs (default 20)")
+    p.add_argument("--candidates", type=int, default=8, help="candidates per pair (default 8)")
+    p.add_argument("--max-new-tokens", type=int, default=40, help="per candidate (default 40)")
+    p.add_argument("--warmup", type=int, default=2, help="untimed pairs first (default 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
+    p.set_defaults(func=_run_bench_explain)
+
+
+def _run_bench_explain(args) -> int:
+    from minireason import bench_reasons
+    from minireason.checkpoint import load_model
+    from minireason.prepare import load_prepared
+
+    for name in ("pairs", "candidates", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    if args.warmup < 0:
+        raise UserError(f"--warmup must be >= 0, got {args.warmup}")
+    model = load_model(args.checkpoint)
+    prepared = load_prepared(args.prepared)
+    result = bench_reasons.run_bench_explain(
+        model, prepared, n_pairs=args.pairs, n_candidates=args.candidates,
+        max_new_tokens=args.max_new_tokens, split=args.split, warmup=args.warmup,
+        seed=args.seed,
+    )
+    print(bench_reasons.format_report(result))
+    if args.json:
+        print(f"written: {bench_reasons.write_json(result, args.json)}")
+    return 0
+
+
+def add_train(sub):
+    p = sub.add_parser(
+        "train",
+        help="pretrain the GPT on review sentences, then fine-tune it on prompt -> reason pairs",
+        description=(
+            "Stage 1 pretrains on the prepared pretrain.npz stream; stage 2 fine-tunes on "
+            "finetune_train.npz with the loss on the reason tokens only, validating on "
+            "finetune_valid.npz. OUT gets pretrain/ and finetune/ checkpoints, loss curves, "
+            "tokenizer.json, preset.json and train_report.json."
+        ),
+    )
+    p.add_argument("--prepared", required=True, metavar="DIR",
+                   help="a directory written by 'minireason prepare'")
+    p.add_argument("--preset", default="tiny", metavar="NAME|FILE.json",
+                   help="tiny, small, or a preset JSON file (copy one from minireason/presets/ "
+                        "and edit it); default tiny")
+    p.add_argument("--out", metavar="DIR", help="run directory (default runs/PRESET)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the checkpoints in --out (finished stages are skipped)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args) -> int:
+    from minireason.recipe import load_preset, run_recipe
+
+    preset = load_preset(args.preset)
+    out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.preset))[0])
+    report = run_recipe(args.prepared, preset, out, resume=args.resume)
+    for stage in ("pretrain", "finetune"):
+        r = report[stage]
+        print(f"{stage}: {r['status']}, {r['steps']} steps, train loss {r['final_train_loss']:.4f}, "
+              f"val loss {r['final_val_loss']:.4f}, {r['seconds_this_run']:.1f} s")
+    print(f"run written to {out} (train_report.json, {stage}/loss.png); "
+          f"next: minireason evaluate --prepared {args.prepared} --run {out}")
+    return 0
+
+
+def add_evaluate(sub):
+    p = sub.add_parser(
+        "evaluate",
+        help="explanation metrics of a trained run against three baselines, and HR/NDCG@10",
+        description=(
+            "Generate reasons for the test records with a target, score them (BLEU-1/4, "
+            "ROUGE-1/2/L, USR, FMR, FCR, DIV; perplexity) next to the random, retrieval and "
+            "template baselines, and rank items with popularity, ItemCF, content and hybrid "
+            "recommenders. Writes evaluation.json, evaluation.md, evaluation.png and "
+            "generations.jsonl."
+        ),
+    )
+    p.add_argument("--prepared", required=True, metavar="DIR", help="the prepared directory")
+    p.add_argument("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
+    p.add_argument("--out", metavar="DIR", help="output directory (default RUN/eval)")
+    p.add_argument("--limit", type=int, metavar="N",
+                   help="only the first N test records with a target (default: all)")
+    p.add_argument("--batch-size", type=int, default=64, help="prompts per batch (default 64)")
+    p.add_argument("--max-new-tokens", type=int, default=40,
+                   help="longest generated reason in tokens (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default 0)")
+    p.set_defaults(func=_run_evaluate)
+
+
+def _run_evaluate(args) -> int:
+    from minireason.evaluate import evaluate_run, markdown_report
+
+    for name in ("batch_size", "max_new_tokens"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
+    result = evaluate_run(args.prepared, args.run, args.out, limit=args.limit,
+                          batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
+                          seed=args.seed)
+    print(markdown_report(result))
+    out = args.out or os.path.join(args.run, "eval")
+    print(f"written to {out}: evaluation.json, evaluation.md, evaluation.png, generations.jsonl")
+    return 0
+
+
 # --------------------------------------------------------------------------- GPU kernels (issue 6)
 
 
@@ -357,11 +479,14 @@ SUBCOMMANDS = [
     add_prepare,
     add_data,
     add_grade,
+    add_train,
+    add_evaluate,
 ]
 
 BENCH_SUBCOMMANDS = [
     add_bench_train,
     add_bench_kernels,
+    add_bench_explain,
 ]
 
 

@@ -1,0 +1,135 @@
+"""AdamW, its learning-rate schedule, and gradient clipping.
+
+AdamW (Loshchilov & Hutter) with decoupled weight decay, for each parameter ``p`` with
+gradient ``g`` at step ``t = 1, 2, ...``::
+
+    m = beta1 m + (1 - beta1) g
+    v = beta2 v + (1 - beta2) g^2
+    p = p - lr * wd * p                                  (only where decay applies)
+    p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
+
+Every update is done in place on the parameter arrays the model owns.
+"""
+
+from __future__ import annotations
+
+import math
+
+from minireason.backend import array_module
+
+
+def lr_at(
+    step: int, max_lr: float, warmup_steps: int, total_steps: int, min_lr: float = 0.0
+) -> float:
+    """Learning rate for ``step`` (0-based): linear warm-up then cosine decay to ``min_lr``.
+
+    Steps ``0 .. warmup_steps - 1`` rise linearly to ``max_lr`` (step 0 gets
+    ``max_lr / warmup_steps``); from ``warmup_steps`` to ``total_steps`` the rate follows a
+    half cosine from ``max_lr`` down to ``min_lr``; after ``total_steps`` it stays ``min_lr``.
+    """
+    if step < warmup_steps:
+        return max_lr * (step + 1) / warmup_steps
+    if step >= total_steps or total_steps <= warmup_steps:
+        return min_lr
+    progress = (step - warmup_steps) / (total_steps - warmup_steps)
+    return min_lr + 0.5 * (max_lr - min_lr) * (1.0 + math.cos(math.pi * progress))
+
+
+def global_grad_norm(grads: dict) -> float:
+    """``sqrt(sum over all gradients of sum(g^2))`` (each sum in the gradient's dtype, the total
+    in a Python float)."""
+    total = 0.0
+    for g in grads.values():
+        flat = g.reshape(-1)
+        total += float(flat @ flat)
+    return math.sqrt(total)
+
+
+def clip_grad_norm(grads: dict, max_norm: float) -> float:
+    """Scale all gradients in place so their global norm is at most ``max_norm``.
+
+    Returns:
+        The global norm before clipping (may be inf or NaN; then nothing is scaled).
+    """
+    norm = global_grad_norm(grads)
+    if math.isfinite(norm) and norm > max_norm:
+        scale = max_norm / (norm + 1e-6)
+        for g in grads.values():
+            g *= scale
+    return norm
+
+
+class AdamW:
+    """AdamW over a dict of parameters, updated in place.
+
+    Args:
+        params: ``{name: array}`` (the model's own arrays; the optimizer writes into them).
+        lr: default learning rate (:meth:`step` may override it per step).
+        betas, eps: Adam's constants.
+        weight_decay: decoupled decay coefficient.
+        decay: ``{name: bool}``, which parameters get weight decay (e.g. ``model.decay_mask()``);
+            None decays everything.
+    """
+
+    def __init__(
+        self, params: dict, lr=3e-4, betas=(0.9, 0.95), eps=1e-8, weight_decay=0.1, decay=None
+    ):
+        self.params = params
+        self.lr = float(lr)
+        self.beta1, self.beta2 = float(betas[0]), float(betas[1])
+        self.eps = float(eps)
+        self.weight_decay = float(weight_decay)
+        self.decay = {name: True for name in params} if decay is None else dict(decay)
+        self.t = 0
+        self.m = {name: array_module(p).zeros_like(p) for name, p in params.items()}
+        self.v = {name: array_module(p).zeros_like(p) for name, p in params.items()}
+
+    def step(self, grads: dict, lr: float | None = None) -> None:
+        """One update of every parameter from ``grads`` (same names and shapes)."""
+        lr = self.lr if lr is None else float(lr)
+        self.t += 1
+        b1, b2 = self.beta1, self.beta2
+        step_size = lr / (1.0 - b1**self.t)
+        v_correction = 1.0 / math.sqrt(1.0 - b2**self.t)
+        for name, p in self.params.items():
+            g, m, v = grads[name], self.m[name], self.v[name]
+            m *= b1
+            m += (1.0 - b1) * g
+            v *= b2
+            v += (1.0 - b2) * (g * g)
+            if self.decay[name] and self.weight_decay:
+                p *= 1.0 - lr * self.weight_decay
+            denom = array_module(v).sqrt(v)
+            denom *= v_correction
+            denom += self.eps
+            update = m / denom
+            update *= step_size
+            p -= update
+
+    def state_dict(self) -> dict:
+        """``{"t": int, "m": {name: array}, "v": {name: array}, "hyper": {...}}``."""
+        return {
+            "t": self.t,
+            "m": self.m,
+            "v": self.v,
+            "hyper": {
+                "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
+                "eps": self.eps, "weight_decay": self.weight_decay,
+            },
+        }  # fmt: skip
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore ``t`` and the moments (copied in place; shapes must match the parameters)."""
+        for key in ("m", "v"):
+            missing = sorted(set(self.params) - set(state[key]))
+            if missing:
+                raise ValueError(f"optimizer state: {key} lacks parameters {missing}")
+            for name, mine in getattr(self, key).items():
+                src = state[key][name]
+                if tuple(src.shape) != tuple(mine.shape):
+                    raise ValueError(
+                        f"optimizer state: {key}[{name!r}] has shape {tuple(src.shape)}, "
+                        f"expected {tuple(mine.shape)}"
+                    )
+                mine[...] = array_module(mine).asarray(src)
+        self.t = int(state["t"])

@@ -1,0 +1,62 @@
+"""`minireason bench train`: the FLOP count, the figures it reports and the JSON it writes.
+
+Speeds are never asserted here (they belong to the benchmark itself); only that the figures
+exist, are consistent with each other, and that the PyTorch twin computes the same loss.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from minireason.bench import model_flops_per_step, run_train_benchmark
+from minireason.cli import main
+from minireason.model import GPTConfig
+
+TINY_FLAGS = [
+    "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8",
+    "--vocab-size", "32", "--batch-size", "2", "--steps", "2", "--warmup", "1",
+]  # fmt: skip
+
+
+def test_flop_count_by_hand():
+    config = GPTConfig(vocab_size=10, block_size=4, n_layer=2, n_head=1, n_embd=3)
+    tokens = 5 * 4
+    per_token_forward = 2 * (2 * 12 * 9 + 10 * 3)  # every weight in a product, 2 FLOPs each
+    attention_forward = 2 * (2 * 2 * 4 * 3)  # per layer: Q K^T and P V, each 2 T C per token
+    assert model_flops_per_step(config, 5) == 3 * tokens * (per_token_forward + attention_forward)
+
+
+def test_benchmark_figures_are_consistent_without_torch():
+    config = GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    r = run_train_benchmark(config, 2, steps=2, warmup=0, threads=1, with_torch=False)
+    assert len(r["numpy_step_times_s"]) == 2 and r["numpy_step_s"] > 0
+    assert r["numpy_tokens_per_s"] == pytest.approx(16 / r["numpy_step_s"])
+    assert r["model_gflops"] == pytest.approx(r["model_gflop_per_step"] / r["numpy_step_s"])
+    assert r["matmul_gflops"] > 0
+    assert r["torch_tokens_per_s"] is None and r["ratio"] is None and "skipped" in r["torch_note"]
+    assert r["config"]["batch_size"] == 2 and r["config"]["n_embd"] == 16
+
+
+def test_cli_writes_json_with_torch_comparison(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "bench.json"
+    assert main(["bench", "train", *TINY_FLAGS, "--threads", "1", "--json", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ratio NumPy / PyTorch" in text and str(out) in text
+    r = json.loads(out.read_text())
+    for key in ("numpy_tokens_per_s", "torch_tokens_per_s", "ratio", "model_gflops",
+                "matmul_gflops", "config", "versions"):  # fmt: skip
+        assert r[key] is not None, key
+    assert r["ratio"] == pytest.approx(r["numpy_tokens_per_s"] / r["torch_tokens_per_s"])
+    assert r["versions"]["numpy"] and r["versions"]["torch"]
+    assert r["threads"] == 1
+    assert r["first_loss_numpy"] == pytest.approx(r["first_loss_torch"], rel=1e-5)  # same model
+
+
+def test_cli_rejects_bad_flags(capsys):
+    assert main(["bench", "train", *TINY_FLAGS, "--batch-size", "0"]) == 1
+    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    assert main(["bench", "train", *TINY_FLAGS, "--n-head", "3"]) == 1
+    assert "divisible" in capsys.readouterr().err
