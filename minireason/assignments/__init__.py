@@ -7,4 +7,6 @@ Each module here defines ``NAME``, ``TITLE``, ``STUDENT_FILE`` (the stub student
 
 ASSIGNMENTS = {
     "A1": "minireason.assignments.a1",
+    "A2": "minireason.assignments.a2",
+    "A3": "minireason.assignments.a3",
 }
