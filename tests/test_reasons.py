@@ -1,0 +1,251 @@
+"""Step 4: scoring candidates, evidence from attention, explain end to end on a tiny model."""
+
+import numpy as np
+import pytest
+
+from minireason.features import HistoryItem
+from minireason.model import GPT, GPTConfig
+from minireason.prompts import Segment
+from minireason.reasons import (
+    ScoreWeights,
+    aggregate_evidence,
+    explain,
+    mentions,
+    plot_evidence,
+    repetition,
+    score_candidate,
+    words,
+)
+from minireason.tokenizer import BPETokenizer
+
+SENTENCES = [
+    "the guitar strings sound bright and the tuning stays stable",
+    "great cable, no noise, solid connectors and a long cord",
+    "this pedal gives a warm tone and the build quality is great",
+    "the strap is comfortable and the price is fair",
+    "sound quality is clear, easy to set up, works with my amp",
+] * 4
+
+HISTORY = [
+    HistoryItem("B001", ["strings", "guitar"], ["tone", "sound quality"], 5.0),
+    HistoryItem("B002", ["cable"], ["noise"], 4.0),
+]
+ITEM_TAGS = ["pedal", "tone", "build quality"]
+PROFILE = ["tone", "sound quality", "noise"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    return BPETokenizer.train(SENTENCES, vocab_size=300, min_frequency=1)
+
+
+@pytest.fixture(scope="module")
+def model(tokenizer):
+    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=96, n_layer=2, n_head=2,
+                    n_embd=32, seed=1)
+    return GPT(cfg).eval()
+
+
+# --------------------------------------------------------------------------- scoring
+
+
+def test_words_and_literal_mentions():
+    text_words = words("Great TONE, and the sound quality's fine!")
+    assert text_words == ["great", "tone", "and", "the", "sound", "quality's", "fine"]
+    assert mentions(words("sound quality is great"), ["sound quality", "quality", "tone"]) == [
+        "sound quality", "quality"]
+    assert mentions(words("the soundquality"), ["sound quality"]) == []  # words, not substrings
+
+
+def test_relevant_candidate_beats_generic_one():
+    lp = np.full(8, -2.0)  # same fluency for both
+    relevant = score_candidate("the pedal has a warm tone with low noise", lp, "eos",
+                               PROFILE, ITEM_TAGS)
+    generic = score_candidate("i like it a lot and would buy again", lp, "eos",
+                              PROFILE, ITEM_TAGS)
+    assert relevant.mentioned_aspects == ["tone", "noise"]
+    assert relevant.mentioned_tags == ["pedal", "tone"]
+    assert relevant.user_coverage == pytest.approx(2 / 3)
+    assert relevant.item_coverage == pytest.approx(2 / 3)
+    assert generic.user_coverage == generic.item_coverage == 0.0
+    assert relevant.total > generic.total
+
+
+def test_score_formula_with_documented_weights():
+    w = ScoreWeights(user=2.0, item=3.0, logprob=0.5, repetition=1.0, duplicate=1.0,
+                     truncated=0.25, empty=10.0)
+    s = score_candidate("great tone", np.array([-1.0, -3.0]), "max_new_tokens", PROFILE,
+                        ITEM_TAGS, duplicate=True, weights=w)
+    expected = 2.0 * (1 / 3) + 3.0 * (1 / 3) + 0.5 * (-2.0) - 0.0 - 1.0 - 0.25
+    assert s.total == pytest.approx(expected)
+    assert s.truncated and s.duplicate and not s.empty
+
+
+def test_degenerate_duplicate_and_empty_are_penalised():
+    lp = np.full(10, -1.0)
+    clean = score_candidate("a warm tone for the pedal", lp, "eos", PROFILE, ITEM_TAGS)
+    loop = score_candidate("tone pedal tone pedal tone pedal tone pedal", lp, "eos",
+                           PROFILE, ITEM_TAGS)
+    dup = score_candidate("a warm tone for the pedal", lp, "eos", PROFILE, ITEM_TAGS,
+                          duplicate=True)
+    empty = score_candidate("  ", np.array([-0.1]), "eos", PROFILE, ITEM_TAGS)
+    assert repetition(words("a b a b a b")) == pytest.approx(1 - 2 / 5)
+    assert repetition(words("one two three")) == 0.0
+    assert loop.repetition > 0.5
+    assert loop.total < clean.total  # same mentions, but a loop
+    assert dup.total == pytest.approx(clean.total - ScoreWeights().duplicate)
+    assert empty.empty and empty.total < -5
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def synthetic_case():
+    """A 7-token prompt (history block 0:3, item block 3:7) and 3 reason tokens, T = 9."""
+    segments = [
+        Segment("hist", 0, 3, "B001", "hist:0"),
+        Segment("tag", 1, 2, "strings", "hist:0"),
+        Segment("aspect", 2, 3, "tone", "hist:0"),
+        Segment("item", 3, 7, "B009", "item"),
+        Segment("tag", 4, 6, "pedal", "item"),
+    ]
+    att = np.zeros((9, 9))
+    # rows 6, 7, 8 generate the reason. Row 6 (<reason>, the prompt's last token) sees only
+    # the prompt: 0.75 on the history's tag (position 1), 0.25 on the item's tag (position 5).
+    # Rows 7, 8 put 0.3 and 0.1 there and the rest on themselves (reason tokens, not prompt).
+    att[6, 1], att[6, 5] = 0.75, 0.25
+    for row in (7, 8):
+        att[row, 1], att[row, 5], att[row, row] = 0.3, 0.1, 0.6
+    for row in range(6):  # prompt rows: irrelevant to the evidence, all on position 0
+        att[row, 0] = 1.0
+    return att, segments
+
+
+def test_aggregation_on_known_attention():
+    att, segments = synthetic_case()
+    owners, pieces = aggregate_evidence(att, prompt_len=7, segments=segments, top_k=2)
+    assert [(s.owner, s.label) for s in owners] == [("hist:0", "B001"), ("item", "B009")]
+    assert [s.share for s in owners] == pytest.approx([0.75, 0.25])
+    assert [(s.kind, s.label) for s in pieces] == [("tag", "strings"), ("tag", "pedal")]
+    assert [s.share for s in pieces] == pytest.approx([0.75, 0.25])
+
+
+def test_aggregation_reads_only_reason_rows():
+    att, segments = synthetic_case()
+    att[6] = 0.0
+    att[6, 4] = 1.0  # the <reason> row now looks only at the item block
+    owners, _ = aggregate_evidence(att, prompt_len=7, segments=segments)
+    # rows 6..8: item gets (1.0 + 0.1 + 0.1) / 3, history (0 + 0.3 + 0.3) / 3
+    assert {s.owner: s.share for s in owners} == pytest.approx(
+        {"item": 1.2 / 1.8, "hist:0": 0.6 / 1.8})
+
+
+# --------------------------------------------------------------------------- explain
+
+
+def test_explain_returns_best_candidate_with_evidence(model, tokenizer):
+    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, PROFILE, n_candidates=5, seed=3,
+                 max_new_tokens=10, item="B009")
+    assert len(ex.candidates) == 5
+    totals = [c.score.total for c in ex.candidates]
+    assert totals == sorted(totals, reverse=True)
+    assert ex.reason == ex.candidates[0].text and ex.score is ex.candidates[0].score
+    ev = ex.evidence
+    assert {s.owner for s in ev.owners} == {"hist:0", "hist:1", "item"}
+    assert sum(s.share for s in ev.owners) == pytest.approx(1.0)
+    assert 0 < len(ev.pieces) <= 5
+    assert ev.matrix.shape == (len(ex.candidates[0].token_ids), len(ex.prompt_ids))
+    assert np.all(ev.matrix.sum(axis=1) <= 1 + 1e-5)  # rows of a softmax, prompt part only
+    assert ex.history_used == 2 and "B009" in [s.label for s in ev.owners]
+    assert "You recently reviewed" in ex.prompt_text
+
+
+def test_explain_is_deterministic_with_a_seed(model, tokenizer):
+    runs = [explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=4, seed=s,
+                    max_new_tokens=8) for s in (5, 5, 6)]
+    texts = [[c.text for c in r.candidates] for r in runs]
+    assert texts[0] == texts[1]
+    assert texts[0] != texts[2]
+    np.testing.assert_array_equal(runs[0].evidence.matrix, runs[1].evidence.matrix)
+
+
+def test_cold_start_and_missing_tags(model, tokenizer):
+    cold = explain(model, tokenizer, [], ITEM_TAGS, n_candidates=3, max_new_tokens=6)
+    assert [s.owner for s in cold.evidence.owners] == ["item"]
+    assert all(c.score.user_coverage == 0.0 for c in cold.candidates)
+    assert any("cold start" in n for n in cold.notes)
+    untagged = explain(model, tokenizer, HISTORY, ["", "  "], n_candidates=3, max_new_tokens=6)
+    assert any("no tags" in n for n in untagged.notes)
+    with pytest.raises(ValueError, match="nothing to explain"):
+        explain(model, tokenizer, [], [], n_candidates=2)
+
+
+def test_long_history_is_cut_to_fit(model, tokenizer):
+    history = [HistoryItem(f"B{i:03d}", ["guitar", "strings"], ["tone"], 4.0) for i in range(30)]
+    ex = explain(model, tokenizer, history, ITEM_TAGS, n_candidates=2, max_new_tokens=8)
+    assert len(ex.prompt_ids) <= model.config.block_size - 8
+    assert 0 < ex.history_used < 30
+    assert any("oldest history items dropped" in n for n in ex.notes)
+
+
+def test_plot_evidence_writes_png(model, tokenizer, tmp_path):
+    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=2, max_new_tokens=6)
+    path = plot_evidence(ex, tmp_path / "evidence.png")
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert path.stat().st_size > 1000
+
+
+# --------------------------------------------------------------------------- benchmark
+
+
+class FakePrepared:
+    """The parts of ``minireason.prepare.Prepared`` that the benchmark reads."""
+
+    def __init__(self, tokenizer, records):
+        self.tokenizer, self.records = tokenizer, records
+        self.path, self.config = "fake", {"prompt_tokens": 48}
+
+    def split(self, name):
+        return self.records
+
+
+def test_bench_explain_reports_times(model, tokenizer):
+    from minireason.bench_reasons import format_report, run_bench_explain
+
+    record = {"history": [vars(h) for h in HISTORY], "item_tags": ITEM_TAGS,
+              "profile": {"aspects": PROFILE}, "item": "B009"}
+    cold = {**record, "history": []}
+    empty = {**cold, "item_tags": []}  # nothing to explain: left out, not an error
+    prepared = FakePrepared(tokenizer, [empty, record, cold, record])
+    from minireason.bench import numpy_threads
+
+    before = numpy_threads()
+    result = run_bench_explain(model, prepared, n_pairs=5, n_candidates=3, max_new_tokens=5,
+                               warmup=1, threads=1, progress=False)
+    assert numpy_threads() == before  # restored
+    assert result["blas_threads"] in (1, None)  # None: this NumPy's BLAS is out of reach
+    assert result["n_pairs"] == 3 and len(result["times_s"]) == 3
+    assert 0 < result["median_s"] <= result["p90_s"] <= max(result["times_s"])
+    assert result["mean_candidate_tokens"] <= 5
+    assert "median" in format_report(result)
+    other = GPT(GPTConfig(vocab_size=tokenizer.vocab_size + 1, block_size=32, n_layer=1,
+                          n_head=1, n_embd=8))
+    with pytest.raises(ValueError, match="vocab_size"):
+        run_bench_explain(other, prepared, progress=False)
+
+
+def test_bench_explain_cli_is_registered_and_checks_arguments(capsys):
+    from minireason.cli import main
+
+    code = main(["bench", "explain", "--checkpoint", "x", "--prepared", "y", "--pairs", "0"])
+    assert code == 1
+    assert "--pairs must be >= 1" in capsys.readouterr().err
+
+
+def test_identical_candidates_are_marked_duplicate(model, tokenizer):
+    # a nucleus this small keeps only the most probable token: every sample is the greedy one
+    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=3, top_p=1e-9,
+                 max_new_tokens=6)
+    assert len({c.text for c in ex.candidates}) == 1
+    assert [c.score.duplicate for c in ex.candidates] == [False, True, True]
+    assert ex.candidates[1].score.total == pytest.approx(ex.score.total - 1.0)
