@@ -267,6 +267,8 @@ def add_bench_explain(bench_sub):
     p.add_argument("--max-new-tokens", type=int, default=40, help="per candidate (default 40)")
     p.add_argument("--warmup", type=int, default=2, help="untimed pairs first (default 2)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=None,
+                   help="BLAS threads (default: as they are; 1 is fastest on a busy machine)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.set_defaults(func=_run_bench_explain)
 
@@ -281,12 +283,14 @@ def _run_bench_explain(args) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     if args.warmup < 0:
         raise UserError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.threads is not None and args.threads < 1:
+        raise UserError(f"--threads must be >= 1, got {args.threads}")
     model = load_model(args.checkpoint)
     prepared = load_prepared(args.prepared)
     result = bench_reasons.run_bench_explain(
         model, prepared, n_pairs=args.pairs, n_candidates=args.candidates,
         max_new_tokens=args.max_new_tokens, split=args.split, warmup=args.warmup,
-        seed=args.seed,
+        seed=args.seed, threads=args.threads,
     )
     print(bench_reasons.format_report(result))
     if args.json:
@@ -324,8 +328,10 @@ def _run_train(args) -> int:
     report = run_recipe(args.prepared, preset, out, resume=args.resume)
     for stage in ("pretrain", "finetune"):
         r = report[stage]
-        print(f"{stage}: {r['status']}, {r['steps']} steps, train loss {r['final_train_loss']:.4f}, "
-              f"val loss {r['final_val_loss']:.4f}, {r['seconds_this_run']:.1f} s")
+        losses = ", ".join(f"{what} loss {r[f'final_{what}_loss']:.4f}" for what in ("train", "val")
+                           if r[f"final_{what}_loss"] is not None)
+        print(f"{stage}: {r['status']}, {r['steps']} steps, {losses}, "
+              f"{r['seconds_this_run']:.1f} s")
     print(f"run written to {out} (train_report.json, {stage}/loss.png); "
           f"next: minireason evaluate --prepared {args.prepared} --run {out}")
     return 0

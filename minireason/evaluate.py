@@ -1,0 +1,323 @@
+"""``minireason evaluate``: the trained model against three baselines, and the recommenders.
+
+    minireason evaluate --prepared runs/prep --run runs/tiny [--limit 200]
+
+Explanations. For each test record with a target (``finetune_test.npz``, in order; the first
+``limit`` with ``--limit``) the model generates a reason from the record's prompt (greedy,
+with the KV cache of :mod:`minireason.generate`, in batches); the reasons
+are scored with :func:`minireason.metrics.explanation_metrics` against the record's target
+sentence and ground-truth feature, with the prepared feature set F. The model's perplexity is
+measured on the same records' ``reason + <eos>`` tokens (teacher-forced, the fine-tuning loss).
+Three baselines answer the same records, using only what the model sees (the user's history
+profile and the item's tags), never the test review:
+
+- ``random``: the target sentence of a training record drawn uniformly (seeded);
+- ``retrieval``: the target sentence of the most similar training record, where a record is
+  the binary bag of its user-profile terms (``profile.tags`` + ``profile.aspects``, marked
+  ``u:``) and its item's tags (``item_tags``, marked ``i:``), similarity is the cosine of two
+  bags (one matrix product over all pairs), and ties go to the earliest training record. A test
+  record with an empty bag (no history and no tags) matches nothing; it gets the first
+  training record and is counted in ``retrieval_empty``;
+- ``template``: ``"great {tag1} and {tag2}."`` from the item's first two tags
+  (``"great {tag1}."`` with one tag, ``"great product."`` with none).
+
+Recommendation. Popularity, ItemCF, ContentSimilarity and Hybrid
+(:mod:`minireason.recommend`) are fitted on the training split (each user's items in time
+order; item content = its tags plus its aspect terms from ``items.json``) and ranked with
+HR@10 / NDCG@10 against each user's held-out test item (the leave-last-out split). This part
+always uses every test user (``--limit`` does not apply; it takes seconds).
+
+Outputs (in ``OUT``, default ``RUN/eval``): ``evaluation.json`` shaped
+``{"model": {...}, "baselines": {"random": {...}, "retrieval": {...}, "template": {...}},
+"recommendation": {...}, "info": {...}}``, ``evaluation.md`` (Markdown tables),
+``evaluation.png`` (bar chart) and ``generations.jsonl`` (every record's reference and the four
+answers, to read them).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from minireason import backend
+from minireason.checkpoint import load_model
+from minireason.metrics import explanation_metrics, perplexity
+from minireason.prepare import Prepared, load_prepared
+from minireason.recipe import pad_batch
+from minireason.recommend import ContentSimilarity, Hybrid, ItemCF, Popularity, evaluate_ranking
+from minireason.tokenizer import BPETokenizer
+
+TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
+RATIO_METRICS = ("usr", "fmr", "fcr", "div")
+METRICS = TEXT_METRICS + RATIO_METRICS
+SYSTEMS = ("model", "random", "retrieval", "template")
+RECOMMENDERS = {"popularity": Popularity, "itemcf": ItemCF, "content": ContentSimilarity,
+                "hybrid": Hybrid}
+
+GenerateFn = Callable[[list[list[int]]], list[str]]
+
+
+# --------------------------------------------------------------------------- the baselines
+
+
+def random_reasons(train_targets: list[str], n: int, seed: int = 0) -> list[str]:
+    """``n`` target sentences drawn uniformly (with replacement) from ``train_targets``."""
+    picks = np.random.default_rng(seed).integers(0, len(train_targets), size=n)
+    return [train_targets[i] for i in picks]
+
+
+def record_terms(record: dict) -> list[str]:
+    """The bag a record is matched on: ``u:`` profile tags and aspects, ``i:`` item tags."""
+    prof = record.get("profile") or {}
+    user = [f"u:{t}" for t in (prof.get("tags") or []) + (prof.get("aspects") or [])]
+    return user + [f"i:{t}" for t in record.get("item_tags") or []]
+
+
+def bag_matrix(bags: list[list[str]], vocab: dict[str, int]) -> np.ndarray:
+    """L2-normalised binary matrix ``(len(bags), len(vocab))``; terms not in ``vocab`` ignored."""
+    m = np.zeros((len(bags), len(vocab)), dtype=np.float32)
+    for i, bag in enumerate(bags):
+        m[i, [vocab[t] for t in bag if t in vocab]] = 1.0
+    norms = np.linalg.norm(m, axis=1, keepdims=True)
+    return np.divide(m, norms, out=np.zeros_like(m), where=norms > 0)
+
+
+def nearest_neighbours(queries: np.ndarray, pool: np.ndarray, chunk: int = 512) -> np.ndarray:
+    """For each row of ``queries`` ``(Nq, D)``, the row of ``pool`` ``(Np, D)`` with the highest
+    dot product (earliest on ties): ``(Nq,)`` ints. Computed ``chunk`` queries at a time."""
+    best = np.empty(len(queries), dtype=np.int64)
+    for start in range(0, len(queries), chunk):
+        best[start:start + chunk] = np.argmax(queries[start:start + chunk] @ pool.T, axis=1)
+    return best
+
+
+def retrieval_reasons(train_records: list[dict], test_records: list[dict]) -> tuple[list[str], int]:
+    """The target of the most similar training record for each test record (module doc), and
+    the number of test records with an empty bag."""
+    vocab: dict[str, int] = {}
+    for rec in train_records:
+        for t in record_terms(rec):
+            vocab.setdefault(t, len(vocab))
+    pool = bag_matrix([record_terms(r) for r in train_records], vocab)
+    queries = bag_matrix([record_terms(r) for r in test_records], vocab)
+    best = nearest_neighbours(queries, pool)
+    n_empty = int(np.count_nonzero(~queries.any(axis=1)))
+    return [train_records[i]["target"] for i in best], n_empty
+
+
+def template_reason(item_tags: list[str]) -> str:
+    """``"great {tag1} and {tag2}."`` from the first two tags (see the module doc)."""
+    if len(item_tags) >= 2:
+        return f"great {item_tags[0]} and {item_tags[1]}."
+    return f"great {item_tags[0]}." if item_tags else "great product."
+
+
+# --------------------------------------------------------------------------- the model
+
+
+def greedy_generate_fn(model, tok: BPETokenizer, max_new_tokens: int = 40,
+                       batch_size: int = 64, progress: bool = True) -> GenerateFn:
+    """``prompts -> reasons`` by greedy decoding with the KV cache of
+    :func:`minireason.generate.generate`, ``batch_size`` prompts at a time; each reason is
+    the decoded text up to (not including) ``<eos>``."""
+    from minireason.generate import generate
+
+    def generate_reasons(prompts: list[list[int]]) -> list[str]:
+        out: list[str] = []
+        for s in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch",
+                      disable=not progress):
+            gen = generate(model, prompts[s:s + batch_size], max_new_tokens=max_new_tokens,
+                           temperature=0.0, eos_id=tok.eos_id)
+            for tokens, finish in zip(gen.tokens, gen.finish):
+                reason = tokens[:-1] if finish == "eos" else tokens
+                out.append(tok.decode(reason, skip_special=True).strip())
+        return out
+
+    return generate_reasons
+
+
+def reason_perplexity(model, sequences, rows, pad_id: int, batch_size: int = 64,
+                      progress: bool = True) -> tuple[float, int]:
+    """Perplexity of the reason + ``<eos>`` tokens of fine-tuning sequences ``rows``, teacher
+    forced; returns ``(perplexity, n_tokens)``."""
+    total_nll, n_tokens = 0.0, 0
+    for s in tqdm(range(0, len(rows), batch_size), desc="perplexity", unit="batch",
+                  disable=not progress):
+        idx, targets, mask = pad_batch(sequences, rows[s:s + batch_size], pad_id)
+        logp = backend.to_numpy(model.token_logprobs(idx, targets)).astype(np.float64)
+        mask = backend.to_numpy(mask)
+        total_nll -= float((logp * mask).sum())
+        n_tokens += int(mask.sum())
+    return perplexity(total_nll, n_tokens), n_tokens
+
+
+# --------------------------------------------------------------------------- recommendation
+
+
+def recommendation_metrics(prepared: Prepared, k: int = 10, progress: bool = True) -> dict:
+    """HR@k / NDCG@k of every recommender on the leave-last-out test items (module doc)."""
+    ordered = sorted(enumerate(prepared.train), key=lambda ir: (ir[1]["user"], ir[1]["time"], ir[0]))
+    train_seqs: dict[str, list[str]] = {}
+    for _, rec in ordered:
+        seq = train_seqs.setdefault(rec["user"], [])
+        if rec["item"] not in seq:
+            seq.append(rec["item"])
+    item_tags = {item: list(info.get("tags", [])) + [a for a, _ in info.get("aspects", [])]
+                 for item, info in prepared.items.items()}
+    test_items = {rec["user"]: rec["item"] for rec in prepared.test}
+    out = {}
+    for name, cls in tqdm(RECOMMENDERS.items(), desc="recommenders", disable=not progress):
+        model = cls().fit(train_seqs, item_tags)
+        out[name] = evaluate_ranking(model, test_items, k=k)
+    return out
+
+
+# --------------------------------------------------------------------------- the evaluation
+
+
+def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
+                 batch_size: int = 64, max_new_tokens: int = 40, seed: int = 0,
+                 generate_fn: GenerateFn | None = None, progress: bool = True) -> dict:
+    """Evaluate the fine-tuned model of ``run_dir`` and the baselines; write the outputs.
+
+    Args:
+        prepared_dir: the prepared directory the run was trained on.
+        run_dir: a run directory of :func:`minireason.recipe.run_recipe` (its ``finetune/``
+            checkpoint and ``tokenizer.json`` are used).
+        out_dir: where the outputs go (default ``run_dir/eval``).
+        limit: only the first ``limit`` test records with a target (None: all).
+        batch_size: prompts per generation batch and sequences per perplexity batch.
+        max_new_tokens: longest generated reason (also capped by the model's block size).
+        seed: seed of the random baseline.
+        generate_fn: ``prompts (list of token-id lists) -> reasons (strings)``; default:
+            :func:`greedy_generate_fn` with the run's model.
+        progress: show tqdm bars.
+
+    Returns:
+        The dict written to ``evaluation.json``.
+    """
+    t0 = time.perf_counter()
+    run_dir = Path(run_dir)
+    out = Path(out_dir) if out_dir is not None else run_dir / "eval"
+    if limit is not None and limit < 2:
+        raise ValueError(f"--limit must be at least 2 (DIV needs two records), got {limit}")
+    prepared = load_prepared(prepared_dir)
+    tok_path = run_dir / "tokenizer.json"
+    if not tok_path.is_file():
+        raise FileNotFoundError(f"{tok_path} not found: is {run_dir} a run of 'minireason train'?")
+    tok = BPETokenizer.load(tok_path)
+    if tok.vocab_size != prepared.tokenizer.vocab_size or (
+            tok_path.read_bytes() != (prepared.path / "tokenizer.json").read_bytes()):
+        raise ValueError(f"{tok_path} differs from {prepared.path / 'tokenizer.json'}: the run "
+                         "was trained on another prepared directory")
+    model = load_model(run_dir / "finetune")
+
+    sequences = prepared.finetune["test"]
+    n = len(sequences) if limit is None else min(limit, len(sequences))
+    if n < 2:
+        raise ValueError(f"{prepared.path}: the test split has {n} records with a target; "
+                         "at least 2 are needed")
+    rows = np.arange(n)
+    records = [prepared.test[int(r)] for r in sequences.record[:n]]
+    prompts = [prepared.prompts["test"].get(int(r)).tolist() for r in sequences.record[:n]]
+    refs = [rec["target"] for rec in records]
+    features_gt = [rec["feature"] for rec in records]
+    train_with_target = [rec for rec in prepared.train if rec["target"] is not None]
+
+    if generate_fn is None:
+        generate_fn = greedy_generate_fn(model, tok, max_new_tokens, batch_size, progress)
+    t_gen = time.perf_counter()
+    answers = {"model": list(generate_fn(prompts))}
+    seconds_generate = time.perf_counter() - t_gen
+    if len(answers["model"]) != n:
+        raise ValueError(f"generate_fn returned {len(answers['model'])} reasons for {n} prompts")
+    ppl, n_ppl_tokens = reason_perplexity(model, sequences, rows, tok.pad_id, batch_size,
+                                          progress)
+    answers["random"] = random_reasons([r["target"] for r in train_with_target], n, seed)
+    answers["retrieval"], n_empty = retrieval_reasons(train_with_target, records)
+    answers["template"] = [template_reason(rec.get("item_tags") or []) for rec in records]
+
+    scores = {name: explanation_metrics(answers[name], refs, features_gt, prepared.features)
+              for name in SYSTEMS}
+    scores["model"]["perplexity"] = ppl
+    result = {
+        "model": scores["model"],
+        "baselines": {name: scores[name] for name in SYSTEMS[1:]},
+        "recommendation": recommendation_metrics(prepared, k=10, progress=progress),
+        "info": {
+            "prepared": str(prepared.path), "run": str(run_dir), "split": "test",
+            "n_records": n, "n_test_records_with_target": len(sequences), "limit": limit,
+            "perplexity_tokens": n_ppl_tokens, "retrieval_empty": n_empty,
+            "random_seed": seed, "max_new_tokens": max_new_tokens,
+            "seconds_generate": round(seconds_generate, 2),
+            "seconds_total": round(time.perf_counter() - t0, 2),
+        },
+    }
+    write_outputs(result, answers, records, out)
+    return result
+
+
+def markdown_report(result: dict) -> str:
+    """The explanation table (one row per system) and the recommendation table."""
+    info = result["info"]
+    rows = {"model": result["model"], **result["baselines"]}
+    lines = [f"## Explanations ({info['n_records']} test records, split {info['split']})", "",
+             "| system | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    for name, s in rows.items():
+        lines.append(f"| {name} | " + " | ".join(f"{s[m]:.2f}" if m in TEXT_METRICS
+                                                  else f"{s[m]:.3f}" for m in METRICS) + " |")
+    lines += ["", "Text metrics x100; USR, FMR, FCR, DIV ratios (DIV: lower is better).",
+              f"Model perplexity on the reasons: {result['model']['perplexity']:.2f} "
+              f"({info['perplexity_tokens']} tokens).", "",
+              f"## Recommendation (leave-last-out, {next(iter(result['recommendation'].values()))['n_users']} users)",
+              "", "| recommender | HR@10 | NDCG@10 |", "|---|---|---|"]
+    for name, r in result["recommendation"].items():
+        lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot_scores(result: dict, path) -> Path:
+    """Grouped bar chart: text metrics (x100) on the left, ratios on the right."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = {"model": result["model"], **result["baselines"]}
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [5, 4]})
+    width = 0.8 / len(rows)
+    for ax, metrics, label in ((axes[0], TEXT_METRICS, "score x100"),
+                               (axes[1], RATIO_METRICS, "ratio")):
+        x = np.arange(len(metrics))
+        for j, (name, s) in enumerate(rows.items()):
+            ax.bar(x + (j - (len(rows) - 1) / 2) * width, [s[m] for m in metrics], width,
+                   label=name)
+        ax.set_xticks(x, metrics)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend()
+    axes[1].set_title("DIV: lower is better", fontsize=9)
+    fig.suptitle(f"Explanations on {result['info']['n_records']} test records")
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def write_outputs(result: dict, answers: dict, records: list[dict], out: Path) -> None:
+    """``evaluation.json``, ``evaluation.md``, ``evaluation.png`` and ``generations.jsonl``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    (out / "evaluation.md").write_text(markdown_report(result), encoding="utf-8")
+    plot_scores(result, out / "evaluation.png")
+    with open(out / "generations.jsonl", "w", encoding="utf-8") as fh:
+        for i, rec in enumerate(records):
+            row = {"user": rec["user"], "item": rec["item"], "feature": rec["feature"],
+                   "reference": rec["target"], **{name: answers[name][i] for name in SYSTEMS}}
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")

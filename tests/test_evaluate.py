@@ -1,0 +1,176 @@
+"""``minireason evaluate``: baselines, perplexity, the greedy decoder, outputs and the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+
+import numpy as np
+import pytest
+
+from minireason.checkpoint import load_model
+from minireason.cli import main
+from minireason.evaluate import (
+    METRICS,
+    evaluate_run,
+    greedy_generate_fn,
+    random_reasons,
+    reason_perplexity,
+    retrieval_reasons,
+    template_reason,
+)
+from minireason.prepare import PrepareConfig, load_prepared, prepare
+from minireason.recipe import pad_batch, run_recipe
+
+MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
+MICRO = {
+    "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, "seed": 7},
+    "pretrain": {"batch_size": 4, "block_size": 32, "max_steps": 3, "warmup_steps": 1,
+                 "eval_interval": 0, "checkpoint_interval": 0},
+    "finetune": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1,
+                 "eval_interval": 0, "checkpoint_interval": 0},
+}
+
+
+@pytest.fixture(scope="module")
+def run(data_dir, tmp_path_factory):
+    """(prepared dir, run dir): 600 real reviews, a micro model trained for a few steps."""
+    root = tmp_path_factory.mktemp("evaluate")
+    with gzip.open(data_dir / MI, "rt", encoding="utf-8") as fh:
+        lines = [next(fh) for _ in range(600)]
+    with gzip.open(root / "reviews.json.gz", "wt", encoding="utf-8") as fh:
+        fh.writelines(lines)
+    prepare(PrepareConfig(reviews=str(root / "reviews.json.gz"), out=str(root / "prep"),
+                          vocab_size=400, min_df=2, n_unigrams=60, n_bigrams=10, progress=False))
+    (root / "micro.json").write_text(json.dumps(MICRO))
+    run_recipe(root / "prep", root / "micro.json", root / "run", progress=False)
+    return root / "prep", root / "run"
+
+
+# --------------------------------------------------------------------------- baselines
+
+
+def test_template_reason():
+    assert template_reason(["strings", "tone", "price"]) == "great strings and tone."
+    assert template_reason(["tuner"]) == "great tuner."
+    assert template_reason([]) == "great product."
+
+
+def test_random_reasons_are_seeded_draws_from_the_pool():
+    pool = [f"reason {i}" for i in range(50)]
+    a, b = random_reasons(pool, 200, seed=3), random_reasons(pool, 200, seed=3)
+    assert a == b and set(a) <= set(pool) and len(set(a)) > 30
+    assert random_reasons(pool, 200, seed=4) != a
+
+
+def test_retrieval_picks_the_most_similar_training_record():
+    def rec(tags, aspects, item_tags, target=None):
+        return {"profile": {"tags": tags, "aspects": aspects}, "item_tags": item_tags,
+                "target": target}
+
+    train = [rec(["guitar"], ["tone"], ["strings"], "t0"),
+             rec(["mic"], ["noise"], ["cable", "xlr"], "t1"),
+             rec([], [], ["strings", "tuner"], "t2")]
+    test = [rec(["mic"], [], ["xlr"]),            # shares u:mic and i:xlr with record 1
+            rec([], [], ["tuner", "strings"]),    # the same bag as record 2
+            rec(["guitar"], ["tone"], []),        # user side equals record 0's
+            rec(["banjo"], [], ["kazoo"])]        # nothing in common: first record, counted
+    reasons, n_empty = retrieval_reasons(train, test)
+    assert reasons == ["t1", "t2", "t0", "t0"]
+    assert n_empty == 1
+    # user terms and item terms are different terms: a tag on the user side does not match
+    # the same tag on the item side
+    reasons, _ = retrieval_reasons(train, [rec(["strings"], [], ["cable"])])
+    assert reasons == ["t1"]
+
+
+# --------------------------------------------------------------------------- the model
+
+
+@pytest.mark.slow
+def test_perplexity_matches_per_sequence_losses(run):
+    prep_dir, run_dir = run
+    prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")
+    seqs, pad = prepared.finetune["test"], prepared.tokenizer.pad_id
+    rows = np.arange(7)
+    ppl, n_tokens = reason_perplexity(model, seqs, rows, pad, batch_size=3, progress=False)
+    nll = count = 0.0
+    for r in rows:  # one sequence at a time: no padding at all
+        idx, targets, mask = pad_batch(seqs, [r], pad)
+        _, loss = model.forward(idx, targets, mask, keep_cache=False)
+        nll, count = nll + loss * mask.sum(), count + mask.sum()
+    assert n_tokens == count == sum(int(seqs.get(r)[1].sum()) for r in rows)
+    assert ppl == pytest.approx(math.exp(nll / count), rel=1e-5)
+
+
+@pytest.mark.slow
+def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
+    prep_dir, run_dir = run
+    prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")
+    tok = prepared.tokenizer
+    prompts = [prepared.prompts["test"].get(i).tolist() for i in range(6)]
+    generate = greedy_generate_fn(model, tok, max_new_tokens=6, batch_size=4, progress=False)
+    together = generate(prompts)
+    assert together == [generate([p])[0] for p in prompts]
+    # the same greedy choices by hand (full recomputation, no cache, no batching)
+    for prompt, reason in zip(prompts, together):
+        seq = list(prompt)
+        for _ in range(6):
+            logits, _ = model.forward(np.asarray([seq]), keep_cache=False)
+            seq.append(int(logits[0, -1].argmax()))
+            if seq[-1] == tok.eos_id:
+                seq.pop()
+                break
+        assert reason == tok.decode(seq[len(prompt):], skip_special=True).strip()
+
+# --------------------------------------------------------------------------- the whole evaluation
+
+
+@pytest.mark.slow
+def test_evaluate_with_a_perfect_generator(run, tmp_path):
+    prep_dir, run_dir = run
+    prepared = load_prepared(prep_dir)
+    by_prompt = {tuple(prepared.prompts["test"].get(int(r)).tolist()): prepared.test[int(r)]
+                 for r in prepared.finetune["test"].record}
+
+    def oracle(prompts):  # answers each prompt with its record's own target
+        return [by_prompt[tuple(p)]["target"] for p in prompts]
+
+    out = tmp_path / "eval"
+    result = evaluate_run(prep_dir, run_dir, out, limit=12, generate_fn=oracle, progress=False)
+    assert set(result) == {"model", "baselines", "recommendation", "info"}
+    assert set(result["baselines"]) == {"random", "retrieval", "template"}
+    for scores in (result["model"], *result["baselines"].values()):
+        assert set(METRICS) <= set(scores) and scores["n"] == 12
+    m = result["model"]
+    assert m["bleu1"] == m["bleu4"] == m["rougeL_f"] == pytest.approx(100.0)
+    assert m["fmr"] == 1.0 and m["perplexity"] > 1.0
+    assert result["baselines"]["template"]["usr"] <= 1.0
+    assert set(result["recommendation"]) == {"popularity", "itemcf", "content", "hybrid"}
+    for r in result["recommendation"].values():
+        assert 0.0 <= r["ndcg@10"] <= r["hr@10"] <= 1.0 and r["n_users"] == len(prepared.test)
+    saved = json.loads((out / "evaluation.json").read_text())
+    assert saved["model"]["bleu1"] == pytest.approx(100.0)
+    rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
+    assert len(rows) == 12 and all(r["model"] == r["reference"] for r in rows)
+    assert all(r["template"].startswith("great ") for r in rows)
+    md = (out / "evaluation.md").read_text()
+    assert "| model | 100.00 |" in md and "| hybrid |" in md
+    assert (out / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.slow
+def test_cli_evaluate(run, tmp_path, capsys):
+    prep_dir, run_dir = run
+    out = tmp_path / "cli_eval"
+    argv = ["evaluate", "--prepared", str(prep_dir), "--run", str(run_dir), "--out", str(out),
+            "--limit", "5", "--max-new-tokens", "4"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "| model |" in printed and "| retrieval |" in printed and "HR@10" in printed
+    assert json.loads((out / "evaluation.json").read_text())["info"]["n_records"] == 5
+    assert main(["evaluate", "--prepared", str(prep_dir), "--run", str(tmp_path)]) == 1
+    assert "tokenizer.json not found" in capsys.readouterr().err
+    assert main(argv[:-4] + ["--limit", "1"]) == 1
+    assert "--limit must be at least 2" in capsys.readouterr().err

@@ -1,0 +1,178 @@
+"""The training recipe: presets, padded reason batches, pretrain -> fine-tune, resume, the CLI."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from minireason.checkpoint import load_checkpoint
+from minireason.cli import main
+from minireason.model import GPTConfig
+from minireason.prepare import PrepareConfig, SequenceSet, prepare
+from minireason.recipe import ReasonBatches, load_preset, preset_names, run_recipe, stage_config
+
+MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
+
+# A model small enough to train in seconds: the recipe's wiring is under test, not its quality.
+MICRO = {
+    "description": "micro preset for tests",
+    "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, "seed": 3},
+    "pretrain": {"batch_size": 4, "block_size": 32, "max_steps": 4, "warmup_steps": 1,
+                 "eval_interval": 2, "eval_iters": 1, "checkpoint_interval": 2},
+    "finetune": {"batch_size": 4, "max_steps": 4, "warmup_steps": 1,
+                 "eval_interval": 2, "eval_iters": 1, "checkpoint_interval": 2},
+}
+
+
+@pytest.fixture(scope="module")
+def prepared_dir(data_dir, tmp_path_factory):
+    """A prepared directory from the first 600 lines of the real Musical Instruments file."""
+    root = tmp_path_factory.mktemp("recipe")
+    with gzip.open(data_dir / MI, "rt", encoding="utf-8") as fh:
+        lines = [next(fh) for _ in range(600)]
+    with gzip.open(root / "reviews.json.gz", "wt", encoding="utf-8") as fh:
+        fh.writelines(lines)
+    prepare(PrepareConfig(reviews=str(root / "reviews.json.gz"), out=str(root / "prep"),
+                          vocab_size=400, min_df=2, n_unigrams=60, n_bigrams=10, progress=False))
+    return root / "prep"
+
+
+@pytest.fixture()
+def micro_preset(tmp_path):
+    path = tmp_path / "micro.json"
+    path.write_text(json.dumps(MICRO))
+    return path
+
+
+def _sequences(seqs: list[list[int]], prompt_lens: list[int]) -> SequenceSet:
+    ids = np.concatenate([np.asarray(s, dtype=np.int32) for s in seqs])
+    mask = np.concatenate([np.r_[np.zeros(p), np.ones(len(s) - p)].astype(np.uint8)
+                           for s, p in zip(seqs, prompt_lens)])
+    offsets = np.r_[0, np.cumsum([len(s) for s in seqs])].astype(np.int64)
+    return SequenceSet(ids, mask, offsets, np.asarray(prompt_lens, dtype=np.int32),
+                       np.arange(len(seqs), dtype=np.int32))
+
+
+# --------------------------------------------------------------------------- presets
+
+
+def test_shipped_presets_load_and_build_configs():
+    assert {"tiny", "small"} <= set(preset_names())
+    for name in ("tiny", "small"):
+        preset = load_preset(name)
+        GPTConfig(vocab_size=4096, **preset["model"])  # a valid model shape
+        for stage in ("pretrain", "finetune"):
+            assert stage_config(preset, stage).max_steps >= 1
+    tiny, small = load_preset("tiny"), load_preset("small")
+    assert tiny["model"]["n_layer"] < small["model"]["n_layer"]
+    assert tiny["model"]["n_embd"] // tiny["model"]["n_head"] == 64
+
+
+def test_preset_errors_name_the_file_and_key(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**MICRO, "finetune": {**MICRO["finetune"], "lr": 1.0}}))
+    with pytest.raises(ValueError, match=r"bad\.json.*unknown finetune fields \['lr'\]"):
+        load_preset(bad)
+    bad.write_text(json.dumps({k: v for k, v in MICRO.items() if k != "pretrain"}))
+    with pytest.raises(ValueError, match=r"missing keys \['pretrain'\]"):
+        load_preset(bad)
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        load_preset(bad)
+    with pytest.raises(FileNotFoundError, match="neither a preset name"):
+        load_preset("huge")
+
+
+# --------------------------------------------------------------------------- batches
+
+
+def test_reason_batches_shift_pad_and_mask():
+    seqs = [[10, 11, 12, 20, 21, 1], [13, 22, 1], [14, 15, 23, 24, 25, 26, 1]]
+    batches = ReasonBatches(_sequences(seqs, [3, 1, 2]), batch_size=3, pad_id=0, seed=5)
+    rows = batches.indices(0)
+    idx, targets, mask = batches(0)
+    assert idx.shape == targets.shape == mask.shape == (3, 6)  # longest (7) minus one
+    for b, r in enumerate(rows):
+        s, p = seqs[r], [3, 1, 2][r]
+        n = len(s) - 1
+        assert idx[b, :n].tolist() == s[:-1] and targets[b, :n].tolist() == s[1:]
+        assert (idx[b, n:] == 0).all() and (targets[b, n:] == 0).all()
+        # loss only where the *target* is a reason token or <eos>; never on prompt or padding
+        assert mask[b].tolist() == [0] * (p - 1) + [1] * (len(s) - p) + [0] * (6 - n)
+
+
+def test_reason_batches_cover_each_epoch_once_and_repeat_by_step():
+    seqs = [[i, i + 1, 1] for i in range(2, 12)]  # 10 sequences
+    batches = ReasonBatches(_sequences(seqs, [1] * 10), batch_size=4, pad_id=0, seed=1)
+    first_epoch = np.concatenate([batches.indices(s) for s in range(3)])[:10]
+    assert sorted(first_epoch.tolist()) == list(range(10))
+    again = ReasonBatches(_sequences(seqs, [1] * 10), batch_size=4, pad_id=0, seed=1)
+    assert all((again(s)[0] == batches(s)[0]).all() for s in range(5))
+    other = ReasonBatches(_sequences(seqs, [1] * 10), batch_size=4, pad_id=0, seed=2)
+    assert any((other.indices(s) != batches.indices(s)).any() for s in range(3))
+
+
+# --------------------------------------------------------------------------- the recipe
+
+
+@pytest.mark.slow
+def test_recipe_end_to_end_then_resume_between_stages(prepared_dir, micro_preset, tmp_path):
+    out = tmp_path / "run"
+    report = run_recipe(prepared_dir, micro_preset, out, progress=False)
+    for name in ("preset.json", "tokenizer.json", "train_report.json", "pretrain/loss.png",
+                 "finetune/loss.png", "pretrain/checkpoint.npz", "finetune/checkpoint.npz"):
+        assert (out / name).is_file(), name
+    assert (out / "tokenizer.json").read_bytes() == (prepared_dir / "tokenizer.json").read_bytes()
+    assert json.loads((out / "train_report.json").read_text()) == json.loads(json.dumps(report))
+    for stage in ("pretrain", "finetune"):
+        r = report[stage]
+        assert r["status"] == "trained" and r["steps"] == 4
+        assert np.isfinite(r["final_train_loss"]) and np.isfinite(r["final_val_loss"])
+        assert load_checkpoint(out / stage).step == 4
+    pre, fine = load_checkpoint(out / "pretrain"), load_checkpoint(out / "finetune")
+    assert pre.model_config == fine.model_config and pre.model_config.vocab_size == 400
+    assert not np.array_equal(pre.params["wte"], fine.params["wte"])
+
+    with pytest.raises(ValueError, match="already holds a checkpoint"):
+        run_recipe(prepared_dir, micro_preset, out, progress=False)
+    again = run_recipe(prepared_dir, micro_preset, out, resume=True, progress=False)
+    assert again["pretrain"]["status"] == again["finetune"]["status"] == "already finished"
+
+    # a run stopped between the stages resumes into exactly the same fine-tuned weights
+    crashed = tmp_path / "crashed"
+    shutil.copytree(out, crashed)
+    shutil.rmtree(crashed / "finetune")
+    resumed = run_recipe(prepared_dir, micro_preset, crashed, resume=True, progress=False)
+    assert resumed["pretrain"]["status"] == "already finished"
+    assert resumed["finetune"]["status"] == "trained"
+    redone = load_checkpoint(crashed / "finetune")
+    for name, a in fine.params.items():
+        np.testing.assert_array_equal(redone.params[name], a, err_msg=name)
+
+
+def test_recipe_rejects_a_context_longer_than_the_model(prepared_dir, tmp_path):
+    short = {**MICRO, "model": {**MICRO["model"], "block_size": 64},
+             "pretrain": {**MICRO["pretrain"], "block_size": 32}}
+    path = tmp_path / "short.json"
+    path.write_text(json.dumps(short))
+    with pytest.raises(ValueError, match="block_size 64 is shorter than the prepared context 128"):
+        run_recipe(prepared_dir, path, tmp_path / "run", progress=False)
+
+
+def test_cli_train(prepared_dir, micro_preset, tmp_path, capsys):
+    out = tmp_path / "cli_run"
+    argv = ["train", "--prepared", str(prepared_dir), "--preset", str(micro_preset),
+            "--out", str(out)]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "pretrain: trained, 4 steps" in printed and "finetune: trained, 4 steps" in printed
+    assert main(argv) == 1  # the run exists and --resume was not given
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pass --resume" in err
+    assert main(["train", "--prepared", str(tmp_path / "nope"), "--preset", "tiny",
+                 "--out", str(out)]) == 1
+    assert "not a prepared directory" in capsys.readouterr().err
