@@ -376,6 +376,110 @@ def _run_evaluate(args) -> int:
     return 0
 
 
+def add_explain(sub):
+    p = sub.add_parser(
+        "explain",
+        help="recommend items to a user and explain each (seed step 4), or explain free-form input",
+        description=(
+            "Explain recommendations with a trained run. Either a known user (--user; with "
+            "--item to explain that item, else the top-k recommendations are explained), or "
+            "free-form input (--history and --tags). Each reason comes with its evidence: the "
+            "share of attention on each history item and tag."
+        ),
+        epilog=(
+            'examples:  minireason explain --prepared runs/demo/prepared --run runs/demo/run --user A1L7M2CLYO4S4R\n'
+            '           minireason explain --run runs/demo/run --history "strings, tuner (4); pedal, patch cables" --tags "capo, guitar"'
+        ),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--run", required=True, metavar="DIR", help="a run directory of 'minireason train'")
+    p.add_argument("--prepared", metavar="DIR", help="the prepared directory the run was trained on (needed with --user)")
+    p.add_argument("--user", help="a user id of the prepared data")
+    p.add_argument("--item", help="explain this item id (default: recommend first)")
+    p.add_argument("--history", help='free-form history: "term, term (rating); term, ..." oldest first')
+    p.add_argument("--tags", help='free-form item tags: "tag, tag, ..."')
+    p.add_argument("-k", type=int, default=3, help="recommendations to explain (default 3)")
+    p.add_argument("--candidates", type=int, default=8, help="candidates generated per reason (default 8)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--plot", metavar="FILE.png", help="attention heatmap of the first reason")
+    p.set_defaults(func=_run_explain)
+
+
+def _run_explain(args) -> int:
+    from pathlib import Path
+
+    from minireason import explain as ex
+    from minireason.checkpoint import load_model
+    from minireason.reasons import explain, plot_evidence
+    from minireason.tokenizer import BPETokenizer
+
+    if (args.user is None) == (args.history is None and args.tags is None):
+        raise UserError("give either --user ID (with --prepared) or free-form --history/--tags, not both")
+    for name in ("k", "candidates"):
+        if getattr(args, name) < 1:
+            raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
+    run = Path(args.run)
+    model = load_model(run / "finetune")
+    if args.user is not None:
+        if not args.prepared:
+            raise UserError("--user needs --prepared DIR (the prepared directory of the run)")
+        from minireason.prepare import load_prepared
+
+        prepared = load_prepared(args.prepared)
+        recs = ex.explain_for_user(model, prepared, args.user, item=args.item, k=args.k,
+                                   n_candidates=args.candidates, seed=args.seed)
+        history = ex.user_history(prepared, args.user)
+        print(f"user {args.user}: {len(history)} past reviews" + ("" if history else " (cold start)"))
+        for rank, rec in enumerate(recs, 1):
+            score = "" if rec.score != rec.score else f"  recommender score {rec.score:.2f}"
+            print(f"{rank}. {rec.item}{score}")
+            print(ex.format_explanation(rec.explanation))
+        explanations = [r.explanation for r in recs]
+    else:
+        tok_path = run / "tokenizer.json"
+        if not tok_path.is_file():
+            raise FileNotFoundError(f"{tok_path} not found: is {run} a run of 'minireason train'?")
+        expl = explain(model, BPETokenizer.load(tok_path), ex.parse_history(args.history or ""),
+                       ex.parse_tags(args.tags or ""), n_candidates=args.candidates, seed=args.seed,
+                       max_prompt_tokens=model.config.block_size - 40)
+        print(expl.prompt_text)
+        print(ex.format_explanation(expl))
+        explanations = [expl]
+    if args.plot:
+        print(f"attention heatmap written to {plot_evidence(explanations[0], args.plot)}")
+    return 0
+
+
+def add_demo(sub):
+    p = sub.add_parser(
+        "demo",
+        help="the whole job: prepare the data, train the tiny preset, explain recommendations, evaluate",
+        description=(
+            "Find the Musical Instruments reviews (--data-dir, $MINIREASON_DATA_DIR, ../shared/data, "
+            "or the cache of 'minireason data fetch musical-instruments'), prepare them, train the "
+            "tiny preset, print the top-3 recommendations of three test users with reasons and "
+            "evidence, then the evaluation table. A second run reuses what the first made."
+        ),
+    )
+    p.add_argument("--data-dir", metavar="DIR", help="where the datasets are")
+    p.add_argument("--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)")
+    p.add_argument("--preset", default="tiny", help="training preset name or JSON file (default tiny)")
+    p.add_argument("--users", type=int, default=3, help="test users shown (default 3)")
+    p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test records only")
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_run_demo)
+
+
+def _run_demo(args) -> int:
+    from minireason.demo import run_demo
+
+    if args.users < 1:
+        raise UserError(f"--users must be >= 1, got {args.users}")
+    run_demo(data_dir=args.data_dir, out=args.out, preset=args.preset, n_users=args.users,
+             eval_limit=args.eval_limit, seed=args.seed)
+    return 0
+
+
 # --------------------------------------------------------------------------- GPU kernels (issue 6)
 
 
@@ -480,13 +584,15 @@ def _run_grade(args) -> int:
 
 
 SUBCOMMANDS = [
+    add_demo,
     add_attention_example,
-    add_bench,
     add_prepare,
-    add_data,
-    add_grade,
     add_train,
     add_evaluate,
+    add_explain,
+    add_data,
+    add_bench,
+    add_grade,
 ]
 
 BENCH_SUBCOMMANDS = [

@@ -161,14 +161,7 @@ def reason_perplexity(model, sequences, rows, pad_id: int, batch_size: int = 64,
 
 def recommendation_metrics(prepared: Prepared, k: int = 10, progress: bool = True) -> dict:
     """HR@k / NDCG@k of every recommender on the leave-last-out test items (module doc)."""
-    ordered = sorted(enumerate(prepared.train), key=lambda ir: (ir[1]["user"], ir[1]["time"], ir[0]))
-    train_seqs: dict[str, list[str]] = {}
-    for _, rec in ordered:
-        seq = train_seqs.setdefault(rec["user"], [])
-        if rec["item"] not in seq:
-            seq.append(rec["item"])
-    item_tags = {item: list(info.get("tags", [])) + [a for a, _ in info.get("aspects", [])]
-                 for item, info in prepared.items.items()}
+    train_seqs, item_tags = prepared.train_sequences(), prepared.item_terms()
     test_items = {rec["user"]: rec["item"] for rec in prepared.test}
     out = {}
     for name, cls in tqdm(RECOMMENDERS.items(), desc="recommenders", disable=not progress):

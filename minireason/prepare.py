@@ -521,6 +521,22 @@ class Prepared:
             raise ValueError(f"unknown split {name!r}; splits: {SPLITS}")
         return getattr(self, name)
 
+    def train_sequences(self) -> dict[str, list[str]]:
+        """``{user: [item, ...]}``: each user's distinct training items in time order (what
+        the recommenders of ``minireason.recommend`` fit on)."""
+        ordered = sorted(enumerate(self.train), key=lambda ir: (ir[1]["user"], ir[1]["time"], ir[0]))
+        seqs: dict[str, list[str]] = {}
+        for _, rec in ordered:
+            seq = seqs.setdefault(rec["user"], [])
+            if rec["item"] not in seq:
+                seq.append(rec["item"])
+        return seqs
+
+    def item_terms(self) -> dict[str, list[str]]:
+        """``{item: tags + aspects}``: the bag of terms content similarity works on."""
+        return {item: list(info.get("tags", [])) + [a for a, _ in info.get("aspects", [])]
+                for item, info in self.items.items()}
+
 
 def _read_jsonl(path: Path) -> list[dict]:
     rows = []

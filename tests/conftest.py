@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 from pathlib import Path
 
@@ -23,6 +25,69 @@ def data_dir() -> Path:
     if not d.is_dir():
         pytest.skip(f"real data not found at {d}; set MINIREASON_DATA_DIR")
     return d
+
+
+MI_REVIEWS = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
+
+# A model small enough to train in a second: for tests of the pipeline, not of quality.
+MICRO_PRESET = {
+    "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, "seed": 7},
+    "pretrain": {"batch_size": 4, "block_size": 32, "max_steps": 3, "warmup_steps": 1,
+                 "eval_interval": 0, "checkpoint_interval": 0},
+    "finetune": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1,
+                 "eval_interval": 0, "checkpoint_interval": 0},
+}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def mi_slice(data_dir, tmp_path_factory) -> Path:
+    """The first 600 lines of the real Musical Instruments reviews, gzipped, laid out as
+    ``ROOT/amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz``; returns ROOT."""
+    root = tmp_path_factory.mktemp("mi_slice")
+    target = root / MI_REVIEWS
+    target.parent.mkdir(parents=True)
+    with gzip.open(data_dir / MI_REVIEWS, "rt", encoding="utf-8") as fh:
+        lines = [next(fh) for _ in range(600)]
+    with gzip.open(target, "wt", encoding="utf-8") as fh:
+        fh.writelines(lines)
+    return root
+
+
+@pytest.fixture(scope="session")
+def micro_preset_file(tmp_path_factory) -> Path:
+    path = tmp_path_factory.mktemp("preset") / "micro.json"
+    path.write_text(json.dumps(MICRO_PRESET))
+    return path
+
+
+@pytest.fixture(scope="session")
+def micro_prepared(mi_slice, tmp_path_factory) -> Path:
+    """A prepared directory of the 600-review slice (small vocabulary and aspect set)."""
+    from minireason.prepare import PrepareConfig, prepare
+
+    out = tmp_path_factory.mktemp("micro") / "prep"
+    prepare(
+        PrepareConfig(
+            reviews=str(mi_slice / MI_REVIEWS),
+            out=str(out),
+            vocab_size=400,
+            min_df=2,
+            n_unigrams=60,
+            n_bigrams=10,
+            progress=False,
+        )
+    )
+    return out
+
+
+@pytest.fixture(scope="session")
+def micro_run(micro_prepared, micro_preset_file) -> tuple[Path, Path]:
+    """(prepared dir, run dir): the micro model trained for a few steps on the slice."""
+    from minireason.recipe import run_recipe
+
+    run = micro_prepared.parent / "run"
+    run_recipe(micro_prepared, micro_preset_file, run, progress=False)
+    return micro_prepared, run
 
 
 def pytest_collection_modifyitems(config, items):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import math
 
@@ -20,32 +19,14 @@ from minireason.evaluate import (
     retrieval_reasons,
     template_reason,
 )
-from minireason.prepare import PrepareConfig, load_prepared, prepare
-from minireason.recipe import pad_batch, run_recipe
-
-MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
-MICRO = {
-    "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, "seed": 7},
-    "pretrain": {"batch_size": 4, "block_size": 32, "max_steps": 3, "warmup_steps": 1,
-                 "eval_interval": 0, "checkpoint_interval": 0},
-    "finetune": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1,
-                 "eval_interval": 0, "checkpoint_interval": 0},
-}
+from minireason.prepare import load_prepared
+from minireason.recipe import pad_batch
 
 
 @pytest.fixture(scope="module")
-def run(data_dir, tmp_path_factory):
+def run(micro_run):
     """(prepared dir, run dir): 600 real reviews, a micro model trained for a few steps."""
-    root = tmp_path_factory.mktemp("evaluate")
-    with gzip.open(data_dir / MI, "rt", encoding="utf-8") as fh:
-        lines = [next(fh) for _ in range(600)]
-    with gzip.open(root / "reviews.json.gz", "wt", encoding="utf-8") as fh:
-        fh.writelines(lines)
-    prepare(PrepareConfig(reviews=str(root / "reviews.json.gz"), out=str(root / "prep"),
-                          vocab_size=400, min_df=2, n_unigrams=60, n_bigrams=10, progress=False))
-    (root / "micro.json").write_text(json.dumps(MICRO))
-    run_recipe(root / "prep", root / "micro.json", root / "run", progress=False)
-    return root / "prep", root / "run"
+    return micro_run
 
 
 # --------------------------------------------------------------------------- baselines

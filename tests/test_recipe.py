@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import shutil
 
@@ -12,7 +11,7 @@ import pytest
 from minireason.checkpoint import load_checkpoint
 from minireason.cli import main
 from minireason.model import GPTConfig
-from minireason.prepare import PrepareConfig, SequenceSet, prepare
+from minireason.prepare import SequenceSet
 from minireason.recipe import ReasonBatches, load_preset, preset_names, run_recipe, stage_config
 
 MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
@@ -29,16 +28,9 @@ MICRO = {
 
 
 @pytest.fixture(scope="module")
-def prepared_dir(data_dir, tmp_path_factory):
+def prepared_dir(micro_prepared):
     """A prepared directory from the first 600 lines of the real Musical Instruments file."""
-    root = tmp_path_factory.mktemp("recipe")
-    with gzip.open(data_dir / MI, "rt", encoding="utf-8") as fh:
-        lines = [next(fh) for _ in range(600)]
-    with gzip.open(root / "reviews.json.gz", "wt", encoding="utf-8") as fh:
-        fh.writelines(lines)
-    prepare(PrepareConfig(reviews=str(root / "reviews.json.gz"), out=str(root / "prep"),
-                          vocab_size=400, min_df=2, n_unigrams=60, n_bigrams=10, progress=False))
-    return root / "prep"
+    return micro_prepared
 
 
 @pytest.fixture()
