@@ -357,19 +357,24 @@ def add_evaluate(sub):
     p.add_argument("--batch-size", type=int, default=64, help="prompts per batch (default 64)")
     p.add_argument("--max-new-tokens", type=int, default=40,
                    help="longest generated reason in tokens (default 40)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the random baseline (default 0)")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sampling and of the random baseline (default 0)")
+    p.add_argument("--decode", choices=["step4", "greedy"], default="step4",
+                   help="step4: best of --candidates samples, as 'explain' does (default); "
+                        "greedy: one greedy reason")
+    p.add_argument("--candidates", type=int, default=8, help="samples per record with step4 (default 8)")
     p.set_defaults(func=_run_evaluate)
 
 
 def _run_evaluate(args) -> int:
     from minireason.evaluate import evaluate_run, markdown_report
 
-    for name in ("batch_size", "max_new_tokens"):
+    for name in ("batch_size", "max_new_tokens", "candidates"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     result = evaluate_run(args.prepared, args.run, args.out, limit=args.limit,
                           batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                          seed=args.seed)
+                          seed=args.seed, decode=args.decode, n_candidates=args.candidates)
     print(markdown_report(result))
     out = args.out or os.path.join(args.run, "eval")
     print(f"written to {out}: evaluation.json, evaluation.md, evaluation.png, generations.jsonl")
@@ -648,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"minireason {args.command}: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # output piped into e.g. `head`, which closed early
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -3,8 +3,10 @@
     minireason evaluate --prepared runs/prep --run runs/tiny [--limit 200]
 
 Explanations. For each test record with a target (``finetune_test.npz``, in order; the first
-``limit`` with ``--limit``) the model generates a reason from the record's prompt (greedy,
-with the KV cache of :mod:`minireason.generate`, in batches); the reasons
+``limit`` with ``--limit``) the model generates a reason from the record's prompt, with the KV
+cache of :mod:`minireason.generate`, in batches: by default as the system explains (seed step
+4: the best of 8 top-p samples, scored for the user's profile aspects and the item's tags by
+:func:`minireason.reasons.rank_candidates`), or greedily with ``--decode greedy``; the reasons
 are scored with :func:`minireason.metrics.explanation_metrics` against the record's target
 sentence and ground-truth feature, with the prepared feature set F. The model's perplexity is
 measured on the same records' ``reason + <eos>`` tokens (teacher-forced, the fine-tuning loss).
@@ -56,6 +58,7 @@ TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
 RATIO_METRICS = ("usr", "fmr", "fcr", "div")
 METRICS = TEXT_METRICS + RATIO_METRICS
 SYSTEMS = ("model", "random", "retrieval", "template")
+DECODERS = ("step4", "greedy")
 RECOMMENDERS = {"popularity": Popularity, "itemcf": ItemCF, "content": ContentSimilarity,
                 "hybrid": Hybrid}
 
@@ -141,6 +144,35 @@ def greedy_generate_fn(model, tok: BPETokenizer, max_new_tokens: int = 40,
     return generate_reasons
 
 
+def step4_generate_fn(model, tok: BPETokenizer, records: list[dict], n_candidates: int = 8,
+                      max_new_tokens: int = 40, batch_size: int = 16, seed: int = 0,
+                      top_p: float = 0.9, progress: bool = True) -> GenerateFn:
+    """``prompts -> reasons`` as ``minireason explain`` makes them (seed step 4): for each
+    prompt, ``n_candidates`` samples (top-p, one prefill, seeded by ``seed`` and the batch),
+    ranked by :func:`minireason.reasons.rank_candidates` against the record's profile aspects
+    and item tags; the best one is the reason. ``records[i]`` belongs to ``prompts[i]``."""
+    from minireason.generate import generate
+    from minireason.reasons import rank_candidates
+
+    def generate_reasons(prompts: list[list[int]]) -> list[str]:
+        if len(prompts) != len(records):
+            raise ValueError(f"step4_generate_fn: {len(prompts)} prompts for {len(records)} records")
+        out: list[str] = []
+        for b, s in enumerate(tqdm(range(0, len(prompts), batch_size), desc="generate (step 4)",
+                                   unit="batch", disable=not progress)):
+            gen = generate(model, prompts[s:s + batch_size], max_new_tokens=max_new_tokens,
+                           top_p=top_p, eos_id=tok.eos_id, rng=np.random.default_rng([seed, b]),
+                           n_samples=n_candidates)
+            for j, rec in enumerate(records[s:s + batch_size]):
+                rows = slice(j * n_candidates, (j + 1) * n_candidates)
+                best = rank_candidates(tok, gen.tokens[rows], gen.logprobs[rows], gen.finish[rows],
+                                       rec["profile"]["aspects"], rec.get("item_tags") or [])[0]
+                out.append(best.text)
+        return out
+
+    return generate_reasons
+
+
 def reason_perplexity(model, sequences, rows, pad_id: int, batch_size: int = 64,
                       progress: bool = True) -> tuple[float, int]:
     """Perplexity of the reason + ``<eos>`` tokens of fine-tuning sequences ``rows``, teacher
@@ -175,7 +207,8 @@ def recommendation_metrics(prepared: Prepared, k: int = 10, progress: bool = Tru
 
 def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
                  batch_size: int = 64, max_new_tokens: int = 40, seed: int = 0,
-                 generate_fn: GenerateFn | None = None, progress: bool = True) -> dict:
+                 generate_fn: GenerateFn | None = None, progress: bool = True,
+                 decode: str = "step4", n_candidates: int = 8) -> dict:
     """Evaluate the fine-tuned model of ``run_dir`` and the baselines; write the outputs.
 
     Args:
@@ -188,7 +221,10 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
         max_new_tokens: longest generated reason (also capped by the model's block size).
         seed: seed of the random baseline.
         generate_fn: ``prompts (list of token-id lists) -> reasons (strings)``; default:
-            :func:`greedy_generate_fn` with the run's model.
+            the run's model decoding as ``decode`` says.
+        decode: ``"step4"`` (default: the best of ``n_candidates`` samples, as ``minireason
+            explain`` does, :func:`step4_generate_fn`) or ``"greedy"``
+            (:func:`greedy_generate_fn`).
         progress: show tqdm bars.
 
     Returns:
@@ -222,8 +258,14 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
     features_gt = [rec["feature"] for rec in records]
     train_with_target = [rec for rec in prepared.train if rec["target"] is not None]
 
-    if generate_fn is None:
+    generate_fn_given = generate_fn is not None
+    if decode not in DECODERS:
+        raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
+    if generate_fn is None and decode == "greedy":
         generate_fn = greedy_generate_fn(model, tok, max_new_tokens, batch_size, progress)
+    elif generate_fn is None:
+        generate_fn = step4_generate_fn(model, tok, records, n_candidates, max_new_tokens,
+                                        max(1, batch_size // n_candidates), seed, progress=progress)
     t_gen = time.perf_counter()
     answers = {"model": list(generate_fn(prompts))}
     seconds_generate = time.perf_counter() - t_gen
@@ -247,6 +289,8 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
             "n_records": n, "n_test_records_with_target": len(sequences), "limit": limit,
             "perplexity_tokens": n_ppl_tokens, "retrieval_empty": n_empty,
             "random_seed": seed, "max_new_tokens": max_new_tokens,
+            "decode": "custom" if generate_fn_given else decode,
+            "n_candidates": n_candidates if decode == "step4" else 1,
             "seconds_generate": round(seconds_generate, 2),
             "seconds_total": round(time.perf_counter() - t0, 2),
         },

@@ -179,6 +179,29 @@ def score_candidate(text: str, logprobs, finish: str, profile_aspects: list[str]
                           float(total), aspects, tags)
 
 
+def rank_candidates(tokenizer, tokens, logprobs, finishes, profile_aspects: list[str],
+                    item_tags: list[str], weights: ScoreWeights | None = None) -> list[Candidate]:
+    """Decode and score the sampled rows of one prompt; return them best first.
+
+    Args:
+        tokens, logprobs, finishes: per candidate, as in :class:`minireason.generate.Generation`.
+        profile_aspects, item_tags, weights: as in :func:`score_candidate`.
+
+    A candidate whose words repeat an earlier candidate's is marked ``duplicate``. The sort
+    is stable: ties keep the sampling order.
+    """
+    candidates, seen = [], set()
+    for ids, logp, finish in zip(tokens, logprobs, finishes, strict=True):
+        text = tokenizer.decode(ids, skip_special=True).strip()
+        key = " ".join(words(text))
+        score = score_candidate(text, logp, finish, profile_aspects, item_tags,
+                                duplicate=key in seen, weights=weights)
+        seen.add(key)
+        candidates.append(Candidate(text, ids, logp, finish, score))
+    candidates.sort(key=lambda c: -c.score.total)
+    return candidates
+
+
 # --------------------------------------------------------------------------- evidence
 
 
@@ -312,15 +335,8 @@ def explain(model, tokenizer, history: list[HistoryItem], item_tags: list[str],
 
     gen = generate(model, [prompt.ids], max_new_tokens=max_new_tokens, temperature=temperature,
                    top_p=top_p, eos_id=tokenizer.eos_id, rng=seed, n_samples=n_candidates)
-    candidates, seen = [], set()
-    for ids, logp, finish in zip(gen.tokens, gen.logprobs, gen.finish, strict=True):
-        text = tokenizer.decode(ids, skip_special=True).strip()
-        key = " ".join(words(text))
-        score = score_candidate(text, logp, finish, profile_aspects, item_tags,
-                                duplicate=key in seen, weights=weights)
-        seen.add(key)
-        candidates.append(Candidate(text, ids, logp, finish, score))
-    candidates.sort(key=lambda c: -c.score.total)  # stable: ties keep sampling order
+    candidates = rank_candidates(tokenizer, gen.tokens, gen.logprobs, gen.finish,
+                                 profile_aspects, item_tags, weights)
     best = candidates[0]
     evidence = attention_evidence(model, tokenizer, prompt.ids, best.token_ids,
                                   prompt.segments, top_k_evidence)

@@ -17,6 +17,7 @@ from minireason.evaluate import (
     random_reasons,
     reason_perplexity,
     retrieval_reasons,
+    step4_generate_fn,
     template_reason,
 )
 from minireason.prepare import load_prepared
@@ -47,16 +48,23 @@ def test_random_reasons_are_seeded_draws_from_the_pool():
 
 def test_retrieval_picks_the_most_similar_training_record():
     def rec(tags, aspects, item_tags, target=None):
-        return {"profile": {"tags": tags, "aspects": aspects}, "item_tags": item_tags,
-                "target": target}
+        return {
+            "profile": {"tags": tags, "aspects": aspects},
+            "item_tags": item_tags,
+            "target": target,
+        }
 
-    train = [rec(["guitar"], ["tone"], ["strings"], "t0"),
-             rec(["mic"], ["noise"], ["cable", "xlr"], "t1"),
-             rec([], [], ["strings", "tuner"], "t2")]
-    test = [rec(["mic"], [], ["xlr"]),            # shares u:mic and i:xlr with record 1
-            rec([], [], ["tuner", "strings"]),    # the same bag as record 2
-            rec(["guitar"], ["tone"], []),        # user side equals record 0's
-            rec(["banjo"], [], ["kazoo"])]        # nothing in common: first record, counted
+    train = [
+        rec(["guitar"], ["tone"], ["strings"], "t0"),
+        rec(["mic"], ["noise"], ["cable", "xlr"], "t1"),
+        rec([], [], ["strings", "tuner"], "t2"),
+    ]
+    test = [
+        rec(["mic"], [], ["xlr"]),  # shares u:mic and i:xlr with record 1
+        rec([], [], ["tuner", "strings"]),  # the same bag as record 2
+        rec(["guitar"], ["tone"], []),  # user side equals record 0's
+        rec(["banjo"], [], ["kazoo"]),
+    ]  # nothing in common: first record, counted
     reasons, n_empty = retrieval_reasons(train, test)
     assert reasons == ["t1", "t2", "t0", "t0"]
     assert n_empty == 1
@@ -103,7 +111,38 @@ def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
             if seq[-1] == tok.eos_id:
                 seq.pop()
                 break
-        assert reason == tok.decode(seq[len(prompt):], skip_special=True).strip()
+        assert reason == tok.decode(seq[len(prompt) :], skip_special=True).strip()
+
+
+def test_step4_reason_is_the_best_scored_sample(run):
+    from minireason.generate import generate
+    from minireason.reasons import score_candidate, words
+
+    prep_dir, run_dir = run
+    prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")
+    tok = prepared.tokenizer
+    records = prepared.test[:5]
+    prompts = [prepared.prompts["test"].get(i).tolist() for i in range(5)]
+    fn = step4_generate_fn(model, tok, records, n_candidates=4, max_new_tokens=6, batch_size=2,
+                           seed=3, progress=False)  # fmt: skip
+    chosen = fn(prompts)
+    assert chosen == fn(prompts)  # seeded
+    assert len(chosen) == 5
+    # redo batch 1 (records 2 and 3) by hand: sample, score every candidate, keep the best
+    gen = generate(model, prompts[2:4], max_new_tokens=6, top_p=0.9, eos_id=tok.eos_id,
+                   rng=np.random.default_rng([3, 1]), n_samples=4)  # fmt: skip
+    for j, rec in enumerate(records[2:4]):
+        rows = range(4 * j, 4 * j + 4)
+        texts = [tok.decode(gen.tokens[r], skip_special=True).strip() for r in rows]
+        scores = [
+            score_candidate(texts[i], gen.logprobs[r], gen.finish[r], rec["profile"]["aspects"],
+                            rec["item_tags"], duplicate=words(texts[i]) in [words(t) for t in texts[:i]]).total
+            for i, r in enumerate(rows)
+        ]  # fmt: skip
+        assert chosen[2 + j] == texts[int(np.argmax(scores))]
+    with pytest.raises(ValueError, match="3 prompts for 5 records"):
+        fn(prompts[:3])
+
 
 # --------------------------------------------------------------------------- the whole evaluation
 
@@ -112,8 +151,10 @@ def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
 def test_evaluate_with_a_perfect_generator(run, tmp_path):
     prep_dir, run_dir = run
     prepared = load_prepared(prep_dir)
-    by_prompt = {tuple(prepared.prompts["test"].get(int(r)).tolist()): prepared.test[int(r)]
-                 for r in prepared.finetune["test"].record}
+    by_prompt = {
+        tuple(prepared.prompts["test"].get(int(r)).tolist()): prepared.test[int(r)]
+        for r in prepared.finetune["test"].record
+    }
 
     def oracle(prompts):  # answers each prompt with its record's own target
         return [by_prompt[tuple(p)]["target"] for p in prompts]
@@ -145,12 +186,27 @@ def test_evaluate_with_a_perfect_generator(run, tmp_path):
 def test_cli_evaluate(run, tmp_path, capsys):
     prep_dir, run_dir = run
     out = tmp_path / "cli_eval"
-    argv = ["evaluate", "--prepared", str(prep_dir), "--run", str(run_dir), "--out", str(out),
-            "--limit", "5", "--max-new-tokens", "4"]
+    argv = [
+        "evaluate",
+        "--prepared",
+        str(prep_dir),
+        "--run",
+        str(run_dir),
+        "--out",
+        str(out),
+        "--limit",
+        "5",
+        "--max-new-tokens",
+        "4",
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "| model |" in printed and "| retrieval |" in printed and "HR@10" in printed
-    assert json.loads((out / "evaluation.json").read_text())["info"]["n_records"] == 5
+    info = json.loads((out / "evaluation.json").read_text())["info"]
+    assert info["n_records"] == 5 and info["decode"] == "step4" and info["n_candidates"] == 8
+    assert main([*argv, "--decode", "greedy"]) == 0
+    assert json.loads((out / "evaluation.json").read_text())["info"]["decode"] == "greedy"
+    capsys.readouterr()
     assert main(["evaluate", "--prepared", str(prep_dir), "--run", str(tmp_path)]) == 1
     assert "tokenizer.json not found" in capsys.readouterr().err
     assert main(argv[:-4] + ["--limit", "1"]) == 1

@@ -9,4 +9,5 @@ ASSIGNMENTS = {
     "A1": "minireason.assignments.a1",
     "A2": "minireason.assignments.a2",
     "A3": "minireason.assignments.a3",
+    "A4": "minireason.assignments.a4",
 }
