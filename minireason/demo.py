@@ -12,47 +12,12 @@ directory made from the same file, finished training stages), so a second run ta
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 
-from minireason.data.fetch import DATASETS, cache_dir, sha256_of
+from minireason.data.fetch import find_reviews, sha256_of
 
 DEMO_DATASET = "musical-instruments"
-
-
-def data_roots(data_dir=None) -> list[Path]:
-    """Where the demo looks for datasets, in order: ``--data-dir``, ``$MINIREASON_DATA_DIR``,
-    the project's ``../shared/data`` (relative to the current directory), and the download
-    cache of ``minireason data fetch``."""
-    roots = [
-        data_dir,
-        os.environ.get("MINIREASON_DATA_DIR"),
-        Path("..") / "shared" / "data",
-        cache_dir(),
-    ]
-    return [Path(r) for r in roots if r]
-
-
-def find_reviews(name: str = DEMO_DATASET, data_dir=None) -> Path:
-    """The reviews file of dataset ``name`` under the first root that has it.
-
-    A root may hold the dataset's folder (``ROOT/amazon-musical-instruments-2014/FILE``) or
-    the file itself (``ROOT/FILE``). Raises FileNotFoundError listing where it looked and
-    how to get the file.
-    """
-    dataset = DATASETS[name]
-    filename = dataset.files[0].name
-    roots = data_roots(data_dir)
-    for root in roots:
-        for candidate in (root / dataset.folder / filename, root / filename):
-            if candidate.is_file():
-                return candidate
-    looked = ", ".join(str(r) for r in roots)
-    raise FileNotFoundError(
-        f"{filename} not found (looked under: {looked}); download it with "
-        f"'minireason data fetch {name}' or pass --data-dir DIR"
-    )
 
 
 def _prepared_is_current(prepared: Path, reviews: Path) -> bool:

@@ -149,7 +149,9 @@ def rouge_l(hyp: Sequence[str], ref: Sequence[str]) -> tuple[float, float, float
 
     which simplifies to ``F = P R (P^2 + R^2) / (P^3 + R^3)``. This is NOT the usual ROUGE-L
     (which fixes beta, e.g. beta = 1 gives ``2PR / (P + R)``): with beta = P/R the F-measure
-    leans towards the larger of P and R. We keep it because PETER/PEPLER report it.
+    weights whichever of P and R is smaller more, so it leans towards the smaller one and is
+    never above the usual F1 (P = 1, R = 0.2 gives F = 0.206 where F1 = 0.333). We keep it
+    because PETER/PEPLER report it.
     """
     lcs = lcs_length(hyp, ref)
     if lcs == 0:

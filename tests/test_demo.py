@@ -6,21 +6,27 @@ import json
 
 import pytest
 
-from minireason.demo import find_reviews, run_demo
+from minireason.data import fetch
+from minireason.data.fetch import find_reviews
+from minireason.demo import run_demo
 
 
 def test_find_reviews_search_order_and_message(mi_slice, tmp_path, monkeypatch):
     monkeypatch.delenv("MINIREASON_DATA_DIR", raising=False)
     monkeypatch.setenv("MINIREASON_CACHE", str(tmp_path / "cache"))
     monkeypatch.chdir(tmp_path)  # no ../shared/data from here
+    monkeypatch.setattr(fetch, "CHECKOUT_DATA", tmp_path / "nowhere")
     with pytest.raises(FileNotFoundError, match="minireason data fetch musical-instruments"):
-        find_reviews()
+        find_reviews("musical-instruments")
     monkeypatch.setenv("MINIREASON_DATA_DIR", str(mi_slice))
-    assert find_reviews().is_relative_to(mi_slice)
+    assert find_reviews("musical-instruments").is_relative_to(mi_slice)
     flat = tmp_path / "flat"
     flat.mkdir()
     (flat / "reviews_Musical_Instruments_5.json.gz").write_bytes(b"")
-    assert find_reviews(data_dir=flat) == flat / "reviews_Musical_Instruments_5.json.gz"
+    assert (
+        find_reviews("musical-instruments", data_dir=flat)
+        == flat / "reviews_Musical_Instruments_5.json.gz"
+    )
 
 
 def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):

@@ -36,16 +36,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from minireason.data import LoadReport, amazon
+from minireason.data.fetch import find_reviews
 from minireason.tokenizer import SPECIAL_TOKENS, BPETokenizer
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
 OUT.mkdir(parents=True, exist_ok=True)
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-DATA = Path(os.environ.get("MINIREASON_DATA_DIR", HERE.parent.parent / "shared" / "data"))
-REVIEWS = DATA / "amazon-musical-instruments-2014" / "reviews_Musical_Instruments_5.json.gz"
-if not REVIEWS.is_file():
-    raise FileNotFoundError(f"{REVIEWS} not found: set MINIREASON_DATA_DIR to the data folder")
+# the reviews: under $MINIREASON_DATA_DIR, ../shared/data, or the cache of `minireason data fetch`
+REVIEWS = find_reviews("musical-instruments")
 
 # %% [markdown]
 # ## 1. Review text, split before training

@@ -44,6 +44,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minireason.checkpoint import load_checkpoint, load_model
+from minireason.data.fetch import find_reviews
 from minireason.prepare import PrepareConfig, load_prepared, prepare
 from minireason.recipe import ReasonBatches, run_recipe
 from minireason.train import TokenWindows
@@ -51,11 +52,8 @@ from minireason.train import TokenWindows
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
 OUT.mkdir(parents=True, exist_ok=True)
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-DATA = Path(os.environ.get("MINIREASON_DATA_DIR", HERE.parent.parent / "shared" / "data"))
-REVIEWS = DATA / "amazon-musical-instruments-2014" / "reviews_Musical_Instruments_5.json.gz"
-if not REVIEWS.is_file():
-    raise FileNotFoundError(f"{REVIEWS} not found: set MINIREASON_DATA_DIR to the data folder")
+# the reviews: under $MINIREASON_DATA_DIR, ../shared/data, or the cache of `minireason data fetch`
+REVIEWS = find_reviews("musical-instruments")
 
 # %% [markdown]
 # ## 1. The prepared data

@@ -44,6 +44,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minireason.checkpoint import load_model
+from minireason.data.fetch import find_reviews
 from minireason.explain import item_tags, user_history
 from minireason.features import profile
 from minireason.generate import filter_probs, generate, prefill
@@ -56,9 +57,6 @@ from minireason.recipe import run_recipe
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
 OUT.mkdir(parents=True, exist_ok=True)
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-DATA = Path(os.environ.get("MINIREASON_DATA_DIR", HERE.parent.parent / "shared" / "data"))
-REVIEWS = DATA / "amazon-musical-instruments-2014" / "reviews_Musical_Instruments_5.json.gz"
 
 # %% [markdown]
 # ## 0. A trained model
@@ -69,8 +67,7 @@ REVIEWS = DATA / "amazon-musical-instruments-2014" / "reviews_Musical_Instrument
 SUFFIX = "_fast" if FAST else ""  # the folders tutorial 06 writes in this mode
 prepared_dir, run_dir = OUT / f"06_prepared{SUFFIX}", OUT / f"06_run{SUFFIX}"
 if not (run_dir / "finetune" / "checkpoint.json").is_file():
-    if not REVIEWS.is_file():
-        raise FileNotFoundError(f"{REVIEWS} not found: set MINIREASON_DATA_DIR")
+    REVIEWS = find_reviews("musical-instruments")  # $MINIREASON_DATA_DIR, ../shared/data, fetch cache
     source, options = REVIEWS, {}
     if FAST:
         source = OUT / "06_slice" / REVIEWS.name

@@ -42,15 +42,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minireason import metrics
+from minireason.data.fetch import find_reviews
 from minireason.evaluate import random_reasons, retrieval_reasons, template_reason
 from minireason.prepare import PrepareConfig, load_prepared, prepare
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
 OUT.mkdir(parents=True, exist_ok=True)
-HERE = Path(__file__).resolve().parent if "__file__" in globals() else Path.cwd()
-DATA = Path(os.environ.get("MINIREASON_DATA_DIR", HERE.parent.parent / "shared" / "data"))
-REVIEWS = DATA / "amazon-musical-instruments-2014" / "reviews_Musical_Instruments_5.json.gz"
 tokens = metrics.tokenize_for_metrics
 
 # %% [markdown]
@@ -162,8 +160,7 @@ print(f"metrics: USR {metrics.unique_sentence_ratio([tokens(s) for s in said]):.
 # %%
 prepared_dir = OUT / ("06_prepared_fast" if FAST else "06_prepared")  # as tutorial 06
 if not (prepared_dir / "report.json").is_file():
-    if not REVIEWS.is_file():
-        raise FileNotFoundError(f"{REVIEWS} not found: set MINIREASON_DATA_DIR")
+    REVIEWS = find_reviews("musical-instruments")  # $MINIREASON_DATA_DIR, ../shared/data, fetch cache
     source, options = REVIEWS, {}
     if FAST:
         source = OUT / "08_slice" / REVIEWS.name

@@ -55,44 +55,55 @@ DATASETS = {
     "musical-instruments": Dataset(
         "musical-instruments",
         "amazon-musical-instruments-2014",
-        (RemoteFile(
-            "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/"
-            "reviews_Musical_Instruments_5.json.gz",
-            "reviews_Musical_Instruments_5.json.gz", 2_460_495,
-            "03f9cc27ae13a454cb4ea6cb620fb10546cc1194ef921441d1c5f34addff2748"),),
+        (
+            RemoteFile(
+                "http://snap.stanford.edu/data/amazon/productGraph/categoryFiles/"
+                "reviews_Musical_Instruments_5.json.gz",
+                "reviews_Musical_Instruments_5.json.gz",
+                2_460_495,
+                "03f9cc27ae13a454cb4ea6cb620fb10546cc1194ef921441d1c5f34addff2748",
+            ),
+        ),
         "McAuley, Targett, Shi, van den Hengel (SIGIR 2015); He & McAuley (WWW 2016)",
     ),
     "magazines": Dataset(
         "magazines",
         "amazon2018-magazines",
-        (RemoteFile(
-            "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/categoryFilesSmall/"
-            "Magazine_Subscriptions_5.json.gz",
-            "Magazine_Subscriptions_5.json.gz", 401_655,
-            "95c124603d62d6acdfd1bd62284934fb6c513db836ea64c2e8176c14256426f2"),
-         RemoteFile(
-            "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/metaFiles2/"
-            "meta_Magazine_Subscriptions.json.gz",
-            "meta_Magazine_Subscriptions.json.gz", 1_241_608,
-            "4e64f9028648dee43200a4bd3e7b8c497ffd80ea52018e8f994a5fbd5d97faf6")),
+        (
+            RemoteFile(
+                "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/categoryFilesSmall/"
+                "Magazine_Subscriptions_5.json.gz",
+                "Magazine_Subscriptions_5.json.gz",
+                401_655,
+                "95c124603d62d6acdfd1bd62284934fb6c513db836ea64c2e8176c14256426f2",
+            ),
+            RemoteFile(
+                "https://mcauleylab.ucsd.edu/public_datasets/data/amazon_v2/metaFiles2/"
+                "meta_Magazine_Subscriptions.json.gz",
+                "meta_Magazine_Subscriptions.json.gz",
+                1_241_608,
+                "4e64f9028648dee43200a4bd3e7b8c497ffd80ea52018e8f994a5fbd5d97faf6",
+            ),
+        ),
         "Ni, Li, McAuley (EMNLP 2019)",
     ),
     "movielens-small": Dataset(
         "movielens-small",
         "movielens-latest-small",
-        (RemoteFile(
-            "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip",
-            "ml-latest-small.zip", None, None,
-            members={
-                "ml-latest-small/ratings.csv":
-                    "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646",
-                "ml-latest-small/movies.csv":
-                    "5a5f32dd9bb3797b8e728a1b98958789d2b13f294a69fdfbc5727f8a9611aa07",
-                "ml-latest-small/tags.csv":
-                    "92a9f8bb7916dceef6151209845788c3643f794dfa79d1feaec7121b5960399d",
-                "ml-latest-small/links.csv":
-                    "97ad18e4e56a09363c65676b6cb3482ce3e2cea2372a24620c1599c843325f31",
-            }),),
+        (
+            RemoteFile(
+                "https://files.grouplens.org/datasets/movielens/ml-latest-small.zip",
+                "ml-latest-small.zip",
+                None,
+                None,
+                members={
+                    "ml-latest-small/ratings.csv": "aa289ca83157595d0df6aea1be6a4ded676ddc4385472e8313a8ed9805352646",
+                    "ml-latest-small/movies.csv": "5a5f32dd9bb3797b8e728a1b98958789d2b13f294a69fdfbc5727f8a9611aa07",
+                    "ml-latest-small/tags.csv": "92a9f8bb7916dceef6151209845788c3643f794dfa79d1feaec7121b5960399d",
+                    "ml-latest-small/links.csv": "97ad18e4e56a09363c65676b6cb3482ce3e2cea2372a24620c1599c843325f31",
+                },
+            ),
+        ),
         "Harper & Konstan (ACM TiiS 2015); no commercial use, see its README.txt",
     ),
 }
@@ -117,8 +128,10 @@ def sha256_of(path) -> str:
 
 
 def _manual_hint(remote: RemoteFile, dest: Path) -> str:
-    return (f"download {remote.name} manually from {remote.url}, save it as {dest} "
-            f"(or anywhere) and pass --reviews PATH (or --meta PATH) to minireason prepare")
+    return (
+        f"download {remote.name} manually from {remote.url}, save it as {dest} "
+        f"(or anywhere) and pass --reviews PATH (or --meta PATH) to minireason prepare"
+    )
 
 
 def download(remote: RemoteFile, dest: Path, timeout: float = 30.0, progress: bool = True) -> Path:
@@ -137,10 +150,17 @@ def download(remote: RemoteFile, dest: Path, timeout: float = 30.0, progress: bo
             if have and response.status != 206:  # the server ignored Range: start again
                 have = 0
             total = remote.size or (int(response.headers.get("Content-Length", 0)) + have) or None
-            with open(part, "ab" if have else "wb") as out, tqdm(
-                total=total, initial=have, unit="B", unit_scale=True, desc=remote.name,
-                disable=not progress,
-            ) as bar:
+            with (
+                open(part, "ab" if have else "wb") as out,
+                tqdm(
+                    total=total,
+                    initial=have,
+                    unit="B",
+                    unit_scale=True,
+                    desc=remote.name,
+                    disable=not progress,
+                ) as bar,
+            ):
                 for block in iter(lambda: response.read(1 << 16), b""):
                     out.write(block)
                     bar.update(len(block))
@@ -148,27 +168,35 @@ def download(remote: RemoteFile, dest: Path, timeout: float = 30.0, progress: bo
         if exc.code == 416 and remote.size is not None and have == remote.size:
             pass  # the .part is already complete: check it below
         else:
-            raise FetchError(f"{remote.url}: HTTP {exc.code} {exc.reason}; "
-                             + _manual_hint(remote, dest)) from None
+            raise FetchError(
+                f"{remote.url}: HTTP {exc.code} {exc.reason}; " + _manual_hint(remote, dest)
+            ) from None
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         kept = f" (partial download kept in {part}; rerun to resume)" if part.is_file() else ""
-        raise FetchError(f"no network or server unreachable ({reason}){kept}: "
-                         + _manual_hint(remote, dest)) from None
+        raise FetchError(
+            f"no network or server unreachable ({reason}){kept}: " + _manual_hint(remote, dest)
+        ) from None
     size = part.stat().st_size
     if remote.size is not None and size < remote.size:
-        raise FetchError(f"{remote.name}: connection ended after {size} of {remote.size} "
-                         f"bytes; partial download kept in {part}, rerun to resume")
+        raise FetchError(
+            f"{remote.name}: connection ended after {size} of {remote.size} "
+            f"bytes; partial download kept in {part}, rerun to resume"
+        )
     if remote.size is not None and size > remote.size:
         part.unlink()
-        raise FetchError(f"{remote.name}: got {size} bytes, expected {remote.size}; "
-                         "partial file removed, rerun to download again")
+        raise FetchError(
+            f"{remote.name}: got {size} bytes, expected {remote.size}; "
+            "partial file removed, rerun to download again"
+        )
     if remote.sha256 is not None:
         got = sha256_of(part)
         if got != remote.sha256:
             part.unlink()
-            raise FetchError(f"{remote.name}: SHA-256 {got[:12]}... != expected "
-                             f"{remote.sha256[:12]}...; corrupt download removed")
+            raise FetchError(
+                f"{remote.name}: SHA-256 {got[:12]}... != expected "
+                f"{remote.sha256[:12]}...; corrupt download removed"
+            )
     part.replace(dest)
     return dest
 
@@ -184,15 +212,17 @@ def unpack_checked(archive: Path, members: dict, folder: Path) -> None:
                 got = sha256_of(target)
                 if got != expected:
                     target.unlink()
-                    raise FetchError(f"{archive}:{member}: SHA-256 {got[:12]}... != "
-                                     f"expected {expected[:12]}...")
+                    raise FetchError(
+                        f"{archive}:{member}: SHA-256 {got[:12]}... != expected {expected[:12]}..."
+                    )
     except (zipfile.BadZipFile, KeyError) as exc:
         archive.unlink()
         raise FetchError(f"{archive}: not the expected zip ({exc}); removed, rerun") from None
 
 
-def fetch(name: str, cache: Path | None = None, timeout: float = 30.0,
-          progress: bool = True) -> Path:
+def fetch(
+    name: str, cache: Path | None = None, timeout: float = 30.0, progress: bool = True
+) -> Path:
     """Download dataset ``name`` (see ``DATASETS``) into ``cache/FOLDER``; return that folder."""
     if name not in DATASETS:
         raise ValueError(f"unknown dataset '{name}'; known: {', '.join(sorted(DATASETS))}")
@@ -203,3 +233,40 @@ def fetch(name: str, cache: Path | None = None, timeout: float = 30.0,
         if remote.members:
             unpack_checked(path, remote.members, folder)
     return folder
+
+
+# --------------------------------------------------------------------------- finding local copies
+
+# ``shared/data`` beside a source checkout of the package (the project's own layout).
+CHECKOUT_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
+
+
+def data_roots(data_dir=None) -> list[Path]:
+    """Where datasets are looked for, in order: ``data_dir`` (a ``--data-dir`` flag),
+    ``$MINIREASON_DATA_DIR``, the project's ``../shared/data`` (relative to the current
+    directory, then to a source checkout of the package), and the download cache of
+    ``minireason data fetch``."""
+    roots = [data_dir, os.environ.get("MINIREASON_DATA_DIR"), Path("..") / "shared" / "data",
+             CHECKOUT_DATA, cache_dir()]  # fmt: skip
+    return list(dict.fromkeys(Path(r) for r in roots if r))
+
+
+def find_reviews(name: str, data_dir=None) -> Path:
+    """The reviews file of dataset ``name`` under the first root that has it.
+
+    A root may hold the dataset's folder (``ROOT/amazon-musical-instruments-2014/FILE``) or
+    the file itself (``ROOT/FILE``). Raises FileNotFoundError listing where it looked and
+    how to get the file.
+    """
+    dataset = DATASETS[name]
+    filename = dataset.files[0].name
+    roots = data_roots(data_dir)
+    for root in roots:
+        for candidate in (root / dataset.folder / filename, root / filename):
+            if candidate.is_file():
+                return candidate
+    looked = ", ".join(str(r) for r in roots)
+    raise FileNotFoundError(
+        f"{filename} not found (looked under: {looked}); download it with "
+        f"'minireason data fetch {name}' or pass --data-dir DIR"
+    )
