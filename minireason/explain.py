@@ -149,11 +149,14 @@ def explain_for_user(
 
 def format_explanation(expl: Explanation, top: int = 3) -> str:
     """A few indented lines: the reason, what it draws on, and what it mentions."""
-    owners = ", ".join(
-        f"{'this item' if s.owner == 'item' else s.label} {100 * s.share:.0f}%"
-        for s in expl.evidence.owners[:top]
-    )
-    pieces = ", ".join(f"{s.label!r} {100 * s.share:.0f}%" for s in expl.evidence.pieces[:top])
+    names = {s.owner: ("this item" if s.owner == "item" else s.label) for s in expl.evidence.owners}
+    owners = ", ".join(f"{names[s.owner]} {100 * s.share:.0f}%" for s in expl.evidence.owners[:top])
+
+    def piece(s) -> str:
+        what = f"rating {s.label}" if s.kind == "rating" else repr(s.label)
+        return f"{what} ({names.get(s.owner, s.owner)}) {100 * s.share:.0f}%"
+
+    pieces = ", ".join(piece(s) for s in expl.evidence.pieces[:top])
     mentioned = expl.score.mentioned_aspects + expl.score.mentioned_tags
     lines = [
         f'  reason:    "{expl.reason}"',
