@@ -337,10 +337,11 @@ def plot_scores(result: dict, path) -> Path:
         ax.set_xticks(x, metrics)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
-    axes[0].legend()
     axes[1].set_title("DIV: lower is better", fontsize=9)
     fig.suptitle(f"Explanations on {result['info']['n_records']} test records")
-    fig.tight_layout()
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(rows),
+               frameon=False)
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=120)
     plt.close(fig)
