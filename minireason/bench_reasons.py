@@ -27,7 +27,7 @@ from tqdm import tqdm
 
 from minireason.bench import numpy_threads, set_numpy_threads
 from minireason.features import HistoryItem
-from minireason.reasons import explain
+from minireason.reasons import N_CANDIDATES, explain
 
 
 def pair_inputs(record: dict) -> dict:
@@ -40,7 +40,7 @@ def pair_inputs(record: dict) -> dict:
     }
 
 
-def run_bench_explain(model, prepared, n_pairs: int = 20, n_candidates: int = 8,
+def run_bench_explain(model, prepared, n_pairs: int = 20, n_candidates: int = N_CANDIDATES,
                       max_new_tokens: int = 40, split: str = "test", warmup: int = 2,
                       seed: int = 0, threads: int | None = None,
                       progress: bool = True) -> dict:

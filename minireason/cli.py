@@ -263,7 +263,7 @@ def add_bench_explain(bench_sub):
     p.add_argument("--prepared", required=True, help="the prepared directory it was trained on")
     p.add_argument("--split", choices=["train", "valid", "test"], default="test")
     p.add_argument("--pairs", type=int, default=20, help="timed pairs (default 20)")
-    p.add_argument("--candidates", type=int, default=8, help="candidates per pair (default 8)")
+    p.add_argument("--candidates", type=int, default=16, help="candidates per pair (default 16)")
     p.add_argument("--max-new-tokens", type=int, default=40, help="per candidate (default 40)")
     p.add_argument("--warmup", type=int, default=2, help="untimed pairs first (default 2)")
     p.add_argument("--seed", type=int, default=0)
@@ -360,9 +360,9 @@ def add_evaluate(sub):
     p.add_argument("--seed", type=int, default=0,
                    help="seed of the sampling and of the random baseline (default 0)")
     p.add_argument("--decode", choices=["step4", "greedy"], default="step4",
-                   help="step4: best of --candidates samples, as 'explain' does (default); "
+                   help="step4: best of --candidates samples at temperature 0.7, as 'explain' does (default); "
                         "greedy: one greedy reason")
-    p.add_argument("--candidates", type=int, default=8, help="samples per record with step4 (default 8)")
+    p.add_argument("--candidates", type=int, default=16, help="samples per record with step4 (default 16)")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -404,7 +404,7 @@ def add_explain(sub):
     p.add_argument("--history", help='free-form history: "term, term (rating); term, ..." oldest first')
     p.add_argument("--tags", help='free-form item tags: "tag, tag, ..."')
     p.add_argument("-k", type=int, default=3, help="recommendations to explain (default 3)")
-    p.add_argument("--candidates", type=int, default=8, help="candidates generated per reason (default 8)")
+    p.add_argument("--candidates", type=int, default=16, help="candidates generated per reason (default 16)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", metavar="FILE.png", help="attention heatmap of the first reason")
     p.set_defaults(func=_run_explain)

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 from minireason.data.fetch import find_reviews, sha256_of
+from minireason.reasons import N_CANDIDATES
 
 DEMO_DATASET = "musical-instruments"
 
@@ -46,7 +47,7 @@ def run_demo(
     preset="tiny",
     n_users: int = 3,
     k: int = 3,
-    n_candidates: int = 8,
+    n_candidates: int = N_CANDIDATES,
     eval_limit: int | None = None,
     seed: int = 0,
     progress: bool = True,

@@ -5,7 +5,7 @@
 Explanations. For each test record with a target (``finetune_test.npz``, in order; the first
 ``limit`` with ``--limit``) the model generates a reason from the record's prompt, with the KV
 cache of :mod:`minireason.generate`, in batches: by default as the system explains (seed step
-4: the best of 8 top-p samples, scored for the user's profile aspects and the item's tags by
+4: the best of 16 samples at temperature 0.7, top-p 0.9, scored for the user's profile aspects and the item's tags by
 :func:`minireason.reasons.rank_candidates`), or greedily with ``--decode greedy``; the reasons
 are scored with :func:`minireason.metrics.explanation_metrics` against the record's target
 sentence and ground-truth feature, with the prepared feature set F. The model's perplexity is
@@ -50,6 +50,7 @@ from minireason import backend
 from minireason.checkpoint import load_model
 from minireason.metrics import explanation_metrics, perplexity
 from minireason.prepare import Prepared, load_prepared
+from minireason.reasons import N_CANDIDATES, TEMPERATURE, TOP_P
 from minireason.recipe import pad_batch
 from minireason.recommend import ContentSimilarity, Hybrid, ItemCF, Popularity, evaluate_ranking
 from minireason.tokenizer import BPETokenizer
@@ -144,11 +145,13 @@ def greedy_generate_fn(model, tok: BPETokenizer, max_new_tokens: int = 40,
     return generate_reasons
 
 
-def step4_generate_fn(model, tok: BPETokenizer, records: list[dict], n_candidates: int = 8,
-                      max_new_tokens: int = 40, batch_size: int = 16, seed: int = 0,
-                      top_p: float = 0.9, progress: bool = True) -> GenerateFn:
+def step4_generate_fn(model, tok: BPETokenizer, records: list[dict],
+                      n_candidates: int = N_CANDIDATES, max_new_tokens: int = 40,
+                      batch_size: int = 16, seed: int = 0, top_p: float = TOP_P,
+                      temperature: float = TEMPERATURE, progress: bool = True) -> GenerateFn:
     """``prompts -> reasons`` as ``minireason explain`` makes them (seed step 4): for each
-    prompt, ``n_candidates`` samples (top-p, one prefill, seeded by ``seed`` and the batch),
+    prompt, ``n_candidates`` samples (temperature, top-p, one prefill, seeded by ``seed`` and
+    the batch; defaults as :mod:`minireason.reasons`),
     ranked by :func:`minireason.reasons.rank_candidates` against the record's profile aspects
     and item tags; the best one is the reason. ``records[i]`` belongs to ``prompts[i]``."""
     from minireason.generate import generate
@@ -161,7 +164,8 @@ def step4_generate_fn(model, tok: BPETokenizer, records: list[dict], n_candidate
         for b, s in enumerate(tqdm(range(0, len(prompts), batch_size), desc="generate (step 4)",
                                    unit="batch", disable=not progress)):
             gen = generate(model, prompts[s:s + batch_size], max_new_tokens=max_new_tokens,
-                           top_p=top_p, eos_id=tok.eos_id, rng=np.random.default_rng([seed, b]),
+                           top_p=top_p, temperature=temperature, eos_id=tok.eos_id,
+                           rng=np.random.default_rng([seed, b]),
                            n_samples=n_candidates)
             for j, rec in enumerate(records[s:s + batch_size]):
                 rows = slice(j * n_candidates, (j + 1) * n_candidates)
@@ -208,7 +212,7 @@ def recommendation_metrics(prepared: Prepared, k: int = 10, progress: bool = Tru
 def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
                  batch_size: int = 64, max_new_tokens: int = 40, seed: int = 0,
                  generate_fn: GenerateFn | None = None, progress: bool = True,
-                 decode: str = "step4", n_candidates: int = 8) -> dict:
+                 decode: str = "step4", n_candidates: int = N_CANDIDATES) -> dict:
     """Evaluate the fine-tuned model of ``run_dir`` and the baselines; write the outputs.
 
     Args:

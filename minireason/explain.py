@@ -5,7 +5,7 @@ This is the user-facing end of the pipeline, behind ``minireason explain`` and
 
     prepared dir ──► user's history (training reviews, oldest first)
                  ──► recommend (hybrid CF + content, unless an item is given)
-                 ──► reasons.explain: 8 candidates, scored, best one + attention evidence
+                 ──► reasons.explain: 16 candidates, scored, best one + attention evidence
 
 Inputs and fallbacks (never a traceback):
 
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 from minireason.features import HistoryItem
 from minireason.prepare import Prepared
-from minireason.reasons import Explanation, explain
+from minireason.reasons import N_CANDIDATES, Explanation, explain
 from minireason.recommend import Hybrid
 
 MAX_ASPECTS = 3  # aspects per history block, as minireason.features.history_items
@@ -112,7 +112,7 @@ def explain_for_user(
     user: str,
     item: str | None = None,
     k: int = 3,
-    n_candidates: int = 8,
+    n_candidates: int = N_CANDIDATES,
     seed: int = 0,
     recommender: Hybrid | None = None,
     max_new_tokens: int = 40,

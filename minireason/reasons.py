@@ -54,6 +54,13 @@ from minireason.prompts import Segment, build_prompt, render_prompt
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
+# How step 4 samples its candidates. Chosen on the *validation* split of Musical Instruments
+# with the small preset (README, "Measured numbers"): against 8 candidates at temperature 1.0,
+# 16 at 0.7 raised BLEU-4, ROUGE-L and FMR there and kept USR above 0.85.
+N_CANDIDATES = 16
+TEMPERATURE = 0.7
+TOP_P = 0.9
+
 
 @dataclass
 class ScoreWeights:
@@ -284,8 +291,8 @@ def _token_text(tokenizer, token_id: int) -> str:
 
 
 def explain(model, tokenizer, history: list[HistoryItem], item_tags: list[str],
-            profile_aspects: list[str] | None = None, n_candidates: int = 8, seed=0,
-            max_new_tokens: int = 40, top_p: float = 0.9, temperature: float = 1.0,
+            profile_aspects: list[str] | None = None, n_candidates: int = N_CANDIDATES, seed=0,
+            max_new_tokens: int = 40, top_p: float = TOP_P, temperature: float = TEMPERATURE,
             max_prompt_tokens: int | None = None, weights: ScoreWeights | None = None,
             item: str = "", item_title: str = "", top_k_evidence: int = 5) -> Explanation:
     """Generate ``n_candidates`` reasons for (history, item), return the best with evidence.

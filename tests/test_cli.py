@@ -49,3 +49,15 @@ def test_cuda_without_cupy_is_one_clear_line(capsys):
     assert main(["--device", "cuda", "attention-example"]) == 1
     err = capsys.readouterr().err
     assert "needs CuPy" in err and "Traceback" not in err
+
+
+def test_cli_candidate_defaults_follow_the_reasons_module():
+    from minireason.reasons import N_CANDIDATES
+
+    parser = build_parser()
+    for argv in (
+        ["explain", "--run", "R"],
+        ["evaluate", "--prepared", "P", "--run", "R"],
+        ["bench", "explain", "--checkpoint", "C", "--prepared", "P"],
+    ):
+        assert parser.parse_args(argv).candidates == N_CANDIDATES, argv

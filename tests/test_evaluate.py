@@ -21,6 +21,7 @@ from minireason.evaluate import (
     template_reason,
 )
 from minireason.prepare import load_prepared
+from minireason.reasons import N_CANDIDATES
 from minireason.recipe import pad_batch
 
 
@@ -116,7 +117,7 @@ def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
 
 def test_step4_reason_is_the_best_scored_sample(run):
     from minireason.generate import generate
-    from minireason.reasons import score_candidate, words
+    from minireason.reasons import TEMPERATURE, TOP_P, score_candidate, words
 
     prep_dir, run_dir = run
     prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")
@@ -129,7 +130,7 @@ def test_step4_reason_is_the_best_scored_sample(run):
     assert chosen == fn(prompts)  # seeded
     assert len(chosen) == 5
     # redo batch 1 (records 2 and 3) by hand: sample, score every candidate, keep the best
-    gen = generate(model, prompts[2:4], max_new_tokens=6, top_p=0.9, eos_id=tok.eos_id,
+    gen = generate(model, prompts[2:4], max_new_tokens=6, top_p=TOP_P, temperature=TEMPERATURE, eos_id=tok.eos_id,
                    rng=np.random.default_rng([3, 1]), n_samples=4)  # fmt: skip
     for j, rec in enumerate(records[2:4]):
         rows = range(4 * j, 4 * j + 4)
@@ -203,7 +204,11 @@ def test_cli_evaluate(run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| model |" in printed and "| retrieval |" in printed and "HR@10" in printed
     info = json.loads((out / "evaluation.json").read_text())["info"]
-    assert info["n_records"] == 5 and info["decode"] == "step4" and info["n_candidates"] == 8
+    assert (
+        info["n_records"] == 5
+        and info["decode"] == "step4"
+        and info["n_candidates"] == N_CANDIDATES
+    )
     assert main([*argv, "--decode", "greedy"]) == 0
     assert json.loads((out / "evaluation.json").read_text())["info"]["decode"] == "greedy"
     capsys.readouterr()
