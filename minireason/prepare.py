@@ -68,6 +68,7 @@ from minireason import __version__
 from minireason.data import amazon, generic, movielens
 from minireason.data.clean import drop_duplicates, sort_histories
 from minireason.data.fetch import sha256_of
+from minireason.data.io import write_head
 from minireason.data.records import ItemMeta, Review
 from minireason.data.report import LoadReport
 from minireason.data.split import SPLITS, k_core, leave_last_out, random_split
@@ -360,6 +361,20 @@ def report_markdown(report: dict) -> str:
 
 
 # --------------------------------------------------------------------------- the job
+
+
+# Options for a sample of a few hundred reviews: a vocabulary and aspect set sized for it.
+SAMPLE_OPTIONS = {"vocab_size": 400, "min_df": 2, "n_unigrams": 60, "n_bigrams": 10}
+
+
+def prepare_sample(reviews, out, n_lines: int = 600) -> Path:
+    """Prepare the first ``n_lines`` reviews of ``reviews`` into ``out`` with
+    :data:`SAMPLE_OPTIONS` (the fast mode of the tutorials). The sample itself is written
+    beside ``out`` as ``OUT.sample.json.gz``. Returns ``out``."""
+    out = Path(out)
+    sample = write_head(reviews, out.with_name(out.name + ".sample.json.gz"), n_lines)
+    prepare(PrepareConfig(reviews=str(sample), out=str(out), progress=False, **SAMPLE_OPTIONS))
+    return out
 
 
 def prepare(cfg: PrepareConfig) -> dict:

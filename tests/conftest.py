@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import gzip
 import json
 import os
 from pathlib import Path
 
 import pytest
+
+from minireason.data.io import write_head
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -44,12 +45,7 @@ def mi_slice(data_dir, tmp_path_factory) -> Path:
     """The first 600 lines of the real Musical Instruments reviews, gzipped, laid out as
     ``ROOT/amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz``; returns ROOT."""
     root = tmp_path_factory.mktemp("mi_slice")
-    target = root / MI_REVIEWS
-    target.parent.mkdir(parents=True)
-    with gzip.open(data_dir / MI_REVIEWS, "rt", encoding="utf-8") as fh:
-        lines = [next(fh) for _ in range(600)]
-    with gzip.open(target, "wt", encoding="utf-8") as fh:
-        fh.writelines(lines)
+    write_head(data_dir / MI_REVIEWS, root / MI_REVIEWS, 600)
     return root
 
 
@@ -61,23 +57,12 @@ def micro_preset_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def micro_prepared(mi_slice, tmp_path_factory) -> Path:
-    """A prepared directory of the 600-review slice (small vocabulary and aspect set)."""
-    from minireason.prepare import PrepareConfig, prepare
+def micro_prepared(data_dir, tmp_path_factory) -> Path:
+    """A prepared directory of the first 600 real reviews (``prepare_sample``: small
+    vocabulary and aspect set)."""
+    from minireason.prepare import prepare_sample
 
-    out = tmp_path_factory.mktemp("micro") / "prep"
-    prepare(
-        PrepareConfig(
-            reviews=str(mi_slice / MI_REVIEWS),
-            out=str(out),
-            vocab_size=400,
-            min_df=2,
-            n_unigrams=60,
-            n_bigrams=10,
-            progress=False,
-        )
-    )
-    return out
+    return prepare_sample(data_dir / MI_REVIEWS, tmp_path_factory.mktemp("micro") / "prep", 600)
 
 
 @pytest.fixture(scope="session")

@@ -123,3 +123,17 @@ def test_streaming_memory_does_not_grow_with_the_file(tmp_path):
     tracemalloc.stop()
     assert n == 40_000
     assert peak < size / 20, f"peak {peak} bytes for a {size}-byte file"
+
+
+def test_write_head_copies_the_first_lines_gzipped(tmp_path):
+    from minireason.data.io import write_head
+
+    lines = [f'{{"n": {i}}}\n'.encode() for i in range(5)]
+    plain = tmp_path / "in.jsonl"
+    plain.write_bytes(b"".join(lines))
+    packed = tmp_path / "in.jsonl.gz"
+    packed.write_bytes(gzip.compress(b"".join(lines)))
+    for src in (plain, packed):
+        out = write_head(src, tmp_path / "sub" / f"{src.name}.head.gz", 3)
+        assert gzip.decompress(out.read_bytes()) == b"".join(lines[:3])
+    assert gzip.decompress(write_head(plain, tmp_path / "all.gz", 99).read_bytes()) == plain.read_bytes()

@@ -31,8 +31,6 @@
 # reuses it when it is there.
 
 # %%
-import gzip
-import itertools
 import json
 import os
 from pathlib import Path
@@ -45,7 +43,7 @@ import numpy as np
 
 from minireason.checkpoint import load_checkpoint, load_model
 from minireason.data.fetch import find_reviews
-from minireason.prepare import PrepareConfig, load_prepared, prepare
+from minireason.prepare import PrepareConfig, load_prepared, prepare, prepare_sample
 from minireason.recipe import ReasonBatches, run_recipe
 from minireason.train import TokenWindows
 
@@ -65,20 +63,13 @@ REVIEWS = find_reviews("musical-instruments")
 # output folder (the shared data stays read-only).
 
 # %%
-if FAST:
-    source = OUT / "06_slice" / REVIEWS.name
-    source.parent.mkdir(parents=True, exist_ok=True)
-    with gzip.open(REVIEWS, "rt", encoding="utf-8") as fh:
-        lines = list(itertools.islice(fh, 600))
-    with gzip.open(source, "wt", encoding="utf-8") as fh:
-        fh.writelines(lines)
-    options = {"vocab_size": 400, "min_df": 2, "n_unigrams": 60, "n_bigrams": 10}
-else:
-    source, options = REVIEWS, {}
 SUFFIX = "_fast" if FAST else ""  # fast and default runs never share a folder
 prepared_dir = OUT / f"06_prepared{SUFFIX}"
-if not (prepared_dir / "report.json").is_file():
-    prepare(PrepareConfig(reviews=str(source), out=str(prepared_dir), progress=False, **options))
+if not (prepared_dir / "report.json").is_file():  # else an earlier run prepared it
+    if FAST:
+        prepare_sample(REVIEWS, prepared_dir, n_lines=600)
+    else:
+        prepare(PrepareConfig(reviews=str(REVIEWS), out=str(prepared_dir), progress=False))
 prep = load_prepared(prepared_dir)
 tok = prep.tokenizer
 print(f"{len(prep.train)} training records, vocabulary {tok.vocab_size}, "

@@ -30,8 +30,6 @@
 # evidence aggregation yourself.
 
 # %%
-import gzip
-import itertools
 import json
 import os
 import time
@@ -49,7 +47,7 @@ from minireason.explain import item_tags, user_history
 from minireason.features import profile
 from minireason.generate import filter_probs, generate, prefill
 from minireason.layers import log_softmax
-from minireason.prepare import PrepareConfig, load_prepared, prepare
+from minireason.prepare import PrepareConfig, load_prepared, prepare, prepare_sample
 from minireason.prompts import build_prompt
 from minireason.reasons import explain, plot_evidence
 from minireason.recipe import run_recipe
@@ -68,18 +66,11 @@ SUFFIX = "_fast" if FAST else ""  # the folders tutorial 06 writes in this mode
 prepared_dir, run_dir = OUT / f"06_prepared{SUFFIX}", OUT / f"06_run{SUFFIX}"
 if not (run_dir / "finetune" / "checkpoint.json").is_file():
     REVIEWS = find_reviews("musical-instruments")  # $MINIREASON_DATA_DIR, ../shared/data, fetch cache
-    source, options = REVIEWS, {}
-    if FAST:
-        source = OUT / "06_slice" / REVIEWS.name
-        source.parent.mkdir(parents=True, exist_ok=True)
-        with gzip.open(REVIEWS, "rt", encoding="utf-8") as fh:
-            lines = list(itertools.islice(fh, 600))
-        with gzip.open(source, "wt", encoding="utf-8") as fh:
-            fh.writelines(lines)
-        options = {"vocab_size": 400, "min_df": 2, "n_unigrams": 60, "n_bigrams": 10}
-    if not (prepared_dir / "report.json").is_file():
-        prepare(PrepareConfig(reviews=str(source), out=str(prepared_dir), progress=False,
-                              **options))
+    if not (prepared_dir / "report.json").is_file():  # else tutorial 06 prepared it
+        if FAST:
+            prepare_sample(REVIEWS, prepared_dir, n_lines=600)
+        else:
+            prepare(PrepareConfig(reviews=str(REVIEWS), out=str(prepared_dir), progress=False))
     width = {"n_layer": 1, "n_head": 2, "n_embd": 32} if FAST else {
         "n_layer": 2, "n_head": 2, "n_embd": 128}
     steps = 20 if FAST else 300

@@ -28,8 +28,6 @@
 # and DIV yourself.
 
 # %%
-import gzip
-import itertools
 import math
 import os
 from collections import Counter
@@ -44,7 +42,7 @@ import numpy as np
 from minireason import metrics
 from minireason.data.fetch import find_reviews
 from minireason.evaluate import random_reasons, retrieval_reasons, template_reason
-from minireason.prepare import PrepareConfig, load_prepared, prepare
+from minireason.prepare import PrepareConfig, load_prepared, prepare, prepare_sample
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
@@ -161,16 +159,10 @@ print(f"metrics: USR {metrics.unique_sentence_ratio([tokens(s) for s in said]):.
 prepared_dir = OUT / ("06_prepared_fast" if FAST else "06_prepared")  # as tutorial 06
 if not (prepared_dir / "report.json").is_file():
     REVIEWS = find_reviews("musical-instruments")  # $MINIREASON_DATA_DIR, ../shared/data, fetch cache
-    source, options = REVIEWS, {}
     if FAST:
-        source = OUT / "08_slice" / REVIEWS.name
-        source.parent.mkdir(parents=True, exist_ok=True)
-        with gzip.open(REVIEWS, "rt", encoding="utf-8") as fh:
-            lines = list(itertools.islice(fh, 600))
-        with gzip.open(source, "wt", encoding="utf-8") as fh:
-            fh.writelines(lines)
-        options = {"vocab_size": 400, "min_df": 2, "n_unigrams": 60, "n_bigrams": 10}
-    prepare(PrepareConfig(reviews=str(source), out=str(prepared_dir), progress=False, **options))
+        prepare_sample(REVIEWS, prepared_dir, n_lines=600)
+    else:
+        prepare(PrepareConfig(reviews=str(REVIEWS), out=str(prepared_dir), progress=False))
 prep = load_prepared(prepared_dir)
 test = [r for r in prep.test if r["target"]]
 train = [r for r in prep.train if r["target"]]

@@ -67,3 +67,16 @@ def iter_lines(path, report: LoadReport) -> Iterator[tuple[int, str]]:
                 report.skip(path, lineno, "blank line")
                 continue
             yield lineno, text
+
+
+def write_head(src, dst, n_lines: int) -> Path:
+    """Copy the first ``n_lines`` lines of ``src`` (gzip or plain) to ``dst``, gzipped.
+
+    A small sample of a real file, for tests and quick runs; the source is only read.
+    """
+    dst = Path(dst)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    with open_binary(src) as fin, gzip.open(dst, "wb") as fout:
+        for _, line in zip(range(n_lines), fin):
+            fout.write(line)
+    return dst
