@@ -37,6 +37,7 @@ def pair_inputs(record: dict) -> dict:
         "item_tags": record["item_tags"],
         "profile_aspects": record["profile"]["aspects"],
         "item": record["item"],
+        "focus": record.get("focus") or [],
     }
 
 

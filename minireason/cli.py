@@ -170,6 +170,9 @@ def add_prepare(sub):
                    help="tokens per fine-tuning sequence (default 128)")
     p.add_argument("--prompt-tokens", type=int, default=64,
                    help="tokens per prompt, oldest history dropped to fit (default 64)")
+    p.add_argument("--focus", type=int, default=3, metavar="K",
+                   help="aspects each prompt asks the reason to talk about, predicted from "
+                        "training data (default 3; 0: no focus part)")
     p.add_argument("--strict", action="store_true",
                    help="stop at the first malformed line (file:line and field) instead of counting it")
     p.set_defaults(func=_run_prepare)
@@ -186,7 +189,7 @@ def _run_prepare(args) -> int:
         out=args.out, split=args.split, seed=args.seed, kcore=args.kcore,
         vocab_size=args.vocab_size, n_unigrams=args.aspects, n_bigrams=args.bigrams,
         min_df=args.min_df, max_history=args.max_history, context=args.context,
-        prompt_tokens=args.prompt_tokens, strict=args.strict,
+        prompt_tokens=args.prompt_tokens, focus=args.focus, strict=args.strict,
     )
     try:
         report = prepare(cfg)
@@ -363,6 +366,8 @@ def add_evaluate(sub):
                    help="step4: best of --candidates samples at temperature 0.7, as 'explain' does (default); "
                         "greedy: one greedy reason")
     p.add_argument("--candidates", type=int, default=16, help="samples per record with step4 (default 16)")
+    p.add_argument("--split", choices=["test", "valid"], default="test",
+                   help="records to evaluate on (default test; tune settings on valid)")
     p.set_defaults(func=_run_evaluate)
 
 
@@ -374,7 +379,8 @@ def _run_evaluate(args) -> int:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
     result = evaluate_run(args.prepared, args.run, args.out, limit=args.limit,
                           batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                          seed=args.seed, decode=args.decode, n_candidates=args.candidates)
+                          seed=args.seed, decode=args.decode, n_candidates=args.candidates,
+                          split=args.split)
     print(markdown_report(result))
     out = args.out or os.path.join(args.run, "eval")
     print(f"written to {out}: evaluation.json, evaluation.md, evaluation.png, generations.jsonl")
@@ -444,9 +450,11 @@ def _run_explain(args) -> int:
         tok_path = run / "tokenizer.json"
         if not tok_path.is_file():
             raise FileNotFoundError(f"{tok_path} not found: is {run} a run of 'minireason train'?")
-        expl = explain(model, BPETokenizer.load(tok_path), ex.parse_history(args.history or ""),
-                       ex.parse_tags(args.tags or ""), n_candidates=args.candidates, seed=args.seed,
-                       max_prompt_tokens=model.config.block_size - 40)
+        history, tags = ex.parse_history(args.history or ""), ex.parse_tags(args.tags or "")
+        expl = explain(model, BPETokenizer.load(tok_path), history, tags,
+                       n_candidates=args.candidates, seed=args.seed,
+                       max_prompt_tokens=model.config.block_size - 40,
+                       focus=ex.free_form_focus(run, history, tags))
         print(expl.prompt_text)
         print(ex.format_explanation(expl))
         explanations = [expl]

@@ -26,8 +26,11 @@ profile and the item's tags), never the test review:
 Recommendation. Popularity, ItemCF, ContentSimilarity and Hybrid
 (:mod:`minireason.recommend`) are fitted on the training split (each user's items in time
 order; item content = its tags plus its aspect terms from ``items.json``) and ranked with
-HR@10 / NDCG@10 against each user's held-out test item (the leave-last-out split). This part
-always uses every test user (``--limit`` does not apply; it takes seconds).
+HR@10 / NDCG@10 against each user's held-out item of the evaluated split (the leave-last-out
+split). This part always uses every user (``--limit`` does not apply; it takes seconds).
+
+``--split valid`` evaluates on the validation split instead, the one to tune settings on
+(the step-4 sampling, the focus size, score weights) before reporting on ``test``.
 
 Outputs (in ``OUT``, default ``RUN/eval``): ``evaluation.json`` shaped
 ``{"model": {...}, "baselines": {"random": {...}, "retrieval": {...}, "template": {...}},
@@ -152,8 +155,8 @@ def step4_generate_fn(model, tok: BPETokenizer, records: list[dict],
     """``prompts -> reasons`` as ``minireason explain`` makes them (seed step 4): for each
     prompt, ``n_candidates`` samples (temperature, top-p, one prefill, seeded by ``seed`` and
     the batch; defaults as :mod:`minireason.reasons`),
-    ranked by :func:`minireason.reasons.rank_candidates` against the record's profile aspects
-    and item tags; the best one is the reason. ``records[i]`` belongs to ``prompts[i]``."""
+    ranked by :func:`minireason.reasons.rank_candidates` against the record's profile aspects,
+    item tags and focus; the best one is the reason. ``records[i]`` belongs to ``prompts[i]``."""
     from minireason.generate import generate
     from minireason.reasons import rank_candidates
 
@@ -170,7 +173,8 @@ def step4_generate_fn(model, tok: BPETokenizer, records: list[dict],
             for j, rec in enumerate(records[s:s + batch_size]):
                 rows = slice(j * n_candidates, (j + 1) * n_candidates)
                 best = rank_candidates(tok, gen.tokens[rows], gen.logprobs[rows], gen.finish[rows],
-                                       rec["profile"]["aspects"], rec.get("item_tags") or [])[0]
+                                       rec["profile"]["aspects"], rec.get("item_tags") or [],
+                                       focus=rec.get("focus") or [])[0]
                 out.append(best.text)
         return out
 
@@ -195,10 +199,12 @@ def reason_perplexity(model, sequences, rows, pad_id: int, batch_size: int = 64,
 # --------------------------------------------------------------------------- recommendation
 
 
-def recommendation_metrics(prepared: Prepared, k: int = 10, progress: bool = True) -> dict:
-    """HR@k / NDCG@k of every recommender on the leave-last-out test items (module doc)."""
+def recommendation_metrics(prepared: Prepared, k: int = 10, progress: bool = True,
+                           split: str = "test") -> dict:
+    """HR@k / NDCG@k of every recommender on the leave-last-out items of ``split`` (module
+    doc)."""
     train_seqs, item_tags = prepared.train_sequences(), prepared.item_terms()
-    test_items = {rec["user"]: rec["item"] for rec in prepared.test}
+    test_items = {rec["user"]: rec["item"] for rec in prepared.split(split)}
     out = {}
     for name, cls in tqdm(RECOMMENDERS.items(), desc="recommenders", disable=not progress):
         model = cls().fit(train_seqs, item_tags)
@@ -212,7 +218,8 @@ def recommendation_metrics(prepared: Prepared, k: int = 10, progress: bool = Tru
 def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
                  batch_size: int = 64, max_new_tokens: int = 40, seed: int = 0,
                  generate_fn: GenerateFn | None = None, progress: bool = True,
-                 decode: str = "step4", n_candidates: int = N_CANDIDATES) -> dict:
+                 decode: str = "step4", n_candidates: int = N_CANDIDATES,
+                 split: str = "test") -> dict:
     """Evaluate the fine-tuned model of ``run_dir`` and the baselines; write the outputs.
 
     Args:
@@ -220,7 +227,7 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
         run_dir: a run directory of :func:`minireason.recipe.run_recipe` (its ``finetune/``
             checkpoint and ``tokenizer.json`` are used).
         out_dir: where the outputs go (default ``run_dir/eval``).
-        limit: only the first ``limit`` test records with a target (None: all).
+        limit: only the first ``limit`` records with a target (None: all).
         batch_size: prompts per generation batch and sequences per perplexity batch.
         max_new_tokens: longest generated reason (also capped by the model's block size).
         seed: seed of the random baseline.
@@ -230,6 +237,7 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
             explain`` does, :func:`step4_generate_fn`) or ``"greedy"``
             (:func:`greedy_generate_fn`).
         progress: show tqdm bars.
+        split: ``"test"`` (default) or ``"valid"`` (for choosing settings).
 
     Returns:
         The dict written to ``evaluation.json``.
@@ -250,14 +258,16 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
                          "was trained on another prepared directory")
     model = load_model(run_dir / "finetune")
 
-    sequences = prepared.finetune["test"]
+    if split not in ("test", "valid"):
+        raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
+    sequences = prepared.finetune[split]
     n = len(sequences) if limit is None else min(limit, len(sequences))
     if n < 2:
-        raise ValueError(f"{prepared.path}: the test split has {n} records with a target; "
+        raise ValueError(f"{prepared.path}: the {split} split has {n} records with a target; "
                          "at least 2 are needed")
     rows = np.arange(n)
-    records = [prepared.test[int(r)] for r in sequences.record[:n]]
-    prompts = [prepared.prompts["test"].get(int(r)).tolist() for r in sequences.record[:n]]
+    records = [prepared.split(split)[int(r)] for r in sequences.record[:n]]
+    prompts = [prepared.prompts[split].get(int(r)).tolist() for r in sequences.record[:n]]
     refs = [rec["target"] for rec in records]
     features_gt = [rec["feature"] for rec in records]
     train_with_target = [rec for rec in prepared.train if rec["target"] is not None]
@@ -287,9 +297,9 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
     result = {
         "model": scores["model"],
         "baselines": {name: scores[name] for name in SYSTEMS[1:]},
-        "recommendation": recommendation_metrics(prepared, k=10, progress=progress),
+        "recommendation": recommendation_metrics(prepared, k=10, progress=progress, split=split),
         "info": {
-            "prepared": str(prepared.path), "run": str(run_dir), "split": "test",
+            "prepared": str(prepared.path), "run": str(run_dir), "split": split,
             "n_records": n, "n_test_records_with_target": len(sequences), "limit": limit,
             "perplexity_tokens": n_ppl_tokens, "retrieval_empty": n_empty,
             "random_seed": seed, "max_new_tokens": max_new_tokens,
@@ -307,7 +317,7 @@ def markdown_report(result: dict) -> str:
     """The explanation table (one row per system) and the recommendation table."""
     info = result["info"]
     rows = {"model": result["model"], **result["baselines"]}
-    lines = [f"## Explanations ({info['n_records']} test records, split {info['split']})", "",
+    lines = [f"## Explanations ({info['n_records']} records of the {info['split']} split)", "",
              "| system | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
     for name, s in rows.items():
         lines.append(f"| {name} | " + " | ".join(f"{s[m]:.2f}" if m in TEXT_METRICS
@@ -342,7 +352,7 @@ def plot_scores(result: dict, path) -> Path:
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     axes[1].set_title("DIV: lower is better", fontsize=9)
-    fig.suptitle(f"Explanations on {result['info']['n_records']} test records")
+    fig.suptitle(f"Explanations on {result['info']['n_records']} {result['info']['split']} records")
     fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(rows),
                frameon=False)
     fig.tight_layout(rect=(0, 0.07, 1, 1))

@@ -5,6 +5,7 @@ This is the user-facing end of the pipeline, behind ``minireason explain`` and
 
     prepared dir ──► user's history (training reviews, oldest first)
                  ──► recommend (hybrid CF + content, unless an item is given)
+                 ──► predicted focus (the aspects to talk about, Prepared.focus_for)
                  ──► reasons.explain: 16 candidates, scored, best one + attention evidence
 
 Inputs and fallbacks (never a traceback):
@@ -18,10 +19,12 @@ Inputs and fallbacks (never a traceback):
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
-from minireason.features import HistoryItem
+from minireason.features import HistoryItem, predict_focus, profile, tag_counts
 from minireason.prepare import Prepared
 from minireason.reasons import N_CANDIDATES, Explanation, explain
 from minireason.recommend import Hybrid
@@ -101,6 +104,23 @@ def parse_tags(text: str) -> list[str]:
     return [t.strip().lower() for t in text.split(",") if t.strip()]
 
 
+def free_form_focus(run_dir, history: list[HistoryItem], tags: list[str]) -> list[str]:
+    """The focus of a free-form prompt, predicted as ``prepare`` did for the run's training
+    data, from the run's ``features.json`` (its feature set, rates and focus size): the
+    given tags that are aspects, in their order, then the history's aspects. A run
+    without that file (trained before focus existed) gets no focus."""
+    path = Path(run_dir) / "features.json"
+    if not path.is_file():
+        return []
+    try:
+        feats = json.loads(path.read_text(encoding="utf-8"))
+        known, rates, k = feats["df"], feats.get("rates", {}), int(feats.get("focus", 0))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: corrupt feature file ({exc}); copy it again from the "
+                         "prepared directory") from None
+    return predict_focus(tag_counts(tags, known), profile(history)["aspects"], rates, k)
+
+
 def fit_recommender(prepared: Prepared) -> Hybrid:
     """The hybrid recommender (item CF + tag/aspect content) on the training split."""
     return Hybrid().fit(prepared.train_sequences(), prepared.item_terms())
@@ -129,6 +149,7 @@ def explain_for_user(
         recommender = recommender or fit_recommender(prepared)
         items = recommender.recommend(user, k=k)
     budget = int(prepared.config.get("prompt_tokens", 64))
+    aspects = profile(history)["aspects"]
     out = []
     for rank, (it, score) in enumerate(items):
         explanation = explain(
@@ -142,6 +163,8 @@ def explain_for_user(
             max_prompt_tokens=budget,
             item=it,
             item_title=prepared.items[it].get("title", ""),
+            profile_aspects=aspects,
+            focus=prepared.focus_for(it, aspects),
         )
         out.append(Recommendation(it, score, explanation))
     return out
@@ -153,17 +176,21 @@ def format_explanation(expl: Explanation, top: int = 3) -> str:
     owners = ", ".join(f"{names[s.owner]} {100 * s.share:.0f}%" for s in expl.evidence.owners[:top])
 
     def piece(s) -> str:
-        what = f"rating {s.label}" if s.kind == "rating" else repr(s.label)
+        what = {"rating": f"rating {s.label}", "focus": f"focus {s.label!r}"}.get(s.kind, repr(s.label))
         return f"{what} ({names.get(s.owner, s.owner)}) {100 * s.share:.0f}%"
 
     pieces = ", ".join(piece(s) for s in expl.evidence.pieces[:top])
-    mentioned = expl.score.mentioned_aspects + expl.score.mentioned_tags
+    mentioned = (expl.score.mentioned_focus + expl.score.mentioned_aspects
+                 + expl.score.mentioned_tags)
+    focus = [s.label for s in expl.evidence.segments if s.kind == "focus"]
     lines = [
         f'  reason:    "{expl.reason}"',
         f"  evidence:  attention on {owners}",
         f"             strongest pieces: {pieces}",
         "  mentions:  "
-        + (", ".join(dict.fromkeys(mentioned)) or "none of the profile aspects or item tags"),
+        + (", ".join(dict.fromkeys(mentioned)) or "none of the focus, profile aspects or item tags"),
     ]
+    if focus:
+        lines.insert(1, f"  focus:     {', '.join(focus)} (predicted from training data)")
     lines += [f"  note:      {note}" for note in expl.notes]
     return "\n".join(lines)

@@ -26,6 +26,17 @@ otherwise the item's ``n_item_tags`` most frequent aspects in *other* training r
 (for a training review, its own aspects are subtracted first, so a review never supplies
 its own item's tags).
 
+**Focus** (the features a reason should talk about; PETER's "feature" input, here a few
+of them): a training record whose target is known gets the aspects its target sentence
+mentions, most specific first, at most ``MAX_FOCUS`` (the model learns to write about the
+focus it is given). Every other record, and every record at test time, gets the ``k``
+aspects :func:`predict_focus` ranks first from training data only: how often the item's
+other reviews mention the aspect, whether the user's profile holds it, and how often the
+aspect, when a training review mentions it, is that review's ground-truth feature
+(:func:`feature_rates`). The weights were chosen on the validation split of Musical
+Instruments (2026-11-27), where the top 3 contain the ground-truth feature for 36.1% of the
+records against 32.9% for the item's 3 most frequent aspects.
+
 **User profile** of a record: the aspects the user mentioned in, and the tags of the items
 of, their training reviews strictly before that record in time order (see
 ``history_items``).
@@ -33,6 +44,7 @@ of, their training reviews strictly before that record in time order (see
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from dataclasses import dataclass, field
@@ -41,6 +53,8 @@ from minireason.data.records import ItemMeta, Review
 
 MAX_TARGET_WORDS = 25
 MIN_TARGET_WORDS = 4
+MAX_FOCUS = 3  # focus aspects of a training record (from its target sentence)
+FOCUS_WEIGHTS = {"item": 1.0, "profile": 0.25, "rate": 0.5}  # predict_focus, see its doc
 
 STOP_WORDS = frozenset("""
 a about above after again against all almost along already also although always am among an
@@ -203,10 +217,14 @@ class ItemFeatures:
         found = self.review_aspects.get(id(review))
         return list(found) if found is not None else self.vocab.find(review.text)
 
-    def item_aspects(self, item: str, n: int | None = None) -> list[tuple[str, int]]:
-        """The item's aspects as ``(aspect, number of training reviews)``, most frequent first."""
-        counts = self.counts.get(item, Counter())
-        ranked = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    def item_aspects(self, item: str, n: int | None = None,
+                     exclude: Review | None = None) -> list[tuple[str, int]]:
+        """The item's aspects as ``(aspect, number of training reviews)``, most frequent
+        first; ``exclude``: a training review whose own aspects are not counted."""
+        counts = Counter(self.counts.get(item, Counter()))
+        if exclude is not None and id(exclude) in self.review_aspects:
+            counts.subtract(self.review_aspects[id(exclude)])
+        ranked = sorted((kv for kv in counts.items() if kv[1] > 0), key=lambda kv: (-kv[1], kv[0]))
         return ranked[:n] if n else ranked
 
     def tags(self, item: str, exclude: Review | None = None) -> list[str]:
@@ -214,11 +232,7 @@ class ItemFeatures:
         meta = self.meta.get(item)
         if meta is not None and meta.tags:
             return list(meta.tags)
-        counts = Counter(self.counts.get(item, Counter()))
-        if exclude is not None and id(exclude) in self.review_aspects:
-            counts.subtract(self.review_aspects[id(exclude)])
-        ranked = sorted((kv for kv in counts.items() if kv[1] > 0), key=lambda kv: (-kv[1], kv[0]))
-        return [a for a, _ in ranked[: self.n_item_tags]]
+        return [a for a, _ in self.item_aspects(item, self.n_item_tags, exclude)]
 
 
 @dataclass
@@ -256,3 +270,62 @@ def profile(history: list[HistoryItem], n: int = 10) -> dict[str, list[str]]:
 def _most_common(counts: Counter, n: int) -> list[str]:
     """The ``n`` most frequent keys, ties broken alphabetically (deterministic)."""
     return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+# --------------------------------------------------------------------------- focus
+
+
+def target_focus(sentence: str, vocab: AspectVocabulary, k: int = MAX_FOCUS) -> list[str]:
+    """The focus of a known target: the aspects ``sentence`` mentions, most specific first
+    (so its ground-truth feature comes first), at most ``k``."""
+    return vocab.find(sentence)[:k]
+
+
+def feature_rates(targets: list[tuple[list[str], str]]) -> dict[str, float]:
+    """How often an aspect is *the* ground-truth feature when a review mentions it.
+
+    targets: ``(aspects the review mentions, its ground-truth feature)`` for each training
+    review with a target. Returns ``{aspect: (n_feature + 1) / (n_mentioned + 2)}`` (add-one
+    smoothing: an aspect seen once is not certain), for every aspect mentioned at least once.
+    """
+    mentioned: Counter = Counter()
+    chosen: Counter = Counter()
+    for aspects, feature in targets:
+        mentioned.update(set(aspects))
+        chosen[feature] += 1
+    return {a: (chosen[a] + 1) / (n + 2) for a, n in mentioned.items()}
+
+
+def predict_focus(item_aspects: list[tuple[str, int]], profile_aspects: list[str],
+                  rates: dict[str, float], k: int,
+                  weights: dict[str, float] | None = None) -> list[str]:
+    """The ``k`` aspects a reason for this (user, item) should most likely talk about.
+
+    Each aspect the item's training reviews mention scores::
+
+        w_item * log(1 + n) + w_profile * [aspect in the user's profile]
+                            + w_rate * log(rate)
+
+    with ``n`` the item's training reviews mentioning it and ``rate`` its
+    :func:`feature_rates` entry (0.5 when unknown). Ties go alphabetically. An item with no
+    aspect (cold item) falls back to the profile aspects, ranked the same way with ``n = 0``.
+
+    item_aspects: ``[(aspect, n), ...]`` as :meth:`ItemFeatures.item_aspects`.
+    Returns at most ``k`` aspects, best first (``[]`` when ``k`` is 0 or nothing is known).
+    """
+    w = {**FOCUS_WEIGHTS, **(weights or {})}
+    counts = dict(item_aspects) or {a: 0 for a in profile_aspects}
+    in_profile = set(profile_aspects)
+
+    def score(a: str) -> float:
+        return (w["item"] * math.log1p(counts[a]) + w["profile"] * (a in in_profile)
+                + w["rate"] * math.log(rates.get(a, 0.5)))
+
+    return sorted(counts, key=lambda a: (-score(a), a))[: max(k, 0)]
+
+
+def tag_counts(tags: list[str], known) -> list[tuple[str, int]]:
+    """Free-form item tags as :func:`predict_focus` input: the tags that are aspects
+    (``known``: the feature set F), with made-up counts that keep their given order."""
+    tags = [t for t in dict.fromkeys(tags) if t in known]
+    return [(t, len(tags) - i) for i, t in enumerate(tags)]

@@ -6,7 +6,7 @@ recommendation and evaluation. Read it with :func:`load_prepared`. Its files:
 ``config.json``
     How it was made: ``version``, ``inputs`` (path, bytes, sha256 of each input file) and
     every option (``format, split, seed, kcore, vocab_size, n_unigrams, n_bigrams, min_df,
-    max_history, context, prompt_tokens, n_item_tags``).
+    max_history, context, prompt_tokens, n_item_tags, focus``).
 ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``
     One review record a line, in split order, with keys:
     ``user, item, rating, time, text, summary, source, line`` (the cleaned review; source
@@ -15,7 +15,11 @@ recommendation and evaluation. Read it with :func:`load_prepared`. Its files:
     there is no target, or null); ``history`` (list of ``{item, tags, aspects, rating}``:
     the user's *training* reviews strictly before this one, oldest first, at most
     ``max_history``); ``profile`` (``{aspects, tags}`` from that history only);
-    ``item_tags`` (the target item's tags as given in the prompt); ``prompt``
+    ``item_tags`` (the target item's tags as given in the prompt); ``focus`` (the aspects
+    the prompt asks the reason to talk about) and ``focus_from`` (``"target"``: a training
+    record's own target sentence, what fine-tuning learns to follow; ``"predicted"``:
+    :func:`minireason.features.predict_focus`, every other record; ``null``: no focus,
+    ``focus`` 0); ``prompt``
     (``{n_tokens, n_history, n_dropped, n_tags_dropped, text, segments}``: ``text`` is the
     plain-language rendering, ``segments`` the segment map of ``minireason.prompts``);
     ``seq`` (row of this record in ``finetune_<split>.npz``, or -1 without a target).
@@ -27,8 +31,11 @@ recommendation and evaluation. Read it with :func:`load_prepared`. Its files:
     ``{user: {aspects, tags, n_train}}``: the profile over *all* the user's training
     reviews (what a recommender knows at test time).
 ``features.json``
-    ``{aspects, df, params, method}``: the feature set F (all aspect terms, most frequent
-    first), their training document frequencies and the mining parameters.
+    ``{aspects, df, rates, focus, params, method}``: the feature set F (all aspect terms,
+    most frequent first), their training document frequencies, how often each is the
+    ground-truth feature of a training review that mentions it
+    (:func:`minireason.features.feature_rates`), the focus size of the prompts and the
+    mining parameters (``minireason train`` copies this file into its run directory).
 ``tokenizer.json``
     The byte-level BPE (``minireason.tokenizer``), trained on training-split text only.
 ``pretrain.npz``
@@ -77,10 +84,14 @@ from minireason.features import (
     ItemFeatures,
     Target,
     explanation_target,
+    feature_rates,
     history_items,
     mine_aspects,
+    predict_focus,
     profile,
     split_sentences,
+    tag_counts,
+    target_focus,
 )
 from minireason.prompts import build_prompt, render_prompt
 from minireason.tokenizer import DEFAULT_VOCAB_SIZE, BPETokenizer
@@ -108,6 +119,7 @@ class PrepareConfig:
     max_history: int = 10
     context: int = 128
     prompt_tokens: int = 64
+    focus: int = 3  # predicted focus aspects per prompt (0: no focus part)
     strict: bool = False
     progress: bool = True
 
@@ -145,11 +157,13 @@ def _split_reviews(cfg: PrepareConfig, reviews: list[Review]) -> dict[str, list[
 
 
 def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
-                  tok: BPETokenizer, meta: dict[str, ItemMeta]):
+                  tok: BPETokenizer, meta: dict[str, ItemMeta], rates: dict[str, float]):
     """One JSON-ready dict per review, per split, plus the prompt ids of each.
 
     Walks each user's time-sorted sequence once, so ``past`` holds exactly the user's
     training reviews before the current one: history and profile never see the future.
+    The focus is read off the target for training records with one, predicted for all
+    others (``rates``: :func:`minireason.features.feature_rates` of the training split).
     """
     split_of = {id(r): name for name, rs in splits.items() for r in rs}
     position = {id(r): i for rs in splits.values() for i, r in enumerate(rs)}
@@ -164,9 +178,18 @@ def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
             name = split_of[id(r)]
             history = history_items(past, features, cfg.max_history)
             item_tags = features.tags(r.item, exclude=r)
-            prompt = build_prompt(history, item_tags, cfg.prompt_tokens, tok, item=r.item)
             target = explanation_target(r, vocab)
             has_target = isinstance(target, Target)
+            prof = profile(history)
+            focus, focus_from = [], None
+            if cfg.focus and name == "train" and has_target:
+                focus, focus_from = target_focus(target.sentence, vocab), "target"
+            elif cfg.focus:
+                focus = predict_focus(features.item_aspects(r.item, exclude=r),
+                                      prof["aspects"], rates, cfg.focus)
+                focus_from = "predicted"
+            prompt = build_prompt(history, item_tags, cfg.prompt_tokens, tok, item=r.item,
+                                  focus=focus)
             title = meta[r.item].title if r.item in meta else ""
             records[name][position[id(r)]] = {
                 "user": r.user, "item": r.item, "rating": r.rating, "time": r.time,
@@ -176,14 +199,16 @@ def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
                 "feature": target.feature if has_target else None,
                 "no_target": None if has_target else target,
                 "history": [asdict(h) for h in history],
-                "profile": profile(history),
+                "profile": prof,
                 "item_tags": item_tags,
+                "focus": focus,
+                "focus_from": focus_from,
                 "prompt": {
                     "n_tokens": len(prompt.ids), "n_history": prompt.n_history,
                     "n_dropped": prompt.n_dropped, "n_tags_dropped": prompt.n_tags_dropped,
                     "text": render_prompt(history[len(history) - prompt.n_history:],
                                           item_tags[: len(item_tags) - prompt.n_tags_dropped],
-                                          title),
+                                          title, focus),
                     "segments": prompt.segments_as_dicts(),
                 },
                 "seq": -1,
@@ -415,13 +440,17 @@ def prepare(cfg: PrepareConfig) -> dict:
         raise ValueError(f"no aspect reaches --min-df {cfg.min_df} in {len(train_texts)} "
                          "training reviews; lower --min-df")
     features = ItemFeatures(splits["train"], vocab, meta, cfg.n_item_tags)
+    rates = feature_rates([(features.aspects_of_review(r), t.feature) for r in splits["train"]
+                           if isinstance(t := explanation_target(r, vocab), Target)])
     lap("aspects")
 
     tag_texts = sorted({t for m in meta.values() for t in m.tags})
     tok = BPETokenizer.train(train_texts + tag_texts, vocab_size=cfg.vocab_size)
     lap("tokenizer")
 
-    records, prompt_ids = build_records(cfg, splits, features, vocab, tok, meta)
+    if cfg.focus < 0:
+        raise ValueError(f"--focus must be >= 0, got {cfg.focus}")
+    records, prompt_ids = build_records(cfg, splits, features, vocab, tok, meta, rates)
     lap("prompts")
 
     finetune, reasons_cut = {}, 0
@@ -463,7 +492,8 @@ def prepare(cfg: PrepareConfig) -> dict:
         users_out[user] = {**prof, "n_train": len(history)}
     _write_json(out / "users.json", users_out)
     _write_json(out / "features.json", {
-        "aspects": vocab.aspects, "df": vocab.df, "params": vocab.params,
+        "aspects": vocab.aspects, "df": vocab.df, "rates": rates, "focus": cfg.focus,
+        "params": vocab.params,
         "method": "document frequency of noun-like unigrams and bigrams in training reviews "
                   "(see minireason.features)",
     })
@@ -525,6 +555,7 @@ class Prepared:
     users: dict
     features: list[str]
     feature_df: dict
+    feature_rates: dict  # aspect -> how often it is the ground-truth feature when mentioned
     tokenizer: BPETokenizer
     pretrain: np.ndarray
     prompts: dict = field(default_factory=dict)  # split -> PromptSet (every record)
@@ -546,6 +577,19 @@ class Prepared:
             if rec["item"] not in seq:
                 seq.append(rec["item"])
         return seqs
+
+    def focus_for(self, item: str | None, profile_aspects: list[str],
+                  item_tags: list[str] | None = None) -> list[str]:
+        """The predicted focus of a prompt about ``item`` for a user with
+        ``profile_aspects``, as ``prepare`` made it for the test records (``[]`` when the
+        directory was prepared with ``focus`` 0). For an item the data does not hold
+        (free-form input), ``item_tags`` stand in for its aspects, in their order."""
+        k = int(self.config.get("focus", 0))
+        if item is not None and item in self.items:
+            counts = [(a, int(n)) for a, n in self.items[item].get("aspects", [])]
+        else:
+            counts = tag_counts(item_tags or [], self.feature_df)
+        return predict_focus(counts, profile_aspects, self.feature_rates, k)
 
     def item_terms(self) -> dict[str, list[str]]:
         """``{item: tags + aspects}``: the bag of terms content similarity works on."""
@@ -601,6 +645,7 @@ def load_prepared(directory) -> Prepared:
         users=_read_json(d / "users.json"),
         features=features["aspects"],
         feature_df=features["df"],
+        feature_rates=features.get("rates", {}),
         tokenizer=BPETokenizer.load(d / "tokenizer.json"),
         pretrain=_read_npz(d / "pretrain.npz")["ids"],
         prompts={s: PromptSet(**_read_npz(d / f"prompts_{s}.npz")) for s in SPLITS},

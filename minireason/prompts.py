@@ -4,16 +4,20 @@ The template (every piece is encoded on its own, so each span's tokens are known
 
     <hist> TAG TAG ... <sep> ASPECT ASPECT ... <sep> rated R      one block per past item,
     <hist> ...                                                    oldest first
-    <item> TAG TAG ... <reason>                                   the item to explain
+    <item> TAG TAG ... [<sep> FOCUS FOCUS ...] <reason>            the item to explain
 
 For training, the reason sentence and ``<eos>`` follow ``<reason>`` (see
 ``minireason.prepare``). Tags and aspects are encoded with a leading space (" strings").
 A history block holds what the user said in *their own earlier* review of that item
-(its aspects) and the rating they gave; nothing from the target review is used.
+(its aspects) and the rating they gave. The optional *focus* lists the aspects the reason
+should talk about (``minireason.features``: predicted from training data, or, for a
+training record only, read off its target sentence, so the model learns to follow it);
+without a focus the ``<sep>`` is left out too.
 
-Fitting ``max_tokens``: the item segment is placed first (its tags cut from the end if it
-alone is too long); then history blocks are added newest first while they fit, so the
-*oldest* history is dropped first. An empty history (cold start) gives the item segment only.
+Fitting ``max_tokens``: the item segment is placed first (the focus is kept whole, and
+the tags are cut from the end if the segment alone is too long); then history blocks are
+added newest first while they fit, so the *oldest* history is dropped first. An empty
+history (cold start) gives the item segment only.
 
 The *segment map* says which token span belongs to what, so attention can be read as
 evidence: a ``Segment(kind, start, end, label, owner)`` per span, ``start:end`` into the
@@ -22,6 +26,7 @@ prompt ids, with kinds
 - ``"hist"``: a whole history block (label: the item id; owner: ``"hist:i"``, i its index
   in the history, the same owner as the tags, aspects and rating inside it);
 - ``"tag"``: one tag (owner: ``"hist:i"`` or ``"item"``);
+- ``"focus"``: one focus aspect (owner: ``"item"``);
 - ``"aspect"``: one aspect the user mentioned (owner: ``"hist:i"``);
 - ``"rating"``: the rating piece (owner: ``"hist:i"``);
 - ``"item"``: the target-item segment (label: the item id, or "").
@@ -84,18 +89,30 @@ def _history_block(h: HistoryItem, index: int, tok: BPETokenizer):
     return ids, segs
 
 
-def _item_block(item_tags: list[str], item: str, tok: BPETokenizer, max_tokens: int):
-    """Token ids, segments and the number of tags cut, for ``<item> TAGS <reason>``."""
+def _item_block(item_tags: list[str], item: str, tok: BPETokenizer, max_tokens: int,
+                focus: list[str]):
+    """Token ids, segments and the number of tags cut, for
+    ``<item> TAGS [<sep> FOCUS] <reason>``."""
+    focus_pieces = [tok.encode_piece(" " + a) for a in focus]
+    focus_len = (1 + sum(len(p) for p in focus_pieces)) if focus else 0
+    if 2 + focus_len > max_tokens:
+        raise ValueError(f"the focus {focus} needs {2 + focus_len} prompt tokens with <item> "
+                         f"and <reason>; max_tokens is {max_tokens}")
     ids = [tok.special["<item>"]]
     segs = []
     kept = 0
     for tag in item_tags:
         piece = tok.encode_piece(" " + tag)
-        if len(ids) + len(piece) + 1 > max_tokens:
+        if len(ids) + len(piece) + focus_len + 1 > max_tokens:
             break
         segs.append(Segment("tag", len(ids), len(ids) + len(piece), tag, "item"))
         ids += piece
         kept += 1
+    if focus:
+        ids.append(tok.special["<sep>"])
+        for aspect, piece in zip(focus, focus_pieces, strict=True):
+            segs.append(Segment("focus", len(ids), len(ids) + len(piece), aspect, "item"))
+            ids += piece
     ids.append(tok.special["<reason>"])
     segs.insert(0, Segment("item", 0, len(ids), item, "item"))
     return ids, segs, len(item_tags) - kept
@@ -106,15 +123,17 @@ def _shift(segs: list[Segment], offset: int) -> list[Segment]:
 
 
 def build_prompt(history: list[HistoryItem], item_tags: list[str], max_tokens: int,
-                 tokenizer: BPETokenizer, item: str = "") -> Prompt:
+                 tokenizer: BPETokenizer, item: str = "", focus: list[str] | None = None) -> Prompt:
     """Build the prompt for one (history, target item) pair, at most ``max_tokens`` long.
 
     history: past items, oldest first (may be empty). item_tags: the target item's tags.
+    focus: the aspects the reason should talk about (None or empty: no focus part).
     Returns a :class:`Prompt` whose ``ids`` has length <= max_tokens.
     """
     if max_tokens < 2:
         raise ValueError(f"max_tokens must be >= 2 (room for <item> <reason>), got {max_tokens}")
-    item_ids, item_segs, n_tags_dropped = _item_block(item_tags, item, tokenizer, max_tokens)
+    item_ids, item_segs, n_tags_dropped = _item_block(item_tags, item, tokenizer, max_tokens,
+                                                      list(focus or []))
     budget = max_tokens - len(item_ids)
     blocks = []
     for index in range(len(history) - 1, -1, -1):  # newest first
@@ -133,7 +152,8 @@ def build_prompt(history: list[HistoryItem], item_tags: list[str], max_tokens: i
     return Prompt(ids, segments, len(blocks), len(history) - len(blocks), n_tags_dropped)
 
 
-def render_prompt(history: list[HistoryItem], item_tags: list[str], item_title: str = "") -> str:
+def render_prompt(history: list[HistoryItem], item_tags: list[str], item_title: str = "",
+                  focus: list[str] | None = None) -> str:
     """A plain-language rendering of the same information, for people to read."""
     lines = []
     if history:
@@ -147,5 +167,7 @@ def render_prompt(history: list[HistoryItem], item_tags: list[str], item_title: 
         lines.append("No earlier reviews from you (cold start).")
     name = f'"{item_title}"' if item_title else "this item"
     lines.append(f"Now consider {name}: {', '.join(item_tags) if item_tags else 'no tags'}.")
+    if focus:
+        lines.append(f"Talk about: {', '.join(focus)}.")
     lines.append("Why you may like it:")
     return "\n".join(lines)

@@ -28,6 +28,8 @@ The output directory::
 
     OUT/preset.json          the preset used (resolved)
     OUT/tokenizer.json       a copy of the prepared tokenizer (so OUT is self-contained)
+    OUT/features.json        a copy of the prepared feature set, rates and focus size (what
+                             free-form ``explain`` needs to build the same kind of prompt)
     OUT/pretrain/            checkpoint.npz/.json and loss.png of stage 1
     OUT/finetune/            checkpoint.npz/.json and loss.png of stage 2 (the model to use)
     OUT/train_report.json    steps, final losses and seconds of each stage
@@ -252,6 +254,7 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False,
     out.mkdir(parents=True, exist_ok=True)
     (out / "preset.json").write_text(json.dumps(preset, indent=1) + "\n", encoding="utf-8")
     shutil.copyfile(prepared.path / "tokenizer.json", out / "tokenizer.json")
+    shutil.copyfile(prepared.path / "features.json", out / "features.json")
     seed = model_config.seed
 
     pre, block = preset["pretrain"], preset["pretrain"]["block_size"]

@@ -137,7 +137,8 @@ def test_step4_reason_is_the_best_scored_sample(run):
         texts = [tok.decode(gen.tokens[r], skip_special=True).strip() for r in rows]
         scores = [
             score_candidate(texts[i], gen.logprobs[r], gen.finish[r], rec["profile"]["aspects"],
-                            rec["item_tags"], duplicate=words(texts[i]) in [words(t) for t in texts[:i]]).total
+                            rec["item_tags"], duplicate=words(texts[i]) in [words(t) for t in texts[:i]],
+                            focus=rec["focus"]).total
             for i, r in enumerate(rows)
         ]  # fmt: skip
         assert chosen[2 + j] == texts[int(np.argmax(scores))]
@@ -211,6 +212,12 @@ def test_cli_evaluate(run, tmp_path, capsys):
     )
     assert main([*argv, "--decode", "greedy"]) == 0
     assert json.loads((out / "evaluation.json").read_text())["info"]["decode"] == "greedy"
+    assert main([*argv, "--decode", "greedy", "--split", "valid"]) == 0
+    assert "records of the valid split" in capsys.readouterr().out
+    assert json.loads((out / "evaluation.json").read_text())["info"]["split"] == "valid"
+    refs = [json.loads(line)["reference"] for line in (out / "generations.jsonl").open()]
+    valid = load_prepared(prep_dir)
+    assert refs == [valid.valid[int(r)]["target"] for r in valid.finetune["valid"].record[:5]]
     capsys.readouterr()
     assert main(["evaluate", "--prepared", str(prep_dir), "--run", str(tmp_path)]) == 1
     assert "tokenizer.json not found" in capsys.readouterr().err

@@ -7,6 +7,7 @@ import pytest
 from minireason import explain as ex
 from minireason.checkpoint import load_model
 from minireason.cli import main
+from minireason.features import predict_focus, profile
 from minireason.prepare import load_prepared
 
 
@@ -61,7 +62,26 @@ def test_recommend_then_explain_each(loaded):
         assert rec.explanation.evidence.owners  # attention shares over the prompt
         text = ex.format_explanation(rec.explanation)
         assert text.startswith('  reason:    "') and "evidence:  attention on" in text
+        # the prompt asks for the focus prepare would predict for this pair
+        focus = prepared.focus_for(rec.item, profile(ex.user_history(prepared, user))["aspects"])
+        assert len(focus) == prepared.config["focus"] == 3
+        got = [s.label for s in rec.explanation.evidence.segments if s.kind == "focus"]
+        assert got == focus and f"Talk about: {', '.join(focus)}." in rec.explanation.prompt_text
+        assert f"  focus:     {', '.join(focus)} (predicted" in text
     assert recs[0].score >= recs[1].score
+
+
+def test_free_form_focus_comes_from_the_runs_feature_file(loaded, tmp_path):
+    prepared, _, run_dir = loaded
+    known = [a for a in prepared.features if " " not in a][:2]
+    history = ex.parse_history(f"{known[1]} (4)")
+    focus = ex.free_form_focus(run_dir, history, ["not-an-aspect", *known])
+    assert focus == predict_focus([(known[0], 2), (known[1], 1)], [known[1]],
+                                  prepared.feature_rates, 3)
+    assert ex.free_form_focus(tmp_path, history, known) == []  # a run from before focus
+    (tmp_path / "features.json").write_text("{not json")
+    with pytest.raises(ValueError, match="features.json: corrupt feature file"):
+        ex.free_form_focus(tmp_path, history, known)
 
 
 def test_cli_explain_user_and_free_form(micro_run, capsys, tmp_path):

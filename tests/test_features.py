@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from minireason.data.records import ItemMeta, Review
 from minireason.features import (
     BAD_LENGTH,
@@ -9,11 +13,15 @@ from minireason.features import (
     ItemFeatures,
     Target,
     explanation_target,
+    feature_rates,
     history_items,
     is_candidate,
     mine_aspects,
+    predict_focus,
     profile,
     split_sentences,
+    tag_counts,
+    target_focus,
 )
 
 TEXTS = [
@@ -71,3 +79,45 @@ def test_history_and_profile_come_from_the_given_past_only():
     assert profile(history_items(past, feats, 5)) == {"aspects": ["strings", "tuner"],
                                                       "tags": ["strings", "tuner"]}
     assert profile([]) == {"aspects": [], "tags": []}
+
+
+# --------------------------------------------------------------------------- focus
+
+
+def test_target_focus_is_the_sentences_aspects_most_specific_first():
+    vocab = mine_aspects(TEXTS, min_df=1)
+    # df: strings 4, tuner 3, gig bag 2 (a bigram beats its own words at equal df)
+    assert target_focus("The gig bag holds strings and a tuner.", vocab) == [
+        "gig bag", "bag", "gig"]
+    assert target_focus("The gig bag holds strings and a tuner.", vocab, k=5)[3:] == [
+        "tuner", "strings"]
+    assert target_focus("Nothing to see here.", vocab) == []
+
+
+def test_feature_rates_are_add_one_smoothed_shares():
+    rates = feature_rates([(["strings", "tuner"], "tuner"), (["strings"], "strings"),
+                           (["strings", "tuner", "tuner"], "tuner")])
+    # strings: mentioned 3 times, chosen once; tuner: mentioned twice (sets), chosen twice
+    assert rates == {"strings": pytest.approx(2 / 5), "tuner": pytest.approx(3 / 4)}
+
+
+def test_predict_focus_formula_and_fallbacks():
+    item = [("strings", 9), ("tuner", 3), ("cable", 3)]
+    rates = {"strings": 0.05, "tuner": 0.5, "cable": 0.5}
+    w = {"item": 1.0, "profile": 0.25, "rate": 0.5}
+    score = {a: w["item"] * math.log1p(n) + w["rate"] * math.log(rates[a]) for a, n in item}
+    score["cable"] += w["profile"]
+    expected = sorted(score, key=lambda a: (-score[a], a))
+    assert predict_focus(item, ["cable"], rates, k=3, weights=w) == expected
+    assert expected == ["cable", "tuner", "strings"]  # the rate outweighs 9 mentions
+    assert predict_focus(item, [], {}, k=2) == ["strings", "cable"]  # unknown rate: 0.5
+    assert predict_focus([], ["noise", "hum"], {}, k=3) == ["hum", "noise"]  # cold item
+    assert predict_focus(item, [], rates, k=0) == []
+    assert predict_focus([], [], rates, k=3) == []
+
+
+def test_tag_counts_keep_the_order_of_known_tags():
+    assert tag_counts(["capo", "zzz", "guitar", "capo"], {"capo", "guitar"}) == [
+        ("capo", 2), ("guitar", 1)]
+    assert predict_focus(tag_counts(["capo", "guitar"], {"capo", "guitar"}), [], {}, k=1) == [
+        "capo"]

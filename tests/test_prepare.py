@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from minireason.cli import main
-from minireason.features import words
+from minireason.features import AspectVocabulary, target_focus, words
 from minireason.prepare import PrepareConfig, load_prepared, prepare
 
 MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
@@ -80,6 +80,45 @@ def test_real_history_is_only_the_past(mi_prepared):
     assert len(cold) == 1429  # each user's first review has no past
     assert all(not r["profile"]["aspects"] for r in cold)
     assert set(p.users) == {r["user"] for r in p.train}
+
+
+@pytest.mark.slow
+def test_real_focus_from_targets_in_training_predicted_elsewhere(mi_prepared):
+    _, p = mi_prepared
+    vocab = AspectVocabulary(df=p.feature_df)
+    assert p.config["focus"] == 3 and 0 < min(p.feature_rates.values()) <= max(
+        p.feature_rates.values()) < 1
+    for name in ("train", "valid", "test"):
+        for rec in p.split(name):
+            focus = [s["label"] for s in rec["prompt"]["segments"] if s["kind"] == "focus"]
+            assert focus == rec["focus"]
+            if name == "train" and rec["target"] is not None:
+                assert rec["focus_from"] == "target"
+                assert rec["focus"] == target_focus(rec["target"], vocab)
+            else:
+                assert rec["focus_from"] == "predicted"
+                assert 1 <= len(rec["focus"]) <= 3
+    # at test time the focus is what Prepared.focus_for predicts from training data only,
+    # and it holds the ground-truth feature more often than the item's top aspects do
+    test = [r for r in p.test if r["target"] is not None]
+    assert all(r["focus"] == p.focus_for(r["item"], r["profile"]["aspects"]) for r in test)
+    hit = np.mean([r["feature"] in r["focus"] for r in test])
+    top = np.mean([r["feature"] in [a for a, _ in p.items[r["item"]]["aspects"][:3]]
+                   for r in test])
+    assert hit > top + 0.02, (hit, top)
+
+
+def test_focus_zero_leaves_the_prompts_without_focus(tmp_path):
+    out = tmp_path / "prep"
+    prepare(PrepareConfig(reviews=str(_toy_reviews(tmp_path / "r.json.gz")), out=str(out),
+                          vocab_size=300, min_df=1, focus=0, progress=False))
+    p = load_prepared(out)
+    assert all(r["focus"] == [] and r["focus_from"] is None for r in p.train + p.test)
+    assert not any(s["kind"] == "focus" for r in p.train for s in r["prompt"]["segments"])
+    assert p.focus_for(p.test[0]["item"], ["strings"]) == []
+    with pytest.raises(ValueError, match="--focus must be >= 0"):
+        prepare(PrepareConfig(reviews=str(tmp_path / "r.json.gz"), out=str(out), focus=-1,
+                              progress=False))
 
 
 @pytest.mark.slow

@@ -74,10 +74,36 @@ def test_item_tags_are_cut_when_even_the_item_does_not_fit(tok):
         build_prompt([], [], 1, tok)
 
 
+def test_focus_part_follows_the_item_tags(tok):
+    p = build_prompt(_history(1), ["pedal", "cable"], 200, tok, item="x",
+                     focus=["strings", "gig bag"])
+    assert tok.decode(p.ids).endswith("<item> pedal cable<sep> strings gig bag<reason>")
+    focus = [s for s in p.segments if s.kind == "focus"]
+    assert [s.label for s in focus] == ["strings", "gig bag"]
+    assert all(s.owner == "item" and tok.decode(p.ids[s.start:s.end]) == " " + s.label
+               for s in focus)
+    assert build_prompt([], ["pedal"], 64, tok, focus=[]).ids == build_prompt(
+        [], ["pedal"], 64, tok).ids  # no focus: no <sep> either
+
+
+def test_focus_is_kept_whole_and_tags_are_cut_first(tok):
+    focus = ["strings"]
+    full = build_prompt([], ["pedal", "cable", "tuner"], 200, tok, focus=focus)
+    p = build_prompt(_history(2), ["pedal", "cable", "tuner"], len(full.ids) - 1, tok,
+                     focus=focus)
+    assert p.n_history == 0 and p.n_tags_dropped >= 1
+    assert [s.label for s in p.segments if s.kind == "focus"] == focus
+    with pytest.raises(ValueError, match="the focus"):
+        build_prompt([], ["pedal"], 3, tok, focus=["strings", "gig bag"])
+
+
 def test_render_is_plain_language():
     text = render_prompt(_history(1), ["pedal", "cable"], item_title="Big Muff")
     assert "item i0 (guitar, tag0); you mentioned strings, gig bag; you rated it 1/5" in text
     assert 'Now consider "Big Muff": pedal, cable.' in text
+    assert "Talk about" not in text
+    assert render_prompt([], ["pedal"], focus=["tone", "noise"]).endswith(
+        "Talk about: tone, noise.\nWhy you may like it:")
 
 
 def _secret(n: int) -> str:
@@ -120,7 +146,17 @@ def test_target_review_never_leaks_into_its_own_prompt(tmp_path):
     for name in ("train", "valid", "test"):
         fin = prepared.finetune[name]
         for i, rec in enumerate(prepared.split(name)):
-            prompt_text = tok.decode(prepared.prompts[name].get(i))
+            ids = prepared.prompts[name].get(i).tolist()
+            focus = [s for s in rec["prompt"]["segments"] if s["kind"] == "focus"]
+            assert [s["label"] for s in focus] == rec["focus"]
+            if rec["focus_from"] == "target":  # by design: a training record's own target
+                assert name == "train" and rec["focus"][0] == rec["feature"]
+                assert set(rec["focus"]) <= set(rec["aspects"])
+                ids = ids[:focus[0]["start"]] + ids[focus[-1]["end"]:]  # everything else
+                rec["prompt"]["text"] = rec["prompt"]["text"].split("Talk about")[0]
+            else:
+                assert rec["focus_from"] == "predicted" and len(rec["focus"]) >= 1
+            prompt_text = tok.decode(ids)
             ids, mask = fin.get(rec["seq"])
             assert ids[: fin.prompt_len[rec["seq"]]].tolist() == prepared.prompts[name].get(i).tolist()
             own = _secret_in(rec["text"])

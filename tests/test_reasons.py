@@ -72,13 +72,18 @@ def test_relevant_candidate_beats_generic_one():
 
 
 def test_score_formula_with_documented_weights():
-    w = ScoreWeights(user=2.0, item=3.0, logprob=0.5, repetition=1.0, duplicate=1.0,
-                     truncated=0.25, empty=10.0)
+    w = ScoreWeights(user=2.0, item=3.0, focus=4.0, logprob=0.5, repetition=1.0,
+                     duplicate=1.0, truncated=0.25, empty=10.0)
     s = score_candidate("great tone", np.array([-1.0, -3.0]), "max_new_tokens", PROFILE,
-                        ITEM_TAGS, duplicate=True, weights=w)
-    expected = 2.0 * (1 / 3) + 3.0 * (1 / 3) + 0.5 * (-2.0) - 0.0 - 1.0 - 0.25
+                        ITEM_TAGS, duplicate=True, weights=w, focus=["tone", "strap"])
+    expected = 2.0 * (1 / 3) + 3.0 * (1 / 3) + 4.0 * (1 / 2) + 0.5 * (-2.0) - 0.0 - 1.0 - 0.25
     assert s.total == pytest.approx(expected)
+    assert s.focus_coverage == 0.5 and s.mentioned_focus == ["tone"]
     assert s.truncated and s.duplicate and not s.empty
+    no_focus = score_candidate("great tone", np.array([-1.0, -3.0]), "max_new_tokens",
+                               PROFILE, ITEM_TAGS, duplicate=True, weights=w)
+    assert no_focus.focus_coverage == 0.0
+    assert no_focus.total == pytest.approx(expected - 4.0 * (1 / 2))
 
 
 def test_degenerate_duplicate_and_empty_are_penalised():
@@ -158,6 +163,20 @@ def test_explain_returns_best_candidate_with_evidence(model, tokenizer):
     assert np.all(ev.matrix.sum(axis=1) <= 1 + 1e-5)  # rows of a softmax, prompt part only
     assert ex.history_used == 2 and "B009" in [s.label for s in ev.owners]
     assert "You recently reviewed" in ex.prompt_text
+
+
+def test_explain_puts_the_focus_in_the_prompt_and_scores_it(model, tokenizer):
+    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, PROFILE, n_candidates=4, seed=3,
+                 max_new_tokens=10, focus=["tone", " ", "noise"])
+    focus = [s for s in ex.evidence.segments if s.kind == "focus"]
+    assert [s.label for s in focus] == ["tone", "noise"]
+    assert "Talk about: tone, noise." in ex.prompt_text
+    for c in ex.candidates:
+        assert c.score.focus_coverage == len(c.score.mentioned_focus) / 2
+    plain = explain(model, tokenizer, HISTORY, ITEM_TAGS, PROFILE, n_candidates=4, seed=3,
+                    max_new_tokens=10)
+    assert len(plain.prompt_ids) < len(ex.prompt_ids)
+    assert all(c.score.focus_coverage == 0.0 for c in plain.candidates)
 
 
 def test_explain_is_deterministic_with_a_seed(model, tokenizer):

@@ -119,6 +119,7 @@ def test_recipe_end_to_end_then_resume_between_stages(prepared_dir, micro_preset
                  "finetune/loss.png", "pretrain/checkpoint.npz", "finetune/checkpoint.npz"):
         assert (out / name).is_file(), name
     assert (out / "tokenizer.json").read_bytes() == (prepared_dir / "tokenizer.json").read_bytes()
+    assert (out / "features.json").read_bytes() == (prepared_dir / "features.json").read_bytes()
     assert json.loads((out / "train_report.json").read_text()) == json.loads(json.dumps(report))
     for stage in ("pretrain", "finetune"):
         r = report[stage]

@@ -46,9 +46,12 @@ from minireason.features import (
     ItemFeatures,
     Target,
     explanation_target,
+    feature_rates,
     history_items,
     mine_aspects,
+    predict_focus,
     profile,
+    target_focus,
 )
 from minireason.prompts import build_prompt, render_prompt
 from minireason.tokenizer import BPETokenizer
@@ -145,6 +148,13 @@ print(f"item {item}: tags {features.tags(item)}; aspects {features.item_aspects(
 # For a test review we take the user's *training* reviews before it (their history: the
 # aspects they mentioned, the tags of those items, their ratings) and the item's tags. The
 # review itself never enters its own prompt: its text is what we want the model to explain.
+#
+# The prompt ends with a *focus*: the few aspects the reason should talk about (PETER feeds
+# its generator a feature word the same way). A training record's focus is read off its own
+# target sentence, so fine-tuning teaches the model to write about the focus it is given.
+# At test time the target is unknown, so the focus is *predicted* from training data only:
+# aspects the item's reviews mention often, that the user talks about, and that tend to be
+# the feature of the sentences that mention them (`feature_rates`).
 
 # %%
 tok = BPETokenizer.train((r.text for r in train), vocab_size=1024 if FAST else 4096)
@@ -155,10 +165,18 @@ record = max(splits["test"], key=lambda r: len(histories.get(r.user, [])))
 past = [r for r in histories.get(record.user, []) if r.time <= record.time]
 history = history_items(past, features, max_items=5)
 item_tags = features.tags(record.item)
-print(render_prompt(history, item_tags))
+rates = feature_rates([(features.aspects_of_review(r), t.feature)
+                       for r, t in zip(train, targets) if isinstance(t, Target)])
+focus = predict_focus(features.item_aspects(record.item), profile(history)["aspects"], rates, 3)
+print(render_prompt(history, item_tags, focus=focus))
 print("profile:", profile(history))
+target = explanation_target(record, vocab)
+if isinstance(target, Target):
+    print(f"what the user wrote: {target.sentence!r} (feature {target.feature!r}); "
+          f"as a training record its focus would be {target_focus(target.sentence, vocab)}")
 
-prompt = build_prompt(history, item_tags, max_tokens=64, tokenizer=tok, item=record.item)
+prompt = build_prompt(history, item_tags, max_tokens=64, tokenizer=tok, item=record.item,
+                      focus=focus)
 print(f"\n{len(prompt.ids)} tokens, {prompt.n_history} history blocks kept, "
       f"{prompt.n_dropped} oldest dropped to fit 64 tokens")
 print(tok.decode(prompt.ids))

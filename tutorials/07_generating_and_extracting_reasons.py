@@ -98,9 +98,10 @@ record = next(r for r in prep.test if r["target"] and len(user_history(prep, r["
 history = user_history(prep, record["user"])
 tags = item_tags(prep, record["item"])
 budget = int(prep.config["prompt_tokens"])
-prompt = build_prompt(history, tags, budget, tok, item=record["item"])
+focus = prep.focus_for(record["item"], profile(history)["aspects"])  # as prepare predicted it
+prompt = build_prompt(history, tags, budget, tok, item=record["item"], focus=focus)
 print(f"user {record['user']}: {len(history)} history items, {prompt.n_history} fit; "
-      f"item {record['item']} tags {tags}")
+      f"item {record['item']} tags {tags}; focus {focus}")
 print("prompt:", tok.decode(prompt.ids))
 print("the user actually wrote:", record["target"])
 
@@ -179,25 +180,29 @@ assert same and diff < 1e-4
 # One sample is a gamble. `minireason.reasons.explain` draws several candidates in one batch
 # (top-p 0.9, the prompt prefilled once and its cache copied), then scores each:
 #
-# `score = user coverage + item coverage + 0.2 * mean log p - repetition - penalties`
+# `score = user coverage + item coverage + focus coverage + 0.2 * mean log p - repetition
+# - penalties`
 #
 # where *user coverage* is the share of the user's profile aspects the candidate names,
-# *item coverage* the share of the item's tags, the mean log-probability rewards fluent text,
+# *item coverage* the share of the item's tags, *focus coverage* the share of the prompt's
+# focus aspects, the mean log-probability rewards fluent text,
 # and penalties push down loops, duplicates, cut-off and empty text. Coverage is what makes a
 # reason *this user's* reason: the likeliest sentence is often the most generic one.
 
 # %%
 expl = explain(model, tok, history, tags, n_candidates=8, seed=0, max_new_tokens=30,
-               max_prompt_tokens=budget, item=record["item"])
+               max_prompt_tokens=budget, item=record["item"], focus=focus)
 print("the user's profile aspects:", profile(history)["aspects"])
 print("notes:", "; ".join(expl.notes) or "none")
-print(f"{'score':>6} {'user':>5} {'item':>5} {'logp':>6} {'rep':>5}  candidate")
+print(f"{'score':>6} {'user':>5} {'item':>5} {'focus':>5} {'logp':>6} {'rep':>5}  candidate")
 for c in expl.candidates:
     s = c.score
-    print(f"{s.total:6.2f} {s.user_coverage:5.2f} {s.item_coverage:5.2f} {s.mean_logprob:6.2f} "
+    print(f"{s.total:6.2f} {s.user_coverage:5.2f} {s.item_coverage:5.2f} {s.focus_coverage:5.2f} "
+          f"{s.mean_logprob:6.2f} "
           f"{s.repetition:5.2f}  {c.text[:70]!r}{' [' + c.finish + ']' if c.finish != 'eos' else ''}")
 print("\nchosen:", expl.reason)
-print("it names aspects", expl.score.mentioned_aspects, "and tags", expl.score.mentioned_tags)
+print("it names aspects", expl.score.mentioned_aspects, "tags", expl.score.mentioned_tags,
+      "and focus", expl.score.mentioned_focus)
 
 # %% [markdown]
 # ## 4. Attention as evidence
