@@ -107,8 +107,9 @@ def parse_tags(text: str) -> list[str]:
 def free_form_focus(run_dir, history: list[HistoryItem], tags: list[str]) -> list[str]:
     """The focus of a free-form prompt, predicted as ``prepare`` did for the run's training
     data, from the run's ``features.json`` (its feature set, rates and focus size): the
-    given tags that are aspects, in their order, then the history's aspects. A run
-    without that file (trained before focus existed) gets no focus."""
+    given tags that are aspects, ranked by ``predict_focus`` with their order standing in
+    for review counts; with no such tag, the history's aspects. A run without that file,
+    or whose prepared data had no focus, gets none."""
     path = Path(run_dir) / "features.json"
     if not path.is_file():
         return []
