@@ -184,14 +184,14 @@ def format_explanation(expl: Explanation, top: int = 3) -> str:
     mentioned = (expl.score.mentioned_focus + expl.score.mentioned_aspects
                  + expl.score.mentioned_tags)
     focus = [s.label for s in expl.evidence.segments if s.kind == "focus"]
-    lines = [
-        f'  reason:    "{expl.reason}"',
+    lines = [f'  reason:    "{expl.reason}"']
+    if focus:
+        lines.append(f"  focus:     {', '.join(focus)} (predicted from training data)")
+    lines += [
         f"  evidence:  attention on {owners}",
         f"             strongest pieces: {pieces}",
         "  mentions:  "
         + (", ".join(dict.fromkeys(mentioned)) or "none of the focus, profile aspects or item tags"),
     ]
-    if focus:
-        lines.insert(1, f"  focus:     {', '.join(focus)} (predicted from training data)")
     lines += [f"  note:      {note}" for note in expl.notes]
     return "\n".join(lines)

@@ -90,7 +90,6 @@ from minireason.features import (
     predict_focus,
     profile,
     split_sentences,
-    tag_counts,
     target_focus,
 )
 from minireason.prompts import build_prompt, render_prompt
@@ -157,13 +156,15 @@ def _split_reviews(cfg: PrepareConfig, reviews: list[Review]) -> dict[str, list[
 
 
 def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
-                  tok: BPETokenizer, meta: dict[str, ItemMeta], rates: dict[str, float]):
+                  tok: BPETokenizer, meta: dict[str, ItemMeta], targets: dict,
+                  rates: dict[str, float]):
     """One JSON-ready dict per review, per split, plus the prompt ids of each.
 
     Walks each user's time-sorted sequence once, so ``past`` holds exactly the user's
     training reviews before the current one: history and profile never see the future.
     The focus is read off the target for training records with one, predicted for all
     others (``rates``: :func:`minireason.features.feature_rates` of the training split).
+    ``targets`` maps ``id(review)`` to its :func:`explanation_target` result.
     """
     split_of = {id(r): name for name, rs in splits.items() for r in rs}
     position = {id(r): i for rs in splits.values() for i, r in enumerate(rs)}
@@ -178,7 +179,7 @@ def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
             name = split_of[id(r)]
             history = history_items(past, features, cfg.max_history)
             item_tags = features.tags(r.item, exclude=r)
-            target = explanation_target(r, vocab)
+            target = targets[id(r)]
             has_target = isinstance(target, Target)
             prof = profile(history)
             focus, focus_from = [], None
@@ -440,8 +441,9 @@ def prepare(cfg: PrepareConfig) -> dict:
         raise ValueError(f"no aspect reaches --min-df {cfg.min_df} in {len(train_texts)} "
                          "training reviews; lower --min-df")
     features = ItemFeatures(splits["train"], vocab, meta, cfg.n_item_tags)
+    targets = {id(r): explanation_target(r, vocab) for rs in splits.values() for r in rs}
     rates = feature_rates([(features.aspects_of_review(r), t.feature) for r in splits["train"]
-                           if isinstance(t := explanation_target(r, vocab), Target)])
+                           if isinstance(t := targets[id(r)], Target)])
     lap("aspects")
 
     tag_texts = sorted({t for m in meta.values() for t in m.tags})
@@ -450,7 +452,7 @@ def prepare(cfg: PrepareConfig) -> dict:
 
     if cfg.focus < 0:
         raise ValueError(f"--focus must be >= 0, got {cfg.focus}")
-    records, prompt_ids = build_records(cfg, splits, features, vocab, tok, meta, rates)
+    records, prompt_ids = build_records(cfg, splits, features, vocab, tok, meta, targets, rates)
     lap("prompts")
 
     finetune, reasons_cut = {}, 0
@@ -578,18 +580,14 @@ class Prepared:
                 seq.append(rec["item"])
         return seqs
 
-    def focus_for(self, item: str | None, profile_aspects: list[str],
-                  item_tags: list[str] | None = None) -> list[str]:
+    def focus_for(self, item: str, profile_aspects: list[str]) -> list[str]:
         """The predicted focus of a prompt about ``item`` for a user with
         ``profile_aspects``, as ``prepare`` made it for the test records (``[]`` when the
-        directory was prepared with ``focus`` 0). For an item the data does not hold
-        (free-form input), ``item_tags`` stand in for its aspects, in their order."""
-        k = int(self.config.get("focus", 0))
-        if item is not None and item in self.items:
-            counts = [(a, int(n)) for a, n in self.items[item].get("aspects", [])]
-        else:
-            counts = tag_counts(item_tags or [], self.feature_df)
-        return predict_focus(counts, profile_aspects, self.feature_rates, k)
+        directory was prepared with ``focus`` 0). Free-form input has its own:
+        :func:`minireason.explain.free_form_focus`."""
+        counts = [(a, int(n)) for a, n in self.items.get(item, {}).get("aspects", [])]
+        return predict_focus(counts, profile_aspects, self.feature_rates,
+                             int(self.config.get("focus", 0)))
 
     def item_terms(self) -> dict[str, list[str]]:
         """``{item: tags + aspects}``: the bag of terms content similarity works on."""
