@@ -286,14 +286,15 @@ def feature_rates(targets: list[tuple[list[str], str]]) -> dict[str, float]:
 
     targets: ``(aspects the review mentions, its ground-truth feature)`` for each training
     review with a target. Returns ``{aspect: (n_feature + 1) / (n_mentioned + 2)}`` (add-one
-    smoothing: an aspect seen once is not certain), for every aspect mentioned at least once.
+    smoothing: an aspect seen once is not certain), for every aspect mentioned at least once,
+    in alphabetical order (so ``features.json`` is the same file from run to run).
     """
     mentioned: Counter = Counter()
     chosen: Counter = Counter()
     for aspects, feature in targets:
         mentioned.update(set(aspects))
         chosen[feature] += 1
-    return {a: (chosen[a] + 1) / (n + 2) for a, n in mentioned.items()}
+    return {a: (chosen[a] + 1) / (n + 2) for a, n in sorted(mentioned.items())}
 
 
 def predict_focus(item_aspects: list[tuple[str, int]], profile_aspects: list[str],

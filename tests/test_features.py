@@ -99,6 +99,8 @@ def test_feature_rates_are_add_one_smoothed_shares():
                            (["strings", "tuner", "tuner"], "tuner")])
     # strings: mentioned 3 times, chosen once; tuner: mentioned twice (sets), chosen twice
     assert rates == {"strings": pytest.approx(2 / 5), "tuner": pytest.approx(3 / 4)}
+    assert list(feature_rates([(["tuner", "strings", "cable"], "cable")])) == [
+        "cable", "strings", "tuner"]  # sorted: the same features.json every run
 
 
 def test_predict_focus_formula_and_fallbacks():
