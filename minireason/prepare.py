@@ -408,6 +408,8 @@ def prepare(cfg: PrepareConfig) -> dict:
     if cfg.prompt_tokens >= cfg.context:
         raise ValueError(f"--prompt-tokens ({cfg.prompt_tokens}) must be < --context "
                          f"({cfg.context}) to leave room for the reason")
+    if cfg.focus < 0:
+        raise ValueError(f"--focus must be >= 0, got {cfg.focus}")
     seconds = {}
     clock = time.perf_counter()
 
@@ -450,8 +452,6 @@ def prepare(cfg: PrepareConfig) -> dict:
     tok = BPETokenizer.train(train_texts + tag_texts, vocab_size=cfg.vocab_size)
     lap("tokenizer")
 
-    if cfg.focus < 0:
-        raise ValueError(f"--focus must be >= 0, got {cfg.focus}")
     records, prompt_ids = build_records(cfg, splits, features, vocab, tok, meta, targets, rates)
     lap("prompts")
 
