@@ -41,7 +41,7 @@ def add_attention_example(sub):
 
 
 def _run_attention_example(args) -> int:
-    from minireason import worked_example
+    from minireason.course import worked_example
 
     print(worked_example.report(decimals=args.decimals))
     if args.plot:
@@ -98,8 +98,8 @@ def add_bench_train(bench_sub):
 def _run_bench_train(args) -> int:
     import json
 
-    from minireason import bench
-    from minireason.model import GPTConfig
+    from minireason.bench import train as bench_train
+    from minireason.nn.model import GPTConfig
 
     if args.batch_size < 1:
         raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
@@ -109,11 +109,11 @@ def _run_bench_train(args) -> int:
         vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
         n_head=args.n_head, n_embd=args.n_embd, dtype=args.dtype,
     )  # fmt: skip
-    result = bench.run_train_benchmark(
+    result = bench_train.run_train_benchmark(
         config, args.batch_size, steps=args.steps, warmup=args.warmup,
         threads=args.threads, with_torch=not args.no_torch,
     )  # fmt: skip
-    print(bench.format_report(result))
+    print(bench_train.format_report(result))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)
@@ -181,7 +181,7 @@ def add_prepare(sub):
 def _run_prepare(args) -> int:
     from minireason.data.generic import parse_columns
     from minireason.data.report import DataError
-    from minireason.prepare import PrepareConfig, prepare
+    from minireason.prep.prepare import PrepareConfig, prepare
 
     cfg = PrepareConfig(
         reviews=_data_path("--reviews", args.reviews), meta=_data_path("--meta", args.meta),
@@ -277,9 +277,9 @@ def add_bench_explain(bench_sub):
 
 
 def _run_bench_explain(args) -> int:
-    from minireason import bench_reasons
-    from minireason.checkpoint import load_model
-    from minireason.prepare import load_prepared
+    from minireason.bench import explain as bench_explain
+    from minireason.nn.checkpoint import load_model
+    from minireason.prep.prepared import load_prepared
 
     for name in ("pairs", "candidates", "max_new_tokens"):
         if getattr(args, name) < 1:
@@ -290,14 +290,14 @@ def _run_bench_explain(args) -> int:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     model = load_model(args.checkpoint)
     prepared = load_prepared(args.prepared)
-    result = bench_reasons.run_bench_explain(
+    result = bench_explain.run_bench_explain(
         model, prepared, n_pairs=args.pairs, n_candidates=args.candidates,
         max_new_tokens=args.max_new_tokens, split=args.split, warmup=args.warmup,
         seed=args.seed, threads=args.threads,
     )
-    print(bench_reasons.format_report(result))
+    print(bench_explain.format_report(result))
     if args.json:
-        print(f"written: {bench_reasons.write_json(result, args.json)}")
+        print(f"written: {bench_explain.write_json(result, args.json)}")
     return 0
 
 
@@ -315,7 +315,7 @@ def add_train(sub):
     p.add_argument("--prepared", required=True, metavar="DIR",
                    help="a directory written by 'minireason prepare'")
     p.add_argument("--preset", default="tiny", metavar="NAME|FILE.json",
-                   help="tiny, small, or a preset JSON file (copy one from minireason/presets/ "
+                   help="tiny, small, or a preset JSON file (copy one from minireason/train/presets/ "
                         "and edit it); default tiny")
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/PRESET)")
     p.add_argument("--resume", action="store_true",
@@ -324,7 +324,7 @@ def add_train(sub):
 
 
 def _run_train(args) -> int:
-    from minireason.recipe import load_preset, run_recipe
+    from minireason.train.recipe import load_preset, run_recipe
 
     preset = load_preset(args.preset)
     out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.preset))[0])
@@ -372,7 +372,7 @@ def add_evaluate(sub):
 
 
 def _run_evaluate(args) -> int:
-    from minireason.evaluate import evaluate_run, markdown_report
+    from minireason.evaluation.evaluate import evaluate_run, markdown_report
 
     for name in ("batch_size", "max_new_tokens", "candidates"):
         if getattr(args, name) < 1:
@@ -419,10 +419,11 @@ def add_explain(sub):
 def _run_explain(args) -> int:
     from pathlib import Path
 
-    from minireason import explain as ex
-    from minireason.checkpoint import load_model
-    from minireason.reasons import explain, plot_evidence
-    from minireason.tokenizer import BPETokenizer
+    from minireason.nn.checkpoint import load_model
+    from minireason.prep.tokenizer import BPETokenizer
+    from minireason.reason import explain as ex
+    from minireason.reason.evidence import plot_evidence
+    from minireason.reason.explain import explain
 
     if (args.user is None) == (args.history is None and args.tags is None):
         raise UserError("give either --user ID (with --prepared) or free-form --history/--tags, not both")
@@ -434,7 +435,7 @@ def _run_explain(args) -> int:
     if args.user is not None:
         if not args.prepared:
             raise UserError("--user needs --prepared DIR (the prepared directory of the run)")
-        from minireason.prepare import load_prepared
+        from minireason.prep.prepared import load_prepared
 
         prepared = load_prepared(args.prepared)
         recs = ex.explain_for_user(model, prepared, args.user, item=args.item, k=args.k,
@@ -538,7 +539,7 @@ def _run_bench_kernels(args) -> int:
         backend.set_device("cuda")
     except backend.BackendError as exc:
         raise UserError(f"bench kernels needs a CUDA GPU: {exc}") from None
-    from minireason import kernel_bench
+    from minireason.bench import kernels as kernel_bench
 
     result = kernel_bench.run_kernel_bench(
         seq_lens=args.seq_lens, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
@@ -587,7 +588,7 @@ def add_grade(sub):
 
 
 def _run_grade(args) -> int:
-    from minireason import grading
+    from minireason.course import grading
 
     report = grading.grade(args.assignment, args.student_file, args.seed, args.timeout)
     print(report.table())

@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from minireason.data.fetch import find_reviews, sha256_of
-from minireason.reasons import N_CANDIDATES
+from minireason.reason.scoring import N_CANDIDATES
 
 DEMO_DATASET = "musical-instruments"
 
@@ -54,17 +54,18 @@ def run_demo(
     echo=print,
 ) -> dict:
     """Run the demo; print as it goes through ``echo``; return the evaluation result."""
-    from minireason.checkpoint import load_model
-    from minireason.evaluate import evaluate_run, markdown_report
-    from minireason.explain import (
+    from minireason.evaluation.evaluate import evaluate_run, markdown_report
+    from minireason.nn.checkpoint import load_model
+    from minireason.prep.prepare import PrepareConfig, prepare
+    from minireason.prep.prepared import load_prepared
+    from minireason.reason.evidence import plot_evidence
+    from minireason.reason.explain import (
         explain_for_user,
         fit_recommender,
         format_explanation,
         user_history,
     )
-    from minireason.prepare import PrepareConfig, load_prepared, prepare
-    from minireason.reasons import plot_evidence
-    from minireason.recipe import run_recipe
+    from minireason.train.recipe import run_recipe
 
     t0 = time.perf_counter()
     out = Path(out)

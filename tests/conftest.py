@@ -60,7 +60,7 @@ def micro_preset_file(tmp_path_factory) -> Path:
 def micro_prepared(data_dir, tmp_path_factory) -> Path:
     """A prepared directory of the first 600 real reviews (``prepare_sample``: small
     vocabulary and aspect set)."""
-    from minireason.prepare import prepare_sample
+    from minireason.prep.prepare import prepare_sample
 
     return prepare_sample(data_dir / MI_REVIEWS, tmp_path_factory.mktemp("micro") / "prep", 600)
 
@@ -68,7 +68,7 @@ def micro_prepared(data_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def micro_run(micro_prepared, micro_preset_file) -> tuple[Path, Path]:
     """(prepared dir, run dir): the micro model trained for a few steps on the slice."""
-    from minireason.recipe import run_recipe
+    from minireason.train.recipe import run_recipe
 
     run = micro_prepared.parent / "run"
     run_recipe(micro_prepared, micro_preset_file, run, progress=False)

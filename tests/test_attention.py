@@ -1,4 +1,4 @@
-"""minireason.attention against an independent loop-over-rows reference, gradient checks, errors."""
+"""minireason.nn.attention against an independent loop-over-rows reference, gradient checks, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minireason.attention import (
+from minireason.nn.attention import (
     attention_backward,
     attention_forward,
     causal_mask,
@@ -18,7 +18,7 @@ from minireason.attention import (
     scaled_dot_product_attention,
     split_heads,
 )
-from minireason.gradcheck import check_gradients
+from minireason.nn.gradcheck import check_gradients
 
 # --------------------------------------------------------------------------- brute-force reference
 

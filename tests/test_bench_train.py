@@ -10,9 +10,9 @@ import json
 
 import pytest
 
-from minireason.bench import model_flops_per_step, run_train_benchmark
+from minireason.bench.train import model_flops_per_step, run_train_benchmark
 from minireason.cli import main
-from minireason.model import GPTConfig
+from minireason.nn.model import GPTConfig
 
 TINY_FLAGS = [
     "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8",

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from minireason.checkpoint import (
+from minireason.nn.checkpoint import (
     JSON_NAME,
     NPZ_NAME,
     CheckpointError,
@@ -16,8 +16,8 @@ from minireason.checkpoint import (
     restore,
     save_checkpoint,
 )
-from minireason.model import GPT, GPTConfig
-from minireason.optim import AdamW
+from minireason.nn.model import GPT, GPTConfig
+from minireason.nn.optim import AdamW
 
 CONFIG = GPTConfig(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=8, dropout=0.1, seed=2)
 

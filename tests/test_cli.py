@@ -52,7 +52,7 @@ def test_cuda_without_cupy_is_one_clear_line(capsys):
 
 
 def test_cli_candidate_defaults_follow_the_reasons_module():
-    from minireason.reasons import N_CANDIDATES
+    from minireason.reason.scoring import N_CANDIDATES
 
     parser = build_parser()
     for argv in (

@@ -8,21 +8,19 @@ import math
 import numpy as np
 import pytest
 
-from minireason.checkpoint import load_model
 from minireason.cli import main
-from minireason.evaluate import (
+from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
+from minireason.evaluation.evaluate import (
     METRICS,
     evaluate_run,
     greedy_generate_fn,
-    random_reasons,
     reason_perplexity,
-    retrieval_reasons,
     step4_generate_fn,
-    template_reason,
 )
-from minireason.prepare import load_prepared
-from minireason.reasons import N_CANDIDATES
-from minireason.recipe import pad_batch
+from minireason.nn.checkpoint import load_model
+from minireason.prep.prepared import load_prepared
+from minireason.reason.scoring import N_CANDIDATES
+from minireason.train.batches import pad_batch
 
 
 @pytest.fixture(scope="module")
@@ -116,8 +114,8 @@ def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
 
 
 def test_step4_reason_is_the_best_scored_sample(run):
-    from minireason.generate import generate
-    from minireason.reasons import TEMPERATURE, TOP_P, score_candidate, words
+    from minireason.reason.generate import generate
+    from minireason.reason.scoring import TEMPERATURE, TOP_P, score_candidate, words
 
     prep_dir, run_dir = run
     prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from minireason import explain as ex
-from minireason.checkpoint import load_model
 from minireason.cli import main
-from minireason.features import predict_focus, profile
-from minireason.prepare import load_prepared
+from minireason.nn.checkpoint import load_model
+from minireason.prep.features import predict_focus, profile
+from minireason.prep.prepared import load_prepared
+from minireason.reason import explain as ex
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import math
 import pytest
 
 from minireason.data.records import ItemMeta, Review
-from minireason.features import (
+from minireason.prep.features import (
     BAD_LENGTH,
     NO_ASPECT,
     ItemFeatures,

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minireason import flash_emulation as fe
-from minireason.attention import attention_backward, attention_forward
+from minireason.gpu import flash_emulation as fe
+from minireason.nn.attention import attention_backward, attention_forward
 
 # (batch dims, Tq, Tk, head_dim): ragged lengths (not multiples of the 32-wide tile),
 # Tq != Tk both ways, lengths below one tile, and head_dim up to 128.

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from minireason.generate import choose_tokens, filter_probs, generate
-from minireason.model import GPT, GPTConfig
+from minireason.nn.model import GPT, GPTConfig
+from minireason.reason.generate import choose_tokens, filter_probs, generate
 
 PROMPTS = [[5, 9, 2, 17], [3], [8, 1, 4, 4, 30, 12, 7, 22, 6], [40, 41]]
 

@@ -14,9 +14,9 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from minireason.assignments import a1
 from minireason.cli import main
-from minireason.grading import grade, load_assignment
+from minireason.course.assignments import a1
+from minireason.course.grading import grade, load_assignment
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "tests" / "fixtures" / "a1_solution.py"

@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minireason.assignments import a2, a3
 from minireason.cli import main
-from minireason.grading import grade, load_assignment
+from minireason.course.assignments import a2, a3
+from minireason.course.grading import grade, load_assignment
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"

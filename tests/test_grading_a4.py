@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minireason import metrics
-from minireason.assignments import a4
 from minireason.cli import main
-from minireason.grading import grade, load_assignment
+from minireason.course.assignments import a4
+from minireason.course.grading import grade, load_assignment
+from minireason.evaluation import metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"

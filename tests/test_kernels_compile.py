@@ -6,7 +6,7 @@
   nvcc is absent.
 - The same sources are compiled with g++ against ``kernels/cpu_threads/cuda_on_cpu.h`` and
   run with one std::thread per CUDA thread, against the NumPy reference (skipped where g++
-  is absent); then the Python launchers of :mod:`minireason.cuda_attention` are run on them.
+  is absent); then the Python launchers of :mod:`minireason.gpu.cuda_attention` are run on them.
 - Packaging, launch constants, and ``bench kernels``' host side (report, plot, no-GPU error).
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from minireason import cuda_attention, flash_emulation
+from minireason.gpu import cuda_attention, flash_emulation
 
 ROOT = Path(__file__).resolve().parents[1]
 KERNEL_DIR = ROOT / "kernels"
@@ -166,7 +166,7 @@ def test_shared_memory_fits_an_a100_or_h100_block():
 # kernels/cpu_threads/ compiles each .cu with g++ and runs it with one std::thread per CUDA
 # thread (barriers for __syncthreads, __syncwarp and the warp shuffles; shared memory
 # poisoned with NaN). The same sources CuPy compiles are checked against the NumPy reference
-# here, without a GPU; the launch geometry below is the one minireason.cuda_attention uses.
+# here, without a GPU; the launch geometry below is the one minireason.gpu.cuda_attention uses.
 
 CPU_DIR = KERNEL_DIR / "cpu_threads"
 # (B, Tq, Tk, D): ragged, Tq != Tk both ways, head_dim 128 and 7, a sub-tile length
@@ -232,7 +232,7 @@ def _close32(got, ref, what):
 @pytest.mark.slow
 @pytest.mark.parametrize("shape", CPU_SHAPES[:3])
 def test_kernel1_on_cpu_threads(cpu_kernels, shape):
-    from minireason.attention import attention_forward
+    from minireason.nn.attention import attention_forward
 
     b, tq, tk, d = shape
     q, k, v = _cpu_inputs(b, tq, tk, d, seed=1)
@@ -252,7 +252,7 @@ def test_kernel1_on_cpu_threads(cpu_kernels, shape):
 
 
 def test_kernel2_softmax_on_cpu_threads(cpu_kernels):
-    from minireason.attention import causal_mask, masked_softmax
+    from minireason.nn.attention import causal_mask, masked_softmax
 
     rng = np.random.default_rng(3)
     b, tq, tk = 3, 45, 77
@@ -327,7 +327,7 @@ def test_bench_kernels_without_gpu_is_one_clear_line(capsys):
 
 def test_bench_report_table_targets_and_plot(tmp_path):
     """The table, the target lines and the PNG from a result in run_kernel_bench's format."""
-    from minireason import kernel_bench as kb
+    from minireason.bench import kernels as kb
 
     rows = []
     for t in (256, 1024):
@@ -355,7 +355,7 @@ def test_bench_report_table_targets_and_plot(tmp_path):
 
 
 def test_attention_flops_counts():
-    from minireason.kernel_bench import attention_flops
+    from minireason.bench.kernels import attention_flops
 
     assert attention_flops(8, 12, 1024, 64, causal=False) == 4 * 8 * 12 * 1024**2 * 64
     assert attention_flops(8, 12, 1024, 64, causal=True) == 2 * 8 * 12 * 1024**2 * 64
@@ -380,7 +380,7 @@ class _FakeFunction:
 
 @pytest.fixture
 def launchers_on_cpu(cpu_kernels, monkeypatch):
-    """minireason.cuda_attention with NumPy arrays standing in for CuPy's, kernels on CPU threads.
+    """minireason.gpu.cuda_attention with NumPy arrays standing in for CuPy's, kernels on CPU threads.
 
     Checks the launchers' own logic (argument order, grids, shared-memory sizes and opt-in,
     masks turned into a bias, leading dims flattened) without a GPU; CuPy's API itself is
@@ -424,7 +424,7 @@ def launchers_on_cpu(cpu_kernels, monkeypatch):
 
 @pytest.mark.slow
 def test_forward_launchers_1_and_2(launchers_on_cpu):
-    from minireason.attention import attention_forward
+    from minireason.nn.attention import attention_forward
 
     ca = launchers_on_cpu
     rng = np.random.default_rng(12)
@@ -444,7 +444,7 @@ def test_forward_launchers_1_and_2(launchers_on_cpu):
 @pytest.mark.slow
 @pytest.mark.parametrize("head_dim", [24, 128])  # 128: over 48 KiB of shared memory, opt-in
 def test_flash_launchers_3_and_4(launchers_on_cpu, head_dim):
-    from minireason.attention import attention_backward, attention_forward
+    from minireason.nn.attention import attention_backward, attention_forward
 
     ca = launchers_on_cpu
     rng = np.random.default_rng(13)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from minireason import backend
-from minireason.attention import attention_backward, attention_forward, masked_softmax
+from minireason.nn.attention import attention_backward, attention_forward, masked_softmax
 
 pytestmark = pytest.mark.gpu
 
@@ -41,7 +41,7 @@ def cp():
 
 @pytest.fixture(scope="module")
 def ca():
-    from minireason import cuda_attention
+    from minireason.gpu import cuda_attention
 
     return cuda_attention
 
@@ -168,8 +168,8 @@ def test_cuda_errors_are_raised_not_ignored(cp, ca):
 
 def _train_step(device, config, idx, targets):
     """Loss, gradients and parameters after one forward/backward/AdamW step, on the host."""
-    from minireason.model import GPT
-    from minireason.optim import AdamW
+    from minireason.nn.model import GPT
+    from minireason.nn.optim import AdamW
 
     backend.set_device(device)
     xp = backend.xp()
@@ -185,7 +185,7 @@ def _train_step(device, config, idx, targets):
 
 
 def test_one_training_step_on_gpu_matches_cpu(cp):
-    from minireason.model import GPTConfig
+    from minireason.nn.model import GPTConfig
 
     config = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, dtype="float32")
     rng = np.random.default_rng(0)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minireason import layers as L
-from minireason.gradcheck import check_gradients
+from minireason.nn import layers as L
+from minireason.nn.gradcheck import check_gradients
 
 TOL = 1e-6
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from minireason.metrics import (
+from minireason.evaluation.metrics import (
     corpus_bleu,
     corpus_rouge,
     detect_features,

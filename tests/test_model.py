@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minireason.gradcheck import check_gradients
-from minireason.model import GPT, GPTConfig
-from minireason.optim import AdamW
+from minireason.nn.gradcheck import check_gradients
+from minireason.nn.model import GPT, GPTConfig
+from minireason.nn.optim import AdamW
 
 TINY = dict(vocab_size=11, block_size=6, n_layer=2, n_head=2, n_embd=8)
 
@@ -187,7 +187,7 @@ def test_dropout_is_seeded_and_off_in_eval():
 
 def test_matches_pytorch_loss_and_gradients():
     torch = pytest.importorskip("torch")
-    from minireason.bench import build_torch_model
+    from minireason.nn.torch_reference import build_torch_model
 
     config = GPTConfig(**TINY, dtype="float64", seed=7)
     model = perturbed_model(config)

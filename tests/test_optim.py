@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from minireason.optim import AdamW, clip_grad_norm, global_grad_norm, lr_at
+from minireason.nn.optim import AdamW, clip_grad_norm, global_grad_norm, lr_at
 
 
 def test_schedule_warms_up_linearly_then_decays_by_cosine_to_min():

@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from minireason.cli import main
-from minireason.features import AspectVocabulary, target_focus, words
-from minireason.prepare import PrepareConfig, load_prepared, prepare
+from minireason.prep.features import AspectVocabulary, target_focus, words
+from minireason.prep.prepare import PrepareConfig, prepare
+from minireason.prep.prepared import load_prepared
 
 MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
 

@@ -9,10 +9,11 @@ import string
 
 import pytest
 
-from minireason.features import HistoryItem
-from minireason.prepare import PrepareConfig, load_prepared, prepare
-from minireason.prompts import build_prompt, render_prompt
-from minireason.tokenizer import BPETokenizer
+from minireason.prep.features import HistoryItem
+from minireason.prep.prepare import PrepareConfig, prepare
+from minireason.prep.prepared import load_prepared
+from minireason.prep.prompts import build_prompt, render_prompt
+from minireason.prep.tokenizer import BPETokenizer
 
 
 @pytest.fixture(scope="module")

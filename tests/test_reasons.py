@@ -3,20 +3,13 @@
 import numpy as np
 import pytest
 
-from minireason.features import HistoryItem
-from minireason.model import GPT, GPTConfig
-from minireason.prompts import Segment
-from minireason.reasons import (
-    ScoreWeights,
-    aggregate_evidence,
-    explain,
-    mentions,
-    plot_evidence,
-    repetition,
-    score_candidate,
-    words,
-)
-from minireason.tokenizer import BPETokenizer
+from minireason.nn.model import GPT, GPTConfig
+from minireason.prep.features import HistoryItem
+from minireason.prep.prompts import Segment
+from minireason.prep.tokenizer import BPETokenizer
+from minireason.reason.evidence import aggregate_evidence, plot_evidence
+from minireason.reason.explain import explain
+from minireason.reason.scoring import ScoreWeights, mentions, repetition, score_candidate, words
 
 SENTENCES = [
     "the guitar strings sound bright and the tuning stays stable",
@@ -218,7 +211,7 @@ def test_plot_evidence_writes_png(model, tokenizer, tmp_path):
 
 
 class FakePrepared:
-    """The parts of ``minireason.prepare.Prepared`` that the benchmark reads."""
+    """The parts of ``minireason.prep.prepared.Prepared`` that the benchmark reads."""
 
     def __init__(self, tokenizer, records):
         self.tokenizer, self.records = tokenizer, records
@@ -229,14 +222,14 @@ class FakePrepared:
 
 
 def test_bench_explain_reports_times(model, tokenizer):
-    from minireason.bench_reasons import format_report, run_bench_explain
+    from minireason.bench.explain import format_report, run_bench_explain
 
     record = {"history": [vars(h) for h in HISTORY], "item_tags": ITEM_TAGS,
               "profile": {"aspects": PROFILE}, "item": "B009"}
     cold = {**record, "history": []}
     empty = {**cold, "item_tags": []}  # nothing to explain: left out, not an error
     prepared = FakePrepared(tokenizer, [empty, record, cold, record])
-    from minireason.bench import numpy_threads
+    from minireason.bench.threads import numpy_threads
 
     before = numpy_threads()
     result = run_bench_explain(model, prepared, n_pairs=5, n_candidates=3, max_new_tokens=5,

@@ -8,11 +8,12 @@ import shutil
 import numpy as np
 import pytest
 
-from minireason.checkpoint import load_checkpoint
 from minireason.cli import main
-from minireason.model import GPTConfig
-from minireason.prepare import SequenceSet
-from minireason.recipe import ReasonBatches, load_preset, preset_names, run_recipe, stage_config
+from minireason.nn.checkpoint import load_checkpoint
+from minireason.nn.model import GPTConfig
+from minireason.prep.prepared import SequenceSet
+from minireason.train.batches import ReasonBatches
+from minireason.train.recipe import load_preset, preset_names, run_recipe, stage_config
 
 MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
 

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from minireason.recommend import (
+from minireason.reason.recommend import (
     ContentSimilarity,
     Hybrid,
     ItemCF,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from minireason.tokenizer import SPECIAL_TOKENS, BPETokenizer
+from minireason.prep.tokenizer import SPECIAL_TOKENS, BPETokenizer
 
 CORPUS = ["The strings sound bright and the tuner holds pitch."] * 50 + [
     "Café crème, naïve façade.", "这个调音器很好用。", "Sturdy stand for the gig bag."] * 20

@@ -5,9 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from minireason.checkpoint import load_checkpoint
-from minireason.model import GPT, GPTConfig
-from minireason.train import TokenWindows, TrainConfig, evaluate, train
+from minireason.nn.checkpoint import load_checkpoint
+from minireason.nn.model import GPT, GPTConfig
+from minireason.train.batches import TokenWindows
+from minireason.train.loop import TrainConfig, evaluate, train
 
 CONFIG = GPTConfig(vocab_size=17, block_size=8, n_layer=2, n_head=2, n_embd=16, dropout=0.1, seed=5)
 

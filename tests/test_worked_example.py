@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from minireason import worked_example as we
 from minireason.cli import main
+from minireason.course import worked_example as we
 
 E = math.e
 

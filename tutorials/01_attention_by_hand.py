@@ -32,9 +32,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minireason import worked_example as we
-from minireason.attention import attention_backward, attention_forward, causal_mask
-from minireason.gradcheck import check_gradients
+from minireason.course import worked_example as we
+from minireason.nn.attention import attention_backward, attention_forward, causal_mask
+from minireason.nn.gradcheck import check_gradients
 
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
 OUT.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ print("scaled output: ", out_scaled[0])
 # %%
 pkg_out, cache = attention_forward(q[None, :], X, X)  # default scale 1/sqrt(d_k)
 assert np.allclose(pkg_out, out_scaled) and np.allclose(cache.weights, w_scaled)
-print("minireason.attention agrees:", pkg_out[0])
+print("minireason.nn.attention agrees:", pkg_out[0])
 
 # %% [markdown]
 # ## 3. What the document got wrong

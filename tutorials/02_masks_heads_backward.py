@@ -39,15 +39,15 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minireason import worked_example as we
-from minireason.attention import (
+from minireason.course import worked_example as we
+from minireason.nn.attention import (
     attention_backward,
     attention_forward,
     causal_mask,
     merge_heads,
     split_heads,
 )
-from minireason.gradcheck import check_gradients, rel_error
+from minireason.nn.gradcheck import check_gradients, rel_error
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))

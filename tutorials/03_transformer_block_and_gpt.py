@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 03 · A transformer block and the GPT, layer by layer
 #
-# **Goal.** Run the package's GPT (`minireason.model.GPT`) by hand, one layer at a time, and
+# **Goal.** Run the package's GPT (`minireason.nn.model.GPT`) by hand, one layer at a time, and
 # print the shape of every intermediate; see why a pre-norm block is
 # `x + attn(ln1(x))` then `+ mlp(ln2(.))`; count the parameters with a formula and check it
 # against the model; trust the block's hand-written backward only after a gradient check.
@@ -32,9 +32,9 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minireason import layers
-from minireason.gradcheck import check_gradients
-from minireason.model import GPT, GPTConfig
+from minireason.nn import layers
+from minireason.nn.gradcheck import check_gradients
+from minireason.nn.model import GPT, GPTConfig
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))

@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 04 · Byte-level BPE on review text
 #
-# **Goal.** Train the package's byte-level BPE tokenizer (`minireason.tokenizer`, built on
+# **Goal.** Train the package's byte-level BPE tokenizer (`minireason.prep.tokenizer`, built on
 # the `tokenizers` library) on real Amazon reviews; read its first merges; watch how the
 # vocabulary grows from bytes to words; measure tokens per word against vocabulary size on
 # held-out reviews; see the special tokens of the prompt template; and check that accented
@@ -35,9 +35,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from minireason.data import LoadReport, amazon
+from minireason.data import amazon
 from minireason.data.fetch import find_reviews
-from minireason.tokenizer import SPECIAL_TOKENS, BPETokenizer
+from minireason.data.report import LoadReport
+from minireason.prep.tokenizer import SPECIAL_TOKENS, BPETokenizer
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))

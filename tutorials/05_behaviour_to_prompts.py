@@ -38,11 +38,12 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
-from minireason.data import LoadReport, amazon
+from minireason.data import amazon
 from minireason.data.clean import drop_duplicates, sort_histories
 from minireason.data.fetch import find_reviews
+from minireason.data.report import LoadReport
 from minireason.data.split import leave_last_out
-from minireason.features import (
+from minireason.prep.features import (
     ItemFeatures,
     Target,
     explanation_target,
@@ -53,8 +54,8 @@ from minireason.features import (
     profile,
     target_focus,
 )
-from minireason.prompts import build_prompt, render_prompt
-from minireason.tokenizer import BPETokenizer
+from minireason.prep.prompts import build_prompt, render_prompt
+from minireason.prep.tokenizer import BPETokenizer
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
@@ -161,7 +162,7 @@ tok = BPETokenizer.train((r.text for r in train), vocab_size=1024 if FAST else 4
 histories = sort_histories(train)
 record = max(splits["test"], key=lambda r: len(histories.get(r.user, [])))
 # ``record`` is a test review, so it is not in ``train``; training reviews with the same
-# timestamp precede it in the user's time-sorted sequence (as in ``minireason.prepare``).
+# timestamp precede it in the user's time-sorted sequence (as in ``minireason.prep.prepare``).
 past = [r for r in histories.get(record.user, []) if r.time <= record.time]
 history = history_items(past, features, max_items=5)
 item_tags = features.tags(record.item)

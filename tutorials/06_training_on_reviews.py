@@ -14,7 +14,7 @@
 # %% [markdown]
 # # 06 · Training on reviews: pretraining, fine-tuning, loss curves
 #
-# **Goal.** Train the compact GPT the way the package's recipe does (`minireason.recipe`),
+# **Goal.** Train the compact GPT the way the package's recipe does (`minireason.train.recipe`),
 # and understand each part: (1) *pretraining* on the running text of training reviews, so
 # the model learns the language of reviews; (2) *fine-tuning* on `prompt + reason + <eos>`
 # sequences with a **loss mask** that counts only the reason, so the model learns to answer
@@ -41,11 +41,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minireason.checkpoint import load_checkpoint, load_model
 from minireason.data.fetch import find_reviews
-from minireason.prepare import PrepareConfig, load_prepared, prepare, prepare_sample
-from minireason.recipe import ReasonBatches, run_recipe
-from minireason.train import TokenWindows
+from minireason.nn.checkpoint import load_checkpoint, load_model
+from minireason.prep.prepare import PrepareConfig, prepare, prepare_sample
+from minireason.prep.prepared import load_prepared
+from minireason.train.batches import ReasonBatches, TokenWindows
+from minireason.train.recipe import run_recipe
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))

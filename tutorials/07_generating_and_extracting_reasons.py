@@ -41,16 +41,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minireason.checkpoint import load_model
 from minireason.data.fetch import find_reviews
-from minireason.explain import item_tags, user_history
-from minireason.features import profile
-from minireason.generate import filter_probs, generate, prefill
-from minireason.layers import log_softmax
-from minireason.prepare import PrepareConfig, load_prepared, prepare, prepare_sample
-from minireason.prompts import build_prompt
-from minireason.reasons import explain, plot_evidence
-from minireason.recipe import run_recipe
+from minireason.nn.checkpoint import load_model
+from minireason.nn.layers import log_softmax
+from minireason.prep.features import profile
+from minireason.prep.prepare import PrepareConfig, prepare, prepare_sample
+from minireason.prep.prepared import load_prepared
+from minireason.prep.prompts import build_prompt
+from minireason.reason.evidence import plot_evidence
+from minireason.reason.explain import explain, item_tags, user_history
+from minireason.reason.generate import filter_probs, generate, prefill
+from minireason.train.recipe import run_recipe
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
@@ -177,7 +178,7 @@ assert same and diff < 1e-4
 # %% [markdown]
 # ## 3. Candidates, scored: seed step 4
 #
-# One sample is a gamble. `minireason.reasons.explain` draws several candidates in one batch
+# One sample is a gamble. `minireason.reason.explain.explain` draws several candidates in one batch
 # (top-p 0.9, the prompt prefilled once and its cache copied), then scores each:
 #
 # `score = user coverage + item coverage + focus coverage + 0.2 * mean log p - repetition

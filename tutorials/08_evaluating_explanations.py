@@ -15,7 +15,7 @@
 # # 08 · Evaluating explanations, and how the metrics mislead
 #
 # **Goal.** Compute the metrics the explainable-recommendation literature reports (BLEU,
-# ROUGE, USR, FMR, FCR, DIV, as in the PETER / PEPLER reference code: `minireason.metrics`)
+# ROUGE, USR, FMR, FCR, DIV, as in the PETER / PEPLER reference code: `minireason.evaluation.metrics`)
 # by hand on examples small enough to check on paper; then on the real test set for simple
 # baselines; then break them: show, with numbers and a plot, answers that score well while
 # explaining nothing.
@@ -39,10 +39,11 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
-from minireason import metrics
 from minireason.data.fetch import find_reviews
-from minireason.evaluate import random_reasons, retrieval_reasons, template_reason
-from minireason.prepare import PrepareConfig, load_prepared, prepare, prepare_sample
+from minireason.evaluation import metrics
+from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
+from minireason.prep.prepare import PrepareConfig, prepare, prepare_sample
+from minireason.prep.prepared import load_prepared
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))

@@ -19,7 +19,7 @@
 # keys at a time*, carrying only two numbers per row (the running maximum `m` and the
 # running denominator `l`), so the `(T, T)` score matrix never has to exist in memory. We run
 # the algorithm in NumPy on the CPU, step by step, with a plot of `m` and `l`; then the
-# package's tile-for-tile emulation of the kernel (`minireason.flash_emulation`) against the
+# package's tile-for-tile emulation of the kernel (`minireason.gpu.flash_emulation`) against the
 # reference attention; then, only where a GPU and CuPy exist, the real kernels.
 #
 # **Time:** a few seconds on a 2-core CPU (no data, no training). **Prerequisites:**
@@ -39,8 +39,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 from minireason import backend
-from minireason.attention import attention_forward
-from minireason.flash_emulation import BLOCK_M, BLOCK_N, flash_forward_emulated
+from minireason.gpu.flash_emulation import BLOCK_M, BLOCK_N, flash_forward_emulated
+from minireason.nn.attention import attention_forward
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
@@ -146,7 +146,7 @@ print("saved", OUT / "09_online_softmax.png")
 # %% [markdown]
 # ## 3. The whole kernel, emulated tile for tile
 #
-# `minireason.flash_emulation.flash_forward_emulated` is the readable twin of the CUDA
+# `minireason.gpu.flash_emulation.flash_forward_emulated` is the readable twin of the CUDA
 # kernel: the same tiles (`BLOCK_M` = 32 query rows per thread block, `BLOCK_N` = 32 keys
 # per step), the same order, the same rescaling, the same saved log-sum-exp
 # `lse = m + log(l)` (the backward pass recomputes `P = exp(S - lse)` from it instead of
@@ -206,7 +206,7 @@ if not gpu_ok:
 else:
     import cupy as cp  # only here, and only when a GPU exists
 
-    from minireason.cuda_attention import attention_forward3_flash
+    from minireason.gpu.cuda_attention import attention_forward3_flash
 
     q32, k32, v32 = (a.astype(np.float32) for a in (q, k, v))
     out_gpu, lse_gpu = attention_forward3_flash(cp.asarray(q32), cp.asarray(k32),

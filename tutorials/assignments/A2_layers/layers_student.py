@@ -13,7 +13,7 @@ linear layer is ``x @ w + b``. Every cache is yours: put in it whatever your bac
 
 import numpy as np  # noqa: F401 (you will need it)
 
-from minireason.layers import self_attention_backward, self_attention_forward  # noqa: F401
+from minireason.nn.layers import self_attention_backward, self_attention_forward  # noqa: F401
 
 GELU_SCALE = np.sqrt(2.0 / np.pi)
 GELU_CUBIC = 0.044715

@@ -1,0 +1,12 @@
+"""Benchmarks behind ``minireason bench``: measured speed, printed and written as JSON.
+
+Speed targets live here, never in timed tests. Each benchmark reports the machine, the
+versions and the settings beside its figures.
+
+Modules:
+
+- ``train``: one full training step, NumPy against PyTorch eager, and the matmul rate;
+- ``explain``: seconds to explain one (user, item) with N candidates;
+- ``kernels``: TFLOP/s of the CUDA attention kernels on a GPU;
+- ``threads``: the BLAS thread count of NumPy's OpenBLAS.
+"""

@@ -1,0 +1,120 @@
+"""``minireason bench explain``: seconds to explain one (user, item) with N candidates.
+
+Takes a checkpoint and the prepared directory it was trained on, and explains the first
+``n_pairs`` records of a split (deterministic) one at a time, exactly as ``explain`` would:
+build the prompt, sample the candidates in one batch with the KV cache, score them, one
+forward pass for the attention evidence. Each call is timed with ``time.perf_counter``
+after ``warmup`` untimed calls; the report gives the median and the 90th percentile, and
+how many tokens the candidates had (an untrained model never says ``<eos>`` and always
+runs to ``max_new_tokens``: the worst case).
+
+BLAS threads matter here: decoding multiplies 8-row matrices, far too small to split, and a
+multi-threaded OpenBLAS on a busy machine spends its time waiting for its threads. ``threads``
+sets NumPy's OpenBLAS thread count for the run (``minireason.bench.threads.set_numpy_threads``) and
+restores it afterwards; the count used is reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from minireason.bench.threads import numpy_threads, set_numpy_threads
+from minireason.prep.features import HistoryItem
+from minireason.reason.explain import explain
+from minireason.reason.scoring import N_CANDIDATES
+
+
+def pair_inputs(record: dict) -> dict:
+    """``explain``'s keyword arguments for one prepared record (see ``minireason.prep.prepare``)."""
+    return {
+        "history": [HistoryItem(**h) for h in record["history"]],
+        "item_tags": record["item_tags"],
+        "profile_aspects": record["profile"]["aspects"],
+        "item": record["item"],
+        "focus": record.get("focus") or [],
+    }
+
+
+def run_bench_explain(model, prepared, n_pairs: int = 20, n_candidates: int = N_CANDIDATES,
+                      max_new_tokens: int = 40, split: str = "test", warmup: int = 2,
+                      seed: int = 0, threads: int | None = None,
+                      progress: bool = True) -> dict:
+    """Time ``explain`` on the first ``n_pairs`` records of ``split``.
+
+    Args:
+        model: a GPT; prepared: a :class:`minireason.prep.prepared.Prepared` whose tokenizer
+            matches the model's vocabulary.
+        threads: BLAS threads for the run (None: leave as they are).
+
+    Returns:
+        A JSON-ready dict: ``median_s``, ``p90_s``, ``times_s``, ``mean_candidate_tokens``,
+        the settings and the machine.
+    """
+    if model.config.vocab_size != prepared.tokenizer.vocab_size:
+        raise ValueError(
+            f"the checkpoint's vocab_size {model.config.vocab_size} differs from the prepared "
+            f"tokenizer's {prepared.tokenizer.vocab_size}: use the prepared directory it was "
+            "trained on"
+        )
+    records = [r for r in prepared.split(split) if r["history"] or r["item_tags"]][:n_pairs]
+    if not records:
+        raise ValueError(f"{prepared.path}: split {split!r} has no record to explain")
+    prompt_tokens = prepared.config.get("prompt_tokens")
+    settings = {"n_candidates": n_candidates, "max_new_tokens": max_new_tokens,
+                "max_prompt_tokens": prompt_tokens}
+    before = numpy_threads()
+    blas_threads = before if threads is None else set_numpy_threads(threads)
+    try:
+        result = _time_pairs(model, prepared, records, settings, warmup, seed, progress)
+    finally:
+        if threads is not None and before is not None:
+            set_numpy_threads(before)
+    return {**result, "split": split, "warmup": warmup, **settings,
+            "blas_threads": blas_threads, "model_config": model.config.to_dict(),
+            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
+                        "numpy": np.__version__}}
+
+
+def _time_pairs(model, prepared, records, settings, warmup, seed, progress) -> dict:
+    """Explain each record once (after ``warmup`` untimed ones); seconds and token counts."""
+    for record in records[:warmup]:
+        explain(model, prepared.tokenizer, **pair_inputs(record), seed=seed, **settings)
+    times, tokens = [], []
+    for record in tqdm(records, desc="explain", unit="pair", disable=None if progress else True):
+        start = time.perf_counter()
+        result = explain(model, prepared.tokenizer, **pair_inputs(record), seed=seed, **settings)
+        times.append(time.perf_counter() - start)
+        tokens.append(np.mean([len(c.token_ids) for c in result.candidates]))
+    return {
+        "median_s": float(np.median(times)),
+        "p90_s": float(np.percentile(times, 90)),
+        "times_s": [float(t) for t in times],
+        "mean_candidate_tokens": float(np.mean(tokens)),
+        "n_pairs": len(records),
+    }
+
+
+def format_report(result: dict) -> str:
+    cfg = result["model_config"]
+    return (
+        f"explain: {result['n_pairs']} (user, item) pairs of split {result['split']}, "
+        f"{result['n_candidates']} candidates, max_new_tokens {result['max_new_tokens']}\n"
+        f"model: n_layer {cfg['n_layer']}, n_head {cfg['n_head']}, n_embd {cfg['n_embd']}, "
+        f"block_size {cfg['block_size']}, vocab {cfg['vocab_size']}, {cfg['dtype']}; "
+        f"BLAS threads {result['blas_threads']}, {result['machine']['cpu_count']} CPUs\n"
+        f"mean tokens per candidate: {result['mean_candidate_tokens']:.1f}\n"
+        f"seconds per pair: median {result['median_s']:.3f}, p90 {result['p90_s']:.3f}"
+    )
+
+
+def write_json(result: dict, path) -> Path:
+    path = Path(path)
+    path.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+    return path

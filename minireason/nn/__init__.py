@@ -1,0 +1,18 @@
+"""The compact GPT in NumPy (or CuPy), every operation a forward/backward pair written by hand.
+
+Reads: token ids. Writes: checkpoints (``.npz`` + JSON, never pickled). Nothing here knows
+about reviews or prompts: this layer is the neural network alone, and reads top to bottom
+in an afternoon. Taught in tutorials 01-03; assignments A1 (attention) and A2 (layers).
+
+Modules, in reading order:
+
+- ``attention``: scaled dot-product attention, PyTorch's API and mask semantics;
+- ``layers``: embedding, LayerNorm, Linear, GELU, dropout, self-attention, MLP, the block,
+  the tied LM head and cross-entropy, each ``x_forward -> (out, cache)`` beside
+  ``x_backward(dout, cache)``;
+- ``model``: the GPT (``GPTConfig``, parameters, forward, backward);
+- ``optim``: AdamW, warm-up + cosine schedule, gradient clipping;
+- ``gradcheck``: centred finite differences in float64, to check every backward;
+- ``checkpoint``: atomic, checksummed ``.npz`` + JSON checkpoints with exact resume;
+- ``torch_reference``: the same GPT in PyTorch eager, a reference for tests and benchmarks.
+"""

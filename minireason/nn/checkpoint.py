@@ -1,0 +1,221 @@
+"""Checkpoints: ``.npz`` arrays + a JSON description, written atomically, never pickled.
+
+A checkpoint is a directory holding two files:
+
+- ``checkpoint.npz``: the parameters (``param/NAME``) and AdamW's moments (``adam_m/NAME``,
+  ``adam_v/NAME``), loaded with ``allow_pickle=False``;
+- ``checkpoint.json``: the model config, the step, AdamW's step count and constants, the
+  dropout RNG state (plain ints), the SHA-256 of the ``.npz`` and any ``extra`` JSON the caller
+  adds (the training loop stores its config and loss history there).
+
+Each file is written to a temporary file in the same directory and moved into place with
+``os.replace`` (atomic on POSIX), the ``.npz`` first. A crash between the two moves leaves a
+new ``.npz`` beside the old JSON; the SHA-256 check then reports the mismatch instead of
+loading weights and optimizer state from different steps.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from minireason.backend import to_numpy
+from minireason.nn.model import GPT, GPTConfig, param_shapes
+
+NPZ_NAME = "checkpoint.npz"
+JSON_NAME = "checkpoint.json"
+FORMAT = "minireason-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file is missing parts, corrupted or truncated (the message names the file)."""
+
+
+@dataclass
+class Checkpoint:
+    """What :func:`load_checkpoint` returns; arrays are NumPy (host) arrays."""
+
+    model_config: GPTConfig
+    params: dict
+    optimizer: dict  # {"t": int, "m": {name: array}, "v": {name: array}, "hyper": {...}}
+    step: int
+    rng_state: dict
+    extra: dict
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _atomic_write(path: Path, write) -> None:
+    """Call ``write(file_object)`` on a temp file beside ``path``, then move it onto ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(directory, model: GPT, optimizer, step: int, extra: dict | None = None) -> Path:
+    """Write ``model``'s parameters, ``optimizer``'s state and ``step`` into ``directory``.
+
+    Args:
+        directory: created if missing.
+        model: a :class:`~minireason.nn.model.GPT`.
+        optimizer: an :class:`~minireason.nn.optim.AdamW`, or None (weights only).
+        step: number of optimizer steps taken so far.
+        extra: any JSON-serialisable dict, returned as ``Checkpoint.extra``.
+
+    Returns:
+        The directory's path.
+    """
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    arrays = {f"param/{name}": to_numpy(a) for name, a in model.params.items()}
+    opt_json = None
+    if optimizer is not None:
+        state = optimizer.state_dict()
+        arrays.update({f"adam_m/{name}": to_numpy(a) for name, a in state["m"].items()})
+        arrays.update({f"adam_v/{name}": to_numpy(a) for name, a in state["v"].items()})
+        opt_json = {"t": int(state["t"]), "hyper": state["hyper"]}
+    npz_path = directory / NPZ_NAME
+    _atomic_write(npz_path, lambda f: np.savez(f, **arrays))
+    meta = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "step": int(step),
+        "model_config": model.config.to_dict(),
+        "optimizer": opt_json,
+        "rng_state": model.rng_state(),
+        "npz_sha256": _sha256(npz_path),
+        "extra": extra or {},
+    }
+    text = json.dumps(meta, indent=1, sort_keys=True)
+    _atomic_write(directory / JSON_NAME, lambda f: f.write(text.encode("utf-8")))
+    return directory
+
+
+def _read_json(path: Path) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint description not found: {path}")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{path}: not valid JSON (corrupted or truncated?): {exc}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f'{path}: not a minireason checkpoint (no "format": "{FORMAT}")')
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise CheckpointError(
+            f"{path}: format_version {meta.get('format_version')!r}, "
+            f"this code reads {FORMAT_VERSION}"
+        )
+    for key in ("step", "model_config", "optimizer", "rng_state", "npz_sha256", "extra"):
+        if key not in meta:
+            raise CheckpointError(f"{path}: missing field {key!r}")
+    return meta
+
+
+def _read_npz(path: Path, expected_sha: str) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"checkpoint arrays not found: {path}")
+    if _sha256(path) != expected_sha:
+        raise CheckpointError(
+            f"{path}: SHA-256 does not match {JSON_NAME} (file corrupted, truncated, or from "
+            "another save)"
+        )
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
+        raise CheckpointError(
+            f"{path}: cannot read arrays (corrupted or truncated?): {exc}"
+        ) from exc
+
+
+def load_checkpoint(directory) -> Checkpoint:
+    """Read a checkpoint written by :func:`save_checkpoint`.
+
+    Raises:
+        FileNotFoundError: a file is missing (named).
+        CheckpointError: a file is corrupted, truncated, inconsistent or incomplete (named).
+    """
+    directory = Path(directory)
+    json_path, npz_path = directory / JSON_NAME, directory / NPZ_NAME
+    meta = _read_json(json_path)
+    try:
+        config = GPTConfig.from_dict(meta["model_config"])
+    except (TypeError, ValueError) as exc:
+        raise CheckpointError(f"{json_path}: bad model_config: {exc}") from exc
+    arrays = _read_npz(npz_path, meta["npz_sha256"])
+    groups = {"param": {}, "adam_m": {}, "adam_v": {}}
+    for key, a in arrays.items():
+        group, _, name = key.partition("/")
+        if group not in groups:
+            raise CheckpointError(f"{npz_path}: unexpected array {key!r}")
+        groups[group][name] = a
+    expected = set(param_shapes(config))
+    missing = sorted(expected - set(groups["param"]))
+    if missing:
+        raise CheckpointError(f"{npz_path}: missing parameters {missing}")
+    optimizer = None
+    if meta["optimizer"] is not None:
+        for group in ("adam_m", "adam_v"):
+            missing = sorted(expected - set(groups[group]))
+            if missing:
+                raise CheckpointError(f"{npz_path}: missing optimizer moments {group} {missing}")
+        optimizer = {"t": meta["optimizer"]["t"], "hyper": meta["optimizer"]["hyper"],
+                     "m": groups["adam_m"], "v": groups["adam_v"]}  # fmt: skip
+    return Checkpoint(
+        model_config=config,
+        params=groups["param"],
+        optimizer=optimizer,
+        step=int(meta["step"]),
+        rng_state=meta["rng_state"],
+        extra=meta["extra"],
+    )
+
+
+def restore(checkpoint: Checkpoint, model: GPT, optimizer=None) -> None:
+    """Put a loaded checkpoint's weights, RNG state and (if given) optimizer state into place.
+
+    Raises CheckpointError if the model's config differs from the checkpoint's, or if an
+    optimizer is given but the checkpoint holds no optimizer state.
+    """
+    if model.config != checkpoint.model_config:
+        raise CheckpointError(
+            f"checkpoint model_config {checkpoint.model_config} differs from "
+            f"the model's {model.config}"
+        )
+    model.load_params(checkpoint.params)
+    model.set_rng_state(checkpoint.rng_state)
+    if optimizer is not None:
+        if checkpoint.optimizer is None:
+            raise CheckpointError("the checkpoint was saved without optimizer state")
+        optimizer.load_state_dict(checkpoint.optimizer)
+
+
+def load_model(directory) -> GPT:
+    """A :class:`GPT` built from a checkpoint's config and weights, in eval mode (dropout off),
+    for evaluation and generation."""
+    ckpt = load_checkpoint(directory)
+    model = GPT(ckpt.model_config)
+    restore(ckpt, model)
+    return model.eval()

@@ -1,0 +1,427 @@
+"""The GPT's layers, each a forward/backward pair written out by hand (CS231n / llm.c style).
+
+Every op is ``x_forward(...) -> (out, cache)`` and ``x_backward(dout, cache) -> grads``.
+Activations inside the model are kept 2-D, ``(N, C)`` with ``N = B * T`` tokens, so that
+every projection is one contiguous ``(N, C) @ (C, C')`` matrix product (BLAS's fast path);
+only attention reshapes to ``(B, H, T, D)``. Linear weights are stored ``(C_in, C_out)``
+(as GPT-2 does), so the forward product needs no transpose.
+
+Arrays come from whatever library owns the inputs (``backend.array_module``): NumPy on the
+CPU, CuPy on the GPU. Constants are Python floats, which NumPy >= 2 keeps in the array's
+dtype, so float32 stays float32 throughout.
+
+Order, as data flows through the model: embedding, layernorm, linear, gelu, dropout,
+causal self-attention, mlp, block, tied lm head, cross-entropy.
+"""
+
+from __future__ import annotations
+
+import math
+
+from minireason.backend import array_module
+from minireason.nn.attention import attention_backward, attention_forward
+
+GELU_SCALE = math.sqrt(2.0 / math.pi)  # a Python float: no silent float64 upcast
+GELU_CUBIC = 0.044715
+
+# --------------------------------------------------------------------------- embedding
+
+
+def embedding_forward(idx, wte, wpe):
+    """Token plus position embedding.
+
+    Args:
+        idx: ``(B, T)`` integer token ids in ``[0, V)``.
+        wte: ``(V, C)`` token embedding.
+        wpe: ``(block_size, C)`` position embedding, ``T <= block_size``.
+
+    Returns:
+        ``x`` ``(B * T, C)`` (row ``b * T + t`` is ``wte[idx[b, t]] + wpe[t]``) and the cache.
+    """
+    B, T = idx.shape
+    C = wte.shape[1]
+    x = wte[idx]  # (B, T, C), a fresh array
+    x += wpe[:T]
+    return x.reshape(B * T, C), (idx, wte.shape, wpe.shape)
+
+
+def embedding_backward(dx, cache):
+    """Gradients of the embedding given ``dx`` ``(B * T, C)``.
+
+    Returns:
+        ``dwte`` ``(V, C)`` (rows of repeated tokens add up) and ``dwpe`` ``(block_size, C)``.
+    """
+    idx, wte_shape, wpe_shape = cache
+    xp = array_module(dx)
+    B, T = idx.shape
+    dx3 = dx.reshape(B, T, -1)
+    dwpe = xp.zeros(wpe_shape, dtype=dx.dtype)
+    dwpe[:T] = dx3.sum(axis=0)
+    dwte = xp.zeros(wte_shape, dtype=dx.dtype)
+    # Scatter-add: a token seen twice gets both rows added. ``add.at`` is NumPy's ufunc.at
+    # (recent CuPy has it too, as atomic adds; older CuPy calls it ``cupyx.scatter_add``).
+    xp.add.at(dwte, idx.reshape(-1), dx)
+    return dwte, dwpe
+
+
+# --------------------------------------------------------------------------- layernorm
+
+
+def layernorm_forward(x, w, b, eps=1e-5):
+    """LayerNorm over the last axis: ``(x - mean) / sqrt(var + eps) * w + b``.
+
+    Args:
+        x: ``(N, C)``; w, b: ``(C,)``.
+
+    Returns:
+        ``out`` ``(N, C)`` and the cache ``(xhat, rstd, w)``.
+    """
+    mean = x.mean(axis=-1, keepdims=True)
+    xhat = x - mean
+    var = (xhat * xhat).mean(axis=-1, keepdims=True)
+    var += eps
+    rstd = 1.0 / var**0.5  # (N, 1)
+    xhat *= rstd
+    out = xhat * w
+    out += b
+    return out, (xhat, rstd, w)
+
+
+def layernorm_backward(dout, cache):
+    """Gradients of LayerNorm given ``dout`` ``(N, C)``.
+
+    With ``g = dout * w``: ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``.
+
+    Returns:
+        ``dx`` ``(N, C)``, ``dw`` ``(C,)``, ``db`` ``(C,)``.
+    """
+    xhat, rstd, w = cache
+    db = dout.sum(axis=0)
+    dw = (dout * xhat).sum(axis=0)
+    g = dout * w
+    gx_mean = (g * xhat).mean(axis=-1, keepdims=True)
+    g -= g.mean(axis=-1, keepdims=True)
+    g -= xhat * gx_mean
+    g *= rstd
+    return g, dw, db
+
+
+# --------------------------------------------------------------------------- linear
+
+
+def linear_forward(x, w, b):
+    """``x @ w + b``.
+
+    Args:
+        x: ``(N, C_in)``; w: ``(C_in, C_out)``; b: ``(C_out,)``.
+
+    Returns:
+        ``out`` ``(N, C_out)`` and the cache ``(x, w)``.
+    """
+    out = x @ w
+    out += b
+    return out, (x, w)
+
+
+def linear_backward(dout, cache):
+    """Gradients of Linear given ``dout`` ``(N, C_out)``.
+
+    Returns:
+        ``dx = dout @ w.T`` ``(N, C_in)``, ``dw = x.T @ dout`` ``(C_in, C_out)``,
+        ``db = sum(dout)`` ``(C_out,)``.
+    """
+    x, w = cache
+    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+
+
+# --------------------------------------------------------------------------- gelu
+
+
+def gelu_forward(x):
+    """GELU, tanh form: ``0.5 x (1 + tanh(s (x + 0.044715 x^3)))``, ``s = sqrt(2 / pi)``.
+
+    Args:
+        x: any shape.
+
+    Returns:
+        ``out`` (same shape) and the cache ``(x, t)`` with ``t`` the tanh term.
+    """
+    xp = array_module(x)
+    t = x * x  # s (x + c x^3) = x (s c x^2 + s), built in place
+    t *= GELU_SCALE * GELU_CUBIC
+    t += GELU_SCALE
+    t *= x
+    xp.tanh(t, out=t)
+    out = t + 1.0
+    out *= x
+    out *= 0.5
+    return out, (x, t)
+
+
+def gelu_backward(dout, cache):
+    """Gradient of GELU (tanh form) given ``dout`` (shape of the input).
+
+    ``d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) s (1 + 3 * 0.044715 x^2)``.
+    """
+    x, t = cache
+    inner = x * x  # 0.5 s (1 + 3c x^2) x, then times (t^2 - 1)
+    inner *= 1.5 * GELU_SCALE * GELU_CUBIC
+    inner += 0.5 * GELU_SCALE
+    inner *= x
+    sech2 = t * t
+    sech2 -= 1.0  # t^2 - 1 = -(1 - t^2)
+    inner *= sech2
+    dx = t + 1.0
+    dx *= 0.5
+    dx -= inner
+    dx *= dout
+    return dx
+
+
+# --------------------------------------------------------------------------- dropout
+
+
+def dropout_forward(x, p, rng):
+    """Inverted dropout: zero each entry with probability ``p``, scale the rest by ``1/(1-p)``.
+
+    Args:
+        x: any shape.
+        p: drop probability in ``[0, 1)``; 0 (or ``rng`` None, i.e. eval mode) is the identity.
+        rng: a ``numpy.random.Generator``; the mask is drawn on the host so that NumPy and
+            CuPy runs with the same seed drop the same entries.
+
+    Returns:
+        ``out`` and the cache (the scaled keep-mask, or None for the identity).
+    """
+    if p == 0.0 or rng is None:
+        return x, None
+    xp = array_module(x)
+    keep = rng.random(x.shape, dtype=x.dtype) >= p
+    mask = xp.asarray(keep, dtype=x.dtype)
+    mask *= 1.0 / (1.0 - p)
+    return x * mask, mask
+
+
+def dropout_backward(dout, cache):
+    """Gradient of dropout: ``dout * mask`` (or ``dout`` for the identity)."""
+    return dout if cache is None else dout * cache
+
+
+# --------------------------------------------------------------------------- attention
+
+
+def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, B, T, n_head):
+    """Causal multi-head self-attention with one fused QKV projection.
+
+    ``qkv = x @ w_qkv + b_qkv`` is split into Q, K, V heads ``(B, H, T, D)`` (views, no
+    copy), attended with :func:`minireason.nn.attention.attention_forward` (causal), merged
+    back to ``(B * T, C)`` and projected.
+
+    Args:
+        x: ``(B * T, C)``; w_qkv: ``(C, 3C)``; b_qkv: ``(3C,)``; w_proj: ``(C, C)``;
+        b_proj: ``(C,)``; n_head: ``H``, dividing ``C``.
+
+    Returns:
+        ``out`` ``(B * T, C)`` and the cache; ``cache[1].weights`` holds the attention
+        weights ``(B, H, T, T)``.
+    """
+    C = x.shape[1]
+    D = C // n_head
+    qkv, qkv_cache = linear_forward(x, w_qkv, b_qkv)  # (B*T, 3C)
+    q, k, v = qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)  # each (B, H, T, D)
+    y, att_cache = attention_forward(q, k, v, is_causal=True, validate=False)
+    y = y.transpose(0, 2, 1, 3).reshape(B * T, C)  # merge heads (one copy)
+    out, proj_cache = linear_forward(y, w_proj, b_proj)
+    return out, (qkv_cache, att_cache, proj_cache, (B, T, n_head, D))
+
+
+def self_attention_backward(dout, cache):
+    """Gradients of causal self-attention given ``dout`` ``(B * T, C)``.
+
+    Returns:
+        ``dx`` ``(B * T, C)``, ``dw_qkv`` ``(C, 3C)``, ``db_qkv`` ``(3C,)``,
+        ``dw_proj`` ``(C, C)``, ``db_proj`` ``(C,)``.
+    """
+    qkv_cache, att_cache, proj_cache, (B, T, H, D) = cache
+    xp = array_module(dout)
+    dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
+    dy = dy.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # split heads: (B, H, T, D) view
+    dq, dk, dv, _ = attention_backward(dy, att_cache)
+    dqkv = xp.empty((B, T, 3, H, D), dtype=dout.dtype)
+    dqkv_heads = dqkv.transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D) view of dqkv
+    dqkv_heads[0] = dq
+    dqkv_heads[1] = dk
+    dqkv_heads[2] = dv
+    dx, dw_qkv, db_qkv = linear_backward(dqkv.reshape(B * T, 3 * H * D), qkv_cache)
+    return dx, dw_qkv, db_qkv, dw_proj, db_proj
+
+
+# --------------------------------------------------------------------------- mlp
+
+
+def mlp_forward(x, w_fc, b_fc, w_proj, b_proj):
+    """``gelu(x @ w_fc + b_fc) @ w_proj + b_proj``.
+
+    Args:
+        x: ``(N, C)``; w_fc: ``(C, 4C)``; b_fc: ``(4C,)``; w_proj: ``(4C, C)``; b_proj: ``(C,)``.
+
+    Returns:
+        ``out`` ``(N, C)`` and the cache.
+    """
+    h, fc_cache = linear_forward(x, w_fc, b_fc)
+    a, gelu_cache = gelu_forward(h)
+    out, proj_cache = linear_forward(a, w_proj, b_proj)
+    return out, (fc_cache, gelu_cache, proj_cache)
+
+
+def mlp_backward(dout, cache):
+    """Gradients of the MLP given ``dout`` ``(N, C)``.
+
+    Returns:
+        ``dx``, ``dw_fc``, ``db_fc``, ``dw_proj``, ``db_proj``.
+    """
+    fc_cache, gelu_cache, proj_cache = cache
+    da, dw_proj, db_proj = linear_backward(dout, proj_cache)
+    dh = gelu_backward(da, gelu_cache)
+    dx, dw_fc, db_fc = linear_backward(dh, fc_cache)
+    return dx, dw_fc, db_fc, dw_proj, db_proj
+
+
+# --------------------------------------------------------------------------- block
+
+
+BLOCK_PARAMS = (
+    "ln1.w", "ln1.b", "attn.w_qkv", "attn.b_qkv", "attn.w_proj", "attn.b_proj",
+    "ln2.w", "ln2.b", "mlp.w_fc", "mlp.b_fc", "mlp.w_proj", "mlp.b_proj",
+)  # fmt: skip
+
+
+def block_forward(x, p, B, T, n_head, dropout=0.0, rng=None, eps=1e-5):
+    """One pre-norm transformer block::
+
+        x = x + dropout(attn(ln1(x)))
+        x = x + dropout(mlp(ln2(x)))
+
+    Args:
+        x: ``(B * T, C)``.
+        p: the block's parameters by the names in :data:`BLOCK_PARAMS`.
+        dropout, rng: as in :func:`dropout_forward` (rng None: no dropout).
+
+    Returns:
+        ``out`` ``(B * T, C)`` and the cache.
+    """
+    h, ln1_cache = layernorm_forward(x, p["ln1.w"], p["ln1.b"], eps)
+    h, attn_cache = self_attention_forward(
+        h, p["attn.w_qkv"], p["attn.b_qkv"], p["attn.w_proj"], p["attn.b_proj"], B, T, n_head
+    )
+    h, drop1_cache = dropout_forward(h, dropout, rng)
+    x = x + h
+    h, ln2_cache = layernorm_forward(x, p["ln2.w"], p["ln2.b"], eps)
+    h, mlp_cache = mlp_forward(h, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"])
+    h, drop2_cache = dropout_forward(h, dropout, rng)
+    x += h
+    return x, (ln1_cache, attn_cache, drop1_cache, ln2_cache, mlp_cache, drop2_cache)
+
+
+def block_backward(dout, cache):
+    """Gradients of a block given ``dout`` ``(B * T, C)``.
+
+    Returns:
+        ``dx`` ``(B * T, C)`` and the parameter gradients by the names in :data:`BLOCK_PARAMS`.
+    """
+    ln1_cache, attn_cache, drop1_cache, ln2_cache, mlp_cache, drop2_cache = cache
+    g = {}
+    dh = dropout_backward(dout, drop2_cache)
+    dh, g["mlp.w_fc"], g["mlp.b_fc"], g["mlp.w_proj"], g["mlp.b_proj"] = mlp_backward(dh, mlp_cache)
+    dh, g["ln2.w"], g["ln2.b"] = layernorm_backward(dh, ln2_cache)
+    dx = dout + dh  # residual: the gradient flows both ways
+    dh = dropout_backward(dx, drop1_cache)
+    dh, g["attn.w_qkv"], g["attn.b_qkv"], g["attn.w_proj"], g["attn.b_proj"] = (
+        self_attention_backward(dh, attn_cache)
+    )
+    dh, g["ln1.w"], g["ln1.b"] = layernorm_backward(dh, ln1_cache)
+    dx += dh
+    return dx, g
+
+
+# --------------------------------------------------------------------------- lm head
+
+
+def lm_head_forward(x, wte):
+    """Logits from the token embedding, tied: ``x @ wte.T``.
+
+    Args:
+        x: ``(N, C)``; wte: ``(V, C)``.
+
+    Returns:
+        ``logits`` ``(N, V)`` and the cache ``(x, wte)``.
+    """
+    return x @ wte.T, (x, wte)
+
+
+def lm_head_backward(dlogits, cache):
+    """Gradients of the tied head given ``dlogits`` ``(N, V)``.
+
+    Returns:
+        ``dx = dlogits @ wte`` ``(N, C)`` and ``dwte = dlogits.T @ x`` ``(V, C)`` (to be added
+        to the embedding's own gradient, since the weight is shared).
+    """
+    x, wte = cache
+    return dlogits @ wte, dlogits.T @ x
+
+
+# --------------------------------------------------------------------------- cross-entropy
+
+
+def log_softmax(logits):
+    """``logits - logsumexp(logits)`` over the last axis, stable; shape unchanged."""
+    xp = array_module(logits)
+    out = logits - logits.max(axis=-1, keepdims=True)
+    lse = xp.log(xp.exp(out).sum(axis=-1, keepdims=True))
+    out -= lse
+    return out
+
+
+def cross_entropy_forward(logits, targets, mask=None):
+    """Mean negative log-likelihood over the tokens selected by ``mask``.
+
+    With ``e = exp(logits - rowmax)`` and ``z = rowsum(e)``, the softmax is ``e / z`` and a
+    token's NLL is ``log z - (logit[target] - rowmax)``. The division by ``z`` is left to the
+    backward pass, which scales every row anyway (one pass over ``(N, V)`` fewer).
+
+    Args:
+        logits: ``(N, V)``.
+        targets: ``(N,)`` integer ids in ``[0, V)``.
+        mask: ``(N,)`` of 0/1 (1 = counted), or None for all tokens; at least one must be 1.
+
+    Returns:
+        ``loss`` (a 0-d array) and the cache ``(e, z, targets, weights)`` with ``e`` ``(N, V)``,
+        ``z`` ``(N,)`` and ``weights`` ``(N,)`` = ``mask / count``.
+    """
+    xp = array_module(logits)
+    N = logits.shape[0]
+    e = logits - logits.max(axis=-1, keepdims=True)  # the one (N, V) buffer
+    target_logit = e[xp.arange(N), targets]  # (N,), shifted like the rest
+    xp.exp(e, out=e)
+    z = e.sum(axis=-1)  # (N,)
+    nll = xp.log(z) - target_logit  # (N,)
+    if mask is None:
+        weights = xp.full((N,), 1.0 / N, dtype=logits.dtype)
+    else:
+        weights = mask.astype(logits.dtype)
+        weights /= weights.sum()
+    loss = (nll * weights).sum()
+    return loss, (e, z, targets, weights)
+
+
+def cross_entropy_backward(cache):
+    """Gradient of the masked mean NLL: ``(softmax - onehot(target)) * weight`` per row.
+
+    Overwrites the cached ``e`` (it is not needed again) and returns it as
+    ``dlogits`` ``(N, V)``.
+    """
+    e, z, targets, weights = cache
+    xp = array_module(e)
+    e *= (weights / z)[:, None]  # softmax * weight, in one pass
+    e[xp.arange(e.shape[0]), targets] -= weights
+    return e

@@ -1,0 +1,321 @@
+"""A compact decoder-only transformer (GPT-2 shape) with a hand-written backward pass.
+
+    idx (B, T) -> token + position embedding -> n_layer x [pre-norm attention + MLP block]
+        -> final LayerNorm -> logits = x @ wte.T (tied) -> masked cross-entropy
+
+Parameters live in one flat dictionary ``model.params`` (name -> array) and, after
+``backward()``, their gradients in ``model.grads`` under the same names::
+
+    wte (V, C)   wpe (block_size, C)
+    h.{i}.ln1.w, h.{i}.ln1.b, h.{i}.attn.w_qkv (C, 3C), h.{i}.attn.b_qkv, h.{i}.attn.w_proj (C, C),
+    h.{i}.attn.b_proj, h.{i}.ln2.w, h.{i}.ln2.b, h.{i}.mlp.w_fc (C, 4C), h.{i}.mlp.b_fc,
+    h.{i}.mlp.w_proj (4C, C), h.{i}.mlp.b_proj
+    ln_f.w, ln_f.b
+
+Usage::
+
+    model = GPT(GPTConfig(vocab_size=4096))
+    logits, loss = model.forward(idx, targets, loss_mask)   # keeps what backward needs
+    model.backward()                                        # fills model.grads
+    logits, _ = model.forward(idx, keep_cache=False)        # inference: nothing kept
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from minireason import backend
+from minireason.nn.layers import (
+    BLOCK_PARAMS,
+    block_backward,
+    block_forward,
+    cross_entropy_backward,
+    cross_entropy_forward,
+    dropout_backward,
+    dropout_forward,
+    embedding_backward,
+    embedding_forward,
+    layernorm_backward,
+    layernorm_forward,
+    lm_head_backward,
+    lm_head_forward,
+    log_softmax,
+)
+
+DTYPES = ("float32", "float64")
+
+
+@dataclass
+class GPTConfig:
+    """Model shape. ``n_embd`` must be divisible by ``n_head``; ``dtype`` float32 or float64.
+
+    ``seed`` drives the initial weights and the dropout masks (drawn on the host, so NumPy
+    and CuPy runs with the same seed agree).
+    """
+
+    vocab_size: int = 4096
+    block_size: int = 128
+    n_layer: int = 4
+    n_head: int = 4
+    n_embd: int = 256
+    dropout: float = 0.0
+    layernorm_eps: float = 1e-5
+    dtype: str = "float32"
+    seed: int = 0
+
+    def __post_init__(self):
+        for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"GPTConfig.{name} must be a positive integer, got {value!r}")
+        if self.n_embd % self.n_head:
+            raise ValueError(
+                f"GPTConfig.n_embd={self.n_embd} must be divisible by n_head={self.n_head}"
+            )
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if self.dtype not in DTYPES:
+            raise ValueError(f"GPTConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> GPTConfig:
+        """Build from a dict (e.g. a checkpoint's JSON); unknown keys raise ValueError."""
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise ValueError(f"GPTConfig: unknown fields {unknown}")
+        return cls(**d)
+
+
+def param_shapes(config: GPTConfig) -> dict:
+    """``{name: shape}`` of every parameter of a model with ``config``, in creation order."""
+    C = config.n_embd
+    shapes = {"wte": (config.vocab_size, C), "wpe": (config.block_size, C)}
+    per_block = {
+        "ln1.w": (C,), "ln1.b": (C,), "attn.w_qkv": (C, 3 * C), "attn.b_qkv": (3 * C,),
+        "attn.w_proj": (C, C), "attn.b_proj": (C,), "ln2.w": (C,), "ln2.b": (C,),
+        "mlp.w_fc": (C, 4 * C), "mlp.b_fc": (4 * C,), "mlp.w_proj": (4 * C, C),
+        "mlp.b_proj": (C,),
+    }  # fmt: skip
+    for i in range(config.n_layer):
+        shapes.update({f"h.{i}.{name}": shape for name, shape in per_block.items()})
+    shapes["ln_f.w"], shapes["ln_f.b"] = (C,), (C,)
+    return shapes
+
+
+def init_params(config: GPTConfig) -> dict:
+    """GPT-2 initialisation on the host, as NumPy arrays of ``config.dtype``.
+
+    Weights ~ N(0, 0.02); the two residual projections of each block (``attn.w_proj``,
+    ``mlp.w_proj``) ~ N(0, 0.02 / sqrt(2 n_layer)) so the residual stream's variance does not
+    grow with depth; biases 0; LayerNorm weights 1.
+    """
+    rng = np.random.default_rng(config.seed)
+    std = 0.02
+    resid_std = std / math.sqrt(2 * config.n_layer)
+    params = {}
+    for name, shape in param_shapes(config).items():
+        last = name.rsplit(".", 1)[-1]
+        if name.endswith("w_proj"):
+            params[name] = rng.normal(0.0, resid_std, size=shape).astype(config.dtype)
+        elif len(shape) == 2:  # embeddings, w_qkv, w_fc
+            params[name] = rng.normal(0.0, std, size=shape).astype(config.dtype)
+        else:  # LayerNorm weight "w" = 1; every bias "b*" = 0
+            params[name] = np.full(shape, 1.0 if last == "w" else 0.0, dtype=config.dtype)
+    return params
+
+
+def _shape(a):
+    """``a.shape``, or the type for something that is not an array (for error messages)."""
+    return getattr(a, "shape", type(a))
+
+
+class GPT:
+    """The model: parameters, forward, backward. See the module docstring for names and shapes."""
+
+    def __init__(self, config: GPTConfig):
+        self.config = config
+        xp = backend.xp()
+        self.params = {name: xp.asarray(a) for name, a in init_params(config).items()}
+        self.grads: dict = {}
+        self.training = True
+        self.dropout_rng = np.random.default_rng([config.seed, 1])  # host RNG for dropout masks
+        self._cache = None
+        self._attention = []
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def num_params(self) -> int:
+        """Total number of parameters (the tied LM head is counted once)."""
+        return int(sum(int(a.size) for a in self.params.values()))
+
+    def decay_mask(self) -> dict:
+        """``{name: True}`` for parameters that get weight decay: the 2-D Linear weights only
+        (no biases, no LayerNorm weights, no embeddings)."""
+        return {name: a.ndim == 2 and name not in ("wte", "wpe") for name, a in self.params.items()}
+
+    def train(self) -> GPT:
+        """Training mode: dropout on (if ``config.dropout > 0``)."""
+        self.training = True
+        return self
+
+    def eval(self) -> GPT:
+        """Evaluation mode: dropout off."""
+        self.training = False
+        return self
+
+    def load_params(self, params: dict) -> None:
+        """Copy ``params[name]`` into every parameter, in place (so references stay valid).
+
+        Raises ValueError naming the parameter on a missing/extra name or a shape mismatch.
+        """
+        missing = sorted(set(self.params) - set(params))
+        extra = sorted(set(params) - set(self.params))
+        if missing or extra:
+            raise ValueError(f"load_params: missing parameters {missing}, unexpected {extra}")
+        xp = backend.xp()
+        for name, a in params.items():
+            if tuple(a.shape) != tuple(self.params[name].shape):
+                raise ValueError(
+                    f"load_params: parameter {name!r} has shape {tuple(a.shape)}, "
+                    f"the model expects {tuple(self.params[name].shape)}"
+                )
+            self.params[name][...] = xp.asarray(a, dtype=self.config.dtype)  # in place
+
+    def rng_state(self) -> dict:
+        """The dropout RNG's state as plain ints (JSON-safe), for exact resume."""
+        return self.dropout_rng.bit_generator.state
+
+    def set_rng_state(self, state: dict) -> None:
+        self.dropout_rng.bit_generator.state = state
+
+    def attention_weights(self) -> list:
+        """Attention weights of the last forward, one ``(B, H, T, T)`` array per layer."""
+        return list(self._attention)
+
+    # ------------------------------------------------------------------ forward / backward
+
+    def _check_inputs(self, idx, targets, loss_mask):
+        """Raise ValueError naming the argument and its shape for anything the model cannot take."""
+        cfg = self.config
+        if not hasattr(idx, "ndim") or idx.ndim != 2:
+            raise ValueError(f"idx must be a 2-D (B, T) integer array, got shape {_shape(idx)}")
+        if idx.dtype.kind not in "iu":
+            raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+        B, T = idx.shape
+        if B < 1 or T < 1:
+            raise ValueError(f"idx must be non-empty, got shape {idx.shape}")
+        if T > cfg.block_size:
+            raise ValueError(f"idx has T={T} (shape {idx.shape}) > block_size={cfg.block_size}")
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= cfg.vocab_size:
+            raise ValueError(
+                f"idx (shape {idx.shape}) holds token ids in [{lo}, {hi}], "
+                f"outside [0, {cfg.vocab_size})"
+            )
+        if targets is not None:
+            if not hasattr(targets, "shape") or tuple(targets.shape) != (B, T):
+                raise ValueError(
+                    f"targets must have the shape of idx {idx.shape}, got {_shape(targets)}"
+                )
+            if targets.dtype.kind not in "iu":
+                raise ValueError(f"targets must hold integer token ids, got dtype {targets.dtype}")
+            lo, hi = int(targets.min()), int(targets.max())
+            if lo < 0 or hi >= cfg.vocab_size:
+                raise ValueError(
+                    f"targets hold token ids in [{lo}, {hi}], outside [0, {cfg.vocab_size})"
+                )
+        if loss_mask is not None:
+            if targets is None:
+                raise ValueError("loss_mask given without targets")
+            if not hasattr(loss_mask, "shape") or tuple(loss_mask.shape) != (B, T):
+                raise ValueError(
+                    f"loss_mask must have the shape of idx {idx.shape}, got {_shape(loss_mask)}"
+                )
+            if not bool(((loss_mask == 0) | (loss_mask == 1)).all()):
+                raise ValueError(f"loss_mask {loss_mask.shape} must hold only 0 and 1")
+            if not bool(loss_mask.any()):
+                raise ValueError(
+                    f"loss_mask {loss_mask.shape} selects no token: the loss is undefined"
+                )
+
+    def forward(self, idx, targets=None, loss_mask=None, keep_cache=True):
+        """Logits, and the loss when ``targets`` are given.
+
+        Args:
+            idx: ``(B, T)`` integer token ids, ``T <= block_size``.
+            targets: ``(B, T)`` next-token ids, or None.
+            loss_mask: ``(B, T)`` of 0/1, or None; the loss is the mean over tokens with mask 1.
+            keep_cache: keep what :meth:`backward` needs (False for evaluation / generation).
+
+        Returns:
+            ``logits`` ``(B, T, V)`` and ``loss`` (a Python float, or None without targets).
+        """
+        self._check_inputs(idx, targets, loss_mask)
+        cfg = self.config
+        p = self.params
+        B, T = idx.shape
+        rng = self.dropout_rng if (self.training and cfg.dropout > 0.0) else None
+        x, emb_cache = embedding_forward(idx, p["wte"], p["wpe"])
+        x, drop_cache = dropout_forward(x, cfg.dropout, rng)
+        block_caches = []
+        for i in range(cfg.n_layer):
+            bp = {name: p[f"h.{i}.{name}"] for name in BLOCK_PARAMS}
+            x, c = block_forward(x, bp, B, T, cfg.n_head, cfg.dropout, rng, cfg.layernorm_eps)
+            block_caches.append(c)
+        self._attention = [c[1][1].weights for c in block_caches]
+        x, lnf_cache = layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.layernorm_eps)
+        logits, head_cache = lm_head_forward(x, p["wte"])  # (B*T, V)
+        loss, ce_cache = None, None
+        if targets is not None:
+            mask = None if loss_mask is None else loss_mask.reshape(-1)
+            loss_arr, ce_cache = cross_entropy_forward(logits, targets.reshape(-1), mask)
+            loss = float(loss_arr)
+        if keep_cache and targets is not None:
+            self._cache = (emb_cache, drop_cache, block_caches, lnf_cache, head_cache, ce_cache)
+        else:
+            self._cache = None
+        return logits.reshape(B, T, -1), loss
+
+    def backward(self) -> dict:
+        """Gradients of the last forward's loss; fills and returns ``self.grads``.
+
+        Needs a preceding ``forward(idx, targets, ..., keep_cache=True)``; the cache is used
+        once and released.
+        """
+        if self._cache is None:
+            raise RuntimeError(
+                "backward() needs a forward(idx, targets) with keep_cache=True first"
+            )
+        emb_cache, drop_cache, block_caches, lnf_cache, head_cache, ce_cache = self._cache
+        self._cache = None
+        g = {}
+        dlogits = cross_entropy_backward(ce_cache)
+        dx, dwte_head = lm_head_backward(dlogits, head_cache)
+        dx, g["ln_f.w"], g["ln_f.b"] = layernorm_backward(dx, lnf_cache)
+        for i in reversed(range(self.config.n_layer)):
+            dx, bg = block_backward(dx, block_caches[i])
+            for name, grad in bg.items():
+                g[f"h.{i}.{name}"] = grad
+        dx = dropout_backward(dx, drop_cache)
+        dwte, g["wpe"] = embedding_backward(dx, emb_cache)
+        dwte += dwte_head  # tied weight: embedding use + LM-head use
+        g["wte"] = dwte
+        self.grads = {name: g[name] for name in self.params}
+        return self.grads
+
+    # ------------------------------------------------------------------ scoring
+
+    def token_logprobs(self, idx, targets):
+        """``log p(targets[b, t] | idx[b, :t+1])`` for every position, ``(B, T)``; no cache kept."""
+        logits, _ = self.forward(idx, keep_cache=False)
+        self._check_inputs(idx, targets, None)
+        xp = backend.array_module(logits)
+        B, T, V = logits.shape
+        logp = log_softmax(logits.reshape(B * T, V))
+        return logp[xp.arange(B * T), targets.reshape(-1)].reshape(B, T)

@@ -1,0 +1,332 @@
+"""Seed step 2: item features, user profiles and explanation targets.
+
+**Aspect mining** (the literature's "features": strings, tuner, cable, sound, pedal, ...),
+from training-split review text only:
+
+1. words are lower-cased ASCII letter runs (``[a-z]+``);
+2. a *candidate* word has 3+ letters and is not a stop word, a sentiment or evaluation word
+   (good, great, love, ...), a generic review word (product, amazon, bought, ...), or
+   adjective/adverb/past-participle shaped (-ly on words of 5+ letters; -ed, -ful, -ous,
+   -ive, -able, -ible, -less on words of 7+ letters): a cheap stand-in for "noun-like";
+3. document frequency (df) = the number of training reviews containing the word (or the
+   bigram of two adjacent candidate words);
+4. the aspects are the ``n_unigrams`` most frequent candidate words and the ``n_bigrams``
+   most frequent candidate bigrams with df >= ``min_df`` (ties broken alphabetically).
+
+**Explanation target** (PETER's: one review sentence that contains a feature word): the
+review text is split into sentences; the target is the first sentence of 4 to
+``MAX_TARGET_WORDS`` (25) words that mentions an aspect; its ground-truth feature is the
+most specific aspect it mentions (lowest df; a bigram beats its own words). The cap keeps
+targets the length of a reason rather than of a review. Reviews without such a sentence
+get no target and are counted by reason ("no aspect in any sentence", "aspect sentences
+all too long or short").
+
+**Item tags**: the metadata tags (categories, brand, genres) where the item has them;
+otherwise the item's ``n_item_tags`` most frequent aspects in *other* training reviews
+(for a training review, its own aspects are subtracted first, so a review never supplies
+its own item's tags).
+
+**Focus** (the features a reason should talk about; PETER's "feature" input, here a few
+of them): a training record whose target is known gets the aspects its target sentence
+mentions, most specific first, at most ``MAX_FOCUS`` (the model learns to write about the
+focus it is given). Every other record, and every record at test time, gets the ``k``
+aspects :func:`predict_focus` ranks first from training data only: how often the item's
+other reviews mention the aspect, whether the user's profile holds it, and how often the
+aspect, when a training review mentions it, is that review's ground-truth feature
+(:func:`feature_rates`). The weights were chosen on the validation split of Musical
+Instruments (2026-11-27), where the top 3 contain the ground-truth feature for 36.1% of the
+records against 32.9% for the item's 3 most frequent aspects.
+
+**User profile** of a record: the aspects the user mentioned in, and the tags of the items
+of, their training reviews strictly before that record in time order (see
+``history_items``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+
+from minireason.data.records import ItemMeta, Review
+
+MAX_TARGET_WORDS = 25
+MIN_TARGET_WORDS = 4
+MAX_FOCUS = 3  # focus aspects of a training record (from its target sentence)
+FOCUS_WEIGHTS = {"item": 1.0, "profile": 0.25, "rate": 0.5}  # predict_focus, see its doc
+
+STOP_WORDS = frozenset("""
+a about above after again against all almost along already also although always am among an
+and another any anyone anything anyway are around as at away back be because been before
+being below between both but by came can cannot could did do does doing done don down during
+each either else enough etc even ever every everything few for from further get gets getting
+go goes going gone got had has have having he her here hers herself him himself his how
+however i if in into is it its itself just keep kind least less let lot lots made make makes
+making many may maybe me might mine more most much must my myself need needs neither never
+no nor not now of off often ok okay on once one ones only or other others our ours ourselves
+out over own per perhaps put quite rather re really said same say says see seem seems seen
+several she should since so some someone something sometimes somewhat still such sure take
+than that the their theirs them themselves then there these they thing things this those
+though through thus to too took toward try trying two under until up upon us use used uses
+using very via want wanted was way ways we well went were what whatever when where whether
+which while who whole whom whose why will with within without would yet you your yours
+yourself ve ll t s d m isn doesn didn wasn aren won wouldn couldn shouldn haven hasn can
+first second third three four five new old another right left little big bit lot back yes
+actually definitely probably pretty sort since thanks thank day days time times year years
+week weeks month months ago last next else able came come comes coming look looks looking
+give gives given think thought know knew feel felt find found tell told around everyone
+""".split())
+
+SENTIMENT_WORDS = frozenset("""
+good great nice bad excellent awesome amazing love loved loves like liked likes best better
+worse worst perfect perfectly fine happy pleased disappointed recommend recommended
+highly decent solid cheap expensive poor terrible horrible wonderful fantastic superb
+fabulous outstanding beautiful cool fun easy hard difficult simple super glad sweet
+favorite wrong problem problems issue issues star stars five four price worth value
+quality real true high low long short large small huge tiny heavy light strong weak
+""".split())
+
+GENERIC_WORDS = frozenset("""
+product products item items amazon buy bought buying purchase purchased order ordered
+review reviews work works worked working job use money dollars bucks stuff thing
+anything nothing everything people person guy guys someone anyone company brand seller
+shipping arrived box package reason way lot end sure need part parts instead set
+play plays playing played different far tried needed hold holds built top change home line
+place extra couple read overall difference longer deal easier turn fact full add fast expect
+plus prefer close point break run feels note tight accurate clear single stay soft smaller
+pay quick replace hear takes piece sounding bottom side type whatever able start started
+wish free kept hope start test tested already inside outside especially exactly literally
+guess together half install ends
+""".split())
+
+_SUFFIXES = ("ly", "ed", "ful", "ous", "ive", "able", "ible", "less")
+_WORD = re.compile(r"[a-z]+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[a-z][.!?])(?=[A-Z])")
+
+
+def words(text: str) -> list[str]:
+    """Lower-cased ASCII letter runs of ``text``."""
+    return _WORD.findall(text.lower())
+
+
+def is_candidate(word: str) -> bool:
+    """Could ``word`` be an aspect? (See the module doc, rule 2.)"""
+    if len(word) < 3 or word in STOP_WORDS or word in SENTIMENT_WORDS or word in GENERIC_WORDS:
+        return False
+    if len(word) >= 5 and word.endswith("ly"):
+        return False
+    return not (len(word) >= 7 and word.endswith(_SUFFIXES))
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences of ``text``: split after . ! ? followed by a space, or glued to a capital."""
+    return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
+
+
+def candidate_terms(tokens: list[str]) -> set[str]:
+    """Candidate unigrams and adjacent-candidate bigrams of one token list."""
+    flags = [is_candidate(w) for w in tokens]
+    terms = {w for w, ok in zip(tokens, flags, strict=True) if ok}
+    for i in range(len(tokens) - 1):
+        if flags[i] and flags[i + 1] and tokens[i] != tokens[i + 1]:
+            terms.add(f"{tokens[i]} {tokens[i + 1]}")
+    return terms
+
+
+@dataclass
+class AspectVocabulary:
+    """The mined aspects (feature set F) with their training document frequencies."""
+
+    df: dict[str, int]
+    params: dict = field(default_factory=dict)
+
+    @property
+    def aspects(self) -> list[str]:
+        """F, most frequent first."""
+        return sorted(self.df, key=lambda a: (-self.df[a], a))
+
+    def find(self, text: str) -> list[str]:
+        """The aspects mentioned in ``text``, most specific (lowest df) first."""
+        found = candidate_terms(words(text)) & self.df.keys()
+        return sorted(found, key=lambda a: (self.df[a], -len(a), a))
+
+
+def mine_aspects(train_texts, n_unigrams: int = 150, n_bigrams: int = 50,
+                 min_df: int = 5) -> AspectVocabulary:
+    """Mine aspects from an iterable of training review texts (see module doc)."""
+    df: Counter = Counter()
+    for text in train_texts:
+        df.update(candidate_terms(words(text)))
+    ranked = sorted((t for t, n in df.items() if n >= min_df), key=lambda t: (-df[t], t))
+    unigrams = [t for t in ranked if " " not in t][:n_unigrams]
+    bigrams = [t for t in ranked if " " in t][:n_bigrams]
+    return AspectVocabulary(
+        df={t: df[t] for t in unigrams + bigrams},
+        params={"n_unigrams": n_unigrams, "n_bigrams": n_bigrams, "min_df": min_df},
+    )
+
+
+@dataclass
+class Target:
+    """An explanation target: one sentence, its ground-truth feature, the review's rating."""
+
+    sentence: str
+    feature: str
+    rating: float
+
+
+NO_ASPECT = "no aspect in any sentence"
+BAD_LENGTH = f"aspect sentences all outside {MIN_TARGET_WORDS}-{MAX_TARGET_WORDS} words"
+
+
+def explanation_target(review: Review, vocab: AspectVocabulary) -> Target | str:
+    """The review's target (see module doc), or the reason it has none (a string)."""
+    saw_aspect = False
+    for sentence in split_sentences(review.text):
+        found = vocab.find(sentence)
+        if not found:
+            continue
+        saw_aspect = True
+        if MIN_TARGET_WORDS <= len(sentence.split()) <= MAX_TARGET_WORDS:
+            return Target(sentence, found[0], review.rating)
+    return BAD_LENGTH if saw_aspect else NO_ASPECT
+
+
+class ItemFeatures:
+    """Per-item aspect counts over training reviews, and per-item tags.
+
+    ``review_aspects`` maps ``id(review)`` of each training review to its aspect set, so a
+    training review's own aspects can be left out of its item's tags.
+    """
+
+    def __init__(self, train: list[Review], vocab: AspectVocabulary,
+                 meta: dict[str, ItemMeta] | None = None, n_item_tags: int = 5):
+        self.vocab = vocab
+        self.meta = meta or {}
+        self.n_item_tags = n_item_tags
+        self.review_aspects: dict[int, list[str]] = {}
+        self.counts: dict[str, Counter] = {}
+        for r in train:
+            found = vocab.find(r.text)
+            self.review_aspects[id(r)] = found
+            self.counts.setdefault(r.item, Counter()).update(found)
+
+    def aspects_of_review(self, review: Review) -> list[str]:
+        """The aspects ``review`` mentions, most specific first."""
+        found = self.review_aspects.get(id(review))
+        return list(found) if found is not None else self.vocab.find(review.text)
+
+    def item_aspects(self, item: str, n: int | None = None,
+                     exclude: Review | None = None) -> list[tuple[str, int]]:
+        """The item's aspects as ``(aspect, number of training reviews)``, most frequent
+        first; ``exclude``: a training review whose own aspects are not counted."""
+        counts = Counter(self.counts.get(item, Counter()))
+        if exclude is not None and id(exclude) in self.review_aspects:
+            counts.subtract(self.review_aspects[id(exclude)])
+        ranked = sorted((kv for kv in counts.items() if kv[1] > 0), key=lambda kv: (-kv[1], kv[0]))
+        return ranked[:n] if n else ranked
+
+    def tags(self, item: str, exclude: Review | None = None) -> list[str]:
+        """Tags of ``item``: metadata tags, else its top aspects without ``exclude``'s own."""
+        meta = self.meta.get(item)
+        if meta is not None and meta.tags:
+            return list(meta.tags)
+        return [a for a, _ in self.item_aspects(item, self.n_item_tags, exclude)]
+
+
+@dataclass
+class HistoryItem:
+    """One past review in a prompt: the item, its tags, what the user said about it, rating."""
+
+    item: str
+    tags: list[str]
+    aspects: list[str]
+    rating: float
+
+
+def history_items(past: list[Review], features: ItemFeatures, max_items: int,
+                  max_aspects: int = 3) -> list[HistoryItem]:
+    """History blocks for the last ``max_items`` of ``past`` (oldest first).
+
+    Each block keeps the ``max_aspects`` most specific aspects the user mentioned.
+
+    ``past`` must hold only the user's training reviews strictly before the record being
+    explained (``minireason.prep.prepare`` walks each user's time-sorted sequence to build it):
+    that is what keeps the record's own review, and its future, out of its prompt.
+    """
+    return [HistoryItem(r.item, features.tags(r.item),
+                        features.aspects_of_review(r)[:max_aspects], r.rating)
+            for r in past[-max_items:]]
+
+
+def profile(history: list[HistoryItem], n: int = 10) -> dict[str, list[str]]:
+    """A user profile from a history: the most frequent aspects and item tags."""
+    aspects = Counter(a for h in history for a in h.aspects)
+    tags = Counter(t for h in history for t in h.tags)
+    return {"aspects": _most_common(aspects, n), "tags": _most_common(tags, n)}
+
+
+def _most_common(counts: Counter, n: int) -> list[str]:
+    """The ``n`` most frequent keys, ties broken alphabetically (deterministic)."""
+    return [k for k, _ in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:n]]
+
+
+# --------------------------------------------------------------------------- focus
+
+
+def target_focus(sentence: str, vocab: AspectVocabulary, k: int = MAX_FOCUS) -> list[str]:
+    """The focus of a known target: the aspects ``sentence`` mentions, most specific first
+    (so its ground-truth feature comes first), at most ``k``."""
+    return vocab.find(sentence)[:k]
+
+
+def feature_rates(targets: list[tuple[list[str], str]]) -> dict[str, float]:
+    """How often an aspect is *the* ground-truth feature when a review mentions it.
+
+    targets: ``(aspects the review mentions, its ground-truth feature)`` for each training
+    review with a target. Returns ``{aspect: (n_feature + 1) / (n_mentioned + 2)}`` (add-one
+    smoothing: an aspect seen once is not certain), for every aspect mentioned at least once,
+    in alphabetical order (so ``features.json`` is the same file from run to run).
+    """
+    mentioned: Counter = Counter()
+    chosen: Counter = Counter()
+    for aspects, feature in targets:
+        mentioned.update(set(aspects))
+        chosen[feature] += 1
+    return {a: (chosen[a] + 1) / (n + 2) for a, n in sorted(mentioned.items())}
+
+
+def predict_focus(item_aspects: list[tuple[str, int]], profile_aspects: list[str],
+                  rates: dict[str, float], k: int,
+                  weights: dict[str, float] | None = None) -> list[str]:
+    """The ``k`` aspects a reason for this (user, item) should most likely talk about.
+
+    Each aspect the item's training reviews mention scores::
+
+        w_item * log(1 + n) + w_profile * [aspect in the user's profile]
+                            + w_rate * log(rate)
+
+    with ``n`` the item's training reviews mentioning it and ``rate`` its
+    :func:`feature_rates` entry (0.5 when unknown). Ties go alphabetically. An item with no
+    aspect (cold item) falls back to the profile aspects, ranked the same way with ``n = 0``.
+
+    item_aspects: ``[(aspect, n), ...]`` as :meth:`ItemFeatures.item_aspects`.
+    Returns at most ``k`` aspects, best first (``[]`` when ``k`` is 0 or nothing is known).
+    """
+    w = {**FOCUS_WEIGHTS, **(weights or {})}
+    counts = dict(item_aspects) or {a: 0 for a in profile_aspects}
+    in_profile = set(profile_aspects)
+
+    def score(a: str) -> float:
+        return (w["item"] * math.log1p(counts[a]) + w["profile"] * (a in in_profile)
+                + w["rate"] * math.log(rates.get(a, 0.5)))
+
+    return sorted(counts, key=lambda a: (-score(a), a))[: max(k, 0)]
+
+
+def tag_counts(tags: list[str], known) -> list[tuple[str, int]]:
+    """Free-form item tags as :func:`predict_focus` input: the tags that are aspects
+    (``known``: the feature set F), with made-up counts that keep their given order."""
+    tags = [t for t in dict.fromkeys(tags) if t in known]
+    return [(t, len(tags) - i) for i, t in enumerate(tags)]

@@ -1,0 +1,428 @@
+"""``minireason prepare``: raw reviews in, a *prepared directory* out (seed steps 1 to 3).
+
+The job, stage by stage: load and validate the input (:mod:`minireason.data`), drop
+duplicates, optionally keep a k-core, split it (leave-last-out or random), mine aspects
+and pick explanation targets (:mod:`minireason.prep.features`), train the BPE tokenizer
+(:mod:`minireason.prep.tokenizer`), build every record's history, focus and prompt
+(:mod:`minireason.prep.prompts`), build the token sequences, and write the directory whose
+contract is :mod:`minireason.prep.prepared`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import Counter
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from minireason import __version__
+from minireason.data import amazon, generic, movielens
+from minireason.data.clean import drop_duplicates, sort_histories
+from minireason.data.fetch import sha256_of
+from minireason.data.io import write_head
+from minireason.data.records import ItemMeta, Review
+from minireason.data.report import LoadReport
+from minireason.data.split import SPLITS, k_core, leave_last_out, random_split
+from minireason.prep.features import (
+    AspectVocabulary,
+    ItemFeatures,
+    Target,
+    explanation_target,
+    feature_rates,
+    history_items,
+    mine_aspects,
+    predict_focus,
+    profile,
+    split_sentences,
+    target_focus,
+)
+from minireason.prep.prepared import PromptSet, SequenceSet, write_json, write_jsonl, write_npz
+from minireason.prep.prompts import build_prompt, render_prompt
+from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, BPETokenizer
+
+FORMATS = ("amazon", "movielens", "jsonl", "csv")
+
+
+@dataclass
+class PrepareConfig:
+    """Every option of ``prepare`` (the CLI flags map one to one)."""
+
+    reviews: str
+    out: str
+    meta: str | None = None
+    format: str = "amazon"
+    columns: dict | None = None  # jsonl/csv: {field: column}
+    split: str = "time"  # "time" (leave-last-out per user) or "random" (8:1:1)
+    seed: int = 0
+    kcore: int = 0
+    vocab_size: int = DEFAULT_VOCAB_SIZE
+    n_unigrams: int = 150
+    n_bigrams: int = 50
+    min_df: int = 5
+    n_item_tags: int = 5
+    max_history: int = 10
+    context: int = 128
+    prompt_tokens: int = 64
+    focus: int = 3  # predicted focus aspects per prompt (0: no focus part)
+    strict: bool = False
+    progress: bool = True
+
+
+# --------------------------------------------------------------------------- loading
+
+
+def load_input(cfg: PrepareConfig, report: LoadReport) -> tuple[list[Review], dict[str, ItemMeta]]:
+    """Read reviews (and metadata) in ``cfg.format``; every line is counted in ``report``."""
+    if cfg.format not in FORMATS:
+        raise ValueError(f"--format must be one of {FORMATS}, not {cfg.format!r}")
+    meta: dict[str, ItemMeta] = {}
+    if cfg.format == "movielens":
+        reviews, meta = movielens.load_movielens(cfg.reviews, report)
+    elif cfg.format == "amazon":
+        reviews = list(amazon.load_reviews(cfg.reviews, report))
+    else:
+        if not cfg.columns:
+            raise ValueError(f"--format {cfg.format} needs --columns user=COL,item=COL,...")
+        reviews = list(generic.load_generic(cfg.reviews, cfg.format, cfg.columns, report))
+    if cfg.meta:
+        meta.update(amazon.load_meta(cfg.meta, report))
+    return reviews, meta
+
+
+# --------------------------------------------------------------------------- records
+
+
+def _split_reviews(cfg: PrepareConfig, reviews: list[Review]) -> dict[str, list[Review]]:
+    if cfg.split == "time":
+        return leave_last_out(reviews)
+    if cfg.split == "random":
+        return random_split(reviews, seed=cfg.seed)
+    raise ValueError(f"--split must be 'time' or 'random', not {cfg.split!r}")
+
+
+def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
+                  tok: BPETokenizer, meta: dict[str, ItemMeta], targets: dict,
+                  rates: dict[str, float]):
+    """One JSON-ready dict per review, per split, plus the prompt ids of each.
+
+    Walks each user's time-sorted sequence once, so ``past`` holds exactly the user's
+    training reviews before the current one: history and profile never see the future.
+    The focus is read off the target for training records with one, predicted for all
+    others (``rates``: :func:`minireason.prep.features.feature_rates` of the training split).
+    ``targets`` maps ``id(review)`` to its :func:`explanation_target` result.
+    """
+    split_of = {id(r): name for name, rs in splits.items() for r in rs}
+    position = {id(r): i for rs in splits.values() for i, r in enumerate(rs)}
+    records = {name: [None] * len(rs) for name, rs in splits.items()}
+    prompt_ids = {name: [None] * len(rs) for name, rs in splits.items()}
+    everyone = [r for rs in splits.values() for r in rs]
+    sequences = sort_histories(everyone)
+    for user_sequence in tqdm(sequences.values(), desc="prompts", unit="user",
+                              disable=None if cfg.progress else True):
+        past: list[Review] = []
+        for r in user_sequence:
+            name = split_of[id(r)]
+            history = history_items(past, features, cfg.max_history)
+            item_tags = features.tags(r.item, exclude=r)
+            target = targets[id(r)]
+            has_target = isinstance(target, Target)
+            prof = profile(history)
+            focus, focus_from = [], None
+            if cfg.focus and name == "train" and has_target:
+                focus, focus_from = target_focus(target.sentence, vocab), "target"
+            elif cfg.focus:
+                focus = predict_focus(features.item_aspects(r.item, exclude=r),
+                                      prof["aspects"], rates, cfg.focus)
+                focus_from = "predicted"
+            prompt = build_prompt(history, item_tags, cfg.prompt_tokens, tok, item=r.item,
+                                  focus=focus)
+            title = meta[r.item].title if r.item in meta else ""
+            records[name][position[id(r)]] = {
+                "user": r.user, "item": r.item, "rating": r.rating, "time": r.time,
+                "text": r.text, "summary": r.summary, "source": r.source, "line": r.line,
+                "aspects": features.aspects_of_review(r),
+                "target": target.sentence if has_target else None,
+                "feature": target.feature if has_target else None,
+                "no_target": None if has_target else target,
+                "history": [asdict(h) for h in history],
+                "profile": prof,
+                "item_tags": item_tags,
+                "focus": focus,
+                "focus_from": focus_from,
+                "prompt": {
+                    "n_tokens": len(prompt.ids), "n_history": prompt.n_history,
+                    "n_dropped": prompt.n_dropped, "n_tags_dropped": prompt.n_tags_dropped,
+                    "text": render_prompt(history[len(history) - prompt.n_history:],
+                                          item_tags[: len(item_tags) - prompt.n_tags_dropped],
+                                          title, focus),
+                    "segments": prompt.segments_as_dicts(),
+                },
+                "seq": -1,
+            }
+            prompt_ids[name][position[id(r)]] = prompt.ids
+            if name == "train":
+                past.append(r)
+    return records, prompt_ids
+
+
+# --------------------------------------------------------------------------- sequences
+
+
+def finetune_sequences(records: list[dict], prompt_ids: list[list[int]], tok: BPETokenizer,
+                       context: int) -> tuple[SequenceSet, int]:
+    """``prompt + reason + <eos>`` for each record with a target; also sets ``record["seq"]``.
+
+    Returns the set and the number of reasons cut to fit ``context``.
+    """
+    rows = [i for i, rec in enumerate(records) if rec["target"] is not None]
+    reasons = tok.encode_batch([records[i]["target"] for i in rows])
+    ids, mask, offsets, prompt_len, n_cut = [], [], [0], [], 0
+    for seq, (i, reason) in enumerate(zip(rows, reasons, strict=True)):
+        prompt = prompt_ids[i]
+        room = context - len(prompt) - 1
+        if len(reason) > room:
+            reason, n_cut = reason[:room], n_cut + 1
+        ids += prompt + reason + [tok.eos_id]
+        mask += [0] * len(prompt) + [1] * (len(reason) + 1)
+        offsets.append(len(ids))
+        prompt_len.append(len(prompt))
+        records[i]["seq"] = seq
+    return SequenceSet(
+        ids=np.asarray(ids, dtype=np.int32),
+        loss_mask=np.asarray(mask, dtype=np.uint8),
+        offsets=np.asarray(offsets, dtype=np.int64),
+        prompt_len=np.asarray(prompt_len, dtype=np.int32),
+        record=np.asarray(rows, dtype=np.int32),
+    ), n_cut
+
+
+def pretrain_stream(train: list[Review], tok: BPETokenizer) -> np.ndarray:
+    """Every sentence of every training review, each followed by <eos>: int32 (total,)."""
+    sentences = [s for r in train for s in split_sentences(r.text)]
+    stream: list[int] = []
+    for ids in tok.encode_batch(sentences):
+        stream += ids
+        stream.append(tok.eos_id)
+    return np.asarray(stream, dtype=np.int32)
+
+
+def plot_prompt_lengths(lengths: list[int], max_tokens: int, path: Path) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.hist(lengths, bins=range(0, max_tokens + 2), color="#4477aa")
+    ax.set_xlabel("prompt length (tokens)")
+    ax.set_ylabel("records")
+    ax.set_title(f"Prompt lengths (cap {max_tokens} tokens, all splits)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def report_markdown(report: dict) -> str:
+    """``report.md``: the same facts as ``report.json``, for people."""
+    lines = ["# Prepared data report", ""]
+    lines += ["## Input files", "", "| file | lines read | header | kept | merged | skipped |",
+              "|---|---|---|---|---|---|"]
+    for f in report["load"]["files"]:
+        lines.append(f"| `{f['path']}` | {f['lines_read']} | {f['header']} | {f['kept']} | "
+                     f"{f['merged']} | {sum(f['skipped'].values())} |")
+    lines += ["", "## Skipped lines by reason", ""]
+    any_skip = False
+    for f in report["load"]["files"]:
+        if "truncated" in f:
+            lines.append(f"- `{f['path']}`: **{f['truncated']}**")
+        for reason, n in f["skipped"].items():
+            any_skip = True
+            lines.append(f"- `{Path(f['path']).name}`: {reason}: {n}")
+            lines += [f"  - `{ex}`" for ex in f["examples"][reason]]
+    if not any_skip:
+        lines.append("none")
+    lines += ["", "## Counts at every stage", "", "| stage | count |", "|---|---|"]
+    lines += [f"| {k} | {v} |" for k, v in report["stages"].items()]
+    lines += ["", "## Explanation targets", "", "| split | with target | without (by reason) |",
+              "|---|---|---|"]
+    for name, t in report["targets"].items():
+        why = ", ".join(f"{k}: {v}" for k, v in t["without"].items()) or "-"
+        lines.append(f"| {name} | {t['with_target']} | {why} |")
+    a = report["aspects"]
+    lines += ["", f"## Aspects (feature set F: {a['n']} terms)", "",
+              ", ".join(f"{t} ({n})" for t, n in a["top"]), ""]
+    p = report["prompts"]
+    lines += ["## Tokenizer, prompts and sequences", "",
+              f"- vocabulary size: {report['tokenizer']['vocab_size']}",
+              f"- prompt tokens: mean {p['mean']:.1f}, median {p['median']}, max {p['max']} "
+              f"(cap {p['cap']}); history blocks dropped to fit: {p['history_dropped']}; "
+              f"item tags cut: {p['tags_dropped']}",
+              f"- pretraining stream: {report['sequences']['pretrain_tokens']} tokens",
+              "- fine-tuning sequences: " + ", ".join(
+                  f"{k} {v}" for k, v in report["sequences"]["finetune"].items())
+              + f"; reasons cut to fit the context: {report['sequences']['reasons_cut']}",
+              "", "![prompt lengths](prompt_lengths.png)", "",
+              f"Stage times (s): {report['seconds']}", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------- the job
+
+
+# Options for a sample of a few hundred reviews: a vocabulary and aspect set sized for it.
+SAMPLE_OPTIONS = {"vocab_size": 400, "min_df": 2, "n_unigrams": 60, "n_bigrams": 10}
+
+
+def prepare_sample(reviews, out, n_lines: int = 600) -> Path:
+    """Prepare the first ``n_lines`` reviews of ``reviews`` into ``out`` with
+    :data:`SAMPLE_OPTIONS` (the fast mode of the tutorials). The sample itself is written
+    beside ``out`` as ``OUT.sample.json.gz``. Returns ``out``."""
+    out = Path(out)
+    sample = write_head(reviews, out.with_name(out.name + ".sample.json.gz"), n_lines)
+    prepare(PrepareConfig(reviews=str(sample), out=str(out), progress=False, **SAMPLE_OPTIONS))
+    return out
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Run steps 1-3 and write the prepared directory ``cfg.out``; return the report dict."""
+    if cfg.prompt_tokens >= cfg.context:
+        raise ValueError(f"--prompt-tokens ({cfg.prompt_tokens}) must be < --context "
+                         f"({cfg.context}) to leave room for the reason")
+    if cfg.focus < 0:
+        raise ValueError(f"--focus must be >= 0, got {cfg.focus}")
+    seconds = {}
+    clock = time.perf_counter()
+
+    def lap(name):
+        nonlocal clock
+        now = time.perf_counter()
+        seconds[name] = round(now - clock, 2)
+        clock = now
+
+    load = LoadReport(strict=cfg.strict)
+    reviews, meta = load_input(cfg, load)
+    stages = {"reviews loaded": len(reviews)}
+    reviews = drop_duplicates(reviews, load)
+    stages["after de-duplication"] = len(reviews)
+    if cfg.kcore > 1:
+        reviews = k_core(reviews, cfg.kcore)
+        stages[f"after {cfg.kcore}-core filter"] = len(reviews)
+    stages["users"] = len({r.user for r in reviews})
+    stages["items"] = len({r.item for r in reviews})
+    stages["items with metadata"] = sum(1 for i in {r.item for r in reviews} if i in meta)
+    splits = _split_reviews(cfg, reviews)
+    stages.update({f"{name} reviews": len(splits[name]) for name in SPLITS})
+    lap("load")
+
+    train_texts = [r.text for r in splits["train"] if r.text]
+    if not train_texts:
+        raise ValueError(f"{cfg.reviews}: no training review has text; prepare needs review "
+                         "text for aspects, targets and the tokenizer (MovieLens has none)")
+    vocab = mine_aspects(train_texts, cfg.n_unigrams, cfg.n_bigrams, cfg.min_df)
+    if not vocab.df:
+        raise ValueError(f"no aspect reaches --min-df {cfg.min_df} in {len(train_texts)} "
+                         "training reviews; lower --min-df")
+    features = ItemFeatures(splits["train"], vocab, meta, cfg.n_item_tags)
+    targets = {id(r): explanation_target(r, vocab) for rs in splits.values() for r in rs}
+    rates = feature_rates([(features.aspects_of_review(r), t.feature) for r in splits["train"]
+                           if isinstance(t := targets[id(r)], Target)])
+    lap("aspects")
+
+    tag_texts = sorted({t for m in meta.values() for t in m.tags})
+    tok = BPETokenizer.train(train_texts + tag_texts, vocab_size=cfg.vocab_size)
+    lap("tokenizer")
+
+    records, prompt_ids = build_records(cfg, splits, features, vocab, tok, meta, targets, rates)
+    lap("prompts")
+
+    finetune, reasons_cut = {}, 0
+    for name in SPLITS:
+        finetune[name], n_cut = finetune_sequences(records[name], prompt_ids[name], tok,
+                                                   cfg.context)
+        reasons_cut += n_cut
+    pretrain = pretrain_stream(splits["train"], tok)
+    lap("sequences")
+
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    inputs = [p for p in (cfg.reviews, cfg.meta) if p]
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
+    config["version"] = __version__
+    config["inputs"] = [
+        {"path": str(p), "bytes": os.path.getsize(p), "sha256": sha256_of(p)}
+        for p in inputs if Path(p).is_file()
+    ]
+    write_json(out / "config.json", config)
+    for name in SPLITS:
+        write_jsonl(out / f"{name}.jsonl", records[name])
+        write_npz(out / f"finetune_{name}.npz", **asdict(finetune[name]))
+        write_npz(out / f"prompts_{name}.npz", **asdict(PromptSet.from_lists(prompt_ids[name])))
+    write_npz(out / "pretrain.npz", ids=pretrain)
+    items_out = {}
+    for item in sorted({r.item for r in reviews}):
+        m = meta.get(item)
+        items_out[item] = {
+            "title": m.title if m else "",
+            "tags": features.tags(item),
+            "meta_tags": list(m.tags) if m else [],
+            "aspects": [list(kv) for kv in features.item_aspects(item)],
+        }
+    write_json(out / "items.json", items_out)
+    users_out = {}
+    for user, history in sort_histories(splits["train"]).items():
+        prof = profile(history_items(history, features, len(history)))
+        users_out[user] = {**prof, "n_train": len(history)}
+    write_json(out / "users.json", users_out)
+    write_json(out / "features.json", {
+        "aspects": vocab.aspects, "df": vocab.df, "rates": rates, "focus": cfg.focus,
+        "params": vocab.params,
+        "method": "document frequency of noun-like unigrams and bigrams in training reviews "
+                  "(see minireason.prep.features)",
+    })
+    tok.save(out / "tokenizer.json")
+
+    lengths = [len(ids) for name in SPLITS for ids in prompt_ids[name]]
+    plot_prompt_lengths(lengths, cfg.prompt_tokens, out / "prompt_lengths.png")
+    lap("write")
+    all_records = [rec for name in SPLITS for rec in records[name]]
+    report = {
+        "load": load.to_dict(),
+        "stages": stages,
+        "targets": {
+            name: {
+                "with_target": sum(1 for rec in records[name] if rec["target"] is not None),
+                "without": dict(Counter(rec["no_target"] for rec in records[name]
+                                        if rec["no_target"] is not None)),
+            }
+            for name in SPLITS
+        },
+        "aspects": {"n": len(vocab.df), "top": [[a, vocab.df[a]] for a in vocab.aspects[:30]]},
+        "tokenizer": {"vocab_size": tok.vocab_size},
+        "prompts": {
+            "cap": cfg.prompt_tokens,
+            "mean": float(np.mean(lengths)) if lengths else 0.0,
+            "median": int(np.median(lengths)) if lengths else 0,
+            "max": max(lengths, default=0),
+            "histogram": np.bincount(lengths, minlength=cfg.prompt_tokens + 1).tolist(),
+            "history_dropped": sum(rec["prompt"]["n_dropped"] for rec in all_records),
+            "tags_dropped": sum(rec["prompt"]["n_tags_dropped"] for rec in all_records),
+            "cold_start": sum(1 for rec in all_records if not rec["history"]),
+        },
+        "sequences": {
+            "pretrain_tokens": int(pretrain.size),
+            "finetune": {name: len(finetune[name]) for name in SPLITS},
+            "reasons_cut": reasons_cut,
+            "context": cfg.context,
+        },
+        "seconds": seconds,
+    }
+    write_json(out / "report.json", report)
+    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
+    return report
+
+

@@ -1,0 +1,173 @@
+"""Seed step 3: turn (user history, target item tags) into the token sequence the model reads.
+
+The template (every piece is encoded on its own, so each span's tokens are known exactly)::
+
+    <hist> TAG TAG ... <sep> ASPECT ASPECT ... <sep> rated R      one block per past item,
+    <hist> ...                                                    oldest first
+    <item> TAG TAG ... [<sep> FOCUS FOCUS ...] <reason>            the item to explain
+
+For training, the reason sentence and ``<eos>`` follow ``<reason>`` (see
+``minireason.prep.prepare``). Tags and aspects are encoded with a leading space (" strings").
+A history block holds what the user said in *their own earlier* review of that item
+(its aspects) and the rating they gave. The optional *focus* lists the aspects the reason
+should talk about (``minireason.prep.features``: predicted from training data, or, for a
+training record only, read off its target sentence, so the model learns to follow it);
+without a focus the ``<sep>`` is left out too.
+
+Fitting ``max_tokens``: the item segment is placed first (the focus is kept whole, and
+the tags are cut from the end if the segment alone is too long); then history blocks are
+added newest first while they fit, so the *oldest* history is dropped first. An empty
+history (cold start) gives the item segment only.
+
+The *segment map* says which token span belongs to what, so attention can be read as
+evidence: a ``Segment(kind, start, end, label, owner)`` per span, ``start:end`` into the
+prompt ids, with kinds
+
+- ``"hist"``: a whole history block (label: the item id; owner: ``"hist:i"``, i its index
+  in the history, the same owner as the tags, aspects and rating inside it);
+- ``"tag"``: one tag (owner: ``"hist:i"`` or ``"item"``);
+- ``"focus"``: one focus aspect (owner: ``"item"``);
+- ``"aspect"``: one aspect the user mentioned (owner: ``"hist:i"``);
+- ``"rating"``: the rating piece (owner: ``"hist:i"``);
+- ``"item"``: the target-item segment (label: the item id, or "").
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from minireason.prep.features import HistoryItem
+from minireason.prep.tokenizer import BPETokenizer
+
+
+@dataclass
+class Segment:
+    kind: str
+    start: int
+    end: int
+    label: str
+    owner: str
+
+
+@dataclass
+class Prompt:
+    """Prompt token ids, their segment map, and how much history fitted."""
+
+    ids: list[int]
+    segments: list[Segment]
+    n_history: int  # history blocks kept (the newest ones)
+    n_dropped: int  # oldest history blocks dropped to fit
+    n_tags_dropped: int  # target-item tags cut to fit
+
+    def segments_as_dicts(self) -> list[dict]:
+        return [asdict(s) for s in self.segments]
+
+
+def _format_rating(rating: float) -> str:
+    return f"{rating:g}"
+
+
+def _history_block(h: HistoryItem, index: int, tok: BPETokenizer):
+    """Token ids and (relative) segments of one history block."""
+    owner = f"hist:{index}"
+    ids = [tok.special["<hist>"]]
+    segs = []
+    for tag in h.tags:
+        piece = tok.encode_piece(" " + tag)
+        segs.append(Segment("tag", len(ids), len(ids) + len(piece), tag, owner))
+        ids += piece
+    ids.append(tok.special["<sep>"])
+    for aspect in h.aspects:
+        piece = tok.encode_piece(" " + aspect)
+        segs.append(Segment("aspect", len(ids), len(ids) + len(piece), aspect, owner))
+        ids += piece
+    ids.append(tok.special["<sep>"])
+    piece = tok.encode_piece(" rated " + _format_rating(h.rating))
+    segs.append(Segment("rating", len(ids), len(ids) + len(piece), _format_rating(h.rating), owner))
+    ids += piece
+    segs.insert(0, Segment("hist", 0, len(ids), h.item, owner))
+    return ids, segs
+
+
+def _item_block(item_tags: list[str], item: str, tok: BPETokenizer, max_tokens: int,
+                focus: list[str]):
+    """Token ids, segments and the number of tags cut, for
+    ``<item> TAGS [<sep> FOCUS] <reason>``."""
+    focus_pieces = [tok.encode_piece(" " + a) for a in focus]
+    focus_len = (1 + sum(len(p) for p in focus_pieces)) if focus else 0
+    if 2 + focus_len > max_tokens:
+        raise ValueError(f"the focus {focus} needs {2 + focus_len} prompt tokens with <item> "
+                         f"and <reason>; max_tokens is {max_tokens}")
+    ids = [tok.special["<item>"]]
+    segs = []
+    kept = 0
+    for tag in item_tags:
+        piece = tok.encode_piece(" " + tag)
+        if len(ids) + len(piece) + focus_len + 1 > max_tokens:
+            break
+        segs.append(Segment("tag", len(ids), len(ids) + len(piece), tag, "item"))
+        ids += piece
+        kept += 1
+    if focus:
+        ids.append(tok.special["<sep>"])
+        for aspect, piece in zip(focus, focus_pieces, strict=True):
+            segs.append(Segment("focus", len(ids), len(ids) + len(piece), aspect, "item"))
+            ids += piece
+    ids.append(tok.special["<reason>"])
+    segs.insert(0, Segment("item", 0, len(ids), item, "item"))
+    return ids, segs, len(item_tags) - kept
+
+
+def _shift(segs: list[Segment], offset: int) -> list[Segment]:
+    return [Segment(s.kind, s.start + offset, s.end + offset, s.label, s.owner) for s in segs]
+
+
+def build_prompt(history: list[HistoryItem], item_tags: list[str], max_tokens: int,
+                 tokenizer: BPETokenizer, item: str = "", focus: list[str] | None = None) -> Prompt:
+    """Build the prompt for one (history, target item) pair, at most ``max_tokens`` long.
+
+    history: past items, oldest first (may be empty). item_tags: the target item's tags.
+    focus: the aspects the reason should talk about (None or empty: no focus part).
+    Returns a :class:`Prompt` whose ``ids`` has length <= max_tokens.
+    """
+    if max_tokens < 2:
+        raise ValueError(f"max_tokens must be >= 2 (room for <item> <reason>), got {max_tokens}")
+    item_ids, item_segs, n_tags_dropped = _item_block(item_tags, item, tokenizer, max_tokens,
+                                                      list(focus or []))
+    budget = max_tokens - len(item_ids)
+    blocks = []
+    for index in range(len(history) - 1, -1, -1):  # newest first
+        ids, segs = _history_block(history[index], index, tokenizer)
+        if len(ids) > budget:
+            break
+        budget -= len(ids)
+        blocks.append((ids, segs))
+    blocks.reverse()  # back to oldest first
+    ids, segments = [], []
+    for block_ids, block_segs in blocks:
+        segments += _shift(block_segs, len(ids))
+        ids += block_ids
+    segments += _shift(item_segs, len(ids))
+    ids += item_ids
+    return Prompt(ids, segments, len(blocks), len(history) - len(blocks), n_tags_dropped)
+
+
+def render_prompt(history: list[HistoryItem], item_tags: list[str], item_title: str = "",
+                  focus: list[str] | None = None) -> str:
+    """A plain-language rendering of the same information, for people to read."""
+    lines = []
+    if history:
+        lines.append("You recently reviewed:")
+        for h in history:
+            about = f"; you mentioned {', '.join(h.aspects)}" if h.aspects else ""
+            tags = ", ".join(h.tags) if h.tags else "no tags"
+            lines.append(f"  - item {h.item} ({tags}){about}; you rated it "
+                         f"{_format_rating(h.rating)}/5")
+    else:
+        lines.append("No earlier reviews from you (cold start).")
+    name = f'"{item_title}"' if item_title else "this item"
+    lines.append(f"Now consider {name}: {', '.join(item_tags) if item_tags else 'no tags'}.")
+    if focus:
+        lines.append(f"Talk about: {', '.join(focus)}.")
+    lines.append("Why you may like it:")
+    return "\n".join(lines)

@@ -1,0 +1,308 @@
+"""Seed step 4 end to end, and the user-facing explanations behind ``minireason explain``.
+
+:func:`explain` turns one (history, item tags, focus) into a reason with its evidence::
+
+    prompt (minireason.prep.prompts) ──► N candidates, one batch (minireason.reason.generate)
+        ──► scored and ranked (minireason.reason.scoring) ──► the best one
+        ──► its attention evidence (minireason.reason.evidence)
+
+and :func:`explain_for_user` wraps it for a known user of a prepared directory::
+
+    prepared dir ──► user's history (training reviews, oldest first)
+                 ──► recommend (hybrid CF + content, unless an item is given)
+                 ──► predicted focus (the aspects to talk about, Prepared.focus_for)
+                 ──► explain
+
+Inputs and fallbacks (never a traceback):
+
+- an unknown user or item id is a ValueError that names it and shows a few valid ids;
+- a user with no training history (cold start) gets popular items, and an item-only prompt
+  (the user coverage of every candidate is 0); an item without tags is explained from the
+  history alone; both empty is a ValueError: there is nothing to explain from;
+- a free-form history is parsed by :func:`parse_history`; over-long input is cut to fit the
+  prompt budget, oldest history first, and the cut is reported in the notes.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from minireason.prep.features import HistoryItem, predict_focus, profile, tag_counts
+from minireason.prep.prepared import Prepared
+from minireason.prep.prompts import build_prompt, render_prompt
+from minireason.reason.evidence import Evidence, attention_evidence
+from minireason.reason.generate import generate
+from minireason.reason.recommend import Hybrid
+from minireason.reason.scoring import (
+    N_CANDIDATES,
+    TEMPERATURE,
+    TOP_P,
+    Candidate,
+    ScoreBreakdown,
+    ScoreWeights,
+    rank_candidates,
+)
+
+MAX_ASPECTS = 3  # aspects per history block, as minireason.prep.features.history_items
+
+
+@dataclass
+class Explanation:
+    reason: str
+    score: ScoreBreakdown
+    candidates: list[Candidate]  # best first
+    evidence: Evidence
+    prompt_text: str  # the plain-language rendering of the prompt
+    prompt_ids: list[int]
+    history_used: int  # history blocks that fitted the prompt (newest ones)
+    notes: list[str] = field(default_factory=list)  # fallbacks taken, cropping
+
+
+
+def explain(model, tokenizer, history: list[HistoryItem], item_tags: list[str],
+            profile_aspects: list[str] | None = None, n_candidates: int = N_CANDIDATES, seed=0,
+            max_new_tokens: int = 40, top_p: float = TOP_P, temperature: float = TEMPERATURE,
+            max_prompt_tokens: int | None = None, weights: ScoreWeights | None = None,
+            item: str = "", item_title: str = "", top_k_evidence: int = 5,
+            focus: list[str] | None = None) -> Explanation:
+    """Generate ``n_candidates`` reasons for (history, item), return the best with evidence.
+
+    Args:
+        model, tokenizer: a trained GPT and its tokenizer.
+        history: the user's past items, oldest first (may be empty: cold start).
+        item_tags: the target item's tags (may be empty if the history is not).
+        profile_aspects: the user's profile aspects to cover (default: those of ``history``,
+            ``features.profile``).
+        n_candidates: samples drawn (one batch, one prefill).
+        seed: integer seed or ``numpy.random.Generator``; same seed, same explanation.
+        max_new_tokens, top_p, temperature: sampling (``minireason.reason.generate``).
+        max_prompt_tokens: prompt budget; default ``block_size - max_new_tokens`` (the oldest
+            history is dropped first to fit, ``minireason.prep.prompts``).
+        weights: the score's weights.
+        item, item_title: the item's id and title, for the evidence labels and prompt text.
+        top_k_evidence: single tags/aspects listed in the evidence.
+        focus: the aspects the reason should talk about, put in the prompt and scored
+            (``Prepared.focus_for`` predicts them as ``prepare`` did for the model's
+            training data; None or empty: no focus part, for a model prepared without).
+
+    Raises:
+        ValueError: both history and item tags empty, or a budget that leaves no room.
+    """
+    item_tags = [t.strip() for t in item_tags if t and t.strip()]
+    if not history and not item_tags:
+        raise ValueError("nothing to explain from: the history is empty (cold start) and "
+                         "the item has no tags; give --history or --tags")
+    if not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
+        raise ValueError(f"n_candidates must be a positive integer, got {n_candidates!r}")
+    block_size = model.config.block_size
+    budget = block_size - max_new_tokens if max_prompt_tokens is None else max_prompt_tokens
+    budget = min(budget, block_size - 1)
+    if budget < 2:
+        raise ValueError(f"max_new_tokens={max_new_tokens} leaves {budget} prompt tokens of "
+                         f"block_size={block_size}; lower max_new_tokens")
+    if profile_aspects is None:
+        profile_aspects = profile(history)["aspects"]
+    focus = [a.strip() for a in (focus or []) if a and a.strip()]
+    prompt = build_prompt(history, item_tags, budget, tokenizer, item=item, focus=focus)
+    notes = []
+    if not history:
+        notes.append("cold start: no history, the reason is drawn from the item tags only")
+    if not item_tags:
+        notes.append("the item has no tags: the reason is drawn from the history only")
+    if prompt.n_dropped:
+        notes.append(f"{prompt.n_dropped} oldest history items dropped to fit {budget} tokens")
+    if prompt.n_tags_dropped:
+        notes.append(f"{prompt.n_tags_dropped} item tags dropped to fit {budget} tokens")
+
+    gen = generate(model, [prompt.ids], max_new_tokens=max_new_tokens, temperature=temperature,
+                   top_p=top_p, eos_id=tokenizer.eos_id, rng=seed, n_samples=n_candidates)
+    candidates = rank_candidates(tokenizer, gen.tokens, gen.logprobs, gen.finish,
+                                 profile_aspects, item_tags, weights, focus)
+    best = candidates[0]
+    evidence = attention_evidence(model, tokenizer, prompt.ids, best.token_ids,
+                                  prompt.segments, top_k_evidence)
+    kept_history = history[len(history) - prompt.n_history:]
+    kept_tags = item_tags[: len(item_tags) - prompt.n_tags_dropped]
+    return Explanation(
+        reason=best.text,
+        score=best.score,
+        candidates=candidates,
+        evidence=evidence,
+        prompt_text=render_prompt(kept_history, kept_tags, item_title, focus),
+        prompt_ids=prompt.ids,
+        history_used=prompt.n_history,
+        notes=notes,
+    )
+
+
+# --------------------------------------------------------------------------- users
+
+
+@dataclass
+class Recommendation:
+    item: str
+    score: float
+    explanation: Explanation
+
+
+def _unknown(kind: str, value: str, known) -> ValueError:
+    sample = ", ".join(sorted(known)[:5])
+    return ValueError(f"unknown {kind} id {value!r}: not in the prepared data (e.g. {sample})")
+
+
+def user_history(
+    prepared: Prepared, user: str, max_history: int | None = None
+) -> list[HistoryItem]:
+    """The user's training reviews as history blocks, oldest first (at most ``max_history``).
+
+    Raises ValueError for a user the prepared data does not know.
+    """
+    if user not in prepared.users:
+        raise _unknown("user", user, prepared.users)
+    if max_history is None:
+        max_history = int(prepared.config.get("max_history", 10))
+    reviews = sorted((r for r in prepared.train if r["user"] == user), key=lambda r: r["time"])
+    return [
+        HistoryItem(
+            r["item"], item_tags(prepared, r["item"]), r["aspects"][:MAX_ASPECTS], r["rating"]
+        )
+        for r in reviews[-max_history:]
+    ]
+
+
+def item_tags(prepared: Prepared, item: str) -> list[str]:
+    """The item's tags as the prompts show them (ValueError for an unknown item)."""
+    if item not in prepared.items:
+        raise _unknown("item", item, prepared.items)
+    return list(prepared.items[item].get("tags", []))
+
+
+_RATING = re.compile(r"\(\s*([0-5](?:\.\d+)?)\s*\)\s*$")
+
+
+def parse_history(text: str) -> list[HistoryItem]:
+    """Free-form history: past items separated by ``;``, each a comma-separated list of what
+    the user liked about it, optionally ending with a rating in parentheses (default 5)::
+
+        "strings, tuner (4); pedal, patch cables"
+
+    Each block becomes a history item whose tags and aspects are those terms.
+    Raises ValueError naming the block that has no term.
+    """
+    history = []
+    for i, block in enumerate(text.split(";"), 1):
+        if not block.strip():
+            continue
+        rating = 5.0
+        m = _RATING.search(block)
+        if m:
+            rating = float(m.group(1))
+            block = block[: m.start()]
+        terms = [t.strip().lower() for t in block.split(",") if t.strip()]
+        if not terms:
+            raise ValueError(f"--history: block {i} has a rating but no terms")
+        history.append(HistoryItem(f"past item {i}", terms, terms[:MAX_ASPECTS], rating))
+    return history
+
+
+def parse_tags(text: str) -> list[str]:
+    """Comma-separated item tags, lower-cased, empty ones dropped."""
+    return [t.strip().lower() for t in text.split(",") if t.strip()]
+
+
+def free_form_focus(run_dir, history: list[HistoryItem], tags: list[str]) -> list[str]:
+    """The focus of a free-form prompt, predicted as ``prepare`` did for the run's training
+    data, from the run's ``features.json`` (its feature set, rates and focus size): the
+    given tags that are aspects, ranked by ``predict_focus`` with their order standing in
+    for review counts; with no such tag, the history's aspects. A run without that file,
+    or whose prepared data had no focus, gets none."""
+    path = Path(run_dir) / "features.json"
+    if not path.is_file():
+        return []
+    try:
+        feats = json.loads(path.read_text(encoding="utf-8"))
+        known, rates, k = feats["df"], feats.get("rates", {}), int(feats.get("focus", 0))
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: corrupt feature file ({exc}); copy it again from the "
+                         "prepared directory") from None
+    return predict_focus(tag_counts(tags, known), profile(history)["aspects"], rates, k)
+
+
+def fit_recommender(prepared: Prepared) -> Hybrid:
+    """The hybrid recommender (item CF + tag/aspect content) on the training split."""
+    return Hybrid().fit(prepared.train_sequences(), prepared.item_terms())
+
+
+def explain_for_user(
+    model,
+    prepared: Prepared,
+    user: str,
+    item: str | None = None,
+    k: int = 3,
+    n_candidates: int = N_CANDIDATES,
+    seed: int = 0,
+    recommender: Hybrid | None = None,
+    max_new_tokens: int = 40,
+) -> list[Recommendation]:
+    """Recommend ``k`` items to ``user`` (or take ``item``) and explain each.
+
+    Returns one :class:`Recommendation` per item, best first (score ``nan`` for a given item).
+    """
+    history = user_history(prepared, user)
+    if item is not None:
+        items = [(item, float("nan"))]
+        item_tags(prepared, item)  # validate before generating
+    else:
+        recommender = recommender or fit_recommender(prepared)
+        items = recommender.recommend(user, k=k)
+    budget = int(prepared.config.get("prompt_tokens", 64))
+    aspects = profile(history)["aspects"]
+    out = []
+    for rank, (it, score) in enumerate(items):
+        explanation = explain(
+            model,
+            prepared.tokenizer,
+            history,
+            item_tags(prepared, it),
+            n_candidates=n_candidates,
+            seed=seed + rank,
+            max_new_tokens=max_new_tokens,
+            max_prompt_tokens=budget,
+            item=it,
+            item_title=prepared.items[it].get("title", ""),
+            profile_aspects=aspects,
+            focus=prepared.focus_for(it, aspects),
+        )
+        out.append(Recommendation(it, score, explanation))
+    return out
+
+
+def format_explanation(expl: Explanation, top: int = 3) -> str:
+    """A few indented lines: the reason, what it draws on, and what it mentions."""
+    names = {s.owner: ("this item" if s.owner == "item" else s.label) for s in expl.evidence.owners}
+    owners = ", ".join(f"{names[s.owner]} {100 * s.share:.0f}%" for s in expl.evidence.owners[:top])
+
+    def piece(s) -> str:
+        what = {"rating": f"rating {s.label}", "focus": f"focus {s.label!r}"}.get(s.kind, repr(s.label))
+        return f"{what} ({names.get(s.owner, s.owner)}) {100 * s.share:.0f}%"
+
+    pieces = ", ".join(piece(s) for s in expl.evidence.pieces[:top])
+    mentioned = (expl.score.mentioned_focus + expl.score.mentioned_aspects
+                 + expl.score.mentioned_tags)
+    focus = [s.label for s in expl.evidence.segments if s.kind == "focus"]
+    lines = [f'  reason:    "{expl.reason}"']
+    if focus:
+        lines.append(f"  focus:     {', '.join(focus)} (predicted from training data)")
+    lines += [
+        f"  evidence:  attention on {owners}",
+        f"             strongest pieces: {pieces}",
+        "  mentions:  "
+        + (", ".join(dict.fromkeys(mentioned)) or "none of the focus, profile aspects or item tags"),
+    ]
+    lines += [f"  note:      {note}" for note in expl.notes]
+    return "\n".join(lines)

@@ -1,0 +1,240 @@
+"""The training loop: AdamW steps over token batches, validation, checkpoints, exact resume.
+
+A *batch source* is any callable ``get_batch(step) -> (idx, targets, loss_mask)`` that
+returns the same arrays for the same step (e.g. by seeding its sampler with ``(seed, step)``);
+``loss_mask`` may be None. Because batches depend only on the step, and the checkpoint holds
+the weights, AdamW's moments and step count and the dropout RNG, a run resumed from step N
+continues exactly as if it had never stopped: 2N steps straight and N + resume + N give
+bit-identical weights.
+
+    config = TrainConfig(max_steps=2000)
+    result = train(model, TokenWindows(train_ids, 16, 128, seed=1), config, "runs/x",
+                   val_batch=TokenWindows(val_ids, 16, 128, seed=2))
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore, save_checkpoint
+from minireason.nn.model import GPT
+from minireason.nn.optim import AdamW, clip_grad_norm, global_grad_norm, lr_at
+
+# Fields that may differ between a checkpoint and the config used to resume it: they do not
+# change the trajectory of the weights (max_steps does change the learning-rate schedule, so
+# a longer run resumed is not bit-identical to a run planned that long from the start).
+RESUME_MAY_CHANGE = ("max_steps", "eval_interval", "eval_iters", "checkpoint_interval")
+
+
+@dataclass
+class TrainConfig:
+    """Optimisation and bookkeeping settings (all plain numbers, saved in the checkpoint)."""
+
+    max_steps: int = 1000
+    learning_rate: float = 1e-3
+    min_lr: float = 1e-4
+    warmup_steps: int = 100
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    eps: float = 1e-8
+    grad_clip: float = 1.0
+    eval_interval: int = 100  # validation every N steps (and at the end); 0 = never
+    eval_iters: int = 10  # validation batches per evaluation
+    checkpoint_interval: int = 500  # checkpoint every N steps (and at the end); 0 = end only
+
+    def __post_init__(self):
+        for name in (
+            "max_steps",
+            "warmup_steps",
+            "eval_interval",
+            "eval_iters",
+            "checkpoint_interval",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, (int, np.integer)) or value < 0:
+                raise ValueError(
+                    f"TrainConfig.{name} must be a non-negative integer, got {value!r}"
+                )
+        if self.max_steps < 1:
+            raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
+        for name in ("learning_rate", "min_lr", "weight_decay", "eps", "grad_clip"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(self, name) < 1.0:
+                raise ValueError(
+                    f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)!r}"
+                )
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train` returns."""
+
+    step: int  # optimizer steps done (including those before a resume)
+    train_losses: list = field(default_factory=list)  # [(step, loss)], whole run
+    val_losses: list = field(default_factory=list)  # [(step, loss)], whole run
+    stopped: str | None = None  # why the run stopped early, or None
+    checkpoint_dir: Path | None = None  # the last checkpoint written (or kept)
+    plot: Path | None = None  # the loss-curve PNG
+
+
+def evaluate(model: GPT, get_batch: Callable, iters: int) -> float:
+    """Mean loss over batches ``get_batch(0) .. get_batch(iters - 1)`` in eval mode (no cache)."""
+    was_training = model.training
+    model.eval()
+    try:
+        losses = [model.forward(*get_batch(i), keep_cache=False)[1] for i in range(iters)]
+    finally:
+        model.training = was_training
+    return float(np.mean(losses))
+
+
+def plot_losses(train_losses, val_losses, path) -> Path:
+    """Write the loss curve (training per step, validation as points) to a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4))
+    if train_losses:
+        s, v = zip(*train_losses)
+        ax.plot(s, v, lw=0.8, label="train")
+    if val_losses:
+        s, v = zip(*val_losses)
+        ax.plot(s, v, "o-", ms=3, label="validation")
+    ax.set_xlabel("step")
+    ax.set_ylabel("cross-entropy (nats / token)")
+    ax.set_title("minireason training loss")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    path = Path(path)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def _check_resume_config(saved: dict, config: TrainConfig, path) -> None:
+    now = asdict(config)
+    differ = [k for k in now if k not in RESUME_MAY_CHANGE and saved.get(k) != now[k]]
+    if differ:
+        pairs = ", ".join(f"{k}: {saved.get(k)!r} -> {now[k]!r}" for k in differ)
+        raise ValueError(f"cannot resume from {path}: train config differs ({pairs})")
+
+
+def train(
+    model: GPT,
+    get_batch: Callable,
+    config: TrainConfig,
+    out_dir,
+    val_batch: Callable | None = None,
+    resume: bool = False,
+    stop_at_step: int | None = None,
+    progress: bool = True,
+) -> TrainResult:
+    """Train ``model`` in place; checkpoints and the loss-curve PNG go to ``out_dir``.
+
+    Args:
+        model: the model (its weights are replaced by the checkpoint's when resuming).
+        get_batch: batch source, ``get_batch(step) -> (idx, targets, loss_mask)``.
+        config: a :class:`TrainConfig`.
+        out_dir: directory for ``checkpoint.npz`` / ``checkpoint.json`` and ``loss.png``.
+        val_batch: validation batch source (``val_batch(i)``, i < eval_iters), or None.
+        resume: continue from the checkpoint in ``out_dir`` (error if there is none).
+        stop_at_step: stop (with a checkpoint) after this many steps, before ``max_steps``;
+            the schedule still follows ``max_steps``, so a later resume continues exactly.
+        progress: show a tqdm bar.
+
+    Returns:
+        A :class:`TrainResult`. On a non-finite loss or gradient the run stops, prints why,
+        and does not overwrite the last good checkpoint (``result.stopped`` says so).
+    """
+    from tqdm.auto import tqdm
+
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    optimizer = AdamW(
+        model.params, lr=config.learning_rate, betas=(config.beta1, config.beta2),
+        eps=config.eps, weight_decay=config.weight_decay, decay=model.decay_mask(),
+    )  # fmt: skip
+    result = TrainResult(step=0)
+    if resume:
+        if not (out_dir / JSON_NAME).is_file():
+            raise FileNotFoundError(f"nothing to resume: no {out_dir / JSON_NAME}")
+        ckpt = load_checkpoint(out_dir)
+        _check_resume_config(ckpt.extra.get("train_config", {}), config, out_dir / JSON_NAME)
+        restore(ckpt, model, optimizer)
+        result.step = ckpt.step
+        result.train_losses = [tuple(x) for x in ckpt.extra.get("train_losses", [])]
+        result.val_losses = [tuple(x) for x in ckpt.extra.get("val_losses", [])]
+        result.checkpoint_dir = out_dir
+    end = config.max_steps if stop_at_step is None else min(stop_at_step, config.max_steps)
+
+    def checkpoint():
+        extra = {
+            "train_config": asdict(config),
+            "train_losses": [list(x) for x in result.train_losses],
+            "val_losses": [list(x) for x in result.val_losses],
+        }
+        save_checkpoint(out_dir, model, optimizer, result.step, extra)
+        result.checkpoint_dir = out_dir
+
+    model.train()
+    bar = tqdm(total=end, initial=result.step, disable=not progress, desc="train", unit="step")
+    while result.step < end:
+        step = result.step
+        lr = lr_at(step, config.learning_rate, config.warmup_steps, config.max_steps, config.min_lr)
+        idx, targets, loss_mask = get_batch(step)
+        t0 = time.perf_counter()
+        _, loss = model.forward(idx, targets, loss_mask)
+        grad_norm = float("nan")
+        if math.isfinite(loss):
+            grads = model.backward()
+            grad_norm = (
+                clip_grad_norm(grads, config.grad_clip)
+                if config.grad_clip
+                else global_grad_norm(grads)
+            )
+        if not (math.isfinite(loss) and math.isfinite(grad_norm)):
+            what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
+            kept = (
+                f"the last good checkpoint in {out_dir} is kept"
+                if result.checkpoint_dir
+                else "no checkpoint was written"
+            )
+            result.stopped = (
+                f"non-finite {what} at step {step}; stopped before updating the weights; {kept}"
+            )
+            bar.write(f"minireason train: {result.stopped}")
+            break
+        optimizer.step(grads, lr)
+        dt = time.perf_counter() - t0
+        result.step = step + 1
+        result.train_losses.append((result.step, loss))
+        bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{idx.size / dt:,.0f}", lr=f"{lr:.2e}")
+        bar.update(1)
+        at_end = result.step == end
+        if (
+            val_batch is not None
+            and config.eval_interval
+            and (result.step % config.eval_interval == 0 or at_end)
+        ):
+            val = evaluate(model, val_batch, config.eval_iters)
+            result.val_losses.append((result.step, val))
+            bar.write(f"step {result.step}: train loss {loss:.4f}, val loss {val:.4f}")
+        if at_end or (config.checkpoint_interval and result.step % config.checkpoint_interval == 0):
+            checkpoint()
+    bar.close()
+    result.plot = plot_losses(result.train_losses, result.val_losses, out_dir / "loss.png")
+    return result
+
