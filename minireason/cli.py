@@ -89,7 +89,9 @@ def add_bench_train(bench_sub):
     p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
     p.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    p.add_argument("--threads", type=int, default=None, help="BLAS / torch threads (default: all cores)")
+    p.add_argument(
+        "--threads", type=int, default=None, help="BLAS / torch threads (default: all cores)"
+    )
     p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.set_defaults(func=_run_bench_train)
@@ -106,19 +108,28 @@ def _run_bench_train(args) -> int:
     if args.threads is not None and args.threads < 1:
         raise UserError(f"--threads must be >= 1, got {args.threads}")
     config = GPTConfig(
-        vocab_size=args.vocab_size, block_size=args.block_size, n_layer=args.n_layer,
-        n_head=args.n_head, n_embd=args.n_embd, dtype=args.dtype,
-    )  # fmt: skip
+        vocab_size=args.vocab_size,
+        block_size=args.block_size,
+        n_layer=args.n_layer,
+        n_head=args.n_head,
+        n_embd=args.n_embd,
+        dtype=args.dtype,
+    )
     result = bench_train.run_train_benchmark(
-        config, args.batch_size, steps=args.steps, warmup=args.warmup,
-        threads=args.threads, with_torch=not args.no_torch,
-    )  # fmt: skip
+        config,
+        args.batch_size,
+        steps=args.steps,
+        warmup=args.warmup,
+        threads=args.threads,
+        with_torch=not args.no_torch,
+    )
     print(bench_train.format_report(result))
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(result, f, indent=1)
         print(f"figures written to {args.json}")
     return 0
+
 
 # --------------------------------------------------------------------------- data pipeline (issue 4)
 
@@ -131,8 +142,10 @@ def _data_path(flag: str, value: str | None) -> str | None:
     if root and not os.path.isabs(value) and os.path.exists(os.path.join(root, value)):
         return os.path.join(root, value)
     where = f" (nor under MINIREASON_DATA_DIR={root})" if root else ""
-    raise UserError(f"{flag} {value}: not found{where}; 'minireason data list' shows the "
-                    "known datasets, 'minireason data fetch NAME' downloads one")
+    raise UserError(
+        f"{flag} {value}: not found{where}; 'minireason data list' shows the "
+        "known datasets, 'minireason data fetch NAME' downloads one"
+    )
 
 
 def add_prepare(sub):
@@ -146,35 +159,74 @@ def add_prepare(sub):
             "Relative input paths are also looked up under $MINIREASON_DATA_DIR."
         ),
     )
-    p.add_argument("--reviews", required=True, metavar="FILE",
-                   help="reviews (gzip or plain); for --format movielens, the folder")
+    p.add_argument(
+        "--reviews",
+        required=True,
+        metavar="FILE",
+        help="reviews (gzip or plain); for --format movielens, the folder",
+    )
     p.add_argument("--meta", metavar="FILE", help="Amazon item metadata (2014 or 2018)")
-    p.add_argument("--format", default="amazon", choices=["amazon", "movielens", "jsonl", "csv"],
-                   help="input format (default amazon: 2014 and 2018 review JSON lines)")
-    p.add_argument("--columns", metavar="MAP",
-                   help="jsonl/csv column mapping: user=COL,item=COL,rating=COL,time=COL"
-                        "[,text=COL][,summary=COL]")
+    p.add_argument(
+        "--format",
+        default="amazon",
+        choices=["amazon", "movielens", "jsonl", "csv"],
+        help="input format (default amazon: 2014 and 2018 review JSON lines)",
+    )
+    p.add_argument(
+        "--columns",
+        metavar="MAP",
+        help="jsonl/csv column mapping: user=COL,item=COL,rating=COL,time=COL"
+        "[,text=COL][,summary=COL]",
+    )
     p.add_argument("--out", required=True, metavar="DIR", help="the prepared directory to write")
-    p.add_argument("--split", default="time", choices=["time", "random"],
-                   help="time: leave-last-out per user (default); random: seeded 8:1:1")
+    p.add_argument(
+        "--split",
+        default="time",
+        choices=["time", "random"],
+        help="time: leave-last-out per user (default); random: seeded 8:1:1",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
-    p.add_argument("--kcore", type=int, default=0, metavar="K",
-                   help="keep only users and items with >= K reviews (default: off)")
-    p.add_argument("--vocab-size", type=int, default=4096, help="BPE vocabulary size (default 4096)")
+    p.add_argument(
+        "--kcore",
+        type=int,
+        default=0,
+        metavar="K",
+        help="keep only users and items with >= K reviews (default: off)",
+    )
+    p.add_argument(
+        "--vocab-size", type=int, default=4096, help="BPE vocabulary size (default 4096)"
+    )
     p.add_argument("--aspects", type=int, default=150, help="unigram aspects to keep (default 150)")
     p.add_argument("--bigrams", type=int, default=50, help="bigram aspects to keep (default 50)")
-    p.add_argument("--min-df", type=int, default=5,
-                   help="minimum training reviews mentioning an aspect (default 5)")
+    p.add_argument(
+        "--min-df",
+        type=int,
+        default=5,
+        help="minimum training reviews mentioning an aspect (default 5)",
+    )
     p.add_argument("--max-history", type=int, default=10, help="past items kept (default 10)")
-    p.add_argument("--context", type=int, default=128,
-                   help="tokens per fine-tuning sequence (default 128)")
-    p.add_argument("--prompt-tokens", type=int, default=64,
-                   help="tokens per prompt, oldest history dropped to fit (default 64)")
-    p.add_argument("--focus", type=int, default=3, metavar="K",
-                   help="aspects each prompt asks the reason to talk about, predicted from "
-                        "training data (default 3; 0: no focus part)")
-    p.add_argument("--strict", action="store_true",
-                   help="stop at the first malformed line (file:line and field) instead of counting it")
+    p.add_argument(
+        "--context", type=int, default=128, help="tokens per fine-tuning sequence (default 128)"
+    )
+    p.add_argument(
+        "--prompt-tokens",
+        type=int,
+        default=64,
+        help="tokens per prompt, oldest history dropped to fit (default 64)",
+    )
+    p.add_argument(
+        "--focus",
+        type=int,
+        default=3,
+        metavar="K",
+        help="aspects each prompt asks the reason to talk about, predicted from "
+        "training data (default 3; 0: no focus part)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="stop at the first malformed line (file:line and field) instead of counting it",
+    )
     p.set_defaults(func=_run_prepare)
 
 
@@ -184,12 +236,23 @@ def _run_prepare(args) -> int:
     from minireason.prep.prepare import PrepareConfig, prepare
 
     cfg = PrepareConfig(
-        reviews=_data_path("--reviews", args.reviews), meta=_data_path("--meta", args.meta),
-        format=args.format, columns=parse_columns(args.columns) if args.columns else None,
-        out=args.out, split=args.split, seed=args.seed, kcore=args.kcore,
-        vocab_size=args.vocab_size, n_unigrams=args.aspects, n_bigrams=args.bigrams,
-        min_df=args.min_df, max_history=args.max_history, context=args.context,
-        prompt_tokens=args.prompt_tokens, focus=args.focus, strict=args.strict,
+        reviews=_data_path("--reviews", args.reviews),
+        meta=_data_path("--meta", args.meta),
+        format=args.format,
+        columns=parse_columns(args.columns) if args.columns else None,
+        out=args.out,
+        split=args.split,
+        seed=args.seed,
+        kcore=args.kcore,
+        vocab_size=args.vocab_size,
+        n_unigrams=args.aspects,
+        n_bigrams=args.bigrams,
+        min_df=args.min_df,
+        max_history=args.max_history,
+        context=args.context,
+        prompt_tokens=args.prompt_tokens,
+        focus=args.focus,
+        strict=args.strict,
     )
     try:
         report = prepare(cfg)
@@ -217,8 +280,11 @@ def add_data(sub):
         description="Download with resume (HTTP Range on a .part file), then check size and SHA-256.",
     )
     fetch.add_argument("name", help="dataset name (see 'minireason data list')")
-    fetch.add_argument("--cache", metavar="DIR", help="cache directory (default: $MINIREASON_CACHE "
-                                                      "or ~/.cache/minireason)")
+    fetch.add_argument(
+        "--cache",
+        metavar="DIR",
+        help="cache directory (default: $MINIREASON_CACHE or ~/.cache/minireason)",
+    )
     fetch.add_argument("--timeout", type=float, default=30.0, help="seconds per connection (30)")
     fetch.set_defaults(func=_run_data_fetch)
     listing = data_sub.add_parser("list", help="the known datasets, their files and sources")
@@ -270,8 +336,12 @@ def add_bench_explain(bench_sub):
     p.add_argument("--max-new-tokens", type=int, default=40, help="per candidate (default 40)")
     p.add_argument("--warmup", type=int, default=2, help="untimed pairs first (default 2)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, default=None,
-                   help="BLAS threads (default: as they are; 1 is fastest on a busy machine)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="BLAS threads (default: as they are; 1 is fastest on a busy machine)",
+    )
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.set_defaults(func=_run_bench_explain)
 
@@ -291,9 +361,15 @@ def _run_bench_explain(args) -> int:
     model = load_model(args.checkpoint)
     prepared = load_prepared(args.prepared)
     result = bench_explain.run_bench_explain(
-        model, prepared, n_pairs=args.pairs, n_candidates=args.candidates,
-        max_new_tokens=args.max_new_tokens, split=args.split, warmup=args.warmup,
-        seed=args.seed, threads=args.threads,
+        model,
+        prepared,
+        n_pairs=args.pairs,
+        n_candidates=args.candidates,
+        max_new_tokens=args.max_new_tokens,
+        split=args.split,
+        warmup=args.warmup,
+        seed=args.seed,
+        threads=args.threads,
     )
     print(bench_explain.format_report(result))
     if args.json:
@@ -312,14 +388,25 @@ def add_train(sub):
             "tokenizer.json, preset.json and train_report.json."
         ),
     )
-    p.add_argument("--prepared", required=True, metavar="DIR",
-                   help="a directory written by 'minireason prepare'")
-    p.add_argument("--preset", default="tiny", metavar="NAME|FILE.json",
-                   help="tiny, small, or a preset JSON file (copy one from minireason/train/presets/ "
-                        "and edit it); default tiny")
+    p.add_argument(
+        "--prepared",
+        required=True,
+        metavar="DIR",
+        help="a directory written by 'minireason prepare'",
+    )
+    p.add_argument(
+        "--preset",
+        default="tiny",
+        metavar="NAME|FILE.json",
+        help="tiny, small, or a preset JSON file (copy one from minireason/train/presets/ "
+        "and edit it); default tiny",
+    )
     p.add_argument("--out", metavar="DIR", help="run directory (default runs/PRESET)")
-    p.add_argument("--resume", action="store_true",
-                   help="continue the checkpoints in --out (finished stages are skipped)")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the checkpoints in --out (finished stages are skipped)",
+    )
     p.set_defaults(func=_run_train)
 
 
@@ -331,12 +418,18 @@ def _run_train(args) -> int:
     report = run_recipe(args.prepared, preset, out, resume=args.resume)
     for stage in ("pretrain", "finetune"):
         r = report[stage]
-        losses = ", ".join(f"{what} loss {r[f'final_{what}_loss']:.4f}" for what in ("train", "val")
-                           if r[f"final_{what}_loss"] is not None)
-        print(f"{stage}: {r['status']}, {r['steps']} steps, {losses}, "
-              f"{r['seconds_this_run']:.1f} s")
-    print(f"run written to {out} (train_report.json, {stage}/loss.png); "
-          f"next: minireason evaluate --prepared {args.prepared} --run {out}")
+        losses = ", ".join(
+            f"{what} loss {r[f'final_{what}_loss']:.4f}"
+            for what in ("train", "val")
+            if r[f"final_{what}_loss"] is not None
+        )
+        print(
+            f"{stage}: {r['status']}, {r['steps']} steps, {losses}, {r['seconds_this_run']:.1f} s"
+        )
+    print(
+        f"run written to {out} (train_report.json, {stage}/loss.png); "
+        f"next: minireason evaluate --prepared {args.prepared} --run {out}"
+    )
     return 0
 
 
@@ -355,19 +448,41 @@ def add_evaluate(sub):
     p.add_argument("--prepared", required=True, metavar="DIR", help="the prepared directory")
     p.add_argument("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
     p.add_argument("--out", metavar="DIR", help="output directory (default RUN/eval)")
-    p.add_argument("--limit", type=int, metavar="N",
-                   help="only the first N test records with a target (default: all)")
+    p.add_argument(
+        "--limit",
+        type=int,
+        metavar="N",
+        help="only the first N test records with a target (default: all)",
+    )
     p.add_argument("--batch-size", type=int, default=64, help="prompts per batch (default 64)")
-    p.add_argument("--max-new-tokens", type=int, default=40,
-                   help="longest generated reason in tokens (default 40)")
-    p.add_argument("--seed", type=int, default=0,
-                   help="seed of the sampling and of the random baseline (default 0)")
-    p.add_argument("--decode", choices=["step4", "greedy"], default="step4",
-                   help="step4: best of --candidates samples at temperature 0.7, as 'explain' does (default); "
-                        "greedy: one greedy reason")
-    p.add_argument("--candidates", type=int, default=16, help="samples per record with step4 (default 16)")
-    p.add_argument("--split", choices=["test", "valid"], default="test",
-                   help="records to evaluate on (default test; tune settings on valid)")
+    p.add_argument(
+        "--max-new-tokens",
+        type=int,
+        default=40,
+        help="longest generated reason in tokens (default 40)",
+    )
+    p.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="seed of the sampling and of the random baseline (default 0)",
+    )
+    p.add_argument(
+        "--decode",
+        choices=["step4", "greedy"],
+        default="step4",
+        help="step4: best of --candidates samples at temperature 0.7, as 'explain' does (default); "
+        "greedy: one greedy reason",
+    )
+    p.add_argument(
+        "--candidates", type=int, default=16, help="samples per record with step4 (default 16)"
+    )
+    p.add_argument(
+        "--split",
+        choices=["test", "valid"],
+        default="test",
+        help="records to evaluate on (default test; tune settings on valid)",
+    )
     p.set_defaults(func=_run_evaluate)
 
 
@@ -377,10 +492,18 @@ def _run_evaluate(args) -> int:
     for name in ("batch_size", "max_new_tokens", "candidates"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    result = evaluate_run(args.prepared, args.run, args.out, limit=args.limit,
-                          batch_size=args.batch_size, max_new_tokens=args.max_new_tokens,
-                          seed=args.seed, decode=args.decode, n_candidates=args.candidates,
-                          split=args.split)
+    result = evaluate_run(
+        args.prepared,
+        args.run,
+        args.out,
+        limit=args.limit,
+        batch_size=args.batch_size,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+        decode=args.decode,
+        n_candidates=args.candidates,
+        split=args.split,
+    )
     print(markdown_report(result))
     out = args.out or os.path.join(args.run, "eval")
     print(f"written to {out}: evaluation.json, evaluation.md, evaluation.png, generations.jsonl")
@@ -398,19 +521,29 @@ def add_explain(sub):
             "share of attention on each history item and tag."
         ),
         epilog=(
-            'examples:  minireason explain --prepared runs/demo/prepared --run runs/demo/run --user A1L7M2CLYO4S4R\n'
+            "examples:  minireason explain --prepared runs/demo/prepared --run runs/demo/run --user A1L7M2CLYO4S4R\n"
             '           minireason explain --run runs/demo/run --history "strings, tuner (4); pedal, patch cables" --tags "capo, guitar"'
         ),
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    p.add_argument("--run", required=True, metavar="DIR", help="a run directory of 'minireason train'")
-    p.add_argument("--prepared", metavar="DIR", help="the prepared directory the run was trained on (needed with --user)")
+    p.add_argument(
+        "--run", required=True, metavar="DIR", help="a run directory of 'minireason train'"
+    )
+    p.add_argument(
+        "--prepared",
+        metavar="DIR",
+        help="the prepared directory the run was trained on (needed with --user)",
+    )
     p.add_argument("--user", help="a user id of the prepared data")
     p.add_argument("--item", help="explain this item id (default: recommend first)")
-    p.add_argument("--history", help='free-form history: "term, term (rating); term, ..." oldest first')
+    p.add_argument(
+        "--history", help='free-form history: "term, term (rating); term, ..." oldest first'
+    )
     p.add_argument("--tags", help='free-form item tags: "tag, tag, ..."')
     p.add_argument("-k", type=int, default=3, help="recommendations to explain (default 3)")
-    p.add_argument("--candidates", type=int, default=16, help="candidates generated per reason (default 16)")
+    p.add_argument(
+        "--candidates", type=int, default=16, help="candidates generated per reason (default 16)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--plot", metavar="FILE.png", help="attention heatmap of the first reason")
     p.set_defaults(func=_run_explain)
@@ -426,7 +559,9 @@ def _run_explain(args) -> int:
     from minireason.reason.explain import explain
 
     if (args.user is None) == (args.history is None and args.tags is None):
-        raise UserError("give either --user ID (with --prepared) or free-form --history/--tags, not both")
+        raise UserError(
+            "give either --user ID (with --prepared) or free-form --history/--tags, not both"
+        )
     for name in ("k", "candidates"):
         if getattr(args, name) < 1:
             raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
@@ -438,10 +573,19 @@ def _run_explain(args) -> int:
         from minireason.prep.prepared import load_prepared
 
         prepared = load_prepared(args.prepared)
-        recs = ex.explain_for_user(model, prepared, args.user, item=args.item, k=args.k,
-                                   n_candidates=args.candidates, seed=args.seed)
+        recs = ex.explain_for_user(
+            model,
+            prepared,
+            args.user,
+            item=args.item,
+            k=args.k,
+            n_candidates=args.candidates,
+            seed=args.seed,
+        )
         history = ex.user_history(prepared, args.user)
-        print(f"user {args.user}: {len(history)} past reviews" + ("" if history else " (cold start)"))
+        print(
+            f"user {args.user}: {len(history)} past reviews" + ("" if history else " (cold start)")
+        )
         for rank, rec in enumerate(recs, 1):
             score = "" if rec.score != rec.score else f"  recommender score {rec.score:.2f}"
             print(f"{rank}. {rec.item}{score}")
@@ -452,10 +596,16 @@ def _run_explain(args) -> int:
         if not tok_path.is_file():
             raise FileNotFoundError(f"{tok_path} not found: is {run} a run of 'minireason train'?")
         history, tags = ex.parse_history(args.history or ""), ex.parse_tags(args.tags or "")
-        expl = explain(model, BPETokenizer.load(tok_path), history, tags,
-                       n_candidates=args.candidates, seed=args.seed,
-                       max_prompt_tokens=model.config.block_size - 40,
-                       focus=ex.free_form_focus(run, history, tags))
+        expl = explain(
+            model,
+            BPETokenizer.load(tok_path),
+            history,
+            tags,
+            n_candidates=args.candidates,
+            seed=args.seed,
+            max_prompt_tokens=model.config.block_size - 40,
+            focus=ex.free_form_focus(run, history, tags),
+        )
         print(expl.prompt_text)
         print(ex.format_explanation(expl))
         explanations = [expl]
@@ -476,10 +626,16 @@ def add_demo(sub):
         ),
     )
     p.add_argument("--data-dir", metavar="DIR", help="where the datasets are")
-    p.add_argument("--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)")
-    p.add_argument("--preset", default="tiny", help="training preset name or JSON file (default tiny)")
+    p.add_argument(
+        "--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)"
+    )
+    p.add_argument(
+        "--preset", default="tiny", help="training preset name or JSON file (default tiny)"
+    )
     p.add_argument("--users", type=int, default=3, help="test users shown (default 3)")
-    p.add_argument("--eval-limit", type=int, default=None, help="evaluate on the first N test records only")
+    p.add_argument(
+        "--eval-limit", type=int, default=None, help="evaluate on the first N test records only"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run_demo)
 
@@ -489,8 +645,14 @@ def _run_demo(args) -> int:
 
     if args.users < 1:
         raise UserError(f"--users must be >= 1, got {args.users}")
-    run_demo(data_dir=args.data_dir, out=args.out, preset=args.preset, n_users=args.users,
-             eval_limit=args.eval_limit, seed=args.seed)
+    run_demo(
+        data_dir=args.data_dir,
+        out=args.out,
+        preset=args.preset,
+        n_users=args.users,
+        eval_limit=args.eval_limit,
+        seed=args.seed,
+    )
     return 0
 
 
@@ -508,18 +670,35 @@ def add_bench_kernels(bench_sub):
             "table) and kernel_bench.png into --out-dir. Needs CuPy and an NVIDIA GPU."
         ),
     )
-    p.add_argument("--seq-lens", type=int, nargs="+", default=[256, 1024, 4096], metavar="T",
-                   help="sequence lengths (default 256 1024 4096)")
+    p.add_argument(
+        "--seq-lens",
+        type=int,
+        nargs="+",
+        default=[256, 1024, 4096],
+        metavar="T",
+        help="sequence lengths (default 256 1024 4096)",
+    )
     p.add_argument("--batch", type=int, default=8, help="batch size B (default 8)")
     p.add_argument("--heads", type=int, default=12, help="heads H (default 12)")
     p.add_argument("--head-dim", type=int, default=64, help="head_dim D, 1..128 (default 64)")
     p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
     p.add_argument("--max-runs", type=int, default=50, help="timed runs at most (default 50)")
-    p.add_argument("--budget", type=float, default=2.0,
-                   help="seconds of timed runs per measurement once 5 are done (default 2)")
-    p.add_argument("--no-torch", action="store_true", help="skip torch's scaled_dot_product_attention")
-    p.add_argument("--time-limit", type=float, default=None, metavar="SECONDS",
-                   help="start no new (T, causal) after this long; the rest are listed as not measured")
+    p.add_argument(
+        "--budget",
+        type=float,
+        default=2.0,
+        help="seconds of timed runs per measurement once 5 are done (default 2)",
+    )
+    p.add_argument(
+        "--no-torch", action="store_true", help="skip torch's scaled_dot_product_attention"
+    )
+    p.add_argument(
+        "--time-limit",
+        type=float,
+        default=None,
+        metavar="SECONDS",
+        help="start no new (T, causal) after this long; the rest are listed as not measured",
+    )
     p.add_argument("--out-dir", default=".", help="folder for kernel_bench.md / .png (default .)")
     p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
     p.set_defaults(func=_run_bench_kernels)
@@ -542,10 +721,16 @@ def _run_bench_kernels(args) -> int:
     from minireason.bench import kernels as kernel_bench
 
     result = kernel_bench.run_kernel_bench(
-        seq_lens=args.seq_lens, batch=args.batch, heads=args.heads, head_dim=args.head_dim,
-        warmup=args.warmup, max_runs=args.max_runs, budget_s=args.budget,
-        with_torch=not args.no_torch, time_limit_s=args.time_limit,
-    )  # fmt: skip
+        seq_lens=args.seq_lens,
+        batch=args.batch,
+        heads=args.heads,
+        head_dim=args.head_dim,
+        warmup=args.warmup,
+        max_runs=args.max_runs,
+        budget_s=args.budget,
+        with_torch=not args.no_torch,
+        time_limit_s=args.time_limit,
+    )
     print(kernel_bench.format_table(result))
     for path in kernel_bench.write_outputs(result, args.out_dir, args.json):
         print(f"written: {path}")

@@ -33,11 +33,22 @@ MI_REVIEWS = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json
 # A model small enough to train in a second: for tests of the pipeline, not of quality.
 MICRO_PRESET = {
     "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, "seed": 7},
-    "pretrain": {"batch_size": 4, "block_size": 32, "max_steps": 3, "warmup_steps": 1,
-                 "eval_interval": 0, "checkpoint_interval": 0},
-    "finetune": {"batch_size": 4, "max_steps": 3, "warmup_steps": 1,
-                 "eval_interval": 0, "checkpoint_interval": 0},
-}  # fmt: skip
+    "pretrain": {
+        "batch_size": 4,
+        "block_size": 32,
+        "max_steps": 3,
+        "warmup_steps": 1,
+        "eval_interval": 0,
+        "checkpoint_interval": 0,
+    },
+    "finetune": {
+        "batch_size": 4,
+        "max_steps": 3,
+        "warmup_steps": 1,
+        "eval_interval": 0,
+        "checkpoint_interval": 0,
+    },
+}
 
 
 @pytest.fixture(scope="session")

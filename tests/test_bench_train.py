@@ -15,9 +15,23 @@ from minireason.cli import main
 from minireason.nn.model import GPTConfig
 
 TINY_FLAGS = [
-    "--n-layer", "1", "--n-head", "2", "--n-embd", "16", "--block-size", "8",
-    "--vocab-size", "32", "--batch-size", "2", "--steps", "2", "--warmup", "1",
-]  # fmt: skip
+    "--n-layer",
+    "1",
+    "--n-head",
+    "2",
+    "--n-embd",
+    "16",
+    "--block-size",
+    "8",
+    "--vocab-size",
+    "32",
+    "--batch-size",
+    "2",
+    "--steps",
+    "2",
+    "--warmup",
+    "1",
+]
 
 
 def test_flop_count_by_hand():
@@ -46,8 +60,15 @@ def test_cli_writes_json_with_torch_comparison(tmp_path, capsys):
     text = capsys.readouterr().out
     assert "ratio NumPy / PyTorch" in text and str(out) in text
     r = json.loads(out.read_text())
-    for key in ("numpy_tokens_per_s", "torch_tokens_per_s", "ratio", "model_gflops",
-                "matmul_gflops", "config", "versions"):  # fmt: skip
+    for key in (
+        "numpy_tokens_per_s",
+        "torch_tokens_per_s",
+        "ratio",
+        "model_gflops",
+        "matmul_gflops",
+        "config",
+        "versions",
+    ):
         assert r[key] is not None, key
     assert r["ratio"] == pytest.approx(r["numpy_tokens_per_s"] / r["torch_tokens_per_s"])
     assert r["versions"]["numpy"] and r["versions"]["torch"]

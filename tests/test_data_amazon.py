@@ -15,9 +15,15 @@ from minireason.data.generic import REQUIRED, load_generic
 from minireason.data.movielens import load_ratings
 from minireason.data.report import DataError, LoadReport
 
-GOOD = {"reviewerID": "U1", "asin": "I1", "reviewerName": "Jane Doe", "overall": 5.0,
-        "unixReviewTime": 1393545600, "reviewText": "Great <b>strings</b>, bright tone.",
-        "summary": "good"}
+GOOD = {
+    "reviewerID": "U1",
+    "asin": "I1",
+    "reviewerName": "Jane Doe",
+    "overall": 5.0,
+    "unixReviewTime": 1393545600,
+    "reviewText": "Great <b>strings</b>, bright tone.",
+    "summary": "good",
+}
 
 
 def _line(**changes) -> str:
@@ -72,7 +78,9 @@ def test_each_bad_line_is_counted_by_reason_with_its_line_number(tmp_path):
     assert [r.item for r in kept] == ["I1", "I2"]
     assert fr.lines_read == len(lines) == fr.accounted
     for lineno, (_, reason) in enumerate(BAD_LINES, start=2):
-        assert any(ex.startswith(f"{path}:{lineno}: {reason}") for ex in fr.examples[reason]), reason
+        assert any(ex.startswith(f"{path}:{lineno}: {reason}") for ex in fr.examples[reason]), (
+            reason
+        )
 
 
 @pytest.mark.parametrize("text, reason", BAD_LINES)
@@ -117,17 +125,32 @@ def test_2014_metadata_uses_literal_eval_never_eval(tmp_path):
 
 JSONISH = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner, max_size=4)
+    ),
     max_leaves=8,
 )
-FIELDS = st.fixed_dictionaries({}, optional={
-    "reviewerID": JSONISH, "asin": JSONISH, "overall": JSONISH, "unixReviewTime": JSONISH,
-    "reviewText": JSONISH, "summary": JSONISH})
+FIELDS = st.fixed_dictionaries(
+    {},
+    optional={
+        "reviewerID": JSONISH,
+        "asin": JSONISH,
+        "overall": JSONISH,
+        "unixReviewTime": JSONISH,
+        "reviewText": JSONISH,
+        "summary": JSONISH,
+    },
+)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(objs=st.lists(FIELDS | JSONISH, min_size=1, max_size=8),
-       junk=st.lists(st.text(max_size=20), max_size=3), gz=st.booleans())
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    objs=st.lists(FIELDS | JSONISH, min_size=1, max_size=8),
+    junk=st.lists(st.text(max_size=20), max_size=3),
+    gz=st.booleans(),
+)
 def test_fuzz_jsonish_lines_every_line_accounted(tmp_path, objs, junk, gz):
     lines = [json.dumps(o) for o in objs] + [j.replace("\n", " ").replace("\r", " ") for j in junk]
     data = ("\n".join(lines) + "\n").encode("utf-8", "surrogatepass")
@@ -174,7 +197,9 @@ def test_real_magazines_reviews_and_metadata(data_dir):
     assert sum(1 for i in reviewed if items.get(i) and items[i].tags) > 0.9 * len(reviewed)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=300), gz=st.booleans())
 def test_fuzz_random_bytes_through_every_loader(tmp_path, data, gz):
     path = tmp_path / "fuzz.bin"

@@ -59,7 +59,9 @@ def test_truncated_gzip_keeps_complete_lines_and_says_where(tmp_path):
     lines = list(iter_lines(path, report))
     fr = report.file(path)
     assert 0 < len(lines) < 2000
-    assert [t for _, t in lines] == [f"line {i:05d} with some padding text" for i in range(len(lines))]
+    assert [t for _, t in lines] == [
+        f"line {i:05d} with some padding text" for i in range(len(lines))
+    ]
     assert fr.truncated_after == len(lines) == fr.lines_read
     assert f"truncated gzip stream after line {len(lines)}" in fr.to_dict()["truncated"]
 
@@ -77,7 +79,9 @@ def test_missing_file_names_the_path(tmp_path):
         list(iter_lines(tmp_path / "nope.json", LoadReport()))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(max_size=400))
 def test_fuzz_plain_bytes_every_line_accounted(tmp_path, data):
     assume(not data.startswith(GZIP_MAGIC))  # that would be (broken) gzip: next test
@@ -90,7 +94,9 @@ def test_fuzz_plain_bytes_every_line_accounted(tmp_path, data):
     assert fr.lines_read == len(yielded) + sum(fr.skipped.values())
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(data=st.binary(min_size=1, max_size=400), cut=st.floats(0.0, 1.0))
 def test_fuzz_cut_gzip_never_crashes(tmp_path, data, cut):
     packed = _gzip_bytes(data)
@@ -110,8 +116,18 @@ def test_streaming_memory_does_not_grow_with_the_file(tmp_path):
 
     from minireason.data.amazon import load_reviews
 
-    line = json.dumps({"reviewerID": "U", "asin": "I", "overall": 4.0, "unixReviewTime": 1,
-                       "reviewText": "strings " * 40}) + "\n"
+    line = (
+        json.dumps(
+            {
+                "reviewerID": "U",
+                "asin": "I",
+                "overall": 4.0,
+                "unixReviewTime": 1,
+                "reviewText": "strings " * 40,
+            }
+        )
+        + "\n"
+    )
     path = tmp_path / "big.json.gz"
     with gzip.open(path, "wt", compresslevel=1) as fh:
         for _ in range(40_000):
@@ -136,4 +152,7 @@ def test_write_head_copies_the_first_lines_gzipped(tmp_path):
     for src in (plain, packed):
         out = write_head(src, tmp_path / "sub" / f"{src.name}.head.gz", 3)
         assert gzip.decompress(out.read_bytes()) == b"".join(lines[:3])
-    assert gzip.decompress(write_head(plain, tmp_path / "all.gz", 99).read_bytes()) == plain.read_bytes()
+    assert (
+        gzip.decompress(write_head(plain, tmp_path / "all.gz", 99).read_bytes())
+        == plain.read_bytes()
+    )

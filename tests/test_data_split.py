@@ -14,7 +14,9 @@ def _reviews():
     out = []
     for u, n in (("a", 5), ("b", 3), ("c", 2), ("d", 1)):
         for t in range(n):  # written newest first, so the split must sort by time
-            out.append(Review(user=u, item=f"{u}{t}", rating=4.0, time=1000 - t * 10, line=len(out)))
+            out.append(
+                Review(user=u, item=f"{u}{t}", rating=4.0, time=1000 - t * 10, line=len(out))
+            )
     return out
 
 
@@ -32,7 +34,11 @@ def test_leave_last_out_is_chronological_per_user():
 
 def test_random_split_is_seeded_and_8_1_1():
     reviews = [Review("u", str(i), 3.0, i) for i in range(1000)]
-    a, b, c = random_split(reviews, seed=1), random_split(reviews, seed=1), random_split(reviews, seed=2)
+    a, b, c = (
+        random_split(reviews, seed=1),
+        random_split(reviews, seed=1),
+        random_split(reviews, seed=2),
+    )
     assert {k: len(v) for k, v in a.items()} == {"train": 800, "valid": 100, "test": 100}
     assert a == b and a != c
     assert sorted(r.item for rs in a.values() for r in rs) == sorted(r.item for r in reviews)

@@ -32,8 +32,15 @@ def test_find_reviews_search_order_and_message(mi_slice, tmp_path, monkeypatch):
 def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
     lines = []
     out = tmp_path / "demo"
-    result = run_demo(data_dir=mi_slice, out=out, preset=str(micro_preset_file), n_users=2,
-                      n_candidates=2, progress=False, echo=lines.append)  # fmt: skip
+    result = run_demo(
+        data_dir=mi_slice,
+        out=out,
+        preset=str(micro_preset_file),
+        n_users=2,
+        n_candidates=2,
+        progress=False,
+        echo=lines.append,
+    )
     text = "\n".join(lines)
     assert "[1/4] data:" in text and "skipped by reason" in text
     assert text.count("\nuser ") == 2
@@ -45,8 +52,15 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
     assert len(list(out.glob("evidence_*.png"))) == 2
 
     lines.clear()
-    run_demo(data_dir=mi_slice, out=out, preset=str(micro_preset_file), n_users=1,
-             n_candidates=2, progress=False, echo=lines.append)  # fmt: skip
+    run_demo(
+        data_dir=mi_slice,
+        out=out,
+        preset=str(micro_preset_file),
+        n_users=1,
+        n_candidates=2,
+        progress=False,
+        echo=lines.append,
+    )
     text = "\n".join(lines)
     assert "reusing" in text
     assert text.count("already finished") == 2  # both training stages are skipped

@@ -122,23 +122,38 @@ def test_step4_reason_is_the_best_scored_sample(run):
     tok = prepared.tokenizer
     records = prepared.test[:5]
     prompts = [prepared.prompts["test"].get(i).tolist() for i in range(5)]
-    fn = step4_generate_fn(model, tok, records, n_candidates=4, max_new_tokens=6, batch_size=2,
-                           seed=3, progress=False)  # fmt: skip
+    fn = step4_generate_fn(
+        model, tok, records, n_candidates=4, max_new_tokens=6, batch_size=2, seed=3, progress=False
+    )
     chosen = fn(prompts)
     assert chosen == fn(prompts)  # seeded
     assert len(chosen) == 5
     # redo batch 1 (records 2 and 3) by hand: sample, score every candidate, keep the best
-    gen = generate(model, prompts[2:4], max_new_tokens=6, top_p=TOP_P, temperature=TEMPERATURE, eos_id=tok.eos_id,
-                   rng=np.random.default_rng([3, 1]), n_samples=4)  # fmt: skip
+    gen = generate(
+        model,
+        prompts[2:4],
+        max_new_tokens=6,
+        top_p=TOP_P,
+        temperature=TEMPERATURE,
+        eos_id=tok.eos_id,
+        rng=np.random.default_rng([3, 1]),
+        n_samples=4,
+    )
     for j, rec in enumerate(records[2:4]):
         rows = range(4 * j, 4 * j + 4)
         texts = [tok.decode(gen.tokens[r], skip_special=True).strip() for r in rows]
         scores = [
-            score_candidate(texts[i], gen.logprobs[r], gen.finish[r], rec["profile"]["aspects"],
-                            rec["item_tags"], duplicate=words(texts[i]) in [words(t) for t in texts[:i]],
-                            focus=rec["focus"]).total
+            score_candidate(
+                texts[i],
+                gen.logprobs[r],
+                gen.finish[r],
+                rec["profile"]["aspects"],
+                rec["item_tags"],
+                duplicate=words(texts[i]) in [words(t) for t in texts[:i]],
+                focus=rec["focus"],
+            ).total
             for i, r in enumerate(rows)
-        ]  # fmt: skip
+        ]
         assert chosen[2 + j] == texts[int(np.argmax(scores))]
     with pytest.raises(ValueError, match="3 prompts for 5 records"):
         fn(prompts[:3])

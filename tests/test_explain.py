@@ -76,8 +76,9 @@ def test_free_form_focus_comes_from_the_runs_feature_file(loaded, tmp_path):
     known = [a for a in prepared.features if " " not in a][:2]
     history = ex.parse_history(f"{known[1]} (4)")
     focus = ex.free_form_focus(run_dir, history, ["not-an-aspect", *known])
-    assert focus == predict_focus([(known[0], 2), (known[1], 1)], [known[1]],
-                                  prepared.feature_rates, 3)
+    assert focus == predict_focus(
+        [(known[0], 2), (known[1], 1)], [known[1]], prepared.feature_rates, 3
+    )
     assert ex.free_form_focus(tmp_path, history, known) == []  # a run from before focus
     (tmp_path / "features.json").write_text("{not json")
     with pytest.raises(ValueError, match="features.json: corrupt feature file"):
@@ -89,8 +90,21 @@ def test_cli_explain_user_and_free_form(micro_run, capsys, tmp_path):
     prepared = load_prepared(prepared_dir)
     user = prepared.test[0]["user"]
     png = tmp_path / "ev.png"
-    argv = ["explain", "--run", str(run_dir), "--prepared", str(prepared_dir), "--user", user,
-            "-k", "2", "--candidates", "2", "--plot", str(png)]  # fmt: skip
+    argv = [
+        "explain",
+        "--run",
+        str(run_dir),
+        "--prepared",
+        str(prepared_dir),
+        "--user",
+        user,
+        "-k",
+        "2",
+        "--candidates",
+        "2",
+        "--plot",
+        str(png),
+    ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"user {user}:") and "2. " in out and "reason:" in out

@@ -47,7 +47,12 @@ def test_mining_ranks_by_document_frequency_with_bigrams():
 
 
 def test_sentences_split_on_glued_amazon_text():
-    assert split_sentences("It works.I like it! Really? yes") == ["It works.", "I like it!", "Really?", "yes"]
+    assert split_sentences("It works.I like it! Really? yes") == [
+        "It works.",
+        "I like it!",
+        "Really?",
+        "yes",
+    ]
 
 
 def test_target_is_first_aspect_sentence_of_reason_length():
@@ -55,7 +60,10 @@ def test_target_is_first_aspect_sentence_of_reason_length():
     r = Review("u", "i", 4.0, 0, text="Arrived on time. The gig bag feels sturdy and roomy.")
     target = explanation_target(r, vocab)
     assert target == Target("The gig bag feels sturdy and roomy.", "gig bag", 4.0)
-    assert explanation_target(Review("u", "i", 3.0, 0, text="Nothing to say here."), vocab) == NO_ASPECT
+    assert (
+        explanation_target(Review("u", "i", 3.0, 0, text="Nothing to say here."), vocab)
+        == NO_ASPECT
+    )
     long = "The strings " + "really " * 30 + "ring."
     assert explanation_target(Review("u", "i", 3.0, 0, text=long), vocab) == BAD_LENGTH
 
@@ -72,12 +80,17 @@ def test_item_tags_prefer_metadata_and_never_use_the_review_itself():
 
 def test_history_and_profile_come_from_the_given_past_only():
     vocab = mine_aspects(TEXTS, n_unigrams=3, n_bigrams=1, min_df=2)
-    past = [Review("u", "a", 5.0, 1, text="Nice strings."), Review("u", "b", 2.0, 2, text="Bad tuner.")]
+    past = [
+        Review("u", "a", 5.0, 1, text="Nice strings."),
+        Review("u", "b", 2.0, 2, text="Bad tuner."),
+    ]
     feats = ItemFeatures(past, vocab)
     hist = history_items(past, feats, max_items=1)
     assert [(h.item, h.aspects, h.rating) for h in hist] == [("b", ["tuner"], 2.0)]
-    assert profile(history_items(past, feats, 5)) == {"aspects": ["strings", "tuner"],
-                                                      "tags": ["strings", "tuner"]}
+    assert profile(history_items(past, feats, 5)) == {
+        "aspects": ["strings", "tuner"],
+        "tags": ["strings", "tuner"],
+    }
     assert profile([]) == {"aspects": [], "tags": []}
 
 
@@ -88,19 +101,32 @@ def test_target_focus_is_the_sentences_aspects_most_specific_first():
     vocab = mine_aspects(TEXTS, min_df=1)
     # df: strings 4, tuner 3, gig bag 2 (a bigram beats its own words at equal df)
     assert target_focus("The gig bag holds strings and a tuner.", vocab) == [
-        "gig bag", "bag", "gig"]
+        "gig bag",
+        "bag",
+        "gig",
+    ]
     assert target_focus("The gig bag holds strings and a tuner.", vocab, k=5)[3:] == [
-        "tuner", "strings"]
+        "tuner",
+        "strings",
+    ]
     assert target_focus("Nothing to see here.", vocab) == []
 
 
 def test_feature_rates_are_add_one_smoothed_shares():
-    rates = feature_rates([(["strings", "tuner"], "tuner"), (["strings"], "strings"),
-                           (["strings", "tuner", "tuner"], "tuner")])
+    rates = feature_rates(
+        [
+            (["strings", "tuner"], "tuner"),
+            (["strings"], "strings"),
+            (["strings", "tuner", "tuner"], "tuner"),
+        ]
+    )
     # strings: mentioned 3 times, chosen once; tuner: mentioned twice (sets), chosen twice
     assert rates == {"strings": pytest.approx(2 / 5), "tuner": pytest.approx(3 / 4)}
     assert list(feature_rates([(["tuner", "strings", "cable"], "cable")])) == [
-        "cable", "strings", "tuner"]  # sorted: the same features.json every run
+        "cable",
+        "strings",
+        "tuner",
+    ]  # sorted: the same features.json every run
 
 
 def test_predict_focus_formula_and_fallbacks():
@@ -120,6 +146,9 @@ def test_predict_focus_formula_and_fallbacks():
 
 def test_tag_counts_keep_the_order_of_known_tags():
     assert tag_counts(["capo", "zzz", "guitar", "capo"], {"capo", "guitar"}) == [
-        ("capo", 2), ("guitar", 1)]
+        ("capo", 2),
+        ("guitar", 1),
+    ]
     assert predict_focus(tag_counts(["capo", "guitar"], {"capo", "guitar"}), [], {}, k=1) == [
-        "capo"]
+        "capo"
+    ]

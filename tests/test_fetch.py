@@ -34,8 +34,10 @@ class _Server:
                 if rng and server.honour_range:
                     start = int(rng.split("=")[1].split("-")[0])
                     self.send_response(206)
-                    self.send_header("Content-Range",
-                                     f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}")
+                    self.send_header(
+                        "Content-Range",
+                        f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}",
+                    )
                 else:
                     self.send_response(200)
                 body = server.payload[start:]
@@ -63,8 +65,12 @@ class _Server:
 
 
 def _remote(url, payload=PAYLOAD, sha=None, size=None):
-    return RemoteFile(url, "file.bin", len(payload) if size is None else size,
-                      sha or hashlib.sha256(payload).hexdigest())
+    return RemoteFile(
+        url,
+        "file.bin",
+        len(payload) if size is None else size,
+        sha or hashlib.sha256(payload).hexdigest(),
+    )
 
 
 def test_download_checks_and_renames(tmp_path):
@@ -102,7 +108,10 @@ def test_connection_cut_keeps_the_part_then_resumes(tmp_path):
 
 
 def test_checksum_mismatch_removes_the_file(tmp_path):
-    with _Server(PAYLOAD) as srv, pytest.raises(FetchError, match="SHA-256 .* corrupt download removed"):
+    with (
+        _Server(PAYLOAD) as srv,
+        pytest.raises(FetchError, match="SHA-256 .* corrupt download removed"),
+    ):
         download(_remote(srv.url, sha="0" * 64), tmp_path / "file.bin", timeout=5, progress=False)
     assert not (tmp_path / "file.bin.part").exists() and not (tmp_path / "file.bin").exists()
 
@@ -115,7 +124,9 @@ def test_no_network_says_what_to_do(tmp_path):
     with pytest.raises(FetchError) as err:
         download(_remote(url), tmp_path / "file.bin", timeout=5, progress=False)
     msg = str(err.value)
-    assert msg.startswith("no network") and f"manually from {url}" in msg and "--reviews PATH" in msg
+    assert (
+        msg.startswith("no network") and f"manually from {url}" in msg and "--reviews PATH" in msg
+    )
 
 
 def test_fetch_named_dataset_into_the_cache_with_a_checked_zip(tmp_path, monkeypatch, capsys):
@@ -126,8 +137,20 @@ def test_fetch_named_dataset_into_the_cache_with_a_checked_zip(tmp_path, monkeyp
     member_sha = hashlib.sha256(b"userId,movieId,rating,timestamp\n1,1,4.0,5\n").hexdigest()
     monkeypatch.setenv("MINIREASON_CACHE", str(tmp_path / "cache"))
     with _Server(zipped) as srv:
-        monkeypatch.setitem(fetch_mod.DATASETS, "toy", Dataset("toy", "toy-folder", (
-            RemoteFile(srv.url, "toy.zip", None, None, members={"ml/ratings.csv": member_sha}),), ""))
+        monkeypatch.setitem(
+            fetch_mod.DATASETS,
+            "toy",
+            Dataset(
+                "toy",
+                "toy-folder",
+                (
+                    RemoteFile(
+                        srv.url, "toy.zip", None, None, members={"ml/ratings.csv": member_sha}
+                    ),
+                ),
+                "",
+            ),
+        )
         assert main(["data", "fetch", "toy"]) == 0
     folder = tmp_path / "cache" / "toy-folder"
     assert (folder / "ratings.csv").read_text().startswith("userId")
@@ -140,8 +163,11 @@ def test_cli_reports_fetch_failure_in_one_line(tmp_path, monkeypatch, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    monkeypatch.setitem(fetch_mod.DATASETS, "toy", Dataset("toy", "toy", (
-        _remote(f"http://127.0.0.1:{port}/x.gz"),), ""))
+    monkeypatch.setitem(
+        fetch_mod.DATASETS,
+        "toy",
+        Dataset("toy", "toy", (_remote(f"http://127.0.0.1:{port}/x.gz"),), ""),
+    )
     assert main(["data", "fetch", "toy", "--cache", str(tmp_path), "--timeout", "5"]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no network" in err and "manually" in err

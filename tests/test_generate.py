@@ -12,8 +12,9 @@ PROMPTS = [[5, 9, 2, 17], [3], [8, 1, 4, 4, 30, 12, 7, 22, 6], [40, 41]]
 @pytest.fixture(scope="module")
 def model():
     """float64, so cached and recomputed logits agree to ~1e-15 and no sampled token flips."""
-    cfg = GPTConfig(vocab_size=48, block_size=32, n_layer=2, n_head=2, n_embd=16,
-                    dtype="float64", seed=3)
+    cfg = GPTConfig(
+        vocab_size=48, block_size=32, n_layer=2, n_head=2, n_embd=16, dtype="float64", seed=3
+    )
     m = GPT(cfg).eval()
     rng = np.random.default_rng(0)  # larger weights than the init: peakier, varied logits
     for name, a in m.params.items():
@@ -46,7 +47,7 @@ def check_logprobs(model, gen):
     """The returned log-probs are those of ``GPT.token_logprobs`` on the full sequence."""
     for prompt, tokens, logp in zip(gen.prompts, gen.tokens, gen.logprobs, strict=True):
         seq = np.array([prompt + tokens])
-        expected = model.token_logprobs(seq[:, :-1], seq[:, 1:])[0, len(prompt) - 1:]
+        expected = model.token_logprobs(seq[:, :-1], seq[:, 1:])[0, len(prompt) - 1 :]
         np.testing.assert_allclose(logp, expected, rtol=0, atol=1e-10)
 
 
@@ -107,8 +108,15 @@ def test_top_k_1_is_greedy(model):
 def test_top_p_keeps_smallest_prefix_with_enough_mass():
     probs = np.array([0.0625, 0.5, 0.125, 0.3125])  # by probability: ids 1, 3, 2, 0
     logits = np.log(probs)[None, :]
-    for p, kept_ids in [(0.3, [1]), (0.5, [1]), (0.6, [1, 3]), (0.8125, [1, 3]),
-                        (0.85, [1, 3, 2]), (0.95, [1, 3, 2, 0]), (1.0, [1, 3, 2, 0])]:
+    for p, kept_ids in [
+        (0.3, [1]),
+        (0.5, [1]),
+        (0.6, [1, 3]),
+        (0.8125, [1, 3]),
+        (0.85, [1, 3, 2]),
+        (0.95, [1, 3, 2, 0]),
+        (1.0, [1, 3, 2, 0]),
+    ]:
         kept = filter_probs(logits, top_p=p)[0]
         expected = np.zeros(4)
         expected[kept_ids] = probs[kept_ids] / probs[kept_ids].sum()
@@ -146,23 +154,26 @@ def test_context_overflow_crops_prompt_and_stops_at_block_size(model):
     long_prompt = list(range(1, 45))  # 44 tokens > block_size 32
     gen = generate(model, [long_prompt, [2, 3]], max_new_tokens=100, temperature=0)
     assert gen.n_cropped == [44 - (block - 1), 0]
-    assert gen.prompts[0] == long_prompt[-(block - 1):]  # the oldest tokens went
+    assert gen.prompts[0] == long_prompt[-(block - 1) :]  # the oldest tokens went
     assert gen.finish == ["length", "length"]
     assert [len(p) + len(t) for p, t in zip(gen.prompts, gen.tokens, strict=True)] == [block] * 2
     assert gen.tokens[1] == reference(model, [2, 3], 100, temperature=0)
     check_logprobs(model, gen)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"prompts": []}, "non-empty list"),
-    ({"prompts": [[1], []]}, r"prompts\[1\] is empty"),
-    ({"prompts": [[1, 99]]}, r"prompts\[0\] holds token ids"),
-    ({"max_new_tokens": 0}, "max_new_tokens"),
-    ({"temperature": -1.0}, "temperature"),
-    ({"top_k": 0}, "top_k"),
-    ({"top_p": 1.5}, "top_p"),
-    ({"n_samples": 0}, "n_samples"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"prompts": []}, "non-empty list"),
+        ({"prompts": [[1], []]}, r"prompts\[1\] is empty"),
+        ({"prompts": [[1, 99]]}, r"prompts\[0\] holds token ids"),
+        ({"max_new_tokens": 0}, "max_new_tokens"),
+        ({"temperature": -1.0}, "temperature"),
+        ({"top_k": 0}, "top_k"),
+        ({"top_p": 1.5}, "top_p"),
+        ({"n_samples": 0}, "n_samples"),
+    ],
+)
 def test_bad_arguments_are_named(model, kwargs, message):
     args = {"prompts": [[1, 2]], **kwargs}
     with pytest.raises(ValueError, match=message):

@@ -21,8 +21,12 @@ ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 ASSIGNMENTS = {"A2": a2, "A3": a3}
 
-A2_LAYERNORM = {"layernorm_forward_fixed", "layernorm_backward_fixed", "layernorm_forward_random",
-                "layernorm_backward_random"}  # fmt: skip
+A2_LAYERNORM = {
+    "layernorm_forward_fixed",
+    "layernorm_backward_fixed",
+    "layernorm_forward_random",
+    "layernorm_backward_random",
+}
 A3_DROPPING = {"prompt_drops_oldest_fixed", "prompt_drops_random"}
 
 
@@ -146,7 +150,8 @@ def test_a3_random_prompt_tests_really_drop_and_cut():
         scenario = a3._Scenario(rng, n_history=n, n_item_tags=int(rng.integers(1, 4)))
         n_kept = int(rng.integers(1, n))
         max_tokens = a3._budget_dropping(scenario, rng, n_kept)
-        prompt = a3.reference_build_prompt(scenario.reference_history, scenario.item_labels,
-                                           max_tokens, scenario.tokenizer)  # fmt: skip
+        prompt = a3.reference_build_prompt(
+            scenario.reference_history, scenario.item_labels, max_tokens, scenario.tokenizer
+        )
         assert (prompt.n_history, prompt.n_dropped) == (n_kept, n - n_kept)
         assert prompt.ids[-1] == a3.SPECIAL["<reason>"] and len(prompt.ids) <= max_tokens

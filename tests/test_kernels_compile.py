@@ -71,8 +71,19 @@ def ptxas_reports(tmp_path_factory):
 
     def compile_one(job):
         source, arch = job
-        cmd = [nvcc, f"-arch={arch}", "-cubin", "-O3", "-Xptxas", "-v", "-Werror", "all-warnings",
-               "-o", str(out_dir / f"{source.stem}.{arch}.cubin"), str(source)]
+        cmd = [
+            nvcc,
+            f"-arch={arch}",
+            "-cubin",
+            "-O3",
+            "-Xptxas",
+            "-v",
+            "-Werror",
+            "all-warnings",
+            "-o",
+            str(out_dir / f"{source.stem}.{arch}.cubin"),
+            str(source),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         return job, done
 
@@ -110,14 +121,21 @@ def test_launched_names_are_the_compiled_entry_points(ptxas_reports):
     reports, _ = ptxas_reports
     for name, filename in cuda_attention.KERNEL_FILES.items():
         for arch in ARCHS:
-            assert name in reports[(filename, arch)], f"{name} not an entry point of {filename} ({arch})"
+            assert name in reports[(filename, arch)], (
+                f"{name} not an entry point of {filename} ({arch})"
+            )
 
 
 def test_no_register_spills(ptxas_reports):
     reports, _ = ptxas_reports
     for (filename, arch), kernels in reports.items():
         for kernel, info in kernels.items():
-            assert info["spill_stores"] == 0 and info["spill_loads"] == 0, (filename, arch, kernel, info)
+            assert info["spill_stores"] == 0 and info["spill_loads"] == 0, (
+                filename,
+                arch,
+                kernel,
+                info,
+            )
             assert info["registers"] <= 65536 // cuda_attention.FLASH_THREADS
 
 
@@ -128,14 +146,20 @@ def _defines(filename: str) -> dict:
 
 def test_launch_constants_match_the_sources():
     assert _defines("attention_forward1_naive.cu")["NAIVE_THREADS"] == cuda_attention.NAIVE_THREADS
-    assert _defines("attention_forward2_fused_softmax.cu")["ROWS_PER_BLOCK"] == cuda_attention.ROWS_PER_BLOCK
+    assert (
+        _defines("attention_forward2_fused_softmax.cu")["ROWS_PER_BLOCK"]
+        == cuda_attention.ROWS_PER_BLOCK
+    )
     for filename in ("attention_forward3_flash.cu", "attention_backward4_flash.cu"):
         d = _defines(filename)
         assert d["FLASH_BLOCK_M"] == flash_emulation.BLOCK_M
         assert d["FLASH_BLOCK_N"] == flash_emulation.BLOCK_N
         assert d["FLASH_THREADS"] == cuda_attention.FLASH_THREADS
         assert d["COLS_PER_LANE"] * 32 == flash_emulation.HEAD_DIM_MAX
-    assert _defines("attention_backward4_flash.cu")["DELTA_ROWS_PER_BLOCK"] == cuda_attention.DELTA_ROWS_PER_BLOCK
+    assert (
+        _defines("attention_backward4_flash.cu")["DELTA_ROWS_PER_BLOCK"]
+        == cuda_attention.DELTA_ROWS_PER_BLOCK
+    )
 
 
 def test_sources_ship_as_package_data():
@@ -156,8 +180,11 @@ def test_launchers_reject_host_arrays_and_bad_shapes():
 
 def test_shared_memory_fits_an_a100_or_h100_block():
     """Kernel 3 and 4's tiles at head_dim 128 fit the 163 KiB opt-in limit of sm_80."""
-    for size in (cuda_attention.flash_forward_shared_bytes, cuda_attention.flash_dkdv_shared_bytes,
-                 cuda_attention.flash_dq_shared_bytes):
+    for size in (
+        cuda_attention.flash_forward_shared_bytes,
+        cuda_attention.flash_dkdv_shared_bytes,
+        cuda_attention.flash_dq_shared_bytes,
+    ):
         assert size(128) <= 163 * 1024
         assert size(64) <= cuda_attention.DEFAULT_SHARED_BYTES  # no opt-in at GPT-2's head_dim
 
@@ -170,8 +197,14 @@ def test_shared_memory_fits_an_a100_or_h100_block():
 
 CPU_DIR = KERNEL_DIR / "cpu_threads"
 # (B, Tq, Tk, D): ragged, Tq != Tk both ways, head_dim 128 and 7, a sub-tile length
-CPU_SHAPES = [(2, 37, 37, 16), (2, 5, 70, 24), (2, 70, 5, 24), (1, 33, 95, 128), (1, 64, 64, 64),
-              (2, 40, 33, 7)]  # head_dim 7: kernel 3's float4 tiles are zero-padded to 8
+CPU_SHAPES = [
+    (2, 37, 37, 16),
+    (2, 5, 70, 24),
+    (2, 70, 5, 24),
+    (1, 33, 95, 128),
+    (1, 64, 64, 64),
+    (2, 40, 33, 7),
+]  # head_dim 7: kernel 3's float4 tiles are zero-padded to 8
 
 
 @pytest.fixture(scope="module")
@@ -185,10 +218,22 @@ def cpu_kernels(tmp_path_factory):
     for filename in sorted(set(cuda_attention.KERNEL_FILES.values())):
         names = [n for n, f in cuda_attention.KERNEL_FILES.items() if f == filename]
         lib_path = out_dir / f"{Path(filename).stem}.so"
-        cmd = [gxx, "-std=c++20", "-O1", "-shared", "-fPIC", "-pthread", "-Wall", "-Werror",
-               "-Wno-unknown-pragmas", f'-DKERNEL_SOURCE="../{filename}"',
-               "-DKERNELS=" + " ".join(f"EXPORT_KERNEL({n})" for n in names),
-               str(CPU_DIR / "launch.cpp"), "-o", str(lib_path)]  # fmt: skip
+        cmd = [
+            gxx,
+            "-std=c++20",
+            "-O1",
+            "-shared",
+            "-fPIC",
+            "-pthread",
+            "-Wall",
+            "-Werror",
+            "-Wno-unknown-pragmas",
+            f'-DKERNEL_SOURCE="../{filename}"',
+            "-DKERNELS=" + " ".join(f"EXPORT_KERNEL({n})" for n in names),
+            str(CPU_DIR / "launch.cpp"),
+            "-o",
+            str(lib_path),
+        ]
         done = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
         assert done.returncode == 0, f"g++ failed on {filename}:\n{done.stderr}"
         lib = ctypes.CDLL(str(lib_path))
@@ -241,13 +286,28 @@ def test_kernel1_on_cpu_threads(cpu_kernels, shape):
     mask[:, 0] = False  # a row with no key gives zeros
     bias = np.where(mask, 0.0, -np.inf).astype(np.float32)
     for causal, attn_mask in ((False, None), (True, None), (False, mask)):
-        ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), attn_mask=attn_mask,
-                                   is_causal=causal)  # fmt: skip
+        ref, _ = attention_forward(
+            *(a.astype(np.float64) for a in (q, k, v)), attn_mask=attn_mask, is_causal=causal
+        )
         out = _nan((b, tq, d))
         has_bias = attn_mask is not None
-        _run(cpu_kernels["attention_forward1_naive"], (tq, b), cuda_attention.NAIVE_THREADS,
-             q, k, v, bias if has_bias else _nan(1), out, np.int32(tq), np.int32(tk), np.int32(d),
-             np.int32(d), 1 / np.sqrt(d), np.int32(causal), np.int32(has_bias))  # fmt: skip
+        _run(
+            cpu_kernels["attention_forward1_naive"],
+            (tq, b),
+            cuda_attention.NAIVE_THREADS,
+            q,
+            k,
+            v,
+            bias if has_bias else _nan(1),
+            out,
+            np.int32(tq),
+            np.int32(tk),
+            np.int32(d),
+            np.int32(d),
+            1 / np.sqrt(d),
+            np.int32(causal),
+            np.int32(has_bias),
+        )
         _close32(out, ref, f"kernel 1 {shape} causal={causal} mask={has_bias}")
 
 
@@ -262,9 +322,19 @@ def test_kernel2_softmax_on_cpu_threads(cpu_kernels):
     for causal, with_bias in ((False, True), (True, False)):
         got = scores.copy()
         rows = math.ceil(b * tq / cuda_attention.ROWS_PER_BLOCK)
-        _run(cpu_kernels["scale_mask_softmax"], (rows, 1), 32 * cuda_attention.ROWS_PER_BLOCK,
-             got, bias if with_bias else _nan(1), np.int32(b), np.int32(tq), np.int32(tk),
-             np.float32(0.5), np.int32(causal), np.int32(with_bias))  # fmt: skip
+        _run(
+            cpu_kernels["scale_mask_softmax"],
+            (rows, 1),
+            32 * cuda_attention.ROWS_PER_BLOCK,
+            got,
+            bias if with_bias else _nan(1),
+            np.int32(b),
+            np.int32(tq),
+            np.int32(tk),
+            np.float32(0.5),
+            np.int32(causal),
+            np.int32(with_bias),
+        )
         s = 0.5 * scores.astype(np.float64) + (bias if with_bias else 0.0)
         ref = masked_softmax(s, causal_mask(tq, tk) if causal else None)
         _close32(got, ref, f"scale_mask_softmax causal={causal} bias={with_bias}")
@@ -274,9 +344,21 @@ def _run_flash_forward(cpu_kernels, q, k, v, causal):
     b, tq, d = q.shape
     tk = k.shape[1]
     out, lse = _nan((b, tq, d)), _nan((b, tq))
-    _run(cpu_kernels["attention_forward3_flash"], (math.ceil(tq / flash_emulation.BLOCK_M), b),
-         cuda_attention.FLASH_THREADS, q, k, v, out, lse, np.int32(tq), np.int32(tk),
-         np.int32(d), 1 / np.sqrt(d), np.int32(causal))  # fmt: skip
+    _run(
+        cpu_kernels["attention_forward3_flash"],
+        (math.ceil(tq / flash_emulation.BLOCK_M), b),
+        cuda_attention.FLASH_THREADS,
+        q,
+        k,
+        v,
+        out,
+        lse,
+        np.int32(tq),
+        np.int32(tk),
+        np.int32(d),
+        1 / np.sqrt(d),
+        np.int32(causal),
+    )
     return out, lse
 
 
@@ -293,19 +375,50 @@ def test_kernels_3_and_4_on_cpu_threads(cpu_kernels, shape, is_causal):
     _close32(out, ref_out, f"kernel 3 out {shape} causal={is_causal}")
     _close32(lse, ref_lse, f"kernel 3 lse {shape} causal={is_causal}")
 
-    ref_grads = flash_emulation.flash_backward_emulated(do64, q64, k64, v64, ref_out, ref_lse,
-                                                        is_causal=is_causal)  # fmt: skip
+    ref_grads = flash_emulation.flash_backward_emulated(
+        do64, q64, k64, v64, ref_out, ref_lse, is_causal=is_causal
+    )
     delta = _nan((b, tq))
-    _run(cpu_kernels["flash_backward_delta"],
-         (math.ceil(b * tq / cuda_attention.DELTA_ROWS_PER_BLOCK), 1),
-         32 * cuda_attention.DELTA_ROWS_PER_BLOCK, dout, out, delta, np.int32(b * tq), np.int32(d))
+    _run(
+        cpu_kernels["flash_backward_delta"],
+        (math.ceil(b * tq / cuda_attention.DELTA_ROWS_PER_BLOCK), 1),
+        32 * cuda_attention.DELTA_ROWS_PER_BLOCK,
+        dout,
+        out,
+        delta,
+        np.int32(b * tq),
+        np.int32(d),
+    )
     _close32(delta, flash_emulation.flash_backward_delta(do64, ref_out), "delta")
     dq, dk, dv = _nan(q.shape), _nan(k.shape), _nan(v.shape)
     sizes = (np.int32(tq), np.int32(tk), np.int32(d), 1 / np.sqrt(d), np.int32(is_causal))
-    _run(cpu_kernels["flash_backward_dkdv"], (math.ceil(tk / flash_emulation.BLOCK_N), b),
-         cuda_attention.FLASH_THREADS, q, k, v, dout, lse, delta, dk, dv, *sizes)
-    _run(cpu_kernels["flash_backward_dq"], (math.ceil(tq / flash_emulation.BLOCK_M), b),
-         cuda_attention.FLASH_THREADS, q, k, v, dout, lse, delta, dq, *sizes)
+    _run(
+        cpu_kernels["flash_backward_dkdv"],
+        (math.ceil(tk / flash_emulation.BLOCK_N), b),
+        cuda_attention.FLASH_THREADS,
+        q,
+        k,
+        v,
+        dout,
+        lse,
+        delta,
+        dk,
+        dv,
+        *sizes,
+    )
+    _run(
+        cpu_kernels["flash_backward_dq"],
+        (math.ceil(tq / flash_emulation.BLOCK_M), b),
+        cuda_attention.FLASH_THREADS,
+        q,
+        k,
+        v,
+        dout,
+        lse,
+        delta,
+        dq,
+        *sizes,
+    )
     for name, got, ref in zip(("dq", "dk", "dv"), (dq, dk, dv), ref_grads):
         _close32(got, ref, f"kernel 4 {name} {shape} causal={is_causal}")
 
@@ -332,14 +445,36 @@ def test_bench_report_table_targets_and_plot(tmp_path):
     rows = []
     for t in (256, 1024):
         for causal in (False, True):
-            for version, tflops in (("1 naive", 1.0), ("2 fused softmax", 4.0), ("3 flash", 6.0),
-                                    (kb.BACKWARD_VERSION, 3.0), (kb.TORCH_VERSION, 10.0)):
-                rows.append({"T": t, "causal": causal, "version": version, "valid": True,
-                             "max_abs_error": 1e-6, "ms": 1.0, "runs": 9, "tflops": tflops})
-    rows.append({"T": 4096, "causal": False, "version": "3 flash", "valid": False,
-                 "max_abs_error": 0.5})  # fmt: skip
+            for version, tflops in (
+                ("1 naive", 1.0),
+                ("2 fused softmax", 4.0),
+                ("3 flash", 6.0),
+                (kb.BACKWARD_VERSION, 3.0),
+                (kb.TORCH_VERSION, 10.0),
+            ):
+                rows.append(
+                    {
+                        "T": t,
+                        "causal": causal,
+                        "version": version,
+                        "valid": True,
+                        "max_abs_error": 1e-6,
+                        "ms": 1.0,
+                        "runs": 9,
+                        "tflops": tflops,
+                    }
+                )
+    rows.append(
+        {"T": 4096, "causal": False, "version": "3 flash", "valid": False, "max_abs_error": 0.5}
+    )
     result = {
-        "environment": {"gpu": "TEST GPU", "date": "d", "cupy": "c", "cuda_runtime": 1, "torch": "t"},
+        "environment": {
+            "gpu": "TEST GPU",
+            "date": "d",
+            "cupy": "c",
+            "cuda_runtime": 1,
+            "torch": "t",
+        },
         "config": {"batch": 8, "heads": 12, "head_dim": 64, "max_runs": 9, "warmup": 1},
         "results": rows,
         "not_measured": [{"T": 4096, "causal": True}],
@@ -402,15 +537,21 @@ def launchers_on_cpu(cpu_kernels, monkeypatch):
     fake = types.ModuleType("fake_cupy")
     error = type("FakeCudaError", (Exception,), {})
     fake.__dict__.update(
-        RawModule=Module, ascontiguousarray=np.ascontiguousarray, empty=np.empty,
-        matmul=np.matmul, where=np.where, broadcast_to=np.broadcast_to,
+        RawModule=Module,
+        ascontiguousarray=np.ascontiguousarray,
+        empty=np.empty,
+        matmul=np.matmul,
+        where=np.where,
+        broadcast_to=np.broadcast_to,
         cuda=types.SimpleNamespace(
             compiler=types.SimpleNamespace(CompileException=error),
             driver=types.SimpleNamespace(CUDADriverError=error),
             runtime=types.SimpleNamespace(CUDARuntimeError=error, deviceSynchronize=lambda: None),
-            Device=lambda: types.SimpleNamespace(attributes={"MaxSharedMemoryPerBlockOptin": 227 * 1024}),
+            Device=lambda: types.SimpleNamespace(
+                attributes={"MaxSharedMemoryPerBlockOptin": 227 * 1024}
+            ),
         ),
-    )  # fmt: skip
+    )
 
     def gpu_float32(name, a):
         if a.dtype != np.float32:
@@ -431,9 +572,15 @@ def test_forward_launchers_1_and_2(launchers_on_cpu):
     q, k, v = _f32(*(rng.standard_normal((2, 1, t, 16)) for t in (20, 27, 27)))
     mask = rng.random((20, 27)) < 0.6
     mask[3] = False
-    (float_mask,) = _f32(np.where(rng.random((2, 1, 20, 27)) < 0.2, -np.inf, rng.standard_normal((2, 1, 20, 27))))
-    for name, kw in (("causal", {"is_causal": True}), ("scale", {"scale": 0.3}),
-                     ("bool mask", {"attn_mask": mask}), ("float mask", {"attn_mask": float_mask})):
+    (float_mask,) = _f32(
+        np.where(rng.random((2, 1, 20, 27)) < 0.2, -np.inf, rng.standard_normal((2, 1, 20, 27)))
+    )
+    for name, kw in (
+        ("causal", {"is_causal": True}),
+        ("scale", {"scale": 0.3}),
+        ("bool mask", {"attn_mask": mask}),
+        ("float mask", {"attn_mask": float_mask}),
+    ):
         ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), **kw)
         for launch in (ca.attention_forward1_naive, ca.attention_forward2_fused):
             out = _nan(ref.shape)

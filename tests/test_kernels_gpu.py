@@ -56,7 +56,9 @@ def _nan(cp, shape):
 
 
 def _close(got, ref, what):
-    np.testing.assert_allclose(np.asarray(got, dtype=np.float64), ref, rtol=RTOL, atol=ATOL, err_msg=what)
+    np.testing.assert_allclose(
+        np.asarray(got, dtype=np.float64), ref, rtol=RTOL, atol=ATOL, err_msg=what
+    )
 
 
 def _masks(lead, tq, tk, seed):
@@ -79,10 +81,18 @@ def test_forward_1_and_2_match_reference(cp, ca, version, shape):
     cases = [("plain", None, False), ("causal", None, True)]
     cases += [(name, m, False) for name, m in _masks(lead, tq, tk, seed=d).items()]
     for name, mask, causal in cases:
-        ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), attn_mask=mask, is_causal=causal)
+        ref, _ = attention_forward(
+            *(a.astype(np.float64) for a in (q, k, v)), attn_mask=mask, is_causal=causal
+        )
         out = _nan(cp, ref.shape)
-        got = launch(gq, gk, gv, attn_mask=None if mask is None else cp.asarray(mask),
-                     is_causal=causal, out=out)  # fmt: skip
+        got = launch(
+            gq,
+            gk,
+            gv,
+            attn_mask=None if mask is None else cp.asarray(mask),
+            is_causal=causal,
+            out=out,
+        )
         assert got is out
         _close(cp.asnumpy(out), ref, f"{version} {shape} {name}")
 
@@ -90,7 +100,9 @@ def test_forward_1_and_2_match_reference(cp, ca, version, shape):
 def test_forward_1_and_2_value_head_dim_may_differ(cp, ca):
     q, k, _ = _inputs((2,), 40, 50, 16, seed=5)
     v = np.random.default_rng(6).standard_normal((2, 50, 24)).astype(np.float32)
-    ref, _ = attention_forward(q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), scale=0.2)
+    ref, _ = attention_forward(
+        q.astype(np.float64), k.astype(np.float64), v.astype(np.float64), scale=0.2
+    )
     for launch in (ca.attention_forward1_naive, ca.attention_forward2_fused):
         out = launch(*(cp.asarray(a) for a in (q, k, v)), scale=0.2, out=_nan(cp, ref.shape))
         _close(cp.asnumpy(out), ref, launch.__name__)
@@ -121,8 +133,9 @@ def test_flash_forward_3_matches_reference(cp, ca, shape, is_causal):
     m = scores.max(axis=-1)
     ref_lse = m + np.log(np.exp(scores - m[..., None]).sum(axis=-1))
     out, lse = _nan(cp, ref.shape), _nan(cp, ref.shape[:-1])
-    got_out, got_lse = ca.attention_forward3_flash(*(cp.asarray(a) for a in (q, k, v)),
-                                                   is_causal=is_causal, out=out, lse=lse)  # fmt: skip
+    got_out, got_lse = ca.attention_forward3_flash(
+        *(cp.asarray(a) for a in (q, k, v)), is_causal=is_causal, out=out, lse=lse
+    )
     assert got_out is out and got_lse is lse
     _close(cp.asnumpy(out), ref, f"flash out {shape} causal={is_causal}")
     _close(cp.asnumpy(lse), ref_lse, f"flash lse {shape} causal={is_causal}")
@@ -139,8 +152,9 @@ def test_flash_backward_4_matches_reference(cp, ca, shape, is_causal):
     gq, gk, gv, gdo = (cp.asarray(a) for a in (q, k, v, dout))
     out, lse = ca.attention_forward3_flash(gq, gk, gv, is_causal=is_causal)
     bufs = [_nan(cp, a.shape) for a in (q, k, v)]
-    got = ca.attention_backward4_flash(gdo, gq, gk, gv, out, lse, is_causal=is_causal,
-                                       dq=bufs[0], dk=bufs[1], dv=bufs[2])  # fmt: skip
+    got = ca.attention_backward4_flash(
+        gdo, gq, gk, gv, out, lse, is_causal=is_causal, dq=bufs[0], dk=bufs[1], dv=bufs[2]
+    )
     for name, g, b, r in zip(("dq", "dk", "dv"), got, bufs, ref):
         assert g is b
         _close(cp.asnumpy(g), r, f"flash {name} {shape} causal={is_causal}")
@@ -187,7 +201,9 @@ def _train_step(device, config, idx, targets):
 def test_one_training_step_on_gpu_matches_cpu(cp):
     from minireason.nn.model import GPTConfig
 
-    config = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, dtype="float32")
+    config = GPTConfig(
+        vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, dtype="float32"
+    )
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 64, size=(3, 16))
     targets = rng.integers(0, 64, size=(3, 16))

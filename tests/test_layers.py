@@ -31,9 +31,11 @@ def test_embedding_gradients_add_up_repeated_tokens():
     dout = rnd(rng, 6, 4)
     dwte, dwpe = L.embedding_backward(dout, cache)
     assert_grads(
-        lambda: L.embedding_forward(idx, wte, wpe)[0], {"wte": wte, "wpe": wpe},
-        {"wte": dwte, "wpe": dwpe}, dout,
-    )  # fmt: skip
+        lambda: L.embedding_forward(idx, wte, wpe)[0],
+        {"wte": wte, "wpe": wpe},
+        {"wte": dwte, "wpe": dwpe},
+        dout,
+    )
     np.testing.assert_allclose(dwte[1], dout[0] + dout[2] + dout[4])
     assert np.all(dwpe[3:] == 0)  # positions beyond T get no gradient
 
@@ -48,9 +50,11 @@ def test_layernorm_gradients_and_normalisation():
     dout = rnd(rng, 5, 6)
     dx, dw, db = L.layernorm_backward(dout, cache)
     assert_grads(
-        lambda: L.layernorm_forward(x, w, b)[0], {"x": x, "w": w, "b": b},
-        {"x": dx, "w": dw, "b": db}, dout,
-    )  # fmt: skip
+        lambda: L.layernorm_forward(x, w, b)[0],
+        {"x": x, "w": w, "b": b},
+        {"x": dx, "w": dw, "b": db},
+        dout,
+    )
 
 
 def test_linear_gradients():
@@ -61,9 +65,11 @@ def test_linear_gradients():
     dout = rnd(rng, 4, 5)
     dx, dw, db = L.linear_backward(dout, cache)
     assert_grads(
-        lambda: L.linear_forward(x, w, b)[0], {"x": x, "w": w, "b": b},
-        {"x": dx, "w": dw, "b": db}, dout,
-    )  # fmt: skip
+        lambda: L.linear_forward(x, w, b)[0],
+        {"x": x, "w": w, "b": b},
+        {"x": dx, "w": dw, "b": db},
+        dout,
+    )
 
 
 def test_gelu_tanh_form_values_and_gradient():
@@ -120,9 +126,11 @@ def test_self_attention_gradients_and_causality():
     dout = rnd(rng, B * T, C)
     dx, dw_qkv, db_qkv, dw_proj, db_proj = L.self_attention_backward(dout, cache)
     assert_grads(
-        f, {"x": x, "w_qkv": w_qkv, "b_qkv": b_qkv, "w_proj": w_proj, "b_proj": b_proj},
-        {"x": dx, "w_qkv": dw_qkv, "b_qkv": db_qkv, "w_proj": dw_proj, "b_proj": db_proj}, dout,
-    )  # fmt: skip
+        f,
+        {"x": x, "w_qkv": w_qkv, "b_qkv": b_qkv, "w_proj": w_proj, "b_proj": b_proj},
+        {"x": dx, "w_qkv": dw_qkv, "b_qkv": db_qkv, "w_proj": dw_proj, "b_proj": db_proj},
+        dout,
+    )
     # a later token does not change an earlier token's output
     x2 = x.copy()
     x2[T - 1] += 1.0  # last position of sequence 0
@@ -141,8 +149,9 @@ def test_mlp_gradients():
     assert_grads(
         lambda: L.mlp_forward(x, w_fc, b_fc, w_proj, b_proj)[0],
         {"x": x, "w_fc": w_fc, "b_fc": b_fc, "w_proj": w_proj, "b_proj": b_proj},
-        {"x": dx, "w_fc": dw_fc, "b_fc": db_fc, "w_proj": dw_proj, "b_proj": db_proj}, dout,
-    )  # fmt: skip
+        {"x": dx, "w_fc": dw_fc, "b_fc": db_fc, "w_proj": dw_proj, "b_proj": db_proj},
+        dout,
+    )
 
 
 @pytest.mark.parametrize("dropout", [0.0, 0.3])
@@ -150,10 +159,19 @@ def test_block_gradients(dropout):
     rng = np.random.default_rng(9)
     B, T, C, H = 2, 3, 4, 2
     shapes = {
-        "ln1.w": (C,), "ln1.b": (C,), "attn.w_qkv": (C, 3 * C), "attn.b_qkv": (3 * C,),
-        "attn.w_proj": (C, C), "attn.b_proj": (C,), "ln2.w": (C,), "ln2.b": (C,),
-        "mlp.w_fc": (C, 4 * C), "mlp.b_fc": (4 * C,), "mlp.w_proj": (4 * C, C), "mlp.b_proj": (C,),
-    }  # fmt: skip
+        "ln1.w": (C,),
+        "ln1.b": (C,),
+        "attn.w_qkv": (C, 3 * C),
+        "attn.b_qkv": (3 * C,),
+        "attn.w_proj": (C, C),
+        "attn.b_proj": (C,),
+        "ln2.w": (C,),
+        "ln2.b": (C,),
+        "mlp.w_fc": (C, 4 * C),
+        "mlp.b_fc": (4 * C,),
+        "mlp.w_proj": (4 * C, C),
+        "mlp.b_proj": (C,),
+    }
     assert set(shapes) == set(L.BLOCK_PARAMS)
     p = {name: rnd(rng, *shape, scale=0.5) for name, shape in shapes.items()}
     x = rnd(rng, B * T, C)
@@ -193,9 +211,10 @@ def test_cross_entropy_value_and_gradient(use_mask):
     if use_mask:
         assert np.all(dlogits[mask == 0] == 0)  # unmasked tokens get no gradient
     assert_grads(
-        lambda: L.cross_entropy_forward(logits, targets, mask)[0], {"logits": logits},
+        lambda: L.cross_entropy_forward(logits, targets, mask)[0],
+        {"logits": logits},
         {"logits": dlogits},
-    )  # fmt: skip
+    )
 
 
 def test_cross_entropy_is_stable_for_huge_logits():
@@ -210,13 +229,19 @@ def test_float32_stays_float32_through_every_layer():
     f32 = np.float32
     x = rng.normal(size=(B * T, C)).astype(f32)
     p = {
-        "ln1.w": np.ones(C, f32), "ln1.b": np.zeros(C, f32),
-        "attn.w_qkv": rng.normal(size=(C, 3 * C)).astype(f32), "attn.b_qkv": np.zeros(3 * C, f32),
-        "attn.w_proj": rng.normal(size=(C, C)).astype(f32), "attn.b_proj": np.zeros(C, f32),
-        "ln2.w": np.ones(C, f32), "ln2.b": np.zeros(C, f32),
-        "mlp.w_fc": rng.normal(size=(C, 4 * C)).astype(f32), "mlp.b_fc": np.zeros(4 * C, f32),
-        "mlp.w_proj": rng.normal(size=(4 * C, C)).astype(f32), "mlp.b_proj": np.zeros(C, f32),
-    }  # fmt: skip
+        "ln1.w": np.ones(C, f32),
+        "ln1.b": np.zeros(C, f32),
+        "attn.w_qkv": rng.normal(size=(C, 3 * C)).astype(f32),
+        "attn.b_qkv": np.zeros(3 * C, f32),
+        "attn.w_proj": rng.normal(size=(C, C)).astype(f32),
+        "attn.b_proj": np.zeros(C, f32),
+        "ln2.w": np.ones(C, f32),
+        "ln2.b": np.zeros(C, f32),
+        "mlp.w_fc": rng.normal(size=(C, 4 * C)).astype(f32),
+        "mlp.b_fc": np.zeros(4 * C, f32),
+        "mlp.w_proj": rng.normal(size=(4 * C, C)).astype(f32),
+        "mlp.b_proj": np.zeros(C, f32),
+    }
     out, cache = L.block_forward(x, p, B, T, H, 0.1, np.random.default_rng(0))
     assert out.dtype == f32
     dx, grads = L.block_backward(np.ones_like(out), cache)

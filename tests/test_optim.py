@@ -57,8 +57,10 @@ def test_adamw_matches_pytorch_over_several_steps():
     )
     topt = torch.optim.AdamW(
         [{"params": [tw], "weight_decay": 0.1}, {"params": [tb], "weight_decay": 0.0}],
-        lr=0.01, betas=(0.9, 0.95), eps=1e-8,
-    )  # fmt: skip
+        lr=0.01,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
     for step in range(5):
         g = {"w": rng.normal(size=(4, 3)), "b": rng.normal(size=3)}
         lr = 0.01 * (step + 1) / 5

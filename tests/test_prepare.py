@@ -87,8 +87,10 @@ def test_real_history_is_only_the_past(mi_prepared):
 def test_real_focus_from_targets_in_training_predicted_elsewhere(mi_prepared):
     _, p = mi_prepared
     vocab = AspectVocabulary(df=p.feature_df)
-    assert p.config["focus"] == 3 and 0 < min(p.feature_rates.values()) <= max(
-        p.feature_rates.values()) < 1
+    assert (
+        p.config["focus"] == 3
+        and 0 < min(p.feature_rates.values()) <= max(p.feature_rates.values()) < 1
+    )
     for name in ("train", "valid", "test"):
         for rec in p.split(name):
             focus = [s["label"] for s in rec["prompt"]["segments"] if s["kind"] == "focus"]
@@ -104,22 +106,32 @@ def test_real_focus_from_targets_in_training_predicted_elsewhere(mi_prepared):
     test = [r for r in p.test if r["target"] is not None]
     assert all(r["focus"] == p.focus_for(r["item"], r["profile"]["aspects"]) for r in test)
     hit = np.mean([r["feature"] in r["focus"] for r in test])
-    top = np.mean([r["feature"] in [a for a, _ in p.items[r["item"]]["aspects"][:3]]
-                   for r in test])
+    top = np.mean([r["feature"] in [a for a, _ in p.items[r["item"]]["aspects"][:3]] for r in test])
     assert hit > top + 0.02, (hit, top)
 
 
 def test_focus_zero_leaves_the_prompts_without_focus(tmp_path):
     out = tmp_path / "prep"
-    prepare(PrepareConfig(reviews=str(_toy_reviews(tmp_path / "r.json.gz")), out=str(out),
-                          vocab_size=300, min_df=1, focus=0, progress=False))
+    prepare(
+        PrepareConfig(
+            reviews=str(_toy_reviews(tmp_path / "r.json.gz")),
+            out=str(out),
+            vocab_size=300,
+            min_df=1,
+            focus=0,
+            progress=False,
+        )
+    )
     p = load_prepared(out)
     assert all(r["focus"] == [] and r["focus_from"] is None for r in p.train + p.test)
     assert not any(s["kind"] == "focus" for r in p.train for s in r["prompt"]["segments"])
     assert p.focus_for(p.test[0]["item"], ["strings"]) == []
     with pytest.raises(ValueError, match="--focus must be >= 0"):
-        prepare(PrepareConfig(reviews=str(tmp_path / "r.json.gz"), out=str(out), focus=-1,
-                              progress=False))
+        prepare(
+            PrepareConfig(
+                reviews=str(tmp_path / "r.json.gz"), out=str(out), focus=-1, progress=False
+            )
+        )
 
 
 @pytest.mark.slow
@@ -139,11 +151,18 @@ def _toy_reviews(path, n_users=8, extra=()):
     rows = []
     for u in range(n_users):
         for k in range(5):
-            rows.append(json.dumps({
-                "reviewerID": f"U{u}", "asin": f"I{(u + k) % 7}", "overall": 1 + (u * k) % 5,
-                "unixReviewTime": 1_300_000_000 + 86400 * (k * 10 + u),
-                "reviewText": f"The strings sound bright on my guitar. The tuner clip {u} {k} works.",
-                "summary": "fine"}))
+            rows.append(
+                json.dumps(
+                    {
+                        "reviewerID": f"U{u}",
+                        "asin": f"I{(u + k) % 7}",
+                        "overall": 1 + (u * k) % 5,
+                        "unixReviewTime": 1_300_000_000 + 86400 * (k * 10 + u),
+                        "reviewText": f"The strings sound bright on my guitar. The tuner clip {u} {k} works.",
+                        "summary": "fine",
+                    }
+                )
+            )
     rows[3:3] = list(extra)
     data = ("\n".join(rows) + "\n").encode()
     path.write_bytes(gzip.compress(data))
@@ -153,8 +172,23 @@ def _toy_reviews(path, n_users=8, extra=()):
 def test_cli_prepare_writes_a_loadable_directory(tmp_path, capsys):
     reviews = _toy_reviews(tmp_path / "toy.gz", extra=['{"broken', '{"reviewerID": "U1"}'])
     out = tmp_path / "out"
-    code = main(["prepare", "--reviews", str(reviews), "--out", str(out), "--vocab-size", "300",
-                 "--min-df", "2", "--split", "random", "--seed", "3"])
+    code = main(
+        [
+            "prepare",
+            "--reviews",
+            str(reviews),
+            "--out",
+            str(out),
+            "--vocab-size",
+            "300",
+            "--min-df",
+            "2",
+            "--split",
+            "random",
+            "--seed",
+            "3",
+        ]
+    )
     assert code == 0
     printed = capsys.readouterr().out
     assert "skipped lines: 2" in printed
@@ -177,8 +211,19 @@ def test_cli_reports_a_truncated_download(tmp_path, capsys):
     full = _toy_reviews(tmp_path / "full.gz", n_users=60).read_bytes()
     cut = tmp_path / "cut.gz"
     cut.write_bytes(full[: int(len(full) * 0.7)])
-    code = main(["prepare", "--reviews", str(cut), "--out", str(tmp_path / "o"),
-                 "--vocab-size", "300", "--min-df", "2"])
+    code = main(
+        [
+            "prepare",
+            "--reviews",
+            str(cut),
+            "--out",
+            str(tmp_path / "o"),
+            "--vocab-size",
+            "300",
+            "--min-df",
+            "2",
+        ]
+    )
     assert code == 0
     assert "warning: truncated gzip stream after line" in capsys.readouterr().out
     report = json.loads((tmp_path / "o" / "report.json").read_text())
@@ -195,7 +240,12 @@ def test_cli_errors_are_one_line(tmp_path, capsys, monkeypatch):
     ml.mkdir()
     (ml / "movies.csv").write_text("movieId,title,genres\n1,A,Drama\n")
     (ml / "ratings.csv").write_text("userId,movieId,rating,timestamp\n1,1,4,5\n")
-    assert main(["prepare", "--format", "movielens", "--reviews", str(ml), "--out", str(tmp_path / "o")]) == 1
+    assert (
+        main(
+            ["prepare", "--format", "movielens", "--reviews", str(ml), "--out", str(tmp_path / "o")]
+        )
+        == 1
+    )
     assert "no training review has text" in capsys.readouterr().err
 
 
@@ -203,8 +253,22 @@ def test_data_dir_variable_resolves_relative_paths(tmp_path, monkeypatch):
     _toy_reviews(tmp_path / "toy.gz")
     monkeypatch.setenv("MINIREASON_DATA_DIR", str(tmp_path))
     monkeypatch.chdir(tmp_path / "..")
-    assert main(["prepare", "--reviews", "toy.gz", "--out", str(tmp_path / "o"),
-                 "--vocab-size", "300", "--min-df", "2"]) == 0
+    assert (
+        main(
+            [
+                "prepare",
+                "--reviews",
+                "toy.gz",
+                "--out",
+                str(tmp_path / "o"),
+                "--vocab-size",
+                "300",
+                "--min-df",
+                "2",
+            ]
+        )
+        == 0
+    )
 
 
 def test_load_prepared_names_what_is_missing(tmp_path):
@@ -216,13 +280,29 @@ def test_cli_prepare_csv_with_a_column_mapping(tmp_path):
     rows = ["who,what,stars,when,body"]
     for u in range(6):
         for k in range(4):
-            rows.append(f'u{u},i{(u + k) % 5},{1 + k},{100 * k + u},"The cable and the tuner {k} work."')
+            rows.append(
+                f'u{u},i{(u + k) % 5},{1 + k},{100 * k + u},"The cable and the tuner {k} work."'
+            )
     path = tmp_path / "mine.csv"
     path.write_text("\n".join(rows) + "\n")
     out = tmp_path / "out"
-    code = main(["prepare", "--format", "csv", "--reviews", str(path), "--out", str(out),
-                 "--columns", "user=who,item=what,rating=stars,time=when,text=body",
-                 "--vocab-size", "300", "--min-df", "2"])
+    code = main(
+        [
+            "prepare",
+            "--format",
+            "csv",
+            "--reviews",
+            str(path),
+            "--out",
+            str(out),
+            "--columns",
+            "user=who,item=what,rating=stars,time=when,text=body",
+            "--vocab-size",
+            "300",
+            "--min-df",
+            "2",
+        ]
+    )
     assert code == 0
     p = load_prepared(out)
     assert (len(p.train), len(p.valid), len(p.test)) == (12, 6, 6)
@@ -233,10 +313,15 @@ def test_cli_prepare_csv_with_a_column_mapping(tmp_path):
 @pytest.mark.slow
 def test_real_magazines_prepare_uses_metadata_tags(data_dir, tmp_path):
     folder = data_dir / "amazon2018-magazines"
-    report = prepare(PrepareConfig(
-        reviews=str(folder / "Magazine_Subscriptions_5.json.gz"),
-        meta=str(folder / "meta_Magazine_Subscriptions.json.gz"),
-        out=str(tmp_path), vocab_size=1024, progress=False))
+    report = prepare(
+        PrepareConfig(
+            reviews=str(folder / "Magazine_Subscriptions_5.json.gz"),
+            meta=str(folder / "meta_Magazine_Subscriptions.json.gz"),
+            out=str(tmp_path),
+            vocab_size=1024,
+            progress=False,
+        )
+    )
     reviews_file, meta_file = report["load"]["files"]
     assert reviews_file["lines_read"] == 2375 and meta_file["lines_read"] == 3385
     assert reviews_file["skipped"]["missing field 'reviewText'"] >= 1

@@ -23,15 +23,17 @@ def tok():
 
 
 def _history(n):
-    return [HistoryItem(f"i{k}", ["guitar", f"tag{k}"], ["strings", "gig bag"], float(1 + k % 5))
-            for k in range(n)]
+    return [
+        HistoryItem(f"i{k}", ["guitar", f"tag{k}"], ["strings", "gig bag"], float(1 + k % 5))
+        for k in range(n)
+    ]
 
 
 def test_segment_map_points_at_the_right_tokens(tok):
     history = _history(2)
     p = build_prompt(history, ["pedal", "cable"], 200, tok, item="target")
     for s in p.segments:
-        span = p.ids[s.start:s.end]
+        span = p.ids[s.start : s.end]
         if s.kind in ("tag", "aspect"):
             assert tok.decode(span) == " " + s.label
         elif s.kind == "rating":
@@ -46,7 +48,9 @@ def test_segment_map_points_at_the_right_tokens(tok):
     assert kinds.count("hist") == 2 and kinds.count("item") == 1
     item_tags = [s.label for s in p.segments if s.kind == "tag" and s.owner == "item"]
     assert item_tags == ["pedal", "cable"]
-    assert tok.decode(p.ids).startswith("<hist> guitar tag0<sep> strings gig bag<sep> rated 1<hist>")
+    assert tok.decode(p.ids).startswith(
+        "<hist> guitar tag0<sep> strings gig bag<sep> rated 1<hist>"
+    )
 
 
 def test_oldest_history_is_dropped_first_to_fit(tok):
@@ -76,22 +80,25 @@ def test_item_tags_are_cut_when_even_the_item_does_not_fit(tok):
 
 
 def test_focus_part_follows_the_item_tags(tok):
-    p = build_prompt(_history(1), ["pedal", "cable"], 200, tok, item="x",
-                     focus=["strings", "gig bag"])
+    p = build_prompt(
+        _history(1), ["pedal", "cable"], 200, tok, item="x", focus=["strings", "gig bag"]
+    )
     assert tok.decode(p.ids).endswith("<item> pedal cable<sep> strings gig bag<reason>")
     focus = [s for s in p.segments if s.kind == "focus"]
     assert [s.label for s in focus] == ["strings", "gig bag"]
-    assert all(s.owner == "item" and tok.decode(p.ids[s.start:s.end]) == " " + s.label
-               for s in focus)
-    assert build_prompt([], ["pedal"], 64, tok, focus=[]).ids == build_prompt(
-        [], ["pedal"], 64, tok).ids  # no focus: no <sep> either
+    assert all(
+        s.owner == "item" and tok.decode(p.ids[s.start : s.end]) == " " + s.label for s in focus
+    )
+    assert (
+        build_prompt([], ["pedal"], 64, tok, focus=[]).ids
+        == build_prompt([], ["pedal"], 64, tok).ids
+    )  # no focus: no <sep> either
 
 
 def test_focus_is_kept_whole_and_tags_are_cut_first(tok):
     focus = ["strings"]
     full = build_prompt([], ["pedal", "cable", "tuner"], 200, tok, focus=focus)
-    p = build_prompt(_history(2), ["pedal", "cable", "tuner"], len(full.ids) - 1, tok,
-                     focus=focus)
+    p = build_prompt(_history(2), ["pedal", "cable", "tuner"], len(full.ids) - 1, tok, focus=focus)
     assert p.n_history == 0 and p.n_tags_dropped >= 1
     assert [s.label for s in p.segments if s.kind == "focus"] == focus
     with pytest.raises(ValueError, match="the focus"):
@@ -104,7 +111,8 @@ def test_render_is_plain_language():
     assert 'Now consider "Big Muff": pedal, cable.' in text
     assert "Talk about" not in text
     assert render_prompt([], ["pedal"], focus=["tone", "noise"]).endswith(
-        "Talk about: tone, noise.\nWhy you may like it:")
+        "Talk about: tone, noise.\nWhy you may like it:"
+    )
 
 
 def _secret(n: int) -> str:
@@ -123,21 +131,40 @@ def test_target_review_never_leaks_into_its_own_prompt(tmp_path):
     for u in range(12):
         for k in range(6):
             item = (u * 3 + k) % 10
-            lines.append(json.dumps({
-                "reviewerID": f"U{u}", "asin": f"I{item}", "overall": 1 + (u + k) % 5,
-                "unixReviewTime": 1_000_000 + 1000 * k + u,
-                "reviewText": f"It has {_secret(n)} inside the case. Bright tone.",
-                "summary": "ok"}))
+            lines.append(
+                json.dumps(
+                    {
+                        "reviewerID": f"U{u}",
+                        "asin": f"I{item}",
+                        "overall": 1 + (u + k) % 5,
+                        "unixReviewTime": 1_000_000 + 1000 * k + u,
+                        "reviewText": f"It has {_secret(n)} inside the case. Bright tone.",
+                        "summary": "ok",
+                    }
+                )
+            )
             n += 1
     path = tmp_path / "r.json.gz"
     path.write_bytes(gzip.compress(("\n".join(lines) + "\n").encode()))
-    prepare(PrepareConfig(reviews=str(path), out=str(tmp_path / "out"), vocab_size=300,
-                          n_unigrams=200, min_df=1, n_item_tags=100, progress=False, prompt_tokens=120,
-                          context=200))
+    prepare(
+        PrepareConfig(
+            reviews=str(path),
+            out=str(tmp_path / "out"),
+            vocab_size=300,
+            n_unigrams=200,
+            min_df=1,
+            n_item_tags=100,
+            progress=False,
+            prompt_tokens=120,
+            context=200,
+        )
+    )
     prepared = load_prepared(tmp_path / "out")
     for name in ("train", "valid", "test"):  # aspects are mined from training text only
-        assert all((_secret_in(rec["text"]) in prepared.features) == (name == "train")
-                   for rec in prepared.split(name))
+        assert all(
+            (_secret_in(rec["text"]) in prepared.features) == (name == "train")
+            for rec in prepared.split(name)
+        )
     tok = prepared.tokenizer
     by_user = {}
     for name in ("train", "valid", "test"):
@@ -154,15 +181,19 @@ def test_target_review_never_leaks_into_its_own_prompt(tmp_path):
             if rec["focus_from"] == "target":  # by design: a training record's own target
                 assert name == "train" and rec["focus"][0] == rec["feature"]
                 assert set(rec["focus"]) <= set(rec["aspects"])
-                ids = ids[:focus[0]["start"]] + ids[focus[-1]["end"]:]  # everything else
+                ids = ids[: focus[0]["start"]] + ids[focus[-1]["end"] :]  # everything else
                 shown = shown.split("Talk about")[0]
             else:
                 assert rec["focus_from"] == "predicted" and len(rec["focus"]) >= 1
             prompt_text = tok.decode(ids)
             ids, mask = fin.get(rec["seq"])
-            assert ids[: fin.prompt_len[rec["seq"]]].tolist() == prepared.prompts[name].get(i).tolist()
+            assert (
+                ids[: fin.prompt_len[rec["seq"]]].tolist() == prepared.prompts[name].get(i).tolist()
+            )
             own = _secret_in(rec["text"])
-            future = {_secret_in(r["text"]) for r in by_user[rec["user"]] if r["time"] >= rec["time"]}
+            future = {
+                _secret_in(r["text"]) for r in by_user[rec["user"]] if r["time"] >= rec["time"]
+            }
             assert own in future
             for secret in future:
                 assert secret not in prompt_text and secret not in shown

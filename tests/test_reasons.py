@@ -34,8 +34,9 @@ def tokenizer():
 
 @pytest.fixture(scope="module")
 def model(tokenizer):
-    cfg = GPTConfig(vocab_size=tokenizer.vocab_size, block_size=96, n_layer=2, n_head=2,
-                    n_embd=32, seed=1)
+    cfg = GPTConfig(
+        vocab_size=tokenizer.vocab_size, block_size=96, n_layer=2, n_head=2, n_embd=32, seed=1
+    )
     return GPT(cfg).eval()
 
 
@@ -46,16 +47,18 @@ def test_words_and_literal_mentions():
     text_words = words("Great TONE, and the sound quality's fine!")
     assert text_words == ["great", "tone", "and", "the", "sound", "quality's", "fine"]
     assert mentions(words("sound quality is great"), ["sound quality", "quality", "tone"]) == [
-        "sound quality", "quality"]
+        "sound quality",
+        "quality",
+    ]
     assert mentions(words("the soundquality"), ["sound quality"]) == []  # words, not substrings
 
 
 def test_relevant_candidate_beats_generic_one():
     lp = np.full(8, -2.0)  # same fluency for both
-    relevant = score_candidate("the pedal has a warm tone with low noise", lp, "eos",
-                               PROFILE, ITEM_TAGS)
-    generic = score_candidate("i like it a lot and would buy again", lp, "eos",
-                              PROFILE, ITEM_TAGS)
+    relevant = score_candidate(
+        "the pedal has a warm tone with low noise", lp, "eos", PROFILE, ITEM_TAGS
+    )
+    generic = score_candidate("i like it a lot and would buy again", lp, "eos", PROFILE, ITEM_TAGS)
     assert relevant.mentioned_aspects == ["tone", "noise"]
     assert relevant.mentioned_tags == ["pedal", "tone"]
     assert relevant.user_coverage == pytest.approx(2 / 3)
@@ -65,16 +68,39 @@ def test_relevant_candidate_beats_generic_one():
 
 
 def test_score_formula_with_documented_weights():
-    w = ScoreWeights(user=2.0, item=3.0, focus=4.0, logprob=0.5, repetition=1.0,
-                     duplicate=1.0, truncated=0.25, empty=10.0)
-    s = score_candidate("great tone", np.array([-1.0, -3.0]), "max_new_tokens", PROFILE,
-                        ITEM_TAGS, duplicate=True, weights=w, focus=["tone", "strap"])
+    w = ScoreWeights(
+        user=2.0,
+        item=3.0,
+        focus=4.0,
+        logprob=0.5,
+        repetition=1.0,
+        duplicate=1.0,
+        truncated=0.25,
+        empty=10.0,
+    )
+    s = score_candidate(
+        "great tone",
+        np.array([-1.0, -3.0]),
+        "max_new_tokens",
+        PROFILE,
+        ITEM_TAGS,
+        duplicate=True,
+        weights=w,
+        focus=["tone", "strap"],
+    )
     expected = 2.0 * (1 / 3) + 3.0 * (1 / 3) + 4.0 * (1 / 2) + 0.5 * (-2.0) - 0.0 - 1.0 - 0.25
     assert s.total == pytest.approx(expected)
     assert s.focus_coverage == 0.5 and s.mentioned_focus == ["tone"]
     assert s.truncated and s.duplicate and not s.empty
-    no_focus = score_candidate("great tone", np.array([-1.0, -3.0]), "max_new_tokens",
-                               PROFILE, ITEM_TAGS, duplicate=True, weights=w)
+    no_focus = score_candidate(
+        "great tone",
+        np.array([-1.0, -3.0]),
+        "max_new_tokens",
+        PROFILE,
+        ITEM_TAGS,
+        duplicate=True,
+        weights=w,
+    )
     assert no_focus.focus_coverage == 0.0
     assert no_focus.total == pytest.approx(expected - 4.0 * (1 / 2))
 
@@ -82,10 +108,12 @@ def test_score_formula_with_documented_weights():
 def test_degenerate_duplicate_and_empty_are_penalised():
     lp = np.full(10, -1.0)
     clean = score_candidate("a warm tone for the pedal", lp, "eos", PROFILE, ITEM_TAGS)
-    loop = score_candidate("tone pedal tone pedal tone pedal tone pedal", lp, "eos",
-                           PROFILE, ITEM_TAGS)
-    dup = score_candidate("a warm tone for the pedal", lp, "eos", PROFILE, ITEM_TAGS,
-                          duplicate=True)
+    loop = score_candidate(
+        "tone pedal tone pedal tone pedal tone pedal", lp, "eos", PROFILE, ITEM_TAGS
+    )
+    dup = score_candidate(
+        "a warm tone for the pedal", lp, "eos", PROFILE, ITEM_TAGS, duplicate=True
+    )
     empty = score_candidate("  ", np.array([-0.1]), "eos", PROFILE, ITEM_TAGS)
     assert repetition(words("a b a b a b")) == pytest.approx(1 - 2 / 5)
     assert repetition(words("one two three")) == 0.0
@@ -135,15 +163,25 @@ def test_aggregation_reads_only_reason_rows():
     owners, _ = aggregate_evidence(att, prompt_len=7, segments=segments)
     # rows 6..8: item gets (1.0 + 0.1 + 0.1) / 3, history (0 + 0.3 + 0.3) / 3
     assert {s.owner: s.share for s in owners} == pytest.approx(
-        {"item": 1.2 / 1.8, "hist:0": 0.6 / 1.8})
+        {"item": 1.2 / 1.8, "hist:0": 0.6 / 1.8}
+    )
 
 
 # --------------------------------------------------------------------------- explain
 
 
 def test_explain_returns_best_candidate_with_evidence(model, tokenizer):
-    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, PROFILE, n_candidates=5, seed=3,
-                 max_new_tokens=10, item="B009")
+    ex = explain(
+        model,
+        tokenizer,
+        HISTORY,
+        ITEM_TAGS,
+        PROFILE,
+        n_candidates=5,
+        seed=3,
+        max_new_tokens=10,
+        item="B009",
+    )
     assert len(ex.candidates) == 5
     totals = [c.score.total for c in ex.candidates]
     assert totals == sorted(totals, reverse=True)
@@ -159,22 +197,34 @@ def test_explain_returns_best_candidate_with_evidence(model, tokenizer):
 
 
 def test_explain_puts_the_focus_in_the_prompt_and_scores_it(model, tokenizer):
-    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, PROFILE, n_candidates=4, seed=3,
-                 max_new_tokens=10, focus=["tone", " ", "noise"])
+    ex = explain(
+        model,
+        tokenizer,
+        HISTORY,
+        ITEM_TAGS,
+        PROFILE,
+        n_candidates=4,
+        seed=3,
+        max_new_tokens=10,
+        focus=["tone", " ", "noise"],
+    )
     focus = [s for s in ex.evidence.segments if s.kind == "focus"]
     assert [s.label for s in focus] == ["tone", "noise"]
     assert "Talk about: tone, noise." in ex.prompt_text
     for c in ex.candidates:
         assert c.score.focus_coverage == len(c.score.mentioned_focus) / 2
-    plain = explain(model, tokenizer, HISTORY, ITEM_TAGS, PROFILE, n_candidates=4, seed=3,
-                    max_new_tokens=10)
+    plain = explain(
+        model, tokenizer, HISTORY, ITEM_TAGS, PROFILE, n_candidates=4, seed=3, max_new_tokens=10
+    )
     assert len(plain.prompt_ids) < len(ex.prompt_ids)
     assert all(c.score.focus_coverage == 0.0 for c in plain.candidates)
 
 
 def test_explain_is_deterministic_with_a_seed(model, tokenizer):
-    runs = [explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=4, seed=s,
-                    max_new_tokens=8) for s in (5, 5, 6)]
+    runs = [
+        explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=4, seed=s, max_new_tokens=8)
+        for s in (5, 5, 6)
+    ]
     texts = [[c.text for c in r.candidates] for r in runs]
     assert texts[0] == texts[1]
     assert texts[0] != texts[2]
@@ -224,24 +274,37 @@ class FakePrepared:
 def test_bench_explain_reports_times(model, tokenizer):
     from minireason.bench.explain import format_report, run_bench_explain
 
-    record = {"history": [vars(h) for h in HISTORY], "item_tags": ITEM_TAGS,
-              "profile": {"aspects": PROFILE}, "item": "B009"}
+    record = {
+        "history": [vars(h) for h in HISTORY],
+        "item_tags": ITEM_TAGS,
+        "profile": {"aspects": PROFILE},
+        "item": "B009",
+    }
     cold = {**record, "history": []}
     empty = {**cold, "item_tags": []}  # nothing to explain: left out, not an error
     prepared = FakePrepared(tokenizer, [empty, record, cold, record])
     from minireason.bench.threads import numpy_threads
 
     before = numpy_threads()
-    result = run_bench_explain(model, prepared, n_pairs=5, n_candidates=3, max_new_tokens=5,
-                               warmup=1, threads=1, progress=False)
+    result = run_bench_explain(
+        model,
+        prepared,
+        n_pairs=5,
+        n_candidates=3,
+        max_new_tokens=5,
+        warmup=1,
+        threads=1,
+        progress=False,
+    )
     assert numpy_threads() == before  # restored
     assert result["blas_threads"] in (1, None)  # None: this NumPy's BLAS is out of reach
     assert result["n_pairs"] == 3 and len(result["times_s"]) == 3
     assert 0 < result["median_s"] <= result["p90_s"] <= max(result["times_s"])
     assert result["mean_candidate_tokens"] <= 5
     assert "median" in format_report(result)
-    other = GPT(GPTConfig(vocab_size=tokenizer.vocab_size + 1, block_size=32, n_layer=1,
-                          n_head=1, n_embd=8))
+    other = GPT(
+        GPTConfig(vocab_size=tokenizer.vocab_size + 1, block_size=32, n_layer=1, n_head=1, n_embd=8)
+    )
     with pytest.raises(ValueError, match="vocab_size"):
         run_bench_explain(other, prepared, progress=False)
 
@@ -256,8 +319,7 @@ def test_bench_explain_cli_is_registered_and_checks_arguments(capsys):
 
 def test_identical_candidates_are_marked_duplicate(model, tokenizer):
     # a nucleus this small keeps only the most probable token: every sample is the greedy one
-    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=3, top_p=1e-9,
-                 max_new_tokens=6)
+    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=3, top_p=1e-9, max_new_tokens=6)
     assert len({c.text for c in ex.candidates}) == 1
     assert [c.score.duplicate for c in ex.candidates] == [False, True, True]
     assert ex.candidates[1].score.total == pytest.approx(ex.score.total - 1.0)

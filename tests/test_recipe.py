@@ -21,10 +21,23 @@ MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
 MICRO = {
     "description": "micro preset for tests",
     "model": {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, "seed": 3},
-    "pretrain": {"batch_size": 4, "block_size": 32, "max_steps": 4, "warmup_steps": 1,
-                 "eval_interval": 2, "eval_iters": 1, "checkpoint_interval": 2},
-    "finetune": {"batch_size": 4, "max_steps": 4, "warmup_steps": 1,
-                 "eval_interval": 2, "eval_iters": 1, "checkpoint_interval": 2},
+    "pretrain": {
+        "batch_size": 4,
+        "block_size": 32,
+        "max_steps": 4,
+        "warmup_steps": 1,
+        "eval_interval": 2,
+        "eval_iters": 1,
+        "checkpoint_interval": 2,
+    },
+    "finetune": {
+        "batch_size": 4,
+        "max_steps": 4,
+        "warmup_steps": 1,
+        "eval_interval": 2,
+        "eval_iters": 1,
+        "checkpoint_interval": 2,
+    },
 }
 
 
@@ -43,11 +56,20 @@ def micro_preset(tmp_path):
 
 def _sequences(seqs: list[list[int]], prompt_lens: list[int]) -> SequenceSet:
     ids = np.concatenate([np.asarray(s, dtype=np.int32) for s in seqs])
-    mask = np.concatenate([np.r_[np.zeros(p), np.ones(len(s) - p)].astype(np.uint8)
-                           for s, p in zip(seqs, prompt_lens)])
+    mask = np.concatenate(
+        [
+            np.r_[np.zeros(p), np.ones(len(s) - p)].astype(np.uint8)
+            for s, p in zip(seqs, prompt_lens)
+        ]
+    )
     offsets = np.r_[0, np.cumsum([len(s) for s in seqs])].astype(np.int64)
-    return SequenceSet(ids, mask, offsets, np.asarray(prompt_lens, dtype=np.int32),
-                       np.arange(len(seqs), dtype=np.int32))
+    return SequenceSet(
+        ids,
+        mask,
+        offsets,
+        np.asarray(prompt_lens, dtype=np.int32),
+        np.arange(len(seqs), dtype=np.int32),
+    )
 
 
 # --------------------------------------------------------------------------- presets
@@ -116,8 +138,15 @@ def test_reason_batches_cover_each_epoch_once_and_repeat_by_step():
 def test_recipe_end_to_end_then_resume_between_stages(prepared_dir, micro_preset, tmp_path):
     out = tmp_path / "run"
     report = run_recipe(prepared_dir, micro_preset, out, progress=False)
-    for name in ("preset.json", "tokenizer.json", "train_report.json", "pretrain/loss.png",
-                 "finetune/loss.png", "pretrain/checkpoint.npz", "finetune/checkpoint.npz"):
+    for name in (
+        "preset.json",
+        "tokenizer.json",
+        "train_report.json",
+        "pretrain/loss.png",
+        "finetune/loss.png",
+        "pretrain/checkpoint.npz",
+        "finetune/checkpoint.npz",
+    ):
         assert (out / name).is_file(), name
     assert (out / "tokenizer.json").read_bytes() == (prepared_dir / "tokenizer.json").read_bytes()
     assert (out / "features.json").read_bytes() == (prepared_dir / "features.json").read_bytes()
@@ -149,8 +178,11 @@ def test_recipe_end_to_end_then_resume_between_stages(prepared_dir, micro_preset
 
 
 def test_recipe_rejects_a_context_longer_than_the_model(prepared_dir, tmp_path):
-    short = {**MICRO, "model": {**MICRO["model"], "block_size": 64},
-             "pretrain": {**MICRO["pretrain"], "block_size": 32}}
+    short = {
+        **MICRO,
+        "model": {**MICRO["model"], "block_size": 64},
+        "pretrain": {**MICRO["pretrain"], "block_size": 32},
+    }
     path = tmp_path / "short.json"
     path.write_text(json.dumps(short))
     with pytest.raises(ValueError, match="block_size 64 is shorter than the prepared context 128"):
@@ -159,14 +191,23 @@ def test_recipe_rejects_a_context_longer_than_the_model(prepared_dir, tmp_path):
 
 def test_cli_train(prepared_dir, micro_preset, tmp_path, capsys):
     out = tmp_path / "cli_run"
-    argv = ["train", "--prepared", str(prepared_dir), "--preset", str(micro_preset),
-            "--out", str(out)]
+    argv = [
+        "train",
+        "--prepared",
+        str(prepared_dir),
+        "--preset",
+        str(micro_preset),
+        "--out",
+        str(out),
+    ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "pretrain: trained, 4 steps" in printed and "finetune: trained, 4 steps" in printed
     assert main(argv) == 1  # the run exists and --resume was not given
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pass --resume" in err
-    assert main(["train", "--prepared", str(tmp_path / "nope"), "--preset", "tiny",
-                 "--out", str(out)]) == 1
+    assert (
+        main(["train", "--prepared", str(tmp_path / "nope"), "--preset", "tiny", "--out", str(out)])
+        == 1
+    )
     assert "not a prepared directory" in capsys.readouterr().err

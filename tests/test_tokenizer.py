@@ -7,7 +7,10 @@ import pytest
 from minireason.prep.tokenizer import SPECIAL_TOKENS, BPETokenizer
 
 CORPUS = ["The strings sound bright and the tuner holds pitch."] * 50 + [
-    "Café crème, naïve façade.", "这个调音器很好用。", "Sturdy stand for the gig bag."] * 20
+    "Café crème, naïve façade.",
+    "这个调音器很好用。",
+    "Sturdy stand for the gig bag.",
+] * 20
 
 
 @pytest.fixture(scope="module")
@@ -15,13 +18,16 @@ def tok():
     return BPETokenizer.train(CORPUS, vocab_size=400)
 
 
-@pytest.mark.parametrize("text", [
-    "The strings sound bright.",
-    "Unseen words: xylophone QUUX 123 !?",
-    "Café crème brûlée, Ærøskøbing, naïve",
-    "这个调音器很好用，音色明亮。",
-    "mixed 中文 and emoji 🎸 tabs\tand\nnewlines",
-])
+@pytest.mark.parametrize(
+    "text",
+    [
+        "The strings sound bright.",
+        "Unseen words: xylophone QUUX 123 !?",
+        "Café crème brûlée, Ærøskøbing, naïve",
+        "这个调音器很好用，音色明亮。",
+        "mixed 中文 and emoji 🎸 tabs\tand\nnewlines",
+    ],
+)
 def test_round_trip(tok, text):
     ids = tok.encode(text)
     assert all(0 <= i < tok.vocab_size for i in ids)

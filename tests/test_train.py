@@ -23,8 +23,15 @@ def stream(n=400, seed=0):
 
 
 def tc(**kw):
-    base = dict(max_steps=8, learning_rate=3e-3, min_lr=3e-4, warmup_steps=2, eval_interval=4,
-                eval_iters=2, checkpoint_interval=100)  # fmt: skip
+    base = dict(
+        max_steps=8,
+        learning_rate=3e-3,
+        min_lr=3e-4,
+        warmup_steps=2,
+        eval_interval=4,
+        eval_iters=2,
+        checkpoint_interval=100,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -81,8 +88,14 @@ def test_training_lowers_the_loss_and_validates(tmp_path):
     model = GPT(GPTConfig(**{**CONFIG.to_dict(), "dropout": 0.0}))
     data, val = TokenWindows(stream(), 8, 8, seed=1), TokenWindows(stream(seed=9), 8, 8, seed=2)
     before = evaluate(model, val, 2)
-    result = train(model, data, tc(max_steps=60, learning_rate=1e-2, eval_interval=30), tmp_path,
-                   val_batch=val, progress=False)  # fmt: skip
+    result = train(
+        model,
+        data,
+        tc(max_steps=60, learning_rate=1e-2, eval_interval=30),
+        tmp_path,
+        val_batch=val,
+        progress=False,
+    )
     assert [s for s, _ in result.val_losses] == [30, 60]
     assert result.val_losses[-1][1] < 0.5 * before
     assert model.training  # evaluation restored training mode

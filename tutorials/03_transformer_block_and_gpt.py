@@ -49,8 +49,9 @@ rng = np.random.default_rng(0)
 # be compared with the model to the last digit, and a tiny size so every array is printable.
 
 # %%
-config = GPTConfig(vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=16,
-                   dtype="float64", seed=0)
+config = GPTConfig(
+    vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=16, dtype="float64", seed=0
+)
 model = GPT(config).eval()
 B, T = 2, 8
 idx = rng.integers(0, config.vocab_size, size=(B, T))
@@ -66,6 +67,7 @@ print("idx", idx.shape)
 # stream `x` itself is never normalised, so the gradient has a clean path from the loss to
 # the embeddings (`dx = dout + ...` at every residual), which is what lets deep stacks train.
 
+
 # %%
 def show(label, a, note=""):
     print(f"{label:<32} {str(a.shape):<10} {note}")
@@ -78,9 +80,16 @@ for i in range(config.n_layer):
     bp = {name: p[f"h.{i}.{name}"] for name in layers.BLOCK_PARAMS}
     h, _ = layers.layernorm_forward(x, bp["ln1.w"], bp["ln1.b"])
     show(f"block {i}: ln1(x)", h, f"largest row mean {np.abs(h.mean(-1)).max():.0e}")
-    h, att = layers.self_attention_forward(h, bp["attn.w_qkv"], bp["attn.b_qkv"],
-                                           bp["attn.w_proj"], bp["attn.b_proj"], B, T,
-                                           config.n_head)
+    h, att = layers.self_attention_forward(
+        h,
+        bp["attn.w_qkv"],
+        bp["attn.b_qkv"],
+        bp["attn.w_proj"],
+        bp["attn.b_proj"],
+        B,
+        T,
+        config.n_head,
+    )
     show(f"block {i}: attn(ln1(x))", h, f"weights {att[1].weights.shape} = (B, H, T, T)")
     x = x + h
     show(f"block {i}: x + attn", x)
@@ -106,13 +115,17 @@ print("replay == model.forward:", np.allclose(logits.reshape(B, T, -1), model_lo
 # so it costs nothing. The `C²` terms dominate quickly: most of a GPT is its blocks' matrices,
 # unless the vocabulary is large compared with the width.
 
+
 # %%
 def parameter_count(cfg: GPTConfig) -> dict:
     C = cfg.n_embd
-    return {"token embedding": cfg.vocab_size * C, "position embedding": cfg.block_size * C,
-            "attention": cfg.n_layer * (4 * C * C + 4 * C),
-            "mlp": cfg.n_layer * (8 * C * C + 5 * C),
-            "layernorms": cfg.n_layer * 4 * C + 2 * C}
+    return {
+        "token embedding": cfg.vocab_size * C,
+        "position embedding": cfg.block_size * C,
+        "attention": cfg.n_layer * (4 * C * C + 4 * C),
+        "mlp": cfg.n_layer * (8 * C * C + 5 * C),
+        "layernorms": cfg.n_layer * 4 * C + 2 * C,
+    }
 
 
 counts = parameter_count(config)
@@ -132,8 +145,10 @@ print(f"default GPTConfig: {sum(default_counts.values()):,} parameters", default
 # %%
 Bc, Tc, Cc, Hc = (1, 3, 4, 2) if FAST else (2, 4, 8, 2)
 xc = rng.normal(size=(Bc * Tc, Cc))
-shapes = {name: tuple(Cc * (s // config.n_embd) for s in p[f"h.0.{name}"].shape)
-          for name in layers.BLOCK_PARAMS}  # the block's shapes, with C = Cc
+shapes = {
+    name: tuple(Cc * (s // config.n_embd) for s in p[f"h.0.{name}"].shape)
+    for name in layers.BLOCK_PARAMS
+}  # the block's shapes, with C = Cc
 pc = {name: 0.5 * rng.normal(size=shape) for name, shape in shapes.items()}
 pc["ln1.w"] += 1.0
 pc["ln2.w"] += 1.0
@@ -147,8 +162,12 @@ def f():
 
 
 checked = ["ln1.w", "attn.w_qkv", "mlp.w_fc", "ln2.b"]
-errors = check_gradients(f, {"x": xc, **{n: pc[n] for n in checked}},
-                         {"x": dx, **{n: grads[n] for n in checked}}, dout=dout)
+errors = check_gradients(
+    f,
+    {"x": xc, **{n: pc[n] for n in checked}},
+    {"x": dx, **{n: grads[n] for n in checked}},
+    dout=dout,
+)
 for name, err in errors.items():
     print(f"rel error {name:<11} {err:.2e}")
 assert max(errors.values()) < 1e-7

@@ -62,8 +62,10 @@ cut = int(0.9 * len(texts))
 train_texts, heldout_texts = texts[:cut], texts[cut:]
 n_words = sum(len(t.split()) for t in heldout_texts)
 skipped = sum(report.file(REVIEWS).skipped.values())
-print(f"{len(texts)} reviews read ({skipped} lines skipped, e.g. empty text), "
-      f"{len(train_texts)} to train on, {len(heldout_texts)} held out ({n_words} words)")
+print(
+    f"{len(texts)} reviews read ({skipped} lines skipped, e.g. empty text), "
+    f"{len(train_texts)} to train on, {len(heldout_texts)} held out ({n_words} words)"
+)
 print("example:", texts[0][:160])
 
 # %% [markdown]
@@ -134,10 +136,16 @@ print([tok.id_to_token(i) for i in ids])
 # and neither was merged during training on English reviews.
 
 # %%
-for text in ["Great strings, crisp tone.", "Crème brûlée, naïve café: très bien!",
-             "这把吉他的音色很好。", "Sounds great 🎸 10/10"]:
+for text in [
+    "Great strings, crisp tone.",
+    "Crème brûlée, naïve café: très bien!",
+    "这把吉他的音色很好。",
+    "Sounds great 🎸 10/10",
+]:
     ids = tok.encode(text)
     back = tok.decode(ids)
-    print(f"{len(ids):>3} tokens, {len(text.encode('utf-8')):>3} bytes, round trip "
-          f"{'ok' if back == text else 'FAILED'}: {text}")
+    print(
+        f"{len(ids):>3} tokens, {len(text.encode('utf-8')):>3} bytes, round trip "
+        f"{'ok' if back == text else 'FAILED'}: {text}"
+    )
     assert back == text

@@ -73,16 +73,22 @@ REVIEWS = find_reviews("musical-instruments")
 
 # %%
 bad = OUT / "05_bad_reviews.jsonl"
-bad.write_text("\n".join([
-    '{"reviewerID": "u1", "asin": "i1", "overall": 5.0, "unixReviewTime": 1400000000, '
-    '"reviewText": "Good strings."}',
-    '{"reviewerID": "u1", "asin": "i2", "overall": 5.0, "unixReviewTime": 1400000000',
-    '{"reviewerID": "u2", "asin": "i1", "overall": 9.0, "unixReviewTime": 1400000000, '
-    '"reviewText": "Nine stars?"}',
-    '{"reviewerID": "u3", "asin": "i1", "overall": 4.0, "unixReviewTime": 1400000000, '
-    '"reviewText": ""}',
-    '{"asin": "i3", "overall": 4.0, "unixReviewTime": 1400000000, "reviewText": "Who?"}',
-]) + "\n", encoding="utf-8")
+bad.write_text(
+    "\n".join(
+        [
+            '{"reviewerID": "u1", "asin": "i1", "overall": 5.0, "unixReviewTime": 1400000000, '
+            '"reviewText": "Good strings."}',
+            '{"reviewerID": "u1", "asin": "i2", "overall": 5.0, "unixReviewTime": 1400000000',
+            '{"reviewerID": "u2", "asin": "i1", "overall": 9.0, "unixReviewTime": 1400000000, '
+            '"reviewText": "Nine stars?"}',
+            '{"reviewerID": "u3", "asin": "i1", "overall": 4.0, "unixReviewTime": 1400000000, '
+            '"reviewText": ""}',
+            '{"asin": "i3", "overall": 4.0, "unixReviewTime": 1400000000, "reviewText": "Who?"}',
+        ]
+    )
+    + "\n",
+    encoding="utf-8",
+)
 bad_report = LoadReport()
 kept = list(amazon.load_reviews(bad, bad_report))
 file_report = bad_report.file(bad)
@@ -130,13 +136,15 @@ print("test reviews older than some training review of the same user:", future_i
 # what the model will learn to write. Reviews without one are counted by reason.
 
 # %%
-vocab = mine_aspects((r.text for r in train), n_unigrams=150, n_bigrams=50,
-                     min_df=2 if FAST else 5)
+vocab = mine_aspects((r.text for r in train), n_unigrams=150, n_bigrams=50, min_df=2 if FAST else 5)
 print(f"{len(vocab.df)} aspects; the 15 most frequent:", vocab.aspects[:15])
 targets = [explanation_target(r, vocab) for r in train]
 found = [t for t in targets if isinstance(t, Target)]
-print(f"{len(found)} of {len(train)} training reviews have a target;",
-      "no target:", dict(Counter(t for t in targets if not isinstance(t, Target))))
+print(
+    f"{len(found)} of {len(train)} training reviews have a target;",
+    "no target:",
+    dict(Counter(t for t in targets if not isinstance(t, Target))),
+)
 print("example target:", found[0].sentence, "| feature:", found[0].feature)
 
 features = ItemFeatures(train, vocab, n_item_tags=5)
@@ -166,25 +174,37 @@ record = max(splits["test"], key=lambda r: len(histories.get(r.user, [])))
 past = [r for r in histories.get(record.user, []) if r.time <= record.time]
 history = history_items(past, features, max_items=5)
 item_tags = features.tags(record.item)
-rates = feature_rates([(features.aspects_of_review(r), t.feature)
-                       for r, t in zip(train, targets) if isinstance(t, Target)])
+rates = feature_rates(
+    [
+        (features.aspects_of_review(r), t.feature)
+        for r, t in zip(train, targets)
+        if isinstance(t, Target)
+    ]
+)
 focus = predict_focus(features.item_aspects(record.item), profile(history)["aspects"], rates, 3)
 print(render_prompt(history, item_tags, focus=focus))
 print("profile:", profile(history))
 target = explanation_target(record, vocab)
 if isinstance(target, Target):
-    print(f"what the user wrote: {target.sentence!r} (feature {target.feature!r}); "
-          f"as a training record its focus would be {target_focus(target.sentence, vocab)}")
+    print(
+        f"what the user wrote: {target.sentence!r} (feature {target.feature!r}); "
+        f"as a training record its focus would be {target_focus(target.sentence, vocab)}"
+    )
 
-prompt = build_prompt(history, item_tags, max_tokens=64, tokenizer=tok, item=record.item,
-                      focus=focus)
-print(f"\n{len(prompt.ids)} tokens, {prompt.n_history} history blocks kept, "
-      f"{prompt.n_dropped} oldest dropped to fit 64 tokens")
+prompt = build_prompt(
+    history, item_tags, max_tokens=64, tokenizer=tok, item=record.item, focus=focus
+)
+print(
+    f"\n{len(prompt.ids)} tokens, {prompt.n_history} history blocks kept, "
+    f"{prompt.n_dropped} oldest dropped to fit 64 tokens"
+)
 print(tok.decode(prompt.ids))
 print("\nsegment map (kind, owner, label -> the tokens of that span):")
 for seg in prompt.segments[:12]:
-    span = tok.decode(prompt.ids[seg.start:seg.end])
-    print(f"  {seg.kind:<7} {seg.owner:<7} {seg.label!s:<12} [{seg.start:>2}:{seg.end:>2}] {span!r}")
+    span = tok.decode(prompt.ids[seg.start : seg.end])
+    print(
+        f"  {seg.kind:<7} {seg.owner:<7} {seg.label!s:<12} [{seg.start:>2}:{seg.end:>2}] {span!r}"
+    )
 
 # %% [markdown]
 # ## A picture: what reviews talk about, and how long prompts are

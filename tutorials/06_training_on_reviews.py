@@ -73,8 +73,10 @@ if not (prepared_dir / "report.json").is_file():  # else an earlier run prepared
         prepare(PrepareConfig(reviews=str(REVIEWS), out=str(prepared_dir), progress=False))
 prep = load_prepared(prepared_dir)
 tok = prep.tokenizer
-print(f"{len(prep.train)} training records, vocabulary {tok.vocab_size}, "
-      f"pretraining stream {len(prep.pretrain):,} tokens")
+print(
+    f"{len(prep.train)} training records, vocabulary {tok.vocab_size}, "
+    f"pretraining stream {len(prep.pretrain):,} tokens"
+)
 print({split: len(seqs) for split, seqs in prep.finetune.items()}, "fine-tuning sequences")
 
 # %% [markdown]
@@ -114,16 +116,26 @@ n_prompt = int(np.argmax(loss_mask[row]))  # first counted target
 print("prompt (not counted):", repr(tok.decode(idx[row, : n_prompt + 1].tolist())))
 print("targets counted     :", repr(tok.decode(targets[row][loss_mask[row] == 1].tolist())))
 share = loss_mask.sum() / (~pad).sum()
-print(f"this batch: {int(loss_mask.sum())} of {int((~pad).sum())} real targets count "
-      f"({share:.0%}); the rest are prompt tokens")
+print(
+    f"this batch: {int(loss_mask.sum())} of {int((~pad).sum())} real targets count "
+    f"({share:.0%}); the rest are prompt tokens"
+)
 
 fig, ax = plt.subplots(figsize=(9, 3))
-ax.imshow(kind, cmap=matplotlib.colors.ListedColormap(["#dddddd", "#8fb3d9", "#d9534f"]),
-          aspect="auto", interpolation="nearest", vmin=0, vmax=2)
+ax.imshow(
+    kind,
+    cmap=matplotlib.colors.ListedColormap(["#dddddd", "#8fb3d9", "#d9534f"]),
+    aspect="auto",
+    interpolation="nearest",
+    vmin=0,
+    vmax=2,
+)
 ax.set_xlabel("position (target = next token)")
 ax.set_ylabel("sequence in batch")
-ax.set_title("Fine-tuning batch: grey = padding, blue = prompt (mask 0), red = reason + <eos> "
-             "(mask 1)", fontsize=9)
+ax.set_title(
+    "Fine-tuning batch: grey = padding, blue = prompt (mask 0), red = reason + <eos> (mask 1)",
+    fontsize=9,
+)
 fig.tight_layout()
 fig.savefig(OUT / "06_loss_mask.png", dpi=120)
 plt.close(fig)
@@ -142,11 +154,23 @@ if FAST:
     model_cfg = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, "seed": 7}
     steps, batch, eval_every = 20, 8, 5
 else:
-    model_cfg = {"n_layer": 2, "n_head": 2, "n_embd": 128, "block_size": 128, "dropout": 0.0,
-                 "seed": 0}
+    model_cfg = {
+        "n_layer": 2,
+        "n_head": 2,
+        "n_embd": 128,
+        "block_size": 128,
+        "dropout": 0.0,
+        "seed": 0,
+    }
     steps, batch, eval_every = 300, 16, 50
-stage = {"batch_size": batch, "max_steps": steps, "warmup_steps": max(1, steps // 20),
-         "eval_interval": eval_every, "eval_iters": 2, "checkpoint_interval": 0}
+stage = {
+    "batch_size": batch,
+    "max_steps": steps,
+    "warmup_steps": max(1, steps // 20),
+    "eval_interval": eval_every,
+    "eval_iters": 2,
+    "checkpoint_interval": 0,
+}
 preset = {
     "description": "tutorial 06: tiny's width, fewer steps",
     "model": model_cfg,
@@ -159,8 +183,10 @@ run_dir = OUT / f"06_run{SUFFIX}"
 report = run_recipe(prepared_dir, preset_path, run_dir, resume=True, progress=not FAST)
 for name in ("pretrain", "finetune"):
     r = report[name]
-    print(f"{name}: {r['steps']} steps, {r['status']} in {r['seconds_this_run']} s, "
-          f"final train loss {r['final_train_loss']:.3f}, val loss {r['final_val_loss']:.3f}")
+    print(
+        f"{name}: {r['steps']} steps, {r['status']} in {r['seconds_this_run']} s, "
+        f"final train loss {r['final_train_loss']:.3f}, val loss {r['final_val_loss']:.3f}"
+    )
 
 # %% [markdown]
 # ## 5. Loss curves
@@ -205,6 +231,7 @@ print("saved", OUT / "06_loss_curves.png")
 # far below it. Whatever the prompt loss does is a side effect (weights are shared), not a
 # goal; without the mask, a good part of the gradient would be spent on it.
 
+
 # %%
 def masked_losses(model, seqs, n: int = 64):
     """Mean loss on reason targets and on prompt targets of the first ``n`` sequences."""
@@ -219,8 +246,10 @@ def masked_losses(model, seqs, n: int = 64):
 results = {}
 for name in ("pretrain", "finetune"):
     results[name] = masked_losses(load_model(run_dir / name), prep.finetune["valid"])
-    print(f"{name:>8} model: loss on reason targets {results[name][0]:.3f}, "
-          f"on prompt targets {results[name][1]:.3f} (ln V = {np.log(tok.vocab_size):.3f})")
+    print(
+        f"{name:>8} model: loss on reason targets {results[name][0]:.3f}, "
+        f"on prompt targets {results[name][1]:.3f} (ln V = {np.log(tok.vocab_size):.3f})"
+    )
 
 # %% [markdown]
 # ## What to take away

@@ -66,29 +66,43 @@ OUT.mkdir(parents=True, exist_ok=True)
 SUFFIX = "_fast" if FAST else ""  # the folders tutorial 06 writes in this mode
 prepared_dir, run_dir = OUT / f"06_prepared{SUFFIX}", OUT / f"06_run{SUFFIX}"
 if not (run_dir / "finetune" / "checkpoint.json").is_file():
-    REVIEWS = find_reviews("musical-instruments")  # $MINIREASON_DATA_DIR, ../shared/data, fetch cache
+    REVIEWS = find_reviews(
+        "musical-instruments"
+    )  # $MINIREASON_DATA_DIR, ../shared/data, fetch cache
     if not (prepared_dir / "report.json").is_file():  # else tutorial 06 prepared it
         if FAST:
             prepare_sample(REVIEWS, prepared_dir, n_lines=600)
         else:
             prepare(PrepareConfig(reviews=str(REVIEWS), out=str(prepared_dir), progress=False))
-    width = {"n_layer": 1, "n_head": 2, "n_embd": 32} if FAST else {
-        "n_layer": 2, "n_head": 2, "n_embd": 128}
+    width = (
+        {"n_layer": 1, "n_head": 2, "n_embd": 32}
+        if FAST
+        else {"n_layer": 2, "n_head": 2, "n_embd": 128}
+    )
     steps = 20 if FAST else 300
-    stage = {"batch_size": 8 if FAST else 16, "max_steps": steps,
-             "warmup_steps": max(1, steps // 20), "eval_interval": 0, "checkpoint_interval": 0}
-    preset = {"description": "tutorial 06's preset",
-              "model": {**width, "block_size": 128, "dropout": 0.0, "seed": 0},
-              "pretrain": {**stage, "block_size": 64, "learning_rate": 0.004, "min_lr": 0.0004},
-              "finetune": {**stage, "learning_rate": 0.003, "min_lr": 0.0003}}
+    stage = {
+        "batch_size": 8 if FAST else 16,
+        "max_steps": steps,
+        "warmup_steps": max(1, steps // 20),
+        "eval_interval": 0,
+        "checkpoint_interval": 0,
+    }
+    preset = {
+        "description": "tutorial 06's preset",
+        "model": {**width, "block_size": 128, "dropout": 0.0, "seed": 0},
+        "pretrain": {**stage, "block_size": 64, "learning_rate": 0.004, "min_lr": 0.0004},
+        "finetune": {**stage, "learning_rate": 0.003, "min_lr": 0.0003},
+    }
     preset_path = OUT / "07_preset.json"
     preset_path.write_text(json.dumps(preset), encoding="utf-8")
     run_recipe(prepared_dir, preset_path, run_dir, resume=True, progress=not FAST)
 prep = load_prepared(prepared_dir)
 tok = prep.tokenizer
 model = load_model(run_dir / "finetune")  # eval mode: no dropout
-print(f"model: {model.config.n_layer} layers x {model.config.n_embd}, "
-      f"{model.num_params():,} parameters")
+print(
+    f"model: {model.config.n_layer} layers x {model.config.n_embd}, "
+    f"{model.num_params():,} parameters"
+)
 
 # %% [markdown]
 # A test user with some training history, and the item of their test review: the prompt is
@@ -101,8 +115,10 @@ tags = item_tags(prep, record["item"])
 budget = int(prep.config["prompt_tokens"])
 focus = prep.focus_for(record["item"], profile(history)["aspects"])  # as prepare predicted it
 prompt = build_prompt(history, tags, budget, tok, item=record["item"], focus=focus)
-print(f"user {record['user']}: {len(history)} history items, {prompt.n_history} fit; "
-      f"item {record['item']} tags {tags}; focus {focus}")
+print(
+    f"user {record['user']}: {len(history)} history items, {prompt.n_history} fit; "
+    f"item {record['item']} tags {tags}; focus {focus}"
+)
 print("prompt:", tok.decode(prompt.ids))
 print("the user actually wrote:", record["target"])
 
@@ -119,8 +135,13 @@ print("the user actually wrote:", record["target"])
 
 # %%
 logits, _ = prefill(model, np.asarray([prompt.ids]), np.array([len(prompt.ids)]))
-rules = {"t = 1": {}, "t = 0.7": {"temperature": 0.7}, "t = 1.5": {"temperature": 1.5},
-         "top-k 10": {"top_k": 10}, "top-p 0.9": {"top_p": 0.9}}
+rules = {
+    "t = 1": {},
+    "t = 0.7": {"temperature": 0.7},
+    "t = 1.5": {"temperature": 1.5},
+    "top-k 10": {"top_k": 10},
+    "top-p 0.9": {"top_p": 0.9},
+}
 order = np.argsort(-np.asarray(logits[0]))[:30]
 fig, ax = plt.subplots(figsize=(9, 3.5))
 for name, kw in rules.items():
@@ -135,9 +156,13 @@ fig.tight_layout()
 fig.savefig(OUT / "07_sampling.png", dpi=120)
 plt.close(fig)
 
-settings = {"greedy": {"temperature": 0}, "temperature 1.0": {"temperature": 1.0},
-            "temperature 0.7": {"temperature": 0.7}, "top-k 10": {"top_k": 10},
-            "top-p 0.9": {"top_p": 0.9}}
+settings = {
+    "greedy": {"temperature": 0},
+    "temperature 1.0": {"temperature": 1.0},
+    "temperature 0.7": {"temperature": 0.7},
+    "top-k 10": {"top_k": 10},
+    "top-p 0.9": {"top_p": 0.9},
+}
 for name, kw in settings.items():
     gen = generate(model, [prompt.ids], max_new_tokens=30, eos_id=tok.eos_id, rng=1, **kw)
     text = tok.decode(gen.tokens[0], skip_special=True)
@@ -168,11 +193,13 @@ for _ in range(n_new):
     slow_logp.append(logp[token])
     seq.append(token)
 t_slow = time.perf_counter() - t0
-same = cached.tokens[0] == seq[len(prompt.ids):]
+same = cached.tokens[0] == seq[len(prompt.ids) :]
 diff = np.abs(np.asarray(cached.logprobs[0]) - np.asarray(slow_logp)).max()
 print(f"same tokens: {same}; max |log p difference| = {diff:.1e}")
-print(f"{n_new} tokens: {t_cached * 1e3:.0f} ms with the cache, {t_slow * 1e3:.0f} ms "
-      "recomputing (the gap grows with the length)")
+print(
+    f"{n_new} tokens: {t_cached * 1e3:.0f} ms with the cache, {t_slow * 1e3:.0f} ms "
+    "recomputing (the gap grows with the length)"
+)
 assert same and diff < 1e-4
 
 # %% [markdown]
@@ -191,19 +218,37 @@ assert same and diff < 1e-4
 # reason *this user's* reason: the likeliest sentence is often the most generic one.
 
 # %%
-expl = explain(model, tok, history, tags, n_candidates=8, seed=0, max_new_tokens=30,
-               max_prompt_tokens=budget, item=record["item"], focus=focus)
+expl = explain(
+    model,
+    tok,
+    history,
+    tags,
+    n_candidates=8,
+    seed=0,
+    max_new_tokens=30,
+    max_prompt_tokens=budget,
+    item=record["item"],
+    focus=focus,
+)
 print("the user's profile aspects:", profile(history)["aspects"])
 print("notes:", "; ".join(expl.notes) or "none")
 print(f"{'score':>6} {'user':>5} {'item':>5} {'focus':>5} {'logp':>6} {'rep':>5}  candidate")
 for c in expl.candidates:
     s = c.score
-    print(f"{s.total:6.2f} {s.user_coverage:5.2f} {s.item_coverage:5.2f} {s.focus_coverage:5.2f} "
-          f"{s.mean_logprob:6.2f} "
-          f"{s.repetition:5.2f}  {c.text[:70]!r}{' [' + c.finish + ']' if c.finish != 'eos' else ''}")
+    print(
+        f"{s.total:6.2f} {s.user_coverage:5.2f} {s.item_coverage:5.2f} {s.focus_coverage:5.2f} "
+        f"{s.mean_logprob:6.2f} "
+        f"{s.repetition:5.2f}  {c.text[:70]!r}{' [' + c.finish + ']' if c.finish != 'eos' else ''}"
+    )
 print("\nchosen:", expl.reason)
-print("it names aspects", expl.score.mentioned_aspects, "tags", expl.score.mentioned_tags,
-      "and focus", expl.score.mentioned_focus)
+print(
+    "it names aspects",
+    expl.score.mentioned_aspects,
+    "tags",
+    expl.score.mentioned_tags,
+    "and focus",
+    expl.score.mentioned_focus,
+)
 
 # %% [markdown]
 # ## 4. Attention as evidence

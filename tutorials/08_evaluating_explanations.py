@@ -75,8 +75,10 @@ hyps = [tokens("the tone is great"), tokens("the the the strings")]
 refs = [tokens("the tone is great and warm"), tokens("good strings for the price")]
 matches, possible = [], []
 for n in (1, 2):
-    m = sum(sum((metrics.ngram_counts(h, n) & metrics.ngram_counts(r, n)).values())
-            for h, r in zip(hyps, refs, strict=True))
+    m = sum(
+        sum((metrics.ngram_counts(h, n) & metrics.ngram_counts(r, n)).values())
+        for h, r in zip(hyps, refs, strict=True)
+    )
     p = sum(max(len(h) - n + 1, 0) for h in hyps)
     matches.append(m)
     possible.append(p)
@@ -84,10 +86,16 @@ for n in (1, 2):
 c, r = sum(map(len, hyps)), sum(map(len, refs))
 bp = 1.0 if c > r else math.exp(1 - r / c)
 by_hand = 100 * bp * math.exp(sum(math.log(m / p) for m, p in zip(matches, possible)) / 2)
-print(f"c = {c}, r = {r}, BP = {bp:.4f}; BLEU-2 by hand {by_hand:.3f}, "
-      f"metrics.corpus_bleu {metrics.corpus_bleu(hyps, refs, 2):.3f}")
-unclipped = sum(count for h, rf in zip(hyps, refs, strict=True)
-                for (word,), count in metrics.ngram_counts(h, 1).items() if word in rf)
+print(
+    f"c = {c}, r = {r}, BP = {bp:.4f}; BLEU-2 by hand {by_hand:.3f}, "
+    f"metrics.corpus_bleu {metrics.corpus_bleu(hyps, refs, 2):.3f}"
+)
+unclipped = sum(
+    count
+    for h, rf in zip(hyps, refs, strict=True)
+    for (word,), count in metrics.ngram_counts(h, 1).items()
+    if word in rf
+)
 print(f"without clipping, 'the the the' would count three times: p_1 = {unclipped}/{possible[0]}")
 
 # %% [markdown]
@@ -108,8 +116,10 @@ lcs = metrics.lcs_length(hyp, ref)
 P, R = lcs / len(hyp), lcs / len(ref)
 beta2 = (P / R) ** 2
 print(f"LCS = {lcs}: P = {P:.2f}, R = {R:.2f}")
-print(f"F with beta = P/R: {(1 + beta2) * P * R / (R + beta2 * P):.3f}   "
-      f"usual F1: {2 * P * R / (P + R):.3f}   metrics.rouge_l: {metrics.rouge_l(hyp, ref)[2]:.3f}")
+print(
+    f"F with beta = P/R: {(1 + beta2) * P * R / (R + beta2 * P):.3f}   "
+    f"usual F1: {2 * P * R / (P + R):.3f}   metrics.rouge_l: {metrics.rouge_l(hyp, ref)[2]:.3f}"
+)
 print("ROUGE-1 (P, R, F) on sets:", tuple(round(x, 3) for x in metrics.rouge_n(hyp, ref, 1)))
 
 # %% [markdown]
@@ -129,13 +139,17 @@ sets = [metrics.detect_features(tokens(s), features) for s in said]
 pairs = [(i, j) for i in range(len(sets)) for j in range(i + 1, len(sets))]
 div_by_hand = sum(len(sets[i] & sets[j]) for i, j in pairs) / len(pairs)
 print("S_i:", [sorted(s) for s in sets])
-print(f"USR = {len(set(said))}/{len(said)}; FMR = "
-      f"{sum(g in s for g, s in zip(gt, sets))}/{len(sets)}; FCR = "
-      f"{len(set().union(*sets))}/{len(features)}; DIV by hand = {div_by_hand:.3f}")
+print(
+    f"USR = {len(set(said))}/{len(said)}; FMR = "
+    f"{sum(g in s for g, s in zip(gt, sets))}/{len(sets)}; FCR = "
+    f"{len(set().union(*sets))}/{len(features)}; DIV by hand = {div_by_hand:.3f}"
+)
 m = metrics.feature_matrix(sets, features)
-print(f"metrics: USR {metrics.unique_sentence_ratio([tokens(s) for s in said]):.2f}, FMR "
-      f"{metrics.feature_matching_ratio(sets, gt):.2f}, FCR {metrics.feature_coverage_ratio(m):.2f},"
-      f" DIV {metrics.feature_diversity(m):.3f}")
+print(
+    f"metrics: USR {metrics.unique_sentence_ratio([tokens(s) for s in said]):.2f}, FMR "
+    f"{metrics.feature_matching_ratio(sets, gt):.2f}, FCR {metrics.feature_coverage_ratio(m):.2f},"
+    f" DIV {metrics.feature_diversity(m):.3f}"
+)
 
 # %% [markdown]
 # ## 5. The real test set
@@ -159,7 +173,9 @@ print(f"metrics: USR {metrics.unique_sentence_ratio([tokens(s) for s in said]):.
 # %%
 prepared_dir = OUT / ("06_prepared_fast" if FAST else "06_prepared")  # as tutorial 06
 if not (prepared_dir / "report.json").is_file():
-    REVIEWS = find_reviews("musical-instruments")  # $MINIREASON_DATA_DIR, ../shared/data, fetch cache
+    REVIEWS = find_reviews(
+        "musical-instruments"
+    )  # $MINIREASON_DATA_DIR, ../shared/data, fetch cache
     if FAST:
         prepare_sample(REVIEWS, prepared_dir, n_lines=600)
     else:
@@ -184,8 +200,10 @@ systems = {
     "feature stuffing": [stuffing] * len(test),
     "reference": list(refs_text),
 }
-scores = {name: metrics.explanation_metrics(hyps, refs_text, gt_features, prep.features)
-          for name, hyps in systems.items()}
+scores = {
+    name: metrics.explanation_metrics(hyps, refs_text, gt_features, prep.features)
+    for name, hyps in systems.items()
+}
 cols = ("bleu1", "bleu4", "rougeL_f", "usr", "fmr", "fcr", "div")
 print(f"{'system':>17} " + " ".join(f"{c:>8}" for c in cols))
 for name, s in scores.items():
@@ -219,8 +237,13 @@ for name, s in scores.items():
 # helped. The plot puts them side by side.
 
 # %%
-panels = [("bleu1", "BLEU-1 (x100)"), ("rougeL_f", "ROUGE-L F (x100)"), ("usr", "USR"),
-          ("fmr", "FMR"), ("div", "DIV (lower = more diverse)")]
+panels = [
+    ("bleu1", "BLEU-1 (x100)"),
+    ("rougeL_f", "ROUGE-L F (x100)"),
+    ("usr", "USR"),
+    ("fmr", "FMR"),
+    ("div", "DIV (lower = more diverse)"),
+]
 names = list(scores)
 colours = ["#7f7f7f", "#1f77b4", "#2ca02c", "#d62728", "#ff7f0e", "#9467bd"]
 fig, axes = plt.subplots(1, len(panels), figsize=(15, 3.6), sharey=True)
@@ -232,8 +255,11 @@ for ax, (key, title) in zip(axes, panels, strict=True):
     ax.set_title(title, fontsize=9)
     ax.set_xlim(0, max(values) * 1.3 if max(values) > 0 else 1)
 axes[0].invert_yaxis()
-fig.suptitle("Baselines and deliberately bad systems on the test set: the generic sentence "
-             "keeps BLEU/ROUGE but USR ~ 0; stuffing and templates buy FMR", fontsize=10)
+fig.suptitle(
+    "Baselines and deliberately bad systems on the test set: the generic sentence "
+    "keeps BLEU/ROUGE but USR ~ 0; stuffing and templates buy FMR",
+    fontsize=10,
+)
 fig.tight_layout()
 fig.savefig(OUT / "08_metrics_mislead.png", dpi=120)
 plt.close(fig)
@@ -251,11 +277,15 @@ one_word = [["the"]] * len(test)
 ref_toks = [tokens(t) for t in refs_text]
 bleu1 = metrics.corpus_bleu(one_word, ref_toks, 1)
 share = sum("the" in r for r in ref_toks) / len(ref_toks)
-print(f"answer 'the' to everyone: BLEU-1 {bleu1:.4f} with the brevity penalty, "
-      f"{100 * share:.1f} without it (the share of references containing 'the')")
+print(
+    f"answer 'the' to everyone: BLEU-1 {bleu1:.4f} with the brevity penalty, "
+    f"{100 * share:.1f} without it (the share of references containing 'the')"
+)
 rl = np.mean([metrics.rouge_l(["the"], r) for r in ref_toks if "the" in r], axis=0)
-print(f"...and its ROUGE-L where it matches: P {rl[0]:.2f}, R {rl[1]:.3f}, F(beta=P/R) "
-      f"{rl[2]:.3f} vs usual F1 {2 * rl[0] * rl[1] / (rl[0] + rl[1]):.3f}")
+print(
+    f"...and its ROUGE-L where it matches: P {rl[0]:.2f}, R {rl[1]:.3f}, F(beta=P/R) "
+    f"{rl[2]:.3f} vs usual F1 {2 * rl[0] * rl[1] / (rl[0] + rl[1]):.3f}"
+)
 
 # %% [markdown]
 # ## What to take away

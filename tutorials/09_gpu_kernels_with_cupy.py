@@ -109,10 +109,16 @@ online = acc / l
 weights = np.exp(scores - scores.max())
 direct = (weights / weights.sum()) @ values
 print(f"online vs direct softmax output: max |difference| = {np.abs(online - direct).max():.2e}")
-print(f"final m = {m:.4f} (true max {scores.max():.4f}); final l = {l:.4f} "
-      f"(direct sum {weights.sum():.4f})")
-print("tiles where the maximum moved (alpha < 1):",
-      sum(a < 1.0 for _, _, _, a in trace[1:]), "of", len(trace) - 1)
+print(
+    f"final m = {m:.4f} (true max {scores.max():.4f}); final l = {l:.4f} "
+    f"(direct sum {weights.sum():.4f})"
+)
+print(
+    "tiles where the maximum moved (alpha < 1):",
+    sum(a < 1.0 for _, _, _, a in trace[1:]),
+    "of",
+    len(trace) - 1,
+)
 
 # %% [markdown]
 # The plot shows the two running numbers. `m` only goes up, in steps, whenever a tile holds
@@ -165,9 +171,11 @@ for causal in (False, True):
     if causal:
         scores_full = np.where(np.tril(np.ones((Tn, Tn), bool)), scores_full, -np.inf)
     lse_ref = np.log(np.exp(scores_full).sum(axis=-1))
-    print(f"is_causal={causal!s:5}: max |out - reference| = "
-          f"{np.abs(out_flash - out_ref).max():.1e}, max |lse - log sum exp| = "
-          f"{np.abs(lse - lse_ref).max():.1e}")
+    print(
+        f"is_causal={causal!s:5}: max |out - reference| = "
+        f"{np.abs(out_flash - out_ref).max():.1e}, max |lse - log sum exp| = "
+        f"{np.abs(lse - lse_ref).max():.1e}"
+    )
 
 # %% [markdown]
 # A causal kernel also *skips work*: query tile `[m0, m0 + 32)` can only see keys before
@@ -178,10 +186,13 @@ for causal in (False, True):
 for t_len in (64, 256, 1024, 4096):
     n_q = math.ceil(t_len / BLOCK_M)
     n_k = math.ceil(t_len / BLOCK_N)
-    causal_tiles = sum(math.ceil(min(t_len, m0 + BLOCK_M) / BLOCK_N)
-                       for m0 in range(0, t_len, BLOCK_M))
-    print(f"T={t_len:>5}: {n_q * n_k:>6} tiles without a mask, {causal_tiles:>6} causal "
-          f"({causal_tiles / (n_q * n_k):.0%})")
+    causal_tiles = sum(
+        math.ceil(min(t_len, m0 + BLOCK_M) / BLOCK_N) for m0 in range(0, t_len, BLOCK_M)
+    )
+    print(
+        f"T={t_len:>5}: {n_q * n_k:>6} tiles without a mask, {causal_tiles:>6} causal "
+        f"({causal_tiles / (n_q * n_k):.0%})"
+    )
 
 # %% [markdown]
 # ## 4. The CUDA kernels
@@ -209,8 +220,9 @@ else:
     from minireason.gpu.cuda_attention import attention_forward3_flash
 
     q32, k32, v32 = (a.astype(np.float32) for a in (q, k, v))
-    out_gpu, lse_gpu = attention_forward3_flash(cp.asarray(q32), cp.asarray(k32),
-                                                cp.asarray(v32), is_causal=True)
+    out_gpu, lse_gpu = attention_forward3_flash(
+        cp.asarray(q32), cp.asarray(k32), cp.asarray(v32), is_causal=True
+    )
     out_ref, _ = attention_forward(q32, k32, v32, is_causal=True)
     err = np.abs(backend.to_numpy(out_gpu) - out_ref).max()
     print(f"kernel 3 vs NumPy reference (float32, causal): max |difference| = {err:.2e}")
@@ -227,11 +239,15 @@ if gpu_ok:
         attention_forward3_flash(qg, kg, vg, is_causal=True, check=False)
     cp.cuda.Device().synchronize()
     ms_per_call = (time.perf_counter() - t0) / 20 * 1e3
-    print(f"kernel 3, causal, shape {shape}: {ms_per_call:.3f} ms per call "
-          f"(see `minireason bench kernels` for the measured table)")
+    print(
+        f"kernel 3, causal, shape {shape}: {ms_per_call:.3f} ms per call "
+        f"(see `minireason bench kernels` for the measured table)"
+    )
 else:
-    print("GPU timing skipped: no GPU (see above); `minireason bench kernels` times them "
-          "where one exists")
+    print(
+        "GPU timing skipped: no GPU (see above); `minireason bench kernels` times them "
+        "where one exists"
+    )
 
 # %% [markdown]
 # ## What to take away

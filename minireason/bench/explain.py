@@ -42,10 +42,18 @@ def pair_inputs(record: dict) -> dict:
     }
 
 
-def run_bench_explain(model, prepared, n_pairs: int = 20, n_candidates: int = N_CANDIDATES,
-                      max_new_tokens: int = 40, split: str = "test", warmup: int = 2,
-                      seed: int = 0, threads: int | None = None,
-                      progress: bool = True) -> dict:
+def run_bench_explain(
+    model,
+    prepared,
+    n_pairs: int = 20,
+    n_candidates: int = N_CANDIDATES,
+    max_new_tokens: int = 40,
+    split: str = "test",
+    warmup: int = 2,
+    seed: int = 0,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict:
     """Time ``explain`` on the first ``n_pairs`` records of ``split``.
 
     Args:
@@ -67,8 +75,11 @@ def run_bench_explain(model, prepared, n_pairs: int = 20, n_candidates: int = N_
     if not records:
         raise ValueError(f"{prepared.path}: split {split!r} has no record to explain")
     prompt_tokens = prepared.config.get("prompt_tokens")
-    settings = {"n_candidates": n_candidates, "max_new_tokens": max_new_tokens,
-                "max_prompt_tokens": prompt_tokens}
+    settings = {
+        "n_candidates": n_candidates,
+        "max_new_tokens": max_new_tokens,
+        "max_prompt_tokens": prompt_tokens,
+    }
     before = numpy_threads()
     blas_threads = before if threads is None else set_numpy_threads(threads)
     try:
@@ -76,10 +87,19 @@ def run_bench_explain(model, prepared, n_pairs: int = 20, n_candidates: int = N_
     finally:
         if threads is not None and before is not None:
             set_numpy_threads(before)
-    return {**result, "split": split, "warmup": warmup, **settings,
-            "blas_threads": blas_threads, "model_config": model.config.to_dict(),
-            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                        "numpy": np.__version__}}
+    return {
+        **result,
+        "split": split,
+        "warmup": warmup,
+        **settings,
+        "blas_threads": blas_threads,
+        "model_config": model.config.to_dict(),
+        "machine": {
+            "platform": platform.platform(),
+            "cpu_count": os.cpu_count(),
+            "numpy": np.__version__,
+        },
+    }
 
 
 def _time_pairs(model, prepared, records, settings, warmup, seed, progress) -> dict:

@@ -40,7 +40,9 @@ VALIDATE_ATOL = 1e-3  # on one (batch, head) slice at T up to 4096; the strict b
 VALIDATE_RTOL = 1e-3
 
 
-def attention_flops(batch: int, heads: int, t: int, head_dim: int, causal: bool, backward=False) -> float:
+def attention_flops(
+    batch: int, heads: int, t: int, head_dim: int, causal: bool, backward=False
+) -> float:
     """Useful flops of attention at ``Tq = Tk = t``: ``4 B H T^2 D``, halved if causal, x2.5 backward."""
     flops = 4.0 * batch * heads * t * t * head_dim
     if causal:
@@ -117,8 +119,9 @@ def environment(cp) -> dict:
     }
 
 
-def bench_config(cp, batch, heads, t, head_dim, causal, warmup, min_runs, max_runs, budget_s,
-                 with_torch=True) -> list[dict]:
+def bench_config(
+    cp, batch, heads, t, head_dim, causal, warmup, min_runs, max_runs, budget_s, with_torch=True
+) -> list[dict]:
     """Validate and time every version at one ``(T, causal)``; one result dict per version."""
     shape = (batch, heads, t, head_dim)
     l2 = cp.cuda.Device().attributes["L2CacheSize"]
@@ -128,18 +131,24 @@ def bench_config(cp, batch, heads, t, head_dim, causal, warmup, min_runs, max_ru
     ref_grads = attention_backward(do0, ref_cache)[:3]
     flops_fwd = attention_flops(batch, heads, t, head_dim, causal)
     flops_bwd = attention_flops(batch, heads, t, head_dim, causal, backward=True)
-    saved = [cuda_attention.attention_forward3_flash(q, k, v, is_causal=causal) for q, k, v, _ in sets]
+    saved = [
+        cuda_attention.attention_forward3_flash(q, k, v, is_causal=causal) for q, k, v, _ in sets
+    ]
 
     runs = {
         "1 naive": lambda i: cuda_attention.attention_forward1_naive(
-            *sets[i][:3], is_causal=causal, check=False, validate=False),
+            *sets[i][:3], is_causal=causal, check=False, validate=False
+        ),
         "2 fused softmax": lambda i: cuda_attention.attention_forward2_fused(
-            *sets[i][:3], is_causal=causal, check=False, validate=False),
+            *sets[i][:3], is_causal=causal, check=False, validate=False
+        ),
         "3 flash": lambda i: cuda_attention.attention_forward3_flash(
-            *sets[i][:3], is_causal=causal, check=False, validate=False)[0],
+            *sets[i][:3], is_causal=causal, check=False, validate=False
+        )[0],
         BACKWARD_VERSION: lambda i: cuda_attention.attention_backward4_flash(
-            sets[i][3], *sets[i][:3], *saved[i], is_causal=causal, check=False, validate=False),
-    }  # fmt: skip
+            sets[i][3], *sets[i][:3], *saved[i], is_causal=causal, check=False, validate=False
+        ),
+    }
     if with_torch:
         torch, sdpa = _torch_sdpa()
         if torch is not None:
@@ -148,8 +157,14 @@ def bench_config(cp, batch, heads, t, head_dim, causal, warmup, min_runs, max_ru
 
     results = []
     for version, run in runs.items():
-        row = {"T": t, "causal": causal, "version": version, "batch": batch, "heads": heads,
-               "head_dim": head_dim}  # fmt: skip
+        row = {
+            "T": t,
+            "causal": causal,
+            "version": version,
+            "batch": batch,
+            "heads": heads,
+            "head_dim": head_dim,
+        }
         got = run(0)
         cuda_attention.check_cuda(cp, f"{version} at T={t}")
         if version == BACKWARD_VERSION:
@@ -166,9 +181,19 @@ def bench_config(cp, batch, heads, t, head_dim, causal, warmup, min_runs, max_ru
     return results
 
 
-def run_kernel_bench(seq_lens=(256, 1024, 4096), batch=8, heads=12, head_dim=64, warmup=3,
-                     min_runs=5, max_runs=50, budget_s=2.0, with_torch=True, time_limit_s=None,
-                     progress=True) -> dict:
+def run_kernel_bench(
+    seq_lens=(256, 1024, 4096),
+    batch=8,
+    heads=12,
+    head_dim=64,
+    warmup=3,
+    min_runs=5,
+    max_runs=50,
+    budget_s=2.0,
+    with_torch=True,
+    time_limit_s=None,
+    progress=True,
+) -> dict:
     """The whole benchmark; needs ``backend.set_device("cuda")`` to have succeeded.
 
     ``time_limit_s``: start no new ``(T, causal)`` configuration after this many seconds; the
@@ -185,7 +210,9 @@ def run_kernel_bench(seq_lens=(256, 1024, 4096), batch=8, heads=12, head_dim=64,
 
     cp = backend.xp()
     if cp is np:
-        raise ValueError("bench kernels needs the cuda device: call backend.set_device('cuda') first")
+        raise ValueError(
+            "bench kernels needs the cuda device: call backend.set_device('cuda') first"
+        )
     configs = [(t, causal) for t in seq_lens for causal in (False, True)]
     rows, not_measured = [], []
     started = time.perf_counter()
@@ -193,13 +220,26 @@ def run_kernel_bench(seq_lens=(256, 1024, 4096), batch=8, heads=12, head_dim=64,
         if time_limit_s is not None and time.perf_counter() - started > time_limit_s:
             not_measured.append({"T": t, "causal": causal})
             continue
-        rows += bench_config(cp, batch, heads, t, head_dim, causal, warmup, min_runs, max_runs,
-                             budget_s, with_torch)  # fmt: skip
+        rows += bench_config(
+            cp, batch, heads, t, head_dim, causal, warmup, min_runs, max_runs, budget_s, with_torch
+        )
         cp.get_default_memory_pool().free_all_blocks()  # this config's buffers (up to GBs)
-    config = {"batch": batch, "heads": heads, "head_dim": head_dim, "seq_lens": list(seq_lens),
-              "warmup": warmup, "min_runs": min_runs, "max_runs": max_runs, "budget_s": budget_s}  # fmt: skip
-    return {"environment": environment(cp), "config": config, "results": rows,
-            "not_measured": not_measured}
+    config = {
+        "batch": batch,
+        "heads": heads,
+        "head_dim": head_dim,
+        "seq_lens": list(seq_lens),
+        "warmup": warmup,
+        "min_runs": min_runs,
+        "max_runs": max_runs,
+        "budget_s": budget_s,
+    }
+    return {
+        "environment": environment(cp),
+        "config": config,
+        "results": rows,
+        "not_measured": not_measured,
+    }
 
 
 def _lookup(rows, t, causal, version):
@@ -237,24 +277,34 @@ def format_table(result: dict) -> str:
             f"{vs1} | {vst} | {ok} ({r['max_abs_error']:.1e}) |"
         )
     for skipped in result.get("not_measured", []):
-        lines.append(f"| {skipped['T']} | {'yes' if skipped['causal'] else 'no'} | all | "
-                     "not measured (time limit) | | | | |")
-    lines += ["", "Target (issue 6): kernel 3 at T = 1024 and 4096 >= 0.5 x torch SDPA fp32 "
-              "and >= 5 x kernel 1."]
+        lines.append(
+            f"| {skipped['T']} | {'yes' if skipped['causal'] else 'no'} | all | "
+            "not measured (time limit) | | | | |"
+        )
+    lines += [
+        "",
+        "Target (issue 6): kernel 3 at T = 1024 and 4096 >= 0.5 x torch SDPA fp32 "
+        "and >= 5 x kernel 1.",
+    ]
     for t in (1024, 4096):
         for causal in (False, True):
             k3 = _lookup(rows, t, causal, "3 flash")
             if k3 is None:
                 continue
             checks = []
-            for other, name, needed in ((TORCH_VERSION, "torch", 0.5), ("1 naive", "kernel 1", 5.0)):
+            for other, name, needed in (
+                (TORCH_VERSION, "torch", 0.5),
+                ("1 naive", "kernel 1", 5.0),
+            ):
                 ref = _lookup(rows, t, causal, other)
                 if ref is None:
                     checks.append(f"{name} not measured")
                     continue
                 ratio = k3["tflops"] / ref["tflops"]
-                checks.append(f"{ratio:.{2 if needed < 1 else 1}f} x {name} "
-                              f"({'met' if ratio >= needed else 'NOT met'})")
+                checks.append(
+                    f"{ratio:.{2 if needed < 1 else 1}f} x {name} "
+                    f"({'met' if ratio >= needed else 'NOT met'})"
+                )
             lines.append(f"- T={t}, causal={'yes' if causal else 'no'}: {'; '.join(checks)}")
     return "\n".join(lines)
 
@@ -271,8 +321,11 @@ def plot(result: dict, path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     for ax, causal in zip(axes, (False, True)):
         for version in versions:
-            pts = [(r["T"], r["tflops"]) for r in rows
-                   if r["version"] == version and r["causal"] == causal and r.get("tflops")]  # fmt: skip
+            pts = [
+                (r["T"], r["tflops"])
+                for r in rows
+                if r["version"] == version and r["causal"] == causal and r.get("tflops")
+            ]
             if pts:
                 ax.plot(*zip(*pts), marker="o", label=version)
         ax.set_xscale("log", base=2)
@@ -282,7 +335,9 @@ def plot(result: dict, path) -> Path:
     axes[0].set_ylabel("TFLOP/s (float32)")
     axes[1].legend(fontsize=8)
     env, cfg = result["environment"], result["config"]
-    fig.suptitle(f"attention kernels on {env['gpu']}, B={cfg['batch']} H={cfg['heads']} D={cfg['head_dim']}")
+    fig.suptitle(
+        f"attention kernels on {env['gpu']}, B={cfg['batch']} H={cfg['heads']} D={cfg['head_dim']}"
+    )
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)

@@ -96,8 +96,10 @@ def torch_stepper(model: GPT, idx, targets):
     ]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
-        lr=1e-4, betas=(0.9, 0.95), eps=1e-8,
-    )  # fmt: skip
+        lr=1e-4,
+        betas=(0.9, 0.95),
+        eps=1e-8,
+    )
     ti, tt = torch.from_numpy(idx), torch.from_numpy(targets)
 
     def step():
@@ -130,9 +132,14 @@ def time_interleaved(steppers: dict, steps: int, warmup: int):
 
 
 def run_train_benchmark(
-    config: GPTConfig, batch_size: int, steps: int = 10, warmup: int = 2,
-    threads: int | None = None, with_torch: bool = True, seed: int = 0,
-) -> dict:  # fmt: skip
+    config: GPTConfig,
+    batch_size: int,
+    steps: int = 10,
+    warmup: int = 2,
+    threads: int | None = None,
+    with_torch: bool = True,
+    seed: int = 0,
+) -> dict:
     """Run the benchmark; return the figures as a JSON-ready dict (see :func:`format_report`).
 
     NumPy, PyTorch and the reference matmul run in turn, round after round, in one process and
@@ -182,30 +189,44 @@ def _run(config, batch_size, steps, warmup, threads, with_torch, seed) -> dict:
     np_step = statistics.median(times["numpy"])
     result = {
         "config": {**asdict(config), "batch_size": batch_size},
-        "steps": steps, "warmup": warmup, "threads": threads, "numpy_blas_threads": blas_threads,
-        "num_params": model.num_params(), "model_gflop_per_step": flops / 1e9,
+        "steps": steps,
+        "warmup": warmup,
+        "threads": threads,
+        "numpy_blas_threads": blas_threads,
+        "num_params": model.num_params(),
+        "model_gflop_per_step": flops / 1e9,
         "matmul_gflops": matmul_flops / statistics.median(times["matmul"]) / 1e9,
-        "numpy_step_s": np_step, "numpy_step_times_s": times["numpy"],
-        "numpy_tokens_per_s": tokens / np_step, "model_gflops": flops / np_step / 1e9,
+        "numpy_step_s": np_step,
+        "numpy_step_times_s": times["numpy"],
+        "numpy_tokens_per_s": tokens / np_step,
+        "model_gflops": flops / np_step / 1e9,
         "first_loss_numpy": first["numpy"],
-        "torch_tokens_per_s": None, "ratio": None, "torch_note": torch_note,
-    }  # fmt: skip
+        "torch_tokens_per_s": None,
+        "ratio": None,
+        "torch_note": torch_note,
+    }
     result["fraction_of_matmul"] = result["model_gflops"] / result["matmul_gflops"]
     if torch is not None:
         t_step = statistics.median(times["torch"])
-        result.update({
-            "torch_step_s": t_step, "torch_step_times_s": times["torch"],
-            "torch_tokens_per_s": tokens / t_step, "torch_gflops": flops / t_step / 1e9,
-            "first_loss_torch": first["torch"], "ratio": t_step / np_step,
-        })  # fmt: skip
+        result.update(
+            {
+                "torch_step_s": t_step,
+                "torch_step_times_s": times["torch"],
+                "torch_tokens_per_s": tokens / t_step,
+                "torch_gflops": flops / t_step / 1e9,
+                "first_loss_torch": first["torch"],
+                "ratio": t_step / np_step,
+            }
+        )
     result["versions"] = versions
     result["machine"] = {
-        "platform": platform.platform(), "processor": platform.processor(),
+        "platform": platform.platform(),
+        "processor": platform.processor(),
         "cpu_count": os.cpu_count(),
         # 1-minute load average before and after: a busy machine makes every figure noisy
         "load_average_before": load_before,
         "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }  # fmt: skip
+    }
     result["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     return result
 
@@ -240,4 +261,3 @@ def format_report(r: dict) -> str:
     else:
         lines.append(r["torch_note"])
     return "\n".join(lines)
-

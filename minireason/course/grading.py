@@ -321,9 +321,15 @@ def grade(
     for index, test in enumerate(module.TESTS):
         if report.load_error:
             result = TestResult(
-                test.name, 0.0, float(test.points), "not run", "the file failed to load",
-                test.visibility, 0.0, test.description,
-            )  # fmt: skip
+                test.name,
+                0.0,
+                float(test.points),
+                "not run",
+                "the file failed to load",
+                test.visibility,
+                0.0,
+                test.description,
+            )
         else:
             result = _grade_one(module.NAME, path, index, test, report.seed, timeout)
         report.results.append(result)
@@ -344,9 +350,15 @@ def _grade_one(name, path, index, test: GradedTest, seed, timeout) -> TestResult
         status, message = verdict["status"], verdict["message"]
     points = test.points if status == "passed" else 0.0
     return TestResult(
-        test.name, float(points), float(test.points), status, message, test.visibility, seconds,
+        test.name,
+        float(points),
+        float(test.points),
+        status,
+        message,
+        test.visibility,
+        seconds,
         test.description,
-    )  # fmt: skip
+    )
 
 
 # --------------------------------------------------------------------------- the worker's side

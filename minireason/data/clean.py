@@ -13,8 +13,8 @@ import re
 from minireason.data.records import Review
 from minireason.data.report import LoadReport
 
-_TAG = re.compile(r"<[^<>]*(>|$)")          # a tag, or an unterminated tag at the end
-_TAG_TAIL = re.compile(r'^[^<>]*"\s*/?>')    # the end of a tag cut off before the text
+_TAG = re.compile(r"<[^<>]*(>|$)")  # a tag, or an unterminated tag at the end
+_TAG_TAIL = re.compile(r'^[^<>]*"\s*/?>')  # the end of a tag cut off before the text
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.;:!?])")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u200b-\u200f\u2028\u2029\ufeff]")
 _SPACE = re.compile(r"\s+")

@@ -246,8 +246,13 @@ def data_roots(data_dir=None) -> list[Path]:
     ``$MINIREASON_DATA_DIR``, the project's ``../shared/data`` (relative to the current
     directory, then to a source checkout of the package), and the download cache of
     ``minireason data fetch``."""
-    roots = [data_dir, os.environ.get("MINIREASON_DATA_DIR"), Path("..") / "shared" / "data",
-             CHECKOUT_DATA, cache_dir()]  # fmt: skip
+    roots = [
+        data_dir,
+        os.environ.get("MINIREASON_DATA_DIR"),
+        Path("..") / "shared" / "data",
+        CHECKOUT_DATA,
+        cache_dir(),
+    ]
     return list(dict.fromkeys(Path(r) for r in roots if r))
 
 

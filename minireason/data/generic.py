@@ -64,8 +64,9 @@ def review_from_mapping(obj: dict, mapping: dict[str, str], rating_range) -> Rev
     )
 
 
-def load_generic(path, fmt: str, mapping: dict[str, str], report: LoadReport,
-                 rating_range=(0.0, 5.0)) -> Iterator[Review]:
+def load_generic(
+    path, fmt: str, mapping: dict[str, str], report: LoadReport, rating_range=(0.0, 5.0)
+) -> Iterator[Review]:
     """Stream Reviews from a ``jsonl`` or ``csv`` file using ``mapping`` (see module doc)."""
     if fmt not in ("jsonl", "csv"):
         raise ValueError(f"format must be 'jsonl' or 'csv', not {fmt!r}")

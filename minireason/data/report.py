@@ -52,8 +52,7 @@ class FileReport:
         }
         if self.truncated_after is not None:
             out["truncated"] = (
-                f"truncated gzip stream after line {self.truncated_after}"
-                f" ({self.truncated_detail})"
+                f"truncated gzip stream after line {self.truncated_after} ({self.truncated_detail})"
             )
         return out
 

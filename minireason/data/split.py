@@ -33,16 +33,20 @@ def leave_last_out(reviews: list[Review]) -> dict[str, list[Review]]:
     return out
 
 
-def random_split(reviews: list[Review], seed: int = 0,
-                 ratios=(0.8, 0.1, 0.1)) -> dict[str, list[Review]]:
+def random_split(
+    reviews: list[Review], seed: int = 0, ratios=(0.8, 0.1, 0.1)
+) -> dict[str, list[Review]]:
     """A seeded random split with the given (train, valid, test) ratios."""
     if len(ratios) != 3 or min(ratios) < 0 or abs(sum(ratios) - 1.0) > 1e-9:
         raise ValueError(f"split ratios must be 3 non-negative numbers summing to 1, got {ratios}")
     order = np.random.default_rng(seed).permutation(len(reviews))
     n_train = int(round(ratios[0] * len(reviews)))
     n_valid = int(round(ratios[1] * len(reviews)))
-    cuts = {"train": order[:n_train], "valid": order[n_train : n_train + n_valid],
-            "test": order[n_train + n_valid :]}
+    cuts = {
+        "train": order[:n_train],
+        "valid": order[n_train : n_train + n_valid],
+        "test": order[n_train + n_valid :],
+    }
     return {name: [reviews[i] for i in sorted(idx)] for name, idx in cuts.items()}
 
 

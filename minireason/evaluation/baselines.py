@@ -46,7 +46,7 @@ def nearest_neighbours(queries: np.ndarray, pool: np.ndarray, chunk: int = 512) 
     dot product (earliest on ties): ``(Nq,)`` ints. Computed ``chunk`` queries at a time."""
     best = np.empty(len(queries), dtype=np.int64)
     for start in range(0, len(queries), chunk):
-        best[start:start + chunk] = np.argmax(queries[start:start + chunk] @ pool.T, axis=1)
+        best[start : start + chunk] = np.argmax(queries[start : start + chunk] @ pool.T, axis=1)
     return best
 
 

@@ -59,8 +59,12 @@ RATIO_METRICS = ("usr", "fmr", "fcr", "div")
 METRICS = TEXT_METRICS + RATIO_METRICS
 SYSTEMS = ("model", "random", "retrieval", "template")
 DECODERS = ("step4", "greedy")
-RECOMMENDERS = {"popularity": Popularity, "itemcf": ItemCF, "content": ContentSimilarity,
-                "hybrid": Hybrid}
+RECOMMENDERS = {
+    "popularity": Popularity,
+    "itemcf": ItemCF,
+    "content": ContentSimilarity,
+    "hybrid": Hybrid,
+}
 
 GenerateFn = Callable[[list[list[int]]], list[str]]
 
@@ -68,8 +72,9 @@ GenerateFn = Callable[[list[list[int]]], list[str]]
 # --------------------------------------------------------------------------- the model
 
 
-def greedy_generate_fn(model, tok: BPETokenizer, max_new_tokens: int = 40,
-                       batch_size: int = 64, progress: bool = True) -> GenerateFn:
+def greedy_generate_fn(
+    model, tok: BPETokenizer, max_new_tokens: int = 40, batch_size: int = 64, progress: bool = True
+) -> GenerateFn:
     """``prompts -> reasons`` by greedy decoding with the KV cache of
     :func:`minireason.reason.generate.generate`, ``batch_size`` prompts at a time; each reason is
     the decoded text up to (not including) ``<eos>``."""
@@ -77,10 +82,16 @@ def greedy_generate_fn(model, tok: BPETokenizer, max_new_tokens: int = 40,
 
     def generate_reasons(prompts: list[list[int]]) -> list[str]:
         out: list[str] = []
-        for s in tqdm(range(0, len(prompts), batch_size), desc="generate", unit="batch",
-                      disable=not progress):
-            gen = generate(model, prompts[s:s + batch_size], max_new_tokens=max_new_tokens,
-                           temperature=0.0, eos_id=tok.eos_id)
+        for s in tqdm(
+            range(0, len(prompts), batch_size), desc="generate", unit="batch", disable=not progress
+        ):
+            gen = generate(
+                model,
+                prompts[s : s + batch_size],
+                max_new_tokens=max_new_tokens,
+                temperature=0.0,
+                eos_id=tok.eos_id,
+            )
             for tokens, finish in zip(gen.tokens, gen.finish):
                 reason = tokens[:-1] if finish == "eos" else tokens
                 out.append(tok.decode(reason, skip_special=True).strip())
@@ -89,10 +100,18 @@ def greedy_generate_fn(model, tok: BPETokenizer, max_new_tokens: int = 40,
     return generate_reasons
 
 
-def step4_generate_fn(model, tok: BPETokenizer, records: list[dict],
-                      n_candidates: int = N_CANDIDATES, max_new_tokens: int = 40,
-                      batch_size: int = 16, seed: int = 0, top_p: float = TOP_P,
-                      temperature: float = TEMPERATURE, progress: bool = True) -> GenerateFn:
+def step4_generate_fn(
+    model,
+    tok: BPETokenizer,
+    records: list[dict],
+    n_candidates: int = N_CANDIDATES,
+    max_new_tokens: int = 40,
+    batch_size: int = 16,
+    seed: int = 0,
+    top_p: float = TOP_P,
+    temperature: float = TEMPERATURE,
+    progress: bool = True,
+) -> GenerateFn:
     """``prompts -> reasons`` as ``minireason explain`` makes them (seed step 4): for each
     prompt, ``n_candidates`` samples (temperature, top-p, one prefill, seeded by ``seed`` and
     the batch; defaults as :mod:`minireason.reason.scoring`),
@@ -103,33 +122,55 @@ def step4_generate_fn(model, tok: BPETokenizer, records: list[dict],
 
     def generate_reasons(prompts: list[list[int]]) -> list[str]:
         if len(prompts) != len(records):
-            raise ValueError(f"step4_generate_fn: {len(prompts)} prompts for {len(records)} records")
+            raise ValueError(
+                f"step4_generate_fn: {len(prompts)} prompts for {len(records)} records"
+            )
         out: list[str] = []
-        for b, s in enumerate(tqdm(range(0, len(prompts), batch_size), desc="generate (step 4)",
-                                   unit="batch", disable=not progress)):
-            gen = generate(model, prompts[s:s + batch_size], max_new_tokens=max_new_tokens,
-                           top_p=top_p, temperature=temperature, eos_id=tok.eos_id,
-                           rng=np.random.default_rng([seed, b]),
-                           n_samples=n_candidates)
-            for j, rec in enumerate(records[s:s + batch_size]):
+        for b, s in enumerate(
+            tqdm(
+                range(0, len(prompts), batch_size),
+                desc="generate (step 4)",
+                unit="batch",
+                disable=not progress,
+            )
+        ):
+            gen = generate(
+                model,
+                prompts[s : s + batch_size],
+                max_new_tokens=max_new_tokens,
+                top_p=top_p,
+                temperature=temperature,
+                eos_id=tok.eos_id,
+                rng=np.random.default_rng([seed, b]),
+                n_samples=n_candidates,
+            )
+            for j, rec in enumerate(records[s : s + batch_size]):
                 rows = slice(j * n_candidates, (j + 1) * n_candidates)
-                best = rank_candidates(tok, gen.tokens[rows], gen.logprobs[rows], gen.finish[rows],
-                                       rec["profile"]["aspects"], rec.get("item_tags") or [],
-                                       focus=rec.get("focus") or [])[0]
+                best = rank_candidates(
+                    tok,
+                    gen.tokens[rows],
+                    gen.logprobs[rows],
+                    gen.finish[rows],
+                    rec["profile"]["aspects"],
+                    rec.get("item_tags") or [],
+                    focus=rec.get("focus") or [],
+                )[0]
                 out.append(best.text)
         return out
 
     return generate_reasons
 
 
-def reason_perplexity(model, sequences, rows, pad_id: int, batch_size: int = 64,
-                      progress: bool = True) -> tuple[float, int]:
+def reason_perplexity(
+    model, sequences, rows, pad_id: int, batch_size: int = 64, progress: bool = True
+) -> tuple[float, int]:
     """Perplexity of the reason + ``<eos>`` tokens of fine-tuning sequences ``rows``, teacher
     forced; returns ``(perplexity, n_tokens)``."""
     total_nll, n_tokens = 0.0, 0
-    for s in tqdm(range(0, len(rows), batch_size), desc="perplexity", unit="batch",
-                  disable=not progress):
-        idx, targets, mask = pad_batch(sequences, rows[s:s + batch_size], pad_id)
+    for s in tqdm(
+        range(0, len(rows), batch_size), desc="perplexity", unit="batch", disable=not progress
+    ):
+        idx, targets, mask = pad_batch(sequences, rows[s : s + batch_size], pad_id)
         logp = backend.to_numpy(model.token_logprobs(idx, targets)).astype(np.float64)
         mask = backend.to_numpy(mask)
         total_nll -= float((logp * mask).sum())
@@ -140,8 +181,9 @@ def reason_perplexity(model, sequences, rows, pad_id: int, batch_size: int = 64,
 # --------------------------------------------------------------------------- recommendation
 
 
-def recommendation_metrics(prepared: Prepared, k: int = 10, progress: bool = True,
-                           split: str = "test") -> dict:
+def recommendation_metrics(
+    prepared: Prepared, k: int = 10, progress: bool = True, split: str = "test"
+) -> dict:
     """HR@k / NDCG@k of every recommender on the leave-last-out items of ``split`` (module
     doc)."""
     train_seqs, item_tags = prepared.train_sequences(), prepared.item_terms()
@@ -156,11 +198,20 @@ def recommendation_metrics(prepared: Prepared, k: int = 10, progress: bool = Tru
 # --------------------------------------------------------------------------- the evaluation
 
 
-def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
-                 batch_size: int = 64, max_new_tokens: int = 40, seed: int = 0,
-                 generate_fn: GenerateFn | None = None, progress: bool = True,
-                 decode: str = "step4", n_candidates: int = N_CANDIDATES,
-                 split: str = "test") -> dict:
+def evaluate_run(
+    prepared_dir,
+    run_dir,
+    out_dir=None,
+    limit: int | None = None,
+    batch_size: int = 64,
+    max_new_tokens: int = 40,
+    seed: int = 0,
+    generate_fn: GenerateFn | None = None,
+    progress: bool = True,
+    decode: str = "step4",
+    n_candidates: int = N_CANDIDATES,
+    split: str = "test",
+) -> dict:
     """Evaluate the fine-tuned model of ``run_dir`` and the baselines; write the outputs.
 
     Args:
@@ -194,9 +245,12 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
         raise FileNotFoundError(f"{tok_path} not found: is {run_dir} a run of 'minireason train'?")
     tok = BPETokenizer.load(tok_path)
     if tok.vocab_size != prepared.tokenizer.vocab_size or (
-            tok_path.read_bytes() != (prepared.path / "tokenizer.json").read_bytes()):
-        raise ValueError(f"{tok_path} differs from {prepared.path / 'tokenizer.json'}: the run "
-                         "was trained on another prepared directory")
+        tok_path.read_bytes() != (prepared.path / "tokenizer.json").read_bytes()
+    ):
+        raise ValueError(
+            f"{tok_path} differs from {prepared.path / 'tokenizer.json'}: the run "
+            "was trained on another prepared directory"
+        )
     model = load_model(run_dir / "finetune")
 
     if split not in ("test", "valid"):
@@ -204,8 +258,10 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
     sequences = prepared.finetune[split]
     n = len(sequences) if limit is None else min(limit, len(sequences))
     if n < 2:
-        raise ValueError(f"{prepared.path}: the {split} split has {n} records with a target; "
-                         "at least 2 are needed")
+        raise ValueError(
+            f"{prepared.path}: the {split} split has {n} records with a target; "
+            "at least 2 are needed"
+        )
     rows = np.arange(n)
     records = [prepared.split(split)[int(r)] for r in sequences.record[:n]]
     prompts = [prepared.prompts[split].get(int(r)).tolist() for r in sequences.record[:n]]
@@ -219,31 +275,46 @@ def evaluate_run(prepared_dir, run_dir, out_dir=None, limit: int | None = None,
     if generate_fn is None and decode == "greedy":
         generate_fn = greedy_generate_fn(model, tok, max_new_tokens, batch_size, progress)
     elif generate_fn is None:
-        generate_fn = step4_generate_fn(model, tok, records, n_candidates, max_new_tokens,
-                                        max(1, batch_size // n_candidates), seed, progress=progress)
+        generate_fn = step4_generate_fn(
+            model,
+            tok,
+            records,
+            n_candidates,
+            max_new_tokens,
+            max(1, batch_size // n_candidates),
+            seed,
+            progress=progress,
+        )
     t_gen = time.perf_counter()
     answers = {"model": list(generate_fn(prompts))}
     seconds_generate = time.perf_counter() - t_gen
     if len(answers["model"]) != n:
         raise ValueError(f"generate_fn returned {len(answers['model'])} reasons for {n} prompts")
-    ppl, n_ppl_tokens = reason_perplexity(model, sequences, rows, tok.pad_id, batch_size,
-                                          progress)
+    ppl, n_ppl_tokens = reason_perplexity(model, sequences, rows, tok.pad_id, batch_size, progress)
     answers["random"] = random_reasons([r["target"] for r in train_with_target], n, seed)
     answers["retrieval"], n_empty = retrieval_reasons(train_with_target, records)
     answers["template"] = [template_reason(rec.get("item_tags") or []) for rec in records]
 
-    scores = {name: explanation_metrics(answers[name], refs, features_gt, prepared.features)
-              for name in SYSTEMS}
+    scores = {
+        name: explanation_metrics(answers[name], refs, features_gt, prepared.features)
+        for name in SYSTEMS
+    }
     scores["model"]["perplexity"] = ppl
     result = {
         "model": scores["model"],
         "baselines": {name: scores[name] for name in SYSTEMS[1:]},
         "recommendation": recommendation_metrics(prepared, k=10, progress=progress, split=split),
         "info": {
-            "prepared": str(prepared.path), "run": str(run_dir), "split": split,
-            "n_records": n, "n_test_records_with_target": len(sequences), "limit": limit,
-            "perplexity_tokens": n_ppl_tokens, "retrieval_empty": n_empty,
-            "random_seed": seed, "max_new_tokens": max_new_tokens,
+            "prepared": str(prepared.path),
+            "run": str(run_dir),
+            "split": split,
+            "n_records": n,
+            "n_test_records_with_target": len(sequences),
+            "limit": limit,
+            "perplexity_tokens": n_ppl_tokens,
+            "retrieval_empty": n_empty,
+            "random_seed": seed,
+            "max_new_tokens": max_new_tokens,
             "decode": "custom" if generate_fn_given else decode,
             "n_candidates": n_candidates if decode == "step4" else 1,
             "seconds_generate": round(seconds_generate, 2),
@@ -258,16 +329,29 @@ def markdown_report(result: dict) -> str:
     """The explanation table (one row per system) and the recommendation table."""
     info = result["info"]
     rows = {"model": result["model"], **result["baselines"]}
-    lines = [f"## Explanations ({info['n_records']} records of the {info['split']} split)", "",
-             "| system | " + " | ".join(METRICS) + " |", "|---" * (len(METRICS) + 1) + "|"]
+    lines = [
+        f"## Explanations ({info['n_records']} records of the {info['split']} split)",
+        "",
+        "| system | " + " | ".join(METRICS) + " |",
+        "|---" * (len(METRICS) + 1) + "|",
+    ]
     for name, s in rows.items():
-        lines.append(f"| {name} | " + " | ".join(f"{s[m]:.2f}" if m in TEXT_METRICS
-                                                  else f"{s[m]:.3f}" for m in METRICS) + " |")
-    lines += ["", "Text metrics x100; USR, FMR, FCR, DIV ratios (DIV: lower is better).",
-              f"Model perplexity on the reasons: {result['model']['perplexity']:.2f} "
-              f"({info['perplexity_tokens']} tokens).", "",
-              f"## Recommendation (leave-last-out, {next(iter(result['recommendation'].values()))['n_users']} users)",
-              "", "| recommender | HR@10 | NDCG@10 |", "|---|---|---|"]
+        lines.append(
+            f"| {name} | "
+            + " | ".join(f"{s[m]:.2f}" if m in TEXT_METRICS else f"{s[m]:.3f}" for m in METRICS)
+            + " |"
+        )
+    lines += [
+        "",
+        "Text metrics x100; USR, FMR, FCR, DIV ratios (DIV: lower is better).",
+        f"Model perplexity on the reasons: {result['model']['perplexity']:.2f} "
+        f"({info['perplexity_tokens']} tokens).",
+        "",
+        f"## Recommendation (leave-last-out, {next(iter(result['recommendation'].values()))['n_users']} users)",
+        "",
+        "| recommender | HR@10 | NDCG@10 |",
+        "|---|---|---|",
+    ]
     for name, r in result["recommendation"].items():
         lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} |")
     return "\n".join(lines) + "\n"
@@ -283,19 +367,23 @@ def plot_scores(result: dict, path) -> Path:
     rows = {"model": result["model"], **result["baselines"]}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [5, 4]})
     width = 0.8 / len(rows)
-    for ax, metrics, label in ((axes[0], TEXT_METRICS, "score x100"),
-                               (axes[1], RATIO_METRICS, "ratio")):
+    for ax, metrics, label in (
+        (axes[0], TEXT_METRICS, "score x100"),
+        (axes[1], RATIO_METRICS, "ratio"),
+    ):
         x = np.arange(len(metrics))
         for j, (name, s) in enumerate(rows.items()):
-            ax.bar(x + (j - (len(rows) - 1) / 2) * width, [s[m] for m in metrics], width,
-                   label=name)
+            ax.bar(
+                x + (j - (len(rows) - 1) / 2) * width, [s[m] for m in metrics], width, label=name
+            )
         ax.set_xticks(x, metrics)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     axes[1].set_title("DIV: lower is better", fontsize=9)
     fig.suptitle(f"Explanations on {result['info']['n_records']} {result['info']['split']} records")
-    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(rows),
-               frameon=False)
+    fig.legend(
+        *axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(rows), frameon=False
+    )
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=120)
@@ -311,7 +399,11 @@ def write_outputs(result: dict, answers: dict, records: list[dict], out: Path) -
     plot_scores(result, out / "evaluation.png")
     with open(out / "generations.jsonl", "w", encoding="utf-8") as fh:
         for i, rec in enumerate(records):
-            row = {"user": rec["user"], "item": rec["item"], "feature": rec["feature"],
-                   "reference": rec["target"], **{name: answers[name][i] for name in SYSTEMS}}
+            row = {
+                "user": rec["user"],
+                "item": rec["item"],
+                "feature": rec["feature"],
+                "reference": rec["target"],
+                **{name: answers[name][i] for name in SYSTEMS},
+            }
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-

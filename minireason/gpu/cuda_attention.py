@@ -70,7 +70,9 @@ def kernel_source(filename: str) -> str:
     """The CUDA C source of ``filename`` (e.g. ``"attention_forward3_flash.cu"``)."""
     path = kernel_dir() / filename
     if not path.is_file():
-        raise FileNotFoundError(f"CUDA source {filename} is not in the package data at {kernel_dir()}")
+        raise FileNotFoundError(
+            f"CUDA source {filename} is not in the package data at {kernel_dir()}"
+        )
     return path.read_text(encoding="utf-8")
 
 
@@ -140,7 +142,9 @@ def _output(cp, name: str, given, shape):
         return cp.empty(shape, dtype=np.float32)
     _gpu_float32(name, given)
     if given.shape != tuple(shape) or not given.flags.c_contiguous:
-        raise ValueError(f"{name} must be a C-contiguous array of shape {tuple(shape)}, got {given.shape}")
+        raise ValueError(
+            f"{name} must be a C-contiguous array of shape {tuple(shape)}, got {given.shape}"
+        )
     return given
 
 
@@ -161,8 +165,17 @@ def _scale(scale, head_dim: int) -> np.float32:
 # --------------------------------------------------------------------------- kernel 1
 
 
-def attention_forward1_naive(query, key, value, attn_mask=None, is_causal=False, scale=None,
-                             out=None, check=True, validate=True):
+def attention_forward1_naive(
+    query,
+    key,
+    value,
+    attn_mask=None,
+    is_causal=False,
+    scale=None,
+    out=None,
+    check=True,
+    validate=True,
+):
     """Kernel 1: ``softmax(Q K^T * scale + mask) V``, one thread block per query row.
 
     Args:
@@ -191,10 +204,26 @@ def attention_forward1_naive(query, key, value, attn_mask=None, is_causal=False,
     bias = cp.empty(1, dtype=np.float32) if attn_mask is None else _bias(cp, attn_mask, score_shape)
     what = f"(query {query.shape}, key {key.shape}, value {value.shape})"
     _launch(
-        cp, "attention_forward1_naive", (Tq, B), (NAIVE_THREADS,),
-        (q, k, v, bias, result, np.int32(Tq), np.int32(Tk), np.int32(E), np.int32(Ev),
-         _scale(scale, E), np.int32(bool(is_causal)), np.int32(attn_mask is not None)),
-        shared_bytes=4 * (Tk + NAIVE_THREADS), what=what,
+        cp,
+        "attention_forward1_naive",
+        (Tq, B),
+        (NAIVE_THREADS,),
+        (
+            q,
+            k,
+            v,
+            bias,
+            result,
+            np.int32(Tq),
+            np.int32(Tk),
+            np.int32(E),
+            np.int32(Ev),
+            _scale(scale, E),
+            np.int32(bool(is_causal)),
+            np.int32(attn_mask is not None),
+        ),
+        shared_bytes=4 * (Tk + NAIVE_THREADS),
+        what=what,
     )
     if check:
         check_cuda(cp, f"attention_forward1_naive {what}")
@@ -220,15 +249,28 @@ def scale_mask_softmax(scores, bias=None, is_causal=False, scale=1.0, check=True
     if scores.ndim != 3 or not scores.flags.c_contiguous:
         raise ValueError(f"scores must be a C-contiguous (B, Tq, Tk) array, got {scores.shape}")
     if bias is not None and (bias.shape != scores.shape or not bias.flags.c_contiguous):
-        raise ValueError(f"bias must be C-contiguous of the scores' shape {scores.shape}, got {bias.shape}")
+        raise ValueError(
+            f"bias must be C-contiguous of the scores' shape {scores.shape}, got {bias.shape}"
+        )
     B, Tq, Tk = scores.shape
     has_bias = bias is not None
     bias_arg = bias if has_bias else cp.empty(1, dtype=np.float32)
     grid = (math.ceil(B * Tq / ROWS_PER_BLOCK),)
     _launch(
-        cp, "scale_mask_softmax", grid, (32 * ROWS_PER_BLOCK,),
-        (scores, bias_arg, np.int32(B), np.int32(Tq), np.int32(Tk), np.float32(scale),
-         np.int32(bool(is_causal)), np.int32(has_bias)),
+        cp,
+        "scale_mask_softmax",
+        grid,
+        (32 * ROWS_PER_BLOCK,),
+        (
+            scores,
+            bias_arg,
+            np.int32(B),
+            np.int32(Tq),
+            np.int32(Tk),
+            np.float32(scale),
+            np.int32(bool(is_causal)),
+            np.int32(has_bias),
+        ),
         what=f"(scores {scores.shape})",
     )
     if check:
@@ -236,8 +278,17 @@ def scale_mask_softmax(scores, bias=None, is_causal=False, scale=1.0, check=True
     return scores
 
 
-def attention_forward2_fused(query, key, value, attn_mask=None, is_causal=False, scale=None,
-                             out=None, check=True, validate=True):
+def attention_forward2_fused(
+    query,
+    key,
+    value,
+    attn_mask=None,
+    is_causal=False,
+    scale=None,
+    out=None,
+    check=True,
+    validate=True,
+):
     """Kernel 2: cuBLAS ``S = Q K^T``, fused :func:`scale_mask_softmax`, cuBLAS ``P V``.
 
     Same arguments and result as :func:`attention_forward1_naive`. Holds the
@@ -293,8 +344,9 @@ def _check_flash(names_arrays, query, key, value):
     return cp
 
 
-def attention_forward3_flash(query, key, value, is_causal=False, scale=None,
-                             out=None, lse=None, check=True, validate=True):
+def attention_forward3_flash(
+    query, key, value, is_causal=False, scale=None, out=None, lse=None, check=True, validate=True
+):
     """Kernel 3: flash attention forward (see :func:`minireason.gpu.flash_emulation.flash_forward_emulated`).
 
     Args:
@@ -318,18 +370,45 @@ def attention_forward3_flash(query, key, value, is_causal=False, scale=None,
     lse_out = _output(cp, "lse", lse, query.shape[:-1])
     what = f"(query {query.shape}, key {key.shape})"
     _launch(
-        cp, "attention_forward3_flash", (math.ceil(Tq / BLOCK_M), B), (FLASH_THREADS,),
-        (q, k, v, result, lse_out, np.int32(Tq), np.int32(Tk), np.int32(D),
-         _scale(scale, D), np.int32(bool(is_causal))),
-        shared_bytes=flash_forward_shared_bytes(D), what=what,
+        cp,
+        "attention_forward3_flash",
+        (math.ceil(Tq / BLOCK_M), B),
+        (FLASH_THREADS,),
+        (
+            q,
+            k,
+            v,
+            result,
+            lse_out,
+            np.int32(Tq),
+            np.int32(Tk),
+            np.int32(D),
+            _scale(scale, D),
+            np.int32(bool(is_causal)),
+        ),
+        shared_bytes=flash_forward_shared_bytes(D),
+        what=what,
     )
     if check:
         check_cuda(cp, f"attention_forward3_flash {what}")
     return result, lse_out
 
 
-def attention_backward4_flash(dout, query, key, value, out, lse, is_causal=False, scale=None,
-                              dq=None, dk=None, dv=None, check=True, validate=True):
+def attention_backward4_flash(
+    dout,
+    query,
+    key,
+    value,
+    out,
+    lse,
+    is_causal=False,
+    scale=None,
+    dq=None,
+    dk=None,
+    dv=None,
+    check=True,
+    validate=True,
+):
     """Kernel 4: gradients of kernel 3 (see :func:`minireason.gpu.flash_emulation.flash_backward_emulated`).
 
     Args:
@@ -343,8 +422,17 @@ def attention_backward4_flash(dout, query, key, value, out, lse, is_causal=False
     """
     if validate:
         cp = _check_flash(
-            (("dout", dout), ("query", query), ("key", key), ("value", value), ("out", out), ("lse", lse)),
-            query, key, value,
+            (
+                ("dout", dout),
+                ("query", query),
+                ("key", key),
+                ("value", value),
+                ("out", out),
+                ("lse", lse),
+            ),
+            query,
+            key,
+            value,
         )
         if dout.shape != query.shape or out.shape != query.shape or lse.shape != query.shape[:-1]:
             raise ValueError(
@@ -364,18 +452,30 @@ def attention_backward4_flash(dout, query, key, value, out, lse, is_causal=False
     what = f"(query {query.shape}, key {key.shape})"
     sizes = (np.int32(Tq), np.int32(Tk), np.int32(D), _scale(scale, D), np.int32(bool(is_causal)))
     _launch(
-        cp, "flash_backward_delta", (math.ceil(B * Tq / DELTA_ROWS_PER_BLOCK),), (32 * DELTA_ROWS_PER_BLOCK,),
-        (do, o, delta, np.int32(B * Tq), np.int32(D)), what=what,
+        cp,
+        "flash_backward_delta",
+        (math.ceil(B * Tq / DELTA_ROWS_PER_BLOCK),),
+        (32 * DELTA_ROWS_PER_BLOCK,),
+        (do, o, delta, np.int32(B * Tq), np.int32(D)),
+        what=what,
     )
     _launch(
-        cp, "flash_backward_dkdv", (math.ceil(Tk / BLOCK_N), B), (FLASH_THREADS,),
+        cp,
+        "flash_backward_dkdv",
+        (math.ceil(Tk / BLOCK_N), B),
+        (FLASH_THREADS,),
         (q, k, v, do, lse2, delta, dk_out, dv_out, *sizes),
-        shared_bytes=flash_dkdv_shared_bytes(D), what=what,
+        shared_bytes=flash_dkdv_shared_bytes(D),
+        what=what,
     )
     _launch(
-        cp, "flash_backward_dq", (math.ceil(Tq / BLOCK_M), B), (FLASH_THREADS,),
+        cp,
+        "flash_backward_dq",
+        (math.ceil(Tq / BLOCK_M), B),
+        (FLASH_THREADS,),
         (q, k, v, do, lse2, delta, dq_out, *sizes),
-        shared_bytes=flash_dq_shared_bytes(D), what=what,
+        shared_bytes=flash_dq_shared_bytes(D),
+        what=what,
     )
     if check:
         check_cuda(cp, f"attention_backward4_flash {what}")

@@ -74,9 +74,13 @@ def check_flash_shapes(query, key, value) -> None:
             f"query {query.shape}, key {key.shape}, value {value.shape}"
         )
     if key.shape[-2] != value.shape[-2]:
-        raise ValueError(f"key and value sequence lengths differ: key {key.shape}, value {value.shape}")
+        raise ValueError(
+            f"key and value sequence lengths differ: key {key.shape}, value {value.shape}"
+        )
     if not 1 <= query.shape[-1] <= HEAD_DIM_MAX:
-        raise ValueError(f"flash attention supports head_dim 1..{HEAD_DIM_MAX}, got {query.shape[-1]}")
+        raise ValueError(
+            f"flash attention supports head_dim 1..{HEAD_DIM_MAX}, got {query.shape[-1]}"
+        )
     if key.shape[-2] < 1:
         raise ValueError(f"key has no positions (shape {key.shape})")
 

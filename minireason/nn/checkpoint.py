@@ -181,8 +181,12 @@ def load_checkpoint(directory) -> Checkpoint:
             missing = sorted(expected - set(groups[group]))
             if missing:
                 raise CheckpointError(f"{npz_path}: missing optimizer moments {group} {missing}")
-        optimizer = {"t": meta["optimizer"]["t"], "hyper": meta["optimizer"]["hyper"],
-                     "m": groups["adam_m"], "v": groups["adam_v"]}  # fmt: skip
+        optimizer = {
+            "t": meta["optimizer"]["t"],
+            "hyper": meta["optimizer"]["hyper"],
+            "m": groups["adam_m"],
+            "v": groups["adam_v"],
+        }
     return Checkpoint(
         model_config=config,
         params=groups["param"],

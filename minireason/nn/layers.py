@@ -291,9 +291,19 @@ def mlp_backward(dout, cache):
 
 
 BLOCK_PARAMS = (
-    "ln1.w", "ln1.b", "attn.w_qkv", "attn.b_qkv", "attn.w_proj", "attn.b_proj",
-    "ln2.w", "ln2.b", "mlp.w_fc", "mlp.b_fc", "mlp.w_proj", "mlp.b_proj",
-)  # fmt: skip
+    "ln1.w",
+    "ln1.b",
+    "attn.w_qkv",
+    "attn.b_qkv",
+    "attn.w_proj",
+    "attn.b_proj",
+    "ln2.w",
+    "ln2.b",
+    "mlp.w_fc",
+    "mlp.b_fc",
+    "mlp.w_proj",
+    "mlp.b_proj",
+)
 
 
 def block_forward(x, p, B, T, n_head, dropout=0.0, rng=None, eps=1e-5):

@@ -97,11 +97,19 @@ def param_shapes(config: GPTConfig) -> dict:
     C = config.n_embd
     shapes = {"wte": (config.vocab_size, C), "wpe": (config.block_size, C)}
     per_block = {
-        "ln1.w": (C,), "ln1.b": (C,), "attn.w_qkv": (C, 3 * C), "attn.b_qkv": (3 * C,),
-        "attn.w_proj": (C, C), "attn.b_proj": (C,), "ln2.w": (C,), "ln2.b": (C,),
-        "mlp.w_fc": (C, 4 * C), "mlp.b_fc": (4 * C,), "mlp.w_proj": (4 * C, C),
+        "ln1.w": (C,),
+        "ln1.b": (C,),
+        "attn.w_qkv": (C, 3 * C),
+        "attn.b_qkv": (3 * C,),
+        "attn.w_proj": (C, C),
+        "attn.b_proj": (C,),
+        "ln2.w": (C,),
+        "ln2.b": (C,),
+        "mlp.w_fc": (C, 4 * C),
+        "mlp.b_fc": (4 * C,),
+        "mlp.w_proj": (4 * C, C),
         "mlp.b_proj": (C,),
-    }  # fmt: skip
+    }
     for i in range(config.n_layer):
         shapes.update({f"h.{i}.{name}": shape for name, shape in per_block.items()})
     shapes["ln_f.w"], shapes["ln_f.b"] = (C,), (C,)

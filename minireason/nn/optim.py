@@ -113,10 +113,13 @@ class AdamW:
             "m": self.m,
             "v": self.v,
             "hyper": {
-                "lr": self.lr, "beta1": self.beta1, "beta2": self.beta2,
-                "eps": self.eps, "weight_decay": self.weight_decay,
+                "lr": self.lr,
+                "beta1": self.beta1,
+                "beta2": self.beta2,
+                "eps": self.eps,
+                "weight_decay": self.weight_decay,
             },
-        }  # fmt: skip
+        }
 
     def load_state_dict(self, state: dict) -> None:
         """Restore ``t`` and the moments (copied in place; shapes must match the parameters)."""

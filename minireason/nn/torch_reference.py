@@ -64,9 +64,13 @@ def build_torch_model(model: GPT):
         net.ln_f.bias.copy_(p["ln_f.b"])
         for i, blk in enumerate(net.blocks):
             pairs = [
-                (blk.ln1, "ln1"), (blk.ln2, "ln2"), (blk.qkv, "attn.w_qkv"),
-                (blk.proj, "attn.w_proj"), (blk.fc, "mlp.w_fc"), (blk.fc_proj, "mlp.w_proj"),
-            ]  # fmt: skip
+                (blk.ln1, "ln1"),
+                (blk.ln2, "ln2"),
+                (blk.qkv, "attn.w_qkv"),
+                (blk.proj, "attn.w_proj"),
+                (blk.fc, "mlp.w_fc"),
+                (blk.fc_proj, "mlp.w_proj"),
+            ]
             for mod, name in pairs:
                 if name.startswith("ln"):
                     mod.weight.copy_(p[f"h.{i}.{name}.w"])

@@ -56,7 +56,8 @@ MIN_TARGET_WORDS = 4
 MAX_FOCUS = 3  # focus aspects of a training record (from its target sentence)
 FOCUS_WEIGHTS = {"item": 1.0, "profile": 0.25, "rate": 0.5}  # predict_focus, see its doc
 
-STOP_WORDS = frozenset("""
+STOP_WORDS = frozenset(
+    """
 a about above after again against all almost along already also although always am among an
 and another any anyone anything anyway are around as at away back be because been before
 being below between both but by came can cannot could did do does doing done don down during
@@ -76,18 +77,22 @@ first second third three four five new old another right left little big bit lot
 actually definitely probably pretty sort since thanks thank day days time times year years
 week weeks month months ago last next else able came come comes coming look looks looking
 give gives given think thought know knew feel felt find found tell told around everyone
-""".split())
+""".split()
+)
 
-SENTIMENT_WORDS = frozenset("""
+SENTIMENT_WORDS = frozenset(
+    """
 good great nice bad excellent awesome amazing love loved loves like liked likes best better
 worse worst perfect perfectly fine happy pleased disappointed recommend recommended
 highly decent solid cheap expensive poor terrible horrible wonderful fantastic superb
 fabulous outstanding beautiful cool fun easy hard difficult simple super glad sweet
 favorite wrong problem problems issue issues star stars five four price worth value
 quality real true high low long short large small huge tiny heavy light strong weak
-""".split())
+""".split()
+)
 
-GENERIC_WORDS = frozenset("""
+GENERIC_WORDS = frozenset(
+    """
 product products item items amazon buy bought buying purchase purchased order ordered
 review reviews work works worked working job use money dollars bucks stuff thing
 anything nothing everything people person guy guys someone anyone company brand seller
@@ -98,7 +103,8 @@ plus prefer close point break run feels note tight accurate clear single stay so
 pay quick replace hear takes piece sounding bottom side type whatever able start started
 wish free kept hope start test tested already inside outside especially exactly literally
 guess together half install ends
-""".split())
+""".split()
+)
 
 _SUFFIXES = ("ly", "ed", "ful", "ous", "ive", "able", "ible", "less")
 _WORD = re.compile(r"[a-z]+")
@@ -152,8 +158,9 @@ class AspectVocabulary:
         return sorted(found, key=lambda a: (self.df[a], -len(a), a))
 
 
-def mine_aspects(train_texts, n_unigrams: int = 150, n_bigrams: int = 50,
-                 min_df: int = 5) -> AspectVocabulary:
+def mine_aspects(
+    train_texts, n_unigrams: int = 150, n_bigrams: int = 50, min_df: int = 5
+) -> AspectVocabulary:
     """Mine aspects from an iterable of training review texts (see module doc)."""
     df: Counter = Counter()
     for text in train_texts:
@@ -200,8 +207,13 @@ class ItemFeatures:
     training review's own aspects can be left out of its item's tags.
     """
 
-    def __init__(self, train: list[Review], vocab: AspectVocabulary,
-                 meta: dict[str, ItemMeta] | None = None, n_item_tags: int = 5):
+    def __init__(
+        self,
+        train: list[Review],
+        vocab: AspectVocabulary,
+        meta: dict[str, ItemMeta] | None = None,
+        n_item_tags: int = 5,
+    ):
         self.vocab = vocab
         self.meta = meta or {}
         self.n_item_tags = n_item_tags
@@ -217,8 +229,9 @@ class ItemFeatures:
         found = self.review_aspects.get(id(review))
         return list(found) if found is not None else self.vocab.find(review.text)
 
-    def item_aspects(self, item: str, n: int | None = None,
-                     exclude: Review | None = None) -> list[tuple[str, int]]:
+    def item_aspects(
+        self, item: str, n: int | None = None, exclude: Review | None = None
+    ) -> list[tuple[str, int]]:
         """The item's aspects as ``(aspect, number of training reviews)``, most frequent
         first; ``exclude``: a training review whose own aspects are not counted."""
         counts = Counter(self.counts.get(item, Counter()))
@@ -245,8 +258,9 @@ class HistoryItem:
     rating: float
 
 
-def history_items(past: list[Review], features: ItemFeatures, max_items: int,
-                  max_aspects: int = 3) -> list[HistoryItem]:
+def history_items(
+    past: list[Review], features: ItemFeatures, max_items: int, max_aspects: int = 3
+) -> list[HistoryItem]:
     """History blocks for the last ``max_items`` of ``past`` (oldest first).
 
     Each block keeps the ``max_aspects`` most specific aspects the user mentioned.
@@ -255,9 +269,12 @@ def history_items(past: list[Review], features: ItemFeatures, max_items: int,
     explained (``minireason.prep.prepare`` walks each user's time-sorted sequence to build it):
     that is what keeps the record's own review, and its future, out of its prompt.
     """
-    return [HistoryItem(r.item, features.tags(r.item),
-                        features.aspects_of_review(r)[:max_aspects], r.rating)
-            for r in past[-max_items:]]
+    return [
+        HistoryItem(
+            r.item, features.tags(r.item), features.aspects_of_review(r)[:max_aspects], r.rating
+        )
+        for r in past[-max_items:]
+    ]
 
 
 def profile(history: list[HistoryItem], n: int = 10) -> dict[str, list[str]]:
@@ -297,9 +314,13 @@ def feature_rates(targets: list[tuple[list[str], str]]) -> dict[str, float]:
     return {a: (chosen[a] + 1) / (n + 2) for a, n in sorted(mentioned.items())}
 
 
-def predict_focus(item_aspects: list[tuple[str, int]], profile_aspects: list[str],
-                  rates: dict[str, float], k: int,
-                  weights: dict[str, float] | None = None) -> list[str]:
+def predict_focus(
+    item_aspects: list[tuple[str, int]],
+    profile_aspects: list[str],
+    rates: dict[str, float],
+    k: int,
+    weights: dict[str, float] | None = None,
+) -> list[str]:
     """The ``k`` aspects a reason for this (user, item) should most likely talk about.
 
     Each aspect the item's training reviews mention scores::
@@ -319,8 +340,11 @@ def predict_focus(item_aspects: list[tuple[str, int]], profile_aspects: list[str
     in_profile = set(profile_aspects)
 
     def score(a: str) -> float:
-        return (w["item"] * math.log1p(counts[a]) + w["profile"] * (a in in_profile)
-                + w["rate"] * math.log(rates.get(a, 0.5)))
+        return (
+            w["item"] * math.log1p(counts[a])
+            + w["profile"] * (a in in_profile)
+            + w["rate"] * math.log(rates.get(a, 0.5))
+        )
 
     return sorted(counts, key=lambda a: (-score(a), a))[: max(k, 0)]
 

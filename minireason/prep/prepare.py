@@ -104,9 +104,16 @@ def _split_reviews(cfg: PrepareConfig, reviews: list[Review]) -> dict[str, list[
     raise ValueError(f"--split must be 'time' or 'random', not {cfg.split!r}")
 
 
-def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
-                  tok: BPETokenizer, meta: dict[str, ItemMeta], targets: dict,
-                  rates: dict[str, float]):
+def build_records(
+    cfg,
+    splits,
+    features: ItemFeatures,
+    vocab: AspectVocabulary,
+    tok: BPETokenizer,
+    meta: dict[str, ItemMeta],
+    targets: dict,
+    rates: dict[str, float],
+):
     """One JSON-ready dict per review, per split, plus the prompt ids of each.
 
     Walks each user's time-sorted sequence once, so ``past`` holds exactly the user's
@@ -121,8 +128,9 @@ def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
     prompt_ids = {name: [None] * len(rs) for name, rs in splits.items()}
     everyone = [r for rs in splits.values() for r in rs]
     sequences = sort_histories(everyone)
-    for user_sequence in tqdm(sequences.values(), desc="prompts", unit="user",
-                              disable=None if cfg.progress else True):
+    for user_sequence in tqdm(
+        sequences.values(), desc="prompts", unit="user", disable=None if cfg.progress else True
+    ):
         past: list[Review] = []
         for r in user_sequence:
             name = split_of[id(r)]
@@ -135,15 +143,23 @@ def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
             if cfg.focus and name == "train" and has_target:
                 focus, focus_from = target_focus(target.sentence, vocab), "target"
             elif cfg.focus:
-                focus = predict_focus(features.item_aspects(r.item, exclude=r),
-                                      prof["aspects"], rates, cfg.focus)
+                focus = predict_focus(
+                    features.item_aspects(r.item, exclude=r), prof["aspects"], rates, cfg.focus
+                )
                 focus_from = "predicted"
-            prompt = build_prompt(history, item_tags, cfg.prompt_tokens, tok, item=r.item,
-                                  focus=focus)
+            prompt = build_prompt(
+                history, item_tags, cfg.prompt_tokens, tok, item=r.item, focus=focus
+            )
             title = meta[r.item].title if r.item in meta else ""
             records[name][position[id(r)]] = {
-                "user": r.user, "item": r.item, "rating": r.rating, "time": r.time,
-                "text": r.text, "summary": r.summary, "source": r.source, "line": r.line,
+                "user": r.user,
+                "item": r.item,
+                "rating": r.rating,
+                "time": r.time,
+                "text": r.text,
+                "summary": r.summary,
+                "source": r.source,
+                "line": r.line,
                 "aspects": features.aspects_of_review(r),
                 "target": target.sentence if has_target else None,
                 "feature": target.feature if has_target else None,
@@ -154,11 +170,16 @@ def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
                 "focus": focus,
                 "focus_from": focus_from,
                 "prompt": {
-                    "n_tokens": len(prompt.ids), "n_history": prompt.n_history,
-                    "n_dropped": prompt.n_dropped, "n_tags_dropped": prompt.n_tags_dropped,
-                    "text": render_prompt(history[len(history) - prompt.n_history:],
-                                          item_tags[: len(item_tags) - prompt.n_tags_dropped],
-                                          title, focus),
+                    "n_tokens": len(prompt.ids),
+                    "n_history": prompt.n_history,
+                    "n_dropped": prompt.n_dropped,
+                    "n_tags_dropped": prompt.n_tags_dropped,
+                    "text": render_prompt(
+                        history[len(history) - prompt.n_history :],
+                        item_tags[: len(item_tags) - prompt.n_tags_dropped],
+                        title,
+                        focus,
+                    ),
                     "segments": prompt.segments_as_dicts(),
                 },
                 "seq": -1,
@@ -172,8 +193,9 @@ def build_records(cfg, splits, features: ItemFeatures, vocab: AspectVocabulary,
 # --------------------------------------------------------------------------- sequences
 
 
-def finetune_sequences(records: list[dict], prompt_ids: list[list[int]], tok: BPETokenizer,
-                       context: int) -> tuple[SequenceSet, int]:
+def finetune_sequences(
+    records: list[dict], prompt_ids: list[list[int]], tok: BPETokenizer, context: int
+) -> tuple[SequenceSet, int]:
     """``prompt + reason + <eos>`` for each record with a target; also sets ``record["seq"]``.
 
     Returns the set and the number of reasons cut to fit ``context``.
@@ -230,11 +252,17 @@ def plot_prompt_lengths(lengths: list[int], max_tokens: int, path: Path) -> Path
 def report_markdown(report: dict) -> str:
     """``report.md``: the same facts as ``report.json``, for people."""
     lines = ["# Prepared data report", ""]
-    lines += ["## Input files", "", "| file | lines read | header | kept | merged | skipped |",
-              "|---|---|---|---|---|---|"]
+    lines += [
+        "## Input files",
+        "",
+        "| file | lines read | header | kept | merged | skipped |",
+        "|---|---|---|---|---|---|",
+    ]
     for f in report["load"]["files"]:
-        lines.append(f"| `{f['path']}` | {f['lines_read']} | {f['header']} | {f['kept']} | "
-                     f"{f['merged']} | {sum(f['skipped'].values())} |")
+        lines.append(
+            f"| `{f['path']}` | {f['lines_read']} | {f['header']} | {f['kept']} | "
+            f"{f['merged']} | {sum(f['skipped'].values())} |"
+        )
     lines += ["", "## Skipped lines by reason", ""]
     any_skip = False
     for f in report["load"]["files"]:
@@ -248,26 +276,42 @@ def report_markdown(report: dict) -> str:
         lines.append("none")
     lines += ["", "## Counts at every stage", "", "| stage | count |", "|---|---|"]
     lines += [f"| {k} | {v} |" for k, v in report["stages"].items()]
-    lines += ["", "## Explanation targets", "", "| split | with target | without (by reason) |",
-              "|---|---|---|"]
+    lines += [
+        "",
+        "## Explanation targets",
+        "",
+        "| split | with target | without (by reason) |",
+        "|---|---|---|",
+    ]
     for name, t in report["targets"].items():
         why = ", ".join(f"{k}: {v}" for k, v in t["without"].items()) or "-"
         lines.append(f"| {name} | {t['with_target']} | {why} |")
     a = report["aspects"]
-    lines += ["", f"## Aspects (feature set F: {a['n']} terms)", "",
-              ", ".join(f"{t} ({n})" for t, n in a["top"]), ""]
+    lines += [
+        "",
+        f"## Aspects (feature set F: {a['n']} terms)",
+        "",
+        ", ".join(f"{t} ({n})" for t, n in a["top"]),
+        "",
+    ]
     p = report["prompts"]
-    lines += ["## Tokenizer, prompts and sequences", "",
-              f"- vocabulary size: {report['tokenizer']['vocab_size']}",
-              f"- prompt tokens: mean {p['mean']:.1f}, median {p['median']}, max {p['max']} "
-              f"(cap {p['cap']}); history blocks dropped to fit: {p['history_dropped']}; "
-              f"item tags cut: {p['tags_dropped']}",
-              f"- pretraining stream: {report['sequences']['pretrain_tokens']} tokens",
-              "- fine-tuning sequences: " + ", ".join(
-                  f"{k} {v}" for k, v in report["sequences"]["finetune"].items())
-              + f"; reasons cut to fit the context: {report['sequences']['reasons_cut']}",
-              "", "![prompt lengths](prompt_lengths.png)", "",
-              f"Stage times (s): {report['seconds']}", ""]
+    lines += [
+        "## Tokenizer, prompts and sequences",
+        "",
+        f"- vocabulary size: {report['tokenizer']['vocab_size']}",
+        f"- prompt tokens: mean {p['mean']:.1f}, median {p['median']}, max {p['max']} "
+        f"(cap {p['cap']}); history blocks dropped to fit: {p['history_dropped']}; "
+        f"item tags cut: {p['tags_dropped']}",
+        f"- pretraining stream: {report['sequences']['pretrain_tokens']} tokens",
+        "- fine-tuning sequences: "
+        + ", ".join(f"{k} {v}" for k, v in report["sequences"]["finetune"].items())
+        + f"; reasons cut to fit the context: {report['sequences']['reasons_cut']}",
+        "",
+        "![prompt lengths](prompt_lengths.png)",
+        "",
+        f"Stage times (s): {report['seconds']}",
+        "",
+    ]
     return "\n".join(lines)
 
 
@@ -291,8 +335,10 @@ def prepare_sample(reviews, out, n_lines: int = 600) -> Path:
 def prepare(cfg: PrepareConfig) -> dict:
     """Run steps 1-3 and write the prepared directory ``cfg.out``; return the report dict."""
     if cfg.prompt_tokens >= cfg.context:
-        raise ValueError(f"--prompt-tokens ({cfg.prompt_tokens}) must be < --context "
-                         f"({cfg.context}) to leave room for the reason")
+        raise ValueError(
+            f"--prompt-tokens ({cfg.prompt_tokens}) must be < --context "
+            f"({cfg.context}) to leave room for the reason"
+        )
     if cfg.focus < 0:
         raise ValueError(f"--focus must be >= 0, got {cfg.focus}")
     seconds = {}
@@ -321,16 +367,25 @@ def prepare(cfg: PrepareConfig) -> dict:
 
     train_texts = [r.text for r in splits["train"] if r.text]
     if not train_texts:
-        raise ValueError(f"{cfg.reviews}: no training review has text; prepare needs review "
-                         "text for aspects, targets and the tokenizer (MovieLens has none)")
+        raise ValueError(
+            f"{cfg.reviews}: no training review has text; prepare needs review "
+            "text for aspects, targets and the tokenizer (MovieLens has none)"
+        )
     vocab = mine_aspects(train_texts, cfg.n_unigrams, cfg.n_bigrams, cfg.min_df)
     if not vocab.df:
-        raise ValueError(f"no aspect reaches --min-df {cfg.min_df} in {len(train_texts)} "
-                         "training reviews; lower --min-df")
+        raise ValueError(
+            f"no aspect reaches --min-df {cfg.min_df} in {len(train_texts)} "
+            "training reviews; lower --min-df"
+        )
     features = ItemFeatures(splits["train"], vocab, meta, cfg.n_item_tags)
     targets = {id(r): explanation_target(r, vocab) for rs in splits.values() for r in rs}
-    rates = feature_rates([(features.aspects_of_review(r), t.feature) for r in splits["train"]
-                           if isinstance(t := targets[id(r)], Target)])
+    rates = feature_rates(
+        [
+            (features.aspects_of_review(r), t.feature)
+            for r in splits["train"]
+            if isinstance(t := targets[id(r)], Target)
+        ]
+    )
     lap("aspects")
 
     tag_texts = sorted({t for m in meta.values() for t in m.tags})
@@ -342,8 +397,9 @@ def prepare(cfg: PrepareConfig) -> dict:
 
     finetune, reasons_cut = {}, 0
     for name in SPLITS:
-        finetune[name], n_cut = finetune_sequences(records[name], prompt_ids[name], tok,
-                                                   cfg.context)
+        finetune[name], n_cut = finetune_sequences(
+            records[name], prompt_ids[name], tok, cfg.context
+        )
         reasons_cut += n_cut
     pretrain = pretrain_stream(splits["train"], tok)
     lap("sequences")
@@ -355,7 +411,8 @@ def prepare(cfg: PrepareConfig) -> dict:
     config["version"] = __version__
     config["inputs"] = [
         {"path": str(p), "bytes": os.path.getsize(p), "sha256": sha256_of(p)}
-        for p in inputs if Path(p).is_file()
+        for p in inputs
+        if Path(p).is_file()
     ]
     write_json(out / "config.json", config)
     for name in SPLITS:
@@ -378,12 +435,18 @@ def prepare(cfg: PrepareConfig) -> dict:
         prof = profile(history_items(history, features, len(history)))
         users_out[user] = {**prof, "n_train": len(history)}
     write_json(out / "users.json", users_out)
-    write_json(out / "features.json", {
-        "aspects": vocab.aspects, "df": vocab.df, "rates": rates, "focus": cfg.focus,
-        "params": vocab.params,
-        "method": "document frequency of noun-like unigrams and bigrams in training reviews "
-                  "(see minireason.prep.features)",
-    })
+    write_json(
+        out / "features.json",
+        {
+            "aspects": vocab.aspects,
+            "df": vocab.df,
+            "rates": rates,
+            "focus": cfg.focus,
+            "params": vocab.params,
+            "method": "document frequency of noun-like unigrams and bigrams in training reviews "
+            "(see minireason.prep.features)",
+        },
+    )
     tok.save(out / "tokenizer.json")
 
     lengths = [len(ids) for name in SPLITS for ids in prompt_ids[name]]
@@ -396,8 +459,11 @@ def prepare(cfg: PrepareConfig) -> dict:
         "targets": {
             name: {
                 "with_target": sum(1 for rec in records[name] if rec["target"] is not None),
-                "without": dict(Counter(rec["no_target"] for rec in records[name]
-                                        if rec["no_target"] is not None)),
+                "without": dict(
+                    Counter(
+                        rec["no_target"] for rec in records[name] if rec["no_target"] is not None
+                    )
+                ),
             }
             for name in SPLITS
         },
@@ -424,5 +490,3 @@ def prepare(cfg: PrepareConfig) -> dict:
     write_json(out / "report.json", report)
     (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
     return report
-
-

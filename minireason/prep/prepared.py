@@ -113,7 +113,6 @@ class PromptSet:
         return cls(np.asarray(flat, dtype=np.int32), offsets)
 
 
-
 # --------------------------------------------------------------------------- writing
 
 
@@ -135,7 +134,6 @@ def write_npz(path: Path, **arrays) -> None:
     tmp = path.with_name(path.stem + ".tmp.npz")
     np.savez(tmp, **arrays)
     tmp.replace(path)
-
 
 
 @dataclass
@@ -166,7 +164,9 @@ class Prepared:
     def train_sequences(self) -> dict[str, list[str]]:
         """``{user: [item, ...]}``: each user's distinct training items in time order (what
         the recommenders of ``minireason.reason.recommend`` fit on)."""
-        ordered = sorted(enumerate(self.train), key=lambda ir: (ir[1]["user"], ir[1]["time"], ir[0]))
+        ordered = sorted(
+            enumerate(self.train), key=lambda ir: (ir[1]["user"], ir[1]["time"], ir[0])
+        )
         seqs: dict[str, list[str]] = {}
         for _, rec in ordered:
             seq = seqs.setdefault(rec["user"], [])
@@ -180,13 +180,16 @@ class Prepared:
         directory was prepared with ``focus`` 0). Free-form input has its own:
         :func:`minireason.reason.explain.free_form_focus`."""
         counts = [(a, int(n)) for a, n in self.items.get(item, {}).get("aspects", [])]
-        return predict_focus(counts, profile_aspects, self.feature_rates,
-                             int(self.config.get("focus", 0)))
+        return predict_focus(
+            counts, profile_aspects, self.feature_rates, int(self.config.get("focus", 0))
+        )
 
     def item_terms(self) -> dict[str, list[str]]:
         """``{item: tags + aspects}``: the bag of terms content similarity works on."""
-        return {item: list(info.get("tags", [])) + [a for a, _ in info.get("aspects", [])]
-                for item, info in self.items.items()}
+        return {
+            item: list(info.get("tags", [])) + [a for a, _ in info.get("aspects", [])]
+            for item, info in self.items.items()
+        }
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -218,14 +221,22 @@ def _read_npz(path: Path) -> dict:
 def load_prepared(directory) -> Prepared:
     """Read a directory written by :func:`prepare` (arrays with ``allow_pickle=False``)."""
     d = Path(directory)
-    needed = ["config.json", "items.json", "users.json", "features.json", "tokenizer.json",
-              "pretrain.npz", "report.json"]
+    needed = [
+        "config.json",
+        "items.json",
+        "users.json",
+        "features.json",
+        "tokenizer.json",
+        "pretrain.npz",
+        "report.json",
+    ]
     needed += [f"{s}.jsonl" for s in SPLITS] + [f"finetune_{s}.npz" for s in SPLITS]
     needed += [f"prompts_{s}.npz" for s in SPLITS]
     missing = [n for n in needed if not (d / n).is_file()]
     if missing:
-        raise FileNotFoundError(f"{d} is not a prepared directory: missing {missing} "
-                                "(run minireason prepare)")
+        raise FileNotFoundError(
+            f"{d} is not a prepared directory: missing {missing} (run minireason prepare)"
+        )
     features = _read_json(d / "features.json")
     return Prepared(
         path=d,
@@ -244,4 +255,3 @@ def load_prepared(directory) -> Prepared:
         finetune={s: SequenceSet(**_read_npz(d / f"finetune_{s}.npz")) for s in SPLITS},
         report=_read_json(d / "report.json"),
     )
-

@@ -89,15 +89,18 @@ def _history_block(h: HistoryItem, index: int, tok: BPETokenizer):
     return ids, segs
 
 
-def _item_block(item_tags: list[str], item: str, tok: BPETokenizer, max_tokens: int,
-                focus: list[str]):
+def _item_block(
+    item_tags: list[str], item: str, tok: BPETokenizer, max_tokens: int, focus: list[str]
+):
     """Token ids, segments and the number of tags cut, for
     ``<item> TAGS [<sep> FOCUS] <reason>``."""
     focus_pieces = [tok.encode_piece(" " + a) for a in focus]
     focus_len = (1 + sum(len(p) for p in focus_pieces)) if focus else 0
     if 2 + focus_len > max_tokens:
-        raise ValueError(f"the focus {focus} needs {2 + focus_len} prompt tokens with <item> "
-                         f"and <reason>; max_tokens is {max_tokens}")
+        raise ValueError(
+            f"the focus {focus} needs {2 + focus_len} prompt tokens with <item> "
+            f"and <reason>; max_tokens is {max_tokens}"
+        )
     ids = [tok.special["<item>"]]
     segs = []
     kept = 0
@@ -122,8 +125,14 @@ def _shift(segs: list[Segment], offset: int) -> list[Segment]:
     return [Segment(s.kind, s.start + offset, s.end + offset, s.label, s.owner) for s in segs]
 
 
-def build_prompt(history: list[HistoryItem], item_tags: list[str], max_tokens: int,
-                 tokenizer: BPETokenizer, item: str = "", focus: list[str] | None = None) -> Prompt:
+def build_prompt(
+    history: list[HistoryItem],
+    item_tags: list[str],
+    max_tokens: int,
+    tokenizer: BPETokenizer,
+    item: str = "",
+    focus: list[str] | None = None,
+) -> Prompt:
     """Build the prompt for one (history, target item) pair, at most ``max_tokens`` long.
 
     history: past items, oldest first (may be empty). item_tags: the target item's tags.
@@ -132,8 +141,9 @@ def build_prompt(history: list[HistoryItem], item_tags: list[str], max_tokens: i
     """
     if max_tokens < 2:
         raise ValueError(f"max_tokens must be >= 2 (room for <item> <reason>), got {max_tokens}")
-    item_ids, item_segs, n_tags_dropped = _item_block(item_tags, item, tokenizer, max_tokens,
-                                                      list(focus or []))
+    item_ids, item_segs, n_tags_dropped = _item_block(
+        item_tags, item, tokenizer, max_tokens, list(focus or [])
+    )
     budget = max_tokens - len(item_ids)
     blocks = []
     for index in range(len(history) - 1, -1, -1):  # newest first
@@ -152,8 +162,12 @@ def build_prompt(history: list[HistoryItem], item_tags: list[str], max_tokens: i
     return Prompt(ids, segments, len(blocks), len(history) - len(blocks), n_tags_dropped)
 
 
-def render_prompt(history: list[HistoryItem], item_tags: list[str], item_title: str = "",
-                  focus: list[str] | None = None) -> str:
+def render_prompt(
+    history: list[HistoryItem],
+    item_tags: list[str],
+    item_title: str = "",
+    focus: list[str] | None = None,
+) -> str:
     """A plain-language rendering of the same information, for people to read."""
     lines = []
     if history:
@@ -161,8 +175,9 @@ def render_prompt(history: list[HistoryItem], item_tags: list[str], item_title: 
         for h in history:
             about = f"; you mentioned {', '.join(h.aspects)}" if h.aspects else ""
             tags = ", ".join(h.tags) if h.tags else "no tags"
-            lines.append(f"  - item {h.item} ({tags}){about}; you rated it "
-                         f"{_format_rating(h.rating)}/5")
+            lines.append(
+                f"  - item {h.item} ({tags}){about}; you rated it {_format_rating(h.rating)}/5"
+            )
     else:
         lines.append("No earlier reviews from you (cold start).")
     name = f'"{item_title}"' if item_title else "this item"

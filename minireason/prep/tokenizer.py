@@ -36,12 +36,15 @@ class BPETokenizer:
         self._piece_cache: dict[str, list[int]] = {}
 
     @classmethod
-    def train(cls, texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE,
-              min_frequency: int = 2) -> BPETokenizer:
+    def train(
+        cls, texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, min_frequency: int = 2
+    ) -> BPETokenizer:
         """Train a byte-level BPE on ``texts`` with ``vocab_size`` entries (specials included)."""
         if vocab_size < 256 + len(SPECIAL_TOKENS):
-            raise ValueError(f"vocab_size must be >= {256 + len(SPECIAL_TOKENS)} "
-                             f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), got {vocab_size}")
+            raise ValueError(
+                f"vocab_size must be >= {256 + len(SPECIAL_TOKENS)} "
+                f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), got {vocab_size}"
+            )
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()

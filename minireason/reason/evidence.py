@@ -42,7 +42,6 @@ class Evidence:
     segments: list[Segment]
 
 
-
 # --------------------------------------------------------------------------- evidence
 
 
@@ -58,14 +57,16 @@ def segment_mass(attention, rows, segments: list[Segment]) -> np.ndarray:
         ``(len(segments),)``.
     """
     read = attention[np.asarray(rows)]  # (R, T)
-    return np.array([read[:, s.start:s.end].sum(axis=1).mean() for s in segments])
+    return np.array([read[:, s.start : s.end].sum(axis=1).mean() for s in segments])
 
 
 def rank_shares(segments: list[Segment], mass: np.ndarray, top_k: int | None = None):
     """``Share`` entries for ``segments`` with ``mass`` normalised to sum 1, largest first."""
     total = float(mass.sum())
-    shares = [Share(s.kind, s.label, s.owner, float(m) / total if total > 0 else 0.0)
-              for s, m in zip(segments, mass, strict=True)]
+    shares = [
+        Share(s.kind, s.label, s.owner, float(m) / total if total > 0 else 0.0)
+        for s, m in zip(segments, mass, strict=True)
+    ]
     shares.sort(key=lambda s: -s.share)
     return shares if top_k is None else shares[:top_k]
 
@@ -88,8 +89,14 @@ def aggregate_evidence(attention, prompt_len: int, segments: list[Segment], top_
     return owners, pieces
 
 
-def attention_evidence(model, tokenizer, prompt_ids: list[int], reason_ids: list[int],
-                       segments: list[Segment], top_k: int = 5) -> Evidence:
+def attention_evidence(
+    model,
+    tokenizer,
+    prompt_ids: list[int],
+    reason_ids: list[int],
+    segments: list[Segment],
+    top_k: int = 5,
+) -> Evidence:
     """Forward ``prompt + reason`` once and read the evidence (see the module docstring).
 
     ``reason_ids`` are the generated ids, the stopping ``<eos>`` included; the sequence fed is
@@ -107,7 +114,7 @@ def attention_evidence(model, tokenizer, prompt_ids: list[int], reason_ids: list
     return Evidence(
         owners=owners,
         pieces=pieces,
-        matrix=mean[P - 1:, :P],  # rows: positions P-1 .. end, each generated a reason token
+        matrix=mean[P - 1 :, :P],  # rows: positions P-1 .. end, each generated a reason token
         row_tokens=[_token_text(tokenizer, t) for t in reason_ids],
         prompt_tokens=[_token_text(tokenizer, t) for t in prompt_ids],
         segments=segments,
@@ -148,8 +155,15 @@ def plot_evidence(explanation, path):
         if seg.kind in ("hist", "item"):
             ax.axvline(seg.start - 0.5, color="white", linewidth=1.0)
             name = f"{seg.owner} {seg.label}".strip()
-            ax.text((seg.start + seg.end - 1) / 2, -0.7, name, ha="center", va="bottom",
-                    fontsize=7, clip_on=False)
+            ax.text(
+                (seg.start + seg.end - 1) / 2,
+                -0.7,
+                name,
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                clip_on=False,
+            )
     ax.set_xlabel("prompt tokens")
     ax.set_ylabel("reason tokens generated")
     reason = "".join(ch if ch.isprintable() and ch.isascii() else " " for ch in explanation.reason)

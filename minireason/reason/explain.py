@@ -63,13 +63,24 @@ class Explanation:
     notes: list[str] = field(default_factory=list)  # fallbacks taken, cropping
 
 
-
-def explain(model, tokenizer, history: list[HistoryItem], item_tags: list[str],
-            profile_aspects: list[str] | None = None, n_candidates: int = N_CANDIDATES, seed=0,
-            max_new_tokens: int = 40, top_p: float = TOP_P, temperature: float = TEMPERATURE,
-            max_prompt_tokens: int | None = None, weights: ScoreWeights | None = None,
-            item: str = "", item_title: str = "", top_k_evidence: int = 5,
-            focus: list[str] | None = None) -> Explanation:
+def explain(
+    model,
+    tokenizer,
+    history: list[HistoryItem],
+    item_tags: list[str],
+    profile_aspects: list[str] | None = None,
+    n_candidates: int = N_CANDIDATES,
+    seed=0,
+    max_new_tokens: int = 40,
+    top_p: float = TOP_P,
+    temperature: float = TEMPERATURE,
+    max_prompt_tokens: int | None = None,
+    weights: ScoreWeights | None = None,
+    item: str = "",
+    item_title: str = "",
+    top_k_evidence: int = 5,
+    focus: list[str] | None = None,
+) -> Explanation:
     """Generate ``n_candidates`` reasons for (history, item), return the best with evidence.
 
     Args:
@@ -95,16 +106,20 @@ def explain(model, tokenizer, history: list[HistoryItem], item_tags: list[str],
     """
     item_tags = [t.strip() for t in item_tags if t and t.strip()]
     if not history and not item_tags:
-        raise ValueError("nothing to explain from: the history is empty (cold start) and "
-                         "the item has no tags; give --history or --tags")
+        raise ValueError(
+            "nothing to explain from: the history is empty (cold start) and "
+            "the item has no tags; give --history or --tags"
+        )
     if not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
         raise ValueError(f"n_candidates must be a positive integer, got {n_candidates!r}")
     block_size = model.config.block_size
     budget = block_size - max_new_tokens if max_prompt_tokens is None else max_prompt_tokens
     budget = min(budget, block_size - 1)
     if budget < 2:
-        raise ValueError(f"max_new_tokens={max_new_tokens} leaves {budget} prompt tokens of "
-                         f"block_size={block_size}; lower max_new_tokens")
+        raise ValueError(
+            f"max_new_tokens={max_new_tokens} leaves {budget} prompt tokens of "
+            f"block_size={block_size}; lower max_new_tokens"
+        )
     if profile_aspects is None:
         profile_aspects = profile(history)["aspects"]
     focus = [a.strip() for a in (focus or []) if a and a.strip()]
@@ -119,14 +134,24 @@ def explain(model, tokenizer, history: list[HistoryItem], item_tags: list[str],
     if prompt.n_tags_dropped:
         notes.append(f"{prompt.n_tags_dropped} item tags dropped to fit {budget} tokens")
 
-    gen = generate(model, [prompt.ids], max_new_tokens=max_new_tokens, temperature=temperature,
-                   top_p=top_p, eos_id=tokenizer.eos_id, rng=seed, n_samples=n_candidates)
-    candidates = rank_candidates(tokenizer, gen.tokens, gen.logprobs, gen.finish,
-                                 profile_aspects, item_tags, weights, focus)
+    gen = generate(
+        model,
+        [prompt.ids],
+        max_new_tokens=max_new_tokens,
+        temperature=temperature,
+        top_p=top_p,
+        eos_id=tokenizer.eos_id,
+        rng=seed,
+        n_samples=n_candidates,
+    )
+    candidates = rank_candidates(
+        tokenizer, gen.tokens, gen.logprobs, gen.finish, profile_aspects, item_tags, weights, focus
+    )
     best = candidates[0]
-    evidence = attention_evidence(model, tokenizer, prompt.ids, best.token_ids,
-                                  prompt.segments, top_k_evidence)
-    kept_history = history[len(history) - prompt.n_history:]
+    evidence = attention_evidence(
+        model, tokenizer, prompt.ids, best.token_ids, prompt.segments, top_k_evidence
+    )
+    kept_history = history[len(history) - prompt.n_history :]
     kept_tags = item_tags[: len(item_tags) - prompt.n_tags_dropped]
     return Explanation(
         reason=best.text,
@@ -228,8 +253,9 @@ def free_form_focus(run_dir, history: list[HistoryItem], tags: list[str]) -> lis
         feats = json.loads(path.read_text(encoding="utf-8"))
         known, rates, k = feats["df"], feats.get("rates", {}), int(feats.get("focus", 0))
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: corrupt feature file ({exc}); copy it again from the "
-                         "prepared directory") from None
+        raise ValueError(
+            f"{path}: corrupt feature file ({exc}); copy it again from the prepared directory"
+        ) from None
     return predict_focus(tag_counts(tags, known), profile(history)["aspects"], rates, k)
 
 
@@ -288,12 +314,15 @@ def format_explanation(expl: Explanation, top: int = 3) -> str:
     owners = ", ".join(f"{names[s.owner]} {100 * s.share:.0f}%" for s in expl.evidence.owners[:top])
 
     def piece(s) -> str:
-        what = {"rating": f"rating {s.label}", "focus": f"focus {s.label!r}"}.get(s.kind, repr(s.label))
+        what = {"rating": f"rating {s.label}", "focus": f"focus {s.label!r}"}.get(
+            s.kind, repr(s.label)
+        )
         return f"{what} ({names.get(s.owner, s.owner)}) {100 * s.share:.0f}%"
 
     pieces = ", ".join(piece(s) for s in expl.evidence.pieces[:top])
-    mentioned = (expl.score.mentioned_focus + expl.score.mentioned_aspects
-                 + expl.score.mentioned_tags)
+    mentioned = (
+        expl.score.mentioned_focus + expl.score.mentioned_aspects + expl.score.mentioned_tags
+    )
     focus = [s.label for s in expl.evidence.segments if s.kind == "focus"]
     lines = [f'  reason:    "{expl.reason}"']
     if focus:
@@ -302,7 +331,9 @@ def format_explanation(expl: Explanation, top: int = 3) -> str:
         f"  evidence:  attention on {owners}",
         f"             strongest pieces: {pieces}",
         "  mentions:  "
-        + (", ".join(dict.fromkeys(mentioned)) or "none of the focus, profile aspects or item tags"),
+        + (
+            ", ".join(dict.fromkeys(mentioned)) or "none of the focus, profile aspects or item tags"
+        ),
     ]
     lines += [f"  note:      {note}" for note in expl.notes]
     return "\n".join(lines)

@@ -174,8 +174,9 @@ def prefill(model, idx, lengths):
     x, _ = embedding_forward(idx, model.params["wte"], model.params["wpe"])  # (B * T, C)
     cache = []
     for i in range(cfg.n_layer):
-        x, block_cache = block_forward(x, _block_params(model, i), B, T, H, 0.0, None,
-                                       cfg.layernorm_eps)
+        x, block_cache = block_forward(
+            x, _block_params(model, i), B, T, H, 0.0, None, cfg.layernorm_eps
+        )
         attn = block_cache[1][1]  # the AttentionCache of this block's self-attention
         K = xp.zeros((B, H, cfg.block_size, D), dtype=x.dtype)
         V = xp.zeros_like(K)
@@ -183,8 +184,9 @@ def prefill(model, idx, lengths):
         V[:, :, :T] = attn.value
         cache.append((K, V))
     last = x.reshape(B, T, -1)[xp.arange(B), xp.asarray(lengths) - 1]  # (B, C)
-    last, _ = layernorm_forward(last, model.params["ln_f.w"], model.params["ln_f.b"],
-                                cfg.layernorm_eps)
+    last, _ = layernorm_forward(
+        last, model.params["ln_f.w"], model.params["ln_f.b"], cfg.layernorm_eps
+    )
     logits, _ = lm_head_forward(last, model.params["wte"])
     return logits, cache
 
@@ -219,8 +221,9 @@ def decode_step(model, tokens, positions, cache):
         q, k, v = qkv.reshape(B, 1, 3, H, D).transpose(2, 0, 3, 1, 4)  # each (B, H, 1, D)
         K[rows, :, positions] = k[:, :, 0]
         V[rows, :, positions] = v[:, :, 0]
-        y, _ = attention_forward(q, K[:, :, :n_keys], V[:, :, :n_keys], attn_mask=allowed,
-                                 validate=False)  # (B, H, 1, D)
+        y, _ = attention_forward(
+            q, K[:, :, :n_keys], V[:, :, :n_keys], attn_mask=allowed, validate=False
+        )  # (B, H, 1, D)
         h, _ = linear_forward(y.reshape(B, C), bp["attn.w_proj"], bp["attn.b_proj"])
         x = x + h
         h, _ = layernorm_forward(x, bp["ln2.w"], bp["ln2.b"], cfg.layernorm_eps)
@@ -257,8 +260,17 @@ def _check_args(model, prompts, max_new_tokens, temperature, top_k, top_p, n_sam
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
 
 
-def generate(model, prompts, max_new_tokens=32, temperature=1.0, top_k=None, top_p=None,
-             eos_id=None, rng=0, n_samples=1) -> Generation:
+def generate(
+    model,
+    prompts,
+    max_new_tokens=32,
+    temperature=1.0,
+    top_k=None,
+    top_p=None,
+    eos_id=None,
+    rng=0,
+    n_samples=1,
+) -> Generation:
     """Continue each prompt, batched, with a KV cache (see the module docstring).
 
     Args:
@@ -290,8 +302,9 @@ def generate(model, prompts, max_new_tokens=32, temperature=1.0, top_k=None, top
     logits, cache = prefill(model, xp.asarray(padded), lengths)
     if n_samples > 1:  # every sample of a prompt starts from that prompt's cache
         logits = xp.repeat(logits, n_samples, axis=0)
-        cache = [(xp.repeat(K, n_samples, axis=0), xp.repeat(V, n_samples, axis=0))
-                 for K, V in cache]
+        cache = [
+            (xp.repeat(K, n_samples, axis=0), xp.repeat(V, n_samples, axis=0)) for K, V in cache
+        ]
     n_rows = len(kept) * n_samples
     row_prompt = np.repeat(np.arange(len(kept)), n_samples)
     generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)

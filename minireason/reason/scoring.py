@@ -87,7 +87,6 @@ class Candidate:
     score: ScoreBreakdown
 
 
-
 # --------------------------------------------------------------------------- scoring
 
 
@@ -115,10 +114,16 @@ def repetition(text_words: list[str]) -> float:
     return 1.0 - len(set(bigrams)) / len(bigrams)
 
 
-def score_candidate(text: str, logprobs, finish: str, profile_aspects: list[str],
-                    item_tags: list[str], duplicate: bool = False,
-                    weights: ScoreWeights | None = None,
-                    focus: list[str] | None = None) -> ScoreBreakdown:
+def score_candidate(
+    text: str,
+    logprobs,
+    finish: str,
+    profile_aspects: list[str],
+    item_tags: list[str],
+    duplicate: bool = False,
+    weights: ScoreWeights | None = None,
+    focus: list[str] | None = None,
+) -> ScoreBreakdown:
     """Score one candidate (formula in the module docstring).
 
     Args:
@@ -139,16 +144,42 @@ def score_candidate(text: str, logprobs, finish: str, profile_aspects: list[str]
     rep = repetition(text_words)
     truncated = finish != "eos"
     empty = not text_words
-    total = (w.user * user_cov + w.item * item_cov + w.focus * focus_cov + w.logprob * mean_lp
-             - w.repetition * rep - w.duplicate * duplicate - w.truncated * truncated
-             - w.empty * empty)
-    return ScoreBreakdown(user_cov, item_cov, focus_cov, mean_lp, rep, duplicate, truncated,
-                          empty, float(total), aspects, tags, focused)
+    total = (
+        w.user * user_cov
+        + w.item * item_cov
+        + w.focus * focus_cov
+        + w.logprob * mean_lp
+        - w.repetition * rep
+        - w.duplicate * duplicate
+        - w.truncated * truncated
+        - w.empty * empty
+    )
+    return ScoreBreakdown(
+        user_cov,
+        item_cov,
+        focus_cov,
+        mean_lp,
+        rep,
+        duplicate,
+        truncated,
+        empty,
+        float(total),
+        aspects,
+        tags,
+        focused,
+    )
 
 
-def rank_candidates(tokenizer, tokens, logprobs, finishes, profile_aspects: list[str],
-                    item_tags: list[str], weights: ScoreWeights | None = None,
-                    focus: list[str] | None = None) -> list[Candidate]:
+def rank_candidates(
+    tokenizer,
+    tokens,
+    logprobs,
+    finishes,
+    profile_aspects: list[str],
+    item_tags: list[str],
+    weights: ScoreWeights | None = None,
+    focus: list[str] | None = None,
+) -> list[Candidate]:
     """Decode and score the sampled rows of one prompt; return them best first.
 
     Args:
@@ -162,8 +193,16 @@ def rank_candidates(tokenizer, tokens, logprobs, finishes, profile_aspects: list
     for ids, logp, finish in zip(tokens, logprobs, finishes, strict=True):
         text = tokenizer.decode(ids, skip_special=True).strip()
         key = " ".join(words(text))
-        score = score_candidate(text, logp, finish, profile_aspects, item_tags,
-                                duplicate=key in seen, weights=weights, focus=focus)
+        score = score_candidate(
+            text,
+            logp,
+            finish,
+            profile_aspects,
+            item_tags,
+            duplicate=key in seen,
+            weights=weights,
+            focus=focus,
+        )
         seen.add(key)
         candidates.append(Candidate(text, ids, logp, finish, score))
     candidates.sort(key=lambda c: -c.score.total)

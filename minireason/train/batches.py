@@ -71,7 +71,11 @@ class ReasonBatches:
         if lengths.min() < 2:
             raise ValueError("a fine-tuning sequence shorter than 2 tokens cannot be trained on")
         self.sequences, self.batch_size, self.pad_id, self.seed = (
-            sequences, batch_size, pad_id, seed)  # fmt: skip
+            sequences,
+            batch_size,
+            pad_id,
+            seed,
+        )
 
     def indices(self, step: int) -> np.ndarray:
         """Rows of the sequences in batch ``step``: ``(batch_size,)``."""

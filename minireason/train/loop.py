@@ -164,9 +164,13 @@ def train(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     optimizer = AdamW(
-        model.params, lr=config.learning_rate, betas=(config.beta1, config.beta2),
-        eps=config.eps, weight_decay=config.weight_decay, decay=model.decay_mask(),
-    )  # fmt: skip
+        model.params,
+        lr=config.learning_rate,
+        betas=(config.beta1, config.beta2),
+        eps=config.eps,
+        weight_decay=config.weight_decay,
+        decay=model.decay_mask(),
+    )
     result = TrainResult(step=0)
     if resume:
         if not (out_dir / JSON_NAME).is_file():
@@ -237,4 +241,3 @@ def train(
     bar.close()
     result.plot = plot_losses(result.train_losses, result.val_losses, out_dir / "loss.png")
     return result
-

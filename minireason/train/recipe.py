@@ -99,12 +99,17 @@ def load_preset(name_or_path) -> dict:
     unknown = sorted(set(preset) - set(PRESET_KEYS))
     missing = [k for k in ("model", "pretrain", "finetune") if k not in preset]
     if unknown or missing:
-        raise ValueError(f"{path}: unknown keys {unknown}, missing keys {missing} "
-                         f"(a preset has {list(PRESET_KEYS)})")
+        raise ValueError(
+            f"{path}: unknown keys {unknown}, missing keys {missing} "
+            f"(a preset has {list(PRESET_KEYS)})"
+        )
     model_fields = {f.name for f in fields(GPTConfig)} - {"vocab_size", "dtype"}
     train_fields = {f.name for f in fields(TrainConfig)}
-    allowed = {"model": model_fields, "pretrain": train_fields | {"batch_size", "block_size"},
-               "finetune": train_fields | {"batch_size"}}
+    allowed = {
+        "model": model_fields,
+        "pretrain": train_fields | {"batch_size", "block_size"},
+        "finetune": train_fields | {"batch_size"},
+    }
     for section, ok in allowed.items():
         if not isinstance(preset[section], dict):
             raise ValueError(f"{path}: {section!r} must be a JSON object")
@@ -117,9 +122,11 @@ def load_preset(name_or_path) -> dict:
             raise ValueError(f"{path}: {section}.batch_size must be a positive integer, got {b!r}")
     block = preset["pretrain"].get("block_size")
     if not isinstance(block, int) or not 1 <= block <= preset["model"].get(
-            "block_size", GPTConfig.block_size):
-        raise ValueError(f"{path}: pretrain.block_size must be an integer in "
-                         f"1..model.block_size, got {block!r}")
+        "block_size", GPTConfig.block_size
+    ):
+        raise ValueError(
+            f"{path}: pretrain.block_size must be an integer in 1..model.block_size, got {block!r}"
+        )
     return {**preset, "source": str(path)}
 
 
@@ -144,8 +151,10 @@ def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, pr
     """Train one stage (or resume it, or skip it when finished); returns its report dict."""
     done = _stage_state(out)
     if done is not None and not resume:
-        raise ValueError(f"{out} already holds a checkpoint (step {done}); pass --resume to "
-                         "continue it, or choose another --out")
+        raise ValueError(
+            f"{out} already holds a checkpoint (step {done}); pass --resume to "
+            "continue it, or choose another --out"
+        )
     t0 = time.perf_counter()
     if done is not None and done >= config.max_steps:
         ckpt = load_checkpoint(out)
@@ -153,8 +162,15 @@ def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, pr
         train_losses, val_losses = ckpt.extra.get("train_losses"), ckpt.extra.get("val_losses")
         status = "already finished"
     else:
-        result = train(model, get_batch, config, out, val_batch=val_batch,
-                       resume=done is not None, progress=progress)
+        result = train(
+            model,
+            get_batch,
+            config,
+            out,
+            val_batch=val_batch,
+            resume=done is not None,
+            progress=progress,
+        )
         if result.stopped:
             raise RuntimeError(f"{stage} stopped: {result.stopped}")
         train_losses, val_losses = result.train_losses, result.val_losses
@@ -171,8 +187,7 @@ def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, pr
     }
 
 
-def run_recipe(prepared_dir, preset, out_dir, resume: bool = False,
-               progress: bool = True) -> dict:
+def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bool = True) -> dict:
     """Pretrain then fine-tune a GPT on a prepared directory; returns the train report.
 
     Args:
@@ -192,8 +207,10 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False,
     context = int(prepared.config.get("context", 0))
     model_config = GPTConfig(vocab_size=tok.vocab_size, **preset["model"])
     if model_config.block_size < context:
-        raise ValueError(f"{preset['source']}: model.block_size {model_config.block_size} is "
-                         f"shorter than the prepared context {context} ({prepared.path})")
+        raise ValueError(
+            f"{preset['source']}: model.block_size {model_config.block_size} is "
+            f"shorter than the prepared context {context} ({prepared.path})"
+        )
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     (out / "preset.json").write_text(json.dumps(preset, indent=1) + "\n", encoding="utf-8")
@@ -205,27 +222,40 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False,
     n_val = max(block + 1, int(len(prepared.pretrain) * PRETRAIN_HOLDOUT))
     stream_train, stream_val = prepared.pretrain[:-n_val], prepared.pretrain[-n_val:]
     model = GPT(model_config)
-    report = {"prepared": str(prepared.path), "preset": preset, "n_params": model.num_params(),
-              "device": backend.get_device()}
+    report = {
+        "prepared": str(prepared.path),
+        "preset": preset,
+        "n_params": model.num_params(),
+        "device": backend.get_device(),
+    }
     report["pretrain"] = _run_stage(
-        model, "pretrain",
+        model,
+        "pretrain",
         TokenWindows(stream_train, pre["batch_size"], block, seed=seed),
         TokenWindows(stream_val, pre["batch_size"], block, seed=seed + 1),
-        stage_config(preset, "pretrain"), out / "pretrain", resume, progress,
+        stage_config(preset, "pretrain"),
+        out / "pretrain",
+        resume,
+        progress,
     )
     report["pretrain"]["tokens_train"], report["pretrain"]["tokens_val"] = (
-        int(len(stream_train)), int(n_val))
+        int(len(stream_train)),
+        int(n_val),
+    )
 
     fine = preset["finetune"]
     report["finetune"] = _run_stage(
-        model, "finetune",
+        model,
+        "finetune",
         ReasonBatches(prepared.finetune["train"], fine["batch_size"], tok.pad_id, seed=seed),
         ReasonBatches(prepared.finetune["valid"], fine["batch_size"], tok.pad_id, seed=seed + 1),
-        stage_config(preset, "finetune"), out / "finetune", resume, progress,
+        stage_config(preset, "finetune"),
+        out / "finetune",
+        resume,
+        progress,
     )
     report["finetune"]["sequences_train"] = len(prepared.finetune["train"])
     report["finetune"]["sequences_val"] = len(prepared.finetune["valid"])
     report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
     (out / "train_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
-

@@ -35,9 +35,15 @@ NAME = "A2"
 TITLE = "LayerNorm, GELU, MLP and block backward"
 STUDENT_FILE = "tutorials/assignments/A2_layers/layers_student.py"
 STUDENT_API = (
-    "layernorm_forward", "layernorm_backward", "gelu_forward", "gelu_backward",
-    "mlp_forward", "mlp_backward", "block_forward", "block_backward",
-)  # fmt: skip
+    "layernorm_forward",
+    "layernorm_backward",
+    "gelu_forward",
+    "gelu_backward",
+    "mlp_forward",
+    "mlp_backward",
+    "block_forward",
+    "block_backward",
+)
 
 HIDDEN = "after_due_date"
 MLP_HALF = ("ln2.w", "ln2.b", "mlp.w_fc", "mlp.b_fc", "mlp.w_proj", "mlp.b_proj")
@@ -71,11 +77,19 @@ def _block_inputs(rng, b, t, n_head, head_dim):
     """A block's input ``(B * T, C)``, parameters (by BLOCK_PARAMS name) and ``dout``."""
     c = n_head * head_dim
     shapes = {
-        "ln1.w": (c,), "ln1.b": (c,), "attn.w_qkv": (c, 3 * c), "attn.b_qkv": (3 * c,),
-        "attn.w_proj": (c, c), "attn.b_proj": (c,), "ln2.w": (c,), "ln2.b": (c,),
-        "mlp.w_fc": (c, 4 * c), "mlp.b_fc": (4 * c,), "mlp.w_proj": (4 * c, c),
+        "ln1.w": (c,),
+        "ln1.b": (c,),
+        "attn.w_qkv": (c, 3 * c),
+        "attn.b_qkv": (3 * c,),
+        "attn.w_proj": (c, c),
+        "attn.b_proj": (c,),
+        "ln2.w": (c,),
+        "ln2.b": (c,),
+        "mlp.w_fc": (c, 4 * c),
+        "mlp.b_fc": (4 * c,),
+        "mlp.w_proj": (4 * c, c),
         "mlp.b_proj": (c,),
-    }  # fmt: skip
+    }
     p = {name: 0.5 * rng.normal(size=shape) for name, shape in shapes.items()}
     p["ln1.w"] += 1.0
     p["ln2.w"] += 1.0
@@ -108,8 +122,9 @@ def _student_pair(student, fwd, bwd, args, dout, n_grads):
 
 
 def _student_block(student, x, p, dout, b, t, n_head):
-    _use_reference(student, "layernorm_forward", "layernorm_backward", "mlp_forward",
-                   "mlp_backward")  # fmt: skip
+    _use_reference(
+        student, "layernorm_forward", "layernorm_backward", "mlp_forward", "mlp_backward"
+    )
     params = {name: a.copy() for name, a in p.items()}
     out, grads = _student_pair(
         student, "block_forward", "block_backward", (x, params, b, t, n_head), dout, 2
@@ -305,32 +320,74 @@ def block_attn_half_random(student, rng) -> str:
 
 
 TESTS = [
-    GradedTest("layernorm_forward_fixed", 5, layernorm_forward_fixed, "visible",
-               "LayerNorm forward, fixed 4x5"),
-    GradedTest("layernorm_backward_fixed", 8, layernorm_backward_fixed, "visible",
-               "LayerNorm dx, dw, db, fixed 4x5"),
-    GradedTest("gelu_forward_fixed", 5, gelu_forward_fixed, "visible",
-               "GELU (tanh form) forward, fixed"),
+    GradedTest(
+        "layernorm_forward_fixed",
+        5,
+        layernorm_forward_fixed,
+        "visible",
+        "LayerNorm forward, fixed 4x5",
+    ),
+    GradedTest(
+        "layernorm_backward_fixed",
+        8,
+        layernorm_backward_fixed,
+        "visible",
+        "LayerNorm dx, dw, db, fixed 4x5",
+    ),
+    GradedTest(
+        "gelu_forward_fixed", 5, gelu_forward_fixed, "visible", "GELU (tanh form) forward, fixed"
+    ),
     GradedTest("gelu_backward_fixed", 6, gelu_backward_fixed, "visible", "GELU dx, fixed"),
     GradedTest("mlp_forward_fixed", 5, mlp_forward_fixed, "visible", "MLP forward, fixed 3x4"),
-    GradedTest("mlp_backward_fixed", 8, mlp_backward_fixed, "visible",
-               "MLP dx and weight gradients, fixed 3x4"),
-    GradedTest("block_forward_fixed", 8, block_forward_fixed, "visible",
-               "block forward, fixed B=2 T=3 C=4"),
-    GradedTest("block_backward_fixed", 8, block_backward_fixed, "visible",
-               "block dx and parameter gradients, fixed"),
-    GradedTest("layernorm_forward_random", 5, layernorm_forward_random, HIDDEN,
-               "LayerNorm forward, random"),
-    GradedTest("layernorm_backward_random", 7, layernorm_backward_random, HIDDEN,
-               "LayerNorm backward, random"),
-    GradedTest("gelu_backward_random", 5, gelu_backward_random, HIDDEN,
-               "GELU forward and backward, random shape"),
+    GradedTest(
+        "mlp_backward_fixed",
+        8,
+        mlp_backward_fixed,
+        "visible",
+        "MLP dx and weight gradients, fixed 3x4",
+    ),
+    GradedTest(
+        "block_forward_fixed", 8, block_forward_fixed, "visible", "block forward, fixed B=2 T=3 C=4"
+    ),
+    GradedTest(
+        "block_backward_fixed",
+        8,
+        block_backward_fixed,
+        "visible",
+        "block dx and parameter gradients, fixed",
+    ),
+    GradedTest(
+        "layernorm_forward_random", 5, layernorm_forward_random, HIDDEN, "LayerNorm forward, random"
+    ),
+    GradedTest(
+        "layernorm_backward_random",
+        7,
+        layernorm_backward_random,
+        HIDDEN,
+        "LayerNorm backward, random",
+    ),
+    GradedTest(
+        "gelu_backward_random",
+        5,
+        gelu_backward_random,
+        HIDDEN,
+        "GELU forward and backward, random shape",
+    ),
     GradedTest("mlp_dx_random", 6, mlp_dx_random, HIDDEN, "MLP dx, random"),
-    GradedTest("mlp_dparams_random", 6, mlp_dparams_random, HIDDEN,
-               "MLP weight gradients, random"),
+    GradedTest("mlp_dparams_random", 6, mlp_dparams_random, HIDDEN, "MLP weight gradients, random"),
     GradedTest("block_dx_random", 6, block_dx_random, HIDDEN, "block dx, random"),
-    GradedTest("block_mlp_half_random", 6, block_mlp_half_random, HIDDEN,
-               "block ln2 and MLP gradients, random"),
-    GradedTest("block_attn_half_random", 6, block_attn_half_random, HIDDEN,
-               "block ln1 and attention gradients, random"),
-]  # fmt: skip
+    GradedTest(
+        "block_mlp_half_random",
+        6,
+        block_mlp_half_random,
+        HIDDEN,
+        "block ln2 and MLP gradients, random",
+    ),
+    GradedTest(
+        "block_attn_half_random",
+        6,
+        block_attn_half_random,
+        HIDDEN,
+        "block ln1 and attention gradients, random",
+    ),
+]

@@ -36,8 +36,13 @@ from minireason.prep.tokenizer import SPECIAL_TOKENS
 NAME = "A3"
 TITLE = "Prompt building and loss masking"
 STUDENT_FILE = "tutorials/assignments/A3_prompts/prompts_student.py"
-STUDENT_API = ("select_history", "build_prompt", "finetune_example", "next_token_targets",
-               "masked_cross_entropy")  # fmt: skip
+STUDENT_API = (
+    "select_history",
+    "build_prompt",
+    "finetune_example",
+    "next_token_targets",
+    "masked_cross_entropy",
+)
 
 HIDDEN = "after_due_date"
 SPECIAL = {token: i for i, token in enumerate(SPECIAL_TOKENS)}  # <pad>=0 <eos>=1 ... <sep>=5
@@ -58,11 +63,12 @@ def expect_ids(what: str, got, expected: list[int]) -> None:
     got = [int(i) for i in got]
     if got == expected:
         return
-    first = next((i for i, (a, b) in enumerate(zip(got, expected)) if a != b),
-                 min(len(got), len(expected)))  # fmt: skip
+    first = next(
+        (i for i, (a, b) in enumerate(zip(got, expected)) if a != b), min(len(got), len(expected))
+    )
     raise WrongAnswer(
         f"{what}: expected {len(expected)} ids, got {len(got)}; first difference at position "
-        f"{first}: expected {expected[first:first + 6]}, got {got[first:first + 6]} "
+        f"{first}: expected {expected[first : first + 6]}, got {got[first : first + 6]} "
         f"(whole expected: {expected})"
     )
 
@@ -92,12 +98,18 @@ class _Scenario:
             rating = float(rng.integers(1, 6))
             if f" rated {rating:g}" not in self.pieces:  # one piece per rating value
                 self._piece(f"rated {rating:g}")
-            self.history.append({
-                "item": f"i{h}", "time": 100 * h, "tags": [t[1] for t in tags],
-                "aspects": [a[1] for a in aspects], "rating": self.pieces[f" rated {rating:g}"],
-            })  # fmt: skip
-            self.reference_history.append(HistoryItem(
-                f"i{h}", [t[0] for t in tags], [a[0] for a in aspects], rating))  # fmt: skip
+            self.history.append(
+                {
+                    "item": f"i{h}",
+                    "time": 100 * h,
+                    "tags": [t[1] for t in tags],
+                    "aspects": [a[1] for a in aspects],
+                    "rating": self.pieces[f" rated {rating:g}"],
+                }
+            )
+            self.reference_history.append(
+                HistoryItem(f"i{h}", [t[0] for t in tags], [a[0] for a in aspects], rating)
+            )
         item = [self._piece(f"item.{j}") for j in range(n_item_tags)]
         self.item_tags = [ids for _, ids in item]
         self.item_labels = [label for label, _ in item]
@@ -110,8 +122,10 @@ class _Scenario:
 
     def block_sizes(self) -> list[int]:
         """Token count of each history block: <hist> tags <sep> aspects <sep> rating."""
-        return [3 + sum(map(len, h["tags"])) + sum(map(len, h["aspects"])) + len(h["rating"])
-                for h in self.history]  # fmt: skip
+        return [
+            3 + sum(map(len, h["tags"])) + sum(map(len, h["aspects"])) + len(h["rating"])
+            for h in self.history
+        ]
 
     def item_size(self) -> int:
         return 2 + sum(map(len, self.item_tags))
@@ -125,7 +139,9 @@ class _Scenario:
 def _check_prompt(student, scenario: _Scenario, max_tokens: int, what: str) -> str:
     expected = scenario.expected(max_tokens)  # before the student can touch the pieces
     got = student.build_prompt(
-        copy.deepcopy(scenario.history), copy.deepcopy(scenario.item_tags), max_tokens,
+        copy.deepcopy(scenario.history),
+        copy.deepcopy(scenario.item_tags),
+        max_tokens,
         dict(SPECIAL),
     )
     expect_ids(f"build_prompt ({what}, max_tokens={max_tokens})", got, expected)
@@ -157,14 +173,25 @@ def _check_history(student, reviews, target_time, max_items, what) -> str:
     got_items = [r.get("item") for r in got]
     expected = [r["item"] for r in _reference_history(reviews, target_time, max_items)]
     if got_items != expected:
-        raise WrongAnswer(f"select_history ({what}, target time {target_time}, max_items "
-                          f"{max_items}): expected items {expected}, got {got_items}")  # fmt: skip
+        raise WrongAnswer(
+            f"select_history ({what}, target time {target_time}, max_items "
+            f"{max_items}): expected items {expected}, got {got_items}"
+        )
     return what
 
 
 def history_fixed(student, rng) -> str:
-    reviews = [{"item": item, "time": time} for item, time in
-               [("b", 300), ("target", 500), ("a", 100), ("later", 900), ("c", 400), ("d", 200)]]
+    reviews = [
+        {"item": item, "time": time}
+        for item, time in [
+            ("b", 300),
+            ("target", 500),
+            ("a", 100),
+            ("later", 900),
+            ("c", 400),
+            ("d", 200),
+        ]
+    ]
     return _check_history(student, reviews, 500, 3, "6 reviews out of time order, target in them")
 
 
@@ -197,10 +224,13 @@ def prompt_cold_start_fixed(student, rng) -> str:
 
 
 def prompt_fits_random(student, rng) -> str:
-    scenario = _Scenario(rng, n_history=int(rng.integers(1, 6)), n_item_tags=int(rng.integers(0, 5)))
+    scenario = _Scenario(
+        rng, n_history=int(rng.integers(1, 6)), n_item_tags=int(rng.integers(0, 5))
+    )
     max_tokens = scenario.item_size() + sum(scenario.block_sizes()) + int(rng.integers(0, 4))
-    return _check_prompt(student, scenario, max_tokens,
-                         f"{len(scenario.history)} history blocks, all fit")  # fmt: skip
+    return _check_prompt(
+        student, scenario, max_tokens, f"{len(scenario.history)} history blocks, all fit"
+    )
 
 
 def prompt_drops_random(student, rng) -> str:
@@ -267,8 +297,11 @@ def next_token_fixed(student, rng) -> str:
     what = f"ids {ids}, loss_mask {mask}"
     expect_ids(f"inputs ({what})", inputs, ids[:-1])
     expect_ids(f"targets ({what})", targets, ids[1:])
-    expect_ids(f"target_mask ({what}): a target counts when IT is a reason/eos token",
-               target_mask, mask[1:])  # fmt: skip
+    expect_ids(
+        f"target_mask ({what}): a target counts when IT is a reason/eos token",
+        target_mask,
+        mask[1:],
+    )
     return what
 
 
@@ -280,17 +313,26 @@ def _check_ce(student, logits, targets, mask, what) -> str:
     try:
         value = float(got)
     except (TypeError, ValueError):
-        raise WrongAnswer(f"masked_cross_entropy ({what}): expected a number, got "
-                          f"{type(got).__name__}") from None  # fmt: skip
+        raise WrongAnswer(
+            f"masked_cross_entropy ({what}): expected a number, got {type(got).__name__}"
+        ) from None
     expected = float(cross_entropy_forward(logits.copy(), targets, mask)[0])
     if not np.isfinite(value) or not np.isclose(value, expected, rtol=1e-6, atol=1e-9):
-        raise WrongAnswer(f"masked_cross_entropy ({what}): expected {expected:.8g}, got {value:.8g}")
+        raise WrongAnswer(
+            f"masked_cross_entropy ({what}): expected {expected:.8g}, got {value:.8g}"
+        )
     return what
 
 
 def ce_fixed(student, rng) -> str:
-    logits = np.array([[2.0, 0.5, -1.0, 0.0], [1000.0, 998.0, 990.0, 1001.0],
-                       [0.0, 0.0, 0.0, 0.0], [-3.0, 4.0, 1.0, 0.5]])  # fmt: skip
+    logits = np.array(
+        [
+            [2.0, 0.5, -1.0, 0.0],
+            [1000.0, 998.0, 990.0, 1001.0],
+            [0.0, 0.0, 0.0, 0.0],
+            [-3.0, 4.0, 1.0, 0.5],
+        ]
+    )
     targets = np.array([0, 3, 2, 1])
     mask = np.array([0, 1, 0, 1])
     return _check_ce(student, logits, targets, mask, "4x4 logits (one row near 1000), mask 0101")
@@ -306,26 +348,63 @@ def ce_random(student, rng) -> str:
 
 
 TESTS = [
-    GradedTest("history_fixed", 8, history_fixed, "visible",
-               "history: strictly earlier reviews, oldest first, the last max_items"),
-    GradedTest("prompt_fits_fixed", 10, prompt_fits_fixed, "visible",
-               "prompt with 2 history blocks, all fit"),
-    GradedTest("prompt_drops_oldest_fixed", 10, prompt_drops_oldest_fixed, "visible",
-               "prompt over budget: the oldest block is dropped"),
-    GradedTest("prompt_cold_start_fixed", 5, prompt_cold_start_fixed, "visible",
-               "prompt without history"),
-    GradedTest("finetune_fixed", 8, finetune_fixed, "visible",
-               "prompt + reason + <eos>, mask on reason and <eos>"),
-    GradedTest("next_token_fixed", 7, next_token_fixed, "visible",
-               "inputs, targets and their mask, shifted by one"),
+    GradedTest(
+        "history_fixed",
+        8,
+        history_fixed,
+        "visible",
+        "history: strictly earlier reviews, oldest first, the last max_items",
+    ),
+    GradedTest(
+        "prompt_fits_fixed",
+        10,
+        prompt_fits_fixed,
+        "visible",
+        "prompt with 2 history blocks, all fit",
+    ),
+    GradedTest(
+        "prompt_drops_oldest_fixed",
+        10,
+        prompt_drops_oldest_fixed,
+        "visible",
+        "prompt over budget: the oldest block is dropped",
+    ),
+    GradedTest(
+        "prompt_cold_start_fixed", 5, prompt_cold_start_fixed, "visible", "prompt without history"
+    ),
+    GradedTest(
+        "finetune_fixed",
+        8,
+        finetune_fixed,
+        "visible",
+        "prompt + reason + <eos>, mask on reason and <eos>",
+    ),
+    GradedTest(
+        "next_token_fixed",
+        7,
+        next_token_fixed,
+        "visible",
+        "inputs, targets and their mask, shifted by one",
+    ),
     GradedTest("ce_fixed", 8, ce_fixed, "visible", "masked mean cross-entropy, fixed"),
     GradedTest("history_random", 7, history_random, HIDDEN, "history, random times"),
     GradedTest("prompt_fits_random", 7, prompt_fits_random, HIDDEN, "prompt, random, all fit"),
-    GradedTest("prompt_drops_random", 8, prompt_drops_random, HIDDEN,
-               "prompt, random, oldest blocks dropped"),
-    GradedTest("prompt_item_cut_random", 5, prompt_item_cut_random, HIDDEN,
-               "prompt, random, item tags cut from the end"),
-    GradedTest("finetune_cut_random", 7, finetune_cut_random, HIDDEN,
-               "reason cut to fit the context"),
+    GradedTest(
+        "prompt_drops_random",
+        8,
+        prompt_drops_random,
+        HIDDEN,
+        "prompt, random, oldest blocks dropped",
+    ),
+    GradedTest(
+        "prompt_item_cut_random",
+        5,
+        prompt_item_cut_random,
+        HIDDEN,
+        "prompt, random, item tags cut from the end",
+    ),
+    GradedTest(
+        "finetune_cut_random", 7, finetune_cut_random, HIDDEN, "reason cut to fit the context"
+    ),
     GradedTest("ce_random", 10, ce_random, HIDDEN, "masked mean cross-entropy, random"),
-]  # fmt: skip
+]

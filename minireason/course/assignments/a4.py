@@ -33,13 +33,23 @@ from minireason.reason import evidence, scoring
 NAME = "A4"
 TITLE = "Reason extraction and the explanation metrics"
 STUDENT_FILE = "tutorials/assignments/A4_reasons_metrics/reasons_student.py"
-STUDENT_API = ("score_candidate", "pick_best", "segment_mass", "evidence_shares", "corpus_bleu",
-               "rouge_l", "detect_features", "feature_matching_ratio",
-               "feature_diversity")  # fmt: skip
+STUDENT_API = (
+    "score_candidate",
+    "pick_best",
+    "segment_mass",
+    "evidence_shares",
+    "corpus_bleu",
+    "rouge_l",
+    "detect_features",
+    "feature_matching_ratio",
+    "feature_diversity",
+)
 
 HIDDEN = "after_due_date"
-VOCAB = ("great tone strings sound price neck cable pedal bright warm easy cheap solid the a "
-         "and is for with good very nice fret action tuner").split()  # fmt: skip
+VOCAB = (
+    "great tone strings sound price neck cable pedal bright warm easy cheap solid the a "
+    "and is for with good very nice fret action tuner"
+).split()
 
 
 # --------------------------------------------------------------------------- helpers
@@ -57,13 +67,15 @@ def expect_number(what: str, got, expected: float, rtol: float = 1e-6, atol: flo
 
 
 def _weights(w: dict) -> scoring.ScoreWeights:
-    return scoring.ScoreWeights(user=w["user"], item=w["item"], logprob=w["logprob"],
-                                repetition=w["repetition"])  # fmt: skip
+    return scoring.ScoreWeights(
+        user=w["user"], item=w["item"], logprob=w["logprob"], repetition=w["repetition"]
+    )
 
 
 def _reference_score(words, logprobs, aspects, tags, w) -> float:
-    return scoring.score_candidate(" ".join(words), logprobs, "eos", aspects, tags,
-                                   weights=_weights(w)).total  # fmt: skip
+    return scoring.score_candidate(
+        " ".join(words), logprobs, "eos", aspects, tags, weights=_weights(w)
+    ).total
 
 
 def _random_words(rng, low: int, high: int) -> list[str]:
@@ -81,8 +93,12 @@ def _random_phrases(rng, n: int) -> list[str]:
 
 
 def _random_weights(rng) -> dict:
-    return {"user": float(rng.uniform(0.5, 2)), "item": float(rng.uniform(0.5, 2)),
-            "logprob": float(rng.uniform(0.05, 0.5)), "repetition": float(rng.uniform(0.5, 2))}
+    return {
+        "user": float(rng.uniform(0.5, 2)),
+        "item": float(rng.uniform(0.5, 2)),
+        "logprob": float(rng.uniform(0.05, 0.5)),
+        "repetition": float(rng.uniform(0.5, 2)),
+    }
 
 
 # --------------------------------------------------------------------------- scoring
@@ -93,8 +109,9 @@ FIXED_WEIGHTS = {"user": 1.0, "item": 1.0, "logprob": 0.2, "repetition": 1.0}
 def _check_score(student, words, logprobs, aspects, tags, w, what) -> str:
     expected = _reference_score(words, logprobs, aspects, tags, w)
     got = student.score_candidate(list(words), logprobs.copy(), list(aspects), list(tags), dict(w))
-    expect_number(f"score_candidate ({what}: words {words}, aspects {aspects}, tags {tags})",
-                  got, expected)  # fmt: skip
+    expect_number(
+        f"score_candidate ({what}: words {words}, aspects {aspects}, tags {tags})", got, expected
+    )
     return what
 
 
@@ -103,8 +120,15 @@ def score_fixed(student, rng) -> str:
     logprobs = np.array([-1.0, -2.0, -0.5, -0.5, -1.0, -3.0, -2.0, -1.5, -0.5])
     aspects = ["tone", "price", "bright strings"]  # 2 of 3 mentioned
     tags = ["strings", "neck"]  # 1 of 2 mentioned
-    return _check_score(student, words, logprobs, aspects, tags, FIXED_WEIGHTS,
-                        "a repeated bigram, a two-word aspect")  # fmt: skip
+    return _check_score(
+        student,
+        words,
+        logprobs,
+        aspects,
+        tags,
+        FIXED_WEIGHTS,
+        "a repeated bigram, a two-word aspect",
+    )
 
 
 def score_random(student, rng) -> str:
@@ -113,32 +137,49 @@ def score_random(student, rng) -> str:
     aspects += [" ".join(words[:2])] if " ".join(words[:2]) not in aspects else []
     tags = _random_phrases(rng, int(rng.integers(0, 4)))
     logprobs = -rng.exponential(1.5, size=len(words) + 1)
-    return _check_score(student, words, logprobs, aspects, tags, _random_weights(rng),
-                        f"{len(words)} words")  # fmt: skip
+    return _check_score(
+        student, words, logprobs, aspects, tags, _random_weights(rng), f"{len(words)} words"
+    )
 
 
 def _check_pick(student, candidates, logprobs, aspects, tags, w, what) -> str:
     scores = [_reference_score(c, lp, aspects, tags, w) for c, lp in zip(candidates, logprobs)]
     expected = int(np.argmax(scores))  # the first of equal bests
-    got = student.pick_best([list(c) for c in candidates], [lp.copy() for lp in logprobs],
-                            list(aspects), list(tags), dict(w))  # fmt: skip
+    got = student.pick_best(
+        [list(c) for c in candidates],
+        [lp.copy() for lp in logprobs],
+        list(aspects),
+        list(tags),
+        dict(w),
+    )
     if not isinstance(got, (int, np.integer)) or isinstance(got, bool):
         raise WrongAnswer(f"pick_best ({what}): expected an int index, got {type(got).__name__}")
     if int(got) != expected:
-        raise WrongAnswer(f"pick_best ({what}): expected candidate {expected} (score "
-                          f"{scores[expected]:.4f}), got {int(got)}; scores "
-                          f"{[round(s, 4) for s in scores]}")  # fmt: skip
+        raise WrongAnswer(
+            f"pick_best ({what}): expected candidate {expected} (score "
+            f"{scores[expected]:.4f}), got {int(got)}; scores "
+            f"{[round(s, 4) for s in scores]}"
+        )
     return what
 
 
 def pick_best_fixed(student, rng) -> str:
-    candidates = ["the sound is very nice".split(),            # likely, covers nothing
-                  "warm tone for the price".split(),           # covers 2 aspects
-                  "warm tone warm tone warm tone".split(),     # covers 1 aspect, loops
-                  "warm tone for the price".split()]           # a tie with 1: 1 wins
+    candidates = [
+        "the sound is very nice".split(),  # likely, covers nothing
+        "warm tone for the price".split(),  # covers 2 aspects
+        "warm tone warm tone warm tone".split(),  # covers 1 aspect, loops
+        "warm tone for the price".split(),
+    ]  # a tie with 1: 1 wins
     logprobs = [np.full(6, -0.5), np.full(6, -2.0), np.full(7, -0.3), np.full(6, -2.0)]
-    return _check_pick(student, candidates, logprobs, ["tone", "price"], ["warm"], FIXED_WEIGHTS,
-                       "4 candidates, the likeliest covers nothing")  # fmt: skip
+    return _check_pick(
+        student,
+        candidates,
+        logprobs,
+        ["tone", "price"],
+        ["warm"],
+        FIXED_WEIGHTS,
+        "4 candidates, the likeliest covers nothing",
+    )
 
 
 def pick_best_random(student, rng) -> str:
@@ -146,8 +187,9 @@ def pick_best_random(student, rng) -> str:
     candidates = [_random_words(rng, 3, 12) for _ in range(n)]
     logprobs = [-rng.exponential(1.5, size=len(c) + 1) for c in candidates]
     aspects, tags = _random_phrases(rng, 3), _random_phrases(rng, 2)
-    return _check_pick(student, candidates, logprobs, aspects, tags, _random_weights(rng),
-                       f"{n} random candidates")  # fmt: skip
+    return _check_pick(
+        student, candidates, logprobs, aspects, tags, _random_weights(rng), f"{n} random candidates"
+    )
 
 
 # --------------------------------------------------------------------------- evidence
@@ -168,9 +210,16 @@ def _tiling(rng, prompt_len: int, n_segments: int) -> list[tuple[int, int]]:
 
 
 def _segments(spans) -> list[Segment]:
-    return [Segment("hist" if i < len(spans) - 1 else "item", s, e, f"s{i}",
-                    f"hist:{i}" if i < len(spans) - 1 else "item")
-            for i, (s, e) in enumerate(spans)]  # fmt: skip
+    return [
+        Segment(
+            "hist" if i < len(spans) - 1 else "item",
+            s,
+            e,
+            f"s{i}",
+            f"hist:{i}" if i < len(spans) - 1 else "item",
+        )
+        for i, (s, e) in enumerate(spans)
+    ]
 
 
 def segment_mass_fixed(student, rng) -> str:
@@ -187,8 +236,9 @@ def _check_evidence(student, attention, prompt_len, spans, what) -> str:
     by_label = {s.label: s.share for s in owners}
     expected = np.array([by_label[f"s{i}"] for i in range(len(spans))])
     got = student.evidence_shares(attention.copy(), prompt_len, list(spans))
-    expect_array(f"evidence_shares ({what}, prompt_len {prompt_len}, segments {spans})", got,
-                 expected)  # fmt: skip
+    expect_array(
+        f"evidence_shares ({what}, prompt_len {prompt_len}, segments {spans})", got, expected
+    )
     return what
 
 
@@ -201,8 +251,9 @@ def evidence_random(student, rng) -> str:
     prompt_len = int(rng.integers(4, 20))
     T = prompt_len + int(rng.integers(2, 10))
     spans = _tiling(rng, prompt_len, int(rng.integers(2, min(prompt_len, 6) + 1)))
-    return _check_evidence(student, _causal_attention(rng, T), prompt_len, spans,
-                           f"{T}x{T} attention")  # fmt: skip
+    return _check_evidence(
+        student, _causal_attention(rng, T), prompt_len, spans, f"{T}x{T} attention"
+    )
 
 
 # --------------------------------------------------------------------------- BLEU and ROUGE-L
@@ -215,10 +266,16 @@ def _check_bleu(student, hyps, refs, max_n, what) -> str:
     return f"BLEU-{max_n} {expected:.3f}"
 
 
-BLEU_HYPS = ["the tone is great".split(), "great strings for the price".split(),
-             "the neck is easy to play".split()]  # fmt: skip
-BLEU_REFS = ["the tone is great and warm".split(), "good strings for the price".split(),
-             "the neck is very easy to play and solid".split()]  # fmt: skip
+BLEU_HYPS = [
+    "the tone is great".split(),
+    "great strings for the price".split(),
+    "the neck is easy to play".split(),
+]
+BLEU_REFS = [
+    "the tone is great and warm".split(),
+    "good strings for the price".split(),
+    "the neck is very easy to play and solid".split(),
+]
 
 
 def bleu_fixed(student, rng) -> str:
@@ -243,8 +300,9 @@ def bleu_random(student, rng) -> str:
     pairs.append((["a", "b", "c", "d", "e"], ["a", "b", "c", "d", "e", "f", "g"]))  # p_4 > 0
     hyps, refs = [p[0] for p in pairs], [p[1] for p in pairs]
     c, r = sum(map(len, hyps)), sum(map(len, refs))
-    return ", ".join(_check_bleu(student, hyps, refs, m, f"{n + 1} pairs, c={c}, r={r}")
-                     for m in (1, 2, 4))  # fmt: skip
+    return ", ".join(
+        _check_bleu(student, hyps, refs, m, f"{n + 1} pairs, c={c}, r={r}") for m in (1, 2, 4)
+    )
 
 
 def _check_rouge_l(student, hyp, ref, what) -> str:
@@ -282,8 +340,10 @@ def _check_detect(student, tokens, features, what) -> str:
     expected = metrics.detect_features(tokens, features)
     got = student.detect_features(list(tokens), list(features))
     if not isinstance(got, (set, frozenset)) or set(got) != expected:
-        raise WrongAnswer(f"detect_features ({what}: tokens {tokens}): expected the set "
-                          f"{sorted(expected)}, got {got!r:.200}")  # fmt: skip
+        raise WrongAnswer(
+            f"detect_features ({what}: tokens {tokens}): expected the set "
+            f"{sorted(expected)}, got {got!r:.200}"
+        )
     return what
 
 
@@ -306,8 +366,9 @@ def _random_sets(rng, n: int, features: list[str]) -> list[set[str]]:
 def _check_fmr(student, sets, gts, what) -> str:
     expected = metrics.feature_matching_ratio(sets, gts)
     got = student.feature_matching_ratio([set(s) for s in sets], list(gts))
-    expect_number(f"feature_matching_ratio ({what}: sets {sets}, ground truth {gts})", got,
-                  expected)  # fmt: skip
+    expect_number(
+        f"feature_matching_ratio ({what}: sets {sets}, ground truth {gts})", got, expected
+    )
     return what
 
 
@@ -342,14 +403,26 @@ def div_random(student, rng) -> str:
 
 
 TESTS = [
-    GradedTest("score_fixed", 8, score_fixed, "visible",
-               "coverage + log-probability - repetition, fixed"),
-    GradedTest("pick_best_fixed", 6, pick_best_fixed, "visible",
-               "the best of 4 candidates, first on ties"),
-    GradedTest("segment_mass_fixed", 6, segment_mass_fixed, "visible",
-               "attention mass per segment, averaged over rows"),
-    GradedTest("evidence_fixed", 8, evidence_fixed, "visible",
-               "evidence shares over the prompt, normalised"),
+    GradedTest(
+        "score_fixed", 8, score_fixed, "visible", "coverage + log-probability - repetition, fixed"
+    ),
+    GradedTest(
+        "pick_best_fixed", 6, pick_best_fixed, "visible", "the best of 4 candidates, first on ties"
+    ),
+    GradedTest(
+        "segment_mass_fixed",
+        6,
+        segment_mass_fixed,
+        "visible",
+        "attention mass per segment, averaged over rows",
+    ),
+    GradedTest(
+        "evidence_fixed",
+        8,
+        evidence_fixed,
+        "visible",
+        "evidence shares over the prompt, normalised",
+    ),
     GradedTest("bleu_fixed", 8, bleu_fixed, "visible", "corpus BLEU-1 and BLEU-4, fixed"),
     GradedTest("rouge_l_fixed", 7, rouge_l_fixed, "visible", "ROUGE-L P, R, F (beta = P/R)"),
     GradedTest("detect_fixed", 5, detect_fixed, "visible", "feature words in a sentence"),
@@ -363,4 +436,4 @@ TESTS = [
     GradedTest("detect_random", 3, detect_random, HIDDEN, "feature words, random"),
     GradedTest("fmr_random", 2, fmr_random, HIDDEN, "feature matching ratio, random"),
     GradedTest("div_random", 4, div_random, HIDDEN, "feature diversity, random"),
-]  # fmt: skip
+]
