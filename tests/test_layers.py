@@ -119,7 +119,7 @@ def test_self_attention_gradients_and_causality():
         return L.self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, B, T, H)[0]
 
     out, cache = L.self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, B, T, H)
-    weights = cache[1].weights
+    weights = cache.attention.weights
     assert weights.shape == (B, H, T, T)
     assert np.all(weights[..., np.triu_indices(T, 1)[0], np.triu_indices(T, 1)[1]] == 0)
     np.testing.assert_allclose(weights.sum(-1), 1.0)

@@ -1,6 +1,8 @@
 """The GPT's layers, each a forward/backward pair written out by hand (CS231n / llm.c style).
 
 Every op is ``x_forward(...) -> (out, cache)`` and ``x_backward(dout, cache) -> grads``.
+Each cache is a named tuple (``LayerNormCache``, ``BlockCache``, ...) that only its paired
+backward opens; the one exception is :func:`block_attention`, which says why.
 Activations inside the model are kept 2-D, ``(N, C)`` with ``N = B * T`` tokens, so that
 every projection is one contiguous ``(N, C) @ (C, C')`` matrix product (BLAS's fast path);
 only attention reshapes to ``(B, H, T, D)``. Linear weights are stored ``(C_in, C_out)``
@@ -17,14 +19,21 @@ causal self-attention, mlp, block, tied lm head, cross-entropy.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 from minireason.backend import array_module
-from minireason.nn.attention import attention_backward, attention_forward
+from minireason.nn.attention import AttentionCache, attention_backward, attention_forward
 
 GELU_SCALE = math.sqrt(2.0 / math.pi)  # a Python float: no silent float64 upcast
 GELU_CUBIC = 0.044715
 
 # --------------------------------------------------------------------------- embedding
+
+
+class EmbeddingCache(NamedTuple):
+    idx: object  # (B, T) token ids
+    wte_shape: tuple  # (V, C)
+    wpe_shape: tuple  # (block_size, C)
 
 
 def embedding_forward(idx, wte, wpe):
@@ -42,10 +51,10 @@ def embedding_forward(idx, wte, wpe):
     C = wte.shape[1]
     x = wte[idx]  # (B, T, C), a fresh array
     x += wpe[:T]
-    return x.reshape(B * T, C), (idx, wte.shape, wpe.shape)
+    return x.reshape(B * T, C), EmbeddingCache(idx, wte.shape, wpe.shape)
 
 
-def embedding_backward(dx, cache):
+def embedding_backward(dx, cache: EmbeddingCache):
     """Gradients of the embedding given ``dx`` ``(B * T, C)``.
 
     Returns:
@@ -67,6 +76,12 @@ def embedding_backward(dx, cache):
 # --------------------------------------------------------------------------- layernorm
 
 
+class LayerNormCache(NamedTuple):
+    xhat: object  # (N, C) normalised input
+    rstd: object  # (N, 1) 1 / sqrt(var + eps)
+    w: object  # (C,)
+
+
 def layernorm_forward(x, w, b, eps=1e-5):
     """LayerNorm over the last axis: ``(x - mean) / sqrt(var + eps) * w + b``.
 
@@ -84,10 +99,10 @@ def layernorm_forward(x, w, b, eps=1e-5):
     xhat *= rstd
     out = xhat * w
     out += b
-    return out, (xhat, rstd, w)
+    return out, LayerNormCache(xhat, rstd, w)
 
 
-def layernorm_backward(dout, cache):
+def layernorm_backward(dout, cache: LayerNormCache):
     """Gradients of LayerNorm given ``dout`` ``(N, C)``.
 
     With ``g = dout * w``: ``dx = rstd * (g - mean(g) - xhat * mean(g * xhat))``.
@@ -109,6 +124,11 @@ def layernorm_backward(dout, cache):
 # --------------------------------------------------------------------------- linear
 
 
+class LinearCache(NamedTuple):
+    x: object  # (N, C_in)
+    w: object  # (C_in, C_out)
+
+
 def linear_forward(x, w, b):
     """``x @ w + b``.
 
@@ -120,10 +140,10 @@ def linear_forward(x, w, b):
     """
     out = x @ w
     out += b
-    return out, (x, w)
+    return out, LinearCache(x, w)
 
 
-def linear_backward(dout, cache):
+def linear_backward(dout, cache: LinearCache):
     """Gradients of Linear given ``dout`` ``(N, C_out)``.
 
     Returns:
@@ -135,6 +155,11 @@ def linear_backward(dout, cache):
 
 
 # --------------------------------------------------------------------------- gelu
+
+
+class GeluCache(NamedTuple):
+    x: object  # the input
+    t: object  # tanh(s (x + 0.044715 x^3)), same shape
 
 
 def gelu_forward(x):
@@ -155,10 +180,10 @@ def gelu_forward(x):
     out = t + 1.0
     out *= x
     out *= 0.5
-    return out, (x, t)
+    return out, GeluCache(x, t)
 
 
-def gelu_backward(dout, cache):
+def gelu_backward(dout, cache: GeluCache):
     """Gradient of GELU (tanh form) given ``dout`` (shape of the input).
 
     ``d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) s (1 + 3 * 0.044715 x^2)``.
@@ -210,6 +235,13 @@ def dropout_backward(dout, cache):
 # --------------------------------------------------------------------------- attention
 
 
+class SelfAttentionCache(NamedTuple):
+    qkv: LinearCache
+    attention: AttentionCache  # its ``weights`` are the attention ``(B, H, T, T)``
+    proj: LinearCache
+    shape: tuple  # (B, T, H, D)
+
+
 def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, B, T, n_head):
     """Causal multi-head self-attention with one fused QKV projection.
 
@@ -222,8 +254,7 @@ def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, B, T, n_head):
         b_proj: ``(C,)``; n_head: ``H``, dividing ``C``.
 
     Returns:
-        ``out`` ``(B * T, C)`` and the cache; ``cache[1].weights`` holds the attention
-        weights ``(B, H, T, T)``.
+        ``out`` ``(B * T, C)`` and a :class:`SelfAttentionCache`.
     """
     C = x.shape[1]
     D = C // n_head
@@ -232,10 +263,10 @@ def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, B, T, n_head):
     y, att_cache = attention_forward(q, k, v, is_causal=True, validate=False)
     y = y.transpose(0, 2, 1, 3).reshape(B * T, C)  # merge heads (one copy)
     out, proj_cache = linear_forward(y, w_proj, b_proj)
-    return out, (qkv_cache, att_cache, proj_cache, (B, T, n_head, D))
+    return out, SelfAttentionCache(qkv_cache, att_cache, proj_cache, (B, T, n_head, D))
 
 
-def self_attention_backward(dout, cache):
+def self_attention_backward(dout, cache: SelfAttentionCache):
     """Gradients of causal self-attention given ``dout`` ``(B * T, C)``.
 
     Returns:
@@ -259,6 +290,12 @@ def self_attention_backward(dout, cache):
 # --------------------------------------------------------------------------- mlp
 
 
+class MLPCache(NamedTuple):
+    fc: LinearCache
+    gelu: GeluCache
+    proj: LinearCache
+
+
 def mlp_forward(x, w_fc, b_fc, w_proj, b_proj):
     """``gelu(x @ w_fc + b_fc) @ w_proj + b_proj``.
 
@@ -271,10 +308,10 @@ def mlp_forward(x, w_fc, b_fc, w_proj, b_proj):
     h, fc_cache = linear_forward(x, w_fc, b_fc)
     a, gelu_cache = gelu_forward(h)
     out, proj_cache = linear_forward(a, w_proj, b_proj)
-    return out, (fc_cache, gelu_cache, proj_cache)
+    return out, MLPCache(fc_cache, gelu_cache, proj_cache)
 
 
-def mlp_backward(dout, cache):
+def mlp_backward(dout, cache: MLPCache):
     """Gradients of the MLP given ``dout`` ``(N, C)``.
 
     Returns:
@@ -306,6 +343,15 @@ BLOCK_PARAMS = (
 )
 
 
+class BlockCache(NamedTuple):
+    ln1: LayerNormCache
+    attn: SelfAttentionCache
+    drop1: object  # the dropout mask, or None
+    ln2: LayerNormCache
+    mlp: MLPCache
+    drop2: object  # the dropout mask, or None
+
+
 def block_forward(x, p, B, T, n_head, dropout=0.0, rng=None, eps=1e-5):
     """One pre-norm transformer block::
 
@@ -330,10 +376,10 @@ def block_forward(x, p, B, T, n_head, dropout=0.0, rng=None, eps=1e-5):
     h, mlp_cache = mlp_forward(h, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"])
     h, drop2_cache = dropout_forward(h, dropout, rng)
     x += h
-    return x, (ln1_cache, attn_cache, drop1_cache, ln2_cache, mlp_cache, drop2_cache)
+    return x, BlockCache(ln1_cache, attn_cache, drop1_cache, ln2_cache, mlp_cache, drop2_cache)
 
 
-def block_backward(dout, cache):
+def block_backward(dout, cache: BlockCache):
     """Gradients of a block given ``dout`` ``(B * T, C)``.
 
     Returns:
@@ -354,7 +400,20 @@ def block_backward(dout, cache):
     return dx, g
 
 
+def block_attention(cache: BlockCache) -> AttentionCache:
+    """The attention inside a block's cache, for the two readers outside the backward pass:
+    the model exposes its ``weights`` ``(B, H, T, T)`` as evidence (what a reason attended
+    to), and generation copies its ``key`` / ``value`` ``(B, H, T, D)`` into the KV cache after
+    the prefill, so the prompt is not run twice."""
+    return cache.attn.attention
+
+
 # --------------------------------------------------------------------------- lm head
+
+
+class LMHeadCache(NamedTuple):
+    x: object  # (N, C)
+    wte: object  # (V, C)
 
 
 def lm_head_forward(x, wte):
@@ -364,12 +423,12 @@ def lm_head_forward(x, wte):
         x: ``(N, C)``; wte: ``(V, C)``.
 
     Returns:
-        ``logits`` ``(N, V)`` and the cache ``(x, wte)``.
+        ``logits`` ``(N, V)`` and the cache.
     """
-    return x @ wte.T, (x, wte)
+    return x @ wte.T, LMHeadCache(x, wte)
 
 
-def lm_head_backward(dlogits, cache):
+def lm_head_backward(dlogits, cache: LMHeadCache):
     """Gradients of the tied head given ``dlogits`` ``(N, V)``.
 
     Returns:
@@ -390,6 +449,13 @@ def log_softmax(logits):
     lse = xp.log(xp.exp(out).sum(axis=-1, keepdims=True))
     out -= lse
     return out
+
+
+class CrossEntropyCache(NamedTuple):
+    e: object  # (N, V) exp(logits - rowmax), overwritten by the backward
+    z: object  # (N,) row sums of e
+    targets: object  # (N,)
+    weights: object  # (N,) mask / count
 
 
 def cross_entropy_forward(logits, targets, mask=None):
@@ -421,10 +487,10 @@ def cross_entropy_forward(logits, targets, mask=None):
         weights = mask.astype(logits.dtype)
         weights /= weights.sum()
     loss = (nll * weights).sum()
-    return loss, (e, z, targets, weights)
+    return loss, CrossEntropyCache(e, z, targets, weights)
 
 
-def cross_entropy_backward(cache):
+def cross_entropy_backward(cache: CrossEntropyCache):
     """Gradient of the masked mean NLL: ``(softmax - onehot(target)) * weight`` per row.
 
     Overwrites the cached ``e`` (it is not needed again) and returns it as

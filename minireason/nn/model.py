@@ -24,12 +24,19 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 
 from minireason import backend
 from minireason.nn.layers import (
     BLOCK_PARAMS,
+    BlockCache,
+    CrossEntropyCache,
+    EmbeddingCache,
+    LayerNormCache,
+    LMHeadCache,
+    block_attention,
     block_backward,
     block_forward,
     cross_entropy_backward,
@@ -90,6 +97,17 @@ class GPTConfig:
         if unknown:
             raise ValueError(f"GPTConfig: unknown fields {unknown}")
         return cls(**d)
+
+
+class GPTCache(NamedTuple):
+    """What :meth:`GPT.backward` needs from the forward pass, one cache per layer."""
+
+    embedding: EmbeddingCache
+    dropout: object  # the embedding dropout mask, or None
+    blocks: list[BlockCache]
+    ln_f: LayerNormCache
+    lm_head: LMHeadCache
+    cross_entropy: CrossEntropyCache
 
 
 def param_shapes(config: GPTConfig) -> dict:
@@ -276,7 +294,7 @@ class GPT:
             bp = {name: p[f"h.{i}.{name}"] for name in BLOCK_PARAMS}
             x, c = block_forward(x, bp, B, T, cfg.n_head, cfg.dropout, rng, cfg.layernorm_eps)
             block_caches.append(c)
-        self._attention = [c[1][1].weights for c in block_caches]
+        self._attention = [block_attention(c).weights for c in block_caches]
         x, lnf_cache = layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.layernorm_eps)
         logits, head_cache = lm_head_forward(x, p["wte"])  # (B*T, V)
         loss, ce_cache = None, None
@@ -285,7 +303,9 @@ class GPT:
             loss_arr, ce_cache = cross_entropy_forward(logits, targets.reshape(-1), mask)
             loss = float(loss_arr)
         if keep_cache and targets is not None:
-            self._cache = (emb_cache, drop_cache, block_caches, lnf_cache, head_cache, ce_cache)
+            self._cache = GPTCache(
+                emb_cache, drop_cache, block_caches, lnf_cache, head_cache, ce_cache
+            )
         else:
             self._cache = None
         return logits.reshape(B, T, -1), loss
@@ -300,18 +320,17 @@ class GPT:
             raise RuntimeError(
                 "backward() needs a forward(idx, targets) with keep_cache=True first"
             )
-        emb_cache, drop_cache, block_caches, lnf_cache, head_cache, ce_cache = self._cache
-        self._cache = None
+        cache, self._cache = self._cache, None
         g = {}
-        dlogits = cross_entropy_backward(ce_cache)
-        dx, dwte_head = lm_head_backward(dlogits, head_cache)
-        dx, g["ln_f.w"], g["ln_f.b"] = layernorm_backward(dx, lnf_cache)
+        dlogits = cross_entropy_backward(cache.cross_entropy)
+        dx, dwte_head = lm_head_backward(dlogits, cache.lm_head)
+        dx, g["ln_f.w"], g["ln_f.b"] = layernorm_backward(dx, cache.ln_f)
         for i in reversed(range(self.config.n_layer)):
-            dx, bg = block_backward(dx, block_caches[i])
+            dx, bg = block_backward(dx, cache.blocks[i])
             for name, grad in bg.items():
                 g[f"h.{i}.{name}"] = grad
-        dx = dropout_backward(dx, drop_cache)
-        dwte, g["wpe"] = embedding_backward(dx, emb_cache)
+        dx = dropout_backward(dx, cache.dropout)
+        dwte, g["wpe"] = embedding_backward(dx, cache.embedding)
         dwte += dwte_head  # tied weight: embedding use + LM-head use
         g["wte"] = dwte
         self.grads = {name: g[name] for name in self.params}

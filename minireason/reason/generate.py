@@ -57,6 +57,7 @@ from minireason import backend
 from minireason.nn.attention import attention_forward
 from minireason.nn.layers import (
     BLOCK_PARAMS,
+    block_attention,
     block_forward,
     embedding_forward,
     layernorm_forward,
@@ -177,7 +178,7 @@ def prefill(model, idx, lengths):
         x, block_cache = block_forward(
             x, _block_params(model, i), B, T, H, 0.0, None, cfg.layernorm_eps
         )
-        attn = block_cache[1][1]  # the AttentionCache of this block's self-attention
+        attn = block_attention(block_cache)  # its keys and values seed the KV cache
         K = xp.zeros((B, H, cfg.block_size, D), dtype=x.dtype)
         V = xp.zeros_like(K)
         K[:, :, :T] = attn.key
