@@ -11,7 +11,6 @@ directory made from the same file, finished training stages), so a second run ta
 
 from __future__ import annotations
 
-import json
 import time
 from pathlib import Path
 
@@ -21,15 +20,17 @@ from minireason.reason.scoring import N_CANDIDATES
 DEMO_DATASET = "musical-instruments"
 
 
-def _prepared_is_current(prepared: Path, reviews: Path) -> bool:
-    """True when ``prepared`` was made from exactly this reviews file."""
+def reusable_prepared(prepared_dir: Path, reviews: Path):
+    """The complete prepared directory at ``prepared_dir`` when it was made from exactly
+    this reviews file (same SHA-256), else None."""
+    from minireason.prep.prepared import load_prepared
+
     try:
-        config = json.loads((prepared / "config.json").read_text(encoding="utf-8"))
-        (prepared / "report.json").stat()
-    except (OSError, ValueError):
-        return False
+        prepared = load_prepared(prepared_dir)
+    except (ValueError, FileNotFoundError):
+        return None
     digest = sha256_of(reviews)
-    return any(e.get("sha256") == digest for e in config.get("inputs", []))
+    return prepared if any(e.get("sha256") == digest for e in prepared.config["inputs"]) else None
 
 
 def pick_users(prepared, n: int) -> list[str]:
@@ -72,11 +73,12 @@ def run_demo(
     reviews = find_reviews(DEMO_DATASET, data_dir)
     echo(f"[1/4] data: {reviews}")
     prepared_dir = out / "prepared"
-    if _prepared_is_current(prepared_dir, reviews):
+    prepared = reusable_prepared(prepared_dir, reviews)
+    if prepared is not None:
         echo(f"      reusing {prepared_dir}")
     else:
         prepare(PrepareConfig(reviews=str(reviews), out=str(prepared_dir), progress=progress))
-    prepared = load_prepared(prepared_dir)
+        prepared = load_prepared(prepared_dir)
     files = prepared.report["load"]["files"]
     skipped = {reason: n for f in files for reason, n in f["skipped"].items()}
     echo(

@@ -271,9 +271,11 @@ def test_data_dir_variable_resolves_relative_paths(tmp_path, monkeypatch):
     )
 
 
-def test_load_prepared_names_what_is_missing(tmp_path):
-    with pytest.raises(FileNotFoundError, match="not a prepared directory: missing"):
+def test_load_prepared_refuses_a_directory_without_manifest(tmp_path):
+    with pytest.raises(ValueError, match="not a complete prepared directory: no manifest.json"):
         load_prepared(tmp_path)
+    with pytest.raises(FileNotFoundError, match="no such prepared directory"):
+        load_prepared(tmp_path / "absent")
 
 
 def test_cli_prepare_csv_with_a_column_mapping(tmp_path):

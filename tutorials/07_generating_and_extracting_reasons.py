@@ -112,7 +112,7 @@ print(
 record = next(r for r in prep.test if r["target"] and len(user_history(prep, r["user"])) >= 2)
 history = user_history(prep, record["user"])
 tags = item_tags(prep, record["item"])
-budget = int(prep.config["prompt_tokens"])
+budget = prep.prompt_tokens
 focus = prep.focus_for(record["item"], profile(history)["aspects"])  # as prepare predicted it
 prompt = build_prompt(history, tags, budget, tok, item=record["item"], focus=focus)
 print(

@@ -74,7 +74,7 @@ def run_bench_explain(
     records = [r for r in prepared.split(split) if r["history"] or r["item_tags"]][:n_pairs]
     if not records:
         raise ValueError(f"{prepared.path}: split {split!r} has no record to explain")
-    prompt_tokens = prepared.config.get("prompt_tokens")
+    prompt_tokens = prepared.prompt_tokens
     settings = {
         "n_candidates": n_candidates,
         "max_new_tokens": max_new_tokens,

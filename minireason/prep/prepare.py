@@ -40,7 +40,14 @@ from minireason.prep.features import (
     split_sentences,
     target_focus,
 )
-from minireason.prep.prepared import PromptSet, SequenceSet, write_json, write_jsonl, write_npz
+from minireason.prep.prepared import (
+    Prepared,
+    PromptSet,
+    SequenceSet,
+    check_output_dir,
+    write_prepared,
+    writer_lock,
+)
 from minireason.prep.prompts import build_prompt, render_prompt
 from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, BPETokenizer
 
@@ -332,8 +339,13 @@ def prepare_sample(reviews, out, n_lines: int = 600) -> Path:
     return out
 
 
-def prepare(cfg: PrepareConfig) -> dict:
-    """Run steps 1-3 and write the prepared directory ``cfg.out``; return the report dict."""
+def check_options(cfg: PrepareConfig) -> None:
+    """Raise ValueError naming the option for a combination that cannot work, before any
+    data is read."""
+    if cfg.format not in FORMATS:
+        raise ValueError(f"--format must be one of {FORMATS}, not {cfg.format!r}")
+    if cfg.split not in ("time", "random"):
+        raise ValueError(f"--split must be 'time' or 'random', not {cfg.split!r}")
     if cfg.prompt_tokens >= cfg.context:
         raise ValueError(
             f"--prompt-tokens ({cfg.prompt_tokens}) must be < --context "
@@ -341,16 +353,25 @@ def prepare(cfg: PrepareConfig) -> dict:
         )
     if cfg.focus < 0:
         raise ValueError(f"--focus must be >= 0, got {cfg.focus}")
-    seconds = {}
-    clock = time.perf_counter()
+    check_output_dir(cfg.out)
 
-    def lap(name):
-        nonlocal clock
+
+class Stopwatch:
+    """Seconds per stage: ``lap(name)`` records the time since the previous lap."""
+
+    def __init__(self):
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
         now = time.perf_counter()
-        seconds[name] = round(now - clock, 2)
-        clock = now
+        self.seconds[name] = round(now - self._last, 2)
+        self._last = now
 
-    load = LoadReport(strict=cfg.strict)
+
+def load_and_split(cfg: PrepareConfig, load: LoadReport):
+    """Stage 1: read, de-duplicate, k-core filter and split. Returns ``(splits, meta,
+    stages)``: the reviews of each split, the item metadata, and counts at every step."""
     reviews, meta = load_input(cfg, load)
     stages = {"reviews loaded": len(reviews)}
     reviews = drop_duplicates(reviews, load)
@@ -363,8 +384,22 @@ def prepare(cfg: PrepareConfig) -> dict:
     stages["items with metadata"] = sum(1 for i in {r.item for r in reviews} if i in meta)
     splits = _split_reviews(cfg, reviews)
     stages.update({f"{name} reviews": len(splits[name]) for name in SPLITS})
-    lap("load")
+    return splits, meta, stages
 
+
+@dataclass
+class FeatureStage:
+    """Stage 2's results: the aspect vocabulary, per-item features, every review's target
+    (``id(review) -> Target`` or the reason it has none) and the feature rates."""
+
+    vocab: AspectVocabulary
+    features: ItemFeatures
+    targets: dict
+    rates: dict[str, float]
+
+
+def mine_features(cfg: PrepareConfig, splits, meta) -> FeatureStage:
+    """Stage 2: aspects from training text only, explanation targets, feature rates."""
     train_texts = [r.text for r in splits["train"] if r.text]
     if not train_texts:
         raise ValueError(
@@ -386,74 +421,74 @@ def prepare(cfg: PrepareConfig) -> dict:
             if isinstance(t := targets[id(r)], Target)
         ]
     )
-    lap("aspects")
+    return FeatureStage(vocab, features, targets, rates)
 
+
+def train_tokenizer(cfg: PrepareConfig, splits, meta) -> BPETokenizer:
+    """Stage 3a: the BPE on training review text and the metadata tags."""
+    train_texts = [r.text for r in splits["train"] if r.text]
     tag_texts = sorted({t for m in meta.values() for t in m.tags})
-    tok = BPETokenizer.train(train_texts + tag_texts, vocab_size=cfg.vocab_size)
-    lap("tokenizer")
+    return BPETokenizer.train(train_texts + tag_texts, vocab_size=cfg.vocab_size)
 
-    records, prompt_ids = build_records(cfg, splits, features, vocab, tok, meta, targets, rates)
-    lap("prompts")
 
-    finetune, reasons_cut = {}, 0
-    for name in SPLITS:
-        finetune[name], n_cut = finetune_sequences(
-            records[name], prompt_ids[name], tok, cfg.context
-        )
-        reasons_cut += n_cut
-    pretrain = pretrain_stream(splits["train"], tok)
-    lap("sequences")
-
-    out = Path(cfg.out)
-    out.mkdir(parents=True, exist_ok=True)
-    inputs = [p for p in (cfg.reviews, cfg.meta) if p]
-    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
-    config["version"] = __version__
-    config["inputs"] = [
-        {"path": str(p), "bytes": os.path.getsize(p), "sha256": sha256_of(p)}
-        for p in inputs
-        if Path(p).is_file()
-    ]
-    write_json(out / "config.json", config)
-    for name in SPLITS:
-        write_jsonl(out / f"{name}.jsonl", records[name])
-        write_npz(out / f"finetune_{name}.npz", **asdict(finetune[name]))
-        write_npz(out / f"prompts_{name}.npz", **asdict(PromptSet.from_lists(prompt_ids[name])))
-    write_npz(out / "pretrain.npz", ids=pretrain)
-    items_out = {}
-    for item in sorted({r.item for r in reviews}):
+def item_table(splits, meta, features: ItemFeatures) -> dict:
+    """``items.json``: every item's title, prompt tags, metadata tags and aspect counts."""
+    items = {}
+    for item in sorted({r.item for rs in splits.values() for r in rs}):
         m = meta.get(item)
-        items_out[item] = {
+        items[item] = {
             "title": m.title if m else "",
             "tags": features.tags(item),
             "meta_tags": list(m.tags) if m else [],
             "aspects": [list(kv) for kv in features.item_aspects(item)],
         }
-    write_json(out / "items.json", items_out)
-    users_out = {}
+    return items
+
+
+def user_table(splits, features: ItemFeatures) -> dict:
+    """``users.json``: each user's profile over all their training reviews."""
+    users = {}
     for user, history in sort_histories(splits["train"]).items():
         prof = profile(history_items(history, features, len(history)))
-        users_out[user] = {**prof, "n_train": len(history)}
-    write_json(out / "users.json", users_out)
-    write_json(
-        out / "features.json",
-        {
-            "aspects": vocab.aspects,
-            "df": vocab.df,
-            "rates": rates,
-            "focus": cfg.focus,
-            "params": vocab.params,
-            "method": "document frequency of noun-like unigrams and bigrams in training reviews "
-            "(see minireason.prep.features)",
-        },
-    )
-    tok.save(out / "tokenizer.json")
+        users[user] = {**prof, "n_train": len(history)}
+    return users
 
-    lengths = [len(ids) for name in SPLITS for ids in prompt_ids[name]]
-    plot_prompt_lengths(lengths, cfg.prompt_tokens, out / "prompt_lengths.png")
-    lap("write")
+
+def feature_info(cfg: PrepareConfig, stage: FeatureStage) -> dict:
+    """``features.json``: the feature set F, its document frequencies and rates, the focus
+    size and the mining parameters."""
+    return {
+        "aspects": stage.vocab.aspects,
+        "df": stage.vocab.df,
+        "rates": stage.rates,
+        "focus": cfg.focus,
+        "params": stage.vocab.params,
+        "method": "document frequency of noun-like unigrams and bigrams in training reviews "
+        "(see minireason.prep.features)",
+    }
+
+
+def run_config(cfg: PrepareConfig) -> dict:
+    """``config.json``: every option, the package version and each input's size and
+    SHA-256."""
+    config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
+    config["version"] = __version__
+    config["inputs"] = [
+        {"path": str(p), "bytes": os.path.getsize(p), "sha256": sha256_of(p)}
+        for p in (cfg.reviews, cfg.meta)
+        if p and Path(p).is_file()
+    ]
+    return config
+
+
+def make_report(
+    cfg, load, stages, stage: FeatureStage, tok, records, finetune, reasons_cut, pretrain, seconds
+) -> dict:
+    """``report.json``: counts at every stage, targets, aspects, prompts and sequences."""
+    lengths = [rec["prompt"]["n_tokens"] for name in SPLITS for rec in records[name]]
     all_records = [rec for name in SPLITS for rec in records[name]]
-    report = {
+    vocab = stage.vocab
+    return {
         "load": load.to_dict(),
         "stages": stages,
         "targets": {
@@ -487,6 +522,60 @@ def prepare(cfg: PrepareConfig) -> dict:
         },
         "seconds": seconds,
     }
-    write_json(out / "report.json", report)
-    (out / "report.md").write_text(report_markdown(report), encoding="utf-8")
-    return report
+
+
+def prepare(cfg: PrepareConfig) -> dict:
+    """Run steps 1-3 and write the prepared directory ``cfg.out``; return the report dict.
+
+    The directory appears complete or not at all, and one writer at a time holds it
+    (:func:`minireason.prep.prepared.write_prepared`, :func:`~minireason.prep.prepared.writer_lock`).
+    """
+    check_options(cfg)
+    with writer_lock(cfg.out):
+        clock = Stopwatch()
+        load = LoadReport(strict=cfg.strict)
+        splits, meta, stages = load_and_split(cfg, load)
+        clock.lap("load")
+        stage = mine_features(cfg, splits, meta)
+        clock.lap("aspects")
+        tok = train_tokenizer(cfg, splits, meta)
+        clock.lap("tokenizer")
+        records, prompt_ids = build_records(
+            cfg, splits, stage.features, stage.vocab, tok, meta, stage.targets, stage.rates
+        )
+        clock.lap("prompts")
+        finetune, reasons_cut = {}, 0
+        for name in SPLITS:
+            finetune[name], n_cut = finetune_sequences(
+                records[name], prompt_ids[name], tok, cfg.context
+            )
+            reasons_cut += n_cut
+        pretrain = pretrain_stream(splits["train"], tok)
+        clock.lap("sequences")
+        prepared = Prepared(
+            config=run_config(cfg),
+            **records,
+            items=item_table(splits, meta, stage.features),
+            users=user_table(splits, stage.features),
+            feature_info=feature_info(cfg, stage),
+            tokenizer=tok,
+            pretrain=pretrain,
+            prompts={name: PromptSet.from_lists(prompt_ids[name]) for name in SPLITS},
+            finetune=finetune,
+            report={},
+        )
+        clock.lap("tables")
+        prepared.report = make_report(
+            cfg, load, stages, stage, tok, records, finetune, reasons_cut, pretrain, clock.seconds
+        )
+        lengths = [len(ids) for name in SPLITS for ids in prompt_ids[name]]
+        attachments = {
+            "report.md": lambda path: path.write_text(
+                report_markdown(prepared.report), encoding="utf-8"
+            ),
+            "prompt_lengths.png": lambda path: plot_prompt_lengths(
+                lengths, cfg.prompt_tokens, path
+            ),
+        }
+        write_prepared(prepared, cfg.out, attachments)
+    return prepared.report

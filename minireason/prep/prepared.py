@@ -55,14 +55,31 @@ recommendation, explanation and evaluation read it with :func:`load_prepared`. I
 ``report.json``, ``report.md``, ``prompt_lengths.png``
     Counts at every stage, skipped lines by reason with file:line examples, targets found
     or not by reason, vocabulary size, top aspects, prompt-length histogram.
+``manifest.json``
+    Written last: ``format`` (``"minireason-prepared"``), ``format_version``
+    (:data:`FORMAT_VERSION`), the byte size and SHA-256 of every other file, and ``content``,
+    the directory's identity (:func:`content_id`). A directory without it is not a prepared
+    directory (its ``prepare`` did not finish, or an older minireason made it).
 
 All arrays are ``.npz`` (read with ``allow_pickle=False``), records JSONL, the rest JSON.
+
+Complete or absent. :func:`write_prepared` writes everything into a fresh hidden directory
+beside ``OUT`` and only then puts it in place (on Linux by atomically exchanging it with the
+old ``OUT``; elsewhere by two renames), so a reader sees the old complete directory or the
+new complete one. :func:`load_prepared` refuses a directory whose manifest is missing, of
+another format version, or does not match its files, naming the file.
 """
 
 from __future__ import annotations
 
+import ctypes
+import hashlib
 import json
-from dataclasses import dataclass, field
+import os
+import shutil
+import uuid
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -70,6 +87,22 @@ import numpy as np
 from minireason.data.split import SPLITS
 from minireason.prep.features import predict_focus
 from minireason.prep.tokenizer import BPETokenizer
+
+FORMAT = "minireason-prepared"
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+JSON_FILES = ("config.json", "items.json", "users.json", "features.json", "report.json")
+CONTENT_FILES = (  # what a model trained on the directory has seen: its identity
+    *(f"{s}.jsonl" for s in SPLITS),
+    *(f"finetune_{s}.npz" for s in SPLITS),
+    *(f"prompts_{s}.npz" for s in SPLITS),
+    "pretrain.npz",
+    "tokenizer.json",
+    "features.json",
+    "items.json",
+    "users.json",
+)
+CONFIG_FIELDS = ("max_history", "context", "prompt_tokens", "focus")  # read by later stages
 
 
 @dataclass
@@ -116,45 +149,62 @@ class PromptSet:
 # --------------------------------------------------------------------------- writing
 
 
-def write_json(path: Path, obj) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
-
-
-def write_jsonl(path: Path, rows: list[dict]) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
-    tmp.replace(path)
-
-
-def write_npz(path: Path, **arrays) -> None:
-    tmp = path.with_name(path.stem + ".tmp.npz")
-    np.savez(tmp, **arrays)
-    tmp.replace(path)
-
-
 @dataclass
 class Prepared:
-    """Everything in a prepared directory (see the module doc for each part)."""
+    """Everything in a prepared directory (see the module doc for each part).
 
-    path: Path
+    ``config``, ``items``, ``users``, ``feature_info`` and ``report`` are the JSON files as
+    read; the properties below are the facts later stages need from them.
+    """
+
     config: dict
     train: list[dict]
     valid: list[dict]
     test: list[dict]
     items: dict
     users: dict
-    features: list[str]
-    feature_df: dict
-    feature_rates: dict  # aspect -> how often it is the ground-truth feature when mentioned
+    feature_info: dict  # features.json
     tokenizer: BPETokenizer
     pretrain: np.ndarray
-    prompts: dict = field(default_factory=dict)  # split -> PromptSet (every record)
-    finetune: dict = field(default_factory=dict)  # split -> SequenceSet (records with a target)
-    report: dict = field(default_factory=dict)
+    prompts: dict  # split -> PromptSet (every record)
+    finetune: dict  # split -> SequenceSet (records with a target)
+    report: dict
+    path: Path | None = None  # where it was read from (None before it is written)
+    content: str = ""  # its identity, :func:`content_id` (read from the manifest)
+
+    @property
+    def features(self) -> list[str]:
+        """The feature set F: every aspect term, most frequent first."""
+        return self.feature_info["aspects"]
+
+    @property
+    def feature_df(self) -> dict[str, int]:
+        return self.feature_info["df"]
+
+    @property
+    def feature_rates(self) -> dict[str, float]:
+        """Aspect -> how often it is the ground-truth feature when a review mentions it."""
+        return self.feature_info["rates"]
+
+    @property
+    def prompt_tokens(self) -> int:
+        """The prompt budget every record was built with (oldest history dropped to fit)."""
+        return int(self.config["prompt_tokens"])
+
+    @property
+    def context(self) -> int:
+        """The longest fine-tuning sequence, prompt + reason + ``<eos>``."""
+        return int(self.config["context"])
+
+    @property
+    def focus_size(self) -> int:
+        """Focus aspects per prompt (0: prompts have no focus part)."""
+        return int(self.config["focus"])
+
+    @property
+    def max_history(self) -> int:
+        """Past items kept per history."""
+        return int(self.config["max_history"])
 
     def split(self, name: str) -> list[dict]:
         if name not in SPLITS:
@@ -180,9 +230,7 @@ class Prepared:
         directory was prepared with ``focus`` 0). Free-form input has its own:
         :func:`minireason.reason.explain.free_form_focus`."""
         counts = [(a, int(n)) for a, n in self.items.get(item, {}).get("aspects", [])]
-        return predict_focus(
-            counts, profile_aspects, self.feature_rates, int(self.config.get("focus", 0))
-        )
+        return predict_focus(counts, profile_aspects, self.feature_rates, self.focus_size)
 
     def item_terms(self) -> dict[str, list[str]]:
         """``{item: tags + aspects}``: the bag of terms content similarity works on."""
@@ -190,6 +238,186 @@ class Prepared:
             item: list(info.get("tags", [])) + [a for a, _ in info.get("aspects", [])]
             for item, info in self.items.items()
         }
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def write_json(path: Path, obj) -> None:
+    path.write_text(json.dumps(obj, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+
+
+def write_jsonl(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        for row in rows:
+            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def content_id(file_sha: dict[str, str]) -> str:
+    """The identity of a prepared directory: SHA-256 over the names and SHA-256s of its
+    :data:`CONTENT_FILES` (records, arrays, tokenizer, features, items, users), so two
+    directories with the same data have the same identity wherever they live and whatever
+    their reports say."""
+    digest = hashlib.sha256()
+    for name in CONTENT_FILES:
+        digest.update(f"{name}\0{file_sha[name]}\n".encode())
+    return digest.hexdigest()
+
+
+def check_output_dir(out) -> Path:
+    """Raise ValueError (naming ``--out``) unless ``out`` can become a prepared directory:
+    absent, an empty directory, or a prepared directory (complete or not) to replace."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory; choose another path")
+    if out.is_dir() and any(out.iterdir()):
+        if not ((out / MANIFEST).is_file() or (out / "config.json").is_file()):
+            raise ValueError(
+                f"--out {out}: a non-empty directory that is not a prepared directory; "
+                "choose another path (nothing in it was touched)"
+            )
+    return out
+
+
+@contextmanager
+def writer_lock(out):
+    """Hold the one-writer lock of the prepared directory ``out`` (a ``flock`` on the hidden
+    file ``.OUT.lock`` beside it, released by the system if the process dies), and remove
+    what an interrupted writer left behind. A second writer gets a ValueError at once."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.parent / f".{out.name}.lock"
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, say so in the docs
+        yield
+        return
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"--out {out}: another minireason prepare is writing it now (lock "
+                f"{lock_path}); wait for it to finish, or choose another --out"
+            ) from None
+        for old in out.parent.glob(f".{out.name}.old-*"):  # killed between two renames
+            if not out.exists():
+                os.rename(old, out)
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+        for stale in out.parent.glob(f".{out.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def write_prepared(prepared: Prepared, out, attachments: dict) -> Path:
+    """Write ``prepared`` as the directory ``out``, complete or not at all (module doc).
+
+    ``attachments`` maps further file names (``report.md``, ``prompt_lengths.png``) to a
+    function ``write(path)``. Returns ``out``.
+    """
+    out = check_output_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        _write_files(prepared, tmp, attachments)
+        _put_in_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return out
+
+
+def _write_files(prepared: Prepared, d: Path, attachments: dict) -> None:
+    write_json(d / "config.json", prepared.config)
+    for name in SPLITS:
+        write_jsonl(d / f"{name}.jsonl", prepared.split(name))
+        np.savez(d / f"finetune_{name}.npz", **vars(prepared.finetune[name]))
+        np.savez(d / f"prompts_{name}.npz", **vars(prepared.prompts[name]))
+    np.savez(d / "pretrain.npz", ids=prepared.pretrain)
+    write_json(d / "items.json", prepared.items)
+    write_json(d / "users.json", prepared.users)
+    write_json(d / "features.json", prepared.feature_info)
+    write_json(d / "report.json", prepared.report)
+    prepared.tokenizer.save(d / "tokenizer.json")
+    for name, write in attachments.items():
+        write(d / name)
+    files = {p.name: p for p in sorted(d.iterdir())}
+    sha = {name: sha256_file(p) for name, p in files.items()}
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "content": content_id(sha),
+        "files": {
+            name: {"bytes": p.stat().st_size, "sha256": sha[name]} for name, p in files.items()
+        },
+    }
+    write_json(d / MANIFEST, manifest)
+    prepared.content = manifest["content"]
+    for p in d.iterdir():  # on disk before the directory is put in place
+        with open(p, "rb") as fh:
+            os.fsync(fh.fileno())
+
+
+def _put_in_place(new: Path, out: Path) -> None:
+    """Make ``new`` appear at ``out``; the old ``out``, if any, ends up at ``new``."""
+    if not out.exists():
+        os.rename(new, out)
+    elif not _exchange(new, out):
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
+        os.rename(out, old)
+        os.rename(new, out)
+        os.rename(old, new)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux's renameat2(RENAME_EXCHANGE); False where the
+    system or the file system cannot."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        renameat2 = libc.renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    ok = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
+    return ok == 0
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: corrupt JSON ({exc})") from None
 
 
 def _read_jsonl(path: Path) -> list[dict]:
@@ -203,55 +431,91 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
-def _read_json(path: Path):
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{path}: corrupt JSON ({exc})") from None
-
-
-def _read_npz(path: Path) -> dict:
+def _read_npz(path: Path, fields: tuple[str, ...]) -> dict:
     try:
         with np.load(path, allow_pickle=False) as z:
-            return {k: z[k] for k in z.files}
-    except (OSError, ValueError) as exc:
-        raise ValueError(f"{path}: corrupt array file ({exc})") from None
+            arrays = {k: z[k] for k in z.files}
+    except Exception as exc:  # zipfile, pickle refusal, truncation: all one message
+        raise ValueError(
+            f"{path}: not a readable array file ({type(exc).__name__}: {exc})"
+        ) from None
+    missing = [k for k in fields if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: lacks the arrays {missing}; run minireason prepare again")
+    return {k: arrays[k] for k in fields}
+
+
+def read_manifest(directory) -> dict:
+    """The manifest of a prepared directory, checked for format and version (not yet
+    against the files: :func:`load_prepared` does that)."""
+    d = Path(directory)
+    if not d.is_dir():
+        raise FileNotFoundError(f"{d}: no such prepared directory (run minireason prepare)")
+    path = d / MANIFEST
+    if not path.is_file():
+        raise ValueError(
+            f"{d} is not a complete prepared directory: no {MANIFEST} (its prepare did not "
+            "finish, or an older minireason made it); run minireason prepare again"
+        )
+    manifest = _read_json(path)
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a minireason prepared-directory manifest")
+    if manifest.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: prepared-format version {manifest.get('format_version')!r}, this "
+            f"minireason reads version {FORMAT_VERSION}; run minireason prepare again"
+        )
+    return manifest
+
+
+def verify_files(directory, manifest: dict) -> None:
+    """Raise ValueError naming the first file that is missing or differs from the manifest."""
+    d = Path(directory)
+    listed = manifest.get("files", {})
+    for name in (*CONTENT_FILES, *JSON_FILES):
+        if name not in listed:
+            raise ValueError(f"{d / MANIFEST}: does not list {name}; run minireason prepare again")
+    for name, entry in listed.items():
+        path = d / name
+        if not path.is_file():
+            raise ValueError(
+                f"{path}: missing (listed in {MANIFEST}); run minireason prepare again"
+            )
+        if path.stat().st_size != entry["bytes"] or sha256_file(path) != entry["sha256"]:
+            raise ValueError(
+                f"{path}: changed since prepare wrote it (size or SHA-256 differs from "
+                f"{MANIFEST}); run minireason prepare again"
+            )
 
 
 def load_prepared(directory) -> Prepared:
-    """Read a directory written by :func:`prepare` (arrays with ``allow_pickle=False``)."""
+    """Read a directory written by :func:`write_prepared`, after checking its manifest
+    (format, version, every file's size and SHA-256) and the config fields later stages
+    need. Arrays are read with ``allow_pickle=False``. Any problem is a ValueError (or
+    FileNotFoundError) naming the file."""
     d = Path(directory)
-    needed = [
-        "config.json",
-        "items.json",
-        "users.json",
-        "features.json",
-        "tokenizer.json",
-        "pretrain.npz",
-        "report.json",
-    ]
-    needed += [f"{s}.jsonl" for s in SPLITS] + [f"finetune_{s}.npz" for s in SPLITS]
-    needed += [f"prompts_{s}.npz" for s in SPLITS]
-    missing = [n for n in needed if not (d / n).is_file()]
+    manifest = read_manifest(d)
+    verify_files(d, manifest)
+    config = _read_json(d / "config.json")
+    missing = [k for k in CONFIG_FIELDS if not isinstance(config.get(k), int)]
     if missing:
-        raise FileNotFoundError(
-            f"{d} is not a prepared directory: missing {missing} (run minireason prepare)"
-        )
-    features = _read_json(d / "features.json")
+        raise ValueError(f"{d / 'config.json'}: missing or non-integer fields {missing}")
+    seq_fields = ("ids", "loss_mask", "offsets", "prompt_len", "record")
     return Prepared(
-        path=d,
-        config=_read_json(d / "config.json"),
+        config=config,
         train=_read_jsonl(d / "train.jsonl"),
         valid=_read_jsonl(d / "valid.jsonl"),
         test=_read_jsonl(d / "test.jsonl"),
         items=_read_json(d / "items.json"),
         users=_read_json(d / "users.json"),
-        features=features["aspects"],
-        feature_df=features["df"],
-        feature_rates=features.get("rates", {}),
+        feature_info=_read_json(d / "features.json"),
         tokenizer=BPETokenizer.load(d / "tokenizer.json"),
-        pretrain=_read_npz(d / "pretrain.npz")["ids"],
-        prompts={s: PromptSet(**_read_npz(d / f"prompts_{s}.npz")) for s in SPLITS},
-        finetune={s: SequenceSet(**_read_npz(d / f"finetune_{s}.npz")) for s in SPLITS},
+        pretrain=_read_npz(d / "pretrain.npz", ("ids",))["ids"],
+        prompts={
+            s: PromptSet(**_read_npz(d / f"prompts_{s}.npz", ("ids", "offsets"))) for s in SPLITS
+        },
+        finetune={s: SequenceSet(**_read_npz(d / f"finetune_{s}.npz", seq_fields)) for s in SPLITS},
         report=_read_json(d / "report.json"),
+        path=d,
+        content=manifest["content"],
     )

@@ -190,7 +190,7 @@ def user_history(
     if user not in prepared.users:
         raise _unknown("user", user, prepared.users)
     if max_history is None:
-        max_history = int(prepared.config.get("max_history", 10))
+        max_history = prepared.max_history
     reviews = sorted((r for r in prepared.train if r["user"] == user), key=lambda r: r["time"])
     return [
         HistoryItem(
@@ -286,7 +286,7 @@ def explain_for_user(
     else:
         recommender = recommender or fit_recommender(prepared)
         items = recommender.recommend(user, k=k)
-    budget = int(prepared.config.get("prompt_tokens", 64))
+    budget = prepared.prompt_tokens
     aspects = profile(history)["aspects"]
     out = []
     for rank, (it, score) in enumerate(items):

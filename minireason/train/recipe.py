@@ -204,7 +204,7 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
     preset = preset if isinstance(preset, dict) else load_preset(preset)
     prepared = load_prepared(prepared_dir)
     tok = prepared.tokenizer
-    context = int(prepared.config.get("context", 0))
+    context = prepared.context
     model_config = GPTConfig(vocab_size=tok.vocab_size, **preset["model"])
     if model_config.block_size < context:
         raise ValueError(
