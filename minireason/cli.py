@@ -1,15 +1,17 @@
-"""The ``minireason`` command line: thin entry points over the package's modules.
+"""The ``minireason`` command line: one thin entry point per command, in ``--help`` order.
 
-Each sub-command is declared by an ``add_*`` function that builds its parser and sets
-``func`` to a handler; handlers import their stage lazily so that ``--help`` stays fast.
-A handler returns an exit code. Errors the user can fix (bad paths, bad input) are raised
-as :class:`UserError` (or ValueError / FileNotFoundError) and printed as one line, never
-as a traceback (set ``MINIREASON_DEBUG=1`` to see the traceback).
+Each command is a row of :data:`COMMANDS`: its name, a one-line help, a function that
+declares its options and a handler of a few lines that calls the package. Only the chosen
+command's options are declared (they import their stage for its defaults), so every
+command starts fast. Errors the user can fix (bad paths, input or options) are raised as
+:class:`UserError`, ValueError or OSError and printed as one line naming what is wrong,
+never as a traceback (``MINIREASON_DEBUG=1`` shows it).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 
@@ -18,281 +20,320 @@ class UserError(Exception):
     """An error the user can fix; its message says what to do."""
 
 
-# --------------------------------------------------------------------------- foundation
+class _Help(argparse.HelpFormatter):
+    """Wraps descriptions (keeping indented example lines as they are) and shows each
+    option's default after its help, when it has one worth showing."""
+
+    def _fill_text(self, text, width, indent):
+        return "\n".join(
+            indent + line
+            if line.startswith(" ")
+            else super(_Help, self)._fill_text(line, width, indent)
+            for line in text.splitlines()
+        )
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        shown = not any(action.default is v for v in (None, False, argparse.SUPPRESS))
+        if shown and action.option_strings and "%(default)" not in text:
+            text += " (default: %(default)s)"
+        return text
 
 
-def add_attention_example(sub):
-    p = sub.add_parser(
-        "attention-example",
-        help="the seed document's worked attention example (section 4.3), computed correctly, with errata",
-        description=(
-            "Rebuild the eight-word example of the seed document's section 4.3, compute the "
-            "single-query case and full self-attention with and without the 1/sqrt(d_k) scale, "
-            "and print what the document printed next to what is right."
-        ),
+def at_least(low, kind=int):
+    """An argparse ``type``: a ``kind`` (int or float) ``>= low``; argparse names the option
+    in its one-line error."""
+
+    def parse(text: str):
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
+        if not value >= low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
+        return value
+
+    return parse
+
+
+seconds = at_least(0.001, float)
+
+
+def _run_options(add, what: str) -> None:
+    """The options of every command that uses a run: its decoding, and the pairing check."""
+    add("--candidates", type=at_least(1), metavar="N", help=f"samples per {what} (run's)")
+    add("--max-new-tokens", type=at_least(1), metavar="N", help="longest reason (run's)")
+    add("--allow-other-data", action="store_true", help="data the run was not trained on")
+
+
+def _decoding(info, args):
+    """The run's decoding settings (``run.json``) with the options given on the line."""
+    return info.decoding.replace(n_candidates=args.candidates, max_new_tokens=args.max_new_tokens)
+
+
+COMMANDS: dict = {}  # name -> (one-line help, declare), in --help order
+BENCHES: dict = {}  # the same for 'minireason bench NAME'
+
+
+def command(name: str, help_: str, table: dict = COMMANDS):
+    """Register ``declare(p, add)``: it declares a command's options and its handler."""
+
+    def register(declare):
+        table[name] = (help_, declare)
+        return declare
+
+    return register
+
+
+def pick(args, *names: str) -> dict:
+    """``{name: args.name}`` for the given option names (keyword arguments of a call)."""
+    return {name: getattr(args, name) for name in names}
+
+
+def _write_json(path, result: dict) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(result, fh, indent=1)
+    print(f"figures written to {path}")
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@command("demo", "the whole job: prepare, train the tiny preset, explain, evaluate")
+def add_demo(p, add):
+    p.description = (
+        "Find the Musical Instruments reviews (downloading them into the cache if absent), "
+        "prepare them, train the tiny preset, explain the top-3 recommendations of three test "
+        "users, then evaluate. A second run reuses the first's work; an interrupted one resumes."
     )
-    p.add_argument(
-        "--plot", metavar="FILE.png", help="save a labelled heatmap of the attention weights"
-    )
-    p.add_argument(
-        "--decimals", type=int, default=4, help="digits printed after the point (default 4)"
-    )
-    p.set_defaults(func=_run_attention_example)
+    add("--data-dir", metavar="DIR", help="where the datasets are")
+    add("--offline", action="store_true", help="never download; stop if the data is absent")
+    add("--out", default="runs/demo", metavar="DIR", help="output directory")
+    add("--preset", default="tiny", help="preset name or JSON file")
+    add("--users", type=at_least(1), default=3, help="test users shown")
+    add("--eval-limit", type=at_least(2), metavar="N", help="evaluate the first N records only")
+    add("--seed", type=int, default=0)
+    p.set_defaults(func=run_demo)
 
 
-def _run_attention_example(args) -> int:
+def run_demo(args) -> int:
+    from minireason.demo import run_demo
+
+    options = pick(args, "data_dir", "out", "preset", "eval_limit", "seed", "offline")
+    run_demo(n_users=args.users, **options)
+    return 0
+
+
+# --------------------------------------------------------------------------- attention-example
+
+
+@command("attention-example", "the seed document's worked attention example, with errata")
+def add_attention_example(p, add):
+    p.description = (
+        "The eight-word example of the seed document's section 4.3: one query and full "
+        "self-attention, with and without 1/sqrt(d_k), beside what the document printed."
+    )
+    add("--plot", metavar="FILE.png", help="save a labelled heatmap of the weights")
+    add("--decimals", type=at_least(0), default=4, help="digits after the point")
+    p.set_defaults(func=run_attention_example)
+
+
+def run_attention_example(args) -> int:
     from minireason.course import worked_example
 
     print(worked_example.report(decimals=args.decimals))
     if args.plot:
-        path = worked_example.plot(args.plot)
-        print(f"\nheatmap written to {path}")
+        print(f"\nheatmap written to {worked_example.plot(args.plot)}")
     return 0
 
 
-# --------------------------------------------------------------------------- benchmarks
-# `minireason bench NAME`: each benchmark adds itself to BENCH_SUBCOMMANDS below.
+# --------------------------------------------------------------------------- prepare
 
 
-def add_bench(sub):
-    p = sub.add_parser(
-        "bench",
-        help="benchmarks: measured speed, printed and written as JSON",
-        description="Benchmarks. Speed targets live here, never in timed tests.",
+@command("prepare", "seed steps 1-3: reviews in, a prepared directory out")
+def add_prepare(p, add):
+    from minireason.prep.prepare import FORMATS, SPLIT_KINDS
+    from minireason.prep.prepare import PrepareConfig as D
+
+    p.description = (
+        "Load, validate, clean and split reviews, mine aspects, pick explanation targets, build "
+        "prompts and a BPE tokenizer; write a prepared directory with report.md. Relative "
+        "input paths are also looked up under $MINIREASON_DATA_DIR."
     )
-    bench_sub = p.add_subparsers(dest="bench_command", metavar="BENCH")
-    for add in BENCH_SUBCOMMANDS:
-        add(bench_sub)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    add("--reviews", required=True, metavar="FILE", help="reviews file (movielens: the folder)")
+    add("--meta", metavar="FILE", help="Amazon item metadata (2014 or 2018)")
+    add("--format", default=D.format, choices=FORMATS, help="input format")
+    add("--columns", metavar="MAP", help="jsonl/csv: user=COL,item=COL,rating=COL,time=COL,...")
+    add("--out", required=True, metavar="DIR", help="the prepared directory to write")
+    add("--split", default=D.split, choices=SPLIT_KINDS, help="leave-last-out or seeded 8:1:1")
+    add("--seed", type=int, default=D.seed, help="seed of the random split")
+    add("--kcore", type=at_least(0), default=D.kcore, metavar="K", help="K-core filter (0: off)")
+    add("--vocab-size", type=at_least(1), default=D.vocab_size, help="BPE vocabulary size")
+    add("--n-unigrams", type=at_least(0), default=D.n_unigrams, help="one-word aspects kept")
+    add("--n-bigrams", type=at_least(0), default=D.n_bigrams, help="two-word aspects kept")
+    add("--min-df", type=at_least(1), default=D.min_df, help="reviews an aspect must be in")
+    add("--max-history", type=at_least(1), default=D.max_history, help="past items kept")
+    add("--context", type=at_least(1), default=D.context, help="tokens per fine-tuning sequence")
+    add("--prompt-tokens", type=at_least(2), default=D.prompt_tokens, help="prompt budget")
+    add("--focus", type=at_least(0), default=D.focus, metavar="K", help="focus aspects (0: none)")
+    add("--strict", action="store_true", help="stop at the first malformed line")
+    p.set_defaults(func=run_prepare)
 
 
-# --------------------------------------------------------------------------- model and training (issue 3)
+def run_prepare(args) -> int:
+    from dataclasses import fields
 
-
-def add_bench_train(bench_sub):
-    p = bench_sub.add_parser(
-        "train",
-        help="tokens/s and GFLOP/s of a full NumPy training step, vs PyTorch eager when installed",
-        description=(
-            "Time forward + backward + AdamW of the NumPy GPT at a given config (default: the "
-            "reference config), measure the machine's float32 matmul rate, and, when PyTorch is "
-            "importable, the same model in PyTorch eager on the same threads and inputs. "
-            "Reports medians."
-        ),
-    )
-    p.add_argument("--n-layer", type=int, default=4)
-    p.add_argument("--n-head", type=int, default=4)
-    p.add_argument("--n-embd", type=int, default=256)
-    p.add_argument("--block-size", type=int, default=128)
-    p.add_argument("--vocab-size", type=int, default=4096)
-    p.add_argument("--batch-size", type=int, default=16)
-    p.add_argument("--dtype", choices=["float32", "float64"], default="float32")
-    p.add_argument("--steps", type=int, default=10, help="timed steps (default 10)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed steps first (default 2)")
-    p.add_argument(
-        "--threads", type=int, default=None, help="BLAS / torch threads (default: all cores)"
-    )
-    p.add_argument("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    p.set_defaults(func=_run_bench_train)
-
-
-def _run_bench_train(args) -> int:
-    import json
-
-    from minireason.bench import train as bench_train
-    from minireason.nn.model import GPTConfig
-
-    if args.batch_size < 1:
-        raise UserError(f"--batch-size must be >= 1, got {args.batch_size}")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
-    config = GPTConfig(
-        vocab_size=args.vocab_size,
-        block_size=args.block_size,
-        n_layer=args.n_layer,
-        n_head=args.n_head,
-        n_embd=args.n_embd,
-        dtype=args.dtype,
-    )
-    result = bench_train.run_train_benchmark(
-        config,
-        args.batch_size,
-        steps=args.steps,
-        warmup=args.warmup,
-        threads=args.threads,
-        with_torch=not args.no_torch,
-    )
-    print(bench_train.format_report(result))
-    if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(result, f, indent=1)
-        print(f"figures written to {args.json}")
-    return 0
-
-
-# --------------------------------------------------------------------------- data pipeline (issue 4)
-
-
-def _data_path(flag: str, value: str | None) -> str | None:
-    """``value`` as given, or resolved under ``$MINIREASON_DATA_DIR`` when relative and absent."""
-    if value is None or os.path.exists(value):
-        return value
-    root = os.environ.get("MINIREASON_DATA_DIR")
-    if root and not os.path.isabs(value) and os.path.exists(os.path.join(root, value)):
-        return os.path.join(root, value)
-    where = f" (nor under MINIREASON_DATA_DIR={root})" if root else ""
-    raise UserError(
-        f"{flag} {value}: not found{where}; 'minireason data list' shows the "
-        "known datasets, 'minireason data fetch NAME' downloads one"
-    )
-
-
-def add_prepare(sub):
-    p = sub.add_parser(
-        "prepare",
-        help="steps 1-3: load, clean and split reviews, mine aspects, build prompts, train BPE",
-        description=(
-            "Read a review file (and optional item metadata), validate and clean it, split it, "
-            "mine aspect terms, pick explanation targets, build prompts, train a byte-level "
-            "BPE tokenizer, and write a prepared directory with report.json/report.md. "
-            "Relative input paths are also looked up under $MINIREASON_DATA_DIR."
-        ),
-    )
-    p.add_argument(
-        "--reviews",
-        required=True,
-        metavar="FILE",
-        help="reviews (gzip or plain); for --format movielens, the folder",
-    )
-    p.add_argument("--meta", metavar="FILE", help="Amazon item metadata (2014 or 2018)")
-    p.add_argument(
-        "--format",
-        default="amazon",
-        choices=["amazon", "movielens", "jsonl", "csv"],
-        help="input format (default amazon: 2014 and 2018 review JSON lines)",
-    )
-    p.add_argument(
-        "--columns",
-        metavar="MAP",
-        help="jsonl/csv column mapping: user=COL,item=COL,rating=COL,time=COL"
-        "[,text=COL][,summary=COL]",
-    )
-    p.add_argument("--out", required=True, metavar="DIR", help="the prepared directory to write")
-    p.add_argument(
-        "--split",
-        default="time",
-        choices=["time", "random"],
-        help="time: leave-last-out per user (default); random: seeded 8:1:1",
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the random split (default 0)")
-    p.add_argument(
-        "--kcore",
-        type=int,
-        default=0,
-        metavar="K",
-        help="keep only users and items with >= K reviews (default: off)",
-    )
-    p.add_argument(
-        "--vocab-size", type=int, default=4096, help="BPE vocabulary size (default 4096)"
-    )
-    p.add_argument("--aspects", type=int, default=150, help="unigram aspects to keep (default 150)")
-    p.add_argument("--bigrams", type=int, default=50, help="bigram aspects to keep (default 50)")
-    p.add_argument(
-        "--min-df",
-        type=int,
-        default=5,
-        help="minimum training reviews mentioning an aspect (default 5)",
-    )
-    p.add_argument("--max-history", type=int, default=10, help="past items kept (default 10)")
-    p.add_argument(
-        "--context", type=int, default=128, help="tokens per fine-tuning sequence (default 128)"
-    )
-    p.add_argument(
-        "--prompt-tokens",
-        type=int,
-        default=64,
-        help="tokens per prompt, oldest history dropped to fit (default 64)",
-    )
-    p.add_argument(
-        "--focus",
-        type=int,
-        default=3,
-        metavar="K",
-        help="aspects each prompt asks the reason to talk about, predicted from "
-        "training data (default 3; 0: no focus part)",
-    )
-    p.add_argument(
-        "--strict",
-        action="store_true",
-        help="stop at the first malformed line (file:line and field) instead of counting it",
-    )
-    p.set_defaults(func=_run_prepare)
-
-
-def _run_prepare(args) -> int:
+    from minireason.data.fetch import resolve_input
     from minireason.data.generic import parse_columns
     from minireason.data.report import DataError
-    from minireason.prep.prepare import PrepareConfig, prepare
+    from minireason.prep.prepare import PrepareConfig, prepare, summary
 
-    cfg = PrepareConfig(
-        reviews=_data_path("--reviews", args.reviews),
-        meta=_data_path("--meta", args.meta),
-        format=args.format,
-        columns=parse_columns(args.columns) if args.columns else None,
-        out=args.out,
-        split=args.split,
-        seed=args.seed,
-        kcore=args.kcore,
-        vocab_size=args.vocab_size,
-        n_unigrams=args.aspects,
-        n_bigrams=args.bigrams,
-        min_df=args.min_df,
-        max_history=args.max_history,
-        context=args.context,
-        prompt_tokens=args.prompt_tokens,
-        focus=args.focus,
-        strict=args.strict,
-    )
+    given = {f.name: getattr(args, f.name) for f in fields(PrepareConfig) if hasattr(args, f.name)}
+    given["reviews"] = resolve_input("--reviews", args.reviews)
+    given["meta"] = resolve_input("--meta", args.meta)
+    given["columns"] = parse_columns(args.columns) if args.columns else None
     try:
-        report = prepare(cfg)
+        report = prepare(PrepareConfig(**given))
     except DataError as exc:
         raise UserError(f"--strict: {exc}") from None
-    skipped = sum(sum(f["skipped"].values()) for f in report["load"]["files"])
-    truncated = [f["truncated"] for f in report["load"]["files"] if "truncated" in f]
-    print(f"prepared {args.out}: " + ", ".join(f"{k} {v}" for k, v in report["stages"].items()))
-    print(f"skipped lines: {skipped} (by reason in {args.out}/report.md)")
-    for line in truncated:
-        print(f"warning: {line}")
+    print(summary(report, args.out))
     return 0
 
 
-def add_data(sub):
-    p = sub.add_parser(
-        "data",
-        help="public datasets: list them, fetch one into the cache",
-        description="Known public datasets, downloaded from their canonical sources.",
+# --------------------------------------------------------------------------- train
+
+
+@command("train", "pretrain on review sentences, then fine-tune on prompt -> reason")
+def add_train(p, add):
+    p.description = (
+        "Pretrain on every training sentence, then fine-tune to write the reason after a "
+        "prompt (loss on the reason only). Checkpoints as it goes; --resume continues exactly."
     )
-    data_sub = p.add_subparsers(dest="data_command", metavar="ACTION")
-    fetch = data_sub.add_parser(
-        "fetch",
-        help="download a dataset into $MINIREASON_CACHE (default ~/.cache/minireason)",
-        description="Download with resume (HTTP Range on a .part file), then check size and SHA-256.",
+    add("--prepared", required=True, metavar="DIR", help="from 'minireason prepare'")
+    add("--preset", default="tiny", metavar="NAME|FILE", help="tiny, small or a JSON file")
+    add("--out", metavar="DIR", help="run directory (default: runs/PRESET)")
+    add("--resume", action="store_true", help="continue the checkpoints in --out")
+    p.set_defaults(func=run_train)
+
+
+def run_train(args) -> int:
+    from minireason.train.recipe import load_preset, run_recipe, summary
+
+    out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.preset))[0])
+    report = run_recipe(args.prepared, load_preset(args.preset), out, resume=args.resume)
+    print(summary(report, args.prepared, out))
+    return 0
+
+
+# --------------------------------------------------------------------------- evaluate
+
+
+@command("evaluate", "explanation metrics against three baselines; HR/NDCG@10")
+def add_evaluate(p, add):
+    p.description = (
+        "Reasons for the records with a target, scored (BLEU, ROUGE, USR, FMR, FCR, DIV, "
+        "perplexity) beside the random, retrieval and template baselines; HR/NDCG@10 of four "
+        "recommenders. Writes evaluation.json/.md/.png and generations.jsonl."
     )
+    add("--prepared", required=True, metavar="DIR", help="the prepared directory")
+    add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
+    add("--out", metavar="DIR", help="output directory (default: RUN/eval)")
+    add("--limit", type=at_least(2), metavar="N", help="the first N records only")
+    add("--batch-size", type=at_least(1), default=64, help="prompts per batch")
+    add("--seed", type=int, default=0, help="seed of the sampling and the random baseline")
+    add("--decode", choices=["step4", "greedy"], default="step4", help="as 'explain', or greedy")
+    add("--split", choices=["test", "valid"], default="test", help="tune on valid, report test")
+    _run_options(add, "record")
+    p.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args) -> int:
+    from minireason.evaluation.evaluate import evaluate_run, markdown_report
+    from minireason.train.run import read_run_info
+
+    decoding = _decoding(read_run_info(args.run), args)
+    options = pick(args, "limit", "batch_size", "seed", "decode", "split", "allow_other_data")
+    result = evaluate_run(args.prepared, args.run, args.out, decoding=decoding, **options)
+    print(markdown_report(result))
+    out = args.out or os.path.join(args.run, "eval")
+    print(f"written to {out}: evaluation.json, evaluation.md, evaluation.png, generations.jsonl")
+    return 0
+
+
+# --------------------------------------------------------------------------- explain
+
+
+@command("explain", "explain a user's recommendations (seed step 4), or free-form input")
+def add_explain(p, add):
+    p.description = (
+        "Explain a known user's recommendations (--user, or one --item), or free-form input "
+        "(--history and --tags); each reason with its attention evidence."
+    )
+    p.epilog = (
+        "examples:\n  minireason explain --prepared runs/demo/prepared --run runs/demo/run "
+        "--user A1L7M2CLYO4S4R\n  minireason explain --run runs/demo/run "
+        '--history "strings, tuner (4); pedal, patch cables" --tags "capo, guitar"'
+    )
+    add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
+    add("--prepared", metavar="DIR", help="the run's prepared directory (with --user)")
+    add("--user", help="a user id of the prepared data")
+    add("--item", help="explain this item id (default: recommend first)")
+    add("--history", help='free-form history: "term, term (rating); term" oldest first')
+    add("--tags", help='free-form item tags: "tag, tag, ..."')
+    add("-k", type=at_least(1), default=3, help="recommendations to explain")
+    add("--seed", type=int, default=0)
+    add("--plot", metavar="FILE.png", help="attention heatmap of the first reason")
+    _run_options(add, "reason")
+    p.set_defaults(func=run_explain)
+
+
+def run_explain(args) -> int:
+    from minireason.reason import explain as ex
+    from minireason.reason.evidence import plot_evidence
+    from minireason.train.run import check_same_data, load_run
+
+    if (args.user is None) == (args.history is None and args.tags is None):
+        raise UserError("give either --user ID (with --prepared) or --history/--tags, not both")
+    if args.user is not None and not args.prepared:
+        raise UserError("--user needs --prepared DIR (the prepared directory of the run)")
+    run = load_run(args.run)
+    decoding = _decoding(run.info, args)
+    if args.user is not None:
+        from minireason.prep.prepared import load_prepared
+
+        prepared = load_prepared(args.prepared)
+        check_same_data(run.info, prepared, args.allow_other_data)
+        recs = ex.explain_for_user(
+            run, prepared, args.user, args.item, args.k, args.seed, decoding=decoding
+        )
+        print(ex.format_user_report(prepared, args.user, recs))
+        first = recs[0].explanation
+    else:
+        first = ex.explain_free_form(run, args.history, args.tags, args.seed, decoding)
+        print(first.prompt_text + "\n" + ex.format_explanation(first))
+    if args.plot:
+        print(f"attention heatmap written to {plot_evidence(first, args.plot)}")
+    return 0
+
+
+# --------------------------------------------------------------------------- data
+
+
+@command("data", "public datasets: list them, fetch one into the cache")
+def add_data(p, add):
+    p.description = "Known public datasets, downloaded from their canonical sources."
+    actions = p.add_subparsers(dest="data_command", metavar="ACTION")
+    fetch = actions.add_parser("fetch", formatter_class=_Help, help="download one into the cache")
+    fetch.description = "Download with resume (HTTP Range), then check the size and SHA-256."
     fetch.add_argument("name", help="dataset name (see 'minireason data list')")
-    fetch.add_argument(
-        "--cache",
-        metavar="DIR",
-        help="cache directory (default: $MINIREASON_CACHE or ~/.cache/minireason)",
-    )
-    fetch.add_argument("--timeout", type=float, default=30.0, help="seconds per connection (30)")
-    fetch.set_defaults(func=_run_data_fetch)
-    listing = data_sub.add_parser("list", help="the known datasets, their files and sources")
-    listing.set_defaults(func=_run_data_list)
-    p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
+    fetch.add_argument("--cache", metavar="DIR", help="default: $MINIREASON_CACHE or ~/.cache")
+    fetch.add_argument("--timeout", type=seconds, default=30.0, help="seconds")
+    fetch.set_defaults(func=run_data_fetch)
+    listing = actions.add_parser("list", help="the known datasets, their files and sources")
+    listing.set_defaults(func=run_data_list)
 
 
-def _run_data_fetch(args) -> int:
+def run_data_fetch(args) -> int:
     from minireason.data.fetch import FetchError, fetch
 
     try:
@@ -303,532 +344,186 @@ def _run_data_fetch(args) -> int:
     return 0
 
 
-def _run_data_list(args) -> int:
-    from minireason.data.fetch import DATASETS, cache_dir
+def run_data_list(args) -> int:
+    from minireason.data.fetch import describe_datasets
 
-    print(f"cache: {cache_dir()}")
-    for ds in DATASETS.values():
-        print(f"{ds.name}  (folder {ds.folder}; cite {ds.citation})")
-        for f in ds.files:
-            size = f"{f.size:,} bytes" if f.size else "size not recorded"
-            print(f"    {f.name}: {size}  {f.url}")
+    print(describe_datasets())
     return 0
 
 
-# --------------------------------------------------------------------------- reasons and evaluation (issue 5)
+# --------------------------------------------------------------------------- bench
 
 
-def add_bench_explain(bench_sub):
-    p = bench_sub.add_parser(
-        "explain",
-        help="seconds to explain one (user, item) with N candidates (median, p90)",
-        description=(
-            "Explain the first --pairs records of a split one at a time with a checkpoint "
-            "(prompt, N sampled candidates with the KV cache, scoring, attention evidence) "
-            "and report the median and 90th-percentile seconds per pair."
-        ),
+@command("bench", "benchmarks: measured speed, printed and written as JSON")
+def add_bench(p, add):
+    p.description = "Benchmarks. Speed targets live here, never in timed tests."
+    benches = p.add_subparsers(dest="bench_command", metavar="BENCH")
+    for name, (help_, declare) in BENCHES.items():
+        q = benches.add_parser(name, help=help_, formatter_class=_Help)
+        declare(q, q.add_argument)
+
+
+@command("train", "tokens/s and GFLOP/s of a training step, vs PyTorch eager", BENCHES)
+def add_bench_train(p, add):
+    from minireason.bench.train import REFERENCE_BATCH
+    from minireason.nn.model import GPTConfig as D
+
+    p.description = (
+        "One training step (forward, backward, AdamW) of the NumPy GPT, the machine's float32 "
+        "matmul rate, and the same model in PyTorch eager on the same threads and inputs."
     )
-    p.add_argument("--checkpoint", required=True, help="checkpoint directory")
-    p.add_argument("--prepared", required=True, help="the prepared directory it was trained on")
-    p.add_argument("--split", choices=["train", "valid", "test"], default="test")
-    p.add_argument("--pairs", type=int, default=20, help="timed pairs (default 20)")
-    p.add_argument("--candidates", type=int, default=16, help="candidates per pair (default 16)")
-    p.add_argument("--max-new-tokens", type=int, default=40, help="per candidate (default 40)")
-    p.add_argument("--warmup", type=int, default=2, help="untimed pairs first (default 2)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--threads",
-        type=int,
-        default=None,
-        help="BLAS threads (default: as they are; 1 is fastest on a busy machine)",
+    for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
+        add("--" + name.replace("_", "-"), type=at_least(1), default=getattr(D, name), help=name)
+    add("--batch-size", type=at_least(1), default=REFERENCE_BATCH, help="sequences per step")
+    add("--dtype", choices=["float32", "float64"], default=D.dtype, help="array dtype")
+    add("--steps", type=at_least(1), default=10, help="timed steps")
+    add("--warmup", type=at_least(0), default=2, help="untimed steps first")
+    add("--threads", type=at_least(1), help="BLAS and torch threads (default: all cores)")
+    add("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    add("--json", metavar="FILE", help="also write the figures as JSON")
+    p.set_defaults(func=run_bench_train)
+
+
+def run_bench_train(args) -> int:
+    from minireason.bench import train as bench_train
+    from minireason.nn.model import GPTConfig
+
+    config = GPTConfig(
+        **pick(args, "vocab_size", "block_size", "n_layer", "n_head", "n_embd"), dtype=args.dtype
     )
-    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    p.set_defaults(func=_run_bench_explain)
+    options = pick(args, "steps", "warmup", "threads")
+    result = bench_train.run_train_benchmark(
+        config, args.batch_size, with_torch=not args.no_torch, **options
+    )
+    print(bench_train.format_report(result))
+    if args.json:
+        _write_json(args.json, result)
+    return 0
 
 
-def _run_bench_explain(args) -> int:
+@command("explain", "seconds to explain one (user, item)", BENCHES)
+def add_bench_explain(p, add):
+    p.description = (
+        "Explain the first --pairs records of a split one at a time, as 'explain' does; "
+        "median and 90th-percentile seconds per pair."
+    )
+    add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
+    add("--prepared", required=True, metavar="DIR", help="the data it was trained on")
+    add("--split", choices=["train", "valid", "test"], default="test")
+    add("--pairs", type=at_least(1), default=20, help="timed pairs")
+    add("--warmup", type=at_least(0), default=2, help="untimed pairs first")
+    add("--seed", type=int, default=0)
+    add("--threads", type=at_least(1), help="BLAS threads (default: as they are)")
+    add("--json", metavar="FILE", help="also write the figures as JSON")
+    _run_options(add, "pair")
+    p.set_defaults(func=run_bench_explain)
+
+
+def run_bench_explain(args) -> int:
     from minireason.bench import explain as bench_explain
-    from minireason.nn.checkpoint import load_model
     from minireason.prep.prepared import load_prepared
+    from minireason.train.run import check_same_data, load_run
 
-    for name in ("pairs", "candidates", "max_new_tokens"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if args.warmup < 0:
-        raise UserError(f"--warmup must be >= 0, got {args.warmup}")
-    if args.threads is not None and args.threads < 1:
-        raise UserError(f"--threads must be >= 1, got {args.threads}")
-    model = load_model(args.checkpoint)
-    prepared = load_prepared(args.prepared)
+    run, prepared = load_run(args.run), load_prepared(args.prepared)
+    check_same_data(run.info, prepared, args.allow_other_data)
+    options = pick(args, "split", "warmup", "seed", "threads")
     result = bench_explain.run_bench_explain(
-        model,
-        prepared,
-        n_pairs=args.pairs,
-        n_candidates=args.candidates,
-        max_new_tokens=args.max_new_tokens,
-        split=args.split,
-        warmup=args.warmup,
-        seed=args.seed,
-        threads=args.threads,
+        run, prepared, n_pairs=args.pairs, decoding=_decoding(run.info, args), **options
     )
     print(bench_explain.format_report(result))
     if args.json:
-        print(f"written: {bench_explain.write_json(result, args.json)}")
+        _write_json(args.json, result)
     return 0
 
 
-def add_train(sub):
-    p = sub.add_parser(
-        "train",
-        help="pretrain the GPT on review sentences, then fine-tune it on prompt -> reason pairs",
-        description=(
-            "Stage 1 pretrains on the prepared pretrain.npz stream; stage 2 fine-tunes on "
-            "finetune_train.npz with the loss on the reason tokens only, validating on "
-            "finetune_valid.npz. OUT gets pretrain/ and finetune/ checkpoints, loss curves, "
-            "tokenizer.json, preset.json and train_report.json."
-        ),
+@command("kernels", "TFLOP/s of the CUDA attention kernels on a GPU", BENCHES)
+def add_bench_kernels(p, add):
+    p.description = (
+        "Validate each CUDA attention kernel against the NumPy reference, then time it with "
+        "CUDA events at every T, causal and not; writes kernel_bench.md and .png. Needs a GPU."
     )
-    p.add_argument(
-        "--prepared",
-        required=True,
-        metavar="DIR",
-        help="a directory written by 'minireason prepare'",
-    )
-    p.add_argument(
-        "--preset",
-        default="tiny",
-        metavar="NAME|FILE.json",
-        help="tiny, small, or a preset JSON file (copy one from minireason/train/presets/ "
-        "and edit it); default tiny",
-    )
-    p.add_argument("--out", metavar="DIR", help="run directory (default runs/PRESET)")
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help="continue the checkpoints in --out (finished stages are skipped)",
-    )
-    p.set_defaults(func=_run_train)
+    add("--seq-lens", type=at_least(1), nargs="+", default=[256, 1024, 4096], metavar="T")
+    add("--batch", type=at_least(1), default=8, help="batch size B")
+    add("--heads", type=at_least(1), default=12, help="heads H")
+    add("--head-dim", type=at_least(1), default=64, help="head_dim D")
+    add("--warmup", type=at_least(1), default=3, help="untimed runs first")
+    add("--max-runs", type=at_least(1), default=50, help="timed runs at most")
+    add("--budget", type=seconds, default=2.0, help="seconds of timed runs, after 5")
+    add("--no-torch", action="store_true", help="skip torch's scaled_dot_product_attention")
+    add("--time-limit", type=seconds, metavar="S", help="no new (T, causal) after S s")
+    add("--out-dir", default=".", help="folder for kernel_bench.md and .png")
+    add("--json", metavar="FILE", help="also write the figures as JSON")
+    p.set_defaults(func=run_bench_kernels)
 
 
-def _run_train(args) -> int:
-    from minireason.train.recipe import load_preset, run_recipe
+def run_bench_kernels(args) -> int:
+    from minireason.bench import kernels
 
-    preset = load_preset(args.preset)
-    out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.preset))[0])
-    report = run_recipe(args.prepared, preset, out, resume=args.resume)
-    for stage in ("pretrain", "finetune"):
-        r = report[stage]
-        losses = ", ".join(
-            f"{what} loss {r[f'final_{what}_loss']:.4f}"
-            for what in ("train", "val")
-            if r[f"final_{what}_loss"] is not None
-        )
-        print(
-            f"{stage}: {r['status']}, {r['steps']} steps, {losses}, {r['seconds_this_run']:.1f} s"
-        )
-    print(
-        f"run written to {out} (train_report.json, {stage}/loss.png); "
-        f"next: minireason evaluate --prepared {args.prepared} --run {out}"
+    options = pick(args, "seq_lens", "batch", "heads", "head_dim", "warmup", "max_runs")
+    result = kernels.run_kernel_bench(
+        budget_s=args.budget, with_torch=not args.no_torch, time_limit_s=args.time_limit, **options
     )
-    return 0
-
-
-def add_evaluate(sub):
-    p = sub.add_parser(
-        "evaluate",
-        help="explanation metrics of a trained run against three baselines, and HR/NDCG@10",
-        description=(
-            "Generate reasons for the test records with a target, score them (BLEU-1/4, "
-            "ROUGE-1/2/L, USR, FMR, FCR, DIV; perplexity) next to the random, retrieval and "
-            "template baselines, and rank items with popularity, ItemCF, content and hybrid "
-            "recommenders. Writes evaluation.json, evaluation.md, evaluation.png and "
-            "generations.jsonl."
-        ),
-    )
-    p.add_argument("--prepared", required=True, metavar="DIR", help="the prepared directory")
-    p.add_argument("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
-    p.add_argument("--out", metavar="DIR", help="output directory (default RUN/eval)")
-    p.add_argument(
-        "--limit",
-        type=int,
-        metavar="N",
-        help="only the first N test records with a target (default: all)",
-    )
-    p.add_argument("--batch-size", type=int, default=64, help="prompts per batch (default 64)")
-    p.add_argument(
-        "--max-new-tokens",
-        type=int,
-        default=40,
-        help="longest generated reason in tokens (default 40)",
-    )
-    p.add_argument(
-        "--seed",
-        type=int,
-        default=0,
-        help="seed of the sampling and of the random baseline (default 0)",
-    )
-    p.add_argument(
-        "--decode",
-        choices=["step4", "greedy"],
-        default="step4",
-        help="step4: best of --candidates samples at temperature 0.7, as 'explain' does (default); "
-        "greedy: one greedy reason",
-    )
-    p.add_argument(
-        "--candidates", type=int, default=16, help="samples per record with step4 (default 16)"
-    )
-    p.add_argument(
-        "--split",
-        choices=["test", "valid"],
-        default="test",
-        help="records to evaluate on (default test; tune settings on valid)",
-    )
-    p.set_defaults(func=_run_evaluate)
-
-
-def _run_evaluate(args) -> int:
-    from minireason.evaluation.evaluate import evaluate_run, markdown_report
-
-    for name in ("batch_size", "max_new_tokens", "candidates"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    result = evaluate_run(
-        args.prepared,
-        args.run,
-        args.out,
-        limit=args.limit,
-        batch_size=args.batch_size,
-        max_new_tokens=args.max_new_tokens,
-        seed=args.seed,
-        decode=args.decode,
-        n_candidates=args.candidates,
-        split=args.split,
-    )
-    print(markdown_report(result))
-    out = args.out or os.path.join(args.run, "eval")
-    print(f"written to {out}: evaluation.json, evaluation.md, evaluation.png, generations.jsonl")
-    return 0
-
-
-def add_explain(sub):
-    p = sub.add_parser(
-        "explain",
-        help="recommend items to a user and explain each (seed step 4), or explain free-form input",
-        description=(
-            "Explain recommendations with a trained run. Either a known user (--user; with "
-            "--item to explain that item, else the top-k recommendations are explained), or "
-            "free-form input (--history and --tags). Each reason comes with its evidence: the "
-            "share of attention on each history item and tag."
-        ),
-        epilog=(
-            "examples:  minireason explain --prepared runs/demo/prepared --run runs/demo/run --user A1L7M2CLYO4S4R\n"
-            '           minireason explain --run runs/demo/run --history "strings, tuner (4); pedal, patch cables" --tags "capo, guitar"'
-        ),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument(
-        "--run", required=True, metavar="DIR", help="a run directory of 'minireason train'"
-    )
-    p.add_argument(
-        "--prepared",
-        metavar="DIR",
-        help="the prepared directory the run was trained on (needed with --user)",
-    )
-    p.add_argument("--user", help="a user id of the prepared data")
-    p.add_argument("--item", help="explain this item id (default: recommend first)")
-    p.add_argument(
-        "--history", help='free-form history: "term, term (rating); term, ..." oldest first'
-    )
-    p.add_argument("--tags", help='free-form item tags: "tag, tag, ..."')
-    p.add_argument("-k", type=int, default=3, help="recommendations to explain (default 3)")
-    p.add_argument(
-        "--candidates", type=int, default=16, help="candidates generated per reason (default 16)"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--plot", metavar="FILE.png", help="attention heatmap of the first reason")
-    p.set_defaults(func=_run_explain)
-
-
-def _run_explain(args) -> int:
-    from pathlib import Path
-
-    from minireason.nn.checkpoint import load_model
-    from minireason.prep.tokenizer import BPETokenizer
-    from minireason.reason import explain as ex
-    from minireason.reason.evidence import plot_evidence
-    from minireason.reason.explain import explain
-
-    if (args.user is None) == (args.history is None and args.tags is None):
-        raise UserError(
-            "give either --user ID (with --prepared) or free-form --history/--tags, not both"
-        )
-    for name in ("k", "candidates"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name} must be >= 1, got {getattr(args, name)}")
-    run = Path(args.run)
-    model = load_model(run / "finetune")
-    if args.user is not None:
-        if not args.prepared:
-            raise UserError("--user needs --prepared DIR (the prepared directory of the run)")
-        from minireason.prep.prepared import load_prepared
-
-        prepared = load_prepared(args.prepared)
-        recs = ex.explain_for_user(
-            model,
-            prepared,
-            args.user,
-            item=args.item,
-            k=args.k,
-            n_candidates=args.candidates,
-            seed=args.seed,
-        )
-        history = ex.user_history(prepared, args.user)
-        print(
-            f"user {args.user}: {len(history)} past reviews" + ("" if history else " (cold start)")
-        )
-        for rank, rec in enumerate(recs, 1):
-            score = "" if rec.score != rec.score else f"  recommender score {rec.score:.2f}"
-            print(f"{rank}. {rec.item}{score}")
-            print(ex.format_explanation(rec.explanation))
-        explanations = [r.explanation for r in recs]
-    else:
-        tok_path = run / "tokenizer.json"
-        if not tok_path.is_file():
-            raise FileNotFoundError(f"{tok_path} not found: is {run} a run of 'minireason train'?")
-        history, tags = ex.parse_history(args.history or ""), ex.parse_tags(args.tags or "")
-        expl = explain(
-            model,
-            BPETokenizer.load(tok_path),
-            history,
-            tags,
-            n_candidates=args.candidates,
-            seed=args.seed,
-            max_prompt_tokens=model.config.block_size - 40,
-            focus=ex.free_form_focus(run, history, tags),
-        )
-        print(expl.prompt_text)
-        print(ex.format_explanation(expl))
-        explanations = [expl]
-    if args.plot:
-        print(f"attention heatmap written to {plot_evidence(explanations[0], args.plot)}")
-    return 0
-
-
-def add_demo(sub):
-    p = sub.add_parser(
-        "demo",
-        help="the whole job: prepare the data, train the tiny preset, explain recommendations, evaluate",
-        description=(
-            "Find the Musical Instruments reviews (--data-dir, $MINIREASON_DATA_DIR, ../shared/data, "
-            "or the cache of 'minireason data fetch musical-instruments'), prepare them, train the "
-            "tiny preset, print the top-3 recommendations of three test users with reasons and "
-            "evidence, then the evaluation table. A second run reuses what the first made."
-        ),
-    )
-    p.add_argument("--data-dir", metavar="DIR", help="where the datasets are")
-    p.add_argument(
-        "--out", default="runs/demo", metavar="DIR", help="output directory (default runs/demo)"
-    )
-    p.add_argument(
-        "--preset", default="tiny", help="training preset name or JSON file (default tiny)"
-    )
-    p.add_argument("--users", type=int, default=3, help="test users shown (default 3)")
-    p.add_argument(
-        "--eval-limit", type=int, default=None, help="evaluate on the first N test records only"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_run_demo)
-
-
-def _run_demo(args) -> int:
-    from minireason.demo import run_demo
-
-    if args.users < 1:
-        raise UserError(f"--users must be >= 1, got {args.users}")
-    run_demo(
-        data_dir=args.data_dir,
-        out=args.out,
-        preset=args.preset,
-        n_users=args.users,
-        eval_limit=args.eval_limit,
-        seed=args.seed,
-    )
-    return 0
-
-
-# --------------------------------------------------------------------------- GPU kernels (issue 6)
-
-
-def add_bench_kernels(bench_sub):
-    p = bench_sub.add_parser(
-        "kernels",
-        help="TFLOP/s of the CUDA attention kernels 1-4 (and torch SDPA fp32) on the GPU",
-        description=(
-            "Validate each CUDA attention kernel against the NumPy reference, then time it with "
-            "CUDA events (median of many runs after warm-up, inputs rotated over buffers larger "
-            "than the L2 cache) at every T, causal and not. Writes kernel_bench.md (Markdown "
-            "table) and kernel_bench.png into --out-dir. Needs CuPy and an NVIDIA GPU."
-        ),
-    )
-    p.add_argument(
-        "--seq-lens",
-        type=int,
-        nargs="+",
-        default=[256, 1024, 4096],
-        metavar="T",
-        help="sequence lengths (default 256 1024 4096)",
-    )
-    p.add_argument("--batch", type=int, default=8, help="batch size B (default 8)")
-    p.add_argument("--heads", type=int, default=12, help="heads H (default 12)")
-    p.add_argument("--head-dim", type=int, default=64, help="head_dim D, 1..128 (default 64)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed runs first (default 3)")
-    p.add_argument("--max-runs", type=int, default=50, help="timed runs at most (default 50)")
-    p.add_argument(
-        "--budget",
-        type=float,
-        default=2.0,
-        help="seconds of timed runs per measurement once 5 are done (default 2)",
-    )
-    p.add_argument(
-        "--no-torch", action="store_true", help="skip torch's scaled_dot_product_attention"
-    )
-    p.add_argument(
-        "--time-limit",
-        type=float,
-        default=None,
-        metavar="SECONDS",
-        help="start no new (T, causal) after this long; the rest are listed as not measured",
-    )
-    p.add_argument("--out-dir", default=".", help="folder for kernel_bench.md / .png (default .)")
-    p.add_argument("--json", metavar="FILE", help="also write the figures as JSON")
-    p.set_defaults(func=_run_bench_kernels)
-
-
-def _run_bench_kernels(args) -> int:
-    from minireason import backend
-
-    for name in ("batch", "heads", "warmup", "max_runs"):
-        if getattr(args, name) < 1:
-            raise UserError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(args, name)}")
-    if not 1 <= args.head_dim <= 128:
-        raise UserError(f"--head-dim must be in 1..128 (kernel 3's tiles), got {args.head_dim}")
-    if min(args.seq_lens) < 1:
-        raise UserError(f"--seq-lens must be >= 1, got {args.seq_lens}")
-    try:
-        backend.set_device("cuda")
-    except backend.BackendError as exc:
-        raise UserError(f"bench kernels needs a CUDA GPU: {exc}") from None
-    from minireason.bench import kernels as kernel_bench
-
-    result = kernel_bench.run_kernel_bench(
-        seq_lens=args.seq_lens,
-        batch=args.batch,
-        heads=args.heads,
-        head_dim=args.head_dim,
-        warmup=args.warmup,
-        max_runs=args.max_runs,
-        budget_s=args.budget,
-        with_torch=not args.no_torch,
-        time_limit_s=args.time_limit,
-    )
-    print(kernel_bench.format_table(result))
-    for path in kernel_bench.write_outputs(result, args.out_dir, args.json):
+    print(kernels.format_table(result))
+    for path in kernels.write_outputs(result, args.out_dir, args.json):
         print(f"written: {path}")
     return 0 if all(r["valid"] for r in result["results"]) else 1
 
 
-# --------------------------------------------------------------------------- course (issue 7)
+# --------------------------------------------------------------------------- grade
 
 
-def add_grade(sub):
-    p = sub.add_parser(
-        "grade",
-        help="autograde a course assignment: per-test score table and Gradescope results.json",
-        description=(
-            "Run an assignment's weighted tests against a student's file. Each test runs in "
-            "its own process with a time limit, so a crash, an infinite loop or a wrong shape "
-            "costs that test's points only. Hidden-style tests draw fresh random inputs from "
-            "the seed (printed, so a run can be replayed)."
-        ),
+@command("grade", "autograde a course assignment: score table and Gradescope results.json")
+def add_grade(p, add):
+    p.description = (
+        "Run an assignment's weighted tests against a student's file, each in its own process "
+        "with a time limit; a crash or a wrong shape costs that test's points only."
     )
-    p.add_argument("assignment", help="assignment name, e.g. A1")
-    p.add_argument("student_file", help="the student's .py file")
-    p.add_argument(
-        "--results",
-        metavar="FILE.json",
-        default="results.json",
-        help="where to write Gradescope's results.json (default: ./results.json)",
-    )
-    p.add_argument(
-        "--seed", type=int, default=None, help="seed of the hidden-style tests (default: clock)"
-    )
-    p.add_argument(
-        "--timeout",
-        type=float,
-        default=10.0,
-        metavar="S",
-        help="seconds each test may run, process start included (default 10)",
-    )
-    p.set_defaults(func=_run_grade)
+    add("assignment", help="assignment name, e.g. A1")
+    add("student_file", help="the student's .py file")
+    add("--results", metavar="FILE.json", default="results.json", help="Gradescope results")
+    add("--seed", type=int, help="seed of the hidden-style tests (default: the clock)")
+    add("--timeout", type=seconds, default=10.0, metavar="S", help="seconds per test")
+    p.set_defaults(func=run_grade)
 
 
-def _run_grade(args) -> int:
+def run_grade(args) -> int:
     from minireason.course import grading
 
     report = grading.grade(args.assignment, args.student_file, args.seed, args.timeout)
     print(report.table())
-    path = report.write_results(args.results)
-    print(f"\nresults written to {path}")
+    print(f"\nresults written to {report.write_results(args.results)}")
     return 0
 
 
-SUBCOMMANDS = [
-    add_demo,
-    add_attention_example,
-    add_prepare,
-    add_train,
-    add_evaluate,
-    add_explain,
-    add_data,
-    add_bench,
-    add_grade,
-]
-
-BENCH_SUBCOMMANDS = [
-    add_bench_train,
-    add_bench_kernels,
-    add_bench_explain,
-]
+# --------------------------------------------------------------------------- main
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="minireason",
-        description=(
-            "From-scratch, educational LLM-based recommendation-reason generation. "
-            "Run 'minireason COMMAND --help' for each command."
-        ),
-    )
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser. With ``argv``, only the command it names has its options declared (the
+    others are listed by name and help); without, every command's are."""
     from minireason import __version__
+    from minireason.backend import DEVICES
 
+    about = "Recommendation reasons from a from-scratch GPT; 'COMMAND --help' for each command."
+    parser = argparse.ArgumentParser(prog="minireason", description=about)
     parser.add_argument("--version", action="version", version=f"minireason {__version__}")
-    parser.add_argument(
-        "--device",
-        choices=["cpu", "cuda"],
-        default=None,
-        help="array backend: cpu (NumPy) or cuda (CuPy); default: $MINIREASON_DEVICE or cpu",
-    )
+    device_help = "cpu (NumPy) or cuda (CuPy); default: $MINIREASON_DEVICE or cpu"
+    parser.add_argument("--device", choices=DEVICES, help=device_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for add in SUBCOMMANDS:
-        add(sub)
+    chosen = None if argv is None else next((a for a in argv if a in COMMANDS), None)
+    for name, (help_, declare) in COMMANDS.items():
+        p = sub.add_parser(name, help=help_, formatter_class=_Help)
+        p.set_defaults(func=lambda args, p=p: (p.print_help(), 2)[1])  # a group's bare name
+        if argv is None or name == chosen:
+            declare(p, p.add_argument)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = build_parser(argv).parse_args(argv)
     if not getattr(args, "func", None):
-        parser.print_help()
+        build_parser([]).print_help()
         return 2
     try:
         if args.device:
@@ -839,18 +534,24 @@ def main(argv: list[str] | None = None) -> int:
             except backend.BackendError as exc:
                 raise UserError(str(exc)) from exc
         return int(args.func(args) or 0)
-    except (UserError, ValueError, FileNotFoundError, PermissionError) as exc:
-        if os.environ.get("MINIREASON_DEBUG"):
+    except (UserError, ValueError, OSError) as exc:
+        if os.environ.get("MINIREASON_DEBUG") or isinstance(exc, BrokenPipeError):
             raise
         print(f"minireason {args.command}: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"minireason {args.command}: interrupted", file=sys.stderr)
         return 130
+
+
+def run() -> int:
+    """The console-script entry point: :func:`main`, quiet when the output pipe closes."""
+    try:
+        return main()
     except BrokenPipeError:  # output piped into e.g. `head`, which closed early
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 141
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(run())

@@ -1,12 +1,15 @@
 """``minireason demo``: the whole job, from a review dump to explained recommendations.
 
-    find the data ──► prepare (steps 1-3) ──► train the tiny preset (pretrain + fine-tune)
+    find the data (or download it) ──► prepare (steps 1-3) ──► train the tiny preset (pretrain + fine-tune)
         ──► for three test users: top-3 recommendations, each with its reason and evidence
         ──► evaluation table (model vs baselines; recommenders vs popularity)
 
 Everything goes under ``--out`` (default ``runs/demo``): ``prepared/``, ``run/``, ``eval/``
 and the evidence heatmaps. Running the demo again reuses what is already there (a prepared
-directory made from the same file, finished training stages), so a second run takes seconds.
+directory made from the same file, finished training stages), and an interrupted demo picks
+up where it stopped (training resumes from its last checkpoint). When the reviews are not on
+the machine, the demo downloads them into the cache (``minireason data fetch``), unless
+``--offline``.
 """
 
 from __future__ import annotations
@@ -14,8 +17,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from minireason.data.fetch import find_reviews, sha256_of
-from minireason.reason.scoring import N_CANDIDATES
+from minireason.data.fetch import find_or_fetch, sha256_of
 
 DEMO_DATASET = "musical-instruments"
 
@@ -48,30 +50,34 @@ def run_demo(
     preset="tiny",
     n_users: int = 3,
     k: int = 3,
-    n_candidates: int = N_CANDIDATES,
+    n_candidates: int | None = None,
     eval_limit: int | None = None,
     seed: int = 0,
+    offline: bool = False,
     progress: bool = True,
     echo=print,
 ) -> dict:
-    """Run the demo; print as it goes through ``echo``; return the evaluation result."""
+    """Run the demo; print as it goes through ``echo``; return the evaluation result.
+
+    ``n_candidates`` overrides the run's decoding (fewer candidates: a faster demo). Data that
+    is not found locally is downloaded into the cache, unless ``offline``."""
     from minireason.evaluation.evaluate import evaluate_run, markdown_report
-    from minireason.nn.checkpoint import load_model
     from minireason.prep.prepare import PrepareConfig, prepare
     from minireason.prep.prepared import load_prepared
     from minireason.reason.evidence import plot_evidence
     from minireason.reason.explain import (
         explain_for_user,
         fit_recommender,
-        format_explanation,
-        user_history,
+        format_user_report,
     )
     from minireason.train.recipe import run_recipe
+    from minireason.train.run import load_run
 
     t0 = time.perf_counter()
     out = Path(out)
-    reviews = find_reviews(DEMO_DATASET, data_dir)
-    echo(f"[1/4] data: {reviews}")
+    echo("[1/4] data")
+    reviews = find_or_fetch(DEMO_DATASET, data_dir, offline, echo, progress)
+    echo(f"      reviews: {reviews}")
     prepared_dir = out / "prepared"
     prepared = reusable_prepared(prepared_dir, reviews)
     if prepared is not None:
@@ -99,7 +105,7 @@ def run_demo(
         prepared_dir,
         preset,
         run_dir,
-        resume=(run_dir / "train_report.json").exists(),
+        resume=True,  # picks up finished or interrupted stages; trains what is missing
         progress=progress,
     )
     for stage in ("pretrain", "finetune"):
@@ -112,34 +118,28 @@ def run_demo(
     echo(
         f"[3/4] top-{k} recommendations for {n_users} test users, each with its reason and evidence"
     )
-    model = load_model(run_dir / "finetune")
+    run = load_run(run_dir)
+    decoding = run.info.decoding.replace(n_candidates=n_candidates)
     recommender = fit_recommender(prepared)
     for user in pick_users(prepared, n_users):
-        history = user_history(prepared, user)
-        echo(f"\nuser {user}: {len(history)} past reviews; the latest:")
-        for h in history[-3:]:
-            echo(
-                f"  - {h.item} ({', '.join(h.tags[:4])}); said: {', '.join(h.aspects) or '-'}; rated {h.rating:g}/5"
-            )
         recs = explain_for_user(
-            model,
+            run,
             prepared,
             user,
             k=k,
-            n_candidates=n_candidates,
             seed=seed,
             recommender=recommender,
+            decoding=decoding,
         )
-        for rank, rec in enumerate(recs, 1):
-            tags = ", ".join(prepared.items[rec.item].get("tags", [])[:5])
-            echo(f" {rank}. {rec.item} ({tags})  recommender score {rec.score:.2f}")
-            echo(format_explanation(rec.explanation))
+        echo("\n" + format_user_report(prepared, user, recs))
         plot = out / f"evidence_{user}.png"
         plot_evidence(recs[0].explanation, plot)
         echo(f"  evidence heatmap of the first: {plot}")
 
     echo("\n[4/4] evaluation on the test split (model vs baselines; recommenders vs popularity)")
-    result = evaluate_run(prepared_dir, run_dir, out / "eval", limit=eval_limit, progress=progress)
+    result = evaluate_run(
+        prepared_dir, run_dir, out / "eval", limit=eval_limit, progress=progress, decoding=decoding
+    )
     echo(markdown_report(result))
     echo(
         f"\noutputs under {out}/ (eval/evaluation.md, eval/evaluation.png, run/*/loss.png); "

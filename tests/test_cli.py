@@ -51,13 +51,46 @@ def test_cuda_without_cupy_is_one_clear_line(capsys):
     assert "needs CuPy" in err and "Traceback" not in err
 
 
-def test_cli_candidate_defaults_follow_the_reasons_module():
-    from minireason.reason.scoring import N_CANDIDATES
-
+def test_decoding_options_default_to_the_runs_settings():
     parser = build_parser()
     for argv in (
         ["explain", "--run", "R"],
         ["evaluate", "--prepared", "P", "--run", "R"],
-        ["bench", "explain", "--checkpoint", "C", "--prepared", "P"],
+        ["bench", "explain", "--run", "R", "--prepared", "P"],
     ):
-        assert parser.parse_args(argv).candidates == N_CANDIDATES, argv
+        args = parser.parse_args(argv)
+        assert args.candidates is None and args.max_new_tokens is None, argv  # run.json decides
+
+
+def test_commands_are_listed_in_the_order_of_the_readme():
+    from minireason.cli import COMMANDS
+
+    assert list(COMMANDS) == [
+        "demo",
+        "attention-example",
+        "prepare",
+        "train",
+        "evaluate",
+        "explain",
+        "data",
+        "bench",
+        "grade",
+    ]
+
+
+def test_only_the_chosen_command_declares_its_options():
+    parser = build_parser(["prepare", "--help"])
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    declared = {name: len(p._actions) > 1 for name, p in sub.choices.items()}
+    assert declared["prepare"] and not declared["train"] and not declared["bench"]
+
+
+def test_cli_is_thin():
+    import inspect
+
+    from minireason import cli
+
+    handlers = [f for name, f in vars(cli).items() if name.startswith("run_") and callable(f)]
+    assert len(handlers) >= 12
+    for f in handlers:  # each handler a few lines that call the package
+        assert len(inspect.getsource(f).splitlines()) <= 30, f.__name__

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
+from conftest import MI_REVIEWS, LocalServer
 
 from minireason.data import fetch
-from minireason.data.fetch import find_reviews
+from minireason.data.fetch import Dataset, RemoteFile, find_reviews
 from minireason.demo import run_demo
 
 
@@ -42,7 +44,7 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
         echo=lines.append,
     )
     text = "\n".join(lines)
-    assert "[1/4] data:" in text and "skipped by reason" in text
+    assert "[1/4] data" in text and "reviews: " in text and "skipped by reason" in text
     assert text.count("\nuser ") == 2
     assert text.count("reason:    ") == 2 * 3  # top-3 for each user
     assert "| model |" in text and "| retrieval |" in text and "HR@10" in text
@@ -64,3 +66,96 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
     text = "\n".join(lines)
     assert "reusing" in text
     assert text.count("already finished") == 2  # both training stages are skipped
+
+
+@pytest.fixture()
+def no_local_data(tmp_path, monkeypatch):
+    """A machine without the data: no MINIREASON_DATA_DIR, no ../shared/data, an empty cache."""
+    monkeypatch.delenv("MINIREASON_DATA_DIR", raising=False)
+    monkeypatch.setenv("MINIREASON_CACHE", str(tmp_path / "cache"))
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(fetch, "CHECKOUT_DATA", tmp_path / "nowhere")
+    return tmp_path
+
+
+def test_demo_downloads_the_data_it_lacks_then_reuses_it(
+    mi_slice, micro_preset_file, no_local_data, monkeypatch
+):
+    payload = (mi_slice / MI_REVIEWS).read_bytes()
+    real = fetch.DATASETS["musical-instruments"]
+    lines = []
+    with LocalServer(payload) as srv:
+        remote = RemoteFile(
+            srv.url, real.files[0].name, len(payload), hashlib.sha256(payload).hexdigest()
+        )
+        dataset = Dataset(real.name, real.folder, (remote,), real.citation)
+        monkeypatch.setitem(fetch.DATASETS, "musical-instruments", dataset)
+        run_demo(
+            out=no_local_data / "demo",
+            preset=str(micro_preset_file),
+            n_users=1,
+            n_candidates=2,
+            eval_limit=4,
+            progress=False,
+            echo=lines.append,
+        )
+    text = "\n".join(lines)
+    assert "musical-instruments not found locally" in text and "downloading it into" in text
+    cached = no_local_data / "cache" / real.folder / real.files[0].name
+    assert cached.read_bytes() == payload and f"reviews: {cached}" in text
+    assert srv.ranges == [None]  # one download
+    lines.clear()
+    run_demo(
+        out=no_local_data / "demo",
+        preset=str(micro_preset_file),
+        n_users=1,
+        n_candidates=2,
+        eval_limit=4,
+        progress=False,
+        echo=lines.append,
+    )
+    assert "downloading" not in "\n".join(lines) and "reusing" in "\n".join(lines)
+
+
+def test_demo_offline_refuses_to_download(no_local_data):
+    with pytest.raises(
+        FileNotFoundError, match=r"minireason data fetch .*\(--offline: not downloading\)"
+    ):
+        run_demo(out=no_local_data / "demo", offline=True, progress=False, echo=lambda _: None)
+    assert not (no_local_data / "cache").exists()
+
+
+def test_demo_after_an_interrupted_training_picks_up_where_it_stopped(
+    mi_slice, micro_preset_file, tmp_path
+):
+    from minireason.nn.checkpoint import load_checkpoint
+
+    out = tmp_path / "demo"
+    run_demo(
+        data_dir=mi_slice,
+        out=out,
+        preset=str(micro_preset_file),
+        n_users=1,
+        n_candidates=2,
+        eval_limit=4,
+        progress=False,
+        echo=lambda _: None,
+    )
+    # as if Ctrl-C hit during fine-tuning: the fine-tune checkpoint and the report are gone
+    for name in ("checkpoint.json", "checkpoint.npz"):
+        (out / "run" / "finetune" / name).unlink()
+    (out / "run" / "train_report.json").unlink()
+    lines = []
+    run_demo(
+        data_dir=mi_slice,
+        out=out,
+        preset=str(micro_preset_file),
+        n_users=1,
+        n_candidates=2,
+        eval_limit=4,
+        progress=False,
+        echo=lines.append,
+    )
+    text = "\n".join(lines)
+    assert "pretrain: already finished" in text and "finetune: trained" in text
+    assert load_checkpoint(out / "run" / "finetune").step == 3

@@ -19,8 +19,8 @@ from minireason.evaluation.evaluate import (
 )
 from minireason.nn.checkpoint import load_model
 from minireason.prep.prepared import load_prepared
-from minireason.reason.scoring import N_CANDIDATES
 from minireason.train.batches import pad_batch
+from minireason.train.run import Decoding
 
 
 @pytest.fixture(scope="module")
@@ -115,16 +115,15 @@ def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
 
 def test_step4_reason_is_the_best_scored_sample(run):
     from minireason.reason.generate import generate
-    from minireason.reason.scoring import TEMPERATURE, TOP_P, score_candidate, words
+    from minireason.reason.scoring import score_candidate, words
 
     prep_dir, run_dir = run
     prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")
     tok = prepared.tokenizer
     records = prepared.test[:5]
     prompts = [prepared.prompts["test"].get(i).tolist() for i in range(5)]
-    fn = step4_generate_fn(
-        model, tok, records, n_candidates=4, max_new_tokens=6, batch_size=2, seed=3, progress=False
-    )
+    decoding = Decoding(n_candidates=4, max_new_tokens=6)
+    fn = step4_generate_fn(model, tok, records, decoding, batch_size=2, seed=3, progress=False)
     chosen = fn(prompts)
     assert chosen == fn(prompts)  # seeded
     assert len(chosen) == 5
@@ -133,8 +132,8 @@ def test_step4_reason_is_the_best_scored_sample(run):
         model,
         prompts[2:4],
         max_new_tokens=6,
-        top_p=TOP_P,
-        temperature=TEMPERATURE,
+        top_p=decoding.top_p,
+        temperature=decoding.temperature,
         eos_id=tok.eos_id,
         rng=np.random.default_rng([3, 1]),
         n_samples=4,
@@ -218,11 +217,8 @@ def test_cli_evaluate(run, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "| model |" in printed and "| retrieval |" in printed and "HR@10" in printed
     info = json.loads((out / "evaluation.json").read_text())["info"]
-    assert (
-        info["n_records"] == 5
-        and info["decode"] == "step4"
-        and info["n_candidates"] == N_CANDIDATES
-    )
+    assert info["n_records"] == 5 and info["decode"] == "step4"
+    assert info["decoding"] == {**vars(Decoding()), "max_new_tokens": 4}  # the run's, overridden
     assert main([*argv, "--decode", "greedy"]) == 0
     assert json.loads((out / "evaluation.json").read_text())["info"]["decode"] == "greedy"
     assert main([*argv, "--decode", "greedy", "--split", "valid"]) == 0
@@ -233,6 +229,7 @@ def test_cli_evaluate(run, tmp_path, capsys):
     assert refs == [valid.valid[int(r)]["target"] for r in valid.finetune["valid"].record[:5]]
     capsys.readouterr()
     assert main(["evaluate", "--prepared", str(prep_dir), "--run", str(tmp_path)]) == 1
-    assert "tokenizer.json not found" in capsys.readouterr().err
-    assert main(argv[:-4] + ["--limit", "1"]) == 1
-    assert "--limit must be at least 2" in capsys.readouterr().err
+    assert "no run.json, so this is not a run of this minireason" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(argv[:-4] + ["--limit", "1"])
+    assert "argument --limit: must be >= 2, got 1" in capsys.readouterr().err

@@ -2,19 +2,24 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from minireason.cli import main
-from minireason.nn.checkpoint import load_model
 from minireason.prep.features import predict_focus, profile
 from minireason.prep.prepared import load_prepared
 from minireason.reason import explain as ex
+from minireason.train.run import Decoding, load_run
 
 
 @pytest.fixture(scope="module")
 def loaded(micro_run):
     prepared_dir, run_dir = micro_run
-    return load_prepared(prepared_dir), load_model(run_dir / "finetune"), run_dir
+    return load_prepared(prepared_dir), load_run(run_dir), run_dir
 
 
 def test_parse_history_blocks_terms_and_ratings():
@@ -42,18 +47,19 @@ def test_user_history_is_the_users_training_reviews_oldest_first(loaded):
 
 
 def test_unknown_ids_are_clear_errors(loaded):
-    prepared, model, _ = loaded
+    prepared, run, _ = loaded
     with pytest.raises(ValueError, match="unknown user id 'nobody'"):
         ex.user_history(prepared, "nobody")
     user = prepared.test[0]["user"]
     with pytest.raises(ValueError, match="unknown item id 'no-such-item'"):
-        ex.explain_for_user(model, prepared, user, item="no-such-item")
+        ex.explain_for_user(run, prepared, user, item="no-such-item")
 
 
 def test_recommend_then_explain_each(loaded):
-    prepared, model, _ = loaded
+    prepared, run, _ = loaded
     user = prepared.test[0]["user"]
-    recs = ex.explain_for_user(model, prepared, user, k=2, n_candidates=3, max_new_tokens=8)
+    decoding = Decoding(n_candidates=3, max_new_tokens=8)
+    recs = ex.explain_for_user(run, prepared, user, k=2, decoding=decoding)
     assert len(recs) == 2
     seen = {r["item"] for r in prepared.train if r["user"] == user}
     for rec in recs:
@@ -64,7 +70,7 @@ def test_recommend_then_explain_each(loaded):
         assert text.startswith('  reason:    "') and "evidence:  attention on" in text
         # the prompt asks for the focus prepare would predict for this pair
         focus = prepared.focus_for(rec.item, profile(ex.user_history(prepared, user))["aspects"])
-        assert len(focus) == prepared.config["focus"] == 3
+        assert len(focus) == prepared.focus_size == run.info.focus == 3
         got = [s.label for s in rec.explanation.evidence.segments if s.kind == "focus"]
         assert got == focus and f"Talk about: {', '.join(focus)}." in rec.explanation.prompt_text
         assert f"  focus:     {', '.join(focus)} (predicted" in text
@@ -72,17 +78,41 @@ def test_recommend_then_explain_each(loaded):
 
 
 def test_free_form_focus_comes_from_the_runs_feature_file(loaded, tmp_path):
-    prepared, _, run_dir = loaded
+    prepared, run, run_dir = loaded
     known = [a for a in prepared.features if " " not in a][:2]
     history = ex.parse_history(f"{known[1]} (4)")
-    focus = ex.free_form_focus(run_dir, history, ["not-an-aspect", *known])
+    focus = ex.free_form_focus(run.feature_info, history, ["not-an-aspect", *known], 3)
     assert focus == predict_focus(
         [(known[0], 2), (known[1], 1)], [known[1]], prepared.feature_rates, 3
     )
-    assert ex.free_form_focus(tmp_path, history, known) == []  # a run from before focus
-    (tmp_path / "features.json").write_text("{not json")
-    with pytest.raises(ValueError, match="features.json: corrupt feature file"):
-        ex.free_form_focus(tmp_path, history, known)
+    assert ex.free_form_focus(run.feature_info, history, known, 0) == []  # focus size 0
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    (copy / "features.json").write_text("{not json")
+    with pytest.raises(ValueError, match="features.json: unreadable feature file"):
+        load_run(copy)
+
+
+WORDS = st.text(alphabet="abcdefghij tuner", min_size=1, max_size=12).filter(str.strip)
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    history=st.lists(st.lists(WORDS, min_size=1, max_size=8), max_size=25),
+    tags=st.lists(WORDS, max_size=30),
+)
+def test_free_form_prompt_never_exceeds_the_fine_tuned_budget(loaded, history, tags):
+    _, run, _ = loaded
+    history_text = "; ".join(", ".join(block) + " (4)" for block in history)
+    tags_text = ", ".join(tags)
+    if not history_text and not tags_text:
+        return
+    expl = ex.explain_free_form(
+        run, history_text, tags_text, decoding=Decoding(n_candidates=1, max_new_tokens=2)
+    )
+    assert len(expl.prompt_ids) <= run.info.prompt_tokens == 64
 
 
 def test_cli_explain_user_and_free_form(micro_run, capsys, tmp_path):
@@ -130,7 +160,6 @@ def test_cli_explain_user_and_free_form(micro_run, capsys, tmp_path):
         (["--user", "x"], "--user needs --prepared"),
         (["--user", "x", "--tags", "a"], "either --user"),
         ([], "either --user"),
-        (["--tags", "a", "-k", "0"], "-k must be >= 1"),
         (["--user", "nobody", "--prepared", "PREP"], "unknown user id 'nobody'"),
     ],
 )
@@ -140,3 +169,31 @@ def test_cli_explain_bad_input_is_one_line(micro_run, capsys, argv, message):
     assert main(["explain", "--run", str(run_dir), *argv]) == 1
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_cli_option_errors_name_the_option(micro_run, capsys):
+    _, run_dir = micro_run
+    with pytest.raises(SystemExit) as exit_:
+        main(["explain", "--run", str(run_dir), "--tags", "a", "-k", "0"])
+    assert exit_.value.code == 2
+    assert "argument -k: must be >= 1, got 0" in capsys.readouterr().err
+
+
+def test_explain_decodes_with_the_runs_recorded_settings(micro_run, tmp_path):
+    prepared_dir, run_dir = micro_run
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    info = json.loads((copy / "run.json").read_text())
+    assert info["decoding"] == {
+        "n_candidates": 16,
+        "temperature": 0.7,
+        "top_p": 0.9,
+        "max_new_tokens": 40,
+    }
+    info["decoding"].update(n_candidates=2, max_new_tokens=5)
+    (copy / "run.json").write_text(json.dumps(info))
+    run = load_run(copy)
+    expl = ex.explain_free_form(run, "strings, tuner (4)", "capo")
+    assert len(expl.candidates) == 2 and all(len(c.token_ids) <= 5 for c in expl.candidates)
+    wider = ex.explain_free_form(run, "strings, tuner (4)", "capo", decoding=Decoding(3, 0.7))
+    assert len(wider.candidates) == 3

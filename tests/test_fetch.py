@@ -3,65 +3,18 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import io
 import socket
-import threading
 import zipfile
 
 import pytest
+from conftest import LocalServer
 
 from minireason.cli import main
 from minireason.data import fetch as fetch_mod
 from minireason.data.fetch import Dataset, FetchError, RemoteFile, download, fetch
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
-
-
-class _Server:
-    """A local HTTP server for one payload; honours Range unless told not to; logs requests."""
-
-    def __init__(self, payload: bytes, honour_range: bool = True, cut_after: int | None = None):
-        self.payload, self.honour_range, self.cut_after = payload, honour_range, cut_after
-        self.ranges: list[str | None] = []
-        server = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self):
-                rng = self.headers.get("Range")
-                server.ranges.append(rng)
-                start = 0
-                if rng and server.honour_range:
-                    start = int(rng.split("=")[1].split("-")[0])
-                    self.send_response(206)
-                    self.send_header(
-                        "Content-Range",
-                        f"bytes {start}-{len(server.payload) - 1}/{len(server.payload)}",
-                    )
-                else:
-                    self.send_response(200)
-                body = server.payload[start:]
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                if server.cut_after is not None:
-                    body = body[: server.cut_after]
-                self.wfile.write(body)
-
-            def log_message(self, *args):
-                pass
-
-        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/file.bin"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        self.thread.join(timeout=5)
 
 
 def _remote(url, payload=PAYLOAD, sha=None, size=None):
@@ -74,7 +27,7 @@ def _remote(url, payload=PAYLOAD, sha=None, size=None):
 
 
 def test_download_checks_and_renames(tmp_path):
-    with _Server(PAYLOAD) as srv:
+    with LocalServer(PAYLOAD) as srv:
         path = download(_remote(srv.url), tmp_path / "file.bin", timeout=5, progress=False)
     assert path.read_bytes() == PAYLOAD
     assert not (tmp_path / "file.bin.part").exists()
@@ -83,7 +36,7 @@ def test_download_checks_and_renames(tmp_path):
 
 def test_partial_download_resumes_with_range(tmp_path):
     (tmp_path / "file.bin.part").write_bytes(PAYLOAD[:30_000])
-    with _Server(PAYLOAD) as srv:
+    with LocalServer(PAYLOAD) as srv:
         path = download(_remote(srv.url), tmp_path / "file.bin", timeout=5, progress=False)
     assert srv.ranges == ["bytes=30000-"]
     assert path.read_bytes() == PAYLOAD
@@ -91,17 +44,17 @@ def test_partial_download_resumes_with_range(tmp_path):
 
 def test_server_ignoring_range_restarts_from_zero(tmp_path):
     (tmp_path / "file.bin.part").write_bytes(b"x" * 1000)
-    with _Server(PAYLOAD, honour_range=False) as srv:
+    with LocalServer(PAYLOAD, honour_range=False) as srv:
         path = download(_remote(srv.url), tmp_path / "file.bin", timeout=5, progress=False)
     assert srv.ranges == ["bytes=1000-"] and path.read_bytes() == PAYLOAD
 
 
 def test_connection_cut_keeps_the_part_then_resumes(tmp_path):
-    with _Server(PAYLOAD, cut_after=50_000) as srv, pytest.raises(FetchError, match="rerun"):
+    with LocalServer(PAYLOAD, cut_after=50_000) as srv, pytest.raises(FetchError, match="rerun"):
         download(_remote(srv.url), tmp_path / "file.bin", timeout=5, progress=False)
     part = tmp_path / "file.bin.part"
     assert part.stat().st_size == 50_000
-    with _Server(PAYLOAD) as srv:
+    with LocalServer(PAYLOAD) as srv:
         download(_remote(srv.url), tmp_path / "file.bin", timeout=5, progress=False)
     assert srv.ranges == ["bytes=50000-"]
     assert (tmp_path / "file.bin").read_bytes() == PAYLOAD
@@ -109,7 +62,7 @@ def test_connection_cut_keeps_the_part_then_resumes(tmp_path):
 
 def test_checksum_mismatch_removes_the_file(tmp_path):
     with (
-        _Server(PAYLOAD) as srv,
+        LocalServer(PAYLOAD) as srv,
         pytest.raises(FetchError, match="SHA-256 .* corrupt download removed"),
     ):
         download(_remote(srv.url, sha="0" * 64), tmp_path / "file.bin", timeout=5, progress=False)
@@ -136,7 +89,7 @@ def test_fetch_named_dataset_into_the_cache_with_a_checked_zip(tmp_path, monkeyp
     zipped = buf.getvalue()
     member_sha = hashlib.sha256(b"userId,movieId,rating,timestamp\n1,1,4.0,5\n").hexdigest()
     monkeypatch.setenv("MINIREASON_CACHE", str(tmp_path / "cache"))
-    with _Server(zipped) as srv:
+    with LocalServer(zipped) as srv:
         monkeypatch.setitem(
             fetch_mod.DATASETS,
             "toy",

@@ -10,6 +10,7 @@ from minireason.prep.tokenizer import BPETokenizer
 from minireason.reason.evidence import aggregate_evidence, plot_evidence
 from minireason.reason.explain import explain
 from minireason.reason.scoring import ScoreWeights, mentions, repetition, score_candidate, words
+from minireason.train.run import Decoding, Run, RunInfo
 
 SENTENCES = [
     "the guitar strings sound bright and the tuning stays stable",
@@ -25,6 +26,13 @@ HISTORY = [
 ]
 ITEM_TAGS = ["pedal", "tone", "build quality"]
 PROFILE = ["tone", "sound quality", "noise"]
+
+
+BUDGET = 80  # the prompt budget of these tests (the model's block_size is 96)
+
+
+def dec(n, new):
+    return Decoding(n_candidates=n, max_new_tokens=new)
 
 
 @pytest.fixture(scope="module")
@@ -176,11 +184,11 @@ def test_explain_returns_best_candidate_with_evidence(model, tokenizer):
         tokenizer,
         HISTORY,
         ITEM_TAGS,
-        PROFILE,
-        n_candidates=5,
+        profile_aspects=PROFILE,
         seed=3,
-        max_new_tokens=10,
         item="B009",
+        prompt_tokens=BUDGET,
+        decoding=dec(5, 10),
     )
     assert len(ex.candidates) == 5
     totals = [c.score.total for c in ex.candidates]
@@ -202,11 +210,11 @@ def test_explain_puts_the_focus_in_the_prompt_and_scores_it(model, tokenizer):
         tokenizer,
         HISTORY,
         ITEM_TAGS,
-        PROFILE,
-        n_candidates=4,
+        profile_aspects=PROFILE,
         seed=3,
-        max_new_tokens=10,
         focus=["tone", " ", "noise"],
+        prompt_tokens=BUDGET,
+        decoding=dec(4, 10),
     )
     focus = [s for s in ex.evidence.segments if s.kind == "focus"]
     assert [s.label for s in focus] == ["tone", "noise"]
@@ -214,7 +222,14 @@ def test_explain_puts_the_focus_in_the_prompt_and_scores_it(model, tokenizer):
     for c in ex.candidates:
         assert c.score.focus_coverage == len(c.score.mentioned_focus) / 2
     plain = explain(
-        model, tokenizer, HISTORY, ITEM_TAGS, PROFILE, n_candidates=4, seed=3, max_new_tokens=10
+        model,
+        tokenizer,
+        HISTORY,
+        ITEM_TAGS,
+        profile_aspects=PROFILE,
+        seed=3,
+        prompt_tokens=BUDGET,
+        decoding=dec(4, 10),
     )
     assert len(plain.prompt_ids) < len(ex.prompt_ids)
     assert all(c.score.focus_coverage == 0.0 for c in plain.candidates)
@@ -222,7 +237,9 @@ def test_explain_puts_the_focus_in_the_prompt_and_scores_it(model, tokenizer):
 
 def test_explain_is_deterministic_with_a_seed(model, tokenizer):
     runs = [
-        explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=4, seed=s, max_new_tokens=8)
+        explain(
+            model, tokenizer, HISTORY, ITEM_TAGS, seed=s, prompt_tokens=BUDGET, decoding=dec(4, 8)
+        )
         for s in (5, 5, 6)
     ]
     texts = [[c.text for c in r.candidates] for r in runs]
@@ -232,26 +249,28 @@ def test_explain_is_deterministic_with_a_seed(model, tokenizer):
 
 
 def test_cold_start_and_missing_tags(model, tokenizer):
-    cold = explain(model, tokenizer, [], ITEM_TAGS, n_candidates=3, max_new_tokens=6)
+    cold = explain(model, tokenizer, [], ITEM_TAGS, prompt_tokens=BUDGET, decoding=dec(3, 6))
     assert [s.owner for s in cold.evidence.owners] == ["item"]
     assert all(c.score.user_coverage == 0.0 for c in cold.candidates)
     assert any("cold start" in n for n in cold.notes)
-    untagged = explain(model, tokenizer, HISTORY, ["", "  "], n_candidates=3, max_new_tokens=6)
+    untagged = explain(
+        model, tokenizer, HISTORY, ["", "  "], prompt_tokens=BUDGET, decoding=dec(3, 6)
+    )
     assert any("no tags" in n for n in untagged.notes)
     with pytest.raises(ValueError, match="nothing to explain"):
-        explain(model, tokenizer, [], [], n_candidates=2)
+        explain(model, tokenizer, [], [], prompt_tokens=BUDGET, decoding=dec(2, 8))
 
 
 def test_long_history_is_cut_to_fit(model, tokenizer):
     history = [HistoryItem(f"B{i:03d}", ["guitar", "strings"], ["tone"], 4.0) for i in range(30)]
-    ex = explain(model, tokenizer, history, ITEM_TAGS, n_candidates=2, max_new_tokens=8)
-    assert len(ex.prompt_ids) <= model.config.block_size - 8
+    ex = explain(model, tokenizer, history, ITEM_TAGS, prompt_tokens=BUDGET, decoding=dec(2, 8))
+    assert len(ex.prompt_ids) <= BUDGET
     assert 0 < ex.history_used < 30
     assert any("oldest history items dropped" in n for n in ex.notes)
 
 
 def test_plot_evidence_writes_png(model, tokenizer, tmp_path):
-    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=2, max_new_tokens=6)
+    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, prompt_tokens=BUDGET, decoding=dec(2, 6))
     path = plot_evidence(ex, tmp_path / "evidence.png")
     assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert path.stat().st_size > 1000
@@ -263,16 +282,21 @@ def test_plot_evidence_writes_png(model, tokenizer, tmp_path):
 class FakePrepared:
     """The parts of ``minireason.prep.prepared.Prepared`` that the benchmark reads."""
 
-    def __init__(self, tokenizer, records):
-        self.tokenizer, self.records = tokenizer, records
-        self.path, self.config = "fake", {"prompt_tokens": 48}
+    def __init__(self, tokenizer, records, content="fake-content"):
+        self.tokenizer, self.records, self.path, self.content = tokenizer, records, "fake", content
 
     def split(self, name):
         return self.records
 
 
+def fake_run(model, tokenizer, content="fake-content"):
+    info = RunInfo("fake", content, BUDGET, 96, 0, 10, tokenizer.vocab_size, dec(3, 5))
+    return Run("fake-run", info, model, tokenizer, {"df": {}})
+
+
 def test_bench_explain_reports_times(model, tokenizer):
     from minireason.bench.explain import format_report, run_bench_explain
+    from minireason.bench.threads import numpy_threads
 
     record = {
         "history": [vars(h) for h in HISTORY],
@@ -283,43 +307,39 @@ def test_bench_explain_reports_times(model, tokenizer):
     cold = {**record, "history": []}
     empty = {**cold, "item_tags": []}  # nothing to explain: left out, not an error
     prepared = FakePrepared(tokenizer, [empty, record, cold, record])
-    from minireason.bench.threads import numpy_threads
-
     before = numpy_threads()
-    result = run_bench_explain(
-        model,
-        prepared,
-        n_pairs=5,
-        n_candidates=3,
-        max_new_tokens=5,
-        warmup=1,
-        threads=1,
-        progress=False,
-    )
+    run = fake_run(model, tokenizer)
+    result = run_bench_explain(run, prepared, n_pairs=5, warmup=1, threads=1, progress=False)
     assert numpy_threads() == before  # restored
     assert result["blas_threads"] in (1, None)  # None: this NumPy's BLAS is out of reach
     assert result["n_pairs"] == 3 and len(result["times_s"]) == 3
+    assert result["n_candidates"] == 3 and result["prompt_tokens"] == BUDGET  # the run's
     assert 0 < result["median_s"] <= result["p90_s"] <= max(result["times_s"])
     assert result["mean_candidate_tokens"] <= 5
     assert "median" in format_report(result)
-    other = GPT(
-        GPTConfig(vocab_size=tokenizer.vocab_size + 1, block_size=32, n_layer=1, n_head=1, n_embd=8)
-    )
-    with pytest.raises(ValueError, match="vocab_size"):
-        run_bench_explain(other, prepared, progress=False)
+    with pytest.raises(ValueError, match="the run was trained on fake"):
+        run_bench_explain(fake_run(model, tokenizer, "other"), prepared, progress=False)
 
 
 def test_bench_explain_cli_is_registered_and_checks_arguments(capsys):
     from minireason.cli import main
 
-    code = main(["bench", "explain", "--checkpoint", "x", "--prepared", "y", "--pairs", "0"])
-    assert code == 1
-    assert "--pairs must be >= 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exit_:
+        main(["bench", "explain", "--run", "x", "--prepared", "y", "--pairs", "0"])
+    assert exit_.value.code == 2
+    assert "argument --pairs: must be >= 1, got 0" in capsys.readouterr().err
 
 
 def test_identical_candidates_are_marked_duplicate(model, tokenizer):
     # a nucleus this small keeps only the most probable token: every sample is the greedy one
-    ex = explain(model, tokenizer, HISTORY, ITEM_TAGS, n_candidates=3, top_p=1e-9, max_new_tokens=6)
+    ex = explain(
+        model,
+        tokenizer,
+        HISTORY,
+        ITEM_TAGS,
+        prompt_tokens=BUDGET,
+        decoding=Decoding(n_candidates=3, max_new_tokens=6, top_p=1e-9),
+    )
     assert len({c.text for c in ex.candidates}) == 1
     assert [c.score.duplicate for c in ex.candidates] == [False, True, True]
     assert ex.candidates[1].score.total == pytest.approx(ex.score.total - 1.0)

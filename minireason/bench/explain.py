@@ -1,6 +1,6 @@
 """``minireason bench explain``: seconds to explain one (user, item) with N candidates.
 
-Takes a checkpoint and the prepared directory it was trained on, and explains the first
+Takes a run and the prepared directory it was trained on, and explains the first
 ``n_pairs`` records of a split (deterministic) one at a time, exactly as ``explain`` would:
 build the prompt, sample the candidates in one batch with the KV cache, score them, one
 forward pass for the attention evidence. Each call is timed with ``time.perf_counter``
@@ -20,6 +20,7 @@ import json
 import os
 import platform
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +29,7 @@ from tqdm import tqdm
 from minireason.bench.threads import numpy_threads, set_numpy_threads
 from minireason.prep.features import HistoryItem
 from minireason.reason.explain import explain
-from minireason.reason.scoring import N_CANDIDATES
+from minireason.train.run import Decoding, check_same_data
 
 
 def pair_inputs(record: dict) -> dict:
@@ -43,11 +44,10 @@ def pair_inputs(record: dict) -> dict:
 
 
 def run_bench_explain(
-    model,
+    run,
     prepared,
     n_pairs: int = 20,
-    n_candidates: int = N_CANDIDATES,
-    max_new_tokens: int = 40,
+    decoding: Decoding | None = None,
     split: str = "test",
     warmup: int = 2,
     seed: int = 0,
@@ -57,33 +57,24 @@ def run_bench_explain(
     """Time ``explain`` on the first ``n_pairs`` records of ``split``.
 
     Args:
-        model: a GPT; prepared: a :class:`minireason.prep.prepared.Prepared` whose tokenizer
-            matches the model's vocabulary.
+        run: a :class:`minireason.train.run.Run`; prepared: the
+            :class:`minireason.prep.prepared.Prepared` it was trained on.
+        decoding: step-4 settings (None: the run's).
         threads: BLAS threads for the run (None: leave as they are).
 
     Returns:
         A JSON-ready dict: ``median_s``, ``p90_s``, ``times_s``, ``mean_candidate_tokens``,
         the settings and the machine.
     """
-    if model.config.vocab_size != prepared.tokenizer.vocab_size:
-        raise ValueError(
-            f"the checkpoint's vocab_size {model.config.vocab_size} differs from the prepared "
-            f"tokenizer's {prepared.tokenizer.vocab_size}: use the prepared directory it was "
-            "trained on"
-        )
+    check_same_data(run.info, prepared)
     records = [r for r in prepared.split(split) if r["history"] or r["item_tags"]][:n_pairs]
     if not records:
         raise ValueError(f"{prepared.path}: split {split!r} has no record to explain")
-    prompt_tokens = prepared.prompt_tokens
-    settings = {
-        "n_candidates": n_candidates,
-        "max_new_tokens": max_new_tokens,
-        "max_prompt_tokens": prompt_tokens,
-    }
+    decoding = decoding or run.info.decoding
     before = numpy_threads()
     blas_threads = before if threads is None else set_numpy_threads(threads)
     try:
-        result = _time_pairs(model, prepared, records, settings, warmup, seed, progress)
+        result = _time_pairs(run, records, decoding, warmup, seed, progress)
     finally:
         if threads is not None and before is not None:
             set_numpy_threads(before)
@@ -91,9 +82,10 @@ def run_bench_explain(
         **result,
         "split": split,
         "warmup": warmup,
-        **settings,
+        **asdict(decoding),
+        "prompt_tokens": run.info.prompt_tokens,
         "blas_threads": blas_threads,
-        "model_config": model.config.to_dict(),
+        "model_config": run.model.config.to_dict(),
         "machine": {
             "platform": platform.platform(),
             "cpu_count": os.cpu_count(),
@@ -102,14 +94,25 @@ def run_bench_explain(
     }
 
 
-def _time_pairs(model, prepared, records, settings, warmup, seed, progress) -> dict:
+def _time_pairs(run, records, decoding, warmup, seed, progress) -> dict:
     """Explain each record once (after ``warmup`` untimed ones); seconds and token counts."""
+
+    def one(record):
+        return explain(
+            run.model,
+            run.tokenizer,
+            **pair_inputs(record),
+            prompt_tokens=run.info.prompt_tokens,
+            decoding=decoding,
+            seed=seed,
+        )
+
     for record in records[:warmup]:
-        explain(model, prepared.tokenizer, **pair_inputs(record), seed=seed, **settings)
+        one(record)
     times, tokens = [], []
     for record in tqdm(records, desc="explain", unit="pair", disable=None if progress else True):
         start = time.perf_counter()
-        result = explain(model, prepared.tokenizer, **pair_inputs(record), seed=seed, **settings)
+        result = one(record)
         times.append(time.perf_counter() - start)
         tokens.append(np.mean([len(c.token_ids) for c in result.candidates]))
     return {

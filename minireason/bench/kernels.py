@@ -194,7 +194,7 @@ def run_kernel_bench(
     time_limit_s=None,
     progress=True,
 ) -> dict:
-    """The whole benchmark; needs ``backend.set_device("cuda")`` to have succeeded.
+    """The whole benchmark, on the cuda device (a ValueError says why when there is none).
 
     ``time_limit_s``: start no new ``(T, causal)`` configuration after this many seconds; the
     ones left are listed in ``"not_measured"`` (so a time-boxed run still leaves a table).
@@ -208,11 +208,15 @@ def run_kernel_bench(
 
     from tqdm import tqdm
 
+    from minireason.gpu.flash_emulation import HEAD_DIM_MAX
+
+    if head_dim > HEAD_DIM_MAX:
+        raise ValueError(f"--head-dim must be <= {HEAD_DIM_MAX} (kernel 3's tiles), got {head_dim}")
+    try:
+        backend.set_device("cuda")
+    except backend.BackendError as exc:
+        raise ValueError(f"bench kernels needs a CUDA GPU: {exc}") from None
     cp = backend.xp()
-    if cp is np:
-        raise ValueError(
-            "bench kernels needs the cuda device: call backend.set_device('cuda') first"
-        )
     configs = [(t, causal) for t in seq_lens for causal in (False, True)]
     rows, not_measured = [], []
     started = time.perf_counter()

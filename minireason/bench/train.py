@@ -17,8 +17,8 @@ with ``N_matmul = n_layer * 12 C^2 + V C`` the weights that enter matrix product
 LM head counted once as a product) and the second term the two attention products
 ``Q K^T`` and ``P V`` over the full ``T x T`` square. Elementwise work is not counted.
 
-The CLI's defaults are the reference config: n_layer 4, n_head 4, n_embd 256, block_size 128,
-vocab_size 4096, batch 16, float32. PyTorch is only a reference here; it is never needed at
+The CLI's defaults are the reference config: ``GPTConfig``'s defaults (n_layer 4, n_head 4,
+n_embd 256, block_size 128, vocab_size 4096, float32) and batch :data:`REFERENCE_BATCH`. PyTorch is only a reference here; it is never needed at
 run time by the rest of the package.
 """
 
@@ -36,6 +36,8 @@ from minireason.bench.threads import numpy_threads, set_numpy_threads
 from minireason.nn.model import GPT, GPTConfig
 from minireason.nn.optim import AdamW
 from minireason.nn.torch_reference import build_torch_model
+
+REFERENCE_BATCH = 16  # the reference config: GPTConfig's defaults and this batch
 
 # --------------------------------------------------------------------------- counting
 

@@ -275,3 +275,47 @@ def find_reviews(name: str, data_dir=None) -> Path:
         f"{filename} not found (looked under: {looked}); download it with "
         f"'minireason data fetch {name}' or pass --data-dir DIR"
     )
+
+
+def find_or_fetch(
+    name: str, data_dir=None, offline: bool = False, echo=print, progress: bool = True
+) -> Path:
+    """The reviews file of dataset ``name``: found locally (:func:`find_reviews`), or else
+    downloaded into the cache (:func:`fetch`: resumable, size and SHA-256 checked), saying so
+    through ``echo``. With ``offline`` a missing file is a FileNotFoundError, not a download."""
+    try:
+        return find_reviews(name, data_dir)
+    except FileNotFoundError as exc:
+        if offline:
+            raise FileNotFoundError(f"{exc} (--offline: not downloading)") from None
+        looked = ", ".join(str(r) for r in data_roots(data_dir))
+        echo(f"      {name} not found locally (looked under: {looked})")
+        echo(f"      downloading it into {cache_dir()} (checked, resumable; --offline to refuse)")
+    fetch(name, progress=progress)
+    return find_reviews(name, data_dir)
+
+
+def resolve_input(flag: str, value: str | None) -> str | None:
+    """An input path as given, or under ``$MINIREASON_DATA_DIR`` when it is relative and not
+    found as given; a path found nowhere is a FileNotFoundError naming ``flag``."""
+    if value is None or os.path.exists(value):
+        return value
+    root = os.environ.get("MINIREASON_DATA_DIR")
+    if root and not os.path.isabs(value) and os.path.exists(os.path.join(root, value)):
+        return os.path.join(root, value)
+    where = f" (nor under MINIREASON_DATA_DIR={root})" if root else ""
+    raise FileNotFoundError(
+        f"{flag} {value}: not found{where}; 'minireason data list' shows the "
+        "known datasets, 'minireason data fetch NAME' downloads one"
+    )
+
+
+def describe_datasets() -> str:
+    """What ``minireason data list`` prints: the cache, each dataset, its files and sources."""
+    lines = [f"cache: {cache_dir()}"]
+    for ds in DATASETS.values():
+        lines.append(f"{ds.name}  (folder {ds.folder}; cite {ds.citation})")
+        for f in ds.files:
+            size = f"{f.size:,} bytes" if f.size else "size not recorded"
+            lines.append(f"    {f.name}: {size}  {f.url}")
+    return "\n".join(lines)

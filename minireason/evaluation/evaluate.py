@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
@@ -41,7 +42,6 @@ from tqdm.auto import tqdm
 from minireason import backend
 from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
 from minireason.evaluation.metrics import explanation_metrics, perplexity
-from minireason.nn.checkpoint import load_model
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.prep.tokenizer import BPETokenizer
 from minireason.reason.recommend import (
@@ -51,8 +51,8 @@ from minireason.reason.recommend import (
     Popularity,
     evaluate_ranking,
 )
-from minireason.reason.scoring import N_CANDIDATES, TEMPERATURE, TOP_P
 from minireason.train.batches import pad_batch
+from minireason.train.run import Decoding, check_same_data, load_run
 
 TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
 RATIO_METRICS = ("usr", "fmr", "fcr", "div")
@@ -73,7 +73,7 @@ GenerateFn = Callable[[list[list[int]]], list[str]]
 
 
 def greedy_generate_fn(
-    model, tok: BPETokenizer, max_new_tokens: int = 40, batch_size: int = 64, progress: bool = True
+    model, tok: BPETokenizer, max_new_tokens: int, batch_size: int = 64, progress: bool = True
 ) -> GenerateFn:
     """``prompts -> reasons`` by greedy decoding with the KV cache of
     :func:`minireason.reason.generate.generate`, ``batch_size`` prompts at a time; each reason is
@@ -104,19 +104,16 @@ def step4_generate_fn(
     model,
     tok: BPETokenizer,
     records: list[dict],
-    n_candidates: int = N_CANDIDATES,
-    max_new_tokens: int = 40,
+    decoding: Decoding,
     batch_size: int = 16,
     seed: int = 0,
-    top_p: float = TOP_P,
-    temperature: float = TEMPERATURE,
     progress: bool = True,
 ) -> GenerateFn:
     """``prompts -> reasons`` as ``minireason explain`` makes them (seed step 4): for each
-    prompt, ``n_candidates`` samples (temperature, top-p, one prefill, seeded by ``seed`` and
-    the batch; defaults as :mod:`minireason.reason.scoring`),
-    ranked by :func:`minireason.reason.scoring.rank_candidates` against the record's profile aspects,
-    item tags and focus; the best one is the reason. ``records[i]`` belongs to ``prompts[i]``."""
+    prompt, ``decoding.n_candidates`` samples (temperature, top-p, one prefill, seeded by
+    ``seed`` and the batch), ranked by :func:`minireason.reason.scoring.rank_candidates`
+    against the record's profile aspects, item tags and focus; the best one is the reason.
+    ``records[i]`` belongs to ``prompts[i]``."""
     from minireason.reason.generate import generate
     from minireason.reason.scoring import rank_candidates
 
@@ -137,15 +134,16 @@ def step4_generate_fn(
             gen = generate(
                 model,
                 prompts[s : s + batch_size],
-                max_new_tokens=max_new_tokens,
-                top_p=top_p,
-                temperature=temperature,
+                max_new_tokens=decoding.max_new_tokens,
+                top_p=decoding.top_p,
+                temperature=decoding.temperature,
                 eos_id=tok.eos_id,
                 rng=np.random.default_rng([seed, b]),
-                n_samples=n_candidates,
+                n_samples=decoding.n_candidates,
             )
+            n = decoding.n_candidates
             for j, rec in enumerate(records[s : s + batch_size]):
-                rows = slice(j * n_candidates, (j + 1) * n_candidates)
+                rows = slice(j * n, (j + 1) * n)
                 best = rank_candidates(
                     tok,
                     gen.tokens[rows],
@@ -204,32 +202,34 @@ def evaluate_run(
     out_dir=None,
     limit: int | None = None,
     batch_size: int = 64,
-    max_new_tokens: int = 40,
     seed: int = 0,
     generate_fn: GenerateFn | None = None,
     progress: bool = True,
     decode: str = "step4",
-    n_candidates: int = N_CANDIDATES,
+    decoding: Decoding | None = None,
     split: str = "test",
+    allow_other_data: bool = False,
 ) -> dict:
     """Evaluate the fine-tuned model of ``run_dir`` and the baselines; write the outputs.
 
     Args:
         prepared_dir: the prepared directory the run was trained on.
-        run_dir: a run directory of :func:`minireason.train.recipe.run_recipe` (its ``finetune/``
-            checkpoint and ``tokenizer.json`` are used).
+        run_dir: a run directory of :func:`minireason.train.recipe.run_recipe`
+            (:func:`minireason.train.run.load_run`).
         out_dir: where the outputs go (default ``run_dir/eval``).
         limit: only the first ``limit`` records with a target (None: all).
         batch_size: prompts per generation batch and sequences per perplexity batch.
-        max_new_tokens: longest generated reason (also capped by the model's block size).
         seed: seed of the random baseline.
         generate_fn: ``prompts (list of token-id lists) -> reasons (strings)``; default:
             the run's model decoding as ``decode`` says.
-        decode: ``"step4"`` (default: the best of ``n_candidates`` samples, as ``minireason
-            explain`` does, :func:`step4_generate_fn`) or ``"greedy"``
+        decode: ``"step4"`` (default: the best of ``decoding.n_candidates`` samples, as
+            ``minireason explain`` does, :func:`step4_generate_fn`) or ``"greedy"``
             (:func:`greedy_generate_fn`).
+        decoding: the step-4 settings (None: the run's, from ``run.json``).
         progress: show tqdm bars.
         split: ``"test"`` (default) or ``"valid"`` (for choosing settings).
+        allow_other_data: evaluate even when ``prepared_dir`` is not the data the run was
+            trained on.
 
     Returns:
         The dict written to ``evaluation.json``.
@@ -240,18 +240,15 @@ def evaluate_run(
     if limit is not None and limit < 2:
         raise ValueError(f"--limit must be at least 2 (DIV needs two records), got {limit}")
     prepared = load_prepared(prepared_dir)
-    tok_path = run_dir / "tokenizer.json"
-    if not tok_path.is_file():
-        raise FileNotFoundError(f"{tok_path} not found: is {run_dir} a run of 'minireason train'?")
-    tok = BPETokenizer.load(tok_path)
-    if tok.vocab_size != prepared.tokenizer.vocab_size or (
-        tok_path.read_bytes() != (prepared.path / "tokenizer.json").read_bytes()
-    ):
+    run = load_run(run_dir)
+    check_same_data(run.info, prepared, allow_other_data)
+    if run.tokenizer.vocab_size != prepared.tokenizer.vocab_size:
         raise ValueError(
-            f"{tok_path} differs from {prepared.path / 'tokenizer.json'}: the run "
-            "was trained on another prepared directory"
+            f"{run_dir}: the run's vocabulary ({run.tokenizer.vocab_size}) differs from "
+            f"{prepared.path}'s ({prepared.tokenizer.vocab_size}); they cannot be paired"
         )
-    model = load_model(run_dir / "finetune")
+    model, tok = run.model, run.tokenizer
+    decoding = decoding or run.info.decoding
 
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
@@ -273,15 +270,14 @@ def evaluate_run(
     if decode not in DECODERS:
         raise ValueError(f"decode must be one of {DECODERS}, got {decode!r}")
     if generate_fn is None and decode == "greedy":
-        generate_fn = greedy_generate_fn(model, tok, max_new_tokens, batch_size, progress)
+        generate_fn = greedy_generate_fn(model, tok, decoding.max_new_tokens, batch_size, progress)
     elif generate_fn is None:
         generate_fn = step4_generate_fn(
             model,
             tok,
             records,
-            n_candidates,
-            max_new_tokens,
-            max(1, batch_size // n_candidates),
+            decoding,
+            max(1, batch_size // decoding.n_candidates),
             seed,
             progress=progress,
         )
@@ -314,9 +310,10 @@ def evaluate_run(
             "perplexity_tokens": n_ppl_tokens,
             "retrieval_empty": n_empty,
             "random_seed": seed,
-            "max_new_tokens": max_new_tokens,
             "decode": "custom" if generate_fn_given else decode,
-            "n_candidates": n_candidates if decode == "step4" else 1,
+            "decoding": asdict(decoding)
+            if decode == "step4"
+            else {"greedy": True, "max_new_tokens": decoding.max_new_tokens},
             "seconds_generate": round(seconds_generate, 2),
             "seconds_total": round(time.perf_counter() - t0, 2),
         },

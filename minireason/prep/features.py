@@ -54,6 +54,7 @@ from minireason.data.records import ItemMeta, Review
 MAX_TARGET_WORDS = 25
 MIN_TARGET_WORDS = 4
 MAX_FOCUS = 3  # focus aspects of a training record (from its target sentence)
+MAX_HISTORY_ASPECTS = 3  # aspects a history block keeps of what the user said
 FOCUS_WEIGHTS = {"item": 1.0, "profile": 0.25, "rate": 0.5}  # predict_focus, see its doc
 
 STOP_WORDS = frozenset(
@@ -259,7 +260,10 @@ class HistoryItem:
 
 
 def history_items(
-    past: list[Review], features: ItemFeatures, max_items: int, max_aspects: int = 3
+    past: list[Review],
+    features: ItemFeatures,
+    max_items: int,
+    max_aspects: int = MAX_HISTORY_ASPECTS,
 ) -> list[HistoryItem]:
     """History blocks for the last ``max_items`` of ``past`` (oldest first).
 

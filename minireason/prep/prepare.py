@@ -52,6 +52,7 @@ from minireason.prep.prompts import build_prompt, render_prompt
 from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, BPETokenizer
 
 FORMATS = ("amazon", "movielens", "jsonl", "csv")
+SPLIT_KINDS = ("time", "random")  # leave-last-out per user; seeded 8:1:1
 
 
 @dataclass
@@ -344,8 +345,8 @@ def check_options(cfg: PrepareConfig) -> None:
     data is read."""
     if cfg.format not in FORMATS:
         raise ValueError(f"--format must be one of {FORMATS}, not {cfg.format!r}")
-    if cfg.split not in ("time", "random"):
-        raise ValueError(f"--split must be 'time' or 'random', not {cfg.split!r}")
+    if cfg.split not in SPLIT_KINDS:
+        raise ValueError(f"--split must be one of {SPLIT_KINDS}, not {cfg.split!r}")
     if cfg.prompt_tokens >= cfg.context:
         raise ValueError(
             f"--prompt-tokens ({cfg.prompt_tokens}) must be < --context "
@@ -579,3 +580,13 @@ def prepare(cfg: PrepareConfig) -> dict:
         }
         write_prepared(prepared, cfg.out, attachments)
     return prepared.report
+
+
+def summary(report: dict, out) -> str:
+    """The lines ``minireason prepare`` prints: counts, skipped lines, truncated inputs."""
+    files = report["load"]["files"]
+    skipped = sum(sum(f["skipped"].values()) for f in files)
+    lines = [f"prepared {out}: " + ", ".join(f"{k} {v}" for k, v in report["stages"].items())]
+    lines.append(f"skipped lines: {skipped} (by reason in {out}/report.md)")
+    lines += [f"warning: {f['truncated']}" for f in files if "truncated" in f]
+    return "\n".join(lines)

@@ -25,30 +25,28 @@ Inputs and fallbacks (never a traceback):
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
-from pathlib import Path
 
-import numpy as np
-
-from minireason.prep.features import HistoryItem, predict_focus, profile, tag_counts
+from minireason.prep.features import (
+    MAX_HISTORY_ASPECTS,
+    HistoryItem,
+    predict_focus,
+    profile,
+    tag_counts,
+)
 from minireason.prep.prepared import Prepared
 from minireason.prep.prompts import build_prompt, render_prompt
 from minireason.reason.evidence import Evidence, attention_evidence
 from minireason.reason.generate import generate
 from minireason.reason.recommend import Hybrid
 from minireason.reason.scoring import (
-    N_CANDIDATES,
-    TEMPERATURE,
-    TOP_P,
     Candidate,
     ScoreBreakdown,
     ScoreWeights,
     rank_candidates,
 )
-
-MAX_ASPECTS = 3  # aspects per history block, as minireason.prep.features.history_items
+from minireason.train.run import Decoding, Run
 
 
 @dataclass
@@ -68,38 +66,37 @@ def explain(
     tokenizer,
     history: list[HistoryItem],
     item_tags: list[str],
-    profile_aspects: list[str] | None = None,
-    n_candidates: int = N_CANDIDATES,
+    *,
+    prompt_tokens: int,
+    decoding: Decoding | None = None,
     seed=0,
-    max_new_tokens: int = 40,
-    top_p: float = TOP_P,
-    temperature: float = TEMPERATURE,
-    max_prompt_tokens: int | None = None,
+    profile_aspects: list[str] | None = None,
+    focus: list[str] | None = None,
     weights: ScoreWeights | None = None,
     item: str = "",
     item_title: str = "",
     top_k_evidence: int = 5,
-    focus: list[str] | None = None,
 ) -> Explanation:
-    """Generate ``n_candidates`` reasons for (history, item), return the best with evidence.
+    """Generate ``decoding.n_candidates`` reasons for (history, item), return the best with
+    its evidence.
 
     Args:
         model, tokenizer: a trained GPT and its tokenizer.
         history: the user's past items, oldest first (may be empty: cold start).
         item_tags: the target item's tags (may be empty if the history is not).
+        prompt_tokens: the prompt budget, the one the model was fine-tuned with
+            (``RunInfo.prompt_tokens``); the oldest history is dropped first to fit.
+        decoding: candidates, temperature, top-p and length (``RunInfo.decoding``;
+            None: :class:`~minireason.train.run.Decoding`'s defaults).
+        seed: integer seed or ``numpy.random.Generator``; same seed, same explanation.
         profile_aspects: the user's profile aspects to cover (default: those of ``history``,
             ``features.profile``).
-        n_candidates: samples drawn (one batch, one prefill).
-        seed: integer seed or ``numpy.random.Generator``; same seed, same explanation.
-        max_new_tokens, top_p, temperature: sampling (``minireason.reason.generate``).
-        max_prompt_tokens: prompt budget; default ``block_size - max_new_tokens`` (the oldest
-            history is dropped first to fit, ``minireason.prep.prompts``).
-        weights: the score's weights.
-        item, item_title: the item's id and title, for the evidence labels and prompt text.
-        top_k_evidence: single tags/aspects listed in the evidence.
         focus: the aspects the reason should talk about, put in the prompt and scored
             (``Prepared.focus_for`` predicts them as ``prepare`` did for the model's
             training data; None or empty: no focus part, for a model prepared without).
+        weights: the score's weights.
+        item, item_title: the item's id and title, for the evidence labels and prompt text.
+        top_k_evidence: single tags/aspects listed in the evidence.
 
     Raises:
         ValueError: both history and item tags empty, or a budget that leaves no room.
@@ -110,16 +107,14 @@ def explain(
             "nothing to explain from: the history is empty (cold start) and "
             "the item has no tags; give --history or --tags"
         )
-    if not isinstance(n_candidates, (int, np.integer)) or n_candidates < 1:
-        raise ValueError(f"n_candidates must be a positive integer, got {n_candidates!r}")
     block_size = model.config.block_size
-    budget = block_size - max_new_tokens if max_prompt_tokens is None else max_prompt_tokens
-    budget = min(budget, block_size - 1)
-    if budget < 2:
+    if not 2 <= prompt_tokens < block_size:
         raise ValueError(
-            f"max_new_tokens={max_new_tokens} leaves {budget} prompt tokens of "
-            f"block_size={block_size}; lower max_new_tokens"
+            f"prompt_tokens={prompt_tokens} must be in 2..{block_size - 1} (the model's "
+            f"block_size is {block_size})"
         )
+    budget = prompt_tokens
+    decoding = decoding or Decoding()
     if profile_aspects is None:
         profile_aspects = profile(history)["aspects"]
     focus = [a.strip() for a in (focus or []) if a and a.strip()]
@@ -137,12 +132,12 @@ def explain(
     gen = generate(
         model,
         [prompt.ids],
-        max_new_tokens=max_new_tokens,
-        temperature=temperature,
-        top_p=top_p,
+        max_new_tokens=decoding.max_new_tokens,
+        temperature=decoding.temperature,
+        top_p=decoding.top_p,
         eos_id=tokenizer.eos_id,
         rng=seed,
-        n_samples=n_candidates,
+        n_samples=decoding.n_candidates,
     )
     candidates = rank_candidates(
         tokenizer, gen.tokens, gen.logprobs, gen.finish, profile_aspects, item_tags, weights, focus
@@ -194,7 +189,10 @@ def user_history(
     reviews = sorted((r for r in prepared.train if r["user"] == user), key=lambda r: r["time"])
     return [
         HistoryItem(
-            r["item"], item_tags(prepared, r["item"]), r["aspects"][:MAX_ASPECTS], r["rating"]
+            r["item"],
+            item_tags(prepared, r["item"]),
+            r["aspects"][:MAX_HISTORY_ASPECTS],
+            r["rating"],
         )
         for r in reviews[-max_history:]
     ]
@@ -231,7 +229,7 @@ def parse_history(text: str) -> list[HistoryItem]:
         terms = [t.strip().lower() for t in block.split(",") if t.strip()]
         if not terms:
             raise ValueError(f"--history: block {i} has a rating but no terms")
-        history.append(HistoryItem(f"past item {i}", terms, terms[:MAX_ASPECTS], rating))
+        history.append(HistoryItem(f"past item {i}", terms, terms[:MAX_HISTORY_ASPECTS], rating))
     return history
 
 
@@ -240,22 +238,15 @@ def parse_tags(text: str) -> list[str]:
     return [t.strip().lower() for t in text.split(",") if t.strip()]
 
 
-def free_form_focus(run_dir, history: list[HistoryItem], tags: list[str]) -> list[str]:
+def free_form_focus(
+    feature_info: dict, history: list[HistoryItem], tags: list[str], k: int
+) -> list[str]:
     """The focus of a free-form prompt, predicted as ``prepare`` did for the run's training
-    data, from the run's ``features.json`` (its feature set, rates and focus size): the
-    given tags that are aspects, ranked by ``predict_focus`` with their order standing in
-    for review counts; with no such tag, the history's aspects. A run without that file,
-    or whose prepared data had no focus, gets none."""
-    path = Path(run_dir) / "features.json"
-    if not path.is_file():
-        return []
-    try:
-        feats = json.loads(path.read_text(encoding="utf-8"))
-        known, rates, k = feats["df"], feats.get("rates", {}), int(feats.get("focus", 0))
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise ValueError(
-            f"{path}: corrupt feature file ({exc}); copy it again from the prepared directory"
-        ) from None
+    data from its feature file (``Run.feature_info``: the feature set and rates): the given
+    tags that are aspects, ranked by ``predict_focus`` with their order standing in for
+    review counts; with no such tag, the history's aspects. ``k`` is the run's focus size
+    (0: no focus)."""
+    known, rates = feature_info["df"], feature_info.get("rates", {})
     return predict_focus(tag_counts(tags, known), profile(history)["aspects"], rates, k)
 
 
@@ -265,19 +256,21 @@ def fit_recommender(prepared: Prepared) -> Hybrid:
 
 
 def explain_for_user(
-    model,
+    run: Run,
     prepared: Prepared,
     user: str,
     item: str | None = None,
     k: int = 3,
-    n_candidates: int = N_CANDIDATES,
     seed: int = 0,
     recommender: Hybrid | None = None,
-    max_new_tokens: int = 40,
+    decoding: Decoding | None = None,
 ) -> list[Recommendation]:
-    """Recommend ``k`` items to ``user`` (or take ``item``) and explain each.
+    """Recommend ``k`` items to ``user`` (or take ``item``) and explain each with ``run``'s
+    model, its prompt budget and (unless ``decoding`` is given) its decoding settings.
 
-    Returns one :class:`Recommendation` per item, best first (score ``nan`` for a given item).
+    ``prepared`` must be the data the run was trained on (checked by the caller with
+    :func:`minireason.train.run.check_same_data`). Returns one :class:`Recommendation` per
+    item, best first (score ``nan`` for a given item).
     """
     history = user_history(prepared, user)
     if item is not None:
@@ -286,19 +279,17 @@ def explain_for_user(
     else:
         recommender = recommender or fit_recommender(prepared)
         items = recommender.recommend(user, k=k)
-    budget = prepared.prompt_tokens
     aspects = profile(history)["aspects"]
     out = []
     for rank, (it, score) in enumerate(items):
         explanation = explain(
-            model,
-            prepared.tokenizer,
+            run.model,
+            run.tokenizer,
             history,
             item_tags(prepared, it),
-            n_candidates=n_candidates,
+            prompt_tokens=run.info.prompt_tokens,
+            decoding=decoding or run.info.decoding,
             seed=seed + rank,
-            max_new_tokens=max_new_tokens,
-            max_prompt_tokens=budget,
             item=it,
             item_title=prepared.items[it].get("title", ""),
             profile_aspects=aspects,
@@ -306,6 +297,25 @@ def explain_for_user(
         )
         out.append(Recommendation(it, score, explanation))
     return out
+
+
+def explain_free_form(
+    run: Run, history_text: str, tags_text: str, seed: int = 0, decoding: Decoding | None = None
+) -> Explanation:
+    """Explain free-form input (``--history "..." --tags "..."``) with ``run``: the prompt
+    is built to the run's prompt budget and focus size, exactly like its training prompts."""
+    history, tags = parse_history(history_text or ""), parse_tags(tags_text or "")
+    focus = free_form_focus(run.feature_info, history, tags, run.info.focus)
+    return explain(
+        run.model,
+        run.tokenizer,
+        history,
+        tags,
+        prompt_tokens=run.info.prompt_tokens,
+        decoding=decoding or run.info.decoding,
+        seed=seed,
+        focus=focus,
+    )
 
 
 def format_explanation(expl: Explanation, top: int = 3) -> str:
@@ -336,4 +346,25 @@ def format_explanation(expl: Explanation, top: int = 3) -> str:
         ),
     ]
     lines += [f"  note:      {note}" for note in expl.notes]
+    return "\n".join(lines)
+
+
+def format_user_report(
+    prepared: Prepared, user: str, recs: list[Recommendation], latest: int = 3
+) -> str:
+    """What ``minireason explain --user`` and the demo print for one user: the latest
+    ``latest`` history items, then each recommendation with its explanation."""
+    history = user_history(prepared, user)
+    if history:
+        lines = [f"user {user}: {len(history)} past reviews; the latest:"]
+    else:
+        lines = [f"user {user}: no past reviews (cold start)"]
+    for h in history[-latest:]:
+        said = ", ".join(h.aspects) or "-"
+        lines.append(f"  - {h.item} ({', '.join(h.tags[:4])}); said: {said}; rated {h.rating:g}/5")
+    for rank, rec in enumerate(recs, 1):
+        tags = ", ".join(prepared.items[rec.item].get("tags", [])[:5])
+        score = "" if rec.score != rec.score else f"  recommender score {rec.score:.2f}"
+        lines.append(f" {rank}. {rec.item} ({tags}){score}")
+        lines.append(format_explanation(rec.explanation))
     return "\n".join(lines)

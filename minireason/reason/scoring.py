@@ -34,17 +34,6 @@ import numpy as np
 
 WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
 
-# How step 4 samples its candidates. Chosen on the *validation* split of Musical Instruments
-# (1,236 reviews with a target) with the small preset, 2026-11-27: 8 candidates at temperature
-# 1.0 gave BLEU-4 0.54, ROUGE-L 15.8, FMR 0.219, USR 0.947; 16 at 0.7 gave BLEU-4 1.03,
-# ROUGE-L 18.2, FMR 0.273, USR 0.862 (more candidates, 32, added nothing). Those runs predate
-# the focus part of the prompt. With it (small preset, same split, 16 at 0.7): focus 3 and
-# focus weight 1.0 gave FMR 0.333, BLEU-4 0.79, ROUGE-L 18.3; focus 2 gave FMR 0.324,
-# BLEU-4 0.80, ROUGE-L 18.8; focus weight 0 (the prompt alone) FMR 0.322, weight 2 FMR 0.331.
-N_CANDIDATES = 16
-TEMPERATURE = 0.7
-TOP_P = 0.9
-
 
 @dataclass
 class ScoreWeights:

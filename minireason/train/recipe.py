@@ -24,26 +24,11 @@ edit it) with four keys::
 The vocabulary size comes from the prepared tokenizer. ``model.block_size`` must hold the
 prepared ``context`` (the longest fine-tuning sequence).
 
-The output directory::
-
-    OUT/preset.json          the preset used (resolved)
-    OUT/tokenizer.json       a copy of the prepared tokenizer (so OUT is self-contained)
-    OUT/features.json        a copy of the prepared feature set, rates and focus size (what
-                             free-form ``explain`` needs to build the same kind of prompt)
-    OUT/pretrain/            checkpoint.npz/.json and loss.png of stage 1
-    OUT/finetune/            checkpoint.npz/.json and loss.png of stage 2 (the model to use)
-    OUT/train_report.json    steps, final losses and seconds of each stage
+The run directory's layout and ``run.json`` are the contract of :mod:`minireason.train.run`.
 
 Resuming (``resume=True``, ``--resume``) continues each stage from its checkpoint exactly
-(:func:`minireason.train.loop.train`); a finished stage is skipped.
-
-Measured (2026-11-27, 2-core AMD EPYC VM shared with other work, load average 1.4-1.8 during
-the run, Python 3.11.7, NumPy 2.4.6 with OpenBLAS 0.3.31; Musical Instruments 5-core prepared
-with the defaults): ``tiny`` trained in 92 s wall (pretrain 38 s, fine-tune 52 s). The same
-preset took 3.5 min while the machine's load average was 20-34: timings here are noisy.
-``small`` has not been run end to end: its step times measured on the quiet machine (0.16 s
-per pretraining step, 0.23 s per fine-tuning step of width 78; fine-tuning batches average
-width 87) put its 2000 + 2000 steps near 15 minutes.
+(:func:`minireason.train.loop.train`); a finished stage is skipped. A run is tied to the
+prepared directory it was started on: resuming it with other data is refused.
 """
 
 from __future__ import annotations
@@ -60,6 +45,13 @@ from minireason.nn.model import GPT, GPTConfig
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import ReasonBatches, TokenWindows
 from minireason.train.loop import TrainConfig, train
+from minireason.train.run import (
+    RUN_JSON,
+    check_same_data,
+    read_run_info,
+    run_info_for,
+    write_run_info,
+)
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
 PRESET_KEYS = ("description", "model", "pretrain", "finetune")
@@ -212,7 +204,13 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
             f"shorter than the prepared context {context} ({prepared.path})"
         )
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory; choose another path")
+    info = run_info_for(prepared)
+    if (out / RUN_JSON).is_file():
+        check_same_data(read_run_info(out), prepared)
     out.mkdir(parents=True, exist_ok=True)
+    write_run_info(out, info)
     (out / "preset.json").write_text(json.dumps(preset, indent=1) + "\n", encoding="utf-8")
     shutil.copyfile(prepared.path / "tokenizer.json", out / "tokenizer.json")
     shutil.copyfile(prepared.path / "features.json", out / "features.json")
@@ -259,3 +257,23 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
     report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
     (out / "train_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
+
+
+def summary(report: dict, prepared_dir, out) -> str:
+    """The lines ``minireason train`` prints: each stage's status, steps, losses and time."""
+    lines = []
+    for stage in STAGES:
+        r = report[stage]
+        losses = ", ".join(
+            f"{what} loss {r[f'final_{what}_loss']:.4f}"
+            for what in ("train", "val")
+            if r[f"final_{what}_loss"] is not None
+        )
+        lines.append(
+            f"{stage}: {r['status']}, {r['steps']} steps, {losses}, {r['seconds_this_run']:.1f} s"
+        )
+    lines.append(
+        f"run written to {out} (run.json, train_report.json, finetune/loss.png); "
+        f"next: minireason evaluate --prepared {prepared_dir} --run {out}"
+    )
+    return "\n".join(lines)

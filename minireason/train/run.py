@@ -1,0 +1,186 @@
+"""The run directory: what ``minireason train`` writes, and what later stages read back.
+
+::
+
+    RUN/run.json             written first: format, format_version, the prepared directory the
+                             run is trained on (path, content identity, prompt budget, context,
+                             focus size, history length, vocabulary size) and the decoding
+                             settings of step 4 (:class:`Decoding`)
+    RUN/preset.json          the preset used (resolved)
+    RUN/tokenizer.json       the prepared tokenizer, copied (the run is self-contained)
+    RUN/features.json        the prepared feature set, rates and focus size, copied (what
+                             free-form ``explain`` needs to predict a focus)
+    RUN/pretrain/            checkpoint.npz/.json and loss.png of stage 1
+    RUN/finetune/            checkpoint.npz/.json and loss.png of stage 2 (the model to use)
+    RUN/train_report.json    steps, final losses and seconds of each stage
+
+Everything after training reads the prompt budget, the focus size and the decoding settings
+from here (:func:`read_run_info`), never from defaults of its own: a free-form prompt is
+built to the budget the model was fine-tuned with, and an old run keeps the settings it was
+trained and tuned with when the defaults move on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from minireason.nn.checkpoint import load_model
+from minireason.prep.tokenizer import BPETokenizer
+
+FORMAT = "minireason-run"
+FORMAT_VERSION = 1
+RUN_JSON = "run.json"
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """How step 4 decodes a reason: ``n_candidates`` samples at ``temperature`` with nucleus
+    ``top_p``, each at most ``max_new_tokens`` long, and the best-scored one is kept.
+
+    The defaults were chosen on the validation split of Musical Instruments with the small
+    preset (the README's "How the settings were chosen" lists the runs and their numbers).
+    """
+
+    n_candidates: int = 16
+    temperature: float = 0.7
+    top_p: float = 0.9
+    max_new_tokens: int = 40
+
+    def __post_init__(self):
+        for name in ("n_candidates", "max_new_tokens"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ValueError(f"decoding: {name} must be a positive integer, got {value!r}")
+        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0):
+            raise ValueError(
+                f"decoding: temperature must be a number >= 0, got {self.temperature!r}"
+            )
+        if not (isinstance(self.top_p, (int, float)) and 0 < self.top_p <= 1):
+            raise ValueError(f"decoding: top_p must be in (0, 1], got {self.top_p!r}")
+        if not math.isfinite(self.temperature):
+            raise ValueError(f"decoding: temperature must be finite, got {self.temperature!r}")
+
+    def replace(self, **changes) -> Decoding:
+        """A copy with the given fields changed; ``None`` values are ignored (so CLI flags
+        that were not given keep the run's settings)."""
+        given = {k: v for k, v in changes.items() if v is not None}
+        return Decoding(**{**asdict(self), **given})
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """``run.json``: the facts a run's later stages need (module doc)."""
+
+    prepared_path: str
+    prepared_content: str  # the prepared directory's identity (minireason.prep.prepared)
+    prompt_tokens: int
+    context: int
+    focus: int
+    max_history: int
+    vocab_size: int
+    decoding: Decoding = field(default_factory=Decoding)
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        return {"format": FORMAT, "format_version": FORMAT_VERSION, **d}
+
+
+def run_info_for(prepared, decoding: Decoding | None = None) -> RunInfo:
+    """The :class:`RunInfo` of a run trained on ``prepared`` (a ``Prepared``)."""
+    return RunInfo(
+        prepared_path=str(prepared.path),
+        prepared_content=prepared.content,
+        prompt_tokens=prepared.prompt_tokens,
+        context=prepared.context,
+        focus=prepared.focus_size,
+        max_history=prepared.max_history,
+        vocab_size=prepared.tokenizer.vocab_size,
+        decoding=decoding or Decoding(),
+    )
+
+
+def write_run_info(run_dir, info: RunInfo) -> Path:
+    path = Path(run_dir) / RUN_JSON
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(info.to_json(), indent=1) + "\n", encoding="utf-8")
+    tmp.replace(path)
+    return path
+
+
+def read_run_info(run_dir) -> RunInfo:
+    """Read ``RUN/run.json``; a missing, foreign, other-version or malformed file is a
+    ValueError (or FileNotFoundError) naming it and saying what to do."""
+    run_dir = Path(run_dir)
+    path = run_dir / RUN_JSON
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"--run {run_dir}: no such directory (a run of 'minireason train')")
+    if not path.is_file():
+        raise ValueError(
+            f"--run {run_dir}: no {RUN_JSON}, so this is not a run of this minireason "
+            "(an older version made it, or its training never started); train it again"
+        )
+    try:
+        d = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path}: corrupt JSON ({exc})") from None
+    if not isinstance(d, dict) or d.get("format") != FORMAT:
+        raise ValueError(f"{path}: not a minireason run description")
+    if d.get("format_version") != FORMAT_VERSION:
+        raise ValueError(
+            f"{path}: run-format version {d.get('format_version')!r}, this minireason reads "
+            f"version {FORMAT_VERSION}; train the run again"
+        )
+    names = {f.name for f in fields(RunInfo)}
+    try:
+        values = {k: d[k] for k in names}
+        values["decoding"] = Decoding(**values["decoding"])
+        return RunInfo(**values)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path}: malformed ({type(exc).__name__}: {exc})") from None
+
+
+def check_same_data(info: RunInfo, prepared, allow_other_data: bool = False) -> None:
+    """Refuse (ValueError, naming both) a run paired with a prepared directory other than
+    the one it was trained on, unless ``allow_other_data`` says the user means it."""
+    if info.prepared_content == prepared.content or allow_other_data:
+        return
+    raise ValueError(
+        f"the run was trained on {info.prepared_path} (content {info.prepared_content[:12]}), "
+        f"not on {prepared.path} (content {prepared.content[:12]}); give the prepared "
+        "directory it was trained on, or --allow-other-data if you mean it"
+    )
+
+
+@dataclass
+class Run:
+    """A trained run, loaded: its model (eval mode), tokenizer, facts and feature file."""
+
+    path: Path
+    info: RunInfo
+    model: object  # minireason.nn.model.GPT
+    tokenizer: BPETokenizer
+    feature_info: dict  # features.json: {aspects, df, rates, focus, ...}
+
+
+def load_run(run_dir) -> Run:
+    """Load ``RUN``'s fine-tuned model with its tokenizer, ``run.json`` and features."""
+    run_dir = Path(run_dir)
+    info = read_run_info(run_dir)
+    tokenizer = BPETokenizer.load(run_dir / "tokenizer.json")
+    model = load_model(run_dir / "finetune")
+    if model.config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"--run {run_dir}: the model's vocabulary ({model.config.vocab_size}) differs "
+            f"from its tokenizer.json ({tokenizer.vocab_size}); train the run again"
+        )
+    path = run_dir / "features.json"
+    try:
+        feature_info = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(feature_info.get("df"), dict):
+            raise ValueError("no 'df' table")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ValueError(f"{path}: unreadable feature file ({exc}); train the run again") from None
+    return Run(run_dir, info, model, tokenizer, feature_info)
