@@ -20,6 +20,17 @@ class UserError(Exception):
     """An error the user can fix; its message says what to do."""
 
 
+class UsageError(Exception):
+    """A command line argparse cannot take (exit status 2)."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose errors are one line naming the option (not the usage block)."""
+
+    def error(self, message):
+        raise UsageError(f"{self.prog}: error: {message} (see '{self.prog} --help')")
+
+
 class _Help(argparse.HelpFormatter):
     """Wraps descriptions (keeping indented example lines as they are) and shows each
     option's default after its help, when it has one worth showing."""
@@ -505,7 +516,7 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     from minireason.backend import DEVICES
 
     about = "Recommendation reasons from a from-scratch GPT; 'COMMAND --help' for each command."
-    parser = argparse.ArgumentParser(prog="minireason", description=about)
+    parser = _Parser(prog="minireason", description=about)
     parser.add_argument("--version", action="version", version=f"minireason {__version__}")
     device_help = "cpu (NumPy) or cuda (CuPy); default: $MINIREASON_DEVICE or cpu"
     parser.add_argument("--device", choices=DEVICES, help=device_help)
@@ -521,7 +532,11 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    args = build_parser(argv).parse_args(argv)
+    try:
+        args = build_parser(argv).parse_args(argv)
+    except UsageError as exc:
+        print(exc, file=sys.stderr)
+        return 2
     if not getattr(args, "func", None):
         build_parser([]).print_help()
         return 2

@@ -77,7 +77,8 @@ def test_cli_writes_json_with_torch_comparison(tmp_path, capsys):
 
 
 def test_cli_rejects_bad_flags(capsys):
-    assert main(["bench", "train", *TINY_FLAGS, "--batch-size", "0"]) == 1
-    assert "--batch-size must be >= 1" in capsys.readouterr().err
+    assert main(["bench", "train", *TINY_FLAGS, "--batch-size", "0"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --batch-size: must be >= 1, got 0" in err and err.count("\n") == 1
     assert main(["bench", "train", *TINY_FLAGS, "--n-head", "3"]) == 1
     assert "divisible" in capsys.readouterr().err

@@ -324,9 +324,7 @@ def test_bench_explain_reports_times(model, tokenizer):
 def test_bench_explain_cli_is_registered_and_checks_arguments(capsys):
     from minireason.cli import main
 
-    with pytest.raises(SystemExit) as exit_:
-        main(["bench", "explain", "--run", "x", "--prepared", "y", "--pairs", "0"])
-    assert exit_.value.code == 2
+    assert main(["bench", "explain", "--run", "x", "--prepared", "y", "--pairs", "0"]) == 2
     assert "argument --pairs: must be >= 1, got 0" in capsys.readouterr().err
 
 

@@ -210,4 +210,4 @@ def test_cli_train(prepared_dir, micro_preset, tmp_path, capsys):
         main(["train", "--prepared", str(tmp_path / "nope"), "--preset", "tiny", "--out", str(out)])
         == 1
     )
-    assert "not a prepared directory" in capsys.readouterr().err
+    assert "no such prepared directory" in capsys.readouterr().err

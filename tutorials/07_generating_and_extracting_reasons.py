@@ -52,6 +52,7 @@ from minireason.reason.evidence import plot_evidence
 from minireason.reason.explain import explain, item_tags, user_history
 from minireason.reason.generate import filter_probs, generate, prefill
 from minireason.train.recipe import run_recipe
+from minireason.train.run import Decoding
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
@@ -223,10 +224,9 @@ expl = explain(
     tok,
     history,
     tags,
-    n_candidates=8,
+    prompt_tokens=budget,
+    decoding=Decoding(n_candidates=8, max_new_tokens=30),
     seed=0,
-    max_new_tokens=30,
-    max_prompt_tokens=budget,
     item=record["item"],
     focus=focus,
 )
