@@ -115,7 +115,8 @@ def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
 
 def test_step4_reason_is_the_best_scored_sample(run):
     from minireason.reason.generate import generate
-    from minireason.reason.scoring import score_candidate, words
+    from minireason.reason.scoring import score_candidate
+    from minireason.text import words
 
     prep_dir, run_dir = run
     prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")

@@ -21,32 +21,13 @@ from minireason.evaluation.metrics import (
     perplexity,
     rouge_l,
     rouge_n,
-    tokenize_for_metrics,
     unique_sentence_ratio,
 )
+from minireason.text import tokens
 
 
 def toks(s: str) -> list[str]:
     return s.split()
-
-
-# --- tokenisation ----------------------------------------------------------------------------
-
-
-def test_tokenize_lowercases_and_splits_punctuation():
-    assert tokenize_for_metrics("Great TONE, well-made; don't  buy!") == [
-        "great",
-        "tone",
-        ",",
-        "well-made",
-        ";",
-        "don't",
-        "buy",
-        "!",
-    ]
-    assert tokenize_for_metrics("  ") == []
-    with pytest.raises(TypeError):
-        tokenize_for_metrics(["not", "a", "string"])
 
 
 # --- BLEU ------------------------------------------------------------------------------------
@@ -147,7 +128,7 @@ def test_usr_counts_distinct_token_sequences():
 def test_feature_detection_tokens_and_bigrams():
     features = normalize_features(["Tone", "guitar  strings", "strings"])
     assert features == ["guitar strings", "strings", "tone"]
-    found = detect_features(tokenize_for_metrics("New guitar strings, great tone."), features)
+    found = detect_features(tokens("New guitar strings, great tone."), features)
     assert found == {"guitar strings", "strings", "tone"}
     # "guitar" and "strings" apart do not make the bigram feature
     assert detect_features(toks("guitar with strings"), features) == {"strings"}

@@ -10,9 +10,10 @@ import numpy as np
 import pytest
 
 from minireason.cli import main
-from minireason.prep.features import AspectVocabulary, target_focus, words
+from minireason.prep.features import AspectVocabulary, target_focus
 from minireason.prep.prepare import PrepareConfig, prepare
 from minireason.prep.prepared import load_prepared
+from minireason.text import mentions, tokens
 
 MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
 
@@ -56,7 +57,7 @@ def test_real_records_targets_and_sequences(mi_prepared):
         assert len(records) - len(with_target) == sum(report["targets"][name]["without"].values())
         for i, rec in with_target[:200]:
             assert rec["feature"] in feats
-            assert f" {rec['feature']} " in " " + " ".join(words(rec["target"])) + " "
+            assert mentions(tokens(rec["target"]), [rec["feature"]]) == [rec["feature"]]
             assert rec["target"] in rec["text"] and len(rec["target"].split()) <= 25
             ids, mask = fin.get(rec["seq"])
             plen = fin.prompt_len[rec["seq"]]

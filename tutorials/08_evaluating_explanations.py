@@ -44,17 +44,18 @@ from minireason.evaluation import metrics
 from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
 from minireason.prep.prepare import PrepareConfig, prepare, prepare_sample
 from minireason.prep.prepared import load_prepared
+from minireason.text import tokens
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
 OUT.mkdir(parents=True, exist_ok=True)
-tokens = metrics.tokenize_for_metrics
 
 # %% [markdown]
 # ## 1. Tokens first
 #
 # Every metric compares tokens, so the tokenisation is part of the metric: lower-case,
-# punctuation split off words. Two papers that tokenise differently report incomparable
+# punctuation and clitics ("'s", "n't") split off words (`minireason.text`, the same tokens the
+# step-4 reranker and aspect mining read). Two papers that tokenise differently report incomparable
 # numbers even on the same outputs.
 
 # %%

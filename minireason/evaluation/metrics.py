@@ -17,15 +17,16 @@ DIV         mean feature overlap over all pairs of generated sentences   ratio (
                                                                          is better)
 ==========  ===========================================================  ============
 
-Every text is first turned into tokens by :func:`tokenize_for_metrics` (lower-case, punctuation
-split off words, whitespace tokens), so hypotheses and references are always compared the same
-way whatever produced them.
+Every text is first turned into tokens by :func:`minireason.text.tokens` (lower-case,
+punctuation and clitics split off words, as PETER's post-processing does), so hypotheses and
+references are always compared the same way whatever produced them, and the same way the
+step-4 reranker and aspect mining read text.
 
 Feature words. ``feature_set`` is every feature of the dataset (e.g. ``"tone"``,
-``"guitar strings"``). Each feature is tokenised like the text; a feature of n tokens is *in* a
-sentence when the sentence contains those n tokens contiguously (a one-word feature is a token,
-"guitar strings" is a token bigram; "strings" alone does not match "guitar strings"). The
-reference code only matches single tokens; for one-word features the two rules agree.
+``"guitar strings"``). A feature is *in* a sentence when the sentence mentions it
+(:func:`minireason.text.mentions`: its tokens occur contiguously; a one-word feature is a
+token, "guitar strings" is a token bigram; "strings" alone does not match "guitar strings").
+The reference code only matches single tokens; for one-word features the two rules agree.
 
 Where our code departs from the reference code (on purpose):
 
@@ -38,30 +39,12 @@ Where our code departs from the reference code (on purpose):
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 
 import numpy as np
 
-# A word is a run of letters/digits, possibly joined by inner apostrophes or hyphens
-# ("don't", "well-made"); every other non-space character is a token of its own.
-_TOKEN_RE = re.compile(r"\w+(?:['\u2019-]\w+)*|[^\w\s]")
-
-
-def tokenize_for_metrics(text: str) -> list[str]:
-    """Tokens used by every metric in this module.
-
-    Rule: lower-case the text, then take words (runs of letters, digits or ``_``, which may
-    contain inner apostrophes or hyphens: ``don't``, ``well-made``) and every other non-space
-    character as its own token (punctuation is split off words). Whitespace only separates.
-
-    >>> tokenize_for_metrics("Great tone, GREAT price!")
-    ['great', 'tone', ',', 'great', 'price', '!']
-    """
-    if not isinstance(text, str):
-        raise TypeError(f"tokenize_for_metrics: expected a str, got {type(text).__name__}")
-    return _TOKEN_RE.findall(text.lower())
+from minireason.text import PhraseSet, tokens
 
 
 def ngram_counts(tokens: Sequence[str], n: int) -> Counter:
@@ -203,7 +186,7 @@ def normalize_features(feature_set) -> list[str]:
     """
     out = set()
     for f in feature_set:
-        toks = tokenize_for_metrics(f)
+        toks = tokens(f)
         if not toks:
             raise ValueError(f"feature_set: feature {f!r} has no tokens")
         out.add(" ".join(toks))
@@ -212,19 +195,13 @@ def normalize_features(feature_set) -> list[str]:
     return sorted(out)
 
 
-def detect_features(tokens: Sequence[str], features: Sequence[str]) -> set[str]:
-    """S_i: the features (normalised, as from :func:`normalize_features`) found in ``tokens``.
-
-    A feature of n tokens is found when those n tokens occur contiguously in ``tokens``.
-    """
-    by_len: dict[int, set[tuple[str, ...]]] = {}
-    for f in features:
-        parts = tuple(f.split(" "))
-        by_len.setdefault(len(parts), set()).add(parts)
-    found = set()
-    for n, grams in by_len.items():
-        found.update(" ".join(g) for g in set(ngram_counts(tokens, n)) & grams)
-    return found
+def detect_features(text_tokens: Sequence[str], features) -> set[str]:
+    """S_i: the features (normalised, as from :func:`normalize_features`) that the text given
+    as ``text_tokens`` mentions (:func:`minireason.text.mentions`: a feature of n tokens is
+    found when those n tokens occur contiguously). ``features`` may be a
+    :class:`minireason.text.PhraseSet` of them, built once for many texts."""
+    index = features if isinstance(features, PhraseSet) else PhraseSet(features)
+    return set(index.mentioned_in(text_tokens, ordered=False))
 
 
 def feature_matrix(feature_sets: Sequence[set[str]], features: Sequence[str]) -> np.ndarray:
@@ -313,13 +290,14 @@ def explanation_metrics(
     known = set(features)
     gt = []
     for i, f in enumerate(features_gt):
-        norm = " ".join(tokenize_for_metrics(f))
+        norm = " ".join(tokens(f))
         if norm not in known:
             raise ValueError(f"features_gt[{i}] = {f!r} is not in feature_set")
         gt.append(norm)
     hyp_toks = [_tokens(h, "hyps", i) for i, h in enumerate(hyps)]
     ref_toks = [_tokens(r, "refs", i) for i, r in enumerate(refs)]
-    sets = [detect_features(t, features) for t in hyp_toks]
+    index = PhraseSet(features)
+    sets = [detect_features(t, index) for t in hyp_toks]
     m = feature_matrix(sets, features)
     out = {
         "bleu1": corpus_bleu(hyp_toks, ref_toks, 1),
@@ -337,7 +315,7 @@ def explanation_metrics(
 def _tokens(text, name: str, i: int) -> list[str]:
     if not isinstance(text, str):
         raise TypeError(f"{name}[{i}] must be a str, got {type(text).__name__}")
-    return tokenize_for_metrics(text)
+    return tokens(text)
 
 
 def _check_pairs(hyps, refs) -> None:

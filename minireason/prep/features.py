@@ -3,19 +3,23 @@
 **Aspect mining** (the literature's "features": strings, tuner, cable, sound, pedal, ...),
 from training-split review text only:
 
-1. words are lower-cased ASCII letter runs (``[a-z]+``);
-2. a *candidate* word has 3+ letters and is not a stop word, a sentiment or evaluation word
+1. a text is its tokens (:mod:`minireason.text`: lower-cased words, punctuation and
+   clitics split off), the same tokens the reranker and the metrics read;
+2. a *candidate* is a word of 3+ ASCII letters only (so not ``well-made`` or ``9v``) that
+   is not a stop word, a sentiment or evaluation word
    (good, great, love, ...), a generic review word (product, amazon, bought, ...), or
    adjective/adverb/past-participle shaped (-ly on words of 5+ letters; -ed, -ful, -ous,
    -ive, -able, -ible, -less on words of 7+ letters): a cheap stand-in for "noun-like";
 3. document frequency (df) = the number of training reviews containing the word (or the
-   bigram of two adjacent candidate words);
+   bigram of two adjacent candidate tokens: never across punctuation, so "acoustic,
+   electric" holds no bigram);
 4. the aspects are the ``n_unigrams`` most frequent candidate words and the ``n_bigrams``
    most frequent candidate bigrams with df >= ``min_df`` (ties broken alphabetically).
 
 **Explanation target** (PETER's: one review sentence that contains a feature word): the
 review text is split into sentences; the target is the first sentence of 4 to
-``MAX_TARGET_WORDS`` (25) words that mentions an aspect; its ground-truth feature is the
+``MAX_TARGET_WORDS`` (25) words that mentions an aspect (:func:`minireason.text.mentions`,
+the rule FMR judges by, so the target always mentions its own feature); its ground-truth feature is the
 most specific aspect it mentions (lowest df; a bigram beats its own words). The cap keeps
 targets the length of a reason rather than of a review. Reviews without such a sentence
 get no target and are counted by reason ("no aspect in any sentence", "aspect sentences
@@ -33,9 +37,8 @@ focus it is given). Every other record, and every record at test time, gets the 
 aspects :func:`predict_focus` ranks first from training data only: how often the item's
 other reviews mention the aspect, whether the user's profile holds it, and how often the
 aspect, when a training review mentions it, is that review's ground-truth feature
-(:func:`feature_rates`). The weights were chosen on the validation split of Musical
-Instruments (2026-11-27), where the top 3 contain the ground-truth feature for 36.1% of the
-records against 32.9% for the item's 3 most frequent aspects.
+(:func:`feature_rates`). The weights were chosen on the validation split (the README's
+"How the settings were chosen" gives the numbers).
 
 **User profile** of a record: the aspects the user mentioned in, and the tags of the items
 of, their training reviews strictly before that record in time order (see
@@ -50,6 +53,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from minireason.data.records import ItemMeta, Review
+from minireason.text import PhraseSet, tokens, words
 
 MAX_TARGET_WORDS = 25
 MIN_TARGET_WORDS = 4
@@ -108,18 +112,15 @@ guess together half install ends
 )
 
 _SUFFIXES = ("ly", "ed", "ful", "ous", "ive", "able", "ible", "less")
-_WORD = re.compile(r"[a-z]+")
+_CANDIDATE = re.compile(r"[a-z]{3,}")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[a-z][.!?])(?=[A-Z])")
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased ASCII letter runs of ``text``."""
-    return _WORD.findall(text.lower())
-
-
 def is_candidate(word: str) -> bool:
-    """Could ``word`` be an aspect? (See the module doc, rule 2.)"""
-    if len(word) < 3 or word in STOP_WORDS or word in SENTIMENT_WORDS or word in GENERIC_WORDS:
+    """Could the token ``word`` be an aspect? (See the module doc, rule 2.)"""
+    if not _CANDIDATE.fullmatch(word):
+        return False
+    if word in STOP_WORDS or word in SENTIMENT_WORDS or word in GENERIC_WORDS:
         return False
     if len(word) >= 5 and word.endswith("ly"):
         return False
@@ -132,7 +133,8 @@ def split_sentences(text: str) -> list[str]:
 
 
 def candidate_terms(tokens: list[str]) -> set[str]:
-    """Candidate unigrams and adjacent-candidate bigrams of one token list."""
+    """Candidate unigrams and adjacent-candidate bigrams of one token list
+    (:func:`minireason.text.tokens`)."""
     flags = [is_candidate(w) for w in tokens]
     terms = {w for w, ok in zip(tokens, flags, strict=True) if ok}
     for i in range(len(tokens) - 1):
@@ -148,6 +150,9 @@ class AspectVocabulary:
     df: dict[str, int]
     params: dict = field(default_factory=dict)
 
+    def __post_init__(self):
+        self._index = PhraseSet(self.df)
+
     @property
     def aspects(self) -> list[str]:
         """F, most frequent first."""
@@ -155,7 +160,7 @@ class AspectVocabulary:
 
     def find(self, text: str) -> list[str]:
         """The aspects mentioned in ``text``, most specific (lowest df) first."""
-        found = candidate_terms(words(text)) & self.df.keys()
+        found = self._index.mentioned_in(tokens(text), ordered=False)
         return sorted(found, key=lambda a: (self.df[a], -len(a), a))
 
 
@@ -165,7 +170,7 @@ def mine_aspects(
     """Mine aspects from an iterable of training review texts (see module doc)."""
     df: Counter = Counter()
     for text in train_texts:
-        df.update(candidate_terms(words(text)))
+        df.update(candidate_terms(tokens(text)))
     ranked = sorted((t for t, n in df.items() if n >= min_df), key=lambda t: (-df[t], t))
     unigrams = [t for t in ranked if " " not in t][:n_unigrams]
     bigrams = [t for t in ranked if " " in t][:n_bigrams]
@@ -196,7 +201,7 @@ def explanation_target(review: Review, vocab: AspectVocabulary) -> Target | str:
         if not found:
             continue
         saw_aspect = True
-        if MIN_TARGET_WORDS <= len(sentence.split()) <= MAX_TARGET_WORDS:
+        if MIN_TARGET_WORDS <= len(words(sentence)) <= MAX_TARGET_WORDS:
             return Target(sentence, found[0], review.rating)
     return BAD_LENGTH if saw_aspect else NO_ASPECT
 

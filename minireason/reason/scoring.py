@@ -3,8 +3,9 @@
 For one prompt we sample ``N`` candidates (:mod:`minireason.reason.generate`); this module
 scores each and ranks them, best first; :mod:`minireason.reason.explain` keeps the best.
 
-Scoring. A candidate's words are lower-cased word tokens; a phrase (aspect or tag, possibly
-several words) is *mentioned* when its words occur consecutively in the candidate. With
+Scoring. A candidate's words and the phrases it *mentions* (an aspect or tag, possibly
+several words, whose tokens occur contiguously in it) follow :mod:`minireason.text`, the
+definitions FMR is measured with. With
 ``A`` the user's profile aspects, ``G`` the item's tags, ``Q`` the prompt's focus (the
 aspects it asks the reason to talk about, ``minireason.prep.features.predict_focus``),
 ``M(c)`` the phrases ``c`` mentions, and ``w`` a :class:`ScoreWeights`::
@@ -27,12 +28,11 @@ and the penalties push degenerate output (loops, copies, cut-off or empty text) 
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 
 import numpy as np
 
-WORD = re.compile(r"[a-z0-9]+(?:'[a-z]+)?")
+from minireason.text import is_word, mentions, tokens, words
 
 
 @dataclass
@@ -79,22 +79,6 @@ class Candidate:
 # --------------------------------------------------------------------------- scoring
 
 
-def words(text: str) -> list[str]:
-    """Lower-cased word tokens of ``text``."""
-    return WORD.findall(text.lower())
-
-
-def mentions(text_words: list[str], phrases: list[str]) -> list[str]:
-    """The phrases (in their given order, each once) whose words occur consecutively."""
-    padded = " " + " ".join(text_words) + " "
-    found = []
-    for phrase in phrases:
-        key = " ".join(words(phrase))
-        if key and f" {key} " in padded and phrase not in found:
-            found.append(phrase)
-    return found
-
-
 def repetition(text_words: list[str]) -> float:
     """``1 - distinct bigrams / bigrams``: 0 for no repeated bigram, towards 1 for a loop."""
     bigrams = list(zip(text_words, text_words[1:]))
@@ -122,12 +106,13 @@ def score_candidate(
     """
     focus = focus or []
     w = weights or ScoreWeights()
-    text_words = words(text)
-    aspects = mentions(text_words, profile_aspects)
-    tags = mentions(text_words, item_tags)
+    text_tokens = tokens(text)
+    text_words = [t for t in text_tokens if is_word(t)]
+    aspects = mentions(text_tokens, profile_aspects)
+    tags = mentions(text_tokens, item_tags)
     user_cov = len(aspects) / len(set(profile_aspects)) if profile_aspects else 0.0
     item_cov = len(tags) / len(set(item_tags)) if item_tags else 0.0
-    focused = mentions(text_words, focus)
+    focused = mentions(text_tokens, focus)
     focus_cov = len(focused) / len(set(focus)) if focus else 0.0
     mean_lp = float(np.mean(logprobs)) if len(logprobs) else 0.0
     rep = repetition(text_words)
@@ -161,7 +146,7 @@ def score_candidate(
 
 def rank_candidates(
     tokenizer,
-    tokens,
+    token_ids,
     logprobs,
     finishes,
     profile_aspects: list[str],
@@ -172,14 +157,14 @@ def rank_candidates(
     """Decode and score the sampled rows of one prompt; return them best first.
 
     Args:
-        tokens, logprobs, finishes: per candidate, as in :class:`minireason.reason.generate.Generation`.
+        token_ids, logprobs, finishes: per candidate, as in :class:`minireason.reason.generate.Generation`.
         profile_aspects, item_tags, weights, focus: as in :func:`score_candidate`.
 
     A candidate whose words repeat an earlier candidate's is marked ``duplicate``. The sort
     is stable: ties keep the sampling order.
     """
     candidates, seen = [], set()
-    for ids, logp, finish in zip(tokens, logprobs, finishes, strict=True):
+    for ids, logp, finish in zip(token_ids, logprobs, finishes, strict=True):
         text = tokenizer.decode(ids, skip_special=True).strip()
         key = " ".join(words(text))
         score = score_candidate(

@@ -1,0 +1,104 @@
+"""What counts as a word, and when a text mentions a phrase: one definition for the package.
+
+Aspect mining (:mod:`minireason.prep.features`), the step-4 reranker
+(:mod:`minireason.reason.scoring`) and the explanation metrics
+(:mod:`minireason.evaluation.metrics`, FMR above all) read text only through :func:`tokens`
+and :func:`mentions`, so the reranker optimises exactly what FMR measures, and a target
+sentence always mentions the feature that mining found in it.
+
+**Tokens** (:func:`tokens`), PETER's tokenisation in spirit (lower-case, punctuation split
+off words, whitespace only separates):
+
+1. the text is lower-cased, and curly apostrophes (’ ‘) become ``'``;
+2. a *word* is a run of letters, digits or ``_``, possibly joined by inner apostrophes or
+   hyphens: ``well-made``, ``d'addario``, ``9v``, ``5-input`` are one word each;
+3. an English clitic ending a word is a token of its own: ``tone's`` is ``tone`` + ``'s``,
+   ``don't`` is ``do`` + ``n't`` (also ``'re 've 'll 'd 'm``);
+4. every other non-space character is a token of its own (``,`` ``!`` ``(`` ...).
+
+**Words** (:func:`words`) are the tokens that are words: no punctuation, no clitics.
+
+**Mentions** (:func:`mentions`): a phrase (an aspect, a tag, a feature; one or more words)
+is mentioned in a text when its tokens occur *contiguously* in the text's tokens. So
+``"guitar strings"`` is in "new guitar strings!" but not in "guitar, strings" (a comma
+between) nor in "guitar's strings" (a clitic between); ``"tone"`` is in "the tone's warm"
+but not in "undertone" nor in "sweet-tone" (one word). Case never matters.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Sequence
+from functools import lru_cache
+
+CLITICS = frozenset({"'s", "'re", "'ve", "'ll", "'d", "'m", "n't"})
+_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
+_TOKEN = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")
+_CLITIC_END = re.compile(r"(?<=\w)(?:n't|'(?:s|re|ve|ll|d|m))$")
+
+
+def tokens(text: str) -> list[str]:
+    """The tokens of ``text`` (rules 1-4 of the module doc).
+
+    >>> tokens("Great TONE, well-made; the neck's fine & don't buy!")
+    ['great', 'tone', ',', 'well-made', ';', 'the', 'neck', "'s", 'fine', '&', 'do', "n't", 'buy', '!']
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"tokens: expected a str, got {type(text).__name__}")
+    out = []
+    for tok in _TOKEN.findall(text.lower().translate(_APOSTROPHES)):
+        clitic = _CLITIC_END.search(tok)
+        if clitic:
+            out += [tok[: clitic.start()], clitic.group()]
+        else:
+            out.append(tok)
+    return out
+
+
+def is_word(token: str) -> bool:
+    """True for a word token (not punctuation, not a clitic)."""
+    return (token[0].isalnum() or token[0] == "_") and token not in CLITICS
+
+
+def words(text: str) -> list[str]:
+    """The word tokens of ``text``, in order."""
+    return [t for t in tokens(text) if is_word(t)]
+
+
+@lru_cache(maxsize=1 << 16)
+def phrase_tokens(phrase: str) -> tuple[str, ...]:
+    """The tokens of a phrase (cached: the same aspects are looked up again and again)."""
+    return tuple(tokens(phrase))
+
+
+class PhraseSet:
+    """A fixed set of phrases indexed by their tokens, to find in many texts (the aspect
+    vocabulary, the feature set): :meth:`mentioned_in` is :func:`mentions` for all of them,
+    one set intersection per phrase length instead of one test per phrase."""
+
+    def __init__(self, phrases: Iterable[str]):
+        self.phrases = [p for p in dict.fromkeys(phrases) if phrase_tokens(p)]
+        self._by_length: dict[int, dict[tuple[str, ...], list[str]]] = {}
+        for phrase in self.phrases:
+            key = phrase_tokens(phrase)
+            self._by_length.setdefault(len(key), {}).setdefault(key, []).append(phrase)
+
+    def mentioned_in(self, text_tokens: Sequence[str], ordered: bool = True) -> list[str]:
+        """The phrases whose tokens occur contiguously in ``text_tokens``: in the set's order,
+        or (``ordered=False``) in no particular order."""
+        hit: list[str] = []
+        for n, table in self._by_length.items():
+            grams = set(zip(*(text_tokens[i:] for i in range(n)), strict=False))
+            for key in grams & table.keys():
+                hit += table[key]
+        if not ordered:
+            return hit
+        hit_set = set(hit)
+        return [p for p in self.phrases if p in hit_set]
+
+
+def mentions(text_tokens: Sequence[str], phrases: Iterable[str]) -> list[str]:
+    """The ``phrases`` mentioned in a text given as its :func:`tokens`: those whose tokens
+    occur contiguously in ``text_tokens``; in the given order, each once. A phrase with no
+    token (empty or blank) is never mentioned."""
+    return PhraseSet(phrases).mentioned_in(text_tokens)
