@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU half of issue 6 in one go: the `gpu`-marked tests, then `minireason bench kernels`.
+# The GPU checks in one go: the `gpu`-marked tests, then `minireason bench kernels`.
 #
 # Usage, from anywhere inside the repository, on a machine with an NVIDIA GPU and CuPy:
 #

@@ -204,7 +204,7 @@ for t_len in (64, 256, 1024, 4096):
 # (3) *flash forward*, the algorithm above, one thread block per 32 query rows, four warps
 # of eight rows each, the tile's scores in registers and `float4` loads from shared memory;
 # (4) *flash backward*, three kernels that recompute `P` from `lse`. Python launches them
-# through `cupy.RawModule` (`minireason/cuda_attention.py`); the package core never imports
+# through `cupy.RawModule` (`minireason/gpu/cuda_attention.py`); the package core never imports
 # CuPy (`minireason/backend.py` hands out the array module).
 #
 # The cells below run only where `backend.gpu_available()` is true. They check kernel 3

@@ -287,8 +287,7 @@ def format_table(result: dict) -> str:
         )
     lines += [
         "",
-        "Target (issue 6): kernel 3 at T = 1024 and 4096 >= 0.5 x torch SDPA fp32 "
-        "and >= 5 x kernel 1.",
+        "Target: kernel 3 at T = 1024 and 4096 >= 0.5 x torch SDPA fp32 and >= 5 x kernel 1.",
     ]
     for t in (1024, 4096):
         for causal in (False, True):
