@@ -13,7 +13,7 @@ from minireason.cli import main
 from minireason.prep.features import AspectVocabulary, target_focus
 from minireason.prep.prepare import PrepareConfig, prepare
 from minireason.prep.prepared import load_prepared
-from minireason.text import mentions, tokens
+from minireason.text import mentions, tokens, words
 
 MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
 
@@ -58,7 +58,7 @@ def test_real_records_targets_and_sequences(mi_prepared):
         for i, rec in with_target[:200]:
             assert rec["feature"] in feats
             assert mentions(tokens(rec["target"]), [rec["feature"]]) == [rec["feature"]]
-            assert rec["target"] in rec["text"] and len(rec["target"].split()) <= 25
+            assert rec["target"] in rec["text"] and len(words(rec["target"])) <= 25
             ids, mask = fin.get(rec["seq"])
             plen = fin.prompt_len[rec["seq"]]
             assert len(ids) <= 128 and plen <= 64

@@ -35,7 +35,7 @@ import numpy as np
 
 from minireason.backend import array_module
 from minireason.gpu.flash_emulation import BLOCK_M, BLOCK_N, check_flash_shapes
-from minireason.nn.attention import _check_inputs
+from minireason.nn.attention import check_attention_inputs
 
 # Launch geometry; tests/test_kernels_compile.py checks these against the .cu #defines.
 NAIVE_THREADS = 128  # attention_forward1_naive.cu
@@ -194,7 +194,7 @@ def attention_forward1_naive(
     if validate:
         for name, a in (("key", key), ("value", value)):
             _gpu_float32(name, a)
-        _check_inputs(query, key, value, attn_mask, is_causal, scale)
+        check_attention_inputs(query, key, value, attn_mask, is_causal, scale)
     q, k, v = (_as_batched(cp, a) for a in (query, key, value))
     B, Tq, E = q.shape
     Tk, Ev = k.shape[1], v.shape[2]
@@ -298,7 +298,7 @@ def attention_forward2_fused(
     if validate:
         for name, a in (("key", key), ("value", value)):
             _gpu_float32(name, a)
-        _check_inputs(query, key, value, attn_mask, is_causal, scale)
+        check_attention_inputs(query, key, value, attn_mask, is_causal, scale)
     q, k, v = (_as_batched(cp, a) for a in (query, key, value))
     Tk, Ev = k.shape[1], v.shape[2]
     result = _output(cp, "out", out, (*query.shape[:-1], Ev))

@@ -94,67 +94,6 @@ def _unbroadcast(grad, shape):
     return grad
 
 
-# --------------------------------------------------------------------------- validation
-
-
-def _check_inputs(query, key, value, attn_mask, is_causal, scale):
-    """Raise ValueError naming the argument and shapes for anything attention cannot take."""
-    xp = array_module(query)
-    for name, a in (("query", query), ("key", key), ("value", value)):
-        if not hasattr(a, "shape") or a.ndim < 2:
-            raise ValueError(
-                f"{name} must be an array of shape (..., seq, head_dim), got {getattr(a, 'shape', type(a))}"
-            )
-        if a.dtype.kind != "f":
-            raise ValueError(
-                f"{name} must be floating point (float32 or float64), got dtype {a.dtype}"
-            )
-    if not (query.dtype == key.dtype == value.dtype):
-        raise ValueError(
-            f"query, key and value must share a dtype, got {query.dtype}, {key.dtype}, {value.dtype}"
-        )
-    if query.shape[:-2] != key.shape[:-2] or key.shape[:-2] != value.shape[:-2]:
-        raise ValueError(
-            "query, key and value must have the same leading (..., heads) dims, got "
-            f"query {query.shape}, key {key.shape}, value {value.shape}"
-        )
-    if query.shape[-1] != key.shape[-1]:
-        raise ValueError(f"query and key head_dim differ: query {query.shape}, key {key.shape}")
-    if key.shape[-2] != value.shape[-2]:
-        raise ValueError(
-            f"key and value sequence lengths differ: key {key.shape}, value {value.shape}"
-        )
-    for name, a in (("query", query), ("key", key), ("value", value)):
-        if not bool(xp.isfinite(a).all()):
-            raise ValueError(f"{name} {a.shape} contains NaN or inf")
-    if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale)):
-        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
-    if attn_mask is None:
-        return
-    if is_causal:
-        raise ValueError(
-            f"pass either attn_mask (shape {attn_mask.shape}) or is_causal=True, not both"
-        )
-    if attn_mask.dtype != bool and attn_mask.dtype.kind != "f":
-        raise ValueError(
-            f"attn_mask must be boolean (True = may attend) or floating (added to scores), got dtype {attn_mask.dtype}"
-        )
-    score_shape = query.shape[:-1] + key.shape[-2:-1]
-    try:
-        ok = np.broadcast_shapes(attn_mask.shape, score_shape) == score_shape
-    except ValueError:
-        ok = False
-    if not ok:
-        raise ValueError(
-            f"attn_mask of shape {attn_mask.shape} does not broadcast to the score shape "
-            f"{score_shape} (from query {query.shape} and key {key.shape})"
-        )
-    if attn_mask.dtype.kind == "f" and bool((xp.isnan(attn_mask) | (attn_mask == xp.inf)).any()):
-        raise ValueError(
-            f"float attn_mask {attn_mask.shape} contains NaN or +inf (only -inf may mask)"
-        )
-
-
 # --------------------------------------------------------------------------- forward / backward
 
 
@@ -190,7 +129,7 @@ def attention_forward(
         the attention weights ``(..., Tq, Tk)``).
     """
     if validate:
-        _check_inputs(query, key, value, attn_mask, is_causal, scale)
+        check_attention_inputs(query, key, value, attn_mask, is_causal, scale)
     xp = array_module(query)
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
@@ -249,3 +188,65 @@ def scaled_dot_product_attention(query, key, value, attn_mask=None, is_causal=Fa
     """
     out, _ = attention_forward(query, key, value, attn_mask, is_causal, scale)
     return out
+
+
+# --------------------------------------------------------------------------- validation
+# After the maths on purpose: read attention_forward first; this is what it refuses.
+
+
+def check_attention_inputs(query, key, value, attn_mask, is_causal, scale):
+    """Raise ValueError naming the argument and shapes for anything attention cannot take."""
+    xp = array_module(query)
+    for name, a in (("query", query), ("key", key), ("value", value)):
+        if not hasattr(a, "shape") or a.ndim < 2:
+            raise ValueError(
+                f"{name} must be an array of shape (..., seq, head_dim), got {getattr(a, 'shape', type(a))}"
+            )
+        if a.dtype.kind != "f":
+            raise ValueError(
+                f"{name} must be floating point (float32 or float64), got dtype {a.dtype}"
+            )
+    if not (query.dtype == key.dtype == value.dtype):
+        raise ValueError(
+            f"query, key and value must share a dtype, got {query.dtype}, {key.dtype}, {value.dtype}"
+        )
+    if query.shape[:-2] != key.shape[:-2] or key.shape[:-2] != value.shape[:-2]:
+        raise ValueError(
+            "query, key and value must have the same leading (..., heads) dims, got "
+            f"query {query.shape}, key {key.shape}, value {value.shape}"
+        )
+    if query.shape[-1] != key.shape[-1]:
+        raise ValueError(f"query and key head_dim differ: query {query.shape}, key {key.shape}")
+    if key.shape[-2] != value.shape[-2]:
+        raise ValueError(
+            f"key and value sequence lengths differ: key {key.shape}, value {value.shape}"
+        )
+    for name, a in (("query", query), ("key", key), ("value", value)):
+        if not bool(xp.isfinite(a).all()):
+            raise ValueError(f"{name} {a.shape} contains NaN or inf")
+    if scale is not None and not (isinstance(scale, (int, float)) and math.isfinite(scale)):
+        raise ValueError(f"scale must be a finite number or None, got {scale!r}")
+    if attn_mask is None:
+        return
+    if is_causal:
+        raise ValueError(
+            f"pass either attn_mask (shape {attn_mask.shape}) or is_causal=True, not both"
+        )
+    if attn_mask.dtype != bool and attn_mask.dtype.kind != "f":
+        raise ValueError(
+            f"attn_mask must be boolean (True = may attend) or floating (added to scores), got dtype {attn_mask.dtype}"
+        )
+    score_shape = query.shape[:-1] + key.shape[-2:-1]
+    try:
+        ok = np.broadcast_shapes(attn_mask.shape, score_shape) == score_shape
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError(
+            f"attn_mask of shape {attn_mask.shape} does not broadcast to the score shape "
+            f"{score_shape} (from query {query.shape} and key {key.shape})"
+        )
+    if attn_mask.dtype.kind == "f" and bool((xp.isnan(attn_mask) | (attn_mask == xp.inf)).any()):
+        raise ValueError(
+            f"float attn_mask {attn_mask.shape} contains NaN or +inf (only -inf may mask)"
+        )

@@ -226,50 +226,6 @@ class GPT:
 
     # ------------------------------------------------------------------ forward / backward
 
-    def _check_inputs(self, idx, targets, loss_mask):
-        """Raise ValueError naming the argument and its shape for anything the model cannot take."""
-        cfg = self.config
-        if not hasattr(idx, "ndim") or idx.ndim != 2:
-            raise ValueError(f"idx must be a 2-D (B, T) integer array, got shape {_shape(idx)}")
-        if idx.dtype.kind not in "iu":
-            raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
-        B, T = idx.shape
-        if B < 1 or T < 1:
-            raise ValueError(f"idx must be non-empty, got shape {idx.shape}")
-        if T > cfg.block_size:
-            raise ValueError(f"idx has T={T} (shape {idx.shape}) > block_size={cfg.block_size}")
-        lo, hi = int(idx.min()), int(idx.max())
-        if lo < 0 or hi >= cfg.vocab_size:
-            raise ValueError(
-                f"idx (shape {idx.shape}) holds token ids in [{lo}, {hi}], "
-                f"outside [0, {cfg.vocab_size})"
-            )
-        if targets is not None:
-            if not hasattr(targets, "shape") or tuple(targets.shape) != (B, T):
-                raise ValueError(
-                    f"targets must have the shape of idx {idx.shape}, got {_shape(targets)}"
-                )
-            if targets.dtype.kind not in "iu":
-                raise ValueError(f"targets must hold integer token ids, got dtype {targets.dtype}")
-            lo, hi = int(targets.min()), int(targets.max())
-            if lo < 0 or hi >= cfg.vocab_size:
-                raise ValueError(
-                    f"targets hold token ids in [{lo}, {hi}], outside [0, {cfg.vocab_size})"
-                )
-        if loss_mask is not None:
-            if targets is None:
-                raise ValueError("loss_mask given without targets")
-            if not hasattr(loss_mask, "shape") or tuple(loss_mask.shape) != (B, T):
-                raise ValueError(
-                    f"loss_mask must have the shape of idx {idx.shape}, got {_shape(loss_mask)}"
-                )
-            if not bool(((loss_mask == 0) | (loss_mask == 1)).all()):
-                raise ValueError(f"loss_mask {loss_mask.shape} must hold only 0 and 1")
-            if not bool(loss_mask.any()):
-                raise ValueError(
-                    f"loss_mask {loss_mask.shape} selects no token: the loss is undefined"
-                )
-
     def forward(self, idx, targets=None, loss_mask=None, keep_cache=True):
         """Logits, and the loss when ``targets`` are given.
 
@@ -346,3 +302,49 @@ class GPT:
         B, T, V = logits.shape
         logp = log_softmax(logits.reshape(B * T, V))
         return logp[xp.arange(B * T), targets.reshape(-1)].reshape(B, T)
+
+    # ------------------------------------------------------------------ validation
+
+    def _check_inputs(self, idx, targets, loss_mask):
+        """Raise ValueError naming the argument and its shape for anything the model cannot take."""
+        cfg = self.config
+        if not hasattr(idx, "ndim") or idx.ndim != 2:
+            raise ValueError(f"idx must be a 2-D (B, T) integer array, got shape {_shape(idx)}")
+        if idx.dtype.kind not in "iu":
+            raise ValueError(f"idx must hold integer token ids, got dtype {idx.dtype}")
+        B, T = idx.shape
+        if B < 1 or T < 1:
+            raise ValueError(f"idx must be non-empty, got shape {idx.shape}")
+        if T > cfg.block_size:
+            raise ValueError(f"idx has T={T} (shape {idx.shape}) > block_size={cfg.block_size}")
+        lo, hi = int(idx.min()), int(idx.max())
+        if lo < 0 or hi >= cfg.vocab_size:
+            raise ValueError(
+                f"idx (shape {idx.shape}) holds token ids in [{lo}, {hi}], "
+                f"outside [0, {cfg.vocab_size})"
+            )
+        if targets is not None:
+            if not hasattr(targets, "shape") or tuple(targets.shape) != (B, T):
+                raise ValueError(
+                    f"targets must have the shape of idx {idx.shape}, got {_shape(targets)}"
+                )
+            if targets.dtype.kind not in "iu":
+                raise ValueError(f"targets must hold integer token ids, got dtype {targets.dtype}")
+            lo, hi = int(targets.min()), int(targets.max())
+            if lo < 0 or hi >= cfg.vocab_size:
+                raise ValueError(
+                    f"targets hold token ids in [{lo}, {hi}], outside [0, {cfg.vocab_size})"
+                )
+        if loss_mask is not None:
+            if targets is None:
+                raise ValueError("loss_mask given without targets")
+            if not hasattr(loss_mask, "shape") or tuple(loss_mask.shape) != (B, T):
+                raise ValueError(
+                    f"loss_mask must have the shape of idx {idx.shape}, got {_shape(loss_mask)}"
+                )
+            if not bool(((loss_mask == 0) | (loss_mask == 1)).all()):
+                raise ValueError(f"loss_mask {loss_mask.shape} must hold only 0 and 1")
+            if not bool(loss_mask.any()):
+                raise ValueError(
+                    f"loss_mask {loss_mask.shape} selects no token: the loss is undefined"
+                )
