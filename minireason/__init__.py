@@ -4,6 +4,7 @@ One folder per layer; read them in the order data flows (each layer imports only
 ones above it)::
 
     backend.py    the one NumPy/CuPy switch
+    files.py      files that are complete or absent: atomic writes, locks, checksums
     text.py       what counts as a word, and when a text mentions a phrase
     data/         seed step 1: load, validate, clean and split behaviour logs
     prep/         seed steps 2-3: aspects, targets, focus, prompts, BPE; the prepared directory

@@ -75,6 +75,7 @@ def _run_options(add, what: str) -> None:
     add("--candidates", type=at_least(1), metavar="N", help=f"samples per {what} (run's)")
     add("--max-new-tokens", type=at_least(1), metavar="N", help="longest reason (run's)")
     add("--allow-other-data", action="store_true", help="data the run was not trained on")
+    add("--allow-unfinished", action="store_true", help="a run whose training did not finish")
 
 
 def _decoding(info, args):
@@ -263,7 +264,16 @@ def run_evaluate(args) -> int:
     from minireason.train.run import read_run_info
 
     decoding = _decoding(read_run_info(args.run), args)
-    options = pick(args, "limit", "batch_size", "seed", "decode", "split", "allow_other_data")
+    options = pick(
+        args,
+        "limit",
+        "batch_size",
+        "seed",
+        "decode",
+        "split",
+        "allow_other_data",
+        "allow_unfinished",
+    )
     result = evaluate_run(args.prepared, args.run, args.out, decoding=decoding, **options)
     print(markdown_report(result))
     out = args.out or os.path.join(args.run, "eval")
@@ -307,8 +317,9 @@ def run_explain(args) -> int:
         raise UserError("give either --user ID (with --prepared) or --history/--tags, not both")
     if args.user is not None and not args.prepared:
         raise UserError("--user needs --prepared DIR (the prepared directory of the run)")
-    run = load_run(args.run)
+    run = load_run(args.run, args.allow_unfinished)
     decoding = _decoding(run.info, args)
+    print(run.describe())
     if args.user is not None:
         from minireason.prep.prepared import load_prepared
 
@@ -435,7 +446,7 @@ def run_bench_explain(args) -> int:
     from minireason.prep.prepared import load_prepared
     from minireason.train.run import check_same_data, load_run
 
-    run, prepared = load_run(args.run), load_prepared(args.prepared)
+    run, prepared = load_run(args.run, args.allow_unfinished), load_prepared(args.prepared)
     check_same_data(run.info, prepared, args.allow_other_data)
     options = pick(args, "split", "warmup", "seed", "threads")
     result = bench_explain.run_bench_explain(

@@ -17,7 +17,9 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from minireason.data.fetch import find_or_fetch, sha256_of
+from minireason.data.fetch import find_or_fetch
+from minireason.data.io import cut_short
+from minireason.files import sha256_file
 
 DEMO_DATASET = "musical-instruments"
 
@@ -31,7 +33,7 @@ def reusable_prepared(prepared_dir: Path, reviews: Path):
         prepared = load_prepared(prepared_dir)
     except (ValueError, FileNotFoundError):
         return None
-    digest = sha256_of(reviews)
+    digest = sha256_file(reviews)
     return prepared if any(e.get("sha256") == digest for e in prepared.config["inputs"]) else None
 
 
@@ -77,6 +79,12 @@ def run_demo(
     out = Path(out)
     echo("[1/4] data")
     reviews = find_or_fetch(DEMO_DATASET, data_dir, offline, echo, progress)
+    problem = cut_short(reviews)
+    if problem:
+        echo(
+            f"WARNING: {reviews} is incomplete ({problem}): everything below uses only its "
+            f"complete lines; download it again with 'minireason data fetch {DEMO_DATASET}'"
+        )
     echo(f"      reviews: {reviews}")
     prepared_dir = out / "prepared"
     prepared = reusable_prepared(prepared_dir, reviews)

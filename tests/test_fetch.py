@@ -13,6 +13,7 @@ from conftest import LocalServer
 from minireason.cli import main
 from minireason.data import fetch as fetch_mod
 from minireason.data.fetch import Dataset, FetchError, RemoteFile, download, fetch
+from minireason.files import sha256_file
 
 PAYLOAD = bytes(range(256)) * 400  # 102,400 bytes
 
@@ -130,7 +131,7 @@ def test_known_datasets_match_the_local_copies(data_dir):
     for ds in fetch_mod.DATASETS.values():
         for remote in ds.files:
             if remote.sha256:
-                assert fetch_mod.sha256_of(data_dir / ds.folder / remote.name) == remote.sha256
+                assert sha256_file(data_dir / ds.folder / remote.name) == remote.sha256
                 assert (data_dir / ds.folder / remote.name).stat().st_size == remote.size
             for member, sha in remote.members.items():
-                assert fetch_mod.sha256_of(data_dir / ds.folder / member.split("/")[-1]) == sha
+                assert sha256_file(data_dir / ds.folder / member.split("/")[-1]) == sha

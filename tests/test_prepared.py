@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import shutil
 
-import numpy as np
 import pytest
 
 from minireason.prep import prepared as pd
@@ -88,11 +87,3 @@ def test_out_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path, micro_pr
     with pytest.raises(ValueError, match="not a prepared directory; choose another path"):
         write_prepared(prepared, foreign, {})
     assert (foreign / "cat.jpg").read_bytes() == b"\xff\xd8"
-
-
-def test_arrays_are_read_without_pickle(copy):
-    np.save(copy / "object.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
-    bad = copy / "pretrain.npz"
-    np.savez(bad, ids=np.array([{"a": 1}], dtype=object))
-    with pytest.raises(ValueError, match="pretrain.npz: not a readable array file"):
-        pd._read_npz(bad, ("ids",))

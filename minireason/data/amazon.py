@@ -29,7 +29,7 @@ from minireason.data.clean import (
     require_str,
     require_time,
 )
-from minireason.data.io import iter_lines
+from minireason.data.io import iter_lines, refuse_json_array
 from minireason.data.records import ItemMeta, Review
 from minireason.data.report import LoadReport
 
@@ -76,7 +76,9 @@ def review_from_object(obj: dict) -> Review:
 
 
 def load_reviews(path, report: LoadReport) -> Iterator[Review]:
-    """Stream the valid reviews of an Amazon 2014/2018 review file (gzip or plain)."""
+    """Stream the valid reviews of an Amazon 2014/2018 review file (gzip or plain).
+    A JSON array instead of JSON Lines is a ValueError, before any line is read."""
+    refuse_json_array(path)
     fr = report.file(path)
     for lineno, text in iter_lines(path, report):
         try:
@@ -122,6 +124,7 @@ def meta_from_object(obj: dict) -> ItemMeta:
 
 def load_meta(path, report: LoadReport) -> dict[str, ItemMeta]:
     """All item metadata of a 2014 (dict literal) or 2018 (JSON) file: ``{asin: ItemMeta}``."""
+    refuse_json_array(path)
     fr = report.file(path)
     items: dict[str, ItemMeta] = {}
     for lineno, text in iter_lines(path, report):

@@ -19,7 +19,6 @@ checked against its recorded SHA-256 instead.
 
 from __future__ import annotations
 
-import hashlib
 import http.client
 import os
 import shutil
@@ -30,6 +29,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
+
+from minireason.files import sha256_file
 
 
 @dataclass(frozen=True)
@@ -119,14 +120,6 @@ def cache_dir() -> Path:
     return Path(env) if env else Path.home() / ".cache" / "minireason"
 
 
-def sha256_of(path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _manual_hint(remote: RemoteFile, dest: Path) -> str:
     return (
         f"download {remote.name} manually from {remote.url}, save it as {dest} "
@@ -137,7 +130,7 @@ def _manual_hint(remote: RemoteFile, dest: Path) -> str:
 def download(remote: RemoteFile, dest: Path, timeout: float = 30.0, progress: bool = True) -> Path:
     """Download ``remote`` to ``dest`` via ``dest.part`` (resumed), checking size and SHA-256."""
     dest = Path(dest)
-    if dest.is_file() and (remote.sha256 is None or sha256_of(dest) == remote.sha256):
+    if dest.is_file() and (remote.sha256 is None or sha256_file(dest) == remote.sha256):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
@@ -190,7 +183,7 @@ def download(remote: RemoteFile, dest: Path, timeout: float = 30.0, progress: bo
             "partial file removed, rerun to download again"
         )
     if remote.sha256 is not None:
-        got = sha256_of(part)
+        got = sha256_file(part)
         if got != remote.sha256:
             part.unlink()
             raise FetchError(
@@ -209,7 +202,7 @@ def unpack_checked(archive: Path, members: dict, folder: Path) -> None:
                 target = folder / Path(member).name
                 with zf.open(member) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
-                got = sha256_of(target)
+                got = sha256_file(target)
                 if got != expected:
                     target.unlink()
                     raise FetchError(

@@ -23,7 +23,7 @@ from minireason.data.clean import (
     require_str,
     require_time,
 )
-from minireason.data.io import iter_lines
+from minireason.data.io import iter_lines, refuse_json_array
 from minireason.data.movielens import iter_csv_rows
 from minireason.data.records import Review
 from minireason.data.report import LoadReport
@@ -72,6 +72,7 @@ def load_generic(
         raise ValueError(f"format must be 'jsonl' or 'csv', not {fmt!r}")
     fr = report.file(path)
     if fmt == "jsonl":
+        refuse_json_array(path)
         rows = ((n, text) for n, text in iter_lines(path, report))
     else:
         rows = iter_csv_rows(path, report, list(mapping.values()))

@@ -14,6 +14,7 @@ memory of its longest line. Problems are counted in a :class:`~minireason.data.r
 from __future__ import annotations
 
 import gzip
+import json
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -35,6 +36,31 @@ def open_binary(path):
     if not path.is_file():
         raise FileNotFoundError(f"input file not found: {path}")
     return gzip.open(path, "rb") if is_gzip(path) else open(path, "rb")
+
+
+def refuse_json_array(path) -> None:
+    """Raise ValueError when ``path`` (gzip or plain) holds one JSON array rather than JSON
+    Lines: an array over several lines (its first line does not parse alone), or an array of
+    objects on the file's only line. Read line by line, it would look like one long malformed
+    review. (A line that is an array among other lines is just a bad line, counted later.)"""
+    with open_binary(path) as fh:
+        try:
+            first = fh.readline(1 << 24).strip()
+            second = fh.readline(1 << 16).strip()
+        except (EOFError, OSError, zlib.error):
+            return  # a damaged stream: iter_lines reports it
+    if not first.startswith(b"["):
+        return
+    try:
+        value = json.loads(first)
+    except ValueError:
+        value = None  # the array goes on past the first line
+    one_line_array = isinstance(value, list) and value and all(isinstance(v, dict) for v in value)
+    if value is None or (one_line_array and not second):
+        raise ValueError(
+            f"{path}: this is a JSON array; minireason reads one JSON object a line (JSON "
+            f"Lines). Convert it first, e.g. jq -c '.[]' {Path(path).name} > reviews.jsonl"
+        )
 
 
 def iter_lines(path, report: LoadReport) -> Iterator[tuple[int, str]]:
@@ -67,6 +93,15 @@ def iter_lines(path, report: LoadReport) -> Iterator[tuple[int, str]]:
                 report.skip(path, lineno, "blank line")
                 continue
             yield lineno, text
+
+
+def cut_short(path) -> str | None:
+    """Why ``path`` is incomplete (a gzip stream that ends before its end marker), or None.
+    Reads the whole file once, a line at a time."""
+    report = LoadReport()
+    for _ in iter_lines(path, report):
+        pass
+    return report.file(path).to_dict().get("truncated")
 
 
 def write_head(src, dst, n_lines: int) -> Path:

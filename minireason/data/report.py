@@ -98,3 +98,17 @@ class LoadReport:
 
     def to_dict(self) -> dict:
         return {"strict": self.strict, "files": [fr.to_dict() for fr in self.files.values()]}
+
+    def summary(self) -> str:
+        """One line: per file, lines read and kept, what was skipped and why (the commonest
+        reasons with a file:line example each), and any cut-short gzip stream."""
+        parts = []
+        for fr in self.files.values():
+            bits = [f"{fr.lines_read} lines read, {fr.kept} kept"]
+            for reason, n in fr.skipped.most_common(3):
+                example = fr.examples.get(reason, [""])[0].split(": ", 1)[0]
+                bits.append(f"{n} skipped for {reason} (first at {example})")
+            if fr.truncated_after is not None:
+                bits.append(f"the gzip stream is cut short after line {fr.truncated_after}")
+            parts.append(f"{fr.path}: " + ", ".join(bits))
+        return "; ".join(parts) or "no file was read"

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 from minireason import backend
 from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
 from minireason.evaluation.metrics import explanation_metrics, perplexity
+from minireason.files import directory_in_place
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.prep.tokenizer import BPETokenizer
 from minireason.reason.recommend import (
@@ -209,6 +210,7 @@ def evaluate_run(
     decoding: Decoding | None = None,
     split: str = "test",
     allow_other_data: bool = False,
+    allow_unfinished: bool = False,
 ) -> dict:
     """Evaluate the fine-tuned model of ``run_dir`` and the baselines; write the outputs.
 
@@ -230,6 +232,11 @@ def evaluate_run(
         split: ``"test"`` (default) or ``"valid"`` (for choosing settings).
         allow_other_data: evaluate even when ``prepared_dir`` is not the data the run was
             trained on.
+        allow_unfinished: evaluate a run whose fine-tuning has not finished (the step is
+            recorded in ``info.checkpoint_step`` either way).
+
+    The output directory is checked before any work (absent, empty, or an earlier
+    evaluation's), and written whole at the end (:func:`write_outputs`).
 
     Returns:
         The dict written to ``evaluation.json``.
@@ -239,8 +246,11 @@ def evaluate_run(
     out = Path(out_dir) if out_dir is not None else run_dir / "eval"
     if limit is not None and limit < 2:
         raise ValueError(f"--limit must be at least 2 (DIV needs two records), got {limit}")
+    if split not in ("test", "valid"):
+        raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
+    check_output_dir(out)
     prepared = load_prepared(prepared_dir)
-    run = load_run(run_dir)
+    run = load_run(run_dir, allow_unfinished)
     check_same_data(run.info, prepared, allow_other_data)
     if run.tokenizer.vocab_size != prepared.tokenizer.vocab_size:
         raise ValueError(
@@ -250,8 +260,6 @@ def evaluate_run(
     model, tok = run.model, run.tokenizer
     decoding = decoding or run.info.decoding
 
-    if split not in ("test", "valid"):
-        raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     sequences = prepared.finetune[split]
     n = len(sequences) if limit is None else min(limit, len(sequences))
     if n < 2:
@@ -303,6 +311,8 @@ def evaluate_run(
         "info": {
             "prepared": str(prepared.path),
             "run": str(run_dir),
+            "checkpoint_step": run.step,
+            "training_finished": run.finished,
             "split": split,
             "n_records": n,
             "n_test_records_with_target": len(sequences),
@@ -388,19 +398,36 @@ def plot_scores(result: dict, path) -> Path:
     return path
 
 
+OUTPUT_FILES = ("evaluation.json", "evaluation.md", "evaluation.png", "generations.jsonl")
+
+
+def check_output_dir(out: Path) -> None:
+    """Raise ValueError (naming ``--out``) unless ``out`` is absent, an empty directory, or
+    an earlier evaluation's directory (which is replaced whole)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory; choose another path")
+    if out.is_dir() and any(out.iterdir()) and not (out / "evaluation.json").is_file():
+        raise ValueError(
+            f"--out {out}: a non-empty directory that holds no evaluation; choose another path "
+            "(nothing in it was touched)"
+        )
+
+
 def write_outputs(result: dict, answers: dict, records: list[dict], out: Path) -> None:
-    """``evaluation.json``, ``evaluation.md``, ``evaluation.png`` and ``generations.jsonl``."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-    (out / "evaluation.md").write_text(markdown_report(result), encoding="utf-8")
-    plot_scores(result, out / "evaluation.png")
-    with open(out / "generations.jsonl", "w", encoding="utf-8") as fh:
-        for i, rec in enumerate(records):
-            row = {
-                "user": rec["user"],
-                "item": rec["item"],
-                "feature": rec["feature"],
-                "reference": rec["target"],
-                **{name: answers[name][i] for name in SYSTEMS},
-            }
-            fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+    """``evaluation.json``, ``evaluation.md``, ``evaluation.png`` and ``generations.jsonl``,
+    written into a hidden directory and put in place together
+    (:func:`minireason.files.directory_in_place`): never half an evaluation."""
+    with directory_in_place(out) as tmp:
+        (tmp / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        (tmp / "evaluation.md").write_text(markdown_report(result), encoding="utf-8")
+        plot_scores(result, tmp / "evaluation.png")
+        with open(tmp / "generations.jsonl", "w", encoding="utf-8") as fh:
+            for i, rec in enumerate(records):
+                row = {
+                    "user": rec["user"],
+                    "item": rec["item"],
+                    "feature": rec["feature"],
+                    "reference": rec["target"],
+                    **{name: answers[name][i] for name in SYSTEMS},
+                }
+                fh.write(json.dumps(row, ensure_ascii=False) + "\n")

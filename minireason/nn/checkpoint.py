@@ -16,17 +16,14 @@ loading weights and optimizer state from different steps.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
-import tempfile
-import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from minireason.backend import to_numpy
+from minireason.files import atomic_write, read_npz, sha256_file
 from minireason.nn.model import GPT, GPTConfig, param_shapes
 
 NPZ_NAME = "checkpoint.npz"
@@ -49,29 +46,6 @@ class Checkpoint:
     step: int
     rng_state: dict
     extra: dict
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Call ``write(file_object)`` on a temp file beside ``path``, then move it onto ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def save_checkpoint(directory, model: GPT, optimizer, step: int, extra: dict | None = None) -> Path:
@@ -97,7 +71,7 @@ def save_checkpoint(directory, model: GPT, optimizer, step: int, extra: dict | N
         arrays.update({f"adam_v/{name}": to_numpy(a) for name, a in state["v"].items()})
         opt_json = {"t": int(state["t"]), "hyper": state["hyper"]}
     npz_path = directory / NPZ_NAME
-    _atomic_write(npz_path, lambda f: np.savez(f, **arrays))
+    atomic_write(npz_path, lambda f: np.savez(f, **arrays))
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -105,11 +79,11 @@ def save_checkpoint(directory, model: GPT, optimizer, step: int, extra: dict | N
         "model_config": model.config.to_dict(),
         "optimizer": opt_json,
         "rng_state": model.rng_state(),
-        "npz_sha256": _sha256(npz_path),
+        "npz_sha256": sha256_file(npz_path),
         "extra": extra or {},
     }
     text = json.dumps(meta, indent=1, sort_keys=True)
-    _atomic_write(directory / JSON_NAME, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(directory / JSON_NAME, lambda f: f.write(text.encode("utf-8")))
     return directory
 
 
@@ -136,18 +110,15 @@ def _read_json(path: Path) -> dict:
 def _read_npz(path: Path, expected_sha: str) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint arrays not found: {path}")
-    if _sha256(path) != expected_sha:
+    if sha256_file(path) != expected_sha:
         raise CheckpointError(
             f"{path}: SHA-256 does not match {JSON_NAME} (file corrupted, truncated, or from "
             "another save)"
         )
     try:
-        with np.load(path, allow_pickle=False) as data:
-            return {key: data[key] for key in data.files}
-    except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as exc:
-        raise CheckpointError(
-            f"{path}: cannot read arrays (corrupted or truncated?): {exc}"
-        ) from exc
+        return read_npz(path)
+    except ValueError as exc:
+        raise CheckpointError(str(exc)) from None
 
 
 def load_checkpoint(directory) -> Checkpoint:
@@ -171,10 +142,20 @@ def load_checkpoint(directory) -> Checkpoint:
         if group not in groups:
             raise CheckpointError(f"{npz_path}: unexpected array {key!r}")
         groups[group][name] = a
-    expected = set(param_shapes(config))
+    shapes = param_shapes(config)
+    expected = set(shapes)
     missing = sorted(expected - set(groups["param"]))
     if missing:
-        raise CheckpointError(f"{npz_path}: missing parameters {missing}")
+        raise CheckpointError(
+            f"{json_path}: model_config needs {len(expected)} parameter arrays, "
+            f"{npz_path.name} lacks {len(missing)} of them (e.g. {', '.join(missing[:3])})"
+        )
+    for name, shape in shapes.items():  # before anything the size of the config is allocated
+        if tuple(groups["param"][name].shape) != tuple(shape):
+            raise CheckpointError(
+                f"{json_path}: model_config asks for {name} of shape {tuple(shape)}, but "
+                f"{npz_path.name} holds {tuple(groups['param'][name].shape)}"
+            )
     optimizer = None
     if meta["optimizer"] is not None:
         for group in ("adam_m", "adam_v"):
@@ -216,10 +197,14 @@ def restore(checkpoint: Checkpoint, model: GPT, optimizer=None) -> None:
         optimizer.load_state_dict(checkpoint.optimizer)
 
 
-def load_model(directory) -> GPT:
-    """A :class:`GPT` built from a checkpoint's config and weights, in eval mode (dropout off),
-    for evaluation and generation."""
-    ckpt = load_checkpoint(directory)
-    model = GPT(ckpt.model_config)
-    restore(ckpt, model)
+def model_from(checkpoint: Checkpoint) -> GPT:
+    """A :class:`GPT` built from a loaded checkpoint's config and weights, in eval mode
+    (dropout off), for evaluation and generation."""
+    model = GPT(checkpoint.model_config)
+    restore(checkpoint, model)
     return model.eval()
+
+
+def load_model(directory) -> GPT:
+    """:func:`model_from` the checkpoint in ``directory``."""
+    return model_from(load_checkpoint(directory))

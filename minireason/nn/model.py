@@ -82,8 +82,14 @@ class GPTConfig:
             raise ValueError(
                 f"GPTConfig.n_embd={self.n_embd} must be divisible by n_head={self.n_head}"
             )
-        if not 0.0 <= self.dropout < 1.0:
-            raise ValueError(f"GPTConfig.dropout must be in [0, 1), got {self.dropout!r}")
+        if not (is_number(self.dropout) and 0.0 <= self.dropout < 1.0):
+            raise ValueError(f"GPTConfig.dropout must be a number in [0, 1), got {self.dropout!r}")
+        if not (is_number(self.layernorm_eps) and self.layernorm_eps > 0):
+            raise ValueError(
+                f"GPTConfig.layernorm_eps must be a positive number, got {self.layernorm_eps!r}"
+            )
+        if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
+            raise ValueError(f"GPTConfig.seed must be an integer, got {self.seed!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"GPTConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
 
@@ -154,6 +160,15 @@ def init_params(config: GPTConfig) -> dict:
         else:  # LayerNorm weight "w" = 1; every bias "b*" = 0
             params[name] = np.full(shape, 1.0 if last == "w" else 0.0, dtype=config.dtype)
     return params
+
+
+def is_number(value) -> bool:
+    """A real, finite number (not a bool, not a string, not None)."""
+    return (
+        isinstance(value, (int, float, np.integer, np.floating))
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+    )
 
 
 def _shape(a):

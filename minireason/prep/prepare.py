@@ -22,11 +22,11 @@ from tqdm import tqdm
 from minireason import __version__
 from minireason.data import amazon, generic, movielens
 from minireason.data.clean import drop_duplicates, sort_histories
-from minireason.data.fetch import sha256_of
 from minireason.data.io import write_head
 from minireason.data.records import ItemMeta, Review
 from minireason.data.report import LoadReport
 from minireason.data.split import SPLITS, k_core, leave_last_out, random_split
+from minireason.files import sha256_file, writer_lock
 from minireason.prep.features import (
     AspectVocabulary,
     ItemFeatures,
@@ -46,10 +46,9 @@ from minireason.prep.prepared import (
     SequenceSet,
     check_output_dir,
     write_prepared,
-    writer_lock,
 )
 from minireason.prep.prompts import build_prompt, render_prompt
-from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, BPETokenizer
+from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, SPECIAL_TOKENS, BPETokenizer
 
 FORMATS = ("amazon", "movielens", "jsonl", "csv")
 SPLIT_KINDS = ("time", "random")  # leave-last-out per user; seeded 8:1:1
@@ -76,6 +75,7 @@ class PrepareConfig:
     context: int = 128
     prompt_tokens: int = 64
     focus: int = 3  # predicted focus aspects per prompt (0: no focus part)
+    max_review_tokens: int = 4096  # most pretraining tokens one review may contribute
     strict: bool = False
     progress: bool = True
 
@@ -230,14 +230,42 @@ def finetune_sequences(
     ), n_cut
 
 
-def pretrain_stream(train: list[Review], tok: BPETokenizer) -> np.ndarray:
-    """Every sentence of every training review, each followed by <eos>: int32 (total,)."""
-    sentences = [s for r in train for s in split_sentences(r.text)]
+@dataclass
+class PretrainCut:
+    """What the per-review cap took out of the pretraining stream (reported, not hidden)."""
+
+    reviews: int = 0  # reviews that lost sentences
+    tokens: int = 0  # tokens dropped in all
+    longest: int = 0  # the longest review, in tokens, before the cut
+
+
+def pretrain_stream(
+    train: list[Review], tok: BPETokenizer, max_review_tokens: int
+) -> tuple[np.ndarray, PretrainCut]:
+    """Every sentence of every training review, each followed by <eos>: int32 (total,).
+
+    One review contributes at most ``max_review_tokens`` tokens (its first sentences that
+    fit): a single huge review must not become most of what the model learns language from.
+    Returns the stream and what the cap cut.
+    """
+    per_review = [split_sentences(r.text) for r in train]
+    encoded = iter(tok.encode_batch([s for sentences in per_review for s in sentences]))
     stream: list[int] = []
-    for ids in tok.encode_batch(sentences):
-        stream += ids
-        stream.append(tok.eos_id)
-    return np.asarray(stream, dtype=np.int32)
+    cut = PretrainCut()
+    for sentences in per_review:
+        pieces = [next(encoded) + [tok.eos_id] for _ in sentences]
+        total = sum(len(p) for p in pieces)
+        cut.longest = max(cut.longest, total)
+        kept = 0
+        for piece in pieces:
+            if kept + len(piece) > max_review_tokens:
+                break
+            stream += piece
+            kept += len(piece)
+        if kept < total:
+            cut.reviews += 1
+            cut.tokens += total - kept
+    return np.asarray(stream, dtype=np.int32), cut
 
 
 def plot_prompt_lengths(lengths: list[int], max_tokens: int, path: Path) -> Path:
@@ -310,7 +338,10 @@ def report_markdown(report: dict) -> str:
         f"- prompt tokens: mean {p['mean']:.1f}, median {p['median']}, max {p['max']} "
         f"(cap {p['cap']}); history blocks dropped to fit: {p['history_dropped']}; "
         f"item tags cut: {p['tags_dropped']}",
-        f"- pretraining stream: {report['sequences']['pretrain_tokens']} tokens",
+        f"- pretraining stream: {report['sequences']['pretrain_tokens']} tokens; reviews cut "
+        f"to {report['sequences']['pretrain_cut']['max_review_tokens']} tokens: "
+        f"{report['sequences']['pretrain_cut']['reviews']} "
+        f"({report['sequences']['pretrain_cut']['tokens']} tokens dropped)",
         "- fine-tuning sequences: "
         + ", ".join(f"{k} {v}" for k, v in report["sequences"]["finetune"].items())
         + f"; reasons cut to fit the context: {report['sequences']['reasons_cut']}",
@@ -352,8 +383,26 @@ def check_options(cfg: PrepareConfig) -> None:
             f"--prompt-tokens ({cfg.prompt_tokens}) must be < --context "
             f"({cfg.context}) to leave room for the reason"
         )
-    if cfg.focus < 0:
-        raise ValueError(f"--focus must be >= 0, got {cfg.focus}")
+    lowest = {
+        "seed": None,
+        "kcore": 0,
+        "vocab_size": len(SPECIAL_TOKENS) + 256,
+        "n_unigrams": 0,
+        "n_bigrams": 0,
+        "min_df": 1,
+        "n_item_tags": 0,
+        "max_history": 1,
+        "context": 3,
+        "prompt_tokens": 2,
+        "focus": 0,
+        "max_review_tokens": 1,
+    }
+    for name, low in lowest.items():
+        value = getattr(cfg, name)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"--{name.replace('_', '-')} must be an integer, got {value!r}")
+        if low is not None and value < low:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     check_output_dir(cfg.out)
 
 
@@ -374,18 +423,58 @@ def load_and_split(cfg: PrepareConfig, load: LoadReport):
     """Stage 1: read, de-duplicate, k-core filter and split. Returns ``(splits, meta,
     stages)``: the reviews of each split, the item metadata, and counts at every step."""
     reviews, meta = load_input(cfg, load)
+    if not reviews:
+        raise ValueError(f"no review could be read: {load.summary()}; {_what_to_do(cfg, load)}")
     stages = {"reviews loaded": len(reviews)}
     reviews = drop_duplicates(reviews, load)
     stages["after de-duplication"] = len(reviews)
     if cfg.kcore > 1:
+        before = len(reviews)
         reviews = k_core(reviews, cfg.kcore)
         stages[f"after {cfg.kcore}-core filter"] = len(reviews)
+        if not reviews:
+            raise ValueError(
+                f"--kcore {cfg.kcore}: the filter removed all {before} reviews (no users and "
+                f"items with {cfg.kcore}+ reviews each remain); lower --kcore"
+            )
     stages["users"] = len({r.user for r in reviews})
     stages["items"] = len({r.item for r in reviews})
     stages["items with metadata"] = sum(1 for i in {r.item for r in reviews} if i in meta)
     splits = _split_reviews(cfg, reviews)
     stages.update({f"{name} reviews": len(splits[name]) for name in SPLITS})
+    if not splits["train"]:
+        raise ValueError(
+            f"{cfg.reviews}: the {cfg.split} split leaves no training review out of "
+            f"{len(reviews)} (each user needs several reviews); use more data"
+        )
     return splits, meta, stages
+
+
+FORMAT_HINTS = {
+    "amazon": "one JSON object a line with reviewerID, asin, overall, unixReviewTime and "
+    "reviewText",
+    "movielens": "a folder with ratings.csv and movies.csv",
+    "jsonl": "one JSON object a line with the fields --columns names",
+    "csv": "a header line and the columns --columns names",
+}
+
+
+def _what_to_do(cfg: PrepareConfig, load: LoadReport) -> str:
+    """Advice for a load that kept nothing, from what the report saw."""
+    files = list(load.files.values())
+    if sum(f.lines_read for f in files) == 0:
+        cut = any(f.truncated_after is not None for f in files)
+        return (
+            "the gzip stream is damaged before its first line: download the file again"
+            if cut
+            else "the file is empty"
+        )
+    if any(f.truncated_after is not None for f in files):
+        return "the gzip stream is damaged: download the file again (minireason data fetch)"
+    return (
+        f"is it a {cfg.format} file ({FORMAT_HINTS[cfg.format]})? choose --format, or run "
+        "with --strict to stop at the first bad line"
+    )
 
 
 @dataclass
@@ -408,10 +497,16 @@ def mine_features(cfg: PrepareConfig, splits, meta) -> FeatureStage:
             "text for aspects, targets and the tokenizer (MovieLens has none)"
         )
     vocab = mine_aspects(train_texts, cfg.n_unigrams, cfg.n_bigrams, cfg.min_df)
+    if not vocab.df and cfg.n_unigrams == cfg.n_bigrams == 0:
+        raise ValueError("--n-unigrams 0 and --n-bigrams 0 keep no aspect; prepare needs one")
     if not vocab.df:
+        top = max(
+            mine_aspects(train_texts, cfg.n_unigrams, cfg.n_bigrams, 1).df.values(), default=0
+        )
         raise ValueError(
-            f"no aspect reaches --min-df {cfg.min_df} in {len(train_texts)} "
-            "training reviews; lower --min-df"
+            f"--min-df {cfg.min_df}: no candidate aspect is in that many of the "
+            f"{len(train_texts)} training reviews (the most frequent is in {top}); lower "
+            "--min-df, or give more reviews"
         )
     features = ItemFeatures(splits["train"], vocab, meta, cfg.n_item_tags)
     targets = {id(r): explanation_target(r, vocab) for rs in splits.values() for r in rs}
@@ -475,7 +570,7 @@ def run_config(cfg: PrepareConfig) -> dict:
     config = {k: v for k, v in asdict(cfg).items() if k not in ("out", "progress")}
     config["version"] = __version__
     config["inputs"] = [
-        {"path": str(p), "bytes": os.path.getsize(p), "sha256": sha256_of(p)}
+        {"path": str(p), "bytes": os.path.getsize(p), "sha256": sha256_file(p)}
         for p in (cfg.reviews, cfg.meta)
         if p and Path(p).is_file()
     ]
@@ -483,7 +578,17 @@ def run_config(cfg: PrepareConfig) -> dict:
 
 
 def make_report(
-    cfg, load, stages, stage: FeatureStage, tok, records, finetune, reasons_cut, pretrain, seconds
+    cfg,
+    load,
+    stages,
+    stage: FeatureStage,
+    tok,
+    records,
+    finetune,
+    reasons_cut,
+    pretrain,
+    pretrain_cut: PretrainCut,
+    seconds,
 ) -> dict:
     """``report.json``: counts at every stage, targets, aspects, prompts and sequences."""
     lengths = [rec["prompt"]["n_tokens"] for name in SPLITS for rec in records[name]]
@@ -517,6 +622,7 @@ def make_report(
         },
         "sequences": {
             "pretrain_tokens": int(pretrain.size),
+            "pretrain_cut": {"max_review_tokens": cfg.max_review_tokens, **asdict(pretrain_cut)},
             "finetune": {name: len(finetune[name]) for name in SPLITS},
             "reasons_cut": reasons_cut,
             "context": cfg.context,
@@ -529,10 +635,10 @@ def prepare(cfg: PrepareConfig) -> dict:
     """Run steps 1-3 and write the prepared directory ``cfg.out``; return the report dict.
 
     The directory appears complete or not at all, and one writer at a time holds it
-    (:func:`minireason.prep.prepared.write_prepared`, :func:`~minireason.prep.prepared.writer_lock`).
+    (:func:`minireason.prep.prepared.write_prepared`, :func:`minireason.files.writer_lock`).
     """
     check_options(cfg)
-    with writer_lock(cfg.out):
+    with writer_lock(cfg.out, "minireason prepare"):
         clock = Stopwatch()
         load = LoadReport(strict=cfg.strict)
         splits, meta, stages = load_and_split(cfg, load)
@@ -551,7 +657,7 @@ def prepare(cfg: PrepareConfig) -> dict:
                 records[name], prompt_ids[name], tok, cfg.context
             )
             reasons_cut += n_cut
-        pretrain = pretrain_stream(splits["train"], tok)
+        pretrain, pretrain_cut = pretrain_stream(splits["train"], tok, cfg.max_review_tokens)
         clock.lap("sequences")
         prepared = Prepared(
             config=run_config(cfg),
@@ -567,7 +673,17 @@ def prepare(cfg: PrepareConfig) -> dict:
         )
         clock.lap("tables")
         prepared.report = make_report(
-            cfg, load, stages, stage, tok, records, finetune, reasons_cut, pretrain, clock.seconds
+            cfg,
+            load,
+            stages,
+            stage,
+            tok,
+            records,
+            finetune,
+            reasons_cut,
+            pretrain,
+            pretrain_cut,
+            clock.seconds,
         )
         lengths = [len(ids) for name in SPLITS for ids in prompt_ids[name]]
         attachments = {

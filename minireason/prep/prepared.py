@@ -64,27 +64,24 @@ recommendation, explanation and evaluation read it with :func:`load_prepared`. I
 All arrays are ``.npz`` (read with ``allow_pickle=False``), records JSONL, the rest JSON.
 
 Complete or absent. :func:`write_prepared` writes everything into a fresh hidden directory
-beside ``OUT`` and only then puts it in place (on Linux by atomically exchanging it with the
-old ``OUT``; elsewhere by two renames), so a reader sees the old complete directory or the
-new complete one. :func:`load_prepared` refuses a directory whose manifest is missing, of
+beside ``OUT`` and only then puts it in place (:func:`minireason.files.directory_in_place`:
+on Linux by atomically exchanging it with the old ``OUT``), so a reader sees the old
+complete directory or the new complete one; ``prepare`` holds ``OUT``'s writer lock for the
+whole job, so a second ``prepare`` into the same ``OUT`` is refused at once. :func:`load_prepared` refuses a directory whose manifest is missing, of
 another format version, or does not match its files, naming the file.
 """
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import json
-import os
-import shutil
-import uuid
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from minireason.data.split import SPLITS
+from minireason.files import directory_in_place, read_npz, sha256_file
 from minireason.prep.features import predict_focus
 from minireason.prep.tokenizer import BPETokenizer
 
@@ -253,14 +250,6 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def content_id(file_sha: dict[str, str]) -> str:
     """The identity of a prepared directory: SHA-256 over the names and SHA-256s of its
     :data:`CONTENT_FILES` (records, arrays, tokenizer, features, items, users), so two
@@ -287,56 +276,16 @@ def check_output_dir(out) -> Path:
     return out
 
 
-@contextmanager
-def writer_lock(out):
-    """Hold the one-writer lock of the prepared directory ``out`` (a ``flock`` on the hidden
-    file ``.OUT.lock`` beside it, released by the system if the process dies), and remove
-    what an interrupted writer left behind. A second writer gets a ValueError at once."""
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    lock_path = out.parent / f".{out.name}.lock"
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, say so in the docs
-        yield
-        return
-    with open(lock_path, "a+") as fh:
-        try:
-            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(
-                f"--out {out}: another minireason prepare is writing it now (lock "
-                f"{lock_path}); wait for it to finish, or choose another --out"
-            ) from None
-        for old in out.parent.glob(f".{out.name}.old-*"):  # killed between two renames
-            if not out.exists():
-                os.rename(old, out)
-            else:
-                shutil.rmtree(old, ignore_errors=True)
-        for stale in out.parent.glob(f".{out.name}.partial-*"):
-            shutil.rmtree(stale, ignore_errors=True)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
 def write_prepared(prepared: Prepared, out, attachments: dict) -> Path:
     """Write ``prepared`` as the directory ``out``, complete or not at all (module doc).
 
     ``attachments`` maps further file names (``report.md``, ``prompt_lengths.png``) to a
-    function ``write(path)``. Returns ``out``.
+    function ``write(path)``. Returns ``out``. The caller holds ``out``'s
+    :func:`minireason.files.writer_lock`.
     """
     out = check_output_dir(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
-    tmp.mkdir()
-    try:
+    with directory_in_place(out) as tmp:
         _write_files(prepared, tmp, attachments)
-        _put_in_place(tmp, out)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
@@ -366,48 +315,6 @@ def _write_files(prepared: Prepared, d: Path, attachments: dict) -> None:
     }
     write_json(d / MANIFEST, manifest)
     prepared.content = manifest["content"]
-    for p in d.iterdir():  # on disk before the directory is put in place
-        with open(p, "rb") as fh:
-            os.fsync(fh.fileno())
-
-
-def _put_in_place(new: Path, out: Path) -> None:
-    """Make ``new`` appear at ``out``; the old ``out``, if any, ends up at ``new``."""
-    if not out.exists():
-        os.rename(new, out)
-    elif not _exchange(new, out):
-        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
-        os.rename(out, old)
-        os.rename(new, out)
-        os.rename(old, new)
-    fd = os.open(out.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-_RENAME_EXCHANGE = 2  # linux/fs.h
-_AT_FDCWD = -100
-
-
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths with Linux's renameat2(RENAME_EXCHANGE); False where the
-    system or the file system cannot."""
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        renameat2 = libc.renameat2
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_int,
-        ctypes.c_char_p,
-        ctypes.c_uint,
-    ]
-    ok = renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE)
-    return ok == 0
 
 
 # --------------------------------------------------------------------------- reading
@@ -429,20 +336,6 @@ def _read_jsonl(path: Path) -> list[dict]:
             except json.JSONDecodeError as exc:
                 raise ValueError(f"{path}:{lineno}: corrupt prepared record ({exc})") from None
     return rows
-
-
-def _read_npz(path: Path, fields: tuple[str, ...]) -> dict:
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            arrays = {k: z[k] for k in z.files}
-    except Exception as exc:  # zipfile, pickle refusal, truncation: all one message
-        raise ValueError(
-            f"{path}: not a readable array file ({type(exc).__name__}: {exc})"
-        ) from None
-    missing = [k for k in fields if k not in arrays]
-    if missing:
-        raise ValueError(f"{path}: lacks the arrays {missing}; run minireason prepare again")
-    return {k: arrays[k] for k in fields}
 
 
 def read_manifest(directory) -> dict:
@@ -510,11 +403,11 @@ def load_prepared(directory) -> Prepared:
         users=_read_json(d / "users.json"),
         feature_info=_read_json(d / "features.json"),
         tokenizer=BPETokenizer.load(d / "tokenizer.json"),
-        pretrain=_read_npz(d / "pretrain.npz", ("ids",))["ids"],
+        pretrain=read_npz(d / "pretrain.npz", ("ids",))["ids"],
         prompts={
-            s: PromptSet(**_read_npz(d / f"prompts_{s}.npz", ("ids", "offsets"))) for s in SPLITS
+            s: PromptSet(**read_npz(d / f"prompts_{s}.npz", ("ids", "offsets"))) for s in SPLITS
         },
-        finetune={s: SequenceSet(**_read_npz(d / f"finetune_{s}.npz", seq_fields)) for s in SPLITS},
+        finetune={s: SequenceSet(**read_npz(d / f"finetune_{s}.npz", seq_fields)) for s in SPLITS},
         report=_read_json(d / "report.json"),
         path=d,
         content=manifest["content"],

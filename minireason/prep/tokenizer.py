@@ -18,6 +18,8 @@ from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from minireason.files import atomic_write_text
+
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<hist>", "<item>", "<reason>", "<sep>")
 DEFAULT_VOCAB_SIZE = 4096
 
@@ -69,11 +71,8 @@ class BPETokenizer:
             raise ValueError(f"{path}: not a valid tokenizer.json ({exc})") from None
 
     def save(self, path) -> Path:
-        path = Path(path)
-        tmp = path.with_name(path.name + ".tmp")
-        self.tokenizer.save(str(tmp))
-        tmp.replace(path)
-        return path
+        """Write ``tokenizer.json`` atomically (:func:`minireason.files.atomic_write_text`)."""
+        return atomic_write_text(path, self.tokenizer.to_str(pretty=True))
 
     @property
     def vocab_size(self) -> int:

@@ -131,24 +131,48 @@ def _token_text(tokenizer, token_id: int) -> str:
 # --------------------------------------------------------------------------- plot
 
 
+def shorten(text: str, width: int) -> str:
+    """``text`` cut to at most ``width`` characters at a word boundary, with "..." when cut."""
+    text = " ".join(text.split())
+    if len(text) <= width:
+        return text
+    cut = text[: width - 3].rsplit(" ", 1)[0] if " " in text[: width - 3] else text[: width - 3]
+    return cut.rstrip(" ,;:") + "..."
+
+
 def plot_evidence(explanation, path):
-    """Heatmap PNG of the chosen reason's attention over the prompt.
+    """Write :func:`evidence_figure` to a PNG; return the path."""
+    evidence_figure(explanation).savefig(path, dpi=120)
+    return path
+
+
+def evidence_figure(explanation):
+    """The chosen reason's attention over the prompt, as a matplotlib ``Figure`` heatmap.
 
     Rows: the reason tokens (each row is the attention while generating that token); columns:
     the prompt tokens, labelled, with the history-item / item segment boundaries drawn as
-    vertical lines and their owners written above. Returns the path.
+    vertical lines and their owners written above; the focus tokens' labels are marked
+    ``[focus]`` and drawn in bold; the colour bar says what its numbers are; the title quotes
+    the reason, shortened at a word boundary. A bare ``Figure`` (no pyplot, no backend
+    change: safe inside a notebook, where it displays inline).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     ev = explanation.evidence
     R, P = ev.matrix.shape
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * P + 2), max(3.0, 0.25 * R + 2)))
+    fig = Figure(figsize=(max(6.0, 0.22 * P + 2), max(3.0, 0.25 * R + 2.4)))
+    ax = fig.subplots()
     image = ax.imshow(ev.matrix, aspect="auto", cmap="viridis", interpolation="nearest")
+    focus_cols = {
+        c for seg in ev.segments if seg.kind == "focus" for c in range(seg.start, seg.end)
+    }
+    labels = [f"{t} [focus]" if c in focus_cols else t for c, t in enumerate(ev.prompt_tokens)]
     ax.set_xticks(range(P))
-    ax.set_xticklabels(ev.prompt_tokens, rotation=90, fontsize=6)
+    ax.set_xticklabels(labels, rotation=90, fontsize=6)
+    for c, tick in enumerate(ax.get_xticklabels()):
+        if c in focus_cols:
+            tick.set_fontweight("bold")
+            tick.set_color("#b8336a")
     ax.set_yticks(range(R))
     ax.set_yticklabels(ev.row_tokens, fontsize=6)
     for seg in ev.segments:
@@ -164,12 +188,15 @@ def plot_evidence(explanation, path):
                 fontsize=7,
                 clip_on=False,
             )
-    ax.set_xlabel("prompt tokens")
+    ax.set_xlabel("prompt tokens (focus aspects marked [focus])")
     ax.set_ylabel("reason tokens generated")
     reason = "".join(ch if ch.isprintable() and ch.isascii() else " " for ch in explanation.reason)
-    ax.set_title(f"attention (mean over layers and heads): {reason[:80]}", fontsize=8, pad=18)
-    fig.colorbar(image, ax=ax, fraction=0.03)
+    ax.set_title(
+        f'attention (mean over layers and heads) while writing "{shorten(reason, 90)}"',
+        fontsize=8,
+        pad=18,
+    )
+    bar = fig.colorbar(image, ax=ax, fraction=0.03)
+    bar.set_label("attention weight (share of the row)", fontsize=7)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore, save_checkpoint
-from minireason.nn.model import GPT
+from minireason.nn.model import GPT, is_number
 from minireason.nn.optim import AdamW, clip_grad_norm, global_grad_norm, lr_at
 
 # Fields that may differ between a checkpoint and the config used to resume it: they do not
@@ -58,7 +58,7 @@ class TrainConfig:
             "checkpoint_interval",
         ):
             value = getattr(self, name)
-            if not isinstance(value, (int, np.integer)) or value < 0:
+            if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
                 raise ValueError(
                     f"TrainConfig.{name} must be a non-negative integer, got {value!r}"
                 )
@@ -66,13 +66,12 @@ class TrainConfig:
             raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
         for name in ("learning_rate", "min_lr", "weight_decay", "eps", "grad_clip"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not (is_number(value) and value >= 0):
                 raise ValueError(f"TrainConfig.{name} must be a finite number >= 0, got {value!r}")
         for name in ("beta1", "beta2"):
-            if not 0.0 <= getattr(self, name) < 1.0:
-                raise ValueError(
-                    f"TrainConfig.{name} must be in [0, 1), got {getattr(self, name)!r}"
-                )
+            value = getattr(self, name)
+            if not (is_number(value) and 0.0 <= value < 1.0):
+                raise ValueError(f"TrainConfig.{name} must be a number in [0, 1), got {value!r}")
 
 
 @dataclass
@@ -98,30 +97,57 @@ def evaluate(model: GPT, get_batch: Callable, iters: int) -> float:
     return float(np.mean(losses))
 
 
-def plot_losses(train_losses, val_losses, path) -> Path:
-    """Write the loss curve (training per step, validation as points) to a PNG."""
-    import matplotlib
+def plot_losses(train_losses, val_losses, path, before=None, title="training loss") -> Path:
+    """Write :func:`loss_figure` to a PNG; return the path."""
+    path = Path(path)
+    loss_figure(train_losses, val_losses, before, title).savefig(path, dpi=120)
+    return path
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 4))
+def loss_figure(train_losses, val_losses, before=None, title="training loss"):
+    """The loss curve (training per step, validation as points) as a matplotlib ``Figure``.
+
+    ``before``: ``(train_losses, val_losses, label)`` of an earlier stage, drawn first in
+    grey with this stage's steps shifted after it and a dashed line marking where this stage
+    starts (the fine-tune plot shows pretraining so). A bare ``Figure``, so it never changes
+    pyplot's backend or figures (safe inside a notebook, where it displays inline).
+    """
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
+    offset = 0
+    if before is not None:
+        early_train, early_val, label = before
+        if early_train:
+            s, v = zip(*early_train)
+            ax.plot(s, v, lw=0.8, color="0.6", label=f"{label}: train")
+            offset = s[-1]
+        if early_val:
+            s, v = zip(*early_val)
+            ax.plot(s, v, "o-", ms=3, color="0.45", label=f"{label}: validation")
+        ax.axvline(offset, color="k", ls="--", lw=1)
+        ax.annotate(
+            "this stage starts",
+            (offset, 1),
+            xycoords=("data", "axes fraction"),
+            xytext=(4, -12),
+            textcoords="offset points",
+            fontsize=8,
+        )
     if train_losses:
         s, v = zip(*train_losses)
-        ax.plot(s, v, lw=0.8, label="train")
+        ax.plot([offset + x for x in s], v, lw=0.8, label="train")
     if val_losses:
         s, v = zip(*val_losses)
-        ax.plot(s, v, "o-", ms=3, label="validation")
-    ax.set_xlabel("step")
+        ax.plot([offset + x for x in s], v, "o-", ms=3, label="validation")
+    ax.set_xlabel("step" if before is None else "step (earlier stage, then this one)")
     ax.set_ylabel("cross-entropy (nats / token)")
-    ax.set_title("minireason training loss")
+    ax.set_title(f"minireason {title}")
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(fontsize=8)
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return fig
 
 
 def _check_resume_config(saved: dict, config: TrainConfig, path) -> None:
@@ -141,6 +167,7 @@ def train(
     resume: bool = False,
     stop_at_step: int | None = None,
     progress: bool = True,
+    label: str = "train",
 ) -> TrainResult:
     """Train ``model`` in place; checkpoints and the loss-curve PNG go to ``out_dir``.
 
@@ -153,7 +180,7 @@ def train(
         resume: continue from the checkpoint in ``out_dir`` (error if there is none).
         stop_at_step: stop (with a checkpoint) after this many steps, before ``max_steps``;
             the schedule still follows ``max_steps``, so a later resume continues exactly.
-        progress: show a tqdm bar.
+        progress: show a tqdm bar; label: its name (the stage).
 
     Returns:
         A :class:`TrainResult`. On a non-finite loss or gradient the run stops, prints why,
@@ -194,7 +221,7 @@ def train(
         result.checkpoint_dir = out_dir
 
     model.train()
-    bar = tqdm(total=end, initial=result.step, disable=not progress, desc="train", unit="step")
+    bar = tqdm(total=end, initial=result.step, disable=not progress, desc=label, unit="step")
     while result.step < end:
         step = result.step
         lr = lr_at(step, config.learning_rate, config.warmup_steps, config.max_steps, config.min_lr)
@@ -239,5 +266,7 @@ def train(
         if at_end or (config.checkpoint_interval and result.step % config.checkpoint_interval == 0):
             checkpoint()
     bar.close()
-    result.plot = plot_losses(result.train_losses, result.val_losses, out_dir / "loss.png")
+    result.plot = plot_losses(
+        result.train_losses, result.val_losses, out_dir / "loss.png", title=f"{label} loss"
+    )
     return result

@@ -34,17 +34,17 @@ prepared directory it was started on: resuming it with other data is refused.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import fields
 from pathlib import Path
 
 from minireason import backend
+from minireason.files import atomic_write, atomic_write_json, writer_lock
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore
 from minireason.nn.model import GPT, GPTConfig
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import ReasonBatches, TokenWindows
-from minireason.train.loop import TrainConfig, train
+from minireason.train.loop import TrainConfig, plot_losses, train
 from minireason.train.run import (
     RUN_JSON,
     check_same_data,
@@ -119,7 +119,21 @@ def load_preset(name_or_path) -> dict:
         raise ValueError(
             f"{path}: pretrain.block_size must be an integer in 1..model.block_size, got {block!r}"
         )
-    return {**preset, "source": str(path)}
+    preset = {**preset, "source": str(path)}
+    check_preset(preset)
+    return preset
+
+
+def check_preset(preset: dict) -> None:
+    """Build the model config and both stages' training configs now, so a mistake anywhere
+    in a preset (a null, a string where a number belongs, a bad value in the fine-tune
+    section) is one ValueError naming the file before the first training step."""
+    try:
+        GPTConfig(vocab_size=1, **preset["model"])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{preset['source']}: model: {exc}") from None
+    for stage in STAGES:
+        stage_config(preset, stage)
 
 
 def stage_config(preset: dict, stage: str) -> TrainConfig:
@@ -140,7 +154,8 @@ def _stage_state(directory: Path) -> int | None:
 
 
 def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, progress):
-    """Train one stage (or resume it, or skip it when finished); returns its report dict."""
+    """Train one stage (or resume it, or skip it when finished); returns its report dict and
+    its ``(train_losses, val_losses)``."""
     done = _stage_state(out)
     if done is not None and not resume:
         raise ValueError(
@@ -162,12 +177,13 @@ def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, pr
             val_batch=val_batch,
             resume=done is not None,
             progress=progress,
+            label=stage,
         )
         if result.stopped:
             raise RuntimeError(f"{stage} stopped: {result.stopped}")
         train_losses, val_losses = result.train_losses, result.val_losses
         status = "resumed" if done is not None else "trained"
-    return {
+    report = {
         "status": status,
         "steps": config.max_steps,
         "steps_before_this_run": done or 0,
@@ -177,6 +193,7 @@ def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, pr
         "checkpoint": str(out),
         "loss_plot": str(out / "loss.png"),
     }
+    return report, (train_losses or [], val_losses or [])
 
 
 def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bool = True) -> dict:
@@ -185,37 +202,51 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
     Args:
         prepared_dir: a directory written by ``minireason prepare``.
         preset: a preset name, a path, or a dict from :func:`load_preset`.
-        out_dir: the run directory (layout in the module doc).
+        out_dir: the run directory (:mod:`minireason.train.run`).
         resume: continue unfinished stages from their checkpoints.
-        progress: show tqdm bars.
+        progress: show tqdm bars, one per stage.
+
+    Everything is checked before the first step: the output path, the whole preset, and
+    that a run being resumed was started on this prepared data. One ``train`` at a time may
+    write a run directory (:func:`minireason.files.writer_lock`).
 
     Returns:
-        The dict written to ``OUT/train_report.json``.
+        The dict written to ``OUT/train_report.json`` (written last: the run is finished).
     """
     t_start = time.perf_counter()
-    preset = preset if isinstance(preset, dict) else load_preset(preset)
-    prepared = load_prepared(prepared_dir)
-    tok = prepared.tokenizer
-    context = prepared.context
-    model_config = GPTConfig(vocab_size=tok.vocab_size, **preset["model"])
-    if model_config.block_size < context:
-        raise ValueError(
-            f"{preset['source']}: model.block_size {model_config.block_size} is "
-            f"shorter than the prepared context {context} ({prepared.path})"
-        )
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {out}: exists and is not a directory; choose another path")
-    info = run_info_for(prepared)
-    if (out / RUN_JSON).is_file():
-        check_same_data(read_run_info(out), prepared)
-    out.mkdir(parents=True, exist_ok=True)
-    write_run_info(out, info)
-    (out / "preset.json").write_text(json.dumps(preset, indent=1) + "\n", encoding="utf-8")
-    shutil.copyfile(prepared.path / "tokenizer.json", out / "tokenizer.json")
-    shutil.copyfile(prepared.path / "features.json", out / "features.json")
-    seed = model_config.seed
+    if isinstance(preset, dict):
+        check_preset(preset)
+    else:
+        preset = load_preset(preset)
+    prepared = load_prepared(prepared_dir)
+    tok = prepared.tokenizer
+    model_config = GPTConfig(vocab_size=tok.vocab_size, **preset["model"])
+    if model_config.block_size < prepared.context:
+        raise ValueError(
+            f"{preset['source']}: model.block_size {model_config.block_size} is "
+            f"shorter than the prepared context {prepared.context} ({prepared.path})"
+        )
+    with writer_lock(out, "minireason train"):
+        if (out / RUN_JSON).is_file():
+            check_same_data(read_run_info(out), prepared, instead="choose another --out")
+        out.mkdir(parents=True, exist_ok=True)
+        write_run_info(out, run_info_for(prepared))
+        atomic_write_json(out / "preset.json", preset)
+        for name in ("tokenizer.json", "features.json"):
+            atomic_write(out / name, lambda fh, n=name: fh.write((prepared.path / n).read_bytes()))
+        report = _train_stages(prepared, preset, model_config, out, resume, progress)
+        report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
+        atomic_write_json(out / "train_report.json", report)
+    return report
 
+
+def _train_stages(prepared, preset, model_config, out: Path, resume, progress) -> dict:
+    """Stage 1 then stage 2 (module doc); the fine-tune loss plot shows pretraining before
+    it, with the boundary marked."""
+    tok, seed = prepared.tokenizer, model_config.seed
     pre, block = preset["pretrain"], preset["pretrain"]["block_size"]
     n_val = max(block + 1, int(len(prepared.pretrain) * PRETRAIN_HOLDOUT))
     stream_train, stream_val = prepared.pretrain[:-n_val], prepared.pretrain[-n_val:]
@@ -226,7 +257,7 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
         "n_params": model.num_params(),
         "device": backend.get_device(),
     }
-    report["pretrain"] = _run_stage(
+    report["pretrain"], pre_losses = _run_stage(
         model,
         "pretrain",
         TokenWindows(stream_train, pre["batch_size"], block, seed=seed),
@@ -236,13 +267,10 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
         resume,
         progress,
     )
-    report["pretrain"]["tokens_train"], report["pretrain"]["tokens_val"] = (
-        int(len(stream_train)),
-        int(n_val),
-    )
-
+    report["pretrain"]["tokens_train"] = int(len(stream_train))
+    report["pretrain"]["tokens_val"] = int(n_val)
     fine = preset["finetune"]
-    report["finetune"] = _run_stage(
+    report["finetune"], fine_losses = _run_stage(
         model,
         "finetune",
         ReasonBatches(prepared.finetune["train"], fine["batch_size"], tok.pad_id, seed=seed),
@@ -252,10 +280,14 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
         resume,
         progress,
     )
+    plot_losses(
+        *fine_losses,
+        out / "finetune" / "loss.png",
+        before=(*pre_losses, "pretrain"),
+        title="fine-tuning loss, after pretraining",
+    )
     report["finetune"]["sequences_train"] = len(prepared.finetune["train"])
     report["finetune"]["sequences_val"] = len(prepared.finetune["valid"])
-    report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
-    (out / "train_report.json").write_text(json.dumps(report, indent=1) + "\n", encoding="utf-8")
     return report
 
 

@@ -27,7 +27,8 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from minireason.nn.checkpoint import load_model
+from minireason.files import atomic_write_json
+from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, model_from
 from minireason.prep.tokenizer import BPETokenizer
 
 FORMAT = "minireason-run"
@@ -103,11 +104,7 @@ def run_info_for(prepared, decoding: Decoding | None = None) -> RunInfo:
 
 
 def write_run_info(run_dir, info: RunInfo) -> Path:
-    path = Path(run_dir) / RUN_JSON
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(info.to_json(), indent=1) + "\n", encoding="utf-8")
-    tmp.replace(path)
-    return path
+    return atomic_write_json(Path(run_dir) / RUN_JSON, info.to_json())
 
 
 def read_run_info(run_dir) -> RunInfo:
@@ -142,38 +139,70 @@ def read_run_info(run_dir) -> RunInfo:
         raise ValueError(f"{path}: malformed ({type(exc).__name__}: {exc})") from None
 
 
-def check_same_data(info: RunInfo, prepared, allow_other_data: bool = False) -> None:
+def check_same_data(
+    info: RunInfo, prepared, allow_other_data: bool = False, instead: str = "--allow-other-data"
+) -> None:
     """Refuse (ValueError, naming both) a run paired with a prepared directory other than
-    the one it was trained on, unless ``allow_other_data`` says the user means it."""
+    the one it was trained on, unless ``allow_other_data`` says the user means it.
+    ``instead``: the other way out the message offers."""
     if info.prepared_content == prepared.content or allow_other_data:
         return
     raise ValueError(
         f"the run was trained on {info.prepared_path} (content {info.prepared_content[:12]}), "
         f"not on {prepared.path} (content {prepared.content[:12]}); give the prepared "
-        "directory it was trained on, or --allow-other-data if you mean it"
+        f"directory it was trained on, or {instead}"
     )
 
 
 @dataclass
 class Run:
-    """A trained run, loaded: its model (eval mode), tokenizer, facts and feature file."""
+    """A trained run, loaded: its model (eval mode), tokenizer, facts and feature file, and
+    how far fine-tuning got (``step`` of ``max_steps``)."""
 
     path: Path
     info: RunInfo
     model: object  # minireason.nn.model.GPT
     tokenizer: BPETokenizer
     feature_info: dict  # features.json: {aspects, df, rates, focus, ...}
+    step: int = 0
+    max_steps: int = 0
+
+    @property
+    def finished(self) -> bool:
+        return self.step >= self.max_steps > 0
+
+    def describe(self) -> str:
+        """One line for the user: which checkpoint answers, and whether training finished."""
+        state = "finished" if self.finished else "UNFINISHED"
+        return f"model: {self.path / 'finetune'} at step {self.step} of {self.max_steps} ({state})"
 
 
-def load_run(run_dir) -> Run:
-    """Load ``RUN``'s fine-tuned model with its tokenizer, ``run.json`` and features."""
+def load_run(run_dir, allow_unfinished: bool = False) -> Run:
+    """Load ``RUN``'s fine-tuned model with its tokenizer, ``run.json`` and features.
+
+    A run whose fine-tuning has not reached its last step (interrupted, or still running) is
+    refused with a ValueError saying how far it got, unless ``allow_unfinished``.
+    """
     run_dir = Path(run_dir)
     info = read_run_info(run_dir)
-    tokenizer = BPETokenizer.load(run_dir / "tokenizer.json")
-    model = load_model(run_dir / "finetune")
-    if model.config.vocab_size != tokenizer.vocab_size:
+    ckpt_dir = run_dir / "finetune"
+    if not (ckpt_dir / JSON_NAME).is_file():
         raise ValueError(
-            f"--run {run_dir}: the model's vocabulary ({model.config.vocab_size}) differs "
+            f"--run {run_dir}: fine-tuning has not written a checkpoint yet (no "
+            f"{ckpt_dir / JSON_NAME}); finish it with 'minireason train --resume --out {run_dir}'"
+        )
+    ckpt = load_checkpoint(ckpt_dir)
+    max_steps = int(ckpt.extra.get("train_config", {}).get("max_steps", 0))
+    if ckpt.step < max_steps and not allow_unfinished:
+        raise ValueError(
+            f"--run {run_dir}: fine-tuning stopped at step {ckpt.step} of {max_steps} (an "
+            f"unfinished run); finish it with 'minireason train --resume --out {run_dir}', or "
+            "pass --allow-unfinished to use it as it is"
+        )
+    tokenizer = BPETokenizer.load(run_dir / "tokenizer.json")
+    if ckpt.model_config.vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"--run {run_dir}: the model's vocabulary ({ckpt.model_config.vocab_size}) differs "
             f"from its tokenizer.json ({tokenizer.vocab_size}); train the run again"
         )
     path = run_dir / "features.json"
@@ -183,4 +212,4 @@ def load_run(run_dir) -> Run:
             raise ValueError("no 'df' table")
     except (OSError, ValueError, AttributeError) as exc:
         raise ValueError(f"{path}: unreadable feature file ({exc}); train the run again") from None
-    return Run(run_dir, info, model, tokenizer, feature_info)
+    return Run(run_dir, info, model_from(ckpt), tokenizer, feature_info, ckpt.step, max_steps)

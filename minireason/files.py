@@ -1,0 +1,204 @@
+"""Files that are complete or absent: atomic writes, whole directories put in place at once,
+one writer at a time, checksums, and ``.npz`` arrays read without pickle.
+
+Every stage that writes something a later command reads goes through here:
+
+- :func:`atomic_write` / :func:`atomic_write_text` / :func:`atomic_write_json`: a temporary
+  file in the same directory, flushed to disk, then ``os.replace`` onto the name, so a reader
+  sees the old file or the new one, never half of one;
+- :func:`directory_in_place`: a whole directory written into a hidden sibling and then put in
+  place (on Linux by atomically exchanging it with the old one, ``renameat2``), so a reader
+  sees the old complete directory or the new complete one;
+- :func:`writer_lock`: an exclusive ``flock`` on a hidden ``.NAME.lock`` beside an output, so a
+  second writer is refused at once (the system releases it when a process dies);
+- :func:`read_npz`: arrays with ``allow_pickle=False`` and one-line errors that name the file
+  and never advise unpickling.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import hashlib
+import json
+import os
+import shutil
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+
+def sha256_file(path) -> str:
+    """The SHA-256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# --------------------------------------------------------------------------- single files
+
+
+def atomic_write(path, write: Callable) -> Path:
+    """Call ``write(binary_file)`` on a temporary file beside ``path``, flush it to disk,
+    then move it onto ``path``. On any error the temporary file is removed and ``path`` is
+    untouched."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return path
+
+
+def atomic_write_text(path, text: str) -> Path:
+    return atomic_write(path, lambda fh: fh.write(text.encode("utf-8")))
+
+
+def atomic_write_json(path, obj, indent: int = 1) -> Path:
+    text = json.dumps(obj, ensure_ascii=False, indent=indent) + "\n"
+    return atomic_write_text(path, text)
+
+
+# --------------------------------------------------------------------------- whole directories
+
+
+@contextlib.contextmanager
+def directory_in_place(out):
+    """Yield a fresh hidden directory beside ``out``; when the block ends without an error,
+    put it in place as ``out`` (the old ``out``, if any, is removed only once the new one is
+    there). On an error nothing changes and the hidden directory is removed."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.partial-{uuid.uuid4().hex[:12]}"
+    tmp.mkdir()
+    try:
+        yield tmp
+        for p in tmp.iterdir():  # on disk before the directory is put in place
+            if p.is_file():
+                with open(p, "rb") as fh:
+                    os.fsync(fh.fileno())
+        _put_in_place(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _put_in_place(new: Path, out: Path) -> None:
+    """Make ``new`` appear at ``out``; the old ``out``, if any, ends up at ``new``."""
+    if not out.exists():
+        os.rename(new, out)
+    elif not _exchange(new, out):
+        old = out.parent / f".{out.name}.old-{uuid.uuid4().hex[:12]}"
+        os.rename(out, old)
+        os.rename(new, out)
+        os.rename(old, new)
+    fd = os.open(out.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_RENAME_EXCHANGE = 2  # linux/fs.h
+_AT_FDCWD = -100
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths with Linux's renameat2(RENAME_EXCHANGE); False where the
+    system or the file system cannot."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):
+        return False
+    renameat2.argtypes = [
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_int,
+        ctypes.c_char_p,
+        ctypes.c_uint,
+    ]
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+@contextlib.contextmanager
+def writer_lock(out, what: str):
+    """Hold the one-writer lock of the output ``out`` (``what`` names the command, for the
+    message) and clear what an interrupted writer left beside it. A second writer gets a
+    ValueError at once. Where ``fcntl`` does not exist (not POSIX) there is no lock."""
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    lock_path = out.parent / f".{out.name}.lock"
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    with open(lock_path, "a+") as fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(
+                f"--out {out}: another {what} is writing it now (lock {lock_path}); wait for "
+                "it to finish, or choose another --out"
+            ) from None
+        for old in out.parent.glob(f".{out.name}.old-*"):  # killed between two renames
+            if not out.exists():
+                os.rename(old, out)
+            else:
+                shutil.rmtree(old, ignore_errors=True)
+        for stale in out.parent.glob(f".{out.name}.partial-*"):
+            shutil.rmtree(stale, ignore_errors=True)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- arrays
+
+
+def read_npz(path, fields: tuple[str, ...] | None = None) -> dict:
+    """The arrays of an ``.npz`` file (``allow_pickle=False``), as ``{name: array}``.
+
+    ``fields``: the names that must be there (None: take whatever is there). A missing,
+    empty, truncated or non-zip file, an array that holds Python objects, or a missing field
+    is a ValueError (FileNotFoundError for a missing file) that names the file and what is
+    wrong with it.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: missing")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    if not head:
+        raise ValueError(f"{path}: empty file, not an .npz archive")
+    if head not in (b"PK\x03\x04", b"PK\x05\x06"):
+        raise ValueError(f"{path}: not an .npz archive (it does not start like a zip file)")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except ValueError as exc:
+        if "allow_pickle" in str(exc):
+            raise ValueError(
+                f"{path}: holds Python objects (pickled data), which minireason never loads"
+            ) from None
+        raise ValueError(f"{path}: not a readable .npz archive ({exc})") from None
+    except (zipfile.BadZipFile, OSError, EOFError, KeyError) as exc:
+        raise ValueError(
+            f"{path}: not a readable .npz archive (truncated or damaged: {type(exc).__name__})"
+        ) from None
+    missing = [k for k in fields or () if k not in arrays]
+    if missing:
+        raise ValueError(f"{path}: lacks the arrays {missing}")
+    return arrays if fields is None else {k: arrays[k] for k in fields}
