@@ -400,7 +400,8 @@ def add_bench_train(p, add):
     add("--dtype", choices=["float32", "float64"], default=D.dtype, help="array dtype")
     add("--steps", type=at_least(1), default=10, help="timed steps")
     add("--warmup", type=at_least(0), default=2, help="untimed steps first")
-    add("--threads", type=at_least(1), help="BLAS and torch threads (default: all cores)")
+    add("--threads", type=at_least(1), help="threads of both systems (default: all cores)")
+    add("--load", type=at_least(0), default=0, metavar="N", help="busy processes meanwhile")
     add("--no-torch", action="store_true", help="skip the PyTorch comparison")
     add("--json", metavar="FILE", help="also write the figures as JSON")
     p.set_defaults(func=run_bench_train)
@@ -413,11 +414,49 @@ def run_bench_train(args) -> int:
     config = GPTConfig(
         **pick(args, "vocab_size", "block_size", "n_layer", "n_head", "n_embd"), dtype=args.dtype
     )
-    options = pick(args, "steps", "warmup", "threads")
+    options = pick(args, "steps", "warmup", "threads", "load")
     result = bench_train.run_train_benchmark(
         config, args.batch_size, with_torch=not args.no_torch, **options
     )
     print(bench_train.format_report(result))
+    if args.json:
+        _write_json(args.json, result)
+    return 0
+
+
+@command("generate", "step-4 generation: NumPy against PyTorch with a KV cache", BENCHES)
+def add_bench_generate(p, add):
+    p.description = (
+        "Sample N candidates per prompt with the KV cache, NumPy against the same model in "
+        "PyTorch eager (same weights, prompts and sampling; no early stop): one "
+        "explanation's latency and reasons per second for a batch of prompts."
+    )
+    add("--preset", default="small", metavar="NAME|FILE", help="the model shape to time")
+    add("--prompts", type=at_least(1), default=8, help="prompts in the throughput batch")
+    add("--prompt-len", type=at_least(1), default=56, help="tokens per prompt")
+    add("--rounds", type=at_least(1), default=5, help="timed rounds")
+    add("--threads", type=at_least(1), help="threads of both systems (default: all cores)")
+    add("--load", type=at_least(0), default=0, metavar="N", help="busy processes meanwhile")
+    add("--no-torch", action="store_true", help="skip the PyTorch comparison")
+    add("--json", metavar="FILE", help="also write the figures as JSON")
+    add("--candidates", type=at_least(1), default=16, metavar="N", help="samples per prompt")
+    add("--max-new-tokens", type=at_least(1), default=40, metavar="N", help="tokens per sample")
+    p.set_defaults(func=run_bench_generate)
+
+
+def run_bench_generate(args) -> int:
+    from minireason.bench import generate as bench_generate
+    from minireason.nn.model import GPTConfig
+    from minireason.train.recipe import load_preset
+    from minireason.train.run import Decoding
+
+    config = GPTConfig(**load_preset(args.preset)["model"])
+    decoding = Decoding(n_candidates=args.candidates, max_new_tokens=args.max_new_tokens)
+    options = pick(args, "prompt_len", "rounds", "threads", "load")
+    result = bench_generate.run_generate_benchmark(
+        config, decoding, n_prompts=args.prompts, with_torch=not args.no_torch, **options
+    )
+    print(bench_generate.format_report(result))
     if args.json:
         _write_json(args.json, result)
     return 0

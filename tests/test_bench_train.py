@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from minireason.bench.train import model_flops_per_step, run_train_benchmark
+from minireason.bench.train import format_report, model_flops_per_step, run_train_benchmark
 from minireason.cli import main
 from minireason.nn.model import GPTConfig
 
@@ -67,12 +67,16 @@ def test_cli_writes_json_with_torch_comparison(tmp_path, capsys):
         "model_gflops",
         "matmul_gflops",
         "config",
-        "versions",
+        "machine",
+        "torch_version",
     ):
         assert r[key] is not None, key
     assert r["ratio"] == pytest.approx(r["numpy_tokens_per_s"] / r["torch_tokens_per_s"])
-    assert r["versions"]["numpy"] and r["versions"]["torch"]
-    assert r["threads"] == 1
+    assert r["machine"]["numpy"] and r["machine"]["blas"] and r["torch_version"]
+    assert r["threads"] == 1 and r["load_processes"] == 0
+    for name in ("numpy", "torch"):
+        sp = r[f"{name}_step_spread_s"]
+        assert sp["min"] <= sp["p25"] <= sp["median"] <= sp["p75"] <= sp["max"] and sp["n"] == 2
     assert r["first_loss_numpy"] == pytest.approx(r["first_loss_torch"], rel=1e-5)  # same model
 
 
@@ -82,3 +86,82 @@ def test_cli_rejects_bad_flags(capsys):
     assert "argument --batch-size: must be >= 1, got 0" in err and err.count("\n") == 1
     assert main(["bench", "train", *TINY_FLAGS, "--n-head", "3"]) == 1
     assert "divisible" in capsys.readouterr().err
+
+
+def test_busy_load_starts_and_stops_its_processes():
+    from minireason.bench.machine import busy_load
+
+    with busy_load(2) as procs:
+        assert len(procs) == 2 and all(p.poll() is None for p in procs)  # running
+    assert all(p.poll() is not None for p in procs)  # and gone afterwards
+
+
+def test_benchmark_under_load_reports_it():
+    config = GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    r = run_train_benchmark(config, 2, steps=1, warmup=0, threads=1, with_torch=False, load=1)
+    assert r["load_processes"] == 1 and "busy processes meanwhile: 1" in format_report(r)
+
+
+def test_bench_generate_times_both_systems_on_the_same_work(tmp_path, capsys):
+    pytest.importorskip("torch")
+    out = tmp_path / "gen.json"
+    preset = tmp_path / "p.json"
+    preset.write_text(
+        json.dumps(
+            {
+                "model": {"n_layer": 1, "n_head": 2, "n_embd": 16, "block_size": 32},
+                "pretrain": {"batch_size": 2, "block_size": 8},
+                "finetune": {"batch_size": 2},
+            }
+        )
+    )
+    argv = [
+        "bench",
+        "generate",
+        "--preset",
+        str(preset),
+        "--prompts",
+        "3",
+        "--prompt-len",
+        "10",
+        "--rounds",
+        "2",
+        "--candidates",
+        "4",
+        "--max-new-tokens",
+        "5",
+        "--threads",
+        "1",
+        "--json",
+        str(out),
+    ]
+    assert main(argv) == 0
+    assert "ratio NumPy / PyTorch: latency" in capsys.readouterr().out
+    r = json.loads(out.read_text())
+    for name in ("numpy", "torch"):
+        s = r["systems"][name]
+        assert s["one_s"]["n"] == 2 and s["batch_reasons_per_s"] > 0
+    assert r["decoding"]["n_candidates"] == 4 and r["threads"] == 1
+    assert r["ratio_throughput"] == pytest.approx(
+        r["systems"]["numpy"]["batch_reasons_per_s"] / r["systems"]["torch"]["batch_reasons_per_s"]
+    )
+
+
+def test_torch_kv_cache_twin_matches_numpy_prefill_and_decode():
+    torch = pytest.importorskip("torch")
+    import numpy as np
+
+    from minireason.nn.model import GPT
+    from minireason.nn.torch_reference import build_torch_model
+    from minireason.reason.generate import decode_step, prefill
+
+    model = GPT(GPTConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=16, seed=3))
+    net = build_torch_model(model.eval())
+    prompt = [3, 7, 9, 11, 2]
+    logits, cache = prefill(model, np.array([prompt]), np.array([len(prompt)]))
+    caches = [[torch.zeros(1, 2, 32, 8), torch.zeros(1, 2, 32, 8)] for _ in range(2)]
+    twin = net.logits_cached(torch.tensor([prompt]), caches)
+    np.testing.assert_allclose(logits, twin.detach().numpy(), atol=1e-5)
+    step = decode_step(model, np.array([4]), np.array([5]), cache)
+    twin_step = net.logits_cached(torch.tensor([[4]]), caches, 5)
+    np.testing.assert_allclose(step, twin_step.detach().numpy(), atol=1e-5)

@@ -297,7 +297,7 @@ def fake_run(model, tokenizer, content="fake-content"):
 
 def test_bench_explain_reports_times(model, tokenizer):
     from minireason.bench.explain import format_report, run_bench_explain
-    from minireason.bench.threads import numpy_threads
+    from minireason.nn.threads import threads
 
     record = {
         "history": [vars(h) for h in HISTORY],
@@ -308,11 +308,11 @@ def test_bench_explain_reports_times(model, tokenizer):
     cold = {**record, "history": []}
     empty = {**cold, "item_tags": []}  # nothing to explain: left out, not an error
     prepared = FakePrepared(tokenizer, [empty, record, cold, record])
-    before = numpy_threads()
+    before = threads()
     run = fake_run(model, tokenizer)
     result = run_bench_explain(run, prepared, n_pairs=5, warmup=1, threads=1, progress=False)
-    assert numpy_threads() == before  # restored
-    assert result["blas_threads"] in (1, None)  # None: this NumPy's BLAS is out of reach
+    assert threads() == before  # restored
+    assert result["threads"] == 1
     assert result["n_pairs"] == 3 and len(result["times_s"]) == 3
     assert result["n_candidates"] == 3 and result["prompt_tokens"] == BUDGET  # the run's
     assert 0 < result["median_s"] <= result["p90_s"] <= max(result["times_s"])

@@ -6,7 +6,9 @@ versions and the settings beside its figures.
 Modules:
 
 - ``train``: one full training step, NumPy against PyTorch eager, and the matmul rate;
+- ``generate``: step-4 generation with the KV cache, NumPy against PyTorch eager;
 - ``explain``: seconds to explain one (user, item) with N candidates;
 - ``kernels``: TFLOP/s of the CUDA attention kernels on a GPU;
-- ``threads``: the BLAS thread count of NumPy's OpenBLAS.
+- ``machine``: what every benchmark reports and needs: the machine, a busy load on request,
+  interleaved timing, medians and quartiles.
 """

@@ -8,17 +8,14 @@ after ``warmup`` untimed calls; the report gives the median and the 90th percent
 how many tokens the candidates had (an untrained model never says ``<eos>`` and always
 runs to ``max_new_tokens``: the worst case).
 
-BLAS threads matter here: decoding multiplies 8-row matrices, far too small to split, and a
-multi-threaded OpenBLAS on a busy machine spends its time waiting for its threads. ``threads``
-sets NumPy's OpenBLAS thread count for the run (``minireason.bench.threads.set_numpy_threads``) and
-restores it afterwards; the count used is reported.
+``threads`` sets how many threads the products are split across for the run
+(:func:`minireason.nn.threads.set_threads`; decoding's one-token products are too small to
+split and run inline) and restores it afterwards; the count used is reported.
 """
 
 from __future__ import annotations
 
 import json
-import os
-import platform
 import time
 from dataclasses import asdict
 from pathlib import Path
@@ -26,7 +23,9 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from minireason.bench.threads import numpy_threads, set_numpy_threads
+from minireason.bench.machine import machine_info
+from minireason.nn.threads import set_threads
+from minireason.nn.threads import threads as current_threads
 from minireason.prep.features import HistoryItem
 from minireason.reason.explain import explain
 from minireason.train.run import Decoding, check_same_data
@@ -60,7 +59,7 @@ def run_bench_explain(
         run: a :class:`minireason.train.run.Run`; prepared: the
             :class:`minireason.prep.prepared.Prepared` it was trained on.
         decoding: step-4 settings (None: the run's).
-        threads: BLAS threads for the run (None: leave as they are).
+        threads: threads for the run's products (None: leave as they are).
 
     Returns:
         A JSON-ready dict: ``median_s``, ``p90_s``, ``times_s``, ``mean_candidate_tokens``,
@@ -71,26 +70,21 @@ def run_bench_explain(
     if not records:
         raise ValueError(f"{prepared.path}: split {split!r} has no record to explain")
     decoding = decoding or run.info.decoding
-    before = numpy_threads()
-    blas_threads = before if threads is None else set_numpy_threads(threads)
+    before = set_threads(threads) if threads is not None else current_threads()
     try:
+        used = current_threads()
         result = _time_pairs(run, records, decoding, warmup, seed, progress)
     finally:
-        if threads is not None and before is not None:
-            set_numpy_threads(before)
+        set_threads(before)
     return {
         **result,
         "split": split,
         "warmup": warmup,
         **asdict(decoding),
         "prompt_tokens": run.info.prompt_tokens,
-        "blas_threads": blas_threads,
+        "threads": used,
         "model_config": run.model.config.to_dict(),
-        "machine": {
-            "platform": platform.platform(),
-            "cpu_count": os.cpu_count(),
-            "numpy": np.__version__,
-        },
+        "machine": machine_info(),
     }
 
 
@@ -131,7 +125,7 @@ def format_report(result: dict) -> str:
         f"{result['n_candidates']} candidates, max_new_tokens {result['max_new_tokens']}\n"
         f"model: n_layer {cfg['n_layer']}, n_head {cfg['n_head']}, n_embd {cfg['n_embd']}, "
         f"block_size {cfg['block_size']}, vocab {cfg['vocab_size']}, {cfg['dtype']}; "
-        f"BLAS threads {result['blas_threads']}, {result['machine']['cpu_count']} CPUs\n"
+        f"threads {result['threads']}, {result['machine']['cpu_count']} CPUs\n"
         f"mean tokens per candidate: {result['mean_candidate_tokens']:.1f}\n"
         f"seconds per pair: median {result['median_s']:.3f}, p90 {result['p90_s']:.3f}"
     )

@@ -4,10 +4,16 @@ Measures, at a given model config and batch size:
 
 - the median wall time of a full step (forward + backward + AdamW) -> tokens/s, and the
   achieved GFLOP/s from the standard model-FLOP count (below);
-- the machine's float32 matmul rate (median of 2048^3 products), so the model's rate can be
-  read as a fraction of what BLAS can do here;
+- the machine's float32 matmul rate (median of 2048^3 products, the better of OpenBLAS's own
+  threads and :func:`minireason.nn.threads.matmul`), so the model's rate can be read as a
+  fraction of what the machine can do;
 - when PyTorch is importable, the same model in PyTorch eager (same weights, same inputs,
-  same AdamW settings, same number of threads), and the ratio NumPy / PyTorch.
+  same AdamW settings, same number of threads), and the ratio NumPy / PyTorch;
+- with ``load`` > 0, all of it while that many CPU-bound processes share the machine
+  (:func:`minireason.bench.machine.busy_load`): the ratio on a busy machine, measured.
+
+Every system is timed in turn, round after round (so load hits them alike); the report gives
+the median and the spread (quartiles) of each.
 
 Model FLOPs per step (PaLM appendix B; backward = 2 x forward)::
 
@@ -18,21 +24,19 @@ LM head counted once as a product) and the second term the two attention product
 ``Q K^T`` and ``P V`` over the full ``T x T`` square. Elementwise work is not counted.
 
 The CLI's defaults are the reference config: ``GPTConfig``'s defaults (n_layer 4, n_head 4,
-n_embd 256, block_size 128, vocab_size 4096, float32) and batch :data:`REFERENCE_BATCH`. PyTorch is only a reference here; it is never needed at
-run time by the rest of the package.
+n_embd 256, block_size 128, vocab_size 4096, float32) and batch :data:`REFERENCE_BATCH`.
+PyTorch is only a reference here; the package never needs it.
 """
 
 from __future__ import annotations
 
 import os
-import platform
 import statistics
-import time
 from dataclasses import asdict
 
 import numpy as np
 
-from minireason.bench.threads import numpy_threads, set_numpy_threads
+from minireason.bench.machine import busy_load, machine_info, spread, time_interleaved
 from minireason.nn.model import GPT, GPTConfig
 from minireason.nn.optim import AdamW
 from minireason.nn.torch_reference import build_torch_model
@@ -50,13 +54,23 @@ def model_flops_per_step(config: GPTConfig, batch_size: int) -> float:
     return float(6 * n_matmul * tokens + 12 * L * T * C * tokens)
 
 
-def matmul_stepper(n: int = 2048):
-    """A function that does one float32 ``(n, n) @ (n, n)`` product; and its FLOP count."""
+def matmul_steppers(n: int = 2048) -> tuple[dict, float]:
+    """``{name: one float32 (n, n) @ (n, n) product}`` two ways: OpenBLAS's own threads, and
+    minireason's split (:func:`minireason.nn.threads.matmul`); and the product's FLOP count."""
+    from threadpoolctl import threadpool_limits
+
+    from minireason.nn.threads import matmul, threads
+
     rng = np.random.default_rng(0)
     a = rng.standard_normal((n, n), dtype=np.float32)
     b = rng.standard_normal((n, n), dtype=np.float32)
     out = np.empty((n, n), dtype=np.float32)
-    return (lambda: np.matmul(a, b, out=out)), 2.0 * n**3
+
+    def openblas_threads():
+        with threadpool_limits(limits=threads(), user_api="blas"):
+            np.matmul(a, b, out=out)
+
+    return {"matmul_blas": openblas_threads, "matmul_split": lambda: matmul(a, b)}, 2.0 * n**3
 
 
 # --------------------------------------------------------------------------- NumPy step
@@ -114,22 +128,6 @@ def torch_stepper(model: GPT, idx, targets):
     return step
 
 
-def time_interleaved(steppers: dict, steps: int, warmup: int):
-    """Run the steppers in turn, round after round, so that all of them see the same machine
-    load; return ``{name: [seconds per timed round]}`` and ``{name: first return value}``."""
-    times = {name: [] for name in steppers}
-    first = {}
-    for i in range(warmup + steps):
-        for name, step in steppers.items():
-            t0 = time.perf_counter()
-            value = step()
-            dt = time.perf_counter() - t0
-            first.setdefault(name, value)
-            if i >= warmup:
-                times[name].append(dt)
-    return times, first
-
-
 # --------------------------------------------------------------------------- the benchmark
 
 
@@ -141,35 +139,38 @@ def run_train_benchmark(
     threads: int | None = None,
     with_torch: bool = True,
     seed: int = 0,
+    load: int = 0,
 ) -> dict:
     """Run the benchmark; return the figures as a JSON-ready dict (see :func:`format_report`).
 
-    NumPy, PyTorch and the reference matmul run in turn, round after round, in one process and
-    on the same number of threads (so machine load hits all three alike); PyTorch gets the
-    same weights and inputs. The result includes ``first_loss_numpy`` / ``first_loss_torch``:
-    equal to a few decimals, they show the two models compute the same thing.
+    NumPy, PyTorch and the reference matmuls run in turn, round after round, in one process
+    and on the same number of threads; PyTorch gets the same weights and inputs. ``load``:
+    CPU-bound processes kept busy meanwhile. The result includes ``first_loss_numpy`` /
+    ``first_loss_torch``: equal to a few decimals, they show the two compute the same thing.
     """
-    if steps < 1 or warmup < 0:
-        raise ValueError(f"--steps must be >= 1 and --warmup >= 0, got {steps} and {warmup}")
+    from minireason.nn.threads import set_threads
+
+    if steps < 1 or warmup < 0 or load < 0:
+        raise ValueError(
+            f"--steps must be >= 1, --warmup and --load >= 0, got {steps}, {warmup}, {load}"
+        )
     threads = threads or os.cpu_count() or 1
-    before = numpy_threads()
+    before = set_threads(threads)
     try:
-        return _run(config, batch_size, steps, warmup, threads, with_torch, seed)
+        with busy_load(load):
+            return _run(config, batch_size, steps, warmup, threads, with_torch, seed, load)
     finally:  # leave the process's thread settings as they were
-        if before is not None:
-            set_numpy_threads(before)
+        set_threads(before)
 
 
-def _run(config, batch_size, steps, warmup, threads, with_torch, seed) -> dict:
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
-    blas_threads = set_numpy_threads(threads)
+def _run(config, batch_size, steps, warmup, threads, with_torch, seed, load) -> dict:
+    machine_before = machine_info()
     idx, targets = _inputs(config, batch_size, seed)
     model = GPT(config)
     tokens = batch_size * config.block_size
     flops = model_flops_per_step(config, batch_size)
-    matmul, matmul_flops = matmul_stepper()
-    steppers = {"matmul": matmul, "numpy": numpy_stepper(model, idx, targets)}
-    versions = {"python": platform.python_version(), "numpy": np.__version__, "torch": None}
+    steppers, matmul_flops = matmul_steppers()
+    steppers["numpy"] = numpy_stepper(model, idx, targets)
     torch, torch_note = None, None
     if with_torch:
         try:
@@ -179,7 +180,6 @@ def _run(config, batch_size, steps, warmup, threads, with_torch, seed) -> dict:
     else:
         torch_note = "comparison skipped (--no-torch)"
     if torch is not None:
-        versions["torch"] = torch.__version__
         torch_threads_before = torch.get_num_threads()
         torch.set_num_threads(threads)
         steppers["torch"] = torch_stepper(GPT(config), idx, targets)
@@ -189,16 +189,21 @@ def _run(config, batch_size, steps, warmup, threads, with_torch, seed) -> dict:
         if torch is not None:
             torch.set_num_threads(torch_threads_before)
     np_step = statistics.median(times["numpy"])
+    matmul_rates = {
+        k: matmul_flops / statistics.median(times[k]) / 1e9 for k in ("matmul_blas", "matmul_split")
+    }
     result = {
         "config": {**asdict(config), "batch_size": batch_size},
         "steps": steps,
         "warmup": warmup,
         "threads": threads,
-        "numpy_blas_threads": blas_threads,
+        "load_processes": load,
         "num_params": model.num_params(),
         "model_gflop_per_step": flops / 1e9,
-        "matmul_gflops": matmul_flops / statistics.median(times["matmul"]) / 1e9,
+        "matmul_gflops": max(matmul_rates.values()),
+        "matmul_gflops_by_method": matmul_rates,
         "numpy_step_s": np_step,
+        "numpy_step_spread_s": spread(times["numpy"]),
         "numpy_step_times_s": times["numpy"],
         "numpy_tokens_per_s": tokens / np_step,
         "model_gflops": flops / np_step / 1e9,
@@ -206,6 +211,7 @@ def _run(config, batch_size, steps, warmup, threads, with_torch, seed) -> dict:
         "torch_tokens_per_s": None,
         "ratio": None,
         "torch_note": torch_note,
+        "torch_version": None if torch is None else torch.__version__,
     }
     result["fraction_of_matmul"] = result["model_gflops"] / result["matmul_gflops"]
     if torch is not None:
@@ -213,52 +219,54 @@ def _run(config, batch_size, steps, warmup, threads, with_torch, seed) -> dict:
         result.update(
             {
                 "torch_step_s": t_step,
+                "torch_step_spread_s": spread(times["torch"]),
                 "torch_step_times_s": times["torch"],
                 "torch_tokens_per_s": tokens / t_step,
                 "torch_gflops": flops / t_step / 1e9,
                 "first_loss_torch": first["torch"],
                 "ratio": t_step / np_step,
+                "ratio_by_round": [
+                    t / n for t, n in zip(times["torch"], times["numpy"], strict=True)
+                ],
             }
         )
-    result["versions"] = versions
-    result["machine"] = {
-        "platform": platform.platform(),
-        "processor": platform.processor(),
-        "cpu_count": os.cpu_count(),
-        # 1-minute load average before and after: a busy machine makes every figure noisy
-        "load_average_before": load_before,
-        "load_average_after": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
-    }
-    result["date"] = time.strftime("%Y-%m-%d %H:%M:%S %Z")
+    result["machine"] = {**machine_before, "load_average_after": machine_info()["load_average"]}
     return result
 
 
 def format_report(r: dict) -> str:
     """The benchmark's result as a few readable lines."""
-    c = r["config"]
+    c, m = r["config"], r["machine"]
+
+    def timing(name: str) -> str:
+        sp = r[f"{name}_step_spread_s"]
+        return (
+            f"{sp['median'] * 1e3:8.1f} ms (quartiles {sp['p25'] * 1e3:.0f}-{sp['p75'] * 1e3:.0f})"
+        )
+
     lines = [
         f"config: n_layer {c['n_layer']}, n_head {c['n_head']}, n_embd {c['n_embd']}, "
         f"block_size {c['block_size']}, vocab_size {c['vocab_size']}, batch {c['batch_size']}, "
         f"{c['dtype']}; {r['num_params']:,} parameters",
-        f"threads: {r['threads']} (NumPy BLAS reports {r['numpy_blas_threads']}); "
-        f"median of {r['steps']} steps after {r['warmup']} warm-up; "
-        f"load average {r['machine']['load_average_before']} -> "
-        f"{r['machine']['load_average_after']} on {r['machine']['cpu_count']} cores",
-        f"matmul float32:   {r['matmul_gflops']:8.1f} GFLOP/s (measured, 2048^3, interleaved)",
+        f"threads: {r['threads']}; busy processes meanwhile: {r['load_processes']}; median of "
+        f"{r['steps']} rounds after {r['warmup']} warm-up; load average "
+        f"{m['load_average']} -> {m['load_average_after']} on {m['cpu_count']} cores",
+        f"matmul float32:   {r['matmul_gflops']:8.1f} GFLOP/s (2048^3: OpenBLAS threads "
+        f"{r['matmul_gflops_by_method']['matmul_blas']:.0f}, split "
+        f"{r['matmul_gflops_by_method']['matmul_split']:.0f})",
         f"model FLOPs:      {r['model_gflop_per_step']:8.2f} GFLOP per step",
-        f"NumPy step:       {r['numpy_step_s'] * 1e3:8.1f} ms  "
-        f"{r['numpy_tokens_per_s']:9,.0f} tokens/s  {r['model_gflops']:7.1f} GFLOP/s "
-        f"({100 * r['fraction_of_matmul']:.0f}% of matmul)",
+        f"NumPy step:   {timing('numpy')}  {r['numpy_tokens_per_s']:9,.0f} tokens/s  "
+        f"{r['model_gflops']:6.1f} GFLOP/s ({100 * r['fraction_of_matmul']:.0f}% of matmul)",
     ]
     if r["torch_tokens_per_s"] is not None:
         lines.append(
-            f"PyTorch eager:    {r['torch_step_s'] * 1e3:8.1f} ms  "
-            f"{r['torch_tokens_per_s']:9,.0f} tokens/s  {r['torch_gflops']:7.1f} GFLOP/s "
-            f"(torch {r['versions']['torch']})"
+            f"PyTorch eager: {timing('torch')}  {r['torch_tokens_per_s']:9,.0f} tokens/s  "
+            f"{r['torch_gflops']:6.1f} GFLOP/s (torch {r['torch_version']})"
         )
+        rounds = r["ratio_by_round"]
         lines.append(
-            f"ratio NumPy / PyTorch: {r['ratio']:.2f}  "
-            f"(first-step loss {r['first_loss_numpy']:.5f} vs {r['first_loss_torch']:.5f})"
+            f"ratio NumPy / PyTorch: {r['ratio']:.2f} (rounds {min(rounds):.2f}-{max(rounds):.2f}; "
+            f"first-step loss {r['first_loss_numpy']:.5f} vs {r['first_loss_torch']:.5f})"
         )
     else:
         lines.append(r["torch_note"])

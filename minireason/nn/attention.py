@@ -31,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minireason.backend import array_module
+from minireason.nn.threads import matmul
 
 # --------------------------------------------------------------------------- helpers
 
@@ -133,7 +134,7 @@ def attention_forward(
     xp = array_module(query)
     if scale is None:
         scale = 1.0 / math.sqrt(query.shape[-1])
-    scores = query @ key.swapaxes(-1, -2)  # (..., Tq, Tk)
+    scores = matmul(query, key.swapaxes(-1, -2))  # (..., Tq, Tk)
     scores *= scale
     allowed = None
     mask_shape = None
@@ -145,7 +146,7 @@ def attention_forward(
         scores += attn_mask.astype(scores.dtype, copy=False)
         mask_shape = attn_mask.shape
     weights = masked_softmax(scores, allowed)
-    out = weights @ value  # (..., Tq, Ev)
+    out = matmul(weights, value)  # (..., Tq, Ev)
     return out, AttentionCache(query, key, value, weights, float(scale), mask_shape)
 
 
@@ -165,15 +166,15 @@ def attention_backward(dout, cache: AttentionCache):
         ``(dq, dk, dv, dmask)``.
     """
     P = cache.weights
-    dv = P.swapaxes(-1, -2) @ dout
-    dP = dout @ cache.value.swapaxes(-1, -2)
+    dv = matmul(P.swapaxes(-1, -2), dout)
+    dP = matmul(dout, cache.value.swapaxes(-1, -2))
     dS = dP
     dS -= (dP * P).sum(axis=-1, keepdims=True)
     dS *= P
     dmask = None if cache.mask_shape is None else _unbroadcast(dS, cache.mask_shape).copy()
     dS *= cache.scale
-    dq = dS @ cache.key
-    dk = dS.swapaxes(-1, -2) @ cache.query
+    dq = matmul(dS, cache.key)
+    dk = matmul(dS.swapaxes(-1, -2), cache.query)
     return dq, dk, dv, dmask
 
 

@@ -4,7 +4,8 @@ Every op is ``x_forward(...) -> (out, cache)`` and ``x_backward(dout, cache) -> 
 Each cache is a named tuple (``LayerNormCache``, ``BlockCache``, ...) that only its paired
 backward opens; the one exception is :func:`block_attention`, which says why.
 Activations inside the model are kept 2-D, ``(N, C)`` with ``N = B * T`` tokens, so that
-every projection is one contiguous ``(N, C) @ (C, C')`` matrix product (BLAS's fast path);
+every projection is one contiguous ``(N, C) @ (C, C')`` matrix product (BLAS's fast path,
+split across the cores by :func:`minireason.nn.threads.matmul`);
 only attention reshapes to ``(B, H, T, D)``. Linear weights are stored ``(C_in, C_out)``
 (as GPT-2 does), so the forward product needs no transpose.
 
@@ -23,6 +24,7 @@ from typing import NamedTuple
 
 from minireason.backend import array_module
 from minireason.nn.attention import AttentionCache, attention_backward, attention_forward
+from minireason.nn.threads import matmul
 
 GELU_SCALE = math.sqrt(2.0 / math.pi)  # a Python float: no silent float64 upcast
 GELU_CUBIC = 0.044715
@@ -138,7 +140,7 @@ def linear_forward(x, w, b):
     Returns:
         ``out`` ``(N, C_out)`` and the cache ``(x, w)``.
     """
-    out = x @ w
+    out = matmul(x, w)
     out += b
     return out, LinearCache(x, w)
 
@@ -151,7 +153,7 @@ def linear_backward(dout, cache: LinearCache):
         ``db = sum(dout)`` ``(C_out,)``.
     """
     x, w = cache
-    return dout @ w.T, x.T @ dout, dout.sum(axis=0)
+    return matmul(dout, w.T), matmul(x.T, dout), dout.sum(axis=0)
 
 
 # --------------------------------------------------------------------------- gelu
@@ -425,7 +427,7 @@ def lm_head_forward(x, wte):
     Returns:
         ``logits`` ``(N, V)`` and the cache.
     """
-    return x @ wte.T, LMHeadCache(x, wte)
+    return matmul(x, wte.T), LMHeadCache(x, wte)
 
 
 def lm_head_backward(dlogits, cache: LMHeadCache):
@@ -436,7 +438,7 @@ def lm_head_backward(dlogits, cache: LMHeadCache):
         to the embedding's own gradient, since the weight is shared).
     """
     x, wte = cache
-    return dlogits @ wte, dlogits.T @ x
+    return matmul(dlogits, wte), matmul(dlogits.T, x)
 
 
 # --------------------------------------------------------------------------- cross-entropy

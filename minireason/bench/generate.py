@@ -1,0 +1,167 @@
+"""``minireason bench generate``: step-4 generation, NumPy against the same model in PyTorch.
+
+Step 4 samples ``n_candidates`` reasons per prompt with a KV cache. This benchmark times that
+generation two ways, on the same weights, the same prompts and the same sampling settings
+(temperature, top-p), each producing exactly ``max_new_tokens`` tokens per candidate (no
+early stop, so both do the same work whatever they sample):
+
+- NumPy: :func:`minireason.reason.generate.generate`, the code ``explain`` and ``evaluate`` use;
+- PyTorch eager with a KV cache: :func:`minireason.nn.torch_reference.sample_with_cache`.
+
+Two figures each: the *latency* of one explanation's generation (one prompt, all its
+candidates) and the *throughput* in reasons per second for a batch of prompts (as
+``evaluate`` runs them). Systems alternate round by round (so load hits them alike); medians
+and quartiles are reported, with ``load`` busy processes meanwhile when asked.
+
+The model is the ``small`` preset's shape with random weights by default (the weights do not
+change the work); prompts are random token ids of ``prompt_len`` tokens.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import asdict
+
+import numpy as np
+
+from minireason.bench.machine import busy_load, machine_info, spread, time_interleaved
+from minireason.nn.model import GPT, GPTConfig
+from minireason.train.run import Decoding
+
+SMALL_SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 256, "block_size": 128}
+
+
+def run_generate_benchmark(
+    config: GPTConfig | None = None,
+    decoding: Decoding | None = None,
+    n_prompts: int = 8,
+    prompt_len: int = 56,
+    rounds: int = 5,
+    warmup: int = 1,
+    threads: int | None = None,
+    with_torch: bool = True,
+    load: int = 0,
+    seed: int = 0,
+) -> dict:
+    """Run the benchmark; a JSON-ready dict of the figures (see :func:`format_report`)."""
+    from minireason.nn.threads import set_threads
+    from minireason.nn.threads import threads as current
+
+    config = config or GPTConfig(**SMALL_SHAPE)
+    decoding = decoding or Decoding()
+    if prompt_len + decoding.max_new_tokens > config.block_size:
+        raise ValueError(
+            f"--prompt-len {prompt_len} + --max-new-tokens {decoding.max_new_tokens} exceeds the "
+            f"model's block_size {config.block_size}"
+        )
+    before = set_threads(threads) if threads else current()
+    try:
+        with busy_load(load):
+            return _run(
+                config, decoding, n_prompts, prompt_len, rounds, warmup, with_torch, load, seed
+            )
+    finally:
+        set_threads(before)
+
+
+def _run(config, decoding, n_prompts, prompt_len, rounds, warmup, with_torch, load, seed) -> dict:
+    from minireason.nn.threads import threads
+    from minireason.reason.generate import generate
+
+    machine = machine_info()
+    model = GPT(config).eval()
+    rng = np.random.default_rng(seed)
+    prompts = rng.integers(6, config.vocab_size, (n_prompts, prompt_len)).tolist()
+    d = decoding
+
+    def numpy_gen(batch):
+        return lambda: generate(
+            model,
+            batch,
+            max_new_tokens=d.max_new_tokens,
+            temperature=d.temperature,
+            top_p=d.top_p,
+            eos_id=None,
+            rng=seed,
+            n_samples=d.n_candidates,
+        )
+
+    steppers = {"numpy_one": numpy_gen(prompts[:1]), "numpy_batch": numpy_gen(prompts)}
+    torch, note = None, None
+    if with_torch:
+        try:
+            import torch
+        except ImportError as exc:
+            note = f"PyTorch not importable ({exc}); no comparison"
+    else:
+        note = "comparison skipped (--no-torch)"
+    if torch is not None:
+        from minireason.nn.torch_reference import build_torch_model, sample_with_cache
+
+        torch_before = torch.get_num_threads()
+        torch.set_num_threads(threads())
+        net = build_torch_model(model).eval()
+
+        def torch_gen(batch):
+            return lambda: sample_with_cache(
+                net, batch, d.n_candidates, d.max_new_tokens, d.temperature, d.top_p, seed
+            )
+
+        steppers["torch_one"] = torch_gen(prompts[:1])
+        steppers["torch_batch"] = torch_gen(prompts)
+    try:
+        times, _ = time_interleaved(steppers, rounds, warmup)
+    finally:
+        if torch is not None:
+            torch.set_num_threads(torch_before)
+    rows = {"one": d.n_candidates, "batch": d.n_candidates * n_prompts}
+    result = {
+        "config": asdict(config),
+        "decoding": asdict(d),
+        "n_prompts": n_prompts,
+        "prompt_len": prompt_len,
+        "rounds": rounds,
+        "warmup": warmup,
+        "threads": threads(),
+        "load_processes": load,
+        "torch_note": note,
+        "torch_version": None if torch is None else torch.__version__,
+        "systems": {},
+    }
+    for name, ts in times.items():
+        system, what = name.split("_")
+        entry = result["systems"].setdefault(system, {})
+        entry[f"{what}_s"] = spread(ts)
+        entry[f"{what}_reasons_per_s"] = rows[what] / statistics.median(ts)
+    if torch is not None:
+        np_, th = result["systems"]["numpy"], result["systems"]["torch"]
+        result["ratio_latency"] = th["one_s"]["median"] / np_["one_s"]["median"]
+        result["ratio_throughput"] = np_["batch_reasons_per_s"] / th["batch_reasons_per_s"]
+    result["machine"] = {**machine, "load_average_after": machine_info()["load_average"]}
+    return result
+
+
+def format_report(r: dict) -> str:
+    c, d, m = r["config"], r["decoding"], r["machine"]
+    lines = [
+        f"model: n_layer {c['n_layer']}, n_head {c['n_head']}, n_embd {c['n_embd']}, vocab "
+        f"{c['vocab_size']}; {d['n_candidates']} candidates x {d['max_new_tokens']} tokens, "
+        f"temperature {d['temperature']}, top-p {d['top_p']}; prompts of {r['prompt_len']} tokens",
+        f"threads {r['threads']}; busy processes meanwhile: {r['load_processes']}; median of "
+        f"{r['rounds']} rounds; load average {m['load_average']} -> {m['load_average_after']}",
+    ]
+    for name, s in r["systems"].items():
+        one = s["one_s"]
+        lines.append(
+            f"{name:6s} one explanation {one['median'] * 1e3:7.1f} ms (quartiles "
+            f"{one['p25'] * 1e3:.0f}-{one['p75'] * 1e3:.0f}); {r['n_prompts']} prompts: "
+            f"{s['batch_reasons_per_s']:7.1f} reasons/s"
+        )
+    if "ratio_latency" in r:
+        lines.append(
+            f"ratio NumPy / PyTorch: latency {r['ratio_latency']:.2f}, throughput "
+            f"{r['ratio_throughput']:.2f} (above 1: NumPy faster)"
+        )
+    else:
+        lines.append(r["torch_note"])
+    return "\n".join(lines)

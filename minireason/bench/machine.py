@@ -1,0 +1,96 @@
+"""What every benchmark needs besides the thing it times: the machine it ran on, a controlled
+load, interleaved timing and a summary of the spread.
+
+- :func:`machine_info`: platform, cores, load average, library versions, BLAS (threadpoolctl);
+- :func:`busy_load`: ``n`` CPU-bound processes for the duration of a measurement, so that
+  "on a busy machine" is measured, not guessed (``--load N``);
+- :func:`time_interleaved`: systems timed in turn, round after round, so that whatever else
+  the machine does hits them alike;
+- :func:`spread`: median, quartiles and extremes of a list of times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+BUSY_LOOP = "while True:\n    pass\n"
+
+
+def machine_info() -> dict:
+    """The machine and the libraries the figures depend on (JSON-ready)."""
+    from threadpoolctl import threadpool_info
+
+    from minireason.nn.threads import threads
+
+    blas = [
+        {k: lib.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
+        for lib in threadpool_info()
+        if lib.get("user_api") == "blas"
+    ]
+    return {
+        "platform": platform.platform(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "load_average": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "blas": blas,
+        "minireason_threads": threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
+
+
+@contextlib.contextmanager
+def busy_load(n: int):
+    """Run ``n`` CPU-bound busy processes while the block runs; they are killed after, even
+    when the block fails. ``n = 0``: nothing."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BUSY_LOOP], stdin=subprocess.DEVNULL)
+        for _ in range(n)
+    ]
+    try:
+        if procs:
+            time.sleep(0.5)  # let the scheduler see them
+        yield procs
+    finally:
+        for p in procs:
+            p.kill()
+        for p in procs:
+            p.wait()
+
+
+def time_interleaved(steppers: dict, steps: int, warmup: int):
+    """Run the steppers in turn, round after round, so that all of them see the same machine
+    load; return ``{name: [seconds per timed round]}`` and ``{name: first return value}``."""
+    times = {name: [] for name in steppers}
+    first = {}
+    for i in range(warmup + steps):
+        for name, step in steppers.items():
+            t0 = time.perf_counter()
+            value = step()
+            dt = time.perf_counter() - t0
+            first.setdefault(name, value)
+            if i >= warmup:
+                times[name].append(dt)
+    return times, first
+
+
+def spread(seconds: list[float]) -> dict:
+    """``{median, p25, p75, min, max, n}`` of a list of times (seconds)."""
+    q = np.percentile(seconds, [25, 75]) if seconds else [float("nan")] * 2
+    return {
+        "median": statistics.median(seconds),
+        "p25": float(q[0]),
+        "p75": float(q[1]),
+        "min": min(seconds),
+        "max": max(seconds),
+        "n": len(seconds),
+    }
