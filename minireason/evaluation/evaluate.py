@@ -44,13 +44,7 @@ from minireason.evaluation.baselines import random_reasons, retrieval_reasons, t
 from minireason.evaluation.metrics import explanation_metrics, perplexity
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.prep.tokenizer import BPETokenizer
-from minireason.reason.recommend import (
-    ContentSimilarity,
-    Hybrid,
-    ItemCF,
-    Popularity,
-    evaluate_ranking,
-)
+from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
 from minireason.train.run import Decoding, check_same_data, load_run
 
@@ -59,12 +53,6 @@ RATIO_METRICS = ("usr", "fmr", "fcr", "div")
 METRICS = TEXT_METRICS + RATIO_METRICS
 SYSTEMS = ("model", "random", "retrieval", "template")
 DECODERS = ("step4", "greedy")
-RECOMMENDERS = {
-    "popularity": Popularity,
-    "itemcf": ItemCF,
-    "content": ContentSimilarity,
-    "hybrid": Hybrid,
-}
 
 GenerateFn = Callable[[list[list[int]]], list[str]]
 
