@@ -7,6 +7,7 @@ Modules:
 
 - ``train``: one full training step, NumPy against PyTorch eager, and the matmul rate;
 - ``explain``: seconds to explain one (user, item) with N candidates;
+- ``catalogue``: reasons per second of ``explain-all`` with 1 and 2 local Dask workers;
 - ``kernels``: TFLOP/s of the CUDA attention kernels on a GPU;
 - ``threads``: the BLAS thread count of NumPy's OpenBLAS.
 """
