@@ -266,6 +266,30 @@ def test_cli_one_local_worker_gives_the_same_rows_then_resumes(
     assert {p.name: p.stat().st_mtime_ns for p in out.glob("part-*.parquet")} == stamps
 
 
+def test_without_the_extra_the_command_says_what_to_install(
+    inputs, users_file, tmp_path, capsys, monkeypatch
+):
+    prepared_dir, run_dir, _ = inputs
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    argv = ["explain-all", "--prepared", str(prepared_dir), "--run", str(run_dir)]
+    assert main(argv + ["--out", str(tmp_path / "out"), "--users", str(users_file)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "needs the [scale] extra (distributed)" in err and "pip install" in err
+    assert len(err.splitlines()) == 1 and not (tmp_path / "out").exists()
+
+
+def test_a_malformed_scheduler_address_is_one_line(inputs, users_file, tmp_path, capsys):
+    prepared_dir, run_dir, _ = inputs
+    argv = ["explain-all", "--prepared", str(prepared_dir), "--run", str(run_dir)]
+    argv += ["--out", str(tmp_path / "out"), "--users", str(users_file), "--scheduler", "nowhere"]
+    assert main(argv) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if "error" in line]
+    assert len(errors) == 1 and errors[0] == err[-1]
+    assert err[-1].startswith("minireason explain-all: error: --scheduler nowhere:")
+    assert not any("Traceback" in line for line in err)
+
+
 def test_the_core_package_does_not_import_the_extra():
     code = (
         "import sys, minireason.cli, minireason.demo, minireason.reason.catalogue, "

@@ -583,6 +583,8 @@ def _cluster(workers: int | None, scheduler: str | None, dashboard: str | None):
             return distributed.Client(scheduler, timeout="20s"), None
         except (OSError, TimeoutError) as exc:
             raise OSError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+        except ValueError as exc:  # not an address
+            raise ValueError(f"--scheduler {scheduler}: {exc}") from None
     cluster = distributed.LocalCluster(
         n_workers=workers,
         threads_per_worker=1,
