@@ -352,9 +352,20 @@ def add_explain_all(p, add):
     add("--users", default="all", metavar="all|FILE", help="every user, or a file of ids")
     add("--top-k", type=at_least(1), default=10, metavar="K", help="recommendations per user")
     add("--recommender", choices=list(RECOMMENDERS), default="hybrid", help="as evaluate's")
-    add("--chunk-size", type=at_least(1), default=DEFAULT_CHUNK_SIZE, metavar="N")
+    add(
+        "--chunk-size",
+        type=at_least(1),
+        default=DEFAULT_CHUNK_SIZE,
+        metavar="N",
+        help="users per task",
+    )
     where = p.add_mutually_exclusive_group()
-    where.add_argument("--workers", type=at_least(1), metavar="N", help="local worker processes")
+    where.add_argument(
+        "--workers",
+        type=at_least(1),
+        metavar="N",
+        help="local worker processes (default: one per core)",
+    )
     where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask cluster")
     add("--seed", type=int, default=0, help="base of every (user, item) seed")
     _run_options(add, "reason")
