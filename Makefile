@@ -25,7 +25,8 @@ notebooks:       ## every tutorial as a Jupyter notebook, in runs/notebooks/
 		jupytext --to notebook --output $(NOTEBOOKS)/$$(basename $$t .py).ipynb $$t || exit 1; \
 	done
 
-bench:           ## training-step speed against PyTorch, then explanation latency on the demo run
+bench:           ## training-step speed against PyTorch, then explanation latency and explain-all's rate on the demo run
 	mkdir -p runs/bench
 	minireason bench train --json runs/bench/train.json
 	minireason bench explain --run runs/demo/run --prepared runs/demo/prepared --json runs/bench/explain.json
+	minireason bench explain-all --run runs/demo/run --prepared runs/demo/prepared --json runs/bench/explain_all.json

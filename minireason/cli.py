@@ -338,6 +338,72 @@ def run_explain(args) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- explain-all
+
+
+@command("explain-all", "every user's top-k recommendations with reasons, on Dask, to Parquet")
+def add_explain_all(p, add):
+    from minireason.reason.catalogue import DEFAULT_CHUNK_SIZE
+    from minireason.reason.recommend import RECOMMENDERS
+
+    p.description = (
+        "Recommend the top-k items to every user (or those of --users FILE) and explain each "
+        "as 'explain' does, as Dask tasks of --chunk-size users on a local cluster (--workers) "
+        "or an existing one (--scheduler). One Parquet file per chunk and a manifest in --out; "
+        "the same command again resumes, skipping finished chunks. Needs the [scale] extra."
+    )
+    p.epilog = (
+        "examples:\n  minireason explain-all --prepared runs/demo/prepared --run runs/demo/run "
+        "--out runs/demo/catalogue --workers 2\n  minireason explain-all ... --scheduler "
+        "tcp://HOST:8786   (workers started with: dask worker tcp://HOST:8786 --nthreads 1)"
+    )
+    add("--prepared", required=True, metavar="DIR", help="the run's prepared directory")
+    add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
+    add("--out", required=True, metavar="DIR", help="output directory (Parquet + manifest)")
+    add("--users", default="all", metavar="all|FILE", help="every user, or a file of ids")
+    add("--top-k", type=at_least(1), default=10, metavar="K", help="recommendations per user")
+    add("--recommender", choices=list(RECOMMENDERS), default="hybrid", help="as evaluate's")
+    add(
+        "--chunk-size",
+        type=at_least(1),
+        default=DEFAULT_CHUNK_SIZE,
+        metavar="N",
+        help="users per task",
+    )
+    where = p.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=at_least(1),
+        metavar="N",
+        help="local worker processes (default: one per core)",
+    )
+    where.add_argument("--scheduler", metavar="ADDRESS", help="an existing Dask cluster")
+    add("--seed", type=int, default=0, help="base of every (user, item) seed")
+    _run_options(add, "reason")
+    p.set_defaults(func=run_explain_all)
+
+
+def run_explain_all(args) -> int:
+    from minireason.reason import catalogue
+    from minireason.train.run import read_run_info
+
+    options = pick(args, "users", "top_k", "recommender", "chunk_size", "seed", "workers")
+    try:
+        summary = catalogue.explain_all(
+            args.prepared,
+            args.run,
+            args.out,
+            decoding=_decoding(read_run_info(args.run), args),
+            scheduler=args.scheduler,
+            allow_other_data=args.allow_other_data,
+            **options,
+        )
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    print(catalogue.format_summary(summary))
+    return 0 if summary.complete else 1
+
+
 # --------------------------------------------------------------------------- data
 
 
@@ -495,6 +561,47 @@ def run_bench_explain(args) -> int:
     if args.json:
         _write_json(args.json, result)
     return 0
+
+
+@command("explain-all", "reasons/s of explain-all with 1 and 2 local workers", BENCHES)
+def add_bench_explain_all(p, add):
+    p.description = (
+        "Run explain-all on the first --users users, once per worker count, each into a "
+        "temporary directory; reasons per second, per-worker-process rate, start-up time, and "
+        "whether every run wrote the same rows."
+    )
+    add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
+    add("--prepared", required=True, metavar="DIR", help="the data it was trained on")
+    add("--users", type=at_least(1), default=40, metavar="N", help="the first N users")
+    add("--top-k", type=at_least(1), default=3, metavar="K", help="recommendations per user")
+    add("--chunk-size", type=at_least(1), default=2, metavar="N", help="users per task")
+    add("--workers", type=at_least(1), nargs="+", default=[1, 2], metavar="N", help="counts")
+    add("--seed", type=int, default=0)
+    add("--json", metavar="FILE", help="also write the figures as JSON")
+    _run_options(add, "reason")
+    p.set_defaults(func=run_bench_explain_all)
+
+
+def run_bench_explain_all(args) -> int:
+    from minireason.bench import catalogue as bench_catalogue
+    from minireason.train.run import read_run_info
+
+    options = pick(args, "top_k", "chunk_size", "seed", "allow_other_data")
+    try:
+        result = bench_catalogue.run_bench_explain_all(
+            args.prepared,
+            args.run,
+            n_users=args.users,
+            worker_counts=args.workers,
+            decoding=_decoding(read_run_info(args.run), args),
+            **options,
+        )
+    except ImportError as exc:
+        raise UserError(str(exc)) from None
+    print(bench_catalogue.format_report(result))
+    if args.json:
+        _write_json(args.json, result)
+    return 0 if result["same_rows"] else 1
 
 
 @command("kernels", "TFLOP/s of the CUDA attention kernels on a GPU", BENCHES)

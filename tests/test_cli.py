@@ -57,6 +57,8 @@ def test_decoding_options_default_to_the_runs_settings():
         ["explain", "--run", "R"],
         ["evaluate", "--prepared", "P", "--run", "R"],
         ["bench", "explain", "--run", "R", "--prepared", "P"],
+        ["explain-all", "--run", "R", "--prepared", "P", "--out", "O"],
+        ["bench", "explain-all", "--run", "R", "--prepared", "P"],
     ):
         args = parser.parse_args(argv)
         assert args.candidates is None and args.max_new_tokens is None, argv  # run.json decides
@@ -72,6 +74,7 @@ def test_commands_are_listed_in_the_order_of_the_readme():
         "train",
         "evaluate",
         "explain",
+        "explain-all",
         "data",
         "bench",
         "grade",

@@ -198,3 +198,21 @@ def test_explain_decodes_with_the_runs_recorded_settings(micro_run, tmp_path):
     assert len(expl.candidates) == 2 and all(len(c.token_ids) <= 5 for c in expl.candidates)
     wider = ex.explain_free_form(run, "strings, tuner (4)", "capo", decoding=Decoding(3, 0.7))
     assert len(wider.candidates) == 3
+
+
+def test_a_runs_identity_follows_its_files_not_its_place(micro_run, tmp_path):
+    from minireason.train.run import run_content
+
+    _, run_dir = micro_run
+    copy = tmp_path / "elsewhere"
+    shutil.copytree(run_dir, copy)
+    assert run_content(copy) == run_content(run_dir)  # moved: the same run
+    (copy / "finetune" / "loss.png").write_bytes(b"not what explanations depend on")
+    assert run_content(copy) == run_content(run_dir)
+    info = json.loads((copy / "run.json").read_text())
+    info["decoding"]["n_candidates"] = 2
+    (copy / "run.json").write_text(json.dumps(info))
+    assert run_content(copy) != run_content(run_dir)  # other settings: another run
+    (copy / "finetune" / "checkpoint.npz").unlink()
+    with pytest.raises(ValueError, match="no finetune/checkpoint.npz"):
+        run_content(copy)

@@ -45,13 +45,7 @@ from minireason.evaluation.metrics import explanation_metrics, perplexity
 from minireason.files import directory_in_place
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.prep.tokenizer import BPETokenizer
-from minireason.reason.recommend import (
-    ContentSimilarity,
-    Hybrid,
-    ItemCF,
-    Popularity,
-    evaluate_ranking,
-)
+from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
 from minireason.train.run import Decoding, check_same_data, load_run
 
@@ -60,12 +54,6 @@ RATIO_METRICS = ("usr", "fmr", "fcr", "div")
 METRICS = TEXT_METRICS + RATIO_METRICS
 SYSTEMS = ("model", "random", "retrieval", "template")
 DECODERS = ("step4", "greedy")
-RECOMMENDERS = {
-    "popularity": Popularity,
-    "itemcf": ItemCF,
-    "content": ContentSimilarity,
-    "hybrid": Hybrid,
-}
 
 GenerateFn = Callable[[list[list[int]]], list[str]]
 

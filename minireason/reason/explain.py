@@ -21,10 +21,17 @@ Inputs and fallbacks (never a traceback):
   history alone; both empty is a ValueError: there is nothing to explain from;
 - a free-form history is parsed by :func:`parse_history`; over-long input is cut to fit the
   prompt budget, oldest history first, and the cut is reported in the notes.
+
+Seeds. ``explain_for_user`` seeds rank ``r`` (0-based) with ``seed + r``; a batch job that
+must not depend on how it is cut into tasks seeds each (user, item) with
+:func:`pair_seed` instead, and ``explain --user U --item I --seed S`` with ``S`` that seed
+gives the same reason again.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 from dataclasses import dataclass, field
 
@@ -39,7 +46,7 @@ from minireason.prep.prepared import Prepared
 from minireason.prep.prompts import build_prompt, render_prompt
 from minireason.reason.evidence import Evidence, attention_evidence
 from minireason.reason.generate import generate
-from minireason.reason.recommend import Hybrid
+from minireason.reason.recommend import RECOMMENDERS, Recommender
 from minireason.reason.scoring import (
     Candidate,
     ScoreBreakdown,
@@ -250,9 +257,53 @@ def free_form_focus(
     return predict_focus(tag_counts(tags, known), profile(history)["aspects"], rates, k)
 
 
-def fit_recommender(prepared: Prepared) -> Hybrid:
-    """The hybrid recommender (item CF + tag/aspect content) on the training split."""
-    return Hybrid().fit(prepared.train_sequences(), prepared.item_terms())
+def fit_recommender(prepared: Prepared, name: str = "hybrid") -> Recommender:
+    """A recommender of :data:`~minireason.reason.recommend.RECOMMENDERS` (default: the
+    hybrid of item CF and tag/aspect content) fitted on the training split."""
+    if name not in RECOMMENDERS:
+        raise ValueError(f"unknown recommender {name!r}; choose one of {sorted(RECOMMENDERS)}")
+    return RECOMMENDERS[name]().fit(prepared.train_sequences(), prepared.item_terms())
+
+
+def pair_seed(seed: int, user: str, item: str) -> int:
+    """The seed of one (user, item) explanation: 63 bits of SHA-256 over ``(seed, user,
+    item)``. It depends on nothing else (not the rank, the batch or the order), and distinct
+    pairs get unrelated seeds (a 32-bit checksum would repeat among a million users)."""
+    key = json.dumps([int(seed), str(user), str(item)])  # unambiguous, whatever the ids hold
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:8], "big") >> 1
+
+
+def explain_item(
+    run: Run,
+    prepared: Prepared,
+    history: list[HistoryItem],
+    item: str,
+    seed,
+    decoding: Decoding | None = None,
+    profile_aspects: list[str] | None = None,
+) -> Explanation:
+    """Explain ``item`` to a user with ``history`` as ``minireason explain --user`` does:
+    ``run``'s model and prompt budget, its decoding settings unless ``decoding`` is given,
+    the item's tags and title from ``prepared``, and the focus ``prepare`` would predict
+    for the user's profile aspects (default: those of ``history``).
+
+    Raises ValueError for an unknown item, or for nothing to explain from (no history and
+    an item without tags)."""
+    aspects = profile(history)["aspects"] if profile_aspects is None else profile_aspects
+    return explain(
+        run.model,
+        run.tokenizer,
+        history,
+        item_tags(prepared, item),
+        prompt_tokens=run.info.prompt_tokens,
+        decoding=decoding or run.info.decoding,
+        seed=seed,
+        item=item,
+        item_title=prepared.items[item].get("title", ""),
+        profile_aspects=aspects,
+        focus=prepared.focus_for(item, aspects),
+    )
 
 
 def explain_for_user(
@@ -262,7 +313,7 @@ def explain_for_user(
     item: str | None = None,
     k: int = 3,
     seed: int = 0,
-    recommender: Hybrid | None = None,
+    recommender: Recommender | None = None,
     decoding: Decoding | None = None,
 ) -> list[Recommendation]:
     """Recommend ``k`` items to ``user`` (or take ``item``) and explain each with ``run``'s
@@ -280,23 +331,12 @@ def explain_for_user(
         recommender = recommender or fit_recommender(prepared)
         items = recommender.recommend(user, k=k)
     aspects = profile(history)["aspects"]
-    out = []
-    for rank, (it, score) in enumerate(items):
-        explanation = explain(
-            run.model,
-            run.tokenizer,
-            history,
-            item_tags(prepared, it),
-            prompt_tokens=run.info.prompt_tokens,
-            decoding=decoding or run.info.decoding,
-            seed=seed + rank,
-            item=it,
-            item_title=prepared.items[it].get("title", ""),
-            profile_aspects=aspects,
-            focus=prepared.focus_for(it, aspects),
+    return [
+        Recommendation(
+            it, score, explain_item(run, prepared, history, it, seed + rank, decoding, aspects)
         )
-        out.append(Recommendation(it, score, explanation))
-    return out
+        for rank, (it, score) in enumerate(items)
+    ]
 
 
 def explain_free_form(

@@ -215,6 +215,14 @@ class Hybrid(Recommender):
         return self.alpha * cf + (1.0 - self.alpha) * content
 
 
+RECOMMENDERS = {  # name -> class, as the command line names them
+    "popularity": Popularity,
+    "itemcf": ItemCF,
+    "content": ContentSimilarity,
+    "hybrid": Hybrid,
+}
+
+
 def _l2_rows(m: np.ndarray) -> np.ndarray:
     """Rows of ``m`` divided by their L2 norm (zero rows stay zero)."""
     norms = np.linalg.norm(m, axis=1, keepdims=True)

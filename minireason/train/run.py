@@ -14,6 +14,10 @@
     RUN/finetune/            checkpoint.npz/.json and loss.png of stage 2 (the model to use)
     RUN/train_report.json    steps, final losses and seconds of each stage
 
+A run's identity (:func:`run_content`) is a SHA-256 over the files its explanations depend
+on (:data:`CONTENT_FILES`), so a job that records it (``explain-all``'s manifest) can tell
+the same run from a retrained or resumed one wherever the directory lives.
+
 Everything after training reads the prompt budget, the focus size and the decoding settings
 from here (:func:`read_run_info`), never from defaults of its own: a free-form prompt is
 built to the budget the model was fine-tuned with, and an old run keeps the settings it was
@@ -22,18 +26,26 @@ trained and tuned with when the defaults move on.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from minireason.files import atomic_write_json
+from minireason.files import atomic_write_json, sha256_file
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, model_from
 from minireason.prep.tokenizer import BPETokenizer
 
 FORMAT = "minireason-run"
 FORMAT_VERSION = 1
 RUN_JSON = "run.json"
+CONTENT_FILES = (  # what the fine-tuned model's explanations depend on: the run's identity
+    RUN_JSON,
+    "tokenizer.json",
+    "features.json",
+    "finetune/checkpoint.json",
+    "finetune/checkpoint.npz",
+)
 
 
 @dataclass(frozen=True)
@@ -152,6 +164,19 @@ def check_same_data(
         f"not on {prepared.path} (content {prepared.content[:12]}); give the prepared "
         f"directory it was trained on, or {instead}"
     )
+
+
+def run_content(run_dir) -> str:
+    """The identity of a run: SHA-256 over the names and SHA-256s of its
+    :data:`CONTENT_FILES` (a missing one is a ValueError naming it)."""
+    run_dir = Path(run_dir)
+    digest = hashlib.sha256()
+    for name in CONTENT_FILES:
+        path = run_dir / name
+        if not path.is_file():
+            raise ValueError(f"--run {run_dir}: no {name}; is its training finished?")
+        digest.update(f"{name}\0{sha256_file(path)}\n".encode())
+    return digest.hexdigest()
 
 
 @dataclass
