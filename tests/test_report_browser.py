@@ -281,10 +281,25 @@ def test_the_keyboard_does_what_the_mouse_does(browser, demo):
     assert page.get_attribute("#u0r1 .status", "data-row") == "1"
     page.keyboard.press("Enter")  # pins it
     assert page.get_attribute('#u0r1 .rtok[data-r="1"]', "aria-pressed") == "true"
-    page.keyboard.press("Tab")  # focus previews the next token...
+    page.keyboard.press("ArrowRight")  # focus previews the next token...
     assert page.get_attribute("#u0r1 .status", "data-row") == "2"
-    page.focus("#u0r1 .pick-layer")  # ...and leaving it shows the pinned one again
+    page.keyboard.press("Tab")  # ...and leaving the reason shows the pinned one again
+    assert page.evaluate("() => document.activeElement.matches('#u0r1 .pick-layer')")
     assert page.get_attribute("#u0r1 .status", "data-row") == "1"
+
+    # the prompt's tokens: one tab stop on, the arrows walk through them, each described
+    for _ in range(3):  # layer, head, "whole reason"
+        page.keyboard.press("Tab")
+    assert page.evaluate("() => document.activeElement.dataset.p") == "0"
+    page.keyboard.press("ArrowRight")
+    assert page.evaluate("() => document.activeElement.dataset.p") == "1"
+    weight = float(page.get_attribute('#u0r1 .ptok[data-p="1"]', "data-weight"))
+    described = page.text_content("#u0r1 .pstatus")
+    assert page.get_attribute("#u0r1 .pstatus", "data-p") == "1"
+    said = float(re.search(r"weight (\d\.\d{3}) in the attention shown", described).group(1))
+    assert abs(said - weight) <= 5e-4 + 1e-9
+    page.hover('#u0r1 .ptok[data-p="4"]')  # hovering does the same
+    assert page.get_attribute("#u0r1 .pstatus", "data-p") == "4"
     view.clean()
     page.close()
 

@@ -5,6 +5,12 @@
 
 const SHADE = "245, 158, 11"; // amber; a prompt token's alpha is its weight / the row's largest
 const KIND_NAMES = {tag: "tag", aspect: "aspect the user mentioned", rating: "rating", focus: "focus"};
+const PLACES = {hist: "history block", item: "item block", tag: "tag", aspect: "aspect", rating: "rating", focus: "focus"};
+
+// "past item B0002D0Q2W" for a history owner's label (free-form labels already say it).
+function pastItem(label) {
+  return /^past item/.test(label) ? label : "past item " + label;
+}
 
 function range(n) {
   return Array.from({length: n}, (_, i) => i);
@@ -92,7 +98,7 @@ function drawPrompt(ex, spans) {
       addBlock("item", `this item${b.label ? " " + b.label : ""}: its tags and focus${shown}`, b.start, b.end);
     } else {
       const rating = pieces.find((s) => s.kind === "rating" && s.owner === b.owner);
-      addBlock("hist", `past item ${b.label}${rating ? ", rated " + rating.label : ""}${shown}`, b.start, b.end);
+      addBlock("hist", `${pastItem(b.label)}${rating ? ", rated " + rating.label : ""}${shown}`, b.start, b.end);
     }
     next = Math.max(next, b.end);
   }
@@ -135,7 +141,7 @@ function candidatesTable(ex) {
   for (const row of ex.candidates) {
     body.append(el("tr", {class: row.chosen ? "chosen" : null, "data-rank": row.rank},
       el("td", {class: "num"}, String(row.rank), row.chosen ? el("span", {class: "badge yes"}, "kept") : null),
-      keys.map((k) => el("td", {class: "num", "data-key": k, title: k === "total" ? hints.total : raw[k](row.terms)}, row.shown[k])),
+      keys.map((k) => el("td", {class: k !== "total" && Number(row.shown[k]) === 0 ? "num zero" : "num", "data-key": k, title: k === "total" ? hints.total : raw[k](row.terms)}, row.shown[k])),
       el("td", {class: "small"}, row.finish),
       el("td", {class: "cand"}, row.text),
       el("td", {class: "small"}, row.mentions.join(", ") || "-"),
@@ -149,7 +155,7 @@ function candidatesTable(ex) {
 function drawCard(rec, id) {
   const ex = rec.explanation;
   const att = ex.attention;
-  const state = {pinned: null, layer: -1, head: -1};
+  const state = {pinned: null, layer: -1, head: -1, prompt: null, weights: null};
   const spans = [];
   const where = positions(ex);
   const status = el("p", {class: "status small", "aria-live": "polite"});
@@ -169,16 +175,26 @@ function drawCard(rec, id) {
     const which = state.layer < 0 && state.head < 0
       ? "mean over layers and heads"
       : `${state.layer < 0 ? "every layer" : "layer " + (state.layer + 1)}, ${state.head < 0 ? "every head" : "head " + (state.head + 1)}`;
-    const strongest = range(w.length).sort((a, b) => w[b] - w[a]).slice(0, 5).map((p) => {
-      const at = where[p].piece || where[p].block;
-      const place = at ? `${at.kind} of ${ownerName(ex, at.owner)}` : "prompt";
-      return `${ex.prompt.tokens[p]} ${w[p].toFixed(3)} (${place})`;
-    });
+    const strongest = range(w.length).sort((a, b) => w[b] - w[a]).slice(0, 5).map((p) =>
+      `${ex.prompt.tokens[p]} ${w[p].toFixed(3)} (${placeOf(p)})`);
     const what = r === null
       ? "Attention of the whole reason (mean over its tokens)"
       : `Attention while writing "${ex.reason_tokens[r].text}" (reason token ${r + 1} of ${ex.reason_tokens.length})`;
     status.textContent = `${what}, ${which}. Strongest prompt tokens: ${strongest.join("; ")}. Darkest shade = ${top.toFixed(3)} (attention spread evenly would give each of the ${w.length} prompt tokens ${(1 / w.length).toFixed(3)}).`;
     status.dataset.row = r === null ? "" : String(r);
+    state.weights = w;
+    if (state.prompt !== null) describeToken(state.prompt);
+  };
+  const placeOf = (p) => {
+    const at = where[p].piece || where[p].block;
+    const owner = at && at.owner === "item" ? "this item" : at ? pastItem(ownerName(ex, at.owner)) : "";
+    return at ? `${PLACES[at.kind] || at.kind} of ${owner}` : "prompt";
+  };
+  // One prompt token described (on hover or focus): its weight in the row shown.
+  const pstatus = el("p", {class: "pstatus small", "aria-live": "polite"}, "Hover or focus a prompt token for its weight.");
+  const describeToken = (p) => {
+    pstatus.textContent = `Prompt token "${ex.prompt.tokens[p]}" (${placeOf(p)}, position ${p + 1} of ${spans.length}): weight ${state.weights[p].toFixed(3)} in the attention shown above.`;
+    pstatus.dataset.p = String(p);
   };
 
   const reason = el("div", {class: "reason", role: "group", "aria-label": "the reason, token by token: hover, focus or click a token to see its attention"});
@@ -193,10 +209,13 @@ function drawCard(rec, id) {
       buttons.forEach((x, i) => x.setAttribute("aria-pressed", String(i === state.pinned)));
       show(r);
     });
+    b.tabIndex = r === 0 ? 0 : -1; // one tab stop for the reason; the arrows move along it
     b.addEventListener("keydown", (e) => {
       const to = {ArrowRight: r + 1, ArrowLeft: r - 1, Home: 0, End: buttons.length - 1}[e.key];
       if (to !== undefined && buttons[to]) {
         e.preventDefault();
+        b.tabIndex = -1;
+        buttons[to].tabIndex = 0;
         buttons[to].focus();
       }
     });
@@ -234,10 +253,11 @@ function drawCard(rec, id) {
     controls,
     status,
     drawPrompt(ex, spans),
+    pstatus,
     el("p", {class: "small muted"}, "Share of the reason's attention on each part of the prompt (mean over its tokens, layers and heads), as 'minireason explain' prints it:"),
     el("div", {class: "shares"},
-      bars(ex.shares.owners.map((s) => ({label: s.owner === "item" ? "this item" : "past item " + s.label, value: s.share, shown: s.shown})), "attention on each item"),
-      bars(ex.shares.pieces.map((s) => ({label: `${KIND_NAMES[s.kind] || s.kind} ${s.label} (${s.owner_name})`, value: s.share, shown: s.shown})), "the strongest single pieces")),
+      bars(ex.shares.owners.map((s) => ({label: s.owner === "item" ? "this item" : pastItem(s.label), value: s.share, shown: s.shown})), "attention on each item"),
+      bars(ex.shares.pieces.map((s) => ({label: `${KIND_NAMES[s.kind] || s.kind} "${s.label}" (${s.owner_name})`, value: s.share, shown: s.shown})), "the strongest single pieces")),
     ex.focus.length ? el("p", {class: "small"}, el("b", {}, "focus: "), ex.focus.join(", "), " (predicted from training data)") : null,
     el("p", {class: "small"}, el("b", {}, "mentions: "), ex.mentions.join(", ") || "none of the focus, profile aspects or item tags"),
     ex.notes.map((n) => el("p", {class: "small note"}, el("b", {}, "note: "), n)),
@@ -245,6 +265,26 @@ function drawCard(rec, id) {
     el("p", {class: "decision"}, el("b", {}, "Why this reason: "), ex.decision),
     el("details", {}, el("summary", {class: "small"}, "the prompt in words"), el("pre", {class: "small"}, ex.prompt.text)),
   );
+  // The prompt's tokens: one tab stop, the arrow keys move along them (a roving tabindex);
+  // hovering or focusing one describes it.
+  spans.forEach((span, p) => {
+    span.tabIndex = p === 0 ? 0 : -1;
+    const enter = () => {
+      state.prompt = p;
+      describeToken(p);
+    };
+    span.addEventListener("mouseenter", enter);
+    span.addEventListener("focus", enter);
+    span.addEventListener("keydown", (e) => {
+      const to = {ArrowRight: p + 1, ArrowLeft: p - 1, Home: 0, End: spans.length - 1}[e.key];
+      if (to !== undefined && spans[to]) {
+        e.preventDefault();
+        span.tabIndex = -1;
+        spans[to].tabIndex = 0;
+        spans[to].focus();
+      }
+    });
+  });
   show(null);
   return card;
 }
@@ -252,7 +292,8 @@ function drawCard(rec, id) {
 function drawUser(u, ui) {
   const section = el("section", {class: "user", "data-user": u.user === null ? "" : u.user});
   section.append(el("h2", {}, u.user === null ? "Free-form input" : `User ${u.user}`));
-  const intro = u.n_history ? `${u.n_history} past reviews; the latest:` : "no past reviews (cold start)";
+  const given = u.user === null ? " given with --history" : "";
+  const intro = u.n_history ? `${u.n_history} past reviews${given}; the latest:` : `no past reviews${given} (cold start)`;
   section.append(el("p", {}, intro));
   if (u.latest.length) {
     section.append(el("ul", {class: "history"}, u.latest.map((h) =>
@@ -272,7 +313,7 @@ function drawReport(data) {
     el("p", {class: "legend small"}, "Underlines: ",
       el("span", {class: "piece tag"}, "tag"), " ", el("span", {class: "piece aspect"}, "aspect the user mentioned"), " ",
       el("span", {class: "piece rating"}, "rating"), " ", el("span", {class: "piece focus"}, "focus"),
-      ". Keys: Tab to a reason token, arrows to move along the reason, Enter to pin it."),
+      ". Keys: Tab to a reason token, the arrows to move along the reason, Enter to pin it; Tab again to the prompt, whose tokens the arrows walk through."),
     aboutList(data.about),
   );
   data.users.forEach((u, i) => app.append(drawUser(u, i)));
