@@ -19,8 +19,9 @@ import base64
 import hashlib
 import html
 import json
-import os
 from pathlib import Path
+
+from minireason.files import atomic_write_text
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -89,15 +90,9 @@ def render_page(title: str, data, scripts: list, css: str = "") -> str:
 
 
 def write_page(path, text: str) -> Path:
-    """Write ``text`` to ``path`` atomically (a temporary file beside it, then a rename), so
-    an interrupted write never leaves a half page. Returns the path."""
+    """Write ``text`` to ``path`` atomically (:func:`minireason.files.atomic_write_text`), so
+    an interrupted write never leaves a half page; the folder is made if missing. Returns
+    the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return atomic_write_text(path, text)
