@@ -277,7 +277,10 @@ def run_evaluate(args) -> int:
     result = evaluate_run(args.prepared, args.run, args.out, decoding=decoding, **options)
     print(markdown_report(result))
     out = args.out or os.path.join(args.run, "eval")
-    print(f"written to {out}: evaluation.json, evaluation.md, evaluation.png, generations.jsonl")
+    print(
+        f"written to {out}: evaluation.json, evaluation.md, evaluation.png, evaluation.html, "
+        "generations.jsonl"
+    )
     return 0
 
 
@@ -304,20 +307,31 @@ def add_explain(p, add):
     add("-k", type=at_least(1), default=3, help="recommendations to explain")
     add("--seed", type=int, default=0)
     add("--plot", metavar="FILE.png", help="attention heatmap of the first reason")
+    add("--html", metavar="FILE.html", help="a self-contained page: token attention, step 4")
+    add("--show-candidates", action="store_true", help="print every step-4 candidate's score")
     _run_options(add, "reason")
     p.set_defaults(func=run_explain)
 
 
-def run_explain(args) -> int:
-    from minireason.reason import explain as ex
-    from minireason.reason.evidence import plot_evidence
-    from minireason.train.run import check_same_data, load_run
-
+def _explain_run(args):
+    """The run ``explain`` uses, once its inputs are checked: --user (with --prepared) or
+    --history/--tags, not both."""
     if (args.user is None) == (args.history is None and args.tags is None):
         raise UserError("give either --user ID (with --prepared) or --history/--tags, not both")
     if args.user is not None and not args.prepared:
         raise UserError("--user needs --prepared DIR (the prepared directory of the run)")
-    run = load_run(args.run, args.allow_unfinished)
+    from minireason.train.run import load_run
+
+    return load_run(args.run, args.allow_unfinished)
+
+
+def run_explain(args) -> int:
+    from minireason.reason import explain as ex
+    from minireason.reason import report
+    from minireason.reason.evidence import plot_evidence
+    from minireason.train.run import check_same_data
+
+    run = _explain_run(args)
     decoding = _decoding(run.info, args)
     print(run.describe())
     if args.user is not None:
@@ -328,13 +342,18 @@ def run_explain(args) -> int:
         recs = ex.explain_for_user(
             run, prepared, args.user, args.item, args.k, args.seed, decoding=decoding
         )
-        print(ex.format_user_report(prepared, args.user, recs))
+        print(ex.format_user_report(prepared, args.user, recs, candidates=args.show_candidates))
         first = recs[0].explanation
+        section = report.user_section(prepared, args.user, recs, run.tokenizer)
     else:
         first = ex.explain_free_form(run, args.history, args.tags, args.seed, decoding)
-        print(first.prompt_text + "\n" + ex.format_explanation(first))
+        print(first.prompt_text + "\n" + ex.format_explanation(first, 3, args.show_candidates))
+        section = report.free_form_section(args.history, args.tags, first, run.tokenizer)
     if args.plot:
         print(f"attention heatmap written to {plot_evidence(first, args.plot)}")
+    if args.html:
+        about = report.report_about(run, decoding, args.seed)
+        print(f"report written to {report.write_report(args.html, [section], about)}")
     return 0
 
 

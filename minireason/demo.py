@@ -72,6 +72,7 @@ def run_demo(
         fit_recommender,
         format_user_report,
     )
+    from minireason.reason.report import report_about, user_section, write_report
     from minireason.train.recipe import run_recipe
     from minireason.train.run import load_run
 
@@ -129,6 +130,7 @@ def run_demo(
     run = load_run(run_dir)
     decoding = run.info.decoding.replace(n_candidates=n_candidates)
     recommender = fit_recommender(prepared)
+    sections = []
     for user in pick_users(prepared, n_users):
         recs = explain_for_user(
             run,
@@ -143,6 +145,9 @@ def run_demo(
         plot = out / f"evidence_{user}.png"
         plot_evidence(recs[0].explanation, plot)
         echo(f"  evidence heatmap of the first: {plot}")
+        sections.append(user_section(prepared, user, recs, run.tokenizer))
+    page = write_report(out / "report.html", sections, report_about(run, decoding, seed))
+    echo(f"\nthe explanations as a page (token-level attention, every step-4 candidate): {page}")
 
     echo("\n[4/4] evaluation on the test split (model vs baselines; recommenders vs popularity)")
     result = evaluate_run(
@@ -150,7 +155,8 @@ def run_demo(
     )
     echo(markdown_report(result))
     echo(
-        f"\noutputs under {out}/ (eval/evaluation.md, eval/evaluation.png, run/*/loss.png); "
+        f"\noutputs under {out}/ (report.html, eval/evaluation.html, eval/evaluation.md, "
+        "eval/evaluation.png, run/*/loss.png); "
         f"demo took {time.perf_counter() - t0:.0f} s"
     )
     return result

@@ -52,6 +52,9 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
     saved = json.loads((out / "eval" / "evaluation.json").read_text())
     assert saved["model"]["usr"] == result["model"]["usr"]
     assert len(list(out.glob("evidence_*.png"))) == 2
+    assert f"(token-level attention, every step-4 candidate): {out / 'report.html'}" in text
+    for page in (out / "report.html", out / "eval" / "evaluation.html"):
+        assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
 
     lines.clear()
     run_demo(

@@ -195,6 +195,11 @@ def test_evaluate_with_a_perfect_generator(run, tmp_path):
     md = (out / "evaluation.md").read_text()
     assert "| model | 100.00 |" in md and "| hybrid |" in md
     assert (out / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
+    page = (out / "evaluation.html").read_text(encoding="utf-8")
+    data = json.loads(page.split('id="data">', 1)[1].split("</script>", 1)[0])
+    model = [r["answers"]["model"] for r in data["records"]]  # the oracle: each its reference
+    assert [a["rougeL_f"] for a in model] == pytest.approx([100.0] * 12)
+    assert all(a["names_feature"] for a in model)
 
 
 @pytest.mark.slow

@@ -1,12 +1,14 @@
 """Evaluation: explanation metrics against baselines, and recommendation metrics.
 
 Reads: a prepared directory and a run directory. Writes: ``evaluation.json``,
-``evaluation.md``, ``evaluation.png`` and ``generations.jsonl`` (``minireason evaluate``).
+``evaluation.md``, ``evaluation.png``, ``evaluation.html`` and ``generations.jsonl``
+(``minireason evaluate``).
 Taught in tutorial 08; assignment A4 implements BLEU and ROUGE-L.
 
 Modules:
 
 - ``metrics``: BLEU, ROUGE, USR, FMR, FCR, DIV and perplexity, as PETER / PEPLER define them;
 - ``baselines``: the random, retrieval and template reasons;
-- ``evaluate``: the job behind ``minireason evaluate``.
+- ``evaluate``: the job behind ``minireason evaluate``;
+- ``report``: ``evaluation.html``, the metrics and every generation, sortable and filterable.
 """

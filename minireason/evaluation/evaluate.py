@@ -24,8 +24,9 @@ split). This part always uses every user (``--limit`` does not apply; it takes s
 Outputs (in ``OUT``, default ``RUN/eval``): ``evaluation.json`` shaped
 ``{"model": {...}, "baselines": {"random": {...}, "retrieval": {...}, "template": {...}},
 "recommendation": {...}, "info": {...}}``, ``evaluation.md`` (Markdown tables),
-``evaluation.png`` (bar chart) and ``generations.jsonl`` (every record's reference and the four
-answers, to read them).
+``evaluation.png`` (bar chart), ``evaluation.html`` (all of it in a page, with the generations
+sortable and filterable: :mod:`minireason.evaluation.report`) and ``generations.jsonl`` (every
+record's reference and the four answers, to read them).
 """
 
 from __future__ import annotations
@@ -386,7 +387,13 @@ def plot_scores(result: dict, path) -> Path:
     return path
 
 
-OUTPUT_FILES = ("evaluation.json", "evaluation.md", "evaluation.png", "generations.jsonl")
+OUTPUT_FILES = (
+    "evaluation.json",
+    "evaluation.md",
+    "evaluation.png",
+    "evaluation.html",
+    "generations.jsonl",
+)
 
 
 def check_output_dir(out: Path) -> None:
@@ -402,13 +409,17 @@ def check_output_dir(out: Path) -> None:
 
 
 def write_outputs(result: dict, answers: dict, records: list[dict], out: Path) -> None:
-    """``evaluation.json``, ``evaluation.md``, ``evaluation.png`` and ``generations.jsonl``,
-    written into a hidden directory and put in place together
-    (:func:`minireason.files.directory_in_place`): never half an evaluation."""
+    """``evaluation.json``, ``evaluation.md``, ``evaluation.png``, ``evaluation.html``
+    (:mod:`minireason.evaluation.report`) and ``generations.jsonl``, written into a hidden
+    directory and put in place together (:func:`minireason.files.directory_in_place`): never
+    half an evaluation."""
+    from minireason.evaluation.report import write_evaluation_page
+
     with directory_in_place(out) as tmp:
         (tmp / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
         (tmp / "evaluation.md").write_text(markdown_report(result), encoding="utf-8")
         plot_scores(result, tmp / "evaluation.png")
+        write_evaluation_page(result, answers, records, tmp / "evaluation.html")
         with open(tmp / "generations.jsonl", "w", encoding="utf-8") as fh:
             for i, rec in enumerate(records):
                 row = {

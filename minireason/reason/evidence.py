@@ -40,6 +40,7 @@ class Evidence:
     row_tokens: list[str]  # the token each row generated
     prompt_tokens: list[str]
     segments: list[Segment]
+    heads: np.ndarray | None = None  # (L, H, R, P): the rows of ``matrix`` per layer and head
 
 
 # --------------------------------------------------------------------------- evidence
@@ -110,6 +111,7 @@ def attention_evidence(
     layers = model.attention_weights()  # per layer (1, H, T, T)
     mean = backend.to_numpy(sum(a[0].mean(axis=0) for a in layers) / len(layers))  # (T, T)
     P = len(prompt_ids)
+    heads = np.stack([backend.to_numpy(a[0, :, P - 1 :, :P]) for a in layers])  # (L, H, R, P)
     owners, pieces = aggregate_evidence(mean, P, segments, top_k)
     return Evidence(
         owners=owners,
@@ -118,6 +120,7 @@ def attention_evidence(
         row_tokens=[_token_text(tokenizer, t) for t in reason_ids],
         prompt_tokens=[_token_text(tokenizer, t) for t in prompt_ids],
         segments=segments,
+        heads=heads,
     )
 
 

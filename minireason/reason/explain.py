@@ -66,6 +66,9 @@ class Explanation:
     prompt_ids: list[int]
     history_used: int  # history blocks that fitted the prompt (newest ones)
     notes: list[str] = field(default_factory=list)  # fallbacks taken, cropping
+    weights: ScoreWeights = field(
+        default_factory=ScoreWeights
+    )  # what the candidates were scored with
 
 
 def explain(
@@ -122,6 +125,7 @@ def explain(
         )
     budget = prompt_tokens
     decoding = decoding or Decoding()
+    weights = weights or ScoreWeights()
     if profile_aspects is None:
         profile_aspects = profile(history)["aspects"]
     focus = [a.strip() for a in (focus or []) if a and a.strip()]
@@ -164,6 +168,7 @@ def explain(
         prompt_ids=prompt.ids,
         history_used=prompt.n_history,
         notes=notes,
+        weights=weights,
     )
 
 
@@ -358,8 +363,9 @@ def explain_free_form(
     )
 
 
-def format_explanation(expl: Explanation, top: int = 3) -> str:
-    """A few indented lines: the reason, what it draws on, and what it mentions."""
+def format_explanation(expl: Explanation, top: int = 3, candidates: bool = False) -> str:
+    """A few indented lines: the reason, what it draws on, and what it mentions (and, with
+    ``candidates``, every step-4 candidate: :func:`format_candidates`)."""
     names = {s.owner: ("this item" if s.owner == "item" else s.label) for s in expl.evidence.owners}
     owners = ", ".join(f"{names[s.owner]} {100 * s.share:.0f}%" for s in expl.evidence.owners[:top])
 
@@ -386,25 +392,170 @@ def format_explanation(expl: Explanation, top: int = 3) -> str:
         ),
     ]
     lines += [f"  note:      {note}" for note in expl.notes]
+    if candidates:
+        lines.append(format_candidates(expl))
     return "\n".join(lines)
 
 
-def format_user_report(
+def candidate_table(expl: Explanation) -> list[dict]:
+    """Step 4's decision as rows, best first (row 1 is the reason kept): every sampled
+    candidate with its text, how generation stopped, its score, each signed part of the score
+    (:meth:`~minireason.reason.scoring.ScoreBreakdown.parts` with the weights it was scored
+    with: the parts sum to the score), the raw terms and the phrases it mentions. ``shown``
+    holds each number as printed (:func:`format_candidates`, the HTML report).
+
+    Returns:
+        one dict per candidate: ``rank, chosen, text, finish, total, parts, terms, mentions,
+        shown``; JSON-ready.
+    """
+    rows = []
+    for rank, c in enumerate(expl.candidates, 1):
+        b = c.score
+        parts = b.parts(expl.weights)
+        rows.append(
+            {
+                "rank": rank,
+                "chosen": rank == 1,
+                "text": c.text,
+                "finish": c.finish,
+                "total": b.total,
+                "parts": parts,
+                "terms": {
+                    "user_coverage": b.user_coverage,
+                    "item_coverage": b.item_coverage,
+                    "focus_coverage": b.focus_coverage,
+                    "mean_logprob": b.mean_logprob,
+                    "repetition": b.repetition,
+                    "duplicate": b.duplicate,
+                    "truncated": b.truncated,
+                    "empty": b.empty,
+                },
+                "mentions": list(
+                    dict.fromkeys(b.mentioned_focus + b.mentioned_aspects + b.mentioned_tags)
+                ),
+                "shown": {"total": _signed(b.total), **{k: _signed(v) for k, v in parts.items()}},
+            }
+        )
+    return rows
+
+
+def decision_summary(rows: list[dict]) -> str:
+    """One line on why step 4 kept the first of :func:`candidate_table`'s ``rows``: its
+    margin over the runner-up and the part of the score that differs most between them."""
+    best = rows[0]
+    if len(rows) == 1:
+        return f"kept the only candidate (score {best['shown']['total']})"
+    second = rows[1]
+    margin = best["total"] - second["total"]
+    if margin <= 0:
+        return (
+            f"#1 and #2 tie at {best['shown']['total']}; the sampling order decides "
+            "(the sort keeps it)"
+        )
+    part = max(best["parts"], key=lambda k: best["parts"][k] - second["parts"][k])
+    return (
+        f"kept #1 (score {best['shown']['total']}): {margin:.3f} above #2 "
+        f"({second['shown']['total']}); the largest difference is {CANDIDATE_HEADERS[part]} "
+        f"({best['shown'][part]} against {second['shown'][part]})"
+    )
+
+
+def _signed(x: float) -> str:
+    """A score or one part of it as printed: sign and three decimals (no ``-0.000``)."""
+    return f"{x + 0.0:+.3f}"
+
+
+CANDIDATE_HEADERS = {
+    "total": "score",
+    "user": "user",
+    "item": "item",
+    "focus": "focus",
+    "logprob": "logprob",
+    "repetition": "repeat",
+    "duplicate": "dup",
+    "truncated": "cut",
+    "empty": "empty",
+}
+
+
+def format_candidates(expl: Explanation, width: int = 60) -> str:
+    """The table of :func:`candidate_table` as ``minireason explain --show-candidates``
+    prints it: one line per candidate, best first, ``*`` on the one kept; each text cut to
+    ``width`` characters."""
+    rows = candidate_table(expl)
+    w = expl.weights
+    lines = [
+        f"  step 4:    {len(rows)} candidates, best first; score = user + item + focus "
+        f"coverage + logprob - penalties (weights: user {w.user:g}, item {w.item:g}, "
+        f"focus {w.focus:g}, logprob {w.logprob:g}, repeat {w.repetition:g}, dup "
+        f"{w.duplicate:g}, cut {w.truncated:g}, empty {w.empty:g})",
+        "       #  "
+        + " ".join(f"{h:>7}" for h in CANDIDATE_HEADERS.values())
+        + "  finish          text",
+    ]
+    for row in rows:
+        text = row["text"] if len(row["text"]) <= width else row["text"][: width - 3] + "..."
+        cells = " ".join(f"{row['shown'][k]:>7}" for k in CANDIDATE_HEADERS)
+        mark = "*" if row["chosen"] else " "
+        lines.append(f"    {mark} {row['rank']:>2}  {cells}  {row['finish']:<14}  {text!r}")
+    lines.append(f"             {decision_summary(rows)}")
+    return "\n".join(lines)
+
+
+def user_summary(
     prepared: Prepared, user: str, recs: list[Recommendation], latest: int = 3
+) -> dict:
+    """What the report of one user shows, JSON-ready: ``user``, ``n_history`` (training
+    reviews), the ``latest`` history items (``item, tags, aspects, rating``) and each
+    recommendation's ``rank, item, title, tags, recommender_score`` (None for a given item).
+    :func:`format_user_report` prints it; :mod:`minireason.reason.report` draws it."""
+    history = user_history(prepared, user)
+    return {
+        "user": user,
+        "n_history": len(history),
+        "latest": [
+            {"item": h.item, "tags": list(h.tags), "aspects": list(h.aspects), "rating": h.rating}
+            for h in history[max(0, len(history) - latest) :]
+        ],
+        "recommendations": [
+            {
+                "rank": rank,
+                "item": rec.item,
+                "title": prepared.items[rec.item].get("title", ""),
+                "tags": list(prepared.items[rec.item].get("tags", [])),
+                "recommender_score": None if rec.score != rec.score else rec.score,
+                "recommender_shown": ""
+                if rec.score != rec.score
+                else f"recommender score {rec.score:.2f}",
+            }
+            for rank, rec in enumerate(recs, 1)
+        ],
+    }
+
+
+def format_user_report(
+    prepared: Prepared,
+    user: str,
+    recs: list[Recommendation],
+    latest: int = 3,
+    candidates: bool = False,
 ) -> str:
     """What ``minireason explain --user`` and the demo print for one user: the latest
-    ``latest`` history items, then each recommendation with its explanation."""
-    history = user_history(prepared, user)
-    if history:
-        lines = [f"user {user}: {len(history)} past reviews; the latest:"]
+    ``latest`` history items, then each recommendation with its explanation (and, with
+    ``candidates``, every step-4 candidate: :func:`format_candidates`)."""
+    summary = user_summary(prepared, user, recs, latest)
+    if summary["n_history"]:
+        lines = [f"user {user}: {summary['n_history']} past reviews; the latest:"]
     else:
         lines = [f"user {user}: no past reviews (cold start)"]
-    for h in history[-latest:]:
-        said = ", ".join(h.aspects) or "-"
-        lines.append(f"  - {h.item} ({', '.join(h.tags[:4])}); said: {said}; rated {h.rating:g}/5")
-    for rank, rec in enumerate(recs, 1):
-        tags = ", ".join(prepared.items[rec.item].get("tags", [])[:5])
-        score = "" if rec.score != rec.score else f"  recommender score {rec.score:.2f}"
-        lines.append(f" {rank}. {rec.item} ({tags}){score}")
-        lines.append(format_explanation(rec.explanation))
+    for h in summary["latest"]:
+        said = ", ".join(h["aspects"]) or "-"
+        lines.append(
+            f"  - {h['item']} ({', '.join(h['tags'][:4])}); said: {said}; rated {h['rating']:g}/5"
+        )
+    for row, rec in zip(summary["recommendations"], recs, strict=True):
+        tags = ", ".join(row["tags"][:5])
+        score = f"  {row['recommender_shown']}" if row["recommender_shown"] else ""
+        lines.append(f" {row['rank']}. {row['item']} ({tags}){score}")
+        lines.append(format_explanation(rec.explanation, candidates=candidates))
     return "\n".join(lines)

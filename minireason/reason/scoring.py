@@ -22,7 +22,8 @@ aspects it asks the reason to talk about, ``minireason.prep.features.predict_foc
             - w.truncated * [c hit max_new_tokens or the context before <eos>]
             - w.empty     * [c has no word at all]
 
-Coverage rewards relevance, the log-probability rewards fluent, likely text (it is <= 0),
+:func:`score_parts` gives each signed, weighted term of that sum on its own (the HTML
+report's candidates table shows them). Coverage rewards relevance, the log-probability rewards fluent, likely text (it is <= 0),
 and the penalties push degenerate output (loops, copies, cut-off or empty text) down.
 """
 
@@ -66,6 +67,21 @@ class ScoreBreakdown:
     mentioned_tags: list[str]  # item tags the text names literally
     mentioned_focus: list[str] = field(default_factory=list)  # focus aspects it names
 
+    def parts(self, weights: ScoreWeights | None = None) -> dict[str, float]:
+        """The signed terms of the score (:func:`score_parts`); they sum to ``total`` when
+        ``weights`` are the ones it was scored with."""
+        return score_parts(
+            weights or ScoreWeights(),
+            self.user_coverage,
+            self.item_coverage,
+            self.focus_coverage,
+            self.mean_logprob,
+            self.repetition,
+            self.duplicate,
+            self.truncated,
+            self.empty,
+        )
+
 
 @dataclass
 class Candidate:
@@ -77,6 +93,32 @@ class Candidate:
 
 
 # --------------------------------------------------------------------------- scoring
+
+
+def score_parts(
+    w: ScoreWeights,
+    user_coverage: float,
+    item_coverage: float,
+    focus_coverage: float,
+    mean_logprob: float,
+    repetition: float,
+    duplicate: bool,
+    truncated: bool,
+    empty: bool,
+) -> dict[str, float]:
+    """Each term of the score with its weight and sign, in the formula's order (module
+    docstring); the score is their sum. Keys: ``user, item, focus, logprob, repetition,
+    duplicate, truncated, empty``."""
+    return {
+        "user": w.user * user_coverage,
+        "item": w.item * item_coverage,
+        "focus": w.focus * focus_coverage,
+        "logprob": w.logprob * mean_logprob,
+        "repetition": -(w.repetition * repetition),
+        "duplicate": -(w.duplicate * duplicate),
+        "truncated": -(w.truncated * truncated),
+        "empty": -(w.empty * empty),
+    }
 
 
 def repetition(text_words: list[str]) -> float:
@@ -118,15 +160,10 @@ def score_candidate(
     rep = repetition(text_words)
     truncated = finish != "eos"
     empty = not text_words
-    total = (
-        w.user * user_cov
-        + w.item * item_cov
-        + w.focus * focus_cov
-        + w.logprob * mean_lp
-        - w.repetition * rep
-        - w.duplicate * duplicate
-        - w.truncated * truncated
-        - w.empty * empty
+    total = sum(
+        score_parts(
+            w, user_cov, item_cov, focus_cov, mean_lp, rep, duplicate, truncated, empty
+        ).values()
     )
     return ScoreBreakdown(
         user_cov,
