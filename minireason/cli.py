@@ -188,6 +188,20 @@ def add_prepare(p, add):
     add("--context", type=at_least(1), default=D.context, help="tokens per fine-tuning sequence")
     add("--prompt-tokens", type=at_least(2), default=D.prompt_tokens, help="prompt budget")
     add("--focus", type=at_least(0), default=D.focus, metavar="K", help="focus aspects (0: none)")
+    add(
+        "--evidence",
+        type=at_least(0),
+        default=D.evidence,
+        metavar="K",
+        help="sentences of other users' reviews per prompt (0: none)",
+    )
+    add(
+        "--evidence-tokens",
+        type=at_least(4),
+        default=D.evidence_tokens,
+        metavar="N",
+        help="longest evidence sentence, in prompt tokens",
+    )
     add("--strict", action="store_true", help="stop at the first malformed line")
     p.set_defaults(func=run_prepare)
 
@@ -240,12 +254,13 @@ def run_train(args) -> int:
 # --------------------------------------------------------------------------- evaluate
 
 
-@command("evaluate", "explanation metrics against three baselines; HR/NDCG@10")
+@command("evaluate", "explanation metrics against four baselines; HR/NDCG@10")
 def add_evaluate(p, add):
     p.description = (
         "Reasons for the records with a target, scored (BLEU, ROUGE, USR, FMR, FCR, DIV, "
-        "perplexity) beside the random, retrieval and template baselines; HR/NDCG@10 of four "
-        "recommenders. Writes evaluation.json/.md/.png and generations.jsonl."
+        "degenerate, perplexity) beside the random, retrieval, evidence and template "
+        "baselines; HR/NDCG@10 of four recommenders; 20 random records in full. Writes "
+        "evaluation.json/.md/.png/.html and generations.jsonl."
     )
     add("--prepared", required=True, metavar="DIR", help="the prepared directory")
     add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
@@ -255,6 +270,13 @@ def add_evaluate(p, add):
     add("--seed", type=int, default=0, help="seed of the sampling and the random baseline")
     add("--decode", choices=["step4", "greedy"], default="step4", help="as 'explain', or greedy")
     add("--split", choices=["test", "valid"], default="test", help="tune on valid, report test")
+    add(
+        "--focus-from",
+        choices=["predicted", "target"],
+        default="predicted",
+        help="predicted: the honest protocol; target: the oracle one, the test review's own "
+        "feature as the focus (as PETER+/NETE are given it), labelled in every output",
+    )
     _run_options(add, "record")
     p.set_defaults(func=run_evaluate)
 
@@ -271,6 +293,7 @@ def run_evaluate(args) -> int:
         "seed",
         "decode",
         "split",
+        "focus_from",
         "allow_other_data",
         "allow_unfinished",
     )

@@ -102,3 +102,24 @@ def mentions(text_tokens: Sequence[str], phrases: Iterable[str]) -> list[str]:
     occur contiguously in ``text_tokens``; in the given order, each once. A phrase with no
     token (empty or blank) is never mentioned."""
     return PhraseSet(phrases).mentioned_in(text_tokens)
+
+
+# --------------------------------------------------------------------------- degenerate text
+
+MIN_WORDS = 4  # fewer words than this is not a reason
+
+
+def degeneracies(text_words: Sequence[str]) -> list[str]:
+    """What makes a text degenerate, as a reader sees it, in its :func:`words`: a word repeated
+    twice in a row ("use use"), a word 3-gram said twice ("for my guitar ... for my guitar"),
+    or fewer than :data:`MIN_WORDS` words. An empty list: nothing of the kind. The step-4
+    reranker penalises these, and ``evaluate`` reports the share of reasons with any."""
+    found = []
+    if any(a == b for a, b in zip(text_words, text_words[1:], strict=False)):
+        found.append("a word repeated twice in a row")
+    trigrams = list(zip(text_words, text_words[1:], text_words[2:], strict=False))
+    if len(set(trigrams)) < len(trigrams):
+        found.append("a repeated word 3-gram")
+    if len(text_words) < MIN_WORDS:
+        found.append(f"fewer than {MIN_WORDS} words")
+    return found

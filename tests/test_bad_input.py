@@ -150,7 +150,7 @@ def test_the_api_checks_options_too(tmp_path):
 
     with pytest.raises(ValueError, match="--max-history must be >= 1, got -1"):
         prepare(PrepareConfig(reviews="x", out=str(tmp_path / "o"), max_history=-1))
-    with pytest.raises(ValueError, match="--vocab-size must be >= 262, got 100"):
+    with pytest.raises(ValueError, match="--vocab-size must be >= 263, got 100"):
         prepare(PrepareConfig(reviews="x", out=str(tmp_path / "o"), vocab_size=100))
 
 

@@ -48,7 +48,7 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
     assert text.count("\nuser ") == 2
     assert text.count("reason:    ") == 2 * 3  # top-3 for each user
     assert "| model |" in text and "| retrieval |" in text and "HR@10" in text
-    assert set(result["baselines"]) == {"random", "retrieval", "template"}
+    assert set(result["baselines"]) == {"random", "retrieval", "evidence", "template"}
     saved = json.loads((out / "eval" / "evaluation.json").read_text())
     assert saved["model"]["usr"] == result["model"]["usr"]
     assert len(list(out.glob("evidence_*.png"))) == 2

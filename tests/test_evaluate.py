@@ -115,7 +115,12 @@ def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
 
 def test_step4_reason_is_the_best_scored_sample(run):
     from minireason.reason.generate import generate
-    from minireason.reason.scoring import score_candidate
+    from minireason.reason.scoring import (
+        ScoreWeights,
+        consensus,
+        expected_rating,
+        score_candidate,
+    )
     from minireason.text import words
 
     prep_dir, run_dir = run
@@ -139,9 +144,12 @@ def test_step4_reason_is_the_best_scored_sample(run):
         rng=np.random.default_rng([3, 1]),
         n_samples=4,
     )
+    w = ScoreWeights()
     for j, rec in enumerate(records[2:4]):
         rows = range(4 * j, 4 * j + 4)
         texts = [tok.decode(gen.tokens[r], skip_special=True).strip() for r in rows]
+        rating = expected_rating([h["rating"] for h in rec["history"]])
+        agree = consensus([words(t) for t in texts])
         scores = [
             score_candidate(
                 texts[i],
@@ -151,7 +159,9 @@ def test_step4_reason_is_the_best_scored_sample(run):
                 rec["item_tags"],
                 duplicate=words(texts[i]) in [words(t) for t in texts[:i]],
                 focus=rec["focus"],
+                rating=rating,
             ).total
+            + w.consensus * agree[i]
             for i, r in enumerate(rows)
         ]
         assert chosen[2 + j] == texts[int(np.argmax(scores))]
@@ -166,18 +176,16 @@ def test_step4_reason_is_the_best_scored_sample(run):
 def test_evaluate_with_a_perfect_generator(run, tmp_path):
     prep_dir, run_dir = run
     prepared = load_prepared(prep_dir)
-    by_prompt = {
-        tuple(prepared.prompts["test"].get(int(r)).tolist()): prepared.test[int(r)]
-        for r in prepared.finetune["test"].record
-    }
+    rows = [int(r) for r in prepared.finetune["test"].record]
 
-    def oracle(prompts):  # answers each prompt with its record's own target
-        return [by_prompt[tuple(p)]["target"] for p in prompts]
+    def oracle(prompts):  # answers each prompt, in record order, with its record's target
+        assert prompts == [prepared.prompts["test"].get(r).tolist() for r in rows[: len(prompts)]]
+        return [prepared.test[r]["target"] for r in rows[: len(prompts)]]
 
     out = tmp_path / "eval"
     result = evaluate_run(prep_dir, run_dir, out, limit=12, generate_fn=oracle, progress=False)
-    assert set(result) == {"model", "baselines", "recommendation", "info"}
-    assert set(result["baselines"]) == {"random", "retrieval", "template"}
+    assert set(result) == {"model", "baselines", "recommendation", "info", "examples"}
+    assert set(result["baselines"]) == {"random", "retrieval", "evidence", "template"}
     for scores in (result["model"], *result["baselines"].values()):
         assert set(METRICS) <= set(scores) and scores["n"] == 12
     m = result["model"]
@@ -194,6 +202,12 @@ def test_evaluate_with_a_perfect_generator(run, tmp_path):
     assert all(r["template"].startswith("great ") for r in rows)
     md = (out / "evaluation.md").read_text()
     assert "| model | 100.00 |" in md and "| hybrid |" in md
+    # 12 records, all shown (N_EXAMPLES is 20), each beside its reference
+    assert len(result["examples"]) == 12 and "## 12 random records (seed 0), unedited" in md
+    assert all(e["model"] == e["reference"] for e in result["examples"])
+    assert md.count("- reference: ") == 12 and "ORACLE" not in md
+    evidence = result["baselines"]["evidence"]
+    assert evidence["n"] == 12 and result["info"]["evidence_missing"] <= 12
     assert (out / "evaluation.png").read_bytes()[:4] == b"\x89PNG"
     page = (out / "evaluation.html").read_text(encoding="utf-8")
     data = json.loads(page.split('id="data">', 1)[1].split("</script>", 1)[0])
@@ -238,3 +252,98 @@ def test_cli_evaluate(run, tmp_path, capsys):
     assert "no run.json, so this is not a run of this minireason" in capsys.readouterr().err
     assert main(argv[:-4] + ["--limit", "1"]) == 2
     assert "argument --limit: must be >= 2, got 1" in capsys.readouterr().err
+
+
+def test_examples_are_seeded_and_complete():
+    from minireason.evaluation.evaluate import SYSTEMS, examples
+
+    records = [
+        {"user": f"u{i}", "item": f"i{i}", "feature": "tone", "target": f"ref {i}", "focus": []}
+        for i in range(50)
+    ]
+    answers = {name: [f"{name} {i}" for i in range(50)] for name in SYSTEMS}
+    first = examples(records, answers, 20, seed=0)
+    assert first == examples(records, answers, 20, seed=0)
+    assert first != examples(records, answers, 20, seed=1)
+    picked = [e["record"] for e in first]
+    assert len(set(picked)) == 20 and picked == sorted(picked)
+    for e in first:
+        assert e["reference"] == f"ref {e['record']}"
+        assert all(e[name] == f"{name} {e['record']}" for name in SYSTEMS)
+    assert len(examples(records[:5], {k: v[:5] for k, v in answers.items()}, 20, 0)) == 5
+
+
+def test_evidence_baseline_falls_back_to_retrieval():
+    from minireason.evaluation.evaluate import evidence_reasons
+
+    records = [{"evidence": ["Warm tone."]}, {"evidence": []}, {}]
+    assert evidence_reasons(records, ["a", "b", "c"]) == (["Warm tone.", "b", "c"], 2)
+
+
+@pytest.mark.slow
+def test_the_oracle_protocol_gives_the_feature_and_says_so(run, tmp_path):
+    from minireason.evaluation.evaluate import ORACLE_LABEL, oracle_records
+
+    prep_dir, run_dir = run
+    prepared = load_prepared(prep_dir)
+    records = [prepared.test[int(r)] for r in prepared.finetune["test"].record[:6]]
+    oracle, prompts = oracle_records(prepared, records)
+    tok = prepared.tokenizer
+    for rec, orc, ids in zip(records, oracle, prompts):
+        assert orc["focus"] == [rec["feature"]] and orc["focus_from"] == "oracle"
+        assert orc["evidence"] == prepared.evidence_for(rec["item"], [rec["feature"]], rec["user"])
+        assert f"<sep> {rec['feature']}" in tok.decode(ids)
+        assert rec["focus_from"] == "predicted"  # the prepared records are left alone
+    out = tmp_path / "oracle"
+    result = evaluate_run(
+        prep_dir, run_dir, out, limit=6, progress=False, decode="greedy", focus_from="target"
+    )
+    assert result["info"]["focus_from"] == "target" and result["info"]["protocol"] == ORACLE_LABEL
+    md = (out / "evaluation.md").read_text()
+    assert ORACLE_LABEL in md and "| model (oracle: test feature) |" in md
+    assert "random records (seed 0), unedited (ORACLE feature)" in md
+    page = (out / "evaluation.html").read_text(encoding="utf-8")
+    assert "model (oracle: test feature)" in page
+    honest = evaluate_run(
+        prep_dir, run_dir, tmp_path / "honest", limit=6, progress=False, decode="greedy"
+    )
+    assert (
+        honest["info"]["focus_from"] == "predicted"
+        and "ORACLE" not in (tmp_path / "honest" / "evaluation.md").read_text()
+    )
+    with pytest.raises(ValueError, match="focus_from must be one of"):
+        evaluate_run(prep_dir, run_dir, tmp_path / "x", limit=6, focus_from="gold")
+
+
+def test_tuning_chooses_exactly_what_step4_keeps(run):
+    from minireason.evaluation.evaluate import choose_reason, step4_candidates
+    from minireason.evaluation.tuning import GRID, CandidatePool, objective
+    from minireason.reason.scoring import ScoreWeights
+
+    prep_dir, run_dir = run
+    prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")
+    tok = prepared.tokenizer
+    records = prepared.valid[:6]
+    prompts = [prepared.prompts["valid"].get(i).tolist() for i in range(6)]
+    samples = step4_candidates(
+        model, tok, prompts, Decoding(n_candidates=4, max_new_tokens=8), 2, 0, False
+    )
+    pool = CandidatePool(tok, samples, records)
+    for w in (
+        ScoreWeights(),
+        ScoreWeights(consensus=4.0, logprob=1.0),
+        ScoreWeights(focus=0.0, degenerate=4.0),
+    ):
+        assert pool.choose(w) == [choose_reason(tok, c, rec, w) for c, rec in zip(samples, records)]
+    assert set(GRID) <= set(vars(ScoreWeights()))
+    good = {
+        "bleu4": 1.6,
+        "rougeL_f": 19.0,
+        "bleu1": 20.0,
+        "fmr": 0.36,
+        "usr": 0.9,
+        "degenerate": 0.0,
+    }
+    assert objective(good) == pytest.approx(4.0)
+    assert objective({**good, "degenerate": 0.05}) == float("-inf")
+    assert objective({**good, "usr": 0.4}) == float("-inf")

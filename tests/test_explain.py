@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from minireason.cli import main
 from minireason.prep.features import predict_focus, profile
+from minireason.prep.prepare import PrepareConfig
 from minireason.prep.prepared import load_prepared
 from minireason.reason import explain as ex
 from minireason.train.run import Decoding, load_run
@@ -112,7 +113,7 @@ def test_free_form_prompt_never_exceeds_the_fine_tuned_budget(loaded, history, t
     expl = ex.explain_free_form(
         run, history_text, tags_text, decoding=Decoding(n_candidates=1, max_new_tokens=2)
     )
-    assert len(expl.prompt_ids) <= run.info.prompt_tokens == 64
+    assert len(expl.prompt_ids) <= run.info.prompt_tokens == PrepareConfig.prompt_tokens
 
 
 def test_cli_explain_user_and_free_form(micro_run, capsys, tmp_path):

@@ -152,3 +152,76 @@ def test_tag_counts_keep_the_order_of_known_tags():
     assert predict_focus(tag_counts(["capo", "guitar"], {"capo", "guitar"}), [], {}, k=1) == [
         "capo"
     ]
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+def _review(user, item, text, time=0, line=1):
+    return Review(user=user, item=item, rating=5.0, time=time, text=text, line=line)
+
+
+EVIDENCE_REVIEWS = [
+    _review("u1", "i1", "The strings sound bright and the tuner is accurate. Nice.", 1, 1),
+    _review("u2", "i1", "These strings last long on my old guitar. The gig bag is fine.", 2, 2),
+    _review("u3", "i1", "Good strings.", 3, 3),  # too short: fewer than MIN_TARGET_WORDS
+    _review("u2", "i2", "The gig bag is sturdy and has room for the strings too.", 4, 4),
+]
+
+
+def _index(max_tokens=32):
+    from minireason.prep.features import AspectVocabulary, EvidenceIndex
+
+    vocab = AspectVocabulary({"strings": 4, "tuner": 2, "gig bag": 2, "guitar": 1})
+    return EvidenceIndex(EVIDENCE_REVIEWS, vocab, lambda s: len(s.split()), max_tokens)
+
+
+def test_evidence_comes_from_other_users_and_prefers_more_of_the_focus():
+    index = _index()
+    # u9 sees both reviews of i1: the one mentioning strings *and* tuner wins
+    assert index.choose("i1", ["strings", "tuner"], "u9", k=1) == [
+        "The strings sound bright and the tuner is accurate."
+    ]
+    # u1 never sees its own review; "Good strings." is too short to be evidence
+    assert index.choose("i1", ["strings", "tuner"], "u1", k=2) == [
+        "These strings last long on my old guitar."
+    ]
+    # the earlier focus aspect breaks a tie in the number of focus aspects
+    assert index.choose("i1", ["guitar", "tuner"], "u9", k=1) == [
+        "These strings last long on my old guitar."
+    ]
+    assert index.choose("i1", [], "u9", k=1) == []
+    assert index.choose("i1", ["strings"], "u9", k=0) == []
+
+
+def test_evidence_excludes_the_records_own_review_and_sentences_over_the_token_cap():
+    from minireason.prep.features import review_key
+
+    index = _index()
+    own = review_key(EVIDENCE_REVIEWS[0])
+    got = index.choose("i1", ["tuner"], "u9", k=1, exclude=own)
+    assert got == []  # the only tuner sentence is in the excluded review
+    assert review_key({"user": "u1", "item": "i1", "time": 1, "line": 1}) == own
+    # a cap of 8 "tokens" (words here) leaves only the short sentences of 4..8 words
+    assert _index(max_tokens=8).choose("i1", ["strings"], "u9", k=3) == [
+        "These strings last long on my old guitar."
+    ]
+
+
+def test_a_cold_item_borrows_evidence_from_the_items_sharing_most_tags():
+    from minireason.prep.features import tag_neighbours
+
+    tags_of = {"i1": ["strings", "bag"], "i2": ["bag", "case"], "cold": ["bag", "case"], "x": []}
+    assert tag_neighbours("cold", tags_of) == ["i2", "i1"]  # 2 shared, then 1 shared
+    assert tag_neighbours("x", tags_of) == []
+    index = _index()
+    calls = []
+
+    def neighbours():
+        calls.append(1)
+        return tag_neighbours("cold", tags_of)
+
+    got = index.choose("cold", ["gig bag"], "u9", k=1, neighbours=neighbours)
+    assert got == ["The gig bag is sturdy and has room for the strings too."]
+    index.choose("i1", ["strings"], "u9", k=1, neighbours=neighbours)
+    assert len(calls) == 1  # asked only for the item with nothing of its own

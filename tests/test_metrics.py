@@ -174,6 +174,8 @@ def test_explanation_metrics_hand_case():
     assert out["bleu1"] == pytest.approx(50.0)
     # ROUGE-1 F per pair: 2/3 (P = R = 2/3), 0, 2*(3/4)*1/(7/4) = 6/7 -> mean * 100
     assert out["rouge1_f"] == pytest.approx(100 * (2 / 3 + 0 + 6 / 7) / 3)
+    # degenerate: "Great tone." and "Great tone." have 2 words (< 4); the third has 4
+    assert out["degenerate"] == pytest.approx(2 / 3)
     assert set(out) >= {
         "bleu1",
         "bleu4",
@@ -184,7 +186,23 @@ def test_explanation_metrics_hand_case():
         "fmr",
         "fcr",
         "div",
+        "degenerate",
     }
+
+
+def test_degenerate_rate_counts_each_kind_once():
+    from minireason.evaluation.metrics import degenerate_rate
+
+    hyps = [
+        "I use it to use it to tune.",  # "use it to" twice: a repeated 3-gram
+        "The the strings are bright.",  # a word twice in a row (case does not matter)
+        "Nice strings.",  # 2 words
+        "The strings are bright and the tuner holds.",  # fine
+    ]
+    assert degenerate_rate(hyps) == pytest.approx(3 / 4)
+    assert degenerate_rate(hyps[3:]) == 0.0
+    with pytest.raises(ValueError, match="no hypotheses"):
+        degenerate_rate([])
 
 
 def test_explanation_metrics_bad_input():

@@ -87,3 +87,16 @@ def test_out_that_is_a_file_or_a_foreign_directory_is_refused(tmp_path, micro_pr
     with pytest.raises(ValueError, match="not a prepared directory; choose another path"):
         write_prepared(prepared, foreign, {})
     assert (foreign / "cat.jpg").read_bytes() == b"\xff\xd8"
+
+
+def test_evidence_and_prompts_rebuild_as_prepare_made_them(micro_prepared):
+    prepared = load_prepared(micro_prepared)
+    assert prepared.evidence_size == 1
+    with_evidence = 0
+    for split in ("valid", "test"):
+        for i, rec in enumerate(prepared.split(split)):
+            assert prepared.evidence_for(rec["item"], rec["focus"], rec["user"]) == rec["evidence"]
+            ids = prepared.prompt_for(rec, rec["focus"], rec["evidence"])
+            assert ids == prepared.prompts[split].get(i).tolist()
+            with_evidence += bool(rec["evidence"])
+    assert with_evidence > 0

@@ -12,7 +12,7 @@ import pytest
 from minireason.prep.features import HistoryItem
 from minireason.prep.prepare import PrepareConfig, prepare
 from minireason.prep.prepared import load_prepared
-from minireason.prep.prompts import build_prompt, render_prompt
+from minireason.prep.prompts import build_prompt, evidence_length, render_prompt
 from minireason.prep.tokenizer import BPETokenizer
 
 
@@ -170,7 +170,7 @@ def test_target_review_never_leaks_into_its_own_prompt(tmp_path):
     for name in ("train", "valid", "test"):
         for rec in prepared.split(name):
             by_user.setdefault(rec["user"], []).append(rec)
-    checked = 0
+    checked = with_evidence = 0
     for name in ("train", "valid", "test"):
         fin = prepared.finetune[name]
         for i, rec in enumerate(prepared.split(name)):
@@ -198,6 +198,43 @@ def test_target_review_never_leaks_into_its_own_prompt(tmp_path):
             for secret in future:
                 assert secret not in prompt_text and secret not in shown
                 assert secret not in json.dumps(rec["history"]) + json.dumps(rec["item_tags"])
+            for sentence in rec["evidence"]:  # other users' training reviews, never the user's
+                assert not any(sentence in r["text"] for r in by_user[rec["user"]])
+                assert any(
+                    sentence in r["text"] for r in prepared.train if r["user"] != rec["user"]
+                )
+            with_evidence += bool(rec["evidence"])
             assert rec["target"] not in prompt_text
             checked += 1
-    assert checked == n
+    assert checked == n and with_evidence > n // 2
+
+
+def test_evidence_part_follows_the_focus_and_is_kept_whole(tok):
+    evidence = ["The strings sound bright."]
+    p = build_prompt(
+        _history(2), ["pedal"], 200, tok, item="x", focus=["strings"], evidence=evidence
+    )
+    assert tok.decode(p.ids).endswith(
+        "<item> pedal<sep> strings<evidence> The strings sound bright.<reason>"
+    )
+    (seg,) = [s for s in p.segments if s.kind == "evidence"]
+    assert seg.owner == "item" and seg.label == evidence[0]
+    assert tok.decode(p.ids[seg.start : seg.end]) == " " + evidence[0]
+    item = next(s for s in p.segments if s.kind == "item")
+    assert item.start < seg.start and seg.end < item.end  # inside the item segment
+    # the history gives way first; evidence that cannot fit at all names the options
+    small = build_prompt(
+        _history(2), ["pedal"], len(p.ids) - 1, tok, focus=["strings"], evidence=evidence
+    )
+    assert small.n_history < p.n_history
+    assert [s.label for s in small.segments if s.kind == "evidence"] == evidence
+    with pytest.raises(ValueError, match="--evidence-tokens"):
+        build_prompt([], ["pedal"], 6, tok, focus=["strings"], evidence=evidence)
+    assert evidence_length(tok, evidence[0]) == seg.end - seg.start
+
+
+def test_render_quotes_the_evidence():
+    text = render_prompt([], ["pedal"], focus=["tone"], evidence=["Warm tone, no hum."])
+    assert text.endswith(
+        'Talk about: tone.\nAnother reviewer wrote: "Warm tone, no hum."\nWhy you may like it:'
+    )

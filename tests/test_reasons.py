@@ -132,6 +132,54 @@ def test_degenerate_duplicate_and_empty_are_penalised():
     assert empty.empty and empty.total < -5
 
 
+def test_what_a_reader_punishes_is_detected():
+    from minireason.reason.scoring import contradicts, ends_sentence, expected_rating, sentiment
+
+    assert sentiment(tokens("Great strings, I love them.")) == 1
+    assert sentiment(tokens("It broke in a week and I returned it.")) == -1
+    assert sentiment(tokens("Not great, and the tuner is not good.")) == -1  # negated praise
+    assert sentiment(tokens("No problems so far, you won't be disappointed.")) == 1
+    assert sentiment(tokens("The strings are nickel.")) == 0
+    assert contradicts(tokens("It broke in a week."), 4.5)
+    assert not contradicts(tokens("It broke in a week."), 2.0)
+    assert contradicts(tokens("I love it."), 1.5) and not contradicts(tokens("I love it."), 3.0)
+    assert expected_rating([5.0, 3.0]) == 4.0 and expected_rating([]) == 4.0
+    assert ends_sentence("Works fine.") and ends_sentence('He said "great!"')
+    assert ends_sentence("Is it loud?)") and not ends_sentence("I use it for my")
+
+
+def test_new_penalties_enter_the_score_with_their_weights():
+    lp = np.full(6, -1.0)
+    w = ScoreWeights(degenerate=2.0, unfinished=0.5, contradicts=3.0)
+    base = score_candidate("a warm tone for the pedal.", lp, "eos", PROFILE, ITEM_TAGS, weights=w)
+    cases = {
+        "degenerate": ("a warm warm tone for the pedal.", 2.0),
+        "unfinished": ("a warm tone for the pedal", 0.5),
+        "contradicts": ("a warm tone for the pedal, but it broke.", 3.0),
+    }
+    for field_name, (text, weight) in cases.items():
+        s = score_candidate(text, lp, "eos", PROFILE, ITEM_TAGS, weights=w)
+        assert bool(getattr(s, field_name)), field_name
+        assert s.parts(w)[field_name] == -weight
+        assert s.total == pytest.approx(sum(s.parts(w).values()))
+        assert s.total < base.total
+    cut = score_candidate("a warm tone for the", lp, "max_new_tokens", PROFILE, ITEM_TAGS)
+    assert cut.truncated and not cut.unfinished  # a cut-off text is 'truncated' only
+    assert not base.degenerate and not base.unfinished and not base.contradicts
+
+
+def test_consensus_is_the_mean_overlap_with_the_other_candidates():
+    from minireason.reason.scoring import consensus, overlap
+
+    a, b, c = words("the tone is warm"), words("the tone is bright"), words("cheap strap")
+    assert overlap(a, a) == 1.0 and overlap(a, c) == 0.0
+    # unigrams: 3 of 4 shared each side -> F1 3/4; bigrams: 2 of 3 -> F1 2/3
+    assert overlap(a, b) == pytest.approx((3 / 4 + 2 / 3) / 2)
+    got = consensus([a, b, c])
+    assert got == pytest.approx([overlap(a, b) / 2, overlap(a, b) / 2, 0.0])
+    assert consensus([a]) == [0.0] and consensus([]) == []
+
+
 # --------------------------------------------------------------------------- evidence
 
 
@@ -342,3 +390,27 @@ def test_identical_candidates_are_marked_duplicate(model, tokenizer):
     assert len({c.text for c in ex.candidates}) == 1
     assert [c.score.duplicate for c in ex.candidates] == [False, True, True]
     assert ex.candidates[1].score.total == pytest.approx(ex.score.total - 1.0)
+
+
+def test_rank_candidates_adds_consensus_and_keeps_the_sampling_order_on_ties(tokenizer):
+    from minireason.reason.scoring import rank_candidates
+
+    texts = [
+        "cheap strap, no tone.",
+        "the tone is warm and clear.",
+        "the tone is warm and bright.",
+        "the tone is warm and clear.",
+    ]
+    ids = [tokenizer.encode(t) for t in texts]
+    lps = [np.full(len(i), -1.0) for i in ids]
+    finishes = ["eos"] * 4
+    plain = rank_candidates(tokenizer, ids, lps, finishes, [], [], ScoreWeights(consensus=0.0))
+    assert [c.index for c in plain] == [0, 1, 2, 3]  # all tie but the duplicate: sampling order
+    mbr = rank_candidates(tokenizer, ids, lps, finishes, [], [], ScoreWeights(consensus=5.0))
+    assert mbr[0].index == 1  # the candidate that agrees most with the others
+    assert mbr[-1].index == 0
+    for c in mbr:
+        assert c.score.consensus > 0 or c.index == 0
+        assert c.score.total == pytest.approx(
+            sum(c.score.parts(ScoreWeights(consensus=5.0)).values())
+        )

@@ -148,3 +148,19 @@ def test_every_target_mentions_its_own_feature(micro_prepared):
     assert len(records) > 100
     for rec in records:
         assert rec["feature"] in detect_features(tokens(rec["target"]), features), rec["target"]
+
+
+@pytest.mark.parametrize(
+    "sentence,found",
+    [
+        ("I have this tuner and I use it to use.", []),  # no exact repeat: scored, not degenerate
+        ("the strings strings are bright", ["a word repeated twice in a row"]),
+        ("for my guitar and for my guitar too", ["a repeated word 3-gram"]),
+        ("great strings", ["fewer than 4 words"]),
+        ("", ["fewer than 4 words"]),
+        ("good good good", ["a word repeated twice in a row", "fewer than 4 words"]),
+        ("These strings sound bright on my old guitar.", []),
+    ],
+)
+def test_degeneracies_name_what_a_reader_notices(sentence, found):
+    assert text.degeneracies(words(sentence)) == found

@@ -63,5 +63,5 @@ def test_errors_are_clear(tmp_path):
     (tmp_path / "bad.json").write_text("{not a tokenizer")
     with pytest.raises(ValueError, match="bad.json: not a valid tokenizer.json"):
         BPETokenizer.load(tmp_path / "bad.json")
-    with pytest.raises(ValueError, match="vocab_size must be >= 262"):
+    with pytest.raises(ValueError, match="vocab_size must be >= 263"):
         BPETokenizer.train(CORPUS, vocab_size=100)

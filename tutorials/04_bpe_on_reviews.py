@@ -93,7 +93,8 @@ for start in (first_new, first_new + 200, tok.vocab_size - 10):
 # merges buy most of the compression.
 
 # %%
-sizes = [262, 300, 512, 1024] if FAST else [262, 300, 512, 1024, 2048, 4096, 8192]
+smallest = 256 + len(SPECIAL_TOKENS)  # bytes + special tokens only
+sizes = [smallest, 300, 512, 1024] if FAST else [smallest, 300, 512, 1024, 2048, 4096, 8192]
 ratios = []
 for size in sizes:
     t = BPETokenizer.train(train_texts, vocab_size=size)
@@ -104,7 +105,7 @@ for size in sizes:
 fig, ax = plt.subplots(figsize=(6, 4))
 ax.plot(sizes, ratios, "o-")
 ax.set_xscale("log", base=2)
-ax.set_xlabel("vocabulary size (262 = bytes + special tokens only)")
+ax.set_xlabel(f"vocabulary size ({smallest} = bytes + special tokens only)")
 ax.set_ylabel("tokens per held-out word")
 ax.set_title(f"byte-level BPE on {len(train_texts)} instrument reviews")
 ax.grid(alpha=0.3)

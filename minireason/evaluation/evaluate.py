@@ -51,10 +51,17 @@ from minireason.train.batches import pad_batch
 from minireason.train.run import Decoding, check_same_data, load_run
 
 TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
-RATIO_METRICS = ("usr", "fmr", "fcr", "div")
+RATIO_METRICS = ("usr", "fmr", "fcr", "div", "degenerate")
 METRICS = TEXT_METRICS + RATIO_METRICS
-SYSTEMS = ("model", "random", "retrieval", "template")
+SYSTEMS = ("model", "random", "retrieval", "evidence", "template")
 DECODERS = ("step4", "greedy")
+FOCUS_FROM = ("predicted", "target")
+N_EXAMPLES = 20  # seeded random records shown in full in the reports
+ORACLE_LABEL = (
+    "ORACLE protocol (--focus-from target): the model's prompt names the test review's own "
+    "feature as its focus, as PETER+, NETE and P5 with a feature hint are given it; not "
+    "comparable with the honest (predicted-focus) numbers"
+)
 
 GenerateFn = Callable[[list[list[int]]], list[str]]
 
@@ -90,6 +97,67 @@ def greedy_generate_fn(
     return generate_reasons
 
 
+def step4_candidates(
+    model,
+    tok: BPETokenizer,
+    prompts: list[list[int]],
+    decoding: Decoding,
+    batch_size: int = 16,
+    seed: int = 0,
+    progress: bool = True,
+) -> list[tuple[list, list, list]]:
+    """Step 4's samples for each prompt: ``(token_ids, logprobs, finishes)`` of its
+    ``decoding.n_candidates`` candidates (temperature, top-p, one prefill per batch of
+    ``batch_size`` prompts, the batch ``b`` seeded by ``[seed, b]``)."""
+    from minireason.reason.generate import generate
+
+    out = []
+    n = decoding.n_candidates
+    for b, s in enumerate(
+        tqdm(
+            range(0, len(prompts), batch_size),
+            desc="generate (step 4)",
+            unit="batch",
+            disable=not progress,
+        )
+    ):
+        gen = generate(
+            model,
+            prompts[s : s + batch_size],
+            max_new_tokens=decoding.max_new_tokens,
+            top_p=decoding.top_p,
+            temperature=decoding.temperature,
+            eos_id=tok.eos_id,
+            rng=np.random.default_rng([seed, b]),
+            n_samples=n,
+        )
+        for j in range(len(prompts[s : s + batch_size])):
+            rows = slice(j * n, (j + 1) * n)
+            out.append((gen.tokens[rows], gen.logprobs[rows], gen.finish[rows]))
+    return out
+
+
+def choose_reason(tok: BPETokenizer, candidates: tuple, record: dict, weights=None) -> str:
+    """The reason step 4 keeps among one record's ``candidates`` (:func:`step4_candidates`):
+    the best by :func:`minireason.reason.scoring.rank_candidates` against the record's profile
+    aspects, item tags, focus and the rating its history leads to expect."""
+    from minireason.reason.scoring import expected_rating, rank_candidates
+
+    token_ids, logprobs, finishes = candidates
+    rating = expected_rating(h["rating"] for h in record.get("history") or [])
+    return rank_candidates(
+        tok,
+        token_ids,
+        logprobs,
+        finishes,
+        record["profile"]["aspects"],
+        record.get("item_tags") or [],
+        weights=weights,
+        focus=record.get("focus") or [],
+        rating=rating,
+    )[0].text
+
+
 def step4_generate_fn(
     model,
     tok: BPETokenizer,
@@ -98,53 +166,20 @@ def step4_generate_fn(
     batch_size: int = 16,
     seed: int = 0,
     progress: bool = True,
+    weights=None,
 ) -> GenerateFn:
     """``prompts -> reasons`` as ``minireason explain`` makes them (seed step 4): for each
-    prompt, ``decoding.n_candidates`` samples (temperature, top-p, one prefill, seeded by
-    ``seed`` and the batch), ranked by :func:`minireason.reason.scoring.rank_candidates`
-    against the record's profile aspects, item tags and focus; the best one is the reason.
+    prompt, ``decoding.n_candidates`` samples (:func:`step4_candidates`), of which
+    :func:`choose_reason` keeps one (``weights``: the score's, None for the defaults).
     ``records[i]`` belongs to ``prompts[i]``."""
-    from minireason.reason.generate import generate
-    from minireason.reason.scoring import rank_candidates
 
     def generate_reasons(prompts: list[list[int]]) -> list[str]:
         if len(prompts) != len(records):
             raise ValueError(
                 f"step4_generate_fn: {len(prompts)} prompts for {len(records)} records"
             )
-        out: list[str] = []
-        for b, s in enumerate(
-            tqdm(
-                range(0, len(prompts), batch_size),
-                desc="generate (step 4)",
-                unit="batch",
-                disable=not progress,
-            )
-        ):
-            gen = generate(
-                model,
-                prompts[s : s + batch_size],
-                max_new_tokens=decoding.max_new_tokens,
-                top_p=decoding.top_p,
-                temperature=decoding.temperature,
-                eos_id=tok.eos_id,
-                rng=np.random.default_rng([seed, b]),
-                n_samples=decoding.n_candidates,
-            )
-            n = decoding.n_candidates
-            for j, rec in enumerate(records[s : s + batch_size]):
-                rows = slice(j * n, (j + 1) * n)
-                best = rank_candidates(
-                    tok,
-                    gen.tokens[rows],
-                    gen.logprobs[rows],
-                    gen.finish[rows],
-                    rec["profile"]["aspects"],
-                    rec.get("item_tags") or [],
-                    focus=rec.get("focus") or [],
-                )[0]
-                out.append(best.text)
-        return out
+        samples = step4_candidates(model, tok, prompts, decoding, batch_size, seed, progress)
+        return [choose_reason(tok, c, rec, weights) for c, rec in zip(samples, records)]
 
     return generate_reasons
 
@@ -200,6 +235,7 @@ def evaluate_run(
     split: str = "test",
     allow_other_data: bool = False,
     allow_unfinished: bool = False,
+    focus_from: str = "predicted",
 ) -> dict:
     """Evaluate the fine-tuned model of ``run_dir`` and the baselines; write the outputs.
 
@@ -223,6 +259,10 @@ def evaluate_run(
             trained on.
         allow_unfinished: evaluate a run whose fine-tuning has not finished (the step is
             recorded in ``info.checkpoint_step`` either way).
+        focus_from: ``"predicted"`` (default, the honest protocol: the prompts as prepared,
+            their focus predicted from training data) or ``"target"`` (the oracle protocol:
+            each prompt rebuilt with the test review's own feature as its focus and the
+            evidence chosen for it, :func:`oracle_records`; labelled in every output).
 
     The output directory is checked before any work (absent, empty, or an earlier
     evaluation's), and written whole at the end (:func:`write_outputs`).
@@ -237,6 +277,8 @@ def evaluate_run(
         raise ValueError(f"--limit must be at least 2 (DIV needs two records), got {limit}")
     if split not in ("test", "valid"):
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
+    if focus_from not in FOCUS_FROM:
+        raise ValueError(f"focus_from must be one of {FOCUS_FROM}, got {focus_from!r}")
     check_output_dir(out)
     prepared = load_prepared(prepared_dir)
     run = load_run(run_dir, allow_unfinished)
@@ -259,6 +301,8 @@ def evaluate_run(
     rows = np.arange(n)
     records = [prepared.split(split)[int(r)] for r in sequences.record[:n]]
     prompts = [prepared.prompts[split].get(int(r)).tolist() for r in sequences.record[:n]]
+    if focus_from == "target":
+        records, prompts = oracle_records(prepared, records)
     refs = [rec["target"] for rec in records]
     features_gt = [rec["feature"] for rec in records]
     train_with_target = [rec for rec in prepared.train if rec["target"] is not None]
@@ -286,6 +330,7 @@ def evaluate_run(
     ppl, n_ppl_tokens = reason_perplexity(model, sequences, rows, tok.pad_id, batch_size, progress)
     answers["random"] = random_reasons([r["target"] for r in train_with_target], n, seed)
     answers["retrieval"], n_empty = retrieval_reasons(train_with_target, records)
+    answers["evidence"], n_no_evidence = evidence_reasons(records, answers["retrieval"])
     answers["template"] = [template_reason(rec.get("item_tags") or []) for rec in records]
 
     scores = {
@@ -308,6 +353,9 @@ def evaluate_run(
             "limit": limit,
             "perplexity_tokens": n_ppl_tokens,
             "retrieval_empty": n_empty,
+            "evidence_missing": n_no_evidence,
+            "focus_from": focus_from,
+            "protocol": ORACLE_LABEL if focus_from == "target" else "honest (predicted focus)",
             "random_seed": seed,
             "decode": "custom" if generate_fn_given else decode,
             "decoding": asdict(decoding)
@@ -316,30 +364,89 @@ def evaluate_run(
             "seconds_generate": round(seconds_generate, 2),
             "seconds_total": round(time.perf_counter() - t0, 2),
         },
+        "examples": examples(records, answers, N_EXAMPLES, seed),
     }
     write_outputs(result, answers, records, out)
     return result
+
+
+def oracle_records(prepared: Prepared, records: list[dict]) -> tuple[list[dict], list[list[int]]]:
+    """The oracle protocol's records and prompts: each record with ``focus`` its own
+    ground-truth ``feature`` (and ``focus_from`` ``"oracle"``), its ``evidence`` chosen for
+    that focus as ``prepare`` chooses it (:meth:`Prepared.evidence_for`), and its prompt
+    rebuilt with both (:meth:`Prepared.prompt_for`). Raises ValueError for a directory
+    prepared without a focus part (``--focus 0``): there is nowhere to put the feature."""
+    if prepared.focus_size == 0:
+        raise ValueError(
+            f"--focus-from target: {prepared.path} was prepared with --focus 0, so its "
+            "prompts have no focus part to give the feature in"
+        )
+    out, prompts = [], []
+    for rec in records:
+        focus = [rec["feature"]]
+        evidence = prepared.evidence_for(rec["item"], focus, rec["user"])
+        out.append({**rec, "focus": focus, "focus_from": "oracle", "evidence": evidence})
+        prompts.append(prepared.prompt_for(rec, focus, evidence))
+    return out, prompts
+
+
+def evidence_reasons(records: list[dict], fallback: list[str]) -> tuple[list[str], int]:
+    """The evidence baseline: each record's first evidence sentence (what its prompt shows
+    the model, :class:`minireason.prep.features.EvidenceIndex`) as the reason itself, and
+    ``fallback``'s answer (the retrieval baseline's) for a record without evidence; with
+    the number of those."""
+    reasons = [
+        (rec.get("evidence") or [None])[0] or other
+        for rec, other in zip(records, fallback, strict=True)
+    ]
+    return reasons, sum(not rec.get("evidence") for rec in records)
+
+
+def examples(records: list[dict], answers: dict, n: int, seed: int) -> list[dict]:
+    """``n`` records drawn at random (seeded, without replacement, shown in record order):
+    each one's user, item, ground-truth feature, focus, evidence, reference and every
+    system's answer, so a reader can judge the reasons themselves."""
+    rng = np.random.default_rng([seed, len(records)])
+    picks = sorted(rng.choice(len(records), size=min(n, len(records)), replace=False).tolist())
+    return [
+        {
+            "record": i,
+            "user": records[i]["user"],
+            "item": records[i]["item"],
+            "feature": records[i]["feature"],
+            "focus": records[i].get("focus") or [],
+            "evidence": records[i].get("evidence") or [],
+            "reference": records[i]["target"],
+            **{name: answers[name][i] for name in SYSTEMS},
+        }
+        for i in picks
+    ]
 
 
 def markdown_report(result: dict) -> str:
     """The explanation table (one row per system) and the recommendation table."""
     info = result["info"]
     rows = {"model": result["model"], **result["baselines"]}
+    oracle = info.get("focus_from") == "target"
     lines = [
-        f"## Explanations ({info['n_records']} records of the {info['split']} split)",
+        f"## Explanations ({info['n_records']} records of the {info['split']} split"
+        + (", ORACLE feature)" if oracle else ")"),
         "",
+        *([f"**{ORACLE_LABEL}.**", ""] if oracle else []),
         "| system | " + " | ".join(METRICS) + " |",
         "|---" * (len(METRICS) + 1) + "|",
     ]
     for name, s in rows.items():
         lines.append(
-            f"| {name} | "
+            f"| {model_label(info) if name == 'model' else name} | "
             + " | ".join(f"{s[m]:.2f}" if m in TEXT_METRICS else f"{s[m]:.3f}" for m in METRICS)
             + " |"
         )
     lines += [
         "",
-        "Text metrics x100; USR, FMR, FCR, DIV ratios (DIV: lower is better).",
+        "Text metrics x100; USR, FMR, FCR, DIV and degenerate (the share of reasons with a "
+        "repeated word 3-gram, a word twice in a row or fewer than 4 words) are ratios; DIV "
+        "and degenerate: lower is better.",
         f"Model perplexity on the reasons: {result['model']['perplexity']:.2f} "
         f"({info['perplexity_tokens']} tokens).",
         "",
@@ -350,7 +457,42 @@ def markdown_report(result: dict) -> str:
     ]
     for name, r in result["recommendation"].items():
         lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} |")
+    lines += ["", *examples_markdown(result.get("examples") or [], info)]
     return "\n".join(lines) + "\n"
+
+
+def model_label(info: dict) -> str:
+    """The model's name in every table: ``model``, or under the oracle protocol
+    ``model (oracle: test feature)``."""
+    return "model (oracle: test feature)" if info.get("focus_from") == "target" else "model"
+
+
+def examples_markdown(rows: list[dict], info: dict) -> list[str]:
+    """The reports' section of :func:`examples`: each record's reference beside the model's
+    reason and the baselines that return real sentences, unedited."""
+    if not rows:
+        return []
+    lines = [
+        f"## {len(rows)} random records (seed {info['random_seed']}), unedited"
+        + (" (ORACLE feature)" if info.get("focus_from") == "target" else ""),
+        "",
+        "Drawn at random from the evaluated records; the reference is the real review's "
+        "sentence, which no system saw.",
+        "",
+    ]
+    for row in rows:
+        lines += [
+            f"**record {row['record']}** (user {row['user']}, item {row['item']}, feature "
+            f"*{row['feature']}*, focus {', '.join(row['focus']) or '-'})",
+            "",
+            f"- reference: {row['reference']}",
+            f"- **model**: {row['model']}",
+            f"- retrieval: {row['retrieval']}",
+            f"- evidence: {row['evidence'][0] if row['evidence'] else '(none: retrieval)'}",
+            f"- template: {row['template']}",
+            "",
+        ]
+    return lines
 
 
 def plot_scores(result: dict, path) -> Path:
@@ -360,7 +502,7 @@ def plot_scores(result: dict, path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = {"model": result["model"], **result["baselines"]}
+    rows = {model_label(result["info"]): result["model"], **result["baselines"]}
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [5, 4]})
     width = 0.8 / len(rows)
     for ax, metrics, label in (
@@ -376,7 +518,12 @@ def plot_scores(result: dict, path) -> Path:
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
     axes[1].set_title("DIV: lower is better", fontsize=9)
-    fig.suptitle(f"Explanations on {result['info']['n_records']} {result['info']['split']} records")
+    oracle = (
+        " (ORACLE: the test feature given)" if result["info"].get("focus_from") == "target" else ""
+    )
+    fig.suptitle(
+        f"Explanations on {result['info']['n_records']} {result['info']['split']} records{oracle}"
+    )
     fig.legend(
         *axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(rows), frameon=False
     )

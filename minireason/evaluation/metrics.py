@@ -15,6 +15,8 @@ FMR         share of records whose ground-truth feature is generated     ratio
 FCR         distinct features generated / size of the feature set        ratio
 DIV         mean feature overlap over all pairs of generated sentences   ratio (lower
                                                                          is better)
+degenerate  share with a repeated 3-gram, a doubled word or < 4 words   ratio (lower
+            (:func:`degenerate_rate`; ours, not PETER's)                 is better)
 ==========  ===========================================================  ============
 
 Every text is first turned into tokens by :func:`minireason.text.tokens` (lower-case,
@@ -44,7 +46,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from minireason.text import PhraseSet, tokens
+from minireason.text import PhraseSet, degeneracies, tokens, words
 
 
 def ngram_counts(tokens: Sequence[str], n: int) -> Counter:
@@ -252,6 +254,15 @@ def feature_diversity(m: np.ndarray) -> float:
 # ---------------------------------------------------------------------------------------------
 
 
+def degenerate_rate(hyps: Sequence[str]) -> float:
+    """Share of the sentences with any :func:`minireason.text.degeneracies` (a repeated word
+    3-gram, a word twice in a row, fewer than 4 words): what a reader notices first. Lower is
+    better. Not in the PETER/PEPLER code; reported beside their metrics."""
+    if not hyps:
+        raise ValueError("degenerate_rate: no hypotheses")
+    return sum(bool(degeneracies(words(h))) for h in hyps) / len(hyps)
+
+
 def perplexity(total_nll: float, n_tokens: int) -> float:
     """``exp(total_nll / n_tokens)``: total_nll is the summed natural-log NLL over n_tokens."""
     if n_tokens <= 0:
@@ -307,6 +318,7 @@ def explanation_metrics(
         "fmr": feature_matching_ratio(sets, gt),
         "fcr": feature_coverage_ratio(m),
         "div": feature_diversity(m),
+        "degenerate": degenerate_rate(hyps),
         "n": len(hyps),
     }
     return out

@@ -24,14 +24,14 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from minireason.evaluation.evaluate import RATIO_METRICS, TEXT_METRICS
+from minireason.evaluation.evaluate import RATIO_METRICS, TEXT_METRICS, model_label
 from minireason.evaluation.metrics import rouge_l, rouge_n
 from minireason.reason.page import render_page, write_page
 from minireason.text import mentions, tokens
 
 TEMPLATES = Path(__file__).with_name("templates")
 TITLE = "minireason: evaluation"
-LOWER_IS_BETTER = ("div",)
+LOWER_IS_BETTER = ("div", "degenerate")
 
 
 def format_metric(name: str, value: float) -> str:
@@ -56,7 +56,7 @@ def evaluation_page_data(result: dict, answers: dict, records: list[dict]) -> di
 
     Args:
         result: what ``evaluate_run`` returns (``evaluation.json``).
-        answers: ``{system: [N answers]}``, ``system`` in model, random, retrieval, template.
+        answers: ``{system: [N answers]}``, ``system`` in model and the baselines.
         records: the N evaluated records (``user``, ``item``, ``feature``, ``target``, and
             when known ``history`` and ``focus``).
     """
@@ -97,7 +97,7 @@ def evaluation_page_data(result: dict, answers: dict, records: list[dict]) -> di
             "lower_is_better": list(LOWER_IS_BETTER),
             "rows": [
                 {
-                    "system": name,
+                    "system": model_label(result["info"]) if name == "model" else name,
                     "values": {m: s[m] for m in metrics},
                     "shown": {m: format_metric(m, s[m]) for m in metrics},
                 }

@@ -363,3 +363,119 @@ def tag_counts(tags: list[str], known) -> list[tuple[str, int]]:
     (``known``: the feature set F), with made-up counts that keep their given order."""
     tags = [t for t in dict.fromkeys(tags) if t in known]
     return [(t, len(tags) - i) for i, t in enumerate(tags)]
+
+
+# --------------------------------------------------------------------------- evidence
+
+
+EVIDENCE_WORDS = 12  # the evidence length preferred among equally focused sentences
+
+
+@dataclass(frozen=True)
+class EvidenceSentence:
+    """One sentence of a training review, with what the evidence choice needs to know."""
+
+    review: tuple  # (user, item, time, line): which review it comes from
+    user: str
+    sentence: str
+    aspects: frozenset  # the aspects it mentions
+    n_words: int
+
+
+def review_key(review) -> tuple:
+    """``(user, item, time, line)``: what tells one review from another. ``review``: a
+    :class:`~minireason.data.records.Review` or a prepared record (a dict with those keys)."""
+    if isinstance(review, dict):
+        return (review["user"], review["item"], review["time"], review["line"])
+    return (review.user, review.item, review.time, review.line)
+
+
+class EvidenceIndex:
+    """The sentences of the training reviews, by item, to ground a prompt in what *other*
+    users wrote about the item (the prompt's evidence segment).
+
+    :meth:`choose` picks, for (item, focus), up to ``k`` sentences of ``MIN_TARGET_WORDS`` to
+    ``MAX_TARGET_WORDS`` words and at most ``max_tokens`` prompt tokens (``count_tokens``:
+    a sentence's length in the tokenizer's tokens) from other users' training reviews of the
+    item that mention a focus aspect: the most focus aspects first (an earlier focus aspect breaks ties), then the
+    length nearest :data:`EVIDENCE_WORDS`, then the earlier review. An item none of whose
+    sentences qualify (a cold item) borrows from the items that share most of its tags
+    (``neighbours``). Nothing of the record's own review can be chosen, and nothing of the
+    validation or test split is in the index at all: the evidence never sees the review it
+    stands beside.
+
+    reviews: the training reviews, as :class:`~minireason.data.records.Review` objects or
+    prepared records (``user, item, time, line, text``).
+    """
+
+    def __init__(self, reviews, vocab: AspectVocabulary, count_tokens, max_tokens: int = 32):
+        self.max_tokens = max_tokens
+        self.by_item: dict[str, list[EvidenceSentence]] = {}
+        for r in reviews:
+            key = review_key(r)
+            user, item, text = (
+                (r["user"], r["item"], r["text"])
+                if isinstance(r, dict)
+                else (r.user, r.item, r.text)
+            )
+            for sentence in split_sentences(text):
+                n = len(words(sentence))
+                if not MIN_TARGET_WORDS <= n <= MAX_TARGET_WORDS:
+                    continue
+                if count_tokens(sentence) > max_tokens:
+                    continue
+                found = frozenset(vocab.find(sentence))
+                if found:
+                    entry = EvidenceSentence(key, user, sentence, found, n)
+                    self.by_item.setdefault(item, []).append(entry)
+
+    def choose(
+        self,
+        item: str,
+        focus: list[str],
+        user: str,
+        k: int = 1,
+        exclude: tuple | None = None,
+        neighbours=None,
+    ) -> list[str]:
+        """Up to ``k`` evidence sentences for ``user`` and ``item`` (class doc); ``exclude``:
+        the ``(user, item, time, line)`` of a review that must not be used (the record's own);
+        ``neighbours``: a function returning the items to borrow from, most similar first
+        (called only for a cold item)."""
+        if not focus or k < 1:
+            return []
+        chosen = self._best(item, focus, user, k, exclude)
+        for other in neighbours() if neighbours and not chosen else []:
+            chosen = self._best(other, focus, user, k, exclude)
+            if chosen:
+                break
+        return chosen
+
+    def _best(self, item, focus, user, k, exclude) -> list[str]:
+        rank = {a: i for i, a in enumerate(focus)}
+
+        def key(e: EvidenceSentence):
+            hits = [rank[a] for a in e.aspects if a in rank]
+            return (-len(hits), min(hits), abs(e.n_words - EVIDENCE_WORDS), e.review, e.sentence)
+
+        pool = [
+            e
+            for e in self.by_item.get(item, [])
+            if e.user != user and e.review != exclude and e.aspects & rank.keys()
+        ]
+        out: list[str] = []
+        for e in sorted(pool, key=key):
+            if e.sentence not in out:
+                out.append(e.sentence)
+            if len(out) == k:
+                break
+        return out
+
+
+def tag_neighbours(item: str, tags_of: dict[str, list[str]], n: int = 5) -> list[str]:
+    """The ``n`` items sharing most tags with ``item`` (ties by id), for a cold item's evidence."""
+    mine = set(tags_of.get(item, []))
+    if not mine:
+        return []
+    scored = [(-len(mine & set(t)), other) for other, t in tags_of.items() if other != item]
+    return [other for s, other in sorted(scored) if s < 0][:n]

@@ -14,6 +14,7 @@ import os
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,7 @@ from minireason.data.split import SPLITS, k_core, leave_last_out, random_split
 from minireason.files import sha256_file, writer_lock
 from minireason.prep.features import (
     AspectVocabulary,
+    EvidenceIndex,
     ItemFeatures,
     Target,
     explanation_target,
@@ -37,7 +39,9 @@ from minireason.prep.features import (
     mine_aspects,
     predict_focus,
     profile,
+    review_key,
     split_sentences,
+    tag_neighbours,
     target_focus,
 )
 from minireason.prep.prepared import (
@@ -47,7 +51,7 @@ from minireason.prep.prepared import (
     check_output_dir,
     write_prepared,
 )
-from minireason.prep.prompts import build_prompt, render_prompt
+from minireason.prep.prompts import build_prompt, evidence_length, render_prompt
 from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, SPECIAL_TOKENS, BPETokenizer
 
 FORMATS = ("amazon", "movielens", "jsonl", "csv")
@@ -73,8 +77,10 @@ class PrepareConfig:
     n_item_tags: int = 5
     max_history: int = 10
     context: int = 128
-    prompt_tokens: int = 64
+    prompt_tokens: int = 80
     focus: int = 3  # predicted focus aspects per prompt (0: no focus part)
+    evidence: int = 1  # sentences of other users' reviews per prompt (0: no evidence part)
+    evidence_tokens: int = 32  # longest evidence sentence, in prompt tokens
     max_review_tokens: int = 4096  # most pretraining tokens one review may contribute
     strict: bool = False
     progress: bool = True
@@ -121,6 +127,7 @@ def build_records(
     meta: dict[str, ItemMeta],
     targets: dict,
     rates: dict[str, float],
+    evidence: EvidenceIndex,
 ):
     """One JSON-ready dict per review, per split, plus the prompt ids of each.
 
@@ -128,7 +135,9 @@ def build_records(
     training reviews before the current one: history and profile never see the future.
     The focus is read off the target for training records with one, predicted for all
     others (``rates``: :func:`minireason.prep.features.feature_rates` of the training split).
-    ``targets`` maps ``id(review)`` to its :func:`explanation_target` result.
+    ``targets`` maps ``id(review)`` to its :func:`explanation_target` result. The evidence
+    comes from other users' training reviews of the item (``evidence``), never from the
+    record's own review.
     """
     split_of = {id(r): name for name, rs in splits.items() for r in rs}
     position = {id(r): i for rs in splits.values() for i, r in enumerate(rs)}
@@ -136,6 +145,7 @@ def build_records(
     prompt_ids = {name: [None] * len(rs) for name, rs in splits.items()}
     everyone = [r for rs in splits.values() for r in rs]
     sequences = sort_histories(everyone)
+    tags_of = {item: features.tags(item) for item in {r.item for r in everyone}}
     for user_sequence in tqdm(
         sequences.values(), desc="prompts", unit="user", disable=None if cfg.progress else True
     ):
@@ -155,8 +165,22 @@ def build_records(
                     features.item_aspects(r.item, exclude=r), prof["aspects"], rates, cfg.focus
                 )
                 focus_from = "predicted"
+            grounds = evidence.choose(
+                r.item,
+                focus,
+                r.user,
+                cfg.evidence,
+                exclude=review_key(r),
+                neighbours=lambda item=r.item: tag_neighbours(item, tags_of),
+            )
             prompt = build_prompt(
-                history, item_tags, cfg.prompt_tokens, tok, item=r.item, focus=focus
+                history,
+                item_tags,
+                cfg.prompt_tokens,
+                tok,
+                item=r.item,
+                focus=focus,
+                evidence=grounds,
             )
             title = meta[r.item].title if r.item in meta else ""
             records[name][position[id(r)]] = {
@@ -177,6 +201,7 @@ def build_records(
                 "item_tags": item_tags,
                 "focus": focus,
                 "focus_from": focus_from,
+                "evidence": grounds,
                 "prompt": {
                     "n_tokens": len(prompt.ids),
                     "n_history": prompt.n_history,
@@ -187,6 +212,7 @@ def build_records(
                         item_tags[: len(item_tags) - prompt.n_tags_dropped],
                         title,
                         focus,
+                        grounds,
                     ),
                     "segments": prompt.segments_as_dicts(),
                 },
@@ -391,6 +417,8 @@ def check_options(cfg: PrepareConfig) -> None:
         "n_bigrams": 0,
         "min_df": 1,
         "n_item_tags": 0,
+        "evidence": 0,
+        "evidence_tokens": 4,
         "max_history": 1,
         "context": 3,
         "prompt_tokens": 2,
@@ -647,8 +675,11 @@ def prepare(cfg: PrepareConfig) -> dict:
         clock.lap("aspects")
         tok = train_tokenizer(cfg, splits, meta)
         clock.lap("tokenizer")
+        index = EvidenceIndex(
+            splits["train"], stage.vocab, partial(evidence_length, tok), cfg.evidence_tokens
+        )
         records, prompt_ids = build_records(
-            cfg, splits, stage.features, stage.vocab, tok, meta, stage.targets, stage.rates
+            cfg, splits, stage.features, stage.vocab, tok, meta, stage.targets, stage.rates, index
         )
         clock.lap("prompts")
         finetune, reasons_cut = {}, 0

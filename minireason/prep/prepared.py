@@ -6,7 +6,8 @@ recommendation, explanation and evaluation read it with :func:`load_prepared`. I
 ``config.json``
     How it was made: ``version``, ``inputs`` (path, bytes, sha256 of each input file) and
     every option (``format, split, seed, kcore, vocab_size, n_unigrams, n_bigrams, min_df,
-    max_history, context, prompt_tokens, n_item_tags, focus``).
+    max_history, context, prompt_tokens, n_item_tags, focus, evidence, evidence_tokens,
+    max_review_tokens``).
 ``train.jsonl``, ``valid.jsonl``, ``test.jsonl``
     One review record a line, in split order, with keys:
     ``user, item, rating, time, text, summary, source, line`` (the cleaned review; source
@@ -19,7 +20,9 @@ recommendation, explanation and evaluation read it with :func:`load_prepared`. I
     the prompt asks the reason to talk about) and ``focus_from`` (``"target"``: a training
     record's own target sentence, what fine-tuning learns to follow; ``"predicted"``:
     :func:`minireason.prep.features.predict_focus`, every other record; ``null``: no focus,
-    ``focus`` 0); ``prompt``
+    ``focus`` 0); ``evidence`` (the sentences of other users' training reviews the prompt
+    shows, :class:`minireason.prep.features.EvidenceIndex`; ``[]`` with ``evidence`` 0);
+    ``prompt``
     (``{n_tokens, n_history, n_dropped, n_tags_dropped, text, segments}``: ``text`` is the
     plain-language rendering, ``segments`` the segment map of ``minireason.prep.prompts``);
     ``seq`` (row of this record in ``finetune_<split>.npz``, or -1 without a target).
@@ -73,6 +76,7 @@ another format version, or does not match its files, naming the file.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from dataclasses import dataclass
@@ -82,11 +86,18 @@ import numpy as np
 
 from minireason.data.split import SPLITS
 from minireason.files import directory_in_place, read_npz, sha256_file
-from minireason.prep.features import predict_focus
+from minireason.prep.features import (
+    AspectVocabulary,
+    EvidenceIndex,
+    HistoryItem,
+    predict_focus,
+    tag_neighbours,
+)
+from minireason.prep.prompts import build_prompt, evidence_length
 from minireason.prep.tokenizer import BPETokenizer
 
 FORMAT = "minireason-prepared"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the evidence segment (its special token, the records' evidence)
 MANIFEST = "manifest.json"
 JSON_FILES = ("config.json", "items.json", "users.json", "features.json", "report.json")
 CONTENT_FILES = (  # what a model trained on the directory has seen: its identity
@@ -99,7 +110,14 @@ CONTENT_FILES = (  # what a model trained on the directory has seen: its identit
     "items.json",
     "users.json",
 )
-CONFIG_FIELDS = ("max_history", "context", "prompt_tokens", "focus")  # read by later stages
+CONFIG_FIELDS = (
+    "max_history",
+    "context",
+    "prompt_tokens",
+    "focus",
+    "evidence",
+    "evidence_tokens",
+)  # read by later stages
 
 
 @dataclass
@@ -199,6 +217,11 @@ class Prepared:
         return int(self.config["focus"])
 
     @property
+    def evidence_size(self) -> int:
+        """Evidence sentences per prompt (0: prompts have no evidence part)."""
+        return int(self.config["evidence"])
+
+    @property
     def max_history(self) -> int:
         """Past items kept per history."""
         return int(self.config["max_history"])
@@ -228,6 +251,45 @@ class Prepared:
         :func:`minireason.reason.explain.free_form_focus`."""
         counts = [(a, int(n)) for a, n in self.items.get(item, {}).get("aspects", [])]
         return predict_focus(counts, profile_aspects, self.feature_rates, self.focus_size)
+
+    @functools.cached_property
+    def evidence_index(self) -> EvidenceIndex:
+        """The training reviews' sentences the evidence is chosen from, as ``prepare`` chose
+        it (built on first use)."""
+        vocab = AspectVocabulary(self.feature_df)
+        return EvidenceIndex(
+            self.train,
+            vocab,
+            functools.partial(evidence_length, self.tokenizer),
+            self.config["evidence_tokens"],
+        )
+
+    def evidence_for(self, item: str, focus: list[str], user: str) -> list[str]:
+        """The evidence of a prompt about ``item`` for ``user`` with ``focus``, as ``prepare``
+        chose it for the test records: other users' training sentences about the item, or
+        about the items sharing most of its tags for a cold item (``[]`` when the directory
+        was prepared with ``evidence`` 0)."""
+        tags_of = {i: info.get("tags", []) for i, info in self.items.items()}
+        return self.evidence_index.choose(
+            item, focus, user, self.evidence_size, neighbours=lambda: tag_neighbours(item, tags_of)
+        )
+
+    def prompt_for(self, record: dict, focus: list[str], evidence: list[str]) -> list[int]:
+        """The prompt ids of ``record`` (one of this directory's) built as ``prepare`` built
+        them, with another ``focus`` and ``evidence``: with the record's own ``focus`` and
+        ``evidence`` it is the stored prompt (``evaluate --focus-from target`` builds the
+        oracle prompts with it)."""
+        history = [HistoryItem(**h) for h in record["history"]]
+        prompt = build_prompt(
+            history,
+            record["item_tags"],
+            self.prompt_tokens,
+            self.tokenizer,
+            item=record["item"],
+            focus=focus,
+            evidence=evidence,
+        )
+        return prompt.ids
 
     def item_terms(self) -> dict[str, list[str]]:
         """``{item: tags + aspects}``: the bag of terms content similarity works on."""

@@ -4,7 +4,8 @@ The template (every piece is encoded on its own, so each span's tokens are known
 
     <hist> TAG TAG ... <sep> ASPECT ASPECT ... <sep> rated R      one block per past item,
     <hist> ...                                                    oldest first
-    <item> TAG TAG ... [<sep> FOCUS FOCUS ...] <reason>            the item to explain
+    <item> TAG TAG ... [<sep> FOCUS FOCUS ...]                     the item to explain
+           [<evidence> WHAT ANOTHER USER WROTE ...] <reason>
 
 For training, the reason sentence and ``<eos>`` follow ``<reason>`` (see
 ``minireason.prep.prepare``). Tags and aspects are encoded with a leading space (" strings").
@@ -12,10 +13,13 @@ A history block holds what the user said in *their own earlier* review of that i
 (its aspects) and the rating they gave. The optional *focus* lists the aspects the reason
 should talk about (``minireason.prep.features``: predicted from training data, or, for a
 training record only, read off its target sentence, so the model learns to follow it);
-without a focus the ``<sep>`` is left out too.
+without a focus the ``<sep>`` is left out too. The optional *evidence* is one or two
+sentences other users wrote about the item that mention the focus
+(:class:`minireason.prep.features.EvidenceIndex`), so the reason can rest on something
+concrete about the item; it follows ``<evidence>``.
 
-Fitting ``max_tokens``: the item segment is placed first (the focus is kept whole, and
-the tags are cut from the end if the segment alone is too long); then history blocks are
+Fitting ``max_tokens``: the item segment is placed first (the focus and the evidence are
+kept whole, and the tags are cut from the end if the segment alone is too long); then history blocks are
 added newest first while they fit, so the *oldest* history is dropped first. An empty
 history (cold start) gives the item segment only.
 
@@ -27,6 +31,7 @@ prompt ids, with kinds
   in the history, the same owner as the tags, aspects and rating inside it);
 - ``"tag"``: one tag (owner: ``"hist:i"`` or ``"item"``);
 - ``"focus"``: one focus aspect (owner: ``"item"``);
+- ``"evidence"``: one evidence sentence (label: the sentence; owner: ``"item"``);
 - ``"aspect"``: one aspect the user mentioned (owner: ``"hist:i"``);
 - ``"rating"``: the rating piece (owner: ``"hist:i"``);
 - ``"item"``: the target-item segment (label: the item id, or "").
@@ -89,17 +94,35 @@ def _history_block(h: HistoryItem, index: int, tok: BPETokenizer):
     return ids, segs
 
 
+def evidence_ids(tok: BPETokenizer, sentence: str) -> list[int]:
+    """The token ids one evidence sentence takes in a prompt."""
+    return tok.encode(" " + sentence)
+
+
+def evidence_length(tok: BPETokenizer, sentence: str) -> int:
+    """How many prompt tokens one evidence sentence takes (what ``--evidence-tokens`` caps)."""
+    return len(evidence_ids(tok, sentence))
+
+
 def _item_block(
-    item_tags: list[str], item: str, tok: BPETokenizer, max_tokens: int, focus: list[str]
+    item_tags: list[str],
+    item: str,
+    tok: BPETokenizer,
+    max_tokens: int,
+    focus: list[str],
+    evidence: list[str],
 ):
     """Token ids, segments and the number of tags cut, for
-    ``<item> TAGS [<sep> FOCUS] <reason>``."""
+    ``<item> TAGS [<sep> FOCUS] [<evidence> EVIDENCE] <reason>``."""
     focus_pieces = [tok.encode_piece(" " + a) for a in focus]
+    evidence_pieces = [evidence_ids(tok, sentence) for sentence in evidence]
     focus_len = (1 + sum(len(p) for p in focus_pieces)) if focus else 0
+    focus_len += (1 + sum(len(p) for p in evidence_pieces)) if evidence else 0
     if 2 + focus_len > max_tokens:
         raise ValueError(
-            f"the focus {focus} needs {2 + focus_len} prompt tokens with <item> "
-            f"and <reason>; max_tokens is {max_tokens}"
+            f"the focus {focus} and evidence need {2 + focus_len} prompt tokens with <item> "
+            f"and <reason>; max_tokens is {max_tokens} (raise --prompt-tokens, or lower "
+            "--focus, --evidence or --evidence-tokens)"
         )
     ids = [tok.special["<item>"]]
     segs = []
@@ -115,6 +138,11 @@ def _item_block(
         ids.append(tok.special["<sep>"])
         for aspect, piece in zip(focus, focus_pieces, strict=True):
             segs.append(Segment("focus", len(ids), len(ids) + len(piece), aspect, "item"))
+            ids += piece
+    if evidence:
+        ids.append(tok.special["<evidence>"])
+        for sentence, piece in zip(evidence, evidence_pieces, strict=True):
+            segs.append(Segment("evidence", len(ids), len(ids) + len(piece), sentence, "item"))
             ids += piece
     ids.append(tok.special["<reason>"])
     segs.insert(0, Segment("item", 0, len(ids), item, "item"))
@@ -132,17 +160,19 @@ def build_prompt(
     tokenizer: BPETokenizer,
     item: str = "",
     focus: list[str] | None = None,
+    evidence: list[str] | None = None,
 ) -> Prompt:
     """Build the prompt for one (history, target item) pair, at most ``max_tokens`` long.
 
     history: past items, oldest first (may be empty). item_tags: the target item's tags.
     focus: the aspects the reason should talk about (None or empty: no focus part).
+    evidence: sentences other users wrote about the item (None or empty: no evidence part).
     Returns a :class:`Prompt` whose ``ids`` has length <= max_tokens.
     """
     if max_tokens < 2:
         raise ValueError(f"max_tokens must be >= 2 (room for <item> <reason>), got {max_tokens}")
     item_ids, item_segs, n_tags_dropped = _item_block(
-        item_tags, item, tokenizer, max_tokens, list(focus or [])
+        item_tags, item, tokenizer, max_tokens, list(focus or []), list(evidence or [])
     )
     budget = max_tokens - len(item_ids)
     blocks = []
@@ -167,6 +197,7 @@ def render_prompt(
     item_tags: list[str],
     item_title: str = "",
     focus: list[str] | None = None,
+    evidence: list[str] | None = None,
 ) -> str:
     """A plain-language rendering of the same information, for people to read."""
     lines = []
@@ -184,5 +215,7 @@ def render_prompt(
     lines.append(f"Now consider {name}: {', '.join(item_tags) if item_tags else 'no tags'}.")
     if focus:
         lines.append(f"Talk about: {', '.join(focus)}.")
+    for sentence in evidence or []:
+        lines.append(f'Another reviewer wrote: "{sentence}"')
     lines.append("Why you may like it:")
     return "\n".join(lines)

@@ -5,7 +5,7 @@ accented and Chinese characters are never "unknown" (a rare character just costs
 tokens). The special tokens of the prompt template are registered first, so their ids are
 fixed and small::
 
-    <pad>=0  <eos>=1  <hist>=2  <item>=3  <reason>=4  <sep>=5
+    <pad>=0  <eos>=1  <hist>=2  <item>=3  <reason>=4  <sep>=5  <evidence>=6
 
 Train only on training-split text (the caller's responsibility: ``prepare`` passes the
 training reviews), so the vocabulary never peeks at validation or test text.
@@ -20,7 +20,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from minireason.files import atomic_write_text
 
-SPECIAL_TOKENS = ("<pad>", "<eos>", "<hist>", "<item>", "<reason>", "<sep>")
+SPECIAL_TOKENS = ("<pad>", "<eos>", "<hist>", "<item>", "<reason>", "<sep>", "<evidence>")
 DEFAULT_VOCAB_SIZE = 4096
 
 

@@ -289,7 +289,7 @@ def explain_user(
     for rank, (item, score) in enumerate(recommender.recommend(user, k=top_k), 1):
         s = pair_seed(seed, user, item)
         try:
-            expl = explain_item(run, prepared, history, item, s, decoding, aspects)
+            expl = explain_item(run, prepared, history, item, s, decoding, aspects, user=user)
         except ValueError as exc:
             failures.append({"user": user, "rank": rank, "item": item, "error": str(exc)})
             continue

@@ -51,6 +51,7 @@ from minireason.reason.scoring import (
     Candidate,
     ScoreBreakdown,
     ScoreWeights,
+    expected_rating,
     rank_candidates,
 )
 from minireason.train.run import Decoding, Run
@@ -66,9 +67,8 @@ class Explanation:
     prompt_ids: list[int]
     history_used: int  # history blocks that fitted the prompt (newest ones)
     notes: list[str] = field(default_factory=list)  # fallbacks taken, cropping
-    weights: ScoreWeights = field(
-        default_factory=ScoreWeights
-    )  # what the candidates were scored with
+    weights: ScoreWeights = field(default_factory=ScoreWeights)  # what scored the candidates
+    grounding: list[str] = field(default_factory=list)  # the prompt's evidence sentences
 
 
 def explain(
@@ -82,6 +82,7 @@ def explain(
     seed=0,
     profile_aspects: list[str] | None = None,
     focus: list[str] | None = None,
+    evidence: list[str] | None = None,
     weights: ScoreWeights | None = None,
     item: str = "",
     item_title: str = "",
@@ -104,6 +105,9 @@ def explain(
         focus: the aspects the reason should talk about, put in the prompt and scored
             (``Prepared.focus_for`` predicts them as ``prepare`` did for the model's
             training data; None or empty: no focus part, for a model prepared without).
+        evidence: what other users wrote about the item, put in the prompt
+            (``Prepared.evidence_for`` chooses it as ``prepare`` did; None or empty: no
+            evidence part, for free-form input or a model prepared without).
         weights: the score's weights.
         item, item_title: the item's id and title, for the evidence labels and prompt text.
         top_k_evidence: single tags/aspects listed in the evidence.
@@ -129,7 +133,10 @@ def explain(
     if profile_aspects is None:
         profile_aspects = profile(history)["aspects"]
     focus = [a.strip() for a in (focus or []) if a and a.strip()]
-    prompt = build_prompt(history, item_tags, budget, tokenizer, item=item, focus=focus)
+    evidence = [e.strip() for e in (evidence or []) if e and e.strip()]
+    prompt = build_prompt(
+        history, item_tags, budget, tokenizer, item=item, focus=focus, evidence=evidence
+    )
     notes = []
     if not history:
         notes.append("cold start: no history, the reason is drawn from the item tags only")
@@ -150,11 +157,20 @@ def explain(
         rng=seed,
         n_samples=decoding.n_candidates,
     )
+    rating = expected_rating(h.rating for h in history)
     candidates = rank_candidates(
-        tokenizer, gen.tokens, gen.logprobs, gen.finish, profile_aspects, item_tags, weights, focus
+        tokenizer,
+        gen.tokens,
+        gen.logprobs,
+        gen.finish,
+        profile_aspects,
+        item_tags,
+        weights,
+        focus,
+        rating,
     )
     best = candidates[0]
-    evidence = attention_evidence(
+    attention = attention_evidence(
         model, tokenizer, prompt.ids, best.token_ids, prompt.segments, top_k_evidence
     )
     kept_history = history[len(history) - prompt.n_history :]
@@ -163,12 +179,13 @@ def explain(
         reason=best.text,
         score=best.score,
         candidates=candidates,
-        evidence=evidence,
-        prompt_text=render_prompt(kept_history, kept_tags, item_title, focus),
+        evidence=attention,
+        prompt_text=render_prompt(kept_history, kept_tags, item_title, focus, evidence),
         prompt_ids=prompt.ids,
         history_used=prompt.n_history,
         notes=notes,
-        weights=weights,
+        weights=weights or ScoreWeights(),
+        grounding=evidence,
     )
 
 
@@ -287,15 +304,19 @@ def explain_item(
     seed,
     decoding: Decoding | None = None,
     profile_aspects: list[str] | None = None,
+    *,
+    user: str,
 ) -> Explanation:
-    """Explain ``item`` to a user with ``history`` as ``minireason explain --user`` does:
+    """Explain ``item`` to ``user`` with ``history`` as ``minireason explain --user`` does:
     ``run``'s model and prompt budget, its decoding settings unless ``decoding`` is given,
-    the item's tags and title from ``prepared``, and the focus ``prepare`` would predict
-    for the user's profile aspects (default: those of ``history``).
+    the item's tags and title from ``prepared``, the focus ``prepare`` would predict for the
+    user's profile aspects (default: those of ``history``) and the evidence it would choose
+    (other users' training sentences about the item: never ``user``'s own).
 
     Raises ValueError for an unknown item, or for nothing to explain from (no history and
     an item without tags)."""
     aspects = profile(history)["aspects"] if profile_aspects is None else profile_aspects
+    focus = prepared.focus_for(item, aspects)
     return explain(
         run.model,
         run.tokenizer,
@@ -307,7 +328,8 @@ def explain_item(
         item=item,
         item_title=prepared.items[item].get("title", ""),
         profile_aspects=aspects,
-        focus=prepared.focus_for(item, aspects),
+        focus=focus,
+        evidence=prepared.evidence_for(item, focus, user),
     )
 
 
@@ -338,7 +360,9 @@ def explain_for_user(
     aspects = profile(history)["aspects"]
     return [
         Recommendation(
-            it, score, explain_item(run, prepared, history, it, seed + rank, decoding, aspects)
+            it,
+            score,
+            explain_item(run, prepared, history, it, seed + rank, decoding, aspects, user=user),
         )
         for rank, (it, score) in enumerate(items)
     ]
@@ -383,6 +407,7 @@ def format_explanation(expl: Explanation, top: int = 3, candidates: bool = False
     lines = [f'  reason:    "{expl.reason}"']
     if focus:
         lines.append(f"  focus:     {', '.join(focus)} (predicted from training data)")
+    lines += [f'  grounded:  another user wrote "{sentence}"' for sentence in expl.grounding]
     lines += [
         f"  evidence:  attention on {owners}",
         f"             strongest pieces: {pieces}",
@@ -425,7 +450,11 @@ def candidate_table(expl: Explanation) -> list[dict]:
                     "item_coverage": b.item_coverage,
                     "focus_coverage": b.focus_coverage,
                     "mean_logprob": b.mean_logprob,
+                    "consensus": b.consensus,
                     "repetition": b.repetition,
+                    "degenerate": b.degenerate,
+                    "unfinished": b.unfinished,
+                    "contradicts": b.contradicts,
                     "duplicate": b.duplicate,
                     "truncated": b.truncated,
                     "empty": b.empty,
@@ -471,7 +500,11 @@ CANDIDATE_HEADERS = {
     "item": "item",
     "focus": "focus",
     "logprob": "logprob",
+    "consensus": "agree",
     "repetition": "repeat",
+    "degenerate": "degen",
+    "unfinished": "unend",
+    "contradicts": "against",
     "duplicate": "dup",
     "truncated": "cut",
     "empty": "empty",
@@ -487,8 +520,9 @@ def format_candidates(expl: Explanation, width: int = 60) -> str:
     lines = [
         f"  step 4:    {len(rows)} candidates, best first; score = user + item + focus "
         f"coverage + logprob - penalties (weights: user {w.user:g}, item {w.item:g}, "
-        f"focus {w.focus:g}, logprob {w.logprob:g}, repeat {w.repetition:g}, dup "
-        f"{w.duplicate:g}, cut {w.truncated:g}, empty {w.empty:g})",
+        f"focus {w.focus:g}, logprob {w.logprob:g}, agree {w.consensus:g}, repeat "
+        f"{w.repetition:g}, degen {w.degenerate:g}, unend {w.unfinished:g}, against "
+        f"{w.contradicts:g}, dup {w.duplicate:g}, cut {w.truncated:g}, empty {w.empty:g})",
         "       #  "
         + " ".join(f"{h:>7}" for h in CANDIDATE_HEADERS.values())
         + "  finish          text",

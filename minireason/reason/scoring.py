@@ -15,25 +15,45 @@ aspects it asks the reason to talk about, ``minireason.prep.features.predict_foc
     focus_coverage = |Q ∩ M(c)| / |Q|        (0 when Q is empty)
     mean_logprob   = mean over c's tokens (its <eos> included) of log p(token | prompt, before)
     repetition     = 1 - distinct word bigrams / word bigrams   (0 below two bigrams)
+    consensus      = mean over the other candidates c' of overlap(c, c')
+    overlap(a, b)  = (F1 of their word unigrams + F1 of their word bigrams) / 2
 
     score = w.user * user_coverage + w.item * item_coverage + w.focus * focus_coverage
-            + w.logprob * mean_logprob - w.repetition * repetition
-            - w.duplicate * [c repeats an earlier candidate's words]
-            - w.truncated * [c hit max_new_tokens or the context before <eos>]
-            - w.empty     * [c has no word at all]
+            + w.logprob * mean_logprob + w.consensus * consensus
+            - w.repetition * repetition
+            - w.degenerate  * [c is degenerate: minireason.text.degeneracies]
+            - w.unfinished  * [c stopped at <eos> without ending a sentence (. ! ?)]
+            - w.contradicts * [c's sentiment goes against the rating expected]
+            - w.duplicate   * [c repeats an earlier candidate's words]
+            - w.truncated   * [c hit max_new_tokens or the context before <eos>]
+            - w.empty       * [c has no word at all]
 
-:func:`score_parts` gives each signed, weighted term of that sum on its own (the HTML
-report's candidates table shows them). Coverage rewards relevance, the log-probability rewards fluent, likely text (it is <= 0),
-and the penalties push degenerate output (loops, copies, cut-off or empty text) down.
+:meth:`ScoreBreakdown.parts` gives each signed, weighted term of that sum on its own (the
+HTML report's candidates table shows them). Coverage rewards relevance, the log-probability rewards fluent, likely text (it is <= 0),
+and the penalties push what a reader punishes down: loops and doubled words, a sentence
+that stops in the middle, a reason that argues against the item, copies, cut-off or empty
+text. The consensus term is minimum-Bayes-risk selection: the candidate that says what most
+of the others say is the likeliest to be a good sentence, not an odd sample.
+
+Sentiment (:func:`sentiment`) is a small word list: a candidate is negative when it holds
+more negative words ("disappointed", "broke", "returned", "not good") than positive ones
+("great", "love", "no problems"), a negator within the three words before flipping a word.
+The rating expected is the user's mean past rating (a recommendation expects a liked item,
+4 with no history): negative text contradicts an expected rating of 3.5 or more, positive
+text one of 2.5 or less.
+
+The weights' defaults were chosen on the validation split; the README's "How the settings
+were chosen" lists the candidates tried and their validation numbers.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from minireason.text import is_word, mentions, tokens, words
+from minireason.text import degeneracies, is_word, mentions, tokens, words
 
 
 @dataclass
@@ -44,7 +64,11 @@ class ScoreWeights:
     item: float = 1.0
     focus: float = 1.0
     logprob: float = 0.2
+    consensus: float = 0.0
     repetition: float = 1.0
+    degenerate: float = 0.0
+    unfinished: float = 0.0
+    contradicts: float = 0.0
     duplicate: float = 1.0
     truncated: float = 0.5
     empty: float = 10.0
@@ -66,21 +90,31 @@ class ScoreBreakdown:
     mentioned_aspects: list[str]  # profile aspects the text names literally
     mentioned_tags: list[str]  # item tags the text names literally
     mentioned_focus: list[str] = field(default_factory=list)  # focus aspects it names
+    degenerate: list[str] = field(default_factory=list)  # minireason.text.degeneracies
+    unfinished: bool = False
+    contradicts: bool = False
+    consensus: float = 0.0  # set by rank_candidates, which sees the other candidates
 
     def parts(self, weights: ScoreWeights | None = None) -> dict[str, float]:
-        """The signed terms of the score (:func:`score_parts`); they sum to ``total`` when
-        ``weights`` are the ones it was scored with."""
-        return score_parts(
-            weights or ScoreWeights(),
-            self.user_coverage,
-            self.item_coverage,
-            self.focus_coverage,
-            self.mean_logprob,
-            self.repetition,
-            self.duplicate,
-            self.truncated,
-            self.empty,
-        )
+        """Each term of the score with its weight and sign, in the formula's order (module
+        docstring); they sum to ``total`` when ``weights`` are the ones it was scored with.
+        Keys: ``user, item, focus, logprob, consensus, repetition, degenerate, unfinished,
+        contradicts, duplicate, truncated, empty``."""
+        w = weights or ScoreWeights()
+        return {
+            "user": w.user * self.user_coverage,
+            "item": w.item * self.item_coverage,
+            "focus": w.focus * self.focus_coverage,
+            "logprob": w.logprob * self.mean_logprob,
+            "consensus": w.consensus * self.consensus,
+            "repetition": -(w.repetition * self.repetition),
+            "degenerate": -(w.degenerate * bool(self.degenerate)),
+            "unfinished": -(w.unfinished * self.unfinished),
+            "contradicts": -(w.contradicts * self.contradicts),
+            "duplicate": -(w.duplicate * self.duplicate),
+            "truncated": -(w.truncated * self.truncated),
+            "empty": -(w.empty * self.empty),
+        }
 
 
 @dataclass
@@ -90,35 +124,10 @@ class Candidate:
     logprobs: np.ndarray  # (len(token_ids),)
     finish: str  # "eos", "max_new_tokens" or "length"
     score: ScoreBreakdown
+    index: int = 0  # its place in the sampling order (ties keep it)
 
 
 # --------------------------------------------------------------------------- scoring
-
-
-def score_parts(
-    w: ScoreWeights,
-    user_coverage: float,
-    item_coverage: float,
-    focus_coverage: float,
-    mean_logprob: float,
-    repetition: float,
-    duplicate: bool,
-    truncated: bool,
-    empty: bool,
-) -> dict[str, float]:
-    """Each term of the score with its weight and sign, in the formula's order (module
-    docstring); the score is their sum. Keys: ``user, item, focus, logprob, repetition,
-    duplicate, truncated, empty``."""
-    return {
-        "user": w.user * user_coverage,
-        "item": w.item * item_coverage,
-        "focus": w.focus * focus_coverage,
-        "logprob": w.logprob * mean_logprob,
-        "repetition": -(w.repetition * repetition),
-        "duplicate": -(w.duplicate * duplicate),
-        "truncated": -(w.truncated * truncated),
-        "empty": -(w.empty * empty),
-    }
 
 
 def repetition(text_words: list[str]) -> float:
@@ -127,6 +136,77 @@ def repetition(text_words: list[str]) -> float:
     if len(bigrams) < 2:
         return 0.0
     return 1.0 - len(set(bigrams)) / len(bigrams)
+
+
+NEGATIVE = frozenset(
+    "awful bad broke broken cheaply crap defective died disappointed disappointing "
+    "disappointment fail failed fails flimsy garbage hate horrible junk poor poorly problem "
+    "problems refund return returned returning sadly terrible unfortunately useless waste "
+    "worse worst".split()
+)
+POSITIVE = frozenset(
+    "amazing awesome best excellent fantastic good great happy love loved nice perfect "
+    "perfectly pleased recommend solid sturdy wonderful".split()
+)
+NEGATORS = frozenset({"no", "not", "n't", "never", "without", "nothing"})
+SENTENCE_ENDS = (".", "!", "?")
+
+
+def sentiment(text_tokens: list[str]) -> int:
+    """-1, 0 or +1: the sign of (positive - negative) words in ``text_tokens``
+    (:func:`minireason.text.tokens`), a word with a negator among the three tokens before it
+    counting for the other side (module doc)."""
+    balance = 0
+    for i, t in enumerate(text_tokens):
+        sign = (t in POSITIVE) - (t in NEGATIVE)
+        if sign and NEGATORS.intersection(text_tokens[max(0, i - 3) : i]):
+            sign = -sign
+        balance += sign
+    return (balance > 0) - (balance < 0)
+
+
+def contradicts(text_tokens: list[str], expected_rating: float) -> bool:
+    """True when the text's :func:`sentiment` goes against ``expected_rating`` (1-5)."""
+    s = sentiment(text_tokens)
+    return (s < 0 and expected_rating >= 3.5) or (s > 0 and expected_rating <= 2.5)
+
+
+def expected_rating(ratings) -> float:
+    """The rating a reason should agree with: the mean of the user's past ``ratings``, 4 for
+    none (a recommendation expects an item the user will like)."""
+    ratings = list(ratings)
+    return float(np.mean(ratings)) if ratings else 4.0
+
+
+def ends_sentence(text: str) -> bool:
+    """True when ``text`` ends like a sentence: ``.``, ``!`` or ``?``, closing quotes or
+    brackets allowed after it."""
+    return text.rstrip().rstrip("\"')]").endswith(SENTENCE_ENDS)
+
+
+def overlap(a: list[str], b: list[str]) -> float:
+    """Mean of the F1 of the word unigrams and of the word bigrams of ``a`` and ``b``
+    (clipped counts): 1 for the same words, 0 for nothing in common."""
+    f = []
+    for n in (1, 2):
+        ga = Counter(zip(*(a[i:] for i in range(n))))
+        gb = Counter(zip(*(b[i:] for i in range(n))))
+        total = sum(ga.values()) + sum(gb.values())
+        f.append(2 * sum((ga & gb).values()) / total if total else 0.0)
+    return sum(f) / 2
+
+
+def consensus(candidate_words: list[list[str]]) -> list[float]:
+    """For each candidate, its mean :func:`overlap` with every other candidate (the
+    minimum-Bayes-risk term; 0 for a single candidate)."""
+    n = len(candidate_words)
+    if n < 2:
+        return [0.0] * n
+    pair = np.zeros((n, n))
+    for i in range(n):
+        for j in range(i + 1, n):
+            pair[i, j] = pair[j, i] = overlap(candidate_words[i], candidate_words[j])
+    return list(pair.sum(axis=1) / (n - 1))
 
 
 def score_candidate(
@@ -138,13 +218,16 @@ def score_candidate(
     duplicate: bool = False,
     weights: ScoreWeights | None = None,
     focus: list[str] | None = None,
+    rating: float = 4.0,
 ) -> ScoreBreakdown:
-    """Score one candidate (formula in the module docstring).
+    """Score one candidate (formula in the module docstring; the consensus term needs the
+    other candidates and is added by :func:`rank_candidates`).
 
     Args:
         text: the candidate's text; logprobs: ``(n,)`` its tokens' log-probabilities;
         finish: how generation stopped ("eos" or a limit); duplicate: it repeats an earlier
-        candidate; profile_aspects, item_tags, focus: the phrases to cover.
+        candidate; profile_aspects, item_tags, focus: the phrases to cover; rating: the
+        rating expected (:func:`expected_rating`).
     """
     focus = focus or []
     w = weights or ScoreWeights()
@@ -160,12 +243,10 @@ def score_candidate(
     rep = repetition(text_words)
     truncated = finish != "eos"
     empty = not text_words
-    total = sum(
-        score_parts(
-            w, user_cov, item_cov, focus_cov, mean_lp, rep, duplicate, truncated, empty
-        ).values()
-    )
-    return ScoreBreakdown(
+    degenerate = degeneracies(text_words)
+    unfinished = not truncated and not empty and not ends_sentence(text)
+    against = contradicts(text_tokens, rating)
+    breakdown = ScoreBreakdown(
         user_cov,
         item_cov,
         focus_cov,
@@ -174,11 +255,16 @@ def score_candidate(
         duplicate,
         truncated,
         empty,
-        float(total),
+        0.0,
         aspects,
         tags,
         focused,
+        degenerate,
+        unfinished,
+        against,
     )
+    breakdown.total = float(sum(breakdown.parts(w).values()))
+    return breakdown
 
 
 def rank_candidates(
@@ -190,20 +276,23 @@ def rank_candidates(
     item_tags: list[str],
     weights: ScoreWeights | None = None,
     focus: list[str] | None = None,
+    rating: float = 4.0,
 ) -> list[Candidate]:
     """Decode and score the sampled rows of one prompt; return them best first.
 
     Args:
         token_ids, logprobs, finishes: per candidate, as in :class:`minireason.reason.generate.Generation`.
-        profile_aspects, item_tags, weights, focus: as in :func:`score_candidate`.
+        profile_aspects, item_tags, weights, focus, rating: as in :func:`score_candidate`.
 
     A candidate whose words repeat an earlier candidate's is marked ``duplicate``. The sort
     is stable: ties keep the sampling order.
     """
-    candidates, seen = [], set()
+    w = weights or ScoreWeights()
+    candidates, seen, texts_words = [], set(), []
     for ids, logp, finish in zip(token_ids, logprobs, finishes, strict=True):
         text = tokenizer.decode(ids, skip_special=True).strip()
-        key = " ".join(words(text))
+        text_words = words(text)
+        key = " ".join(text_words)
         score = score_candidate(
             text,
             logp,
@@ -211,10 +300,15 @@ def rank_candidates(
             profile_aspects,
             item_tags,
             duplicate=key in seen,
-            weights=weights,
+            weights=w,
             focus=focus,
+            rating=rating,
         )
         seen.add(key)
-        candidates.append(Candidate(text, ids, logp, finish, score))
+        texts_words.append(text_words)
+        candidates.append(Candidate(text, ids, logp, finish, score, len(candidates)))
+    for candidate, c in zip(candidates, consensus(texts_words), strict=True):
+        candidate.score.consensus = c
+        candidate.score.total = float(sum(candidate.score.parts(w).values()))
     candidates.sort(key=lambda c: -c.score.total)
     return candidates

@@ -1,9 +1,9 @@
 // The evaluation page (minireason.evaluation.report): metrics, chart, generations browser.
 
-const SHOWN = ["model", "retrieval", "template", "random"]; // side by side, in this order
+const SHOWN = ["model", "retrieval", "evidence", "template", "random"]; // side by side, in this order
 const METRIC_NAMES = {
   bleu1: "BLEU-1", bleu4: "BLEU-4", rouge1_f: "ROUGE-1 F", rouge2_f: "ROUGE-2 F", rougeL_f: "ROUGE-L F",
-  usr: "USR", fmr: "FMR", fcr: "FCR", div: "DIV",
+  usr: "USR", fmr: "FMR", fcr: "FCR", div: "DIV", degenerate: "degenerate",
 };
 
 function metricsTable(m) {
@@ -156,7 +156,8 @@ function drawEvaluation(data) {
   const ppl = data.metrics.perplexity;
   app.append(
     el("h1", {}, data.title),
-    el("p", {}, `Reasons for ${info.n_records} records of the ${info.split} split, by the model and three baselines (random: a training sentence drawn at random; retrieval: the sentence of the most similar training record; template: "great {tag}"), scored against each record's reference sentence.`),
+    el("p", {}, `Reasons for ${info.n_records} records of the ${info.split} split, by the model and four baselines (random: a training sentence drawn at random; retrieval: the sentence of the most similar training record; evidence: the other user's sentence the prompt shows; template: "great {tag}"), scored against each record's reference sentence.`),
+    info.focus_from === "target" ? el("p", {class: "oracle"}, info.protocol + ".") : null,
     aboutList({run: info.run, prepared: info.prepared, decoding: info.decode + (info.decoding && info.decoding.n_candidates ? `, ${info.decoding.n_candidates} candidates` : ""), records: `${info.n_records} of ${info.n_test_records_with_target}`}),
     el("h2", {}, "Metrics"),
     metricsTable(data.metrics),

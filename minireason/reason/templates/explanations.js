@@ -4,8 +4,8 @@
 // ex.attention.heads[l][h][r][p] / head_scale is the same for layer l, head h.
 
 const SHADE = "245, 158, 11"; // amber; a prompt token's alpha is its weight / the row's largest
-const KIND_NAMES = {tag: "tag", aspect: "aspect the user mentioned", rating: "rating", focus: "focus"};
-const PLACES = {hist: "history block", item: "item block", tag: "tag", aspect: "aspect", rating: "rating", focus: "focus"};
+const KIND_NAMES = {tag: "tag", aspect: "aspect the user mentioned", rating: "rating", focus: "focus", evidence: "what another user wrote"};
+const PLACES = {hist: "history block", item: "item block", tag: "tag", aspect: "aspect", rating: "rating", focus: "focus", evidence: "evidence"};
 
 // "past item B0002D0Q2W" for a history owner's label (free-form labels already say it).
 function pastItem(label) {
@@ -95,7 +95,7 @@ function drawPrompt(ex, spans) {
     const share = ex.shares.owners.find((s) => s.owner === b.owner);
     const shown = share ? ` · ${share.shown} of the reason's attention` : "";
     if (b.kind === "item") {
-      addBlock("item", `this item${b.label ? " " + b.label : ""}: its tags and focus${shown}`, b.start, b.end);
+      addBlock("item", `this item${b.label ? " " + b.label : ""}: its tags, focus and evidence${shown}`, b.start, b.end);
     } else {
       const rating = pieces.find((s) => s.kind === "rating" && s.owner === b.owner);
       addBlock("hist", `${pastItem(b.label)}${rating ? ", rated " + rating.label : ""}${shown}`, b.start, b.end);
@@ -114,7 +114,11 @@ function candidatesTable(ex) {
     item: `${w.item} x the share of the item's tags it mentions`,
     focus: `${w.focus} x the share of the focus aspects it mentions`,
     logprob: `${w.logprob} x the mean log-probability of its tokens`,
+    consensus: `${w.consensus} x its mean word overlap with the other candidates`,
     repetition: `-${w.repetition} x its share of repeated word bigrams`,
+    degenerate: `-${w.degenerate} if it repeats a word 3-gram, doubles a word or has under 4 words`,
+    unfinished: `-${w.unfinished} if it stopped without ending a sentence`,
+    contradicts: `-${w.contradicts} if its sentiment goes against the rating expected`,
     duplicate: `-${w.duplicate} if it repeats an earlier candidate`,
     truncated: `-${w.truncated} if it was cut off before <eos>`,
     empty: `-${w.empty} if it has no word`,
@@ -124,7 +128,11 @@ function candidatesTable(ex) {
     item: (t) => `coverage ${t.item_coverage.toFixed(3)}`,
     focus: (t) => `coverage ${t.focus_coverage.toFixed(3)}`,
     logprob: (t) => `mean log-probability ${t.mean_logprob.toFixed(3)}`,
+    consensus: (t) => `overlap ${t.consensus.toFixed(3)}`,
     repetition: (t) => `repetition ${t.repetition.toFixed(3)}`,
+    degenerate: (t) => (t.degenerate.length ? t.degenerate.join("; ") : "not degenerate"),
+    unfinished: (t) => (t.unfinished ? "no sentence end" : "ends a sentence (or cut off)"),
+    contradicts: (t) => (t.contradicts ? "against the rating" : "agrees with the rating"),
     duplicate: (t) => (t.duplicate ? "a duplicate" : "not a duplicate"),
     truncated: (t) => (t.truncated ? "cut off" : "ended with <eos>"),
     empty: (t) => (t.empty ? "no word" : "has words"),
