@@ -143,12 +143,17 @@ class ImportGuard(importlib.abc.MetaPathFinder):
                 "not available to submissions"
                 + (f"; the grader provides {provided}" if provided else "")
             )
-        if top in self.allowed or top in sys.stdlib_module_names or top in sys.modules:
+        if top in self.allowed or _is_stdlib(top) or top in sys.modules:
             return None  # the ordinary finders take it from here
         raise ImportError(
             f"{name} cannot be imported while grading: only the standard library and "
             f"{', '.join(sorted(self.allowed))} are available"
         )
+
+
+def _is_stdlib(top: str) -> bool:
+    """A standard-library module (``sysconfig``'s generated data module included)."""
+    return top in sys.stdlib_module_names or top.startswith("_sysconfigdata")
 
 
 class _StandinLoader(importlib.abc.Loader):
@@ -198,10 +203,43 @@ def apply_limits(limits: dict[str, int]) -> list[str]:
     return failed
 
 
+def keep_import_path() -> None:
+    """Keep the import path readable after the switch of user: each directory on ``sys.path``
+    (and under the packages already imported) is opened now and reached from then on through
+    ``/proc/self/fd/N``, so an interpreter installed where the sandbox user may not look (for
+    example under ``/root``) still serves the standard library. Nothing else of those
+    directories' surroundings becomes reachable."""
+    if not os.path.isdir("/proc/self/fd"):
+        return
+    remap = {}
+    for i, entry in enumerate(sys.path):
+        if not entry or not os.path.isdir(entry):
+            continue
+        real = os.path.realpath(entry)
+        if real not in remap:
+            remap[real] = f"/proc/self/fd/{os.open(real, os.O_RDONLY | os.O_DIRECTORY)}"
+        sys.path[i] = remap[real]
+    for module in list(sys.modules.values()):
+        paths = getattr(module, "__path__", None)
+        if isinstance(paths, list):
+            paths[:] = [_remapped(p, remap) for p in paths]
+    sys.path_importer_cache.clear()
+    importlib.invalidate_caches()
+
+
+def _remapped(path: str, remap: dict[str, str]) -> str:
+    real = os.path.realpath(path)
+    for prefix, fd_path in remap.items():
+        if real == prefix or real.startswith(prefix + os.sep):
+            return fd_path + real[len(prefix) :]
+    return path
+
+
 def become(user: list[int] | None) -> None:
     """Switch to ``[uid, gid]`` for good (groups first, then gid, then uid)."""
     if user is None:
         return
+    keep_import_path()
     uid, gid = user
     os.setgroups([])
     os.setgid(gid)

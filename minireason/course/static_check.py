@@ -108,7 +108,7 @@ def _import_note(line, module: str, names: tuple, provided, allowed) -> list:
         ]
     if top in UNNEEDED_MODULES:
         return [(line, f"imports {module}, which {UNNEEDED_MODULES[top]}; not needed here")]
-    if top not in allowed and top not in sys.stdlib_module_names and top != "__future__":
+    if top not in allowed and top not in sys.stdlib_module_names:
         return [
             (
                 line,
