@@ -2,6 +2,7 @@
 PY ?= python
 PATHS = minireason tests tutorials
 NOTEBOOKS = runs/notebooks
+FAST ?= 0
 
 .PHONY: test lint format demo notebooks bench
 
@@ -19,10 +20,11 @@ format:          ## apply ruff's formatter and the lint fixes it can make
 demo:            ## the whole job: data, prepare, train the tiny preset, explain, evaluate
 	minireason demo
 
-notebooks:       ## every tutorial as a Jupyter notebook, in runs/notebooks/
+notebooks:       ## every tutorial as an executed Jupyter notebook, figures inline, in runs/notebooks/ (needs .[notebooks]; FAST=1 for the fast mode)
 	mkdir -p $(NOTEBOOKS)
 	for t in tutorials/[0-9][0-9]_*.py; do \
-		jupytext --to notebook --output $(NOTEBOOKS)/$$(basename $$t .py).ipynb $$t || exit 1; \
+		env -u MPLBACKEND MINIREASON_FAST=$(FAST) MINIREASON_TUTORIAL_OUT=$(CURDIR)/$(NOTEBOOKS) \
+			jupytext --to notebook --execute --output $(NOTEBOOKS)/$$(basename $$t .py).ipynb $$t || exit 1; \
 	done
 
 bench:           ## training-step speed against PyTorch, then explanation latency on the demo run

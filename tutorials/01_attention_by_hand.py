@@ -131,8 +131,10 @@ for i, e in enumerate(we.errata(), 1):
 # coordinates. The scale makes every row flatter.
 
 # %%
-path = we.plot(OUT / "01_worked_example_heatmap.png")
-print("saved", path)
+fig = we.figure(plt.figure())  # drawn by the package into a pyplot figure
+fig.savefig(OUT / "01_worked_example_heatmap.png", dpi=120)
+print("saved", OUT / "01_worked_example_heatmap.png")
+plt.show()
 
 # %% [markdown]
 # ## 5. Masks
@@ -158,7 +160,7 @@ for ax, (title, wts) in zip(
     ax.set_title(title)
     fig.colorbar(im, ax=ax, shrink=0.8)
 fig.savefig(OUT / "01_causal_mask.png", dpi=100)
-plt.close(fig)
+plt.show()
 
 # %%
 mask = np.ones((2, 8), dtype=bool)

@@ -33,9 +33,6 @@
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -124,7 +121,7 @@ for ax, (title, w) in zip(axes, panels):
     ax.set_ylabel("query position")
 fig.colorbar(im, ax=axes, shrink=0.8, label="attention weight")
 fig.savefig(OUT / "02_masks.png", dpi=100, bbox_inches="tight")
-plt.close(fig)
+plt.show()
 print("saved", OUT / "02_masks.png")
 
 # %% [markdown]
@@ -197,7 +194,7 @@ for ax, h, title in zip(axes, range(2), ["head 0: previous token", "head 1: same
     ax.set_title(title)
     ax.set_xlabel("key (attended to)")
 fig.savefig(OUT / "02_heads.png", dpi=100)
-plt.close(fig)
+plt.show()
 print("saved", OUT / "02_heads.png")
 
 # %% [markdown]
@@ -376,7 +373,7 @@ ax.set_title("Truncation error (large h, left) vs round-off error (small h, righ
 ax.invert_xaxis()
 ax.legend()
 fig.savefig(OUT / "02_gradcheck_step.png", dpi=100)
-plt.close(fig)
+plt.show()
 print("saved", OUT / "02_gradcheck_step.png")
 
 # %% [markdown]

@@ -285,18 +285,18 @@ def report(decimals: int = 4) -> str:
     return "\n".join(out)
 
 
-def plot(path) -> str:
-    """Save a labelled heatmap of the attention weights (single query and self-attention,
-    unscaled and scaled) to ``path`` (PNG). Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def figure(fig=None):
+    """A labelled heatmap of the attention weights (single query and self-attention, unscaled
+    and scaled), drawn into ``fig`` (e.g. ``plt.figure()``, which a notebook shows inline) or
+    into a new Matplotlib ``Figure`` (no pyplot, so a script's backend is left alone).
+    Returns the figure; :func:`plot` saves it."""
+    from matplotlib.figure import Figure
 
     results = all_results()
-    fig, axes = plt.subplots(
-        2, 2, figsize=(12, 8.5), gridspec_kw={"height_ratios": [1, 6]}, constrained_layout=True
-    )
+    fig = Figure() if fig is None else fig
+    fig.set_size_inches(12, 8.5)
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(2, 2, gridspec_kw={"height_ratios": [1, 6]})
     for col in range(2):
         for row, r in enumerate((results[col], results[2 + col])):
             ax = axes[row, col]
@@ -320,6 +320,10 @@ def plot(path) -> str:
     axes[1, 0].set_xlabel("key word")
     axes[1, 1].set_xlabel("key word")
     fig.suptitle("Seed document section 4.3: attention weights, computed correctly")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def plot(path) -> str:
+    """Save :func:`figure` to ``path`` (PNG). Returns the path."""
+    figure().savefig(path, dpi=120)
     return str(path)

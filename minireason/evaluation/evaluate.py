@@ -356,13 +356,11 @@ def markdown_report(result: dict) -> str:
 
 def plot_scores(result: dict, path) -> Path:
     """Grouped bar chart: text metrics (x100) on the left, ratios on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     rows = {"model": result["model"], **result["baselines"]}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [5, 4]})
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [5, 4]})
     width = 0.8 / len(rows)
     for ax, metrics, label in (
         (axes[0], TEXT_METRICS, "score x100"),
@@ -384,7 +382,6 @@ def plot_scores(result: dict, path) -> Path:
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

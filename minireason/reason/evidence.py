@@ -131,21 +131,22 @@ def _token_text(tokenizer, token_id: int) -> str:
 # --------------------------------------------------------------------------- plot
 
 
-def plot_evidence(explanation, path):
-    """Heatmap PNG of the chosen reason's attention over the prompt.
+def evidence_figure(explanation, fig=None):
+    """Heatmap of the chosen reason's attention over the prompt, drawn into ``fig`` (e.g.
+    ``plt.figure()``, which a notebook shows inline) or into a new Matplotlib ``Figure`` (no
+    pyplot, so a script's backend is left alone). Returns the figure.
 
     Rows: the reason tokens (each row is the attention while generating that token); columns:
     the prompt tokens, labelled, with the history-item / item segment boundaries drawn as
-    vertical lines and their owners written above. Returns the path.
+    vertical lines and their owners written above. :func:`plot_evidence` saves it.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure
 
     ev = explanation.evidence
     R, P = ev.matrix.shape
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * P + 2), max(3.0, 0.25 * R + 2)))
+    fig = Figure() if fig is None else fig
+    fig.set_size_inches(max(6.0, 0.22 * P + 2), max(3.0, 0.25 * R + 2))
+    ax = fig.subplots()
     image = ax.imshow(ev.matrix, aspect="auto", cmap="viridis", interpolation="nearest")
     ax.set_xticks(range(P))
     ax.set_xticklabels(ev.prompt_tokens, rotation=90, fontsize=6)
@@ -170,6 +171,10 @@ def plot_evidence(explanation, path):
     ax.set_title(f"attention (mean over layers and heads): {reason[:80]}", fontsize=8, pad=18)
     fig.colorbar(image, ax=ax, fraction=0.03)
     fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def plot_evidence(explanation, path):
+    """Save :func:`evidence_figure` to ``path`` (PNG). Returns the path."""
+    evidence_figure(explanation).savefig(path, dpi=120)
     return path

@@ -100,12 +100,10 @@ def evaluate(model: GPT, get_batch: Callable, iters: int) -> float:
 
 def plot_losses(train_losses, val_losses, path) -> Path:
     """Write the loss curve (training per step, validation as points) to a PNG."""
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(7, 4))
+    fig = Figure(figsize=(7, 4))
+    ax = fig.subplots()
     if train_losses:
         s, v = zip(*train_losses)
         ax.plot(s, v, lw=0.8, label="train")
@@ -120,7 +118,6 @@ def plot_losses(train_losses, val_losses, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 
