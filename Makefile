@@ -20,11 +20,13 @@ format:          ## apply ruff's formatter and the lint fixes it can make
 demo:            ## the whole job: data, prepare, train the tiny preset, explain, evaluate
 	minireason demo
 
-notebooks:       ## every tutorial as an executed Jupyter notebook, figures inline, in runs/notebooks/ (needs .[notebooks]; FAST=1 for the fast mode)
+notebooks:       ## every tutorial as an executed notebook, figures inline, in runs/notebooks/ (FAST=1: fast mode)
 	mkdir -p $(NOTEBOOKS)
 	for t in tutorials/[0-9][0-9]_*.py; do \
-		env -u MPLBACKEND MINIREASON_FAST=$(FAST) MINIREASON_TUTORIAL_OUT=$(CURDIR)/$(NOTEBOOKS) \
-			jupytext --to notebook --execute --output $(NOTEBOOKS)/$$(basename $$t .py).ipynb $$t || exit 1; \
+		nb=$(NOTEBOOKS)/$$(basename $$t .py).ipynb; \
+		jupytext --to notebook --output $$nb $$t && \
+		env -u MPLBACKEND MINIREASON_FAST=$(FAST) MINIREASON_TUTORIAL_OUT=$(abspath $(NOTEBOOKS)) \
+			jupyter-execute --inplace --timeout=1800 $$nb || exit 1; \
 	done
 
 bench:           ## training-step speed against PyTorch, then explanation latency on the demo run
