@@ -157,7 +157,7 @@ def grade_folder(
         raise FileNotFoundError(f"submissions folder not found: {folder}")
     if jobs < 1:
         raise ValueError(f"--jobs must be at least 1, got {jobs}")
-    if os.geteuid() == 0 and readable_by_others(folder):
+    if getattr(os, "geteuid", lambda: -1)() == 0 and readable_by_others(folder):
         raise ValueError(
             f"{folder}: other users can read these submissions, so student code (which runs "
             f"as a sandbox user) could read the others: run 'chmod -R o-rwx {folder}' first"

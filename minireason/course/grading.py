@@ -430,7 +430,9 @@ def grade(
             "provide": {m: {n: f"{m}:{n}" for n in names} for m, names in provided.items()},
         }
         if not report.load_error:
-            report.load_error, defined = _load(box, base, path.name, source, timeout)
+            report.load_error, defined, unset = _load(box, base, path.name, source, timeout)
+            if unset:
+                report.isolation += f"; not enforced on this system: {', '.join(unset)}"
             missing = [f for f in module.STUDENT_API if f not in defined]
             if missing and not report.load_error:
                 report.notes.append(
@@ -478,18 +480,24 @@ def _grader_error(run: ChildRun) -> None:
 
 
 def _load(box: Sandbox, base: dict, filename: str, source: bytes, timeout: float):
-    """``(load error or None, defined functions)`` from a child that only imports the file."""
+    """``(load error or None, defined functions, limits the system did not set)`` from a child
+    that only imports the file."""
     run = box.run(dict(base, calls=[]), filename, source)
     if run.timed_out:
-        return f"importing the file took longer than {timeout:g} s", []
+        return f"importing the file took longer than {timeout:g} s", [], []
     if run.reply is None:
-        return f"the import process died without a reply: {run.problem} {_tail(run.output)}", []
+        problem = f"the import process died without a reply: {run.problem} {_tail(run.output)}"
+        return problem, [], []
     _grader_error(run)
+    unset = run.reply.get("limits_failed")
+    unset = [str(u) for u in unset] if isinstance(unset, list) else []
     if not run.reply.get("loaded"):
         error = run.reply.get("error") or {}
-        return f"importing {filename} raised {str(error.get('message', ''))[:OUTPUT_LIMIT]}", []
+        message = str(error.get("message", ""))[:OUTPUT_LIMIT]
+        return f"importing {filename} raised {message}", [], unset
     defined = run.reply.get("defined")
-    return None, [f for f in defined if isinstance(f, str)] if isinstance(defined, list) else []
+    defined = [f for f in defined if isinstance(f, str)] if isinstance(defined, list) else []
+    return None, defined, unset
 
 
 def _grade_one(box: Sandbox, base: dict, filename, source, test: GradedTest, rng) -> TestResult:

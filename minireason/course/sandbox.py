@@ -29,9 +29,9 @@ Isolation depends on who runs the grader (:attr:`Sandbox.isolation` says which a
 from __future__ import annotations
 
 import contextlib
+import getpass
 import math
 import os
-import pwd
 import selectors
 import shutil
 import signal
@@ -138,7 +138,7 @@ class Sandbox:
                 f"no access to the grader's or other submissions' files); {limits}"
             )
         return (
-            f"student code runs as your user {pwd.getpwuid(os.getuid()).pw_name} (not root): "
+            f"student code runs as your user {getpass.getuser()} (not root): "
             f"it cannot import the references or forge a result, but it can read your files "
             f"and signal your processes; {limits}"
         )
@@ -371,6 +371,8 @@ def _acquire_uid() -> tuple[tuple[int, int], object]:
     st = os.lstat(locks)
     if not os.path.isdir(locks) or os.path.islink(locks) or st.st_uid != 0 or st.st_mode & 0o077:
         raise OSError(f"{locks} must be a directory owned by root with mode 0700")
+    import pwd
+
     for uid in range(base, base + UID_COUNT):
         try:
             pwd.getpwuid(uid)
