@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 
@@ -288,3 +290,25 @@ def test_no_process_outlives_the_grader_to_rewrite_the_results(tmp_path):
     backward = {"backward_fixed", "backward_dq_random", "backward_dk_random", "backward_dv_random"}
     assert data["score"] == 100 - sum(POINTS[n] for n in backward)
     assert len(data["tests"]) == len(a1.TESTS)
+
+
+@as_root
+def test_a_file_named_like_a_module_never_runs_as_root(tmp_path):
+    """The child starts as root to load the grader's side; a submission called numpy.py or
+    minireason.py must not be what it imports."""
+    marks = Path(tempfile.mkdtemp(prefix="minireason-marks-"))
+    os.chmod(marks, 0o777)
+    try:
+        for name in ("numpy.py", "minireason.py", "sitecustomize.py"):
+            path = tmp_path / name
+            path.write_text(
+                "import os\n"
+                f"open(os.path.join({str(marks)!r}, str(os.getpid())), 'w').write(str(os.getuid()))\n"
+                + SOLUTION.read_text()
+            )
+            report = grade("A1", path, seed=12, only=SOFTMAX)
+            assert report.score == _score(report, SOFTMAX), report.table()
+        uids = {int(p.read_text()) for p in marks.iterdir()}
+        assert uids and 0 not in uids  # it ran, but only as the sandbox user
+    finally:
+        shutil.rmtree(marks, ignore_errors=True)

@@ -165,8 +165,9 @@ class Sandbox:
 
     def _spawn(self, request: bytes, workdir: Path) -> ChildRun:
         read_fd, write_fd = os.pipe()
-        launcher = (
-            f"import sys; sys.path.insert(0, {PACKAGE_ROOT!r}); "
+        launcher = (  # the working directory leaves the path first: it holds the student's file
+            "import sys; sys.path[:] = [p for p in sys.path if p not in ('', '.')]; "
+            f"sys.path.insert(0, {PACKAGE_ROOT!r}); "
             "from minireason.course.runner import main; main()"
         )
         env = {
