@@ -75,6 +75,8 @@ def _encode(value, blob: bytearray, depth: int, counter: list[int]):
     counter[0] += 1
     if depth > MAX_DEPTH or counter[0] > MAX_ITEMS:
         return {"t": "opaque", "type": "value nested too deeply or too large"}
+    if isinstance(value, (np.ndarray, np.generic)) and not isinstance(value, np.str_):
+        return _encode_array(value, blob)
     if value is None or isinstance(value, (bool, str)):
         return str(value) if isinstance(value, str) else value
     if isinstance(value, int):
@@ -85,8 +87,6 @@ def _encode(value, blob: bytearray, depth: int, counter: list[int]):
         return float(value)
     if isinstance(value, Ref):
         return {"t": "ref", "call": value.call, "item": value.item}
-    if isinstance(value, (np.ndarray, np.generic)):
-        return _encode_array(value, blob)
     if isinstance(value, tuple):
         return {"t": "tuple", "v": [_encode(v, blob, depth + 1, counter) for v in value]}
     if isinstance(value, list):
