@@ -25,6 +25,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+import re
 import stat
 import statistics
 import time
@@ -179,7 +180,11 @@ def grade_folder(
             report = grade(module.NAME, file, seed=seed, timeout=timeout, limits=limits)
         except (GraderError, OSError, ValueError) as exc:
             return StudentGrade(student, file.name, 0.0, _max(module), f"grader error: {exc}")
-        isolation[0] = report.isolation
+        isolation[0] = re.sub(
+            r"runs as sandbox user \d+",
+            "runs as a sandbox user of its own (one per submission graded at a time)",
+            report.isolation,
+        )
         if out is not None:
             _write_student(out / student, report)
         status = "graded" if not report.load_error else f"not loadable: {report.load_error}"
