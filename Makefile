@@ -2,6 +2,7 @@
 PY ?= python
 PATHS = minireason tests tutorials
 NOTEBOOKS = runs/notebooks
+FAST ?= 0
 
 .PHONY: test lint format demo notebooks bench
 
@@ -19,10 +20,13 @@ format:          ## apply ruff's formatter and the lint fixes it can make
 demo:            ## the whole job: data, prepare, train the tiny preset, explain, evaluate
 	minireason demo
 
-notebooks:       ## every tutorial as a Jupyter notebook, in runs/notebooks/
+notebooks:       ## every tutorial as an executed notebook, figures inline, in runs/notebooks/ (FAST=1: fast mode)
 	mkdir -p $(NOTEBOOKS)
 	for t in tutorials/[0-9][0-9]_*.py; do \
-		jupytext --to notebook --output $(NOTEBOOKS)/$$(basename $$t .py).ipynb $$t || exit 1; \
+		nb=$(NOTEBOOKS)/$$(basename $$t .py).ipynb; \
+		jupytext --to notebook --output $$nb $$t && \
+		env -u MPLBACKEND MINIREASON_FAST=$(FAST) MINIREASON_TUTORIAL_OUT=$(abspath $(NOTEBOOKS)) \
+			jupyter-execute --inplace --timeout=1800 $$nb || exit 1; \
 	done
 
 bench:           ## training-step speed against PyTorch, then explanation latency and explain-all's rate on the demo run

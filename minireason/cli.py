@@ -682,24 +682,51 @@ def run_bench_kernels(args) -> int:
 # --------------------------------------------------------------------------- grade
 
 
-@command("grade", "autograde a course assignment: score table and Gradescope results.json")
+@command("grade", "autograde a course assignment: one file, a folder of them, or a Gradescope kit")
 def add_grade(p, add):
     p.description = (
-        "Run an assignment's weighted tests against a student's file, each in its own process "
-        "with a time limit; a crash or a wrong shape costs that test's points only."
+        "Run an assignment's weighted tests against a student's file, each test in a sandboxed "
+        "process that returns outputs only (the grader compares); a crash, a time-out or a "
+        "missing function costs its tests only. PATH is a .py file (score table and "
+        "results.json), a folder of submissions (--jobs, --csv, --out), or with --gradescope "
+        "one Gradescope submission folder. --gradescope-kit writes the autograder zip."
     )
     add("assignment", help="assignment name, e.g. A1")
-    add("student_file", help="the student's .py file")
+    add("path", nargs="?", metavar="PATH", help="a .py file, or a folder of submissions")
     add("--results", metavar="FILE.json", default="results.json", help="Gradescope results")
-    add("--seed", type=int, help="seed of the hidden-style tests (default: the clock)")
+    add("--seed", metavar="TEXT", help="course seed (default: $MINIREASON_GRADE_SEED)")
     add("--timeout", type=seconds, default=10.0, metavar="S", help="seconds per test")
+    add("--memory", type=at_least(64), default=1024, metavar="MB", help="memory per test")
+    add("--jobs", type=at_least(1), default=1, metavar="N", help="submissions graded at once")
+    add("--csv", metavar="FILE.csv", help="a folder's grades, one row per student")
+    add("--out", metavar="DIR", help="a folder's per-student results (default: grades/)")
+    add("--gradescope", action="store_true", help="PATH is one Gradescope submission folder")
+    add("--gradescope-kit", metavar="OUT.zip", help="write the Gradescope autograder kit")
     p.set_defaults(func=run_grade)
 
 
 def run_grade(args) -> int:
-    from minireason.course import grading
+    from pathlib import Path
 
-    report = grading.grade(args.assignment, args.student_file, args.seed, args.timeout)
+    from minireason.course import batch, gradescope, grading
+    from minireason.course.sandbox import Limits
+
+    if args.gradescope_kit:
+        path, source = gradescope.build_kit(args.assignment, args.gradescope_kit, args.seed)
+        print(f"Gradescope kit written to {path} (course seed: {source}); keep it private")
+        return 0
+    if not args.path:
+        raise UserError("PATH is required: a .py file or a folder of submissions")
+    limits = Limits(memory_mb=args.memory)
+    if Path(args.path).is_dir() and not args.gradescope:
+        summary = batch.grade_folder(
+            args.assignment, args.path, args.out or "grades", args.csv, args.jobs, args.seed,
+            args.timeout, limits,
+        )  # fmt: skip
+        print(summary.text())
+        return 0
+    grade = gradescope.grade_submission if args.gradescope else grading.grade
+    report = grade(args.assignment, args.path, args.seed, args.timeout, limits)
     print(report.table())
     print(f"\nresults written to {report.write_results(args.results)}")
     return 0

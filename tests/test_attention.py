@@ -302,7 +302,7 @@ def test_matches_torch_sdpa_when_installed():
     rng = np.random.default_rng(11)
     q, k, v = random_case(rng, (2, 3), 5, 7, 8, 4, np.float64)
     mask = rng.random((5, 7)) < 0.8
-    mask[:, 0] = True  # torch gives NaN on fully masked rows; we give zeros
+    mask[:, 0] = True  # every row may attend to something (fully masked rows: below)
     fmask = rng.normal(size=(1, 5, 7))
     T = torch.from_numpy
     for kwargs_np, kwargs_t in [
@@ -317,3 +317,25 @@ def test_matches_torch_sdpa_when_installed():
         np.testing.assert_allclose(
             scaled_dot_product_attention(q, k, v, **kwargs_np), want, rtol=1e-10, atol=1e-12
         )
+
+
+def test_fully_masked_rows_match_torch_sdpa_zeros_and_gradients():
+    """PyTorch's scaled_dot_product_attention returns zeros for a query row whose keys are
+    all masked (boolean mask, or a float mask of -inf), with zero gradients: so do we."""
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(12)
+    q, k, v = random_case(rng, (2,), 4, 5, 3, 3, np.float64)
+    mask = np.ones((4, 5), dtype=bool)
+    mask[1] = False
+    dout = rng.normal(size=(2, 4, 3))
+    out, cache = attention_forward(q, k, v, attn_mask=mask)
+    dq, dk, dv, _ = attention_backward(dout, cache)
+    for torch_mask in (torch.from_numpy(mask), torch.from_numpy(np.where(mask, 0.0, -np.inf))):
+        tq, tk, tv = (torch.from_numpy(a.copy()).requires_grad_() for a in (q, k, v))
+        want = torch.nn.functional.scaled_dot_product_attention(tq, tk, tv, attn_mask=torch_mask)
+        want.backward(torch.from_numpy(dout))
+        assert not torch.isnan(want).any()
+        assert torch.all(want[:, 1] == 0)
+        np.testing.assert_allclose(out, want.detach().numpy(), rtol=1e-10, atol=1e-12)
+        for ours, theirs in zip((dq, dk, dv), (tq.grad, tk.grad, tv.grad)):
+            np.testing.assert_allclose(ours, theirs.numpy(), rtol=1e-10, atol=1e-12)

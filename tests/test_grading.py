@@ -6,17 +6,17 @@ lose exactly the points of the tests meant to catch it, no more, no less.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from minireason.cli import main
 from minireason.course.assignments import a1
-from minireason.course.grading import grade, load_assignment
+from minireason.course.grading import grade, hidden_rng, load_assignment
 
 ROOT = Path(__file__).resolve().parents[1]
 SOLUTION = ROOT / "tests" / "fixtures" / "a1_solution.py"
@@ -50,7 +50,7 @@ def test_a1_tests_cover_the_api_and_add_up_to_100():
 
 
 def test_reference_solution_scores_100_on_fresh_inputs():
-    report = grade("A1", SOLUTION)  # seed from the clock: fresh hidden-style inputs
+    report = grade("A1", SOLUTION)  # the practice seed
     assert _failed(report) == set(), report.table()
     assert report.score == report.max_score == 100
     assert "student_submission" not in sys.modules  # the grader never imported it itself
@@ -60,7 +60,7 @@ def test_untouched_stub_scores_zero_with_not_implemented(tmp_path):
     results = tmp_path / "out" / "results.json"
     assert main(["grade", "A1", str(STUB), "--results", str(results), "--seed", "1"]) == 0
     data = json.loads(results.read_text())
-    assert data["score"] == 0 and data["max_score"] == 100
+    assert data["score"] == 0 and sum(t["max_score"] for t in data["tests"]) == 100
     assert [t["name"] for t in data["tests"]] == [t.name for t in a1.TESTS]
     for test in data["tests"]:
         assert set(test) >= {"name", "score", "max_score", "output", "visibility"}
@@ -155,12 +155,6 @@ def test_exception_and_hard_exit_cost_only_their_tests(tmp_path):
             "importing student.py raised RuntimeError (student.py, line 6, in <module>): no data",
             id="import-crash",
         ),
-        pytest.param(
-            "def attention_backward(dout, cache):",
-            "def attention_backwards(dout, cache):",
-            "the file defines no function attention_backward",
-            id="missing-function",
-        ),
     ],
 )
 def test_unloadable_file_scores_zero_and_still_writes_results(tmp_path, capsys, old, new, expected):
@@ -176,14 +170,48 @@ def test_unloadable_file_scores_zero_and_still_writes_results(tmp_path, capsys, 
     }
 
 
-def test_hidden_inputs_follow_the_seed():
-    seen = []
-    student = SimpleNamespace(softmax=lambda x: seen.append(x.copy()) or a1.masked_softmax(x))
+def test_a_missing_function_costs_only_the_tests_that_call_it(tmp_path):
+    partial = _variant(
+        tmp_path, "def attention_backward(dout, cache):", "def attention_backwards(dout, cache):"
+    )
+    report = grade("A1", partial, seed=6)
+    assert _failed(report) == BACKWARD, report.table()
+    assert {r.status for r in report.results if r.name in BACKWARD} == {"missing"}
+    assert report.score == 100 - sum(POINTS[n] for n in BACKWARD)
+    assert any("defines no function attention_backward" in n for n in report.notes)
+
+
+def _hidden_x(seed, source: bytes):
     index = [t.name for t in a1.TESTS].index("softmax_random_batched")
-    for seed in (1, 1, 2):
-        a1.softmax_random_batched(student, np.random.default_rng([seed, index]))
-    assert np.array_equal(seen[0], seen[1])
-    assert seen[0].shape != seen[2].shape or not np.allclose(seen[0], seen[2])
+    digest = hashlib.sha256(source).hexdigest()
+    rng = hidden_rng(str(seed), "A1", a1.TESTS[index].name, digest)
+    (only,) = a1.softmax_random_batched(rng).calls
+    return only.args[0]
+
+
+def test_hidden_inputs_follow_the_course_seed_and_the_file():
+    source = SOLUTION.read_bytes()
+    same = _hidden_x("course", source)
+    assert np.array_equal(same, _hidden_x("course", source))
+    for other in (_hidden_x("other course", source), _hidden_x("course", source + b"\n")):
+        assert other.shape != same.shape or not np.allclose(other, same)
+
+
+def test_the_same_file_gets_the_same_grade_on_every_run(tmp_path, monkeypatch):
+    """A submission whose bug shows on some hidden inputs only: graded twice with the course
+    seed (from the environment, as the Gradescope kit sets it), it gets the same score."""
+    flaky = _variant(  # wrong only when the last axis is longer than 4
+        tmp_path,
+        "    return e / e.sum(axis=-1, keepdims=True)",
+        "    return e / e.sum(axis=-1, keepdims=True) * (1.0 + (x.shape[-1] > 4))",
+    )
+    monkeypatch.setenv("MINIREASON_GRADE_SEED", "course secret")
+    only = ["softmax_random_batched", "forward_random_heads"]
+    scores = {grade("A1", flaky, only=only).score for _ in range(2)}
+    assert len(scores) == 1
+    report = grade("A1", flaky, only=only)
+    assert "the course seed ($MINIREASON_GRADE_SEED)" in report.summary()
+    assert "course secret" not in report.table() + json.dumps(report.to_gradescope())
 
 
 def test_command_errors_are_one_line(tmp_path, capsys):

@@ -60,7 +60,7 @@ def test_tests_add_up_to_100_and_are_registered(name):
 
 @pytest.mark.parametrize("name", ["A2", "A3"])
 def test_reference_solution_scores_100_on_fresh_inputs(name):
-    report = grade(name, FIXTURES / f"{name.lower()}_solution.py")  # seed from the clock
+    report = grade(name, FIXTURES / f"{name.lower()}_solution.py")  # the practice seed
     assert _failed(report) == set(), report.table()
     assert report.score == report.max_score == 100
 
@@ -72,7 +72,7 @@ def test_untouched_stub_scores_zero_with_not_implemented(tmp_path, name):
     stub = ROOT / module.STUDENT_FILE
     assert main(["grade", name, str(stub), "--results", str(results), "--seed", "1"]) == 0
     data = json.loads(results.read_text())
-    assert data["score"] == 0 and data["max_score"] == 100
+    assert data["score"] == 0 and sum(t["max_score"] for t in data["tests"]) == 100
     assert [t["name"] for t in data["tests"]] == [t.name for t in module.TESTS]
     for test in data["tests"]:
         assert test["score"] == 0 and test["status"] == "failed"

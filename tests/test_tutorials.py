@@ -1,4 +1,5 @@
-"""Every tutorial runs, as a script, in fast mode, and opens as a notebook (jupytext)."""
+"""Every tutorial runs in fast mode as a script (its figures saved) and as a notebook (its
+figures saved and shown inline)."""
 
 import os
 import subprocess
@@ -40,3 +41,24 @@ def test_tutorial_is_a_valid_jupytext_notebook(path):
     kinds = {cell.cell_type for cell in nb.cells}
     assert kinds == {"markdown", "code"}
     assert len(nb.cells) >= 6
+
+
+@pytest.mark.parametrize("path", TUTORIALS, ids=lambda p: p.stem)
+def test_tutorial_runs_as_a_notebook_with_its_figures_inline(path, tmp_path, monkeypatch):
+    jupytext = pytest.importorskip("jupytext", reason="jupytext is not installed (.[dev])")
+    nbclient = pytest.importorskip("nbclient", reason="nbclient is not installed (.[dev])")
+    pytest.importorskip("ipykernel", reason="ipykernel is not installed (.[dev])")
+    monkeypatch.setenv("MINIREASON_FAST", "1")
+    monkeypatch.setenv("MINIREASON_TUTORIAL_OUT", str(tmp_path))
+    monkeypatch.delenv("MPLBACKEND", raising=False)  # the kernel's own: inline
+    nb = jupytext.read(path)
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
+    client.execute()
+    shows = [c for c in nb.cells if c.cell_type == "code" and "plt.show()" in c.source]
+    assert shows, f"{path.name} shows no figure"
+    for cell in shows:
+        images = [o for o in cell.outputs if "image/png" in o.get("data", {})]
+        assert images, f"{path.name}: no inline figure in the cell\n{cell.source[:300]}"
+    assert len(list(tmp_path.glob("*.png"))) >= len(shows), f"{path.name} saved fewer figures"

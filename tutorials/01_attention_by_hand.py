@@ -115,7 +115,20 @@ print("minireason.nn.attention agrees:", pkg_out[0])
 # The document multiplied the 8x3 key matrix by itself (undefined: inner dimensions 3 and 8),
 # printed an 8x3 "score" matrix, normalised every entry by one denominator taken down a column
 # of that matrix, forgot its own scale, and printed outputs no reading of the inputs produces.
-# The package computes each claim and prints the comparison:
+# First the two matrices the errata compare it with: the 8x8 scores of full self-attention
+# ($Q = K = V = X$, so the scores are $X X^\top$) and its 8x3 output, one row per word.
+
+# %%
+sa = we.self_attention(False)  # unscaled, as the document computed it
+print("scores X X^T (8x8, rows = queries, columns = keys):")
+for word, row in zip(we.WORDS, sa.scores):
+    print(f"{word:>7}: {row.astype(int)}")
+print("output of unscaled self-attention (8x3, one row per word):")
+for word, row in zip(we.WORDS, sa.output):
+    print(f"{word:>7}: {row}")
+
+# %% [markdown]
+# Now each of the document's claims, what is right, and why:
 
 # %%
 for i, e in enumerate(we.errata(), 1):
@@ -131,8 +144,10 @@ for i, e in enumerate(we.errata(), 1):
 # coordinates. The scale makes every row flatter.
 
 # %%
-path = we.plot(OUT / "01_worked_example_heatmap.png")
-print("saved", path)
+fig = we.figure(plt.figure())  # drawn by the package into a pyplot figure
+fig.savefig(OUT / "01_worked_example_heatmap.png", dpi=120)
+print("saved", OUT / "01_worked_example_heatmap.png")
+plt.show()
 
 # %% [markdown]
 # ## 5. Masks
@@ -140,7 +155,12 @@ print("saved", path)
 # A language model must not peek at the future: position $i$ may attend only to $j \le i$.
 # That is the **causal** mask, the lower triangle. Masked scores become $-\infty$ before the
 # softmax, so their weights are exactly 0. A row with *every* key masked would be $0/0$; the
-# package defines it as all-zero weights (PyTorch returns NaN).
+# package defines it as all-zero weights, a zero output and zero gradients, which is what
+# PyTorch's `scaled_dot_product_attention` returns too (checked against torch 2.13.0 in
+# `tests/test_attention.py`).
+#
+# Both panels below share one colour scale (weights from 0 to 1), so the same colour is the
+# same weight in each.
 
 # %%
 out_c, cache_c = attention_forward(X, X, X, is_causal=True)
@@ -152,13 +172,15 @@ fig, axes = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
 for ax, (title, wts) in zip(
     axes, [("no mask", we.self_attention(True).weights), ("causal", cache_c.weights)]
 ):
-    im = ax.imshow(wts, cmap="viridis", vmin=0)
+    im = ax.imshow(wts, cmap="viridis", vmin=0.0, vmax=1.0)  # one scale for both panels
     ax.set_xticks(range(8), we.WORDS, rotation=45, ha="right")
     ax.set_yticks(range(8), we.WORDS)
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, shrink=0.8)
+    ax.set_xlabel("key (the word attended to)")
+    ax.set_ylabel("query (the word attending)")
+    ax.set_title(f"{title}: attention weights")
+fig.colorbar(im, ax=axes, shrink=0.8, label="weight")
 fig.savefig(OUT / "01_causal_mask.png", dpi=100)
-plt.close(fig)
+plt.show()
 
 # %%
 mask = np.ones((2, 8), dtype=bool)
@@ -176,6 +198,24 @@ print("fully masked row gives zeros, not NaN:", out_m[1])
 # Derivations have sign errors; finite differences don't. Nudge each input by $\pm h$ and
 # compare $\frac{f(x+h) - f(x-h)}{2h}$ with the analytic gradient. In float64, a relative error
 # below $10^{-7}$ means the backward is right.
+#
+# The check below uses 5 queries and 6 keys with `is_causal=True`. When $T_q \ne T_k$, "causal"
+# needs a convention: here (as in PyTorch) it is the **top-left** triangle, query $i$ sees keys
+# $j \le i$, counting both from the start (`causal_mask(5, 6)` below), so the last key is seen by
+# nobody. A KV cache needs the other alignment, **bottom-right**: its $T_q$ new queries are the
+# *last* $T_q$ positions of a $T_k$-long sequence, so query $i$ sees keys
+# $j \le i + (T_k - T_q)$, and the last query sees every key. With one new token
+# ($T_q = 1$) top-left would let it see only the first key. That is why generation does not
+# use `is_causal=True` on the cached keys: it passes a boolean mask, key position $\le$ the new
+# token's position, so a new token attends to every key before it
+# (`minireason/reason/generate.py`).
+
+# %%
+print("top-left causal, 5 queries x 6 keys:\n", causal_mask(5, 6).astype(int))
+print(
+    "bottom-right (KV cache), 5 queries x 6 keys:\n",
+    np.tril(np.ones((5, 6), dtype=int), k=6 - 5),
+)
 
 # %%
 rng = np.random.default_rng(0)

@@ -33,9 +33,6 @@
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -124,7 +121,7 @@ for ax, (title, w) in zip(axes, panels):
     ax.set_ylabel("query position")
 fig.colorbar(im, ax=axes, shrink=0.8, label="attention weight")
 fig.savefig(OUT / "02_masks.png", dpi=100, bbox_inches="tight")
-plt.close(fig)
+plt.show()
 print("saved", OUT / "02_masks.png")
 
 # %% [markdown]
@@ -197,7 +194,7 @@ for ax, h, title in zip(axes, range(2), ["head 0: previous token", "head 1: same
     ax.set_title(title)
     ax.set_xlabel("key (attended to)")
 fig.savefig(OUT / "02_heads.png", dpi=100)
-plt.close(fig)
+plt.show()
 print("saved", OUT / "02_heads.png")
 
 # %% [markdown]
@@ -278,6 +275,25 @@ for label, kw in checks.items():
     assert max(errors.values()) < 1e-7
 
 # %% [markdown]
+# The same referee for the backward we wrote by hand in section 3: `check_by_hand` takes any
+# function with its signature and returns the relative error of each gradient.
+
+
+# %%
+def check_by_hand(backward, kw=checks["causal & padding"]):
+    """Gradient-check ``backward(dO, Q, K, V, P, scale) -> (dQ, dK, dV)`` under mask ``kw``."""
+    _, c = attention_forward(q, k, v, **kw)
+    analytic = dict(zip(("Q", "K", "V"), backward(dO, q, k, v, c.weights, c.scale)))
+    return check_gradients(
+        lambda: attention_forward(q, k, v, **kw)[0], {"Q": q, "K": k, "V": v}, analytic, dO
+    )
+
+
+errors = check_by_hand(attention_backward_by_hand)
+print("attention_backward_by_hand:", {n: f"{e:.1e}" for n, e in errors.items()})
+assert max(errors.values()) < 1e-7
+
+# %% [markdown]
 # ### A whole multi-head layer
 #
 # Now chain everything: $q, k, v = xW_q, xW_k, xW_v$, split into heads, attention, merge,
@@ -327,12 +343,14 @@ assert max(errors.values()) < 1e-7
 # ### Why float64, and why $h = 10^{-6}$?
 #
 # The centred difference has two errors pulling in opposite directions. **Truncation**: the
-# Taylor remainder is $O(h^2)$, so a big $h$ is inaccurate. **Round-off**: $f(x \pm h)$ are
-# each stored with relative error $\epsilon$ (about $10^{-16}$ in float64, $10^{-7}$ in
-# float32), and dividing their difference by $2h$ amplifies it to about $\epsilon/h$. The sum
-# is smallest near $h \approx \epsilon^{1/3}$: about $10^{-5}$ for float64, $10^{-3}$ to
-# $10^{-2}$ for float32. Measure it: compare the directional derivative along a random
-# direction $u$ with the analytic $\langle \nabla L, u \rangle$ over a range of steps.
+# Taylor remainder is about $\frac{h^2}{6} |f'''|$, so a big $h$ is inaccurate.
+# **Round-off**: $f(x \pm h)$ are each stored with relative error $\epsilon$ (about
+# $10^{-16}$ in float64, $10^{-7}$ in float32), and dividing their difference by $2h$
+# amplifies it to about $\epsilon |f| / h$. The sum is smallest at
+# $h^* = (3 \epsilon |f| / |f'''|)^{1/3}$. When $|f|$ and $|f'''|$ are of one size that is
+# $h^* \approx \epsilon^{1/3}$: about $10^{-5}$ for float64, $10^{-3}$ to $10^{-2}$ for
+# float32, the usual rule of thumb. Measure it: compare the directional derivative along a
+# random direction $u$ with the analytic $\langle \nabla L, u \rangle$ over a range of steps.
 
 # %%
 steps = np.logspace(-1, -10, 10 if FAST else 19)  # both grids contain 1e-6
@@ -358,6 +376,37 @@ for dtype in (np.float64, np.float32):
         f"at h = 1e-6 rel error {errs[at_default]:.1e}"
     )
 
+# %% [markdown]
+# The best float64 step measured above is smaller than the rule of thumb's $10^{-5}$. The rule
+# assumed $|f'''| \approx |f|$. Estimate both for this loss along $u$ ($f'''$ by a third
+# centred difference at a large step): $|f'''|$ is far larger than $|f|$ (printed), so truncation
+# grows faster with $h$ and the formula's $h^*$ moves down by the cube root of that ratio. The
+# measured minimum sits lower still: the round-off term is a random error whose size is only
+# bounded by $\epsilon |f| / h$, and near its bottom the curve is flat, so the minimum of one
+# measurement wanders within that flat stretch. What matters is the stretch itself, printed
+# last: every step in it gives an error far below $10^{-7}$.
+
+# %%
+h3 = 1e-2
+f3 = (
+    loss(np.float64, 2 * h3)
+    - 2 * loss(np.float64, h3)
+    + 2 * loss(np.float64, -h3)
+    - loss(np.float64, -2 * h3)
+) / (2 * h3**3)
+f0 = loss(np.float64, 0.0)
+predicted = (3 * np.finfo(np.float64).eps * abs(f0) / abs(f3)) ** (1 / 3)
+measured = steps[int(np.argmin(curves["float64"]))]
+print(f"along u: |f| = {abs(f0):.3g}, |f'''| = {abs(f3):.3g}")
+print(f"float64: predicted best h = {predicted:.1e}; measured best on the grid = {measured:.0e}")
+flat = steps[np.array(curves["float64"]) < 1e-9]
+print(f"float64: relative error below 1e-9 for every h from {flat.min():.0e} to {flat.max():.0e}")
+
+# %% [markdown]
+# The curves: the dashed line marks gradcheck's default step, which sits on the flat bottom of
+# the float64 curve, close to the best step.
+
+# %%
 fig, ax = plt.subplots(figsize=(7, 4.5), constrained_layout=True)
 for name, errs in curves.items():
     ax.loglog(steps, np.maximum(errs, 1e-17), "o-", label=name)
@@ -376,7 +425,7 @@ ax.set_title("Truncation error (large h, left) vs round-off error (small h, righ
 ax.invert_xaxis()
 ax.legend()
 fig.savefig(OUT / "02_gradcheck_step.png", dpi=100)
-plt.close(fig)
+plt.show()
 print("saved", OUT / "02_gradcheck_step.png")
 
 # %% [markdown]
@@ -386,9 +435,10 @@ print("saved", OUT / "02_gradcheck_step.png")
 # $h = 10^{-6}$ it is about as large as a real but small bug would make it (the
 # printed numbers above): gradient-check in float64, then train in float32.
 #
-# **Try it.** In `attention_backward_by_hand`, flip the sign of `dK`, or drop `scale` from
-# `dQ`, and rerun section 4's check on it: the relative error jumps to order 1. That is how
-# assignment A1's grader tells a bug from round-off.
+# **Try it.** In a new cell, copy `attention_backward_by_hand` under another name, say
+# `buggy`, flip the sign of `dK` (or drop `scale` from `dQ`), and run
+# `check_by_hand(buggy)`: the relative error of `K` (or `Q`) jumps to order 1 while the other
+# two stay near $10^{-10}$. That is how assignment A1's grader tells a bug from round-off.
 #
 # **Next:** tutorial 03 stacks this layer with LayerNorm and an MLP into a transformer block
 # and the GPT. Assignment [A1](assignments/A1_attention/README.md) asks you to write

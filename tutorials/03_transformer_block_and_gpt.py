@@ -26,9 +26,6 @@
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -193,4 +190,5 @@ ax2.set_title("layer 0, head 0 attention (untrained, causal)")
 fig.colorbar(im, ax=ax2)
 fig.tight_layout()
 fig.savefig(OUT / "03_params_and_attention.png", dpi=100)
+plt.show()
 print("saved", OUT / "03_params_and_attention.png")

@@ -30,9 +30,6 @@ import json
 import os
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from minireason.data import amazon
@@ -111,6 +108,7 @@ ax.set_title(f"byte-level BPE on {len(train_texts)} instrument reviews")
 ax.grid(alpha=0.3)
 fig.tight_layout()
 fig.savefig(OUT / "04_tokens_per_word.png", dpi=100)
+plt.show()
 print("saved", OUT / "04_tokens_per_word.png")
 
 # %% [markdown]

@@ -33,9 +33,6 @@ import os
 from collections import Counter
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 
 from minireason.data import amazon
@@ -233,4 +230,5 @@ ax2.set_title(f"prompt lengths, {len(lengths)} test reviews")
 ax2.legend()
 fig.tight_layout()
 fig.savefig(OUT / "05_aspects_and_prompt_lengths.png", dpi=100)
+plt.show()
 print("saved", OUT / "05_aspects_and_prompt_lengths.png")

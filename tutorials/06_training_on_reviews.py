@@ -36,8 +36,6 @@ import os
 from pathlib import Path
 
 import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -138,7 +136,7 @@ ax.set_title(
 )
 fig.tight_layout()
 fig.savefig(OUT / "06_loss_mask.png", dpi=120)
-plt.close(fig)
+plt.show()
 
 # %% [markdown]
 # ## 4. Train both stages
@@ -215,7 +213,7 @@ for ax, name in zip(axes, ("pretrain", "finetune"), strict=True):
     ax.legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(OUT / "06_loss_curves.png", dpi=120)
-plt.close(fig)
+plt.show()
 print("saved", OUT / "06_loss_curves.png")
 
 # %% [markdown]

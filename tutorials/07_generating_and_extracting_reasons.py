@@ -35,9 +35,6 @@ import os
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -48,7 +45,7 @@ from minireason.prep.features import profile
 from minireason.prep.prepare import PrepareConfig, prepare, prepare_sample
 from minireason.prep.prepared import load_prepared
 from minireason.prep.prompts import build_prompt
-from minireason.reason.evidence import plot_evidence
+from minireason.reason.evidence import evidence_figure
 from minireason.reason.explain import explain, item_tags, user_history
 from minireason.reason.generate import filter_probs, generate, prefill
 from minireason.train.recipe import run_recipe
@@ -155,7 +152,7 @@ ax.set_title("The first reason token: how each sampling rule reshapes the distri
 ax.legend(fontsize=8)
 fig.tight_layout()
 fig.savefig(OUT / "07_sampling.png", dpi=120)
-plt.close(fig)
+plt.show()
 
 settings = {
     "greedy": {"temperature": 0},
@@ -264,11 +261,13 @@ print(
 # `<reason>` itself) and low on tokens that did. Use it as a view, not a proof.
 
 # %%
-path = plot_evidence(expl, OUT / "07_evidence.png")
-print("saved", path)
+fig = evidence_figure(expl, plt.figure())  # drawn by the package into a pyplot figure
+fig.savefig(OUT / "07_evidence.png", dpi=120)
+print("saved", OUT / "07_evidence.png")
 for share in expl.evidence.owners:
     print(f"  {share.owner:>8} {share.label:<12} {share.share:6.1%}")
 print("single tags / aspects:", [(p.label, f"{p.share:.0%}") for p in expl.evidence.pieces])
+plt.show()
 
 # %% [markdown]
 # ## What to take away

@@ -33,9 +33,6 @@ import os
 from collections import Counter
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -263,7 +260,7 @@ fig.suptitle(
 )
 fig.tight_layout()
 fig.savefig(OUT / "08_metrics_mislead.png", dpi=120)
-plt.close(fig)
+plt.show()
 print("saved", OUT / "08_metrics_mislead.png")
 
 # %% [markdown]

@@ -32,9 +32,6 @@ import os
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 
@@ -146,7 +143,7 @@ ax.legend(lines[0] + lines2[0], lines[1] + lines2[1], loc="upper left")
 ax.set_title("Online softmax: the running max and denominator of one row")
 fig.tight_layout()
 fig.savefig(OUT / "09_online_softmax.png", dpi=120)
-plt.close(fig)
+plt.show()
 print("saved", OUT / "09_online_softmax.png")
 
 # %% [markdown]

@@ -314,14 +314,12 @@ def format_table(result: dict) -> str:
 
 def plot(result: dict, path) -> Path:
     """TFLOP/s against T for every version, one panel per causal setting; a PNG at ``path``."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     rows = result["results"]
     versions = list(dict.fromkeys(r["version"] for r in rows))
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
+    fig = Figure(figsize=(11, 4.2))
+    axes = fig.subplots(1, 2, sharey=True)
     for ax, causal in zip(axes, (False, True)):
         for version in versions:
             pts = [
@@ -344,7 +342,6 @@ def plot(result: dict, path) -> Path:
     fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -1,56 +1,154 @@
-"""The autograder: run an assignment's weighted tests against a student's file, safely.
+"""The autograder: run an assignment's weighted tests against a student's file, and say what
+the grade can be trusted for.
 
 How one grading run goes::
 
-    grade("A1", "attention_student.py", seed=7, timeout=10)
-      1. load check   a fresh Python process imports the student file; a syntax error or a
-                      crash at import time ends here: every test scores 0, with the message.
-      2. each test    a fresh Python process imports the student file again and runs ONE test
-                      (so a crash, an infinite loop or a corrupted global costs one test only);
-                      it is killed after ``timeout`` seconds; it writes its verdict as JSON.
-      3. report       a per-test score table (:meth:`GradeReport.table`) and Gradescope's
-                      ``results.json`` (:meth:`GradeReport.to_gradescope`).
+    grade("A1", "attention_student.py", seed="course secret", timeout=10)
+      0. read       the grader reads the file (at most 1 MB) and parses it, without running it:
+                    a syntax error ends here (every test scores 0, with the message); imports
+                    the sandbox will refuse are noted in the feedback (static_check.py);
+      1. load       a sandboxed child imports the file and says which of the assignment's
+                    functions it defines; a crash or a time-out at import ends here;
+      2. each test  the grader builds the test's inputs and calls (hidden-style inputs from
+                    the course seed, below), a fresh sandboxed child imports the file, makes
+                    the calls and returns the OUTPUTS; the grader computes the expected values
+                    with the package's reference and compares, in its own process;
+      3. report     a per-test table (GradeReport.table) and Gradescope's results.json
+                    (GradeReport.to_gradescope), written atomically by the grader.
 
-The student's code never runs in the grader's own process.
+Trust model. A submission is untrusted code. It runs only in children
+(:mod:`minireason.course.sandbox`, :mod:`minireason.course.runner`), one per test, each in its
+own session and private directory, with limits on memory, CPU time, processes, file size and
+open files, and killed with its whole process group after the test.
 
-An assignment is a module (see :mod:`minireason.course.assignments`) with ``NAME``, ``TITLE``,
-``STUDENT_FILE`` (where its stub lives), ``STUDENT_API`` (the functions the student's file
-must define; checked at load) and ``TESTS``, a list of :class:`GradedTest`. A test is a
-function ``check(student, rng) -> str``: it calls the student's functions, compares against the
-package's reference, raises :class:`WrongAnswer` with a message a student can act on, and
-returns a one-line summary when everything matches. ``rng`` is a NumPy generator seeded from
-the run's seed and the test's position, so hidden-style tests see fresh inputs on every run
-and any run can be replayed with ``--seed``.
+- What a submission can do: compute anything from the inputs it is given, print (up to 64 kB
+  is kept), return any data, raise, crash, loop, or exhaust its limits. Each of those costs
+  the test it happens in, nothing else.
+- What it cannot do: produce a verdict (the child returns outputs only, as data without
+  pickle; the grader compares); see the expected values, the course seed or the path of the
+  results file (none is ever given to the child); import the references the assignment is
+  about (the child's import guard refuses ``minireason`` modules except stand-ins holding
+  exactly the functions the assignment provides, and any package but NumPy; the provided
+  functions carry no way back to the rest of the package); patch the grader, its comparison
+  or NumPy in the grader's process (it never shares one); change the results file (the grader
+  writes it after the last child is gone); or make the grader hang or run out of memory (time
+  limits, and bounded reads of everything a child sends).
+- As root (Gradescope, CI, a container), student code also runs as a sandbox user of its own
+  with no other processes: it cannot signal the grader, read the grader's files or another
+  submission's copy, or leave a process behind. As another user it runs as that user, who
+  must then trust it not to read their files or signal their processes: grade untrusted work
+  as root, in a container. If the package's own files are readable by the sandbox user, a
+  submission could start another interpreter (``os.execv``) that imports them; the Gradescope
+  kit's ``setup.sh`` makes them unreadable to other users (:mod:`minireason.course.gradescope`).
+- Copying the package's published reference code into a submission is not something a grader
+  can see; the static check notes the tell-tale imports and names.
+
+What the grader guarantees: the same file graded with the same course seed gets the same
+inputs and the same score on every run; a missing or broken function costs only the tests
+that call it; every test of a file that cannot be loaded scores 0 with the reason; the
+results file is complete and the grader's own, or absent (the Gradescope wrapper then writes a
+"grader failed" result).
+
+Seeds. Hidden-style inputs come from the course seed (``--seed``, else
+``$MINIREASON_GRADE_SEED``, else the practice seed ``"practice"``), the assignment, the
+test's name and the SHA-256 of the file: fixed for a course, so a regrade gives the same
+grade, and different for every different file, so that outputs cannot be hard-coded for
+them. The seed never reaches the child and is never printed.
+
+An assignment is a module (see :mod:`minireason.course.assignments`) with ``NAME``,
+``TITLE``, ``STUDENT_FILE``, ``STUDENT_API`` (the functions a file should define),
+optionally ``PROVIDED`` (``{module: names}`` a stub may import, e.g. A2's attention sublayer)
+and ``TESTS``, a list of :class:`GradedTest`. A test's ``case(rng)`` returns a :class:`Case`:
+the :class:`Call` s the child makes, the provided functions to put in place of the student's
+(``replace``) and ``check(outputs) -> summary``, which raises :class:`WrongAnswer` with a
+message a student can act on.
 
 Verdicts: ``passed`` (full points), ``failed`` (wrong answer), ``not implemented`` (the stub
-still raises NotImplementedError), ``error`` (the student's code raised), ``timeout``,
-``crashed`` (the test process died without a verdict). Every verdict but ``passed`` scores 0.
+still raises NotImplementedError), ``missing`` (the file defines no such function), ``error``
+(the student's code raised), ``timeout``, ``crashed`` (the child died without a reply), ``not
+run`` (the file did not load). Every verdict but ``passed`` scores 0.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
 import importlib
-import importlib.util
 import json
 import os
-import signal
-import subprocess
-import sys
-import tempfile
 import time
-import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from minireason.course import static_check
+from minireason.course.runner import CHILD_STATUSES
+from minireason.course.sandbox import ChildRun, Limits, Sandbox
+from minireason.course.wire import Opaque, Ref, type_name
+
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")  # Gradescope's
 OUTPUT_LIMIT = 2000  # characters of a test's output kept in results.json
+FILE_LIMIT = 1024 * 1024  # bytes of a submission the grader reads
+ALLOWED_IMPORTS = ("numpy",)
+SEED_VARIABLE = "MINIREASON_GRADE_SEED"
+PRACTICE_SEED = "practice"
+
+__all__ = ["Call", "Case", "GradedTest", "Opaque", "Ref", "WrongAnswer", "grade"]
 
 
 class WrongAnswer(AssertionError):
-    """Raised by a test when the student's result is wrong; the message says how."""
+    """Raised by a test's check when the student's result is wrong; the message says how."""
+
+
+class StudentError(Exception):
+    """A call of the student's code that did not return: ``status`` and ``message`` say why."""
+
+    def __init__(self, status: str, message: str):
+        super().__init__(message)
+        self.status = status if status in CHILD_STATUSES else "error"
+        self.message = str(message)[:OUTPUT_LIMIT]
+
+
+class GraderError(RuntimeError):
+    """The grader itself could not run a test (not the student's fault)."""
+
+
+@dataclass(frozen=True)
+class Call:
+    """One call the child makes: ``name = function(*args, **kwargs)``.
+
+    Arguments are data (arrays, numbers, strings, lists, tuples, dicts, sets) or
+    :class:`Ref` to an earlier call's result.
+    """
+
+    name: str
+    function: str
+    args: tuple = ()
+    kwargs: dict = field(default_factory=dict)
+
+
+def call(name: str, function: str, *args, **kwargs) -> Call:
+    """``call("out", "softmax", x)``: a :class:`Call` written like the call it makes."""
+    return Call(name, function, args, kwargs)
+
+
+@dataclass
+class Case:
+    """A test, ready to run: what the child does, and how the grader judges what it returns.
+
+    Attributes:
+        calls: made in order in one child; a call that raises ends the list.
+        check: ``check(outputs) -> summary``: ``outputs[name]`` is a call's result (raising
+            :class:`StudentError` if that call, or an earlier one, did not return).
+        replace: ``{student attribute: "module:function"}``, package functions put in place
+            of the student's before the calls (so a softmax bug costs the softmax tests only).
+    """
+
+    calls: list[Call]
+    check: Callable
+    replace: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,20 +158,35 @@ class GradedTest:
     Attributes:
         name: short, unique, shown in the table and in results.json.
         points: what the test is worth.
-        check: ``check(student_module, rng) -> summary``; raises :class:`WrongAnswer`.
+        case: ``case(rng) -> Case``; ``rng`` draws the hidden-style inputs.
         visibility: Gradescope visibility; hidden-style tests use ``"after_due_date"``.
         description: one line saying what is checked.
     """
 
     name: str
     points: float
-    check: Callable
+    case: Callable
     visibility: str = "visible"
     description: str = ""
 
     def __post_init__(self):
         if self.visibility not in VISIBILITIES:
             raise ValueError(f"test {self.name!r}: visibility must be one of {VISIBILITIES}")
+
+
+class Outputs:
+    """What a child returned, read by a test's check: ``outputs["fwd"]``."""
+
+    def __init__(self, results: dict, error: dict | None):
+        self.results = results
+        self.error = error
+
+    def __getitem__(self, name: str):
+        if name in self.results:
+            return self.results[name]
+        if self.error:
+            raise StudentError(self.error.get("status", "error"), self.error.get("message", ""))
+        raise StudentError("error", f"the test process returned no result for {name}")
 
 
 @dataclass
@@ -92,15 +205,17 @@ class TestResult:
 
 @dataclass
 class GradeReport:
-    """Everything a grading run found; print :meth:`table`, save :meth:`to_gradescope`."""
+    """Everything a grading run found; print :meth:`table`, save :meth:`write_results`."""
 
     assignment: str
     title: str
     student_file: str
-    seed: int
+    seed_source: str
     timeout: float
     results: list[TestResult] = field(default_factory=list)
     load_error: str | None = None
+    notes: list[str] = field(default_factory=list)
+    isolation: str = ""
     seconds: float = 0.0
 
     @property
@@ -113,11 +228,13 @@ class GradeReport:
 
     def summary(self) -> str:
         head = (
-            f"{self.assignment} ({self.title}): {self.student_file}, seed {self.seed} "
-            f"(replay with --seed {self.seed}), time limit {self.timeout:g} s per test"
+            f"{self.assignment} ({self.title}): {self.student_file}; hidden-style inputs from "
+            f"{self.seed_source} and this file's content; time limit {self.timeout:g} s per test"
         )
         if self.load_error:
             head += f"\nThe file could not be loaded, so every test scores 0:\n{self.load_error}"
+        if self.notes:
+            head += "\nNotes on the file:\n" + "\n".join(f"  {n}" for n in self.notes)
         return head
 
     def table(self) -> str:
@@ -139,13 +256,14 @@ class GradeReport:
             lines.append("")
             for r in failures:
                 lines.append(f"[{r.name}] {r.status}: {r.message}")
+        if self.isolation:
+            lines += ["", f"isolation: {self.isolation}"]
         return "\n".join(lines)
 
     def to_gradescope(self) -> dict:
-        """The results.json Gradescope's autograder harness reads."""
+        """results.json with only the keys of Gradescope's autograder specification."""
         return {
             "score": self.score,
-            "max_score": self.max_score,
             "execution_time": round(self.seconds, 2),
             "output": self.summary(),
             "visibility": "visible",
@@ -165,12 +283,17 @@ class GradeReport:
 
     def write_results(self, path) -> Path:
         """Write :meth:`to_gradescope` as JSON to ``path`` (atomically); return the path."""
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_gradescope(), indent=2) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-        return path
+        return write_json(path, self.to_gradescope())
+
+
+def write_json(path, data: dict) -> Path:
+    """Write ``data`` to ``path`` through a temporary file in the same directory, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+    return path
 
 
 # --------------------------------------------------------------------------- checks for tests
@@ -183,7 +306,7 @@ def expect_array(what: str, got, expected, atol: float = 1e-7, rtol: float = 1e-
     largest difference and where it is.
     """
     if not isinstance(got, np.ndarray):
-        raise WrongAnswer(f"{what}: expected a NumPy array, got {type(got).__name__}")
+        raise WrongAnswer(f"{what}: expected a NumPy array, got {type_name(got)}")
     if got.shape != expected.shape:
         raise WrongAnswer(f"{what}: wrong shape, expected {expected.shape}, got {got.shape}")
     if got.dtype.kind not in "fc":
@@ -207,10 +330,31 @@ def expect_tuple(what: str, got, length: int) -> tuple:
         kind = (
             f"{type(got).__name__} of length {len(got)}"
             if isinstance(got, (tuple, list))
-            else type(got).__name__
+            else type_name(got)
         )
         raise WrongAnswer(f"{what}: expected a tuple of {length} items, got a {kind}")
     return tuple(got)
+
+
+# --------------------------------------------------------------------------- seeds
+
+
+def course_seed(seed: str | int | None = None) -> tuple[str, str]:
+    """``(seed, where it came from)``: ``--seed``, else ``$MINIREASON_GRADE_SEED``, else the
+    practice seed. The second item is what reports print (never the seed itself)."""
+    if seed is not None and str(seed) != "":
+        return str(seed), "the course seed (--seed)"
+    env = os.environ.get(SEED_VARIABLE, "")
+    if env:
+        return env, f"the course seed (${SEED_VARIABLE})"
+    return PRACTICE_SEED, f"the practice seed (set --seed or ${SEED_VARIABLE} for a course's)"
+
+
+def hidden_rng(seed: str, assignment: str, test: str, file_digest: str) -> np.random.Generator:
+    """The generator of one test's hidden-style inputs: a function of the course seed, the
+    assignment, the test's name and the file's SHA-256, and of nothing else."""
+    material = "\0".join(["minireason-grade", seed, assignment, test, file_digest]).encode()
+    return np.random.default_rng(int.from_bytes(hashlib.sha256(material).digest()[:16], "big"))
 
 
 # --------------------------------------------------------------------------- the grader's side
@@ -226,129 +370,152 @@ def load_assignment(name: str):
     return importlib.import_module(ASSIGNMENTS[key])
 
 
-def _run_worker(args: list[str], timeout: float) -> tuple[dict | None, str, float, bool]:
-    """Run ``python -m minireason.course.grading ARGS RESULT.json`` in a fresh process.
-
-    Returns ``(verdict or None, captured stdout+stderr, seconds, timed_out)``.
-    """
-    with tempfile.TemporaryDirectory(prefix="minireason-grade-") as tmp:
-        result_path = Path(tmp) / "verdict.json"
-        cmd = [sys.executable, "-m", "minireason.course.grading", *args, str(result_path)]
-        package_root = str(Path(__file__).resolve().parents[2])
-        env = dict(
-            os.environ,
-            PYTHONPATH=os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")])),
-            PYTHONDONTWRITEBYTECODE="1",
-            MPLBACKEND="Agg",
-        )
-        start = time.perf_counter()
-        proc = subprocess.Popen(
-            cmd,
-            cwd=tmp,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-            errors="replace",
-            start_new_session=True,  # its own process group: a timeout kills its children too
-        )
-        try:
-            captured, _ = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _kill_group(proc)
-            captured, _ = proc.communicate()
-            return None, captured, time.perf_counter() - start, True
-        seconds = time.perf_counter() - start
-        if not result_path.is_file():
-            return None, captured + f"\n(exit code {proc.returncode})", seconds, False
-        try:
-            verdict = json.loads(result_path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            return None, captured + f"\n(unreadable verdict: {exc})", seconds, False
-        return verdict, captured, seconds, False
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    """Kill a worker and every process it started (POSIX), or just the worker (elsewhere)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (AttributeError, ProcessLookupError, PermissionError):
-        proc.kill()
-
-
 def _tail(text: str, n: int = 600) -> str:
     text = text.strip()
     return text if len(text) <= n else "..." + text[-n:]
 
 
 def grade(
-    assignment: str, student_file, seed: int | None = None, timeout: float = 10.0
+    assignment: str,
+    student_file,
+    seed: str | int | None = None,
+    timeout: float = 10.0,
+    limits: Limits | None = None,
+    only=None,
 ) -> GradeReport:
     """Grade ``student_file`` on every test of ``assignment``; see the module docstring.
 
     Args:
         assignment: e.g. ``"A1"``.
         student_file: path to the student's ``.py`` file.
-        seed: seeds the hidden-style tests' inputs; None draws one from the clock.
+        seed: the course seed (any string); None reads ``$MINIREASON_GRADE_SEED``, then the
+            practice seed.
         timeout: seconds each test (and the load check) may run, process start included.
+        limits: the children's resource limits (default :class:`Limits`).
+        only: names of the tests to run (default: all); ValueError names an unknown one.
 
     Raises:
         FileNotFoundError / ValueError for a missing file, a non-.py file, an unknown
-        assignment or a non-positive timeout (problems of the command, not of the student).
+        assignment or a non-positive timeout (problems of the command, not of the student);
+        GraderError if the sandbox itself fails.
     """
     module = load_assignment(assignment)
-    path = Path(student_file).resolve()
+    path = Path(student_file)
     if not path.is_file():
         raise FileNotFoundError(f"student file not found: {student_file}")
     if path.suffix != ".py":
         raise ValueError(f"student file must be a .py file, got {student_file}")
     if not timeout > 0:
         raise ValueError(f"--timeout must be positive, got {timeout}")
-    if seed is None:
-        seed = time.time_ns() % 2**32
-    report = GradeReport(module.NAME, module.TITLE, path.name, int(seed), float(timeout))
+    tests = list(module.TESTS)
+    if only is not None:
+        unknown = sorted(set(only) - {t.name for t in tests})
+        if unknown:
+            raise ValueError(f"{module.NAME} has no test {', '.join(unknown)}")
+        tests = [t for t in tests if t.name in set(only)]
+    seed_value, seed_source = course_seed(seed)
+    report = GradeReport(module.NAME, module.TITLE, path.name, seed_source, float(timeout))
     start = time.perf_counter()
-
-    verdict, captured, _, timed_out = _run_worker(["load", module.NAME, str(path)], timeout)
-    if timed_out:
-        report.load_error = f"importing the file took longer than {timeout:g} s"
-    elif verdict is None:
-        report.load_error = f"the import process died without a verdict: {_tail(captured)}"
-    elif verdict["status"] != "passed":
-        report.load_error = verdict["message"]
-
-    for index, test in enumerate(module.TESTS):
-        if report.load_error:
-            result = TestResult(
-                test.name,
-                0.0,
-                float(test.points),
-                "not run",
-                "the file failed to load",
-                test.visibility,
-                0.0,
-                test.description,
-            )
-        else:
-            result = _grade_one(module.NAME, path, index, test, report.seed, timeout)
-        report.results.append(result)
+    with path.open("rb") as f:
+        source = f.read(FILE_LIMIT + 1)
+    digest = hashlib.sha256(source).hexdigest()
+    provided = getattr(module, "PROVIDED", {})
+    report.load_error = _read_problem(source, path.name, provided, report)
+    with Sandbox(timeout, limits) as box:
+        report.isolation = box.isolation
+        base = {
+            "api": list(module.STUDENT_API),
+            "allowed_imports": list(ALLOWED_IMPORTS),
+            "provided": {f"{m}:{n}": f"{m}:{n}" for m, names in provided.items() for n in names},
+            "provide": {m: {n: f"{m}:{n}" for n in names} for m, names in provided.items()},
+        }
+        if not report.load_error:
+            report.load_error, defined, unset = _load(box, base, path.name, source, timeout)
+            if unset:
+                report.isolation += f"; not enforced on this system: {', '.join(unset)}"
+            missing = [f for f in module.STUDENT_API if f not in defined]
+            if missing and not report.load_error:
+                report.notes.append(
+                    f"the file defines no function {', '.join(missing)}: the tests that call "
+                    "it score 0, the others run"
+                )
+        for test in tests:
+            if report.load_error:
+                result = TestResult(
+                    test.name,
+                    0.0,
+                    float(test.points),
+                    "not run",
+                    "the file failed to load",
+                    test.visibility,
+                    0.0,
+                    test.description,
+                )
+            else:
+                rng = hidden_rng(seed_value, module.NAME, test.name, digest)
+                result = _grade_one(box, base, path.name, source, test, rng)
+            report.results.append(result)
     report.seconds = time.perf_counter() - start
     return report
 
 
-def _grade_one(name, path, index, test: GradedTest, seed, timeout) -> TestResult:
-    args = ["test", name, str(path), str(index), str(seed)]
-    verdict, captured, seconds, timed_out = _run_worker(args, timeout)
-    if timed_out:
-        status = "timeout"
-        message = f"did not finish within {timeout:g} s (an infinite loop?); the test was stopped"
-    elif verdict is None:
-        status = "crashed"
-        message = f"the test process died without a verdict: {_tail(captured)}"
-    else:
-        status, message = verdict["status"], verdict["message"]
+def _read_problem(source: bytes, filename: str, provided: dict, report: GradeReport):
+    """Why the file cannot even be parsed (None if it can); adds the static check's notes."""
+    if len(source) > FILE_LIMIT:
+        return f"{filename} is larger than {FILE_LIMIT >> 20} MB"
+    try:
+        tree = ast.parse(source, filename=filename)
+    except SyntaxError as exc:
+        return f"SyntaxError in {filename}, line {exc.lineno}: {exc.msg}"
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return f"{filename} could not be parsed: {type(exc).__name__}: {exc}"
+    report.notes += static_check.source_notes(tree, provided, ALLOWED_IMPORTS)
+    return None
+
+
+def _grader_error(run: ChildRun) -> None:
+    reply = run.reply or {}
+    if reply.get("grader_error"):
+        raise GraderError(f"the grader's child failed: {reply['grader_error']}")
+
+
+def _load(box: Sandbox, base: dict, filename: str, source: bytes, timeout: float):
+    """``(load error or None, defined functions, limits the system did not set)`` from a child
+    that only imports the file."""
+    run = box.run(dict(base, calls=[]), filename, source)
+    if run.timed_out:
+        return f"importing the file took longer than {timeout:g} s", [], []
+    if run.reply is None:
+        problem = f"the import process died without a reply: {run.problem} {_tail(run.output)}"
+        return problem, [], []
+    _grader_error(run)
+    unset = run.reply.get("limits_failed")
+    unset = [str(u) for u in unset] if isinstance(unset, list) else []
+    if not run.reply.get("loaded"):
+        error = run.reply.get("error") or {}
+        message = str(error.get("message", ""))[:OUTPUT_LIMIT]
+        return f"importing {filename} raised {message}", [], unset
+    defined = run.reply.get("defined")
+    defined = [f for f in defined if isinstance(f, str)] if isinstance(defined, list) else []
+    return None, defined, unset
+
+
+def _grade_one(box: Sandbox, base: dict, filename, source, test: GradedTest, rng) -> TestResult:
+    case = test.case(rng)
+    request = dict(
+        base,
+        replace=dict(case.replace),
+        provided=dict(base["provided"], **{v: v for v in case.replace.values()}),
+        calls=[
+            {"name": c.name, "function": c.function, "args": list(c.args), "kwargs": c.kwargs}
+            for c in case.calls
+        ],
+    )
+    run = box.run(request, filename, source)
+    status, message = _judge(case, run, box.timeout)
     points = test.points if status == "passed" else 0.0
+    if run.output_bytes > len(run.output.encode("utf-8", errors="replace")) + 16:
+        message += f" (it printed {run.output_bytes:,} bytes; the first 64 kB were kept)"
     return TestResult(
         test.name,
         float(points),
@@ -356,72 +523,34 @@ def _grade_one(name, path, index, test: GradedTest, seed, timeout) -> TestResult
         status,
         message,
         test.visibility,
-        seconds,
+        run.seconds,
         test.description,
     )
 
 
-# --------------------------------------------------------------------------- the worker's side
-# Everything below runs in the child process, where the student's file is imported.
-
-
-def _import_student(path: str):
-    spec = importlib.util.spec_from_file_location("student_submission", path)
-    student = importlib.util.module_from_spec(spec)
-    sys.modules["student_submission"] = student
-    spec.loader.exec_module(student)
-    return student
-
-
-def _student_frame(exc: BaseException, path: str) -> str:
-    """``" (file.py, line N, in func)"`` for the deepest frame in the student's file, or ``""``."""
-    frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == path]
-    if not frames:
-        return ""
-    f = frames[-1]
-    return f" ({Path(path).name}, line {f.lineno}, in {f.name})"
-
-
-def _describe(exc: BaseException, path: str) -> tuple[str, str]:
-    """``(status, message)`` for an exception raised while running the student's code."""
-    if isinstance(exc, WrongAnswer):
-        return "failed", str(exc)
-    where = _student_frame(exc, path)
-    if isinstance(exc, NotImplementedError):
-        return "not implemented", f"NotImplementedError{where}: {exc}".rstrip(": ")
-    if isinstance(exc, SyntaxError):
-        return "error", f"SyntaxError in {Path(path).name}, line {exc.lineno}: {exc.msg}"
-    return "error", f"{type(exc).__name__}{where}: {exc}"
-
-
-def _worker(argv: list[str]) -> None:
-    """``load NAME PATH OUT`` or ``test NAME PATH INDEX SEED OUT``; writes ``{status, message}``."""
-    mode, name, path, out = argv[0], argv[1], argv[2], argv[-1]
+def _judge(case: Case, run: ChildRun, timeout: float) -> tuple[str, str]:
+    """``(status, message)``: the grader's verdict on what one child returned."""
+    if run.timed_out:
+        return "timeout", f"did not finish within {timeout:g} s (an infinite loop?); stopped"
+    if run.reply is None:
+        return "crashed", f"{run.problem}; its output: {_tail(run.output) or '(none)'}"
+    _grader_error(run)
+    reply = run.reply
+    if not reply.get("loaded"):
+        error = reply.get("error") or {}
+        return "error", f"importing the file raised {str(error.get('message', ''))[:OUTPUT_LIMIT]}"
+    results = reply.get("results")
+    error = reply.get("error")
+    outputs = Outputs(
+        results if isinstance(results, dict) else {}, error if isinstance(error, dict) else None
+    )
     try:
-        student = _import_student(path)
-        if mode == "load":
-            module = load_assignment(name)
-            missing = [f for f in module.STUDENT_API if not callable(getattr(student, f, None))]
-            if missing:
-                raise WrongAnswer(f"the file defines no function {', '.join(missing)}")
-            status, message = "passed", "loaded"
-        else:
-            index, seed = int(argv[3]), int(argv[4])
-            test = load_assignment(name).TESTS[index]
-            rng = np.random.default_rng([seed, index])
-            status, message = "passed", test.check(student, rng)
-    except BaseException as exc:  # noqa: BLE001 - a student's SystemExit is a verdict too
-        status, message = _describe(exc, path)
-        if mode == "load" and status == "error":
-            message = f"importing {Path(path).name} raised {message}"
-    Path(out).write_text(json.dumps({"status": status, "message": str(message)}), "utf-8")
-
-
-if __name__ == "__main__":
-    if len(sys.argv) not in (5, 7) or sys.argv[1] not in ("load", "test"):
-        sys.exit("this module is the grader's worker; run 'minireason grade A1 FILE.py' instead")
-    # Run the worker from the imported module, not from __main__: WrongAnswer must be the very
-    # class the assignment modules raise.
-    from minireason.course.grading import _worker as worker
-
-    worker(sys.argv[1:])
+        return "passed", str(case.check(outputs))
+    except WrongAnswer as exc:
+        return "failed", str(exc)[:OUTPUT_LIMIT]
+    except StudentError as exc:
+        return exc.status, exc.message
+    except Exception as exc:  # noqa: BLE001 - an output the check did not foresee
+        return "failed", f"the result could not be checked ({type(exc).__name__}: {exc})"[
+            :OUTPUT_LIMIT
+        ]

@@ -138,7 +138,7 @@ def doc_denominator() -> float:
 
 
 def errata() -> list[Erratum]:
-    """What the document printed, what is right, and why, derived from the arrays above."""
+    """What the document printed, what is right, and why, computed from the arrays of this module."""
     sq = single_query(False)
     sa = self_attention(False)
     sa_scaled = self_attention(True)
@@ -183,7 +183,7 @@ def errata() -> list[Erratum]:
         Erratum(
             "the printed 'QK^T' values",
             "rows " + "; ".join(" ".join(f"{v:g}" for v in row) for row in DOC_QKT),
-            "see the 8x8 score matrix X X^T above; no 8x3 matrix of scores exists",
+            "the scores of self-attention form the 8x8 matrix X X^T (one per query-key pair); no 8x3 matrix of scores exists",
             "it is not even a block of X X^T: compared with X X^T's first three columns, the rows "
             + fmt(gram_rows_differ)
             + " differ",
@@ -223,7 +223,8 @@ def errata() -> list[Erratum]:
             "an 8x3 matrix of 0.14 / 0.20 / 0.26",
             "single query: ["
             + fmt(f"{v:.4f}" for v in sq.output[0])
-            + "] = [3e, e+4, e+3] / (3e+5); self-attention: the 8x3 matrices above",
+            + "] = [3e, e+4, e+3] / (3e+5); self-attention: an 8x3 output, one row per word, "
+            "unscaled or scaled (self_attention(False / True).output)",
             f"(7x3)(8x3) is undefined too; the closest correct 8x3 output ({closest[1]}) "
             f"still differs from it by up to {closest[0]:.2f}",
         ),
@@ -285,18 +286,18 @@ def report(decimals: int = 4) -> str:
     return "\n".join(out)
 
 
-def plot(path) -> str:
-    """Save a labelled heatmap of the attention weights (single query and self-attention,
-    unscaled and scaled) to ``path`` (PNG). Returns the path."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+def figure(fig=None):
+    """A labelled heatmap of the attention weights (single query and self-attention, unscaled
+    and scaled), drawn into ``fig`` (e.g. ``plt.figure()``, which a notebook shows inline) or
+    into a new Matplotlib ``Figure`` (no pyplot, so a script's backend is left alone).
+    Returns the figure; :func:`plot` saves it."""
+    from matplotlib.figure import Figure
 
     results = all_results()
-    fig, axes = plt.subplots(
-        2, 2, figsize=(12, 8.5), gridspec_kw={"height_ratios": [1, 6]}, constrained_layout=True
-    )
+    fig = Figure() if fig is None else fig
+    fig.set_size_inches(12, 8.5)
+    fig.set_layout_engine("constrained")
+    axes = fig.subplots(2, 2, gridspec_kw={"height_ratios": [1, 6]})
     for col in range(2):
         for row, r in enumerate((results[col], results[2 + col])):
             ax = axes[row, col]
@@ -320,6 +321,10 @@ def plot(path) -> str:
     axes[1, 0].set_xlabel("key word")
     axes[1, 1].set_xlabel("key word")
     fig.suptitle("Seed document section 4.3: attention weights, computed correctly")
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    return fig
+
+
+def plot(path) -> str:
+    """Save :func:`figure` to ``path`` (PNG). Returns the path."""
+    figure().savefig(path, dpi=120)
     return str(path)

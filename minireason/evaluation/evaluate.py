@@ -497,13 +497,11 @@ def examples_markdown(rows: list[dict], info: dict) -> list[str]:
 
 def plot_scores(result: dict, path) -> Path:
     """Grouped bar chart: text metrics (x100) on the left, ratios on the right."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
     rows = {model_label(result["info"]): result["model"], **result["baselines"]}
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4), gridspec_kw={"width_ratios": [5, 4]})
+    fig = Figure(figsize=(11, 4))
+    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [5, 4]})
     width = 0.8 / len(rows)
     for ax, metrics, label in (
         (axes[0], TEXT_METRICS, "score x100"),
@@ -530,7 +528,6 @@ def plot_scores(result: dict, path) -> Path:
     fig.tight_layout(rect=(0, 0.07, 1, 1))
     path = Path(path)
     fig.savefig(path, dpi=120)
-    plt.close(fig)
     return path
 
 

@@ -15,9 +15,10 @@ The API follows PyTorch's ``torch.nn.functional.scaled_dot_product_attention``:
 - ``scale`` defaults to ``1 / sqrt(E)``.
 
 Fully masked rows. If every key of a query row is masked, the softmax has nothing to
-normalise. PyTorch's math path returns NaN there; we return a row of zero weights, so the
-output row is zero and its gradients are zero. Nothing in this module ever produces NaN or
-inf from finite inputs.
+normalise: ``0 / 0``. We return a row of zero weights, so the output row is zero and its
+gradients are zero, as PyTorch's ``scaled_dot_product_attention`` does (with a boolean mask
+or a float mask of ``-inf``; ``tests/test_attention.py`` checks it against torch 2.13.0).
+Nothing in this module ever produces NaN or inf from finite inputs.
 
 Every op comes as a pair, CS231n style: ``attention_forward(...) -> (out, cache)`` and
 ``attention_backward(dout, cache) -> (dq, dk, dv, dmask)``.

@@ -295,19 +295,16 @@ def pretrain_stream(
 
 
 def plot_prompt_lengths(lengths: list[int], max_tokens: int, path: Path) -> Path:
-    import matplotlib
+    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 3.5))
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
     ax.hist(lengths, bins=range(0, max_tokens + 2), color="#4477aa")
     ax.set_xlabel("prompt length (tokens)")
     ax.set_ylabel("records")
     ax.set_title(f"Prompt lengths (cap {max_tokens} tokens, all splits)")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

@@ -149,21 +149,23 @@ def plot_evidence(explanation, path):
     return path
 
 
-def evidence_figure(explanation):
-    """The chosen reason's attention over the prompt, as a matplotlib ``Figure`` heatmap.
+def evidence_figure(explanation, fig=None):
+    """The chosen reason's attention over the prompt as a heatmap, drawn into ``fig`` (e.g.
+    ``plt.figure()``, which a notebook shows inline) or into a new Matplotlib ``Figure``.
 
     Rows: the reason tokens (each row is the attention while generating that token); columns:
     the prompt tokens, labelled, with the history-item / item segment boundaries drawn as
     vertical lines and their owners written above; the focus tokens' labels are marked
     ``[focus]`` and drawn in bold; the colour bar says what its numbers are; the title quotes
-    the reason, shortened at a word boundary. A bare ``Figure`` (no pyplot, no backend
-    change: safe inside a notebook, where it displays inline).
+    the reason, shortened at a word boundary. A new figure is a bare ``Figure`` (no pyplot,
+    so a script's backend is left alone). Returns the figure.
     """
     from matplotlib.figure import Figure
 
     ev = explanation.evidence
     R, P = ev.matrix.shape
-    fig = Figure(figsize=(max(6.0, 0.22 * P + 2), max(3.0, 0.25 * R + 2.4)))
+    fig = Figure() if fig is None else fig
+    fig.set_size_inches(max(6.0, 0.22 * P + 2), max(3.0, 0.25 * R + 2.4))
     ax = fig.subplots()
     image = ax.imshow(ev.matrix, aspect="auto", cmap="viridis", interpolation="nearest")
     focus_cols = {

@@ -10,8 +10,8 @@ with ``q (..., Tq, D)``, ``k (..., Tk, D)``, ``v (..., Tk, Dv)``, ``out (..., Tq
 scale ``1 / sqrt(D)``, and ``is_causal`` letting query ``i`` see keys ``j <= i``.
 
 Tests (100 points). Visible tests use fixed inputs; hidden-style tests draw fresh shapes and
-values from the run's seed. Forward and backward tests replace the student's ``softmax`` with
-the reference one, so a softmax bug costs the softmax tests only; a forward bug still costs
+values from the course seed and the file. Forward and backward tests replace the student's
+``softmax`` with the reference one (in the child that runs them), so a softmax bug costs the softmax tests only; a forward bug still costs
 the backward tests, whose gradients depend on the forward weights. Each gradient of the
 hidden backward is its own test, so one wrong gradient costs that gradient's points.
 """
@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from minireason.course.grading import GradedTest, expect_array, expect_tuple
+from minireason.course.grading import Call, Case, GradedTest, Ref, call, expect_array, expect_tuple
 from minireason.nn.attention import attention_backward, attention_forward, masked_softmax
 
 NAME = "A1"
@@ -33,10 +33,7 @@ HIDDEN = "after_due_date"
 
 # --------------------------------------------------------------------------- helpers
 
-
-def _use_reference_softmax(student) -> None:
-    """Make the student's module call the reference softmax (this test process only)."""
-    student.softmax = masked_softmax
+REFERENCE_SOFTMAX = {"softmax": "minireason.nn.attention:masked_softmax"}
 
 
 def _fixed_inputs(q_len=4, k_len=5, d=3, dv=2):
@@ -62,18 +59,26 @@ def _random_inputs(rng, causal: bool):
     return q, k, v, dout
 
 
-def _student_forward(student, q, k, v, causal):
-    """Call the student's forward on copies; return its ``out`` and ``cache``."""
-    result = student.attention_forward(q.copy(), k.copy(), v.copy(), is_causal=causal)
-    out, cache = expect_tuple("attention_forward must return (out, cache); it", result, 2)
-    return out, cache
+def _forward_calls(q, k, v, causal) -> list[Call]:
+    return [call("fwd", "attention_forward", q, k, v, is_causal=causal)]
 
 
-def _student_backward(student, q, k, v, dout, causal):
-    """Run the student's forward then backward; return ``(dq, dk, dv)`` checked for shape."""
-    _, cache = _student_forward(student, q, k, v, causal)
-    grads = student.attention_backward(dout.copy(), cache)
-    return expect_tuple("attention_backward must return (dq, dk, dv); it", grads, 3)
+def _backward_calls(q, k, v, dout, causal) -> list[Call]:
+    """The student's forward, then their backward on the cache it returned."""
+    return [
+        *_forward_calls(q, k, v, causal),
+        call("grads", "attention_backward", dout, Ref("fwd", 1)),
+    ]
+
+
+def _student_out(outputs):
+    out, _ = expect_tuple("attention_forward must return (out, cache); it", outputs["fwd"], 2)
+    return out
+
+
+def _student_grads(outputs):
+    _student_out(outputs)
+    return expect_tuple("attention_backward must return (dq, dk, dv); it", outputs["grads"], 3)
 
 
 def _shapes(*arrays) -> str:
@@ -83,102 +88,110 @@ def _shapes(*arrays) -> str:
 # --------------------------------------------------------------------------- softmax
 
 
-def softmax_fixed_rows(student, rng) -> str:
+def _softmax_case(x, what: str, summary: str) -> Case:
+    def check(outputs):
+        expect_array(what, outputs["y"], masked_softmax(x))
+        return summary
+
+    return Case([call("y", "softmax", x)], check)
+
+
+def softmax_fixed_rows(rng) -> Case:
     x = np.array(
         [[1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 0.0, 0.0], [-2.0, 0.5, 0.5, 3.0]]
     )  # rows differ, so a softmax over the wrong axis shows
-    got = student.softmax(x.copy())
-    expect_array("softmax(x) for a 3x4 x", got, masked_softmax(x))
-    return "3x4 input: each row matches and sums to 1"
+    return _softmax_case(x, "softmax(x) for a 3x4 x", "3x4 input: each row matches and sums to 1")
 
 
-def softmax_large_values(student, rng) -> str:
+def softmax_large_values(rng) -> Case:
     x = np.array([[1000.0, 1001.0, 1002.0], [-1000.0, -1000.0, -999.0]])
-    got = student.softmax(x.copy())
-    expect_array(
-        "softmax of scores near +-1000 (subtract the row max first)", got, masked_softmax(x)
-    )
-    return "no overflow for scores near +-1000"
+    what = "softmax of scores near +-1000 (subtract the row max first)"
+    return _softmax_case(x, what, "no overflow for scores near +-1000")
 
 
-def softmax_random_batched(student, rng) -> str:
+def softmax_random_batched(rng) -> Case:
     shape = tuple(int(n) for n in rng.integers(2, 7, size=4))
     x = 3.0 * rng.normal(size=shape)
-    got = student.softmax(x.copy())
-    expect_array(f"softmax(x) for x of shape {shape}", got, masked_softmax(x))
-    return f"random x of shape {shape}"
+    return _softmax_case(x, f"softmax(x) for x of shape {shape}", f"random x of shape {shape}")
 
 
 # --------------------------------------------------------------------------- forward
 
 
-def forward_fixed(student, rng) -> str:
-    _use_reference_softmax(student)
+def _forward_case(q, k, v, causal, what, summary) -> Case:
+    def check(outputs):
+        expected = attention_forward(q, k, v, is_causal=causal)[0]
+        expect_array(what, _student_out(outputs), expected)
+        return summary
+
+    return Case(_forward_calls(q, k, v, causal), check, replace=REFERENCE_SOFTMAX)
+
+
+def forward_fixed(rng) -> Case:
     q, k, v, _ = _fixed_inputs()
-    out, _ = _student_forward(student, q, k, v, causal=False)
-    expect_array("out (q 4x3, k 5x3, v 5x2, no mask)", out, attention_forward(q, k, v)[0])
-    return "q 4x3, k 5x3, v 5x2"
+    return _forward_case(
+        q, k, v, False, "out (q 4x3, k 5x3, v 5x2, no mask)", "q 4x3, k 5x3, v 5x2"
+    )
 
 
-def forward_causal_fixed(student, rng) -> str:
-    _use_reference_softmax(student)
+def forward_causal_fixed(rng) -> Case:
     q, k, v, _ = _fixed_inputs(q_len=4, k_len=4)
-    out, _ = _student_forward(student, q, k, v, causal=True)
-    expected = attention_forward(q, k, v, is_causal=True)[0]
-    expect_array("out (q, k 4x3, v 4x2, is_causal=True)", out, expected)
-    return "q, k 4x3, v 4x2, causal"
+    what = "out (q, k 4x3, v 4x2, is_causal=True)"
+    return _forward_case(q, k, v, True, what, "q, k 4x3, v 4x2, causal")
 
 
-def forward_random_heads(student, rng) -> str:
-    _use_reference_softmax(student)
+def forward_random_heads(rng) -> Case:
     q, k, v, _ = _random_inputs(rng, causal=False)
-    out, _ = _student_forward(student, q, k, v, causal=False)
-    expect_array(f"out (q, k, v {_shapes(q, k, v)})", out, attention_forward(q, k, v)[0])
-    return f"q, k, v {_shapes(q, k, v)}"
+    shapes = _shapes(q, k, v)
+    return _forward_case(q, k, v, False, f"out (q, k, v {shapes})", f"q, k, v {shapes}")
 
 
-def forward_causal_random(student, rng) -> str:
-    _use_reference_softmax(student)
+def forward_causal_random(rng) -> Case:
     q, k, v, _ = _random_inputs(rng, causal=True)
-    out, _ = _student_forward(student, q, k, v, causal=True)
-    expected = attention_forward(q, k, v, is_causal=True)[0]
-    expect_array(f"out (q, k, v {_shapes(q, k, v)}, is_causal=True)", out, expected)
-    return f"q, k, v {_shapes(q, k, v)}, causal"
+    shapes = _shapes(q, k, v)
+    what = f"out (q, k, v {shapes}, is_causal=True)"
+    return _forward_case(q, k, v, True, what, f"q, k, v {shapes}, causal")
 
 
 # --------------------------------------------------------------------------- backward
 
 
-def backward_fixed(student, rng) -> str:
-    _use_reference_softmax(student)
+def backward_fixed(rng) -> Case:
     q, k, v, dout = _fixed_inputs()
-    got = _student_backward(student, q, k, v, dout, causal=False)
-    dq, dk, dv, _ = attention_backward(dout, attention_forward(q, k, v)[1])
-    for name, g, e in zip(("dq", "dk", "dv"), got, (dq, dk, dv)):
-        expect_array(f"{name} (q 4x3, k 5x3, v 5x2, no mask)", g, e)
-    return "dq, dk, dv for q 4x3, k 5x3, v 5x2"
+
+    def check(outputs):
+        got = _student_grads(outputs)
+        dq, dk, dv, _ = attention_backward(dout, attention_forward(q, k, v)[1])
+        for name, g, e in zip(("dq", "dk", "dv"), got, (dq, dk, dv)):
+            expect_array(f"{name} (q 4x3, k 5x3, v 5x2, no mask)", g, e)
+        return "dq, dk, dv for q 4x3, k 5x3, v 5x2"
+
+    return Case(_backward_calls(q, k, v, dout, False), check, replace=REFERENCE_SOFTMAX)
 
 
-def _backward_random_one(student, rng, which: int) -> str:
-    _use_reference_softmax(student)
+def _backward_random_one(rng, which: int) -> Case:
     q, k, v, dout = _random_inputs(rng, causal=True)
-    got = _student_backward(student, q, k, v, dout, causal=True)
-    expected = attention_backward(dout, attention_forward(q, k, v, is_causal=True)[1])
     name = ("dq", "dk", "dv")[which]
-    expect_array(f"{name} (q, k, v {_shapes(q, k, v)}, causal)", got[which], expected[which])
-    return f"{name} for q, k, v {_shapes(q, k, v)}, causal"
+
+    def check(outputs):
+        got = _student_grads(outputs)
+        expected = attention_backward(dout, attention_forward(q, k, v, is_causal=True)[1])
+        expect_array(f"{name} (q, k, v {_shapes(q, k, v)}, causal)", got[which], expected[which])
+        return f"{name} for q, k, v {_shapes(q, k, v)}, causal"
+
+    return Case(_backward_calls(q, k, v, dout, True), check, replace=REFERENCE_SOFTMAX)
 
 
-def backward_dq_random(student, rng) -> str:
-    return _backward_random_one(student, rng, 0)
+def backward_dq_random(rng) -> Case:
+    return _backward_random_one(rng, 0)
 
 
-def backward_dk_random(student, rng) -> str:
-    return _backward_random_one(student, rng, 1)
+def backward_dk_random(rng) -> Case:
+    return _backward_random_one(rng, 1)
 
 
-def backward_dv_random(student, rng) -> str:
-    return _backward_random_one(student, rng, 2)
+def backward_dv_random(rng) -> Case:
+    return _backward_random_one(rng, 2)
 
 
 TESTS = [

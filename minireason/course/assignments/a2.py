@@ -14,11 +14,12 @@ The student implements, in ``tutorials/assignments/A2_layers/layers_student.py``
 Caches are the student's own: the grader only hands them back to the matching backward.
 
 Tests (100 points). Visible tests use fixed inputs; hidden-style tests draw fresh shapes and
-values from the run's seed. Bugs are isolated the way A1 isolates softmax: the MLP tests
+values from the course seed and the file. Bugs are isolated the way A1 isolates softmax: the MLP tests
 substitute the reference GELU into the student's module, and the block tests substitute the
 reference LayerNorm and MLP, so a GELU bug costs the GELU tests only and a LayerNorm bug the
 LayerNorm tests only. The block's attention sublayer is the package's
-(``minireason.nn.layers.self_attention_forward/backward``, the subject of A1). The hidden block
+(``minireason.nn.layers.self_attention_forward/backward``, the subject of A1): ``PROVIDED``
+lets the stub import exactly those two names, and nothing else of the package, while grading. The hidden block
 backward is split in three tests (``dx``; the MLP half's parameters; the attention half's
 parameters), so a wrong residual gradient between the halves costs exactly the tests whose
 gradients flow through it.
@@ -28,7 +29,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from minireason.course.grading import GradedTest, WrongAnswer, expect_array, expect_tuple
+from minireason.course.grading import (
+    Call,
+    Case,
+    GradedTest,
+    Ref,
+    WrongAnswer,
+    call,
+    expect_array,
+    expect_tuple,
+)
+from minireason.course.wire import type_name
 from minireason.nn import layers
 
 NAME = "A2"
@@ -45,6 +56,7 @@ STUDENT_API = (
     "block_backward",
 )
 
+PROVIDED = {"minireason.nn.layers": ("self_attention_forward", "self_attention_backward")}
 HIDDEN = "after_due_date"
 MLP_HALF = ("ln2.w", "ln2.b", "mlp.w_fc", "mlp.b_fc", "mlp.w_proj", "mlp.b_proj")
 ATTN_HALF = ("ln1.w", "ln1.b", "attn.w_qkv", "attn.b_qkv", "attn.w_proj", "attn.b_proj")
@@ -53,10 +65,9 @@ ATTN_HALF = ("ln1.w", "ln1.b", "attn.w_qkv", "attn.b_qkv", "attn.w_proj", "attn.
 # --------------------------------------------------------------------------- helpers
 
 
-def _use_reference(student, *names: str) -> None:
-    """Make the student's module call the reference ``names`` (this test process only)."""
-    for name in names:
-        setattr(student, name, getattr(layers, name))
+def _reference(*names: str) -> dict[str, str]:
+    """Put the package's ``names`` in place of the student's (in the test's child only)."""
+    return {name: f"minireason.nn.layers:{name}" for name in names}
 
 
 def _layernorm_inputs(rng, n, c):
@@ -108,30 +119,41 @@ def _random_block(rng):
     return (*_block_inputs(rng, b, t, n_head, head_dim), b, t, n_head)
 
 
-def _student_pair(student, fwd, bwd, args, dout, n_grads):
-    """Run the student's forward on copies of ``args``, then the backward on a copy of ``dout``.
+def _pair_calls(fwd: str, bwd: str, args, dout, backward: bool = True) -> list[Call]:
+    """The student's forward on ``args``; then, if asked, their backward on its cache."""
+    calls = [call("fwd", fwd, *args)]
+    if backward:
+        calls.append(call("bwd", bwd, dout, Ref("fwd", 1)))
+    return calls
 
-    Returns ``(out, grads)``; ``grads`` is a tuple of ``n_grads`` (or the one array if 1).
-    """
-    result = getattr(student, fwd)(*[a.copy() if isinstance(a, np.ndarray) else a for a in args])
-    out, cache = expect_tuple(f"{fwd} must return (out, cache); it", result, 2)
-    grads = getattr(student, bwd)(dout.copy(), cache)
+
+def _student_out(outputs, fwd: str):
+    return expect_tuple(f"{fwd} must return (out, cache); it", outputs["fwd"], 2)[0]
+
+
+def _student_grads(outputs, fwd: str, bwd: str, n_grads: int):
+    _student_out(outputs, fwd)
+    grads = outputs["bwd"]
     if n_grads > 1:
         grads = expect_tuple(f"{bwd} must return {n_grads} items; it", grads, n_grads)
-    return out, grads
+    return grads
 
 
-def _student_block(student, x, p, dout, b, t, n_head):
-    _use_reference(
-        student, "layernorm_forward", "layernorm_backward", "mlp_forward", "mlp_backward"
-    )
-    params = {name: a.copy() for name, a in p.items()}
-    out, grads = _student_pair(
-        student, "block_forward", "block_backward", (x, params, b, t, n_head), dout, 2
-    )
-    dx, g = grads
+BLOCK_REFERENCE = _reference(
+    "layernorm_forward", "layernorm_backward", "mlp_forward", "mlp_backward"
+)
+
+
+def _block_calls(x, p, dout, b, t, n_head) -> list[Call]:
+    return _pair_calls("block_forward", "block_backward", (x, p, b, t, n_head), dout)
+
+
+def _student_block(outputs):
+    """``(out, dx, grads)`` of the student's block, checked for shape."""
+    out = _student_out(outputs, "block_forward")
+    dx, g = _student_grads(outputs, "block_forward", "block_backward", 2)
     if not isinstance(g, dict):
-        raise WrongAnswer(f"block_backward: grads must be a dict by name, got {type(g).__name__}")
+        raise WrongAnswer(f"block_backward: grads must be a dict by name, got {type_name(g)}")
     missing = [name for name in layers.BLOCK_PARAMS if name not in g]
     if missing:
         raise WrongAnswer(f"block_backward: grads lack {', '.join(missing)}")
@@ -147,46 +169,41 @@ def _reference_block(x, p, dout, b, t, n_head):
 # --------------------------------------------------------------------------- layernorm
 
 
-def _check_layernorm(student, x, w, b, dout, what, backward: bool) -> None:
-    ref_out, cache = layers.layernorm_forward(x, w, b)
-    if backward:
-        out, grads = _student_pair(
-            student, "layernorm_forward", "layernorm_backward", (x, w, b), dout, 3
-        )
-    else:
-        result = student.layernorm_forward(x.copy(), w.copy(), b.copy())
-        out = expect_tuple("layernorm_forward must return (out, cache); it", result, 2)[0]
-    expect_array(f"layernorm out ({what})", out, ref_out)
-    if backward:
-        ref_grads = layers.layernorm_backward(dout.copy(), cache)
-        for name, got, expected in zip(("dx", "dw", "db"), grads, ref_grads, strict=True):
-            expect_array(f"layernorm {name} ({what})", got, expected)
+def _layernorm_case(x, w, b, dout, what, backward: bool, summary: str) -> Case:
+    def check(outputs):
+        ref_out, cache = layers.layernorm_forward(x, w, b)
+        expect_array(f"layernorm out ({what})", _student_out(outputs, "layernorm_forward"), ref_out)
+        if backward:
+            grads = _student_grads(outputs, "layernorm_forward", "layernorm_backward", 3)
+            ref_grads = layers.layernorm_backward(dout.copy(), cache)
+            for name, got, expected in zip(("dx", "dw", "db"), grads, ref_grads, strict=True):
+                expect_array(f"layernorm {name} ({what})", got, expected)
+        return summary
+
+    calls = _pair_calls("layernorm_forward", "layernorm_backward", (x, w, b), dout, backward)
+    return Case(calls, check)
 
 
-def layernorm_forward_fixed(student, rng) -> str:
+def layernorm_forward_fixed(rng) -> Case:
     x, w, b, dout = _layernorm_inputs(np.random.default_rng(2024), 4, 5)
-    _check_layernorm(student, x, w, b, dout, "x 4x5", backward=False)
-    return "x 4x5"
+    return _layernorm_case(x, w, b, dout, "x 4x5", False, "x 4x5")
 
 
-def layernorm_backward_fixed(student, rng) -> str:
+def layernorm_backward_fixed(rng) -> Case:
     x, w, b, dout = _layernorm_inputs(np.random.default_rng(2024), 4, 5)
-    _check_layernorm(student, x, w, b, dout, "x 4x5", backward=True)
-    return "out, dx, dw, db for x 4x5"
+    return _layernorm_case(x, w, b, dout, "x 4x5", True, "out, dx, dw, db for x 4x5")
 
 
-def layernorm_forward_random(student, rng) -> str:
+def layernorm_forward_random(rng) -> Case:
     n, c = int(rng.integers(2, 9)), int(rng.integers(2, 11))
     x, w, b, dout = _layernorm_inputs(rng, n, c)
-    _check_layernorm(student, x, w, b, dout, f"x {n}x{c}", backward=False)
-    return f"x {n}x{c}"
+    return _layernorm_case(x, w, b, dout, f"x {n}x{c}", False, f"x {n}x{c}")
 
 
-def layernorm_backward_random(student, rng) -> str:
+def layernorm_backward_random(rng) -> Case:
     n, c = int(rng.integers(2, 9)), int(rng.integers(2, 11))
     x, w, b, dout = _layernorm_inputs(rng, n, c)
-    _check_layernorm(student, x, w, b, dout, f"x {n}x{c}", backward=True)
-    return f"out, dx, dw, db for x {n}x{c}"
+    return _layernorm_case(x, w, b, dout, f"x {n}x{c}", True, f"out, dx, dw, db for x {n}x{c}")
 
 
 # --------------------------------------------------------------------------- gelu
@@ -195,34 +212,33 @@ def layernorm_backward_random(student, rng) -> str:
 GELU_FIXED_X = np.array([[-4.0, -2.0, -1.0, -0.5], [0.0, 0.5, 1.0, 3.0]])
 
 
-def _check_gelu(student, x, dout, what, backward: bool) -> None:
-    ref_out, cache = layers.gelu_forward(x.copy())
-    if backward:
-        out, dx = _student_pair(student, "gelu_forward", "gelu_backward", (x,), dout, 1)
-    else:
-        result = student.gelu_forward(x.copy())
-        out = expect_tuple("gelu_forward must return (out, cache); it", result, 2)[0]
-    expect_array(f"gelu out ({what})", out, ref_out)
-    if backward:
-        expect_array(f"gelu dx ({what})", dx, layers.gelu_backward(dout.copy(), cache))
+def _gelu_case(x, dout, what, backward: bool, summary: str) -> Case:
+    def check(outputs):
+        ref_out, cache = layers.gelu_forward(x.copy())
+        expect_array(f"gelu out ({what})", _student_out(outputs, "gelu_forward"), ref_out)
+        if backward:
+            dx = _student_grads(outputs, "gelu_forward", "gelu_backward", 1)
+            expect_array(f"gelu dx ({what})", dx, layers.gelu_backward(dout.copy(), cache))
+        return summary
+
+    return Case(_pair_calls("gelu_forward", "gelu_backward", (x,), dout, backward), check)
 
 
-def gelu_forward_fixed(student, rng) -> str:
-    _check_gelu(student, GELU_FIXED_X, None, "x from -4 to 3", backward=False)
-    return "x from -4 to 3 (tanh form, not the erf form)"
+def gelu_forward_fixed(rng) -> Case:
+    summary = "x from -4 to 3 (tanh form, not the erf form)"
+    return _gelu_case(GELU_FIXED_X, None, "x from -4 to 3", False, summary)
 
 
-def gelu_backward_fixed(student, rng) -> str:
+def gelu_backward_fixed(rng) -> Case:
     dout = np.random.default_rng(2024).normal(size=GELU_FIXED_X.shape)
-    _check_gelu(student, GELU_FIXED_X, dout, "x from -4 to 3", backward=True)
-    return "out, dx for x from -4 to 3"
+    return _gelu_case(GELU_FIXED_X, dout, "x from -4 to 3", True, "out, dx for x from -4 to 3")
 
 
-def gelu_backward_random(student, rng) -> str:
+def gelu_backward_random(rng) -> Case:
     shape = tuple(int(n) for n in rng.integers(1, 6, size=int(rng.integers(1, 4))))
     x = 2.5 * rng.normal(size=shape)
-    _check_gelu(student, x, rng.normal(size=shape), f"x of shape {shape}", backward=True)
-    return f"out, dx for x of shape {shape}"
+    dout = rng.normal(size=shape)
+    return _gelu_case(x, dout, f"x of shape {shape}", True, f"out, dx for x of shape {shape}")
 
 
 # --------------------------------------------------------------------------- mlp
@@ -231,92 +247,108 @@ def gelu_backward_random(student, rng) -> str:
 MLP_GRADS = ("dx", "dw_fc", "db_fc", "dw_proj", "db_proj")
 
 
-def _mlp(student, x, weights, dout):
-    _use_reference(student, "gelu_forward", "gelu_backward")
-    out, grads = _student_pair(student, "mlp_forward", "mlp_backward", (x, *weights), dout, 5)
-    ref_out, cache = layers.mlp_forward(x.copy(), *weights)
-    return out, grads, ref_out, layers.mlp_backward(dout.copy(), cache)
+def _mlp_case(x, weights, dout, check_out: bool, names, what: str, summary: str) -> Case:
+    def check(outputs):
+        ref_out, cache = layers.mlp_forward(x.copy(), *weights)
+        out = _student_out(outputs, "mlp_forward")
+        if check_out:
+            expect_array(f"mlp out ({what})", out, ref_out)
+        if names:
+            grads = _student_grads(outputs, "mlp_forward", "mlp_backward", 5)
+            ref_grads = layers.mlp_backward(dout.copy(), cache)
+            for name, got, expected in zip(MLP_GRADS, grads, ref_grads, strict=True):
+                if name in names:
+                    expect_array(f"mlp {name} ({what})", got, expected)
+        return summary
+
+    calls = _pair_calls("mlp_forward", "mlp_backward", (x, *weights), dout, bool(names))
+    return Case(calls, check, replace=_reference("gelu_forward", "gelu_backward"))
 
 
-def mlp_forward_fixed(student, rng) -> str:
+def mlp_forward_fixed(rng) -> Case:
     x, weights, dout = _mlp_inputs(np.random.default_rng(2024), 3, 4)
-    out, _, ref_out, _ = _mlp(student, x, weights, dout)
-    expect_array("mlp out (x 3x4, hidden 16)", out, ref_out)
-    return "x 3x4, hidden 16"
+    return _mlp_case(x, weights, dout, True, (), "x 3x4, hidden 16", "x 3x4, hidden 16")
 
 
-def mlp_backward_fixed(student, rng) -> str:
+def mlp_backward_fixed(rng) -> Case:
     x, weights, dout = _mlp_inputs(np.random.default_rng(2024), 3, 4)
-    out, grads, ref_out, ref_grads = _mlp(student, x, weights, dout)
-    expect_array("mlp out (x 3x4, hidden 16)", out, ref_out)
-    for name, got, expected in zip(MLP_GRADS, grads, ref_grads, strict=True):
-        expect_array(f"mlp {name} (x 3x4, hidden 16)", got, expected)
-    return "dx, dw_fc, db_fc, dw_proj, db_proj for x 3x4"
+    summary = "dx, dw_fc, db_fc, dw_proj, db_proj for x 3x4"
+    return _mlp_case(x, weights, dout, True, MLP_GRADS, "x 3x4, hidden 16", summary)
 
 
-def _mlp_random(student, rng, names) -> str:
+def _mlp_random(rng, names) -> Case:
     n, c = int(rng.integers(2, 9)), int(rng.integers(2, 7))
     x, weights, dout = _mlp_inputs(rng, n, c)
-    _, grads, _, ref_grads = _mlp(student, x, weights, dout)
-    for name, got, expected in zip(MLP_GRADS, grads, ref_grads, strict=True):
-        if name in names:
-            expect_array(f"mlp {name} (x {n}x{c}, hidden {4 * c})", got, expected)
-    return f"{', '.join(names)} for x {n}x{c}"
+    what = f"x {n}x{c}, hidden {4 * c}"
+    return _mlp_case(x, weights, dout, False, names, what, f"{', '.join(names)} for x {n}x{c}")
 
 
-def mlp_dx_random(student, rng) -> str:
-    return _mlp_random(student, rng, ("dx",))
+def mlp_dx_random(rng) -> Case:
+    return _mlp_random(rng, ("dx",))
 
 
-def mlp_dparams_random(student, rng) -> str:
-    return _mlp_random(student, rng, MLP_GRADS[1:])
+def mlp_dparams_random(rng) -> Case:
+    return _mlp_random(rng, MLP_GRADS[1:])
 
 
 # --------------------------------------------------------------------------- block
 
 
-def block_forward_fixed(student, rng) -> str:
+def block_forward_fixed(rng) -> Case:
     x, p, dout, b, t, n_head = _fixed_block()
-    out, _, _ = _student_block(student, x, p, dout, b, t, n_head)
-    ref_out = _reference_block(x, p, dout, b, t, n_head)[0]
-    expect_array("block out (B=2, T=3, C=4, 2 heads)", out, ref_out)
-    return "B=2, T=3, C=4, 2 heads"
+
+    def check(outputs):
+        out = _student_out(outputs, "block_forward")
+        ref_out = _reference_block(x, p, dout, b, t, n_head)[0]
+        expect_array("block out (B=2, T=3, C=4, 2 heads)", out, ref_out)
+        return "B=2, T=3, C=4, 2 heads"
+
+    calls = _pair_calls("block_forward", "block_backward", (x, p, b, t, n_head), dout, False)
+    return Case(calls, check, replace=BLOCK_REFERENCE)
 
 
-def block_backward_fixed(student, rng) -> str:
+def block_backward_fixed(rng) -> Case:
     x, p, dout, b, t, n_head = _fixed_block()
-    out, dx, g = _student_block(student, x, p, dout, b, t, n_head)
-    ref_out, ref_dx, ref_g = _reference_block(x, p, dout, b, t, n_head)
-    what = "B=2, T=3, C=4, 2 heads"
-    expect_array(f"block out ({what})", out, ref_out)
-    expect_array(f"block dx ({what})", dx, ref_dx)
-    for name in layers.BLOCK_PARAMS:
-        expect_array(f"block grads[{name!r}] ({what})", g[name], ref_g[name])
-    return f"dx and all 12 parameter gradients, {what}"
 
-
-def _block_random(student, rng, check_dx: bool, names: tuple) -> str:
-    x, p, dout, b, t, n_head = _random_block(rng)
-    _, dx, g = _student_block(student, x, p, dout, b, t, n_head)
-    _, ref_dx, ref_g = _reference_block(x, p, dout, b, t, n_head)
-    what = f"B={b}, T={t}, C={x.shape[1]}, {n_head} heads"
-    if check_dx:
+    def check(outputs):
+        out, dx, g = _student_block(outputs)
+        ref_out, ref_dx, ref_g = _reference_block(x, p, dout, b, t, n_head)
+        what = "B=2, T=3, C=4, 2 heads"
+        expect_array(f"block out ({what})", out, ref_out)
         expect_array(f"block dx ({what})", dx, ref_dx)
-    for name in names:
-        expect_array(f"block grads[{name!r}] ({what})", g[name], ref_g[name])
-    return f"{'dx' if check_dx else ', '.join(names)}, {what}"
+        for name in layers.BLOCK_PARAMS:
+            expect_array(f"block grads[{name!r}] ({what})", g[name], ref_g[name])
+        return f"dx and all 12 parameter gradients, {what}"
+
+    return Case(_block_calls(x, p, dout, b, t, n_head), check, replace=BLOCK_REFERENCE)
 
 
-def block_dx_random(student, rng) -> str:
-    return _block_random(student, rng, True, ())
+def _block_random(rng, check_dx: bool, names: tuple) -> Case:
+    x, p, dout, b, t, n_head = _random_block(rng)
+
+    def check(outputs):
+        _, dx, g = _student_block(outputs)
+        _, ref_dx, ref_g = _reference_block(x, p, dout, b, t, n_head)
+        what = f"B={b}, T={t}, C={x.shape[1]}, {n_head} heads"
+        if check_dx:
+            expect_array(f"block dx ({what})", dx, ref_dx)
+        for name in names:
+            expect_array(f"block grads[{name!r}] ({what})", g[name], ref_g[name])
+        return f"{'dx' if check_dx else ', '.join(names)}, {what}"
+
+    return Case(_block_calls(x, p, dout, b, t, n_head), check, replace=BLOCK_REFERENCE)
 
 
-def block_mlp_half_random(student, rng) -> str:
-    return _block_random(student, rng, False, MLP_HALF)
+def block_dx_random(rng) -> Case:
+    return _block_random(rng, True, ())
 
 
-def block_attn_half_random(student, rng) -> str:
-    return _block_random(student, rng, False, ATTN_HALF)
+def block_mlp_half_random(rng) -> Case:
+    return _block_random(rng, False, MLP_HALF)
+
+
+def block_attn_half_random(rng) -> Case:
+    return _block_random(rng, False, ATTN_HALF)
 
 
 TESTS = [

@@ -22,11 +22,10 @@ README (what ``minireason.prep.prepare`` and training do, reduced to one functio
 
 from __future__ import annotations
 
-import copy
-
 import numpy as np
 
-from minireason.course.grading import GradedTest, WrongAnswer, expect_tuple
+from minireason.course.grading import Case, GradedTest, WrongAnswer, call, expect_tuple
+from minireason.course.wire import type_name
 from minireason.nn.layers import cross_entropy_forward
 from minireason.prep.features import HistoryItem
 from minireason.prep.prepare import finetune_sequences
@@ -136,16 +135,15 @@ class _Scenario:
         ).ids
 
 
-def _check_prompt(student, scenario: _Scenario, max_tokens: int, what: str) -> str:
-    expected = scenario.expected(max_tokens)  # before the student can touch the pieces
-    got = student.build_prompt(
-        copy.deepcopy(scenario.history),
-        copy.deepcopy(scenario.item_tags),
-        max_tokens,
-        dict(SPECIAL),
-    )
-    expect_ids(f"build_prompt ({what}, max_tokens={max_tokens})", got, expected)
-    return f"{what}, max_tokens={max_tokens}"
+def _check_prompt(scenario: _Scenario, max_tokens: int, what: str) -> Case:
+    expected = scenario.expected(max_tokens)
+
+    def check(outputs):
+        expect_ids(f"build_prompt ({what}, max_tokens={max_tokens})", outputs["ids"], expected)
+        return f"{what}, max_tokens={max_tokens}"
+
+    args = (scenario.history, scenario.item_tags, max_tokens, dict(SPECIAL))
+    return Case([call("ids", "build_prompt", *args)], check)
 
 
 def _budget_dropping(scenario: _Scenario, rng, n_kept: int) -> int:
@@ -166,21 +164,24 @@ def _reference_history(reviews, target_time, max_items):
     return earlier[-max_items:]
 
 
-def _check_history(student, reviews, target_time, max_items, what) -> str:
-    got = student.select_history([dict(r) for r in reviews], target_time, max_items)
-    if not isinstance(got, (list, tuple)) or not all(isinstance(r, dict) for r in got):
-        raise WrongAnswer(f"select_history ({what}): expected a list of the review dicts")
-    got_items = [r.get("item") for r in got]
-    expected = [r["item"] for r in _reference_history(reviews, target_time, max_items)]
-    if got_items != expected:
-        raise WrongAnswer(
-            f"select_history ({what}, target time {target_time}, max_items "
-            f"{max_items}): expected items {expected}, got {got_items}"
-        )
-    return what
+def _check_history(reviews, target_time, max_items, what) -> Case:
+    def check(outputs):
+        got = outputs["history"]
+        if not isinstance(got, (list, tuple)) or not all(isinstance(r, dict) for r in got):
+            raise WrongAnswer(f"select_history ({what}): expected a list of the review dicts")
+        got_items = [r.get("item") for r in got]
+        expected = [r["item"] for r in _reference_history(reviews, target_time, max_items)]
+        if got_items != expected:
+            raise WrongAnswer(
+                f"select_history ({what}, target time {target_time}, max_items "
+                f"{max_items}): expected items {expected}, got {got_items}"
+            )
+        return what
+
+    return Case([call("history", "select_history", reviews, target_time, max_items)], check)
 
 
-def history_fixed(student, rng) -> str:
+def history_fixed(rng) -> Case:
     reviews = [
         {"item": item, "time": time}
         for item, time in [
@@ -192,62 +193,60 @@ def history_fixed(student, rng) -> str:
             ("d", 200),
         ]
     ]
-    return _check_history(student, reviews, 500, 3, "6 reviews out of time order, target in them")
+    return _check_history(reviews, 500, 3, "6 reviews out of time order, target in them")
 
 
-def history_random(student, rng) -> str:
+def history_random(rng) -> Case:
     n = int(rng.integers(4, 12))
     times = rng.choice(np.arange(1000), size=n, replace=False)
     reviews = [{"item": f"r{i}", "time": int(t)} for i, t in enumerate(times)]
     target = reviews[int(rng.integers(1, n))]  # the target review is in the list
     max_items = int(rng.integers(1, n))
-    return _check_history(student, reviews, target["time"], max_items, f"{n} random reviews")
+    return _check_history(reviews, target["time"], max_items, f"{n} random reviews")
 
 
 # --------------------------------------------------------------------------- prompts
 
 
-def prompt_fits_fixed(student, rng) -> str:
+def prompt_fits_fixed(rng) -> Case:
     scenario = _Scenario(np.random.default_rng(2024), n_history=2, n_item_tags=2)
-    return _check_prompt(student, scenario, 200, "2 history blocks, all fit")
+    return _check_prompt(scenario, 200, "2 history blocks, all fit")
 
 
-def prompt_drops_oldest_fixed(student, rng) -> str:
+def prompt_drops_oldest_fixed(rng) -> Case:
     scenario = _Scenario(np.random.default_rng(2024), n_history=3, n_item_tags=2)
     max_tokens = _budget_dropping(scenario, np.random.default_rng(1), n_kept=2)
-    return _check_prompt(student, scenario, max_tokens, "3 history blocks, the oldest dropped")
+    return _check_prompt(scenario, max_tokens, "3 history blocks, the oldest dropped")
 
 
-def prompt_cold_start_fixed(student, rng) -> str:
+def prompt_cold_start_fixed(rng) -> Case:
     scenario = _Scenario(np.random.default_rng(7), n_history=0, n_item_tags=3)
-    return _check_prompt(student, scenario, 50, "no history (cold start)")
+    return _check_prompt(scenario, 50, "no history (cold start)")
 
 
-def prompt_fits_random(student, rng) -> str:
+def prompt_fits_random(rng) -> Case:
     scenario = _Scenario(
         rng, n_history=int(rng.integers(1, 6)), n_item_tags=int(rng.integers(0, 5))
     )
     max_tokens = scenario.item_size() + sum(scenario.block_sizes()) + int(rng.integers(0, 4))
-    return _check_prompt(
-        student, scenario, max_tokens, f"{len(scenario.history)} history blocks, all fit"
-    )
+    return _check_prompt(scenario, max_tokens, f"{len(scenario.history)} history blocks, all fit")
 
 
-def prompt_drops_random(student, rng) -> str:
+def prompt_drops_random(rng) -> Case:
     n = int(rng.integers(3, 7))
     scenario = _Scenario(rng, n_history=n, n_item_tags=int(rng.integers(1, 4)))
     n_kept = int(rng.integers(1, n))
     max_tokens = _budget_dropping(scenario, rng, n_kept)
-    return _check_prompt(student, scenario, max_tokens, f"{n} history blocks, {n_kept} fit")
+    return _check_prompt(scenario, max_tokens, f"{n} history blocks, {n_kept} fit")
 
 
-def prompt_item_cut_random(student, rng) -> str:
+def prompt_item_cut_random(rng) -> Case:
     n_tags = int(rng.integers(3, 7))
     scenario = _Scenario(rng, n_history=int(rng.integers(0, 3)), n_item_tags=n_tags)
     n_fit = int(rng.integers(0, n_tags))
     fitting = 2 + sum(len(t) for t in scenario.item_tags[:n_fit])
     max_tokens = fitting + int(rng.integers(0, len(scenario.item_tags[n_fit])))
-    return _check_prompt(student, scenario, max_tokens, f"{n_tags} item tags, {n_fit} fit")
+    return _check_prompt(scenario, max_tokens, f"{n_tags} item tags, {n_fit} fit")
 
 
 # --------------------------------------------------------------------------- fine-tuning
@@ -264,67 +263,80 @@ class _ReasonTokenizer:
         return [list(self.reason_ids) for _ in texts]
 
 
-def _check_finetune(student, prompt, reason, context, what) -> str:
-    result = student.finetune_example(list(prompt), list(reason), SPECIAL["<eos>"], context)
-    ids, mask = expect_tuple("finetune_example must return (ids, loss_mask); it", result, 2)
-    records = [{"target": "the reason", "seq": -1}]
-    ref, _ = finetune_sequences(records, [list(prompt)], _ReasonTokenizer(reason), context)
-    expect_ids(f"finetune_example ids ({what})", ids, ref.ids.tolist())
-    expect_ids(f"finetune_example loss_mask ({what})", mask, ref.loss_mask.tolist())
-    return what
+def _check_finetune(prompt, reason, context, what) -> Case:
+    def check(outputs):
+        result = outputs["example"]
+        ids, mask = expect_tuple("finetune_example must return (ids, loss_mask); it", result, 2)
+        records = [{"target": "the reason", "seq": -1}]
+        ref, _ = finetune_sequences(records, [list(prompt)], _ReasonTokenizer(reason), context)
+        expect_ids(f"finetune_example ids ({what})", ids, ref.ids.tolist())
+        expect_ids(f"finetune_example loss_mask ({what})", mask, ref.loss_mask.tolist())
+        return what
+
+    args = (list(prompt), list(reason), SPECIAL["<eos>"], context)
+    return Case([call("example", "finetune_example", *args)], check)
 
 
-def finetune_fixed(student, rng) -> str:
+def finetune_fixed(rng) -> Case:
     prompt = [2, 40, 41, 5, 42, 5, 43, 3, 44, 4]
-    return _check_finetune(student, prompt, [60, 61, 62], 32, "10 prompt, 3 reason tokens")
+    return _check_finetune(prompt, [60, 61, 62], 32, "10 prompt, 3 reason tokens")
 
 
-def finetune_cut_random(student, rng) -> str:
+def finetune_cut_random(rng) -> Case:
     prompt = [int(i) for i in rng.integers(FIRST_ID, 500, size=int(rng.integers(3, 12)))]
     reason = [int(i) for i in rng.integers(FIRST_ID, 500, size=int(rng.integers(4, 15)))]
     context = len(prompt) + 1 + int(rng.integers(1, len(reason)))  # the reason must be cut
     what = f"{len(prompt)} prompt, {len(reason)} reason tokens, context {context}"
-    return _check_finetune(student, prompt, reason, context, what)
+    return _check_finetune(prompt, reason, context, what)
 
 
-def next_token_fixed(student, rng) -> str:
+def next_token_fixed(rng) -> Case:
     ids = [3, 44, 4, 60, 61, 1]
     mask = [0, 0, 0, 1, 1, 1]
-    result = student.next_token_targets(list(ids), list(mask))
-    inputs, targets, target_mask = expect_tuple(
-        "next_token_targets must return (inputs, targets, target_mask); it", result, 3
-    )
     what = f"ids {ids}, loss_mask {mask}"
-    expect_ids(f"inputs ({what})", inputs, ids[:-1])
-    expect_ids(f"targets ({what})", targets, ids[1:])
-    expect_ids(
-        f"target_mask ({what}): a target counts when IT is a reason/eos token",
-        target_mask,
-        mask[1:],
-    )
-    return what
+
+    def check(outputs):
+        inputs, targets, target_mask = expect_tuple(
+            "next_token_targets must return (inputs, targets, target_mask); it",
+            outputs["shifted"],
+            3,
+        )
+        expect_ids(f"inputs ({what})", inputs, ids[:-1])
+        expect_ids(f"targets ({what})", targets, ids[1:])
+        expect_ids(
+            f"target_mask ({what}): a target counts when IT is a reason/eos token",
+            target_mask,
+            mask[1:],
+        )
+        return what
+
+    return Case([call("shifted", "next_token_targets", list(ids), list(mask))], check)
 
 
 # --------------------------------------------------------------------------- cross-entropy
 
 
-def _check_ce(student, logits, targets, mask, what) -> str:
-    got = student.masked_cross_entropy(logits.copy(), targets.copy(), mask.copy())
-    try:
+def _check_ce(logits, targets, mask, what) -> Case:
+    def check(outputs):
+        got = outputs["loss"]
+        if isinstance(got, (np.ndarray, np.generic)) and np.size(got) == 1:
+            got = got.item()
+        if isinstance(got, bool) or not isinstance(got, (int, float)):
+            raise WrongAnswer(
+                f"masked_cross_entropy ({what}): expected a number, got {type_name(got)}"
+            )
         value = float(got)
-    except (TypeError, ValueError):
-        raise WrongAnswer(
-            f"masked_cross_entropy ({what}): expected a number, got {type(got).__name__}"
-        ) from None
-    expected = float(cross_entropy_forward(logits.copy(), targets, mask)[0])
-    if not np.isfinite(value) or not np.isclose(value, expected, rtol=1e-6, atol=1e-9):
-        raise WrongAnswer(
-            f"masked_cross_entropy ({what}): expected {expected:.8g}, got {value:.8g}"
-        )
-    return what
+        expected = float(cross_entropy_forward(logits.copy(), targets, mask)[0])
+        if not np.isfinite(value) or not np.isclose(value, expected, rtol=1e-6, atol=1e-9):
+            raise WrongAnswer(
+                f"masked_cross_entropy ({what}): expected {expected:.8g}, got {value:.8g}"
+            )
+        return what
+
+    return Case([call("loss", "masked_cross_entropy", logits, targets, mask)], check)
 
 
-def ce_fixed(student, rng) -> str:
+def ce_fixed(rng) -> Case:
     logits = np.array(
         [
             [2.0, 0.5, -1.0, 0.0],
@@ -335,16 +347,16 @@ def ce_fixed(student, rng) -> str:
     )
     targets = np.array([0, 3, 2, 1])
     mask = np.array([0, 1, 0, 1])
-    return _check_ce(student, logits, targets, mask, "4x4 logits (one row near 1000), mask 0101")
+    return _check_ce(logits, targets, mask, "4x4 logits (one row near 1000), mask 0101")
 
 
-def ce_random(student, rng) -> str:
+def ce_random(rng) -> Case:
     n, v = int(rng.integers(3, 20)), int(rng.integers(2, 30))
     logits = 3.0 * rng.normal(size=(n, v))
     targets = rng.integers(0, v, size=n)
     mask = (rng.random(n) < 0.5).astype(np.int64)
     mask[0], mask[-1] = 0, 1  # some tokens out, some in
-    return _check_ce(student, logits, targets, mask, f"{n}x{v} logits, {int(mask.sum())} counted")
+    return _check_ce(logits, targets, mask, f"{n}x{v} logits, {int(mask.sum())} counted")
 
 
 TESTS = [

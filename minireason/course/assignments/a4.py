@@ -25,7 +25,15 @@ from __future__ import annotations
 
 import numpy as np
 
-from minireason.course.grading import GradedTest, WrongAnswer, expect_array, expect_tuple
+from minireason.course.grading import (
+    Case,
+    GradedTest,
+    WrongAnswer,
+    call,
+    expect_array,
+    expect_tuple,
+)
+from minireason.course.wire import type_name
 from minireason.evaluation import metrics
 from minireason.prep.prompts import Segment
 from minireason.reason import evidence, scoring
@@ -57,18 +65,29 @@ VOCAB = (
 
 def expect_number(what: str, got, expected: float, rtol: float = 1e-6, atol: float = 1e-9):
     """Raise :class:`WrongAnswer` unless ``got`` is a finite number close to ``expected``."""
-    try:
-        value = float(got)
-    except (TypeError, ValueError):
-        raise WrongAnswer(f"{what}: expected a number, got {type(got).__name__}") from None
+    if isinstance(got, (np.ndarray, np.generic)) and np.size(got) == 1:
+        got = got.item()
+    if isinstance(got, bool) or not isinstance(got, (int, float)):
+        raise WrongAnswer(f"{what}: expected a number, got {type_name(got)}")
+    value = float(got)
     if not np.isfinite(value) or not np.isclose(value, expected, rtol=rtol, atol=atol):
         raise WrongAnswer(f"{what}: expected {expected:.8g}, got {value:.8g}")
     return value
 
 
 def _weights(w: dict) -> scoring.ScoreWeights:
+    """The assignment's four weights; the package's other terms (focus, consensus, the
+    degenerate, unfinished and sentiment penalties) are not part of A4 and weigh 0."""
     return scoring.ScoreWeights(
-        user=w["user"], item=w["item"], logprob=w["logprob"], repetition=w["repetition"]
+        user=w["user"],
+        item=w["item"],
+        logprob=w["logprob"],
+        repetition=w["repetition"],
+        focus=0.0,
+        consensus=0.0,
+        degenerate=0.0,
+        unfinished=0.0,
+        contradicts=0.0,
     )
 
 
@@ -106,22 +125,23 @@ def _random_weights(rng) -> dict:
 FIXED_WEIGHTS = {"user": 1.0, "item": 1.0, "logprob": 0.2, "repetition": 1.0}
 
 
-def _check_score(student, words, logprobs, aspects, tags, w, what) -> str:
-    expected = _reference_score(words, logprobs, aspects, tags, w)
-    got = student.score_candidate(list(words), logprobs.copy(), list(aspects), list(tags), dict(w))
-    expect_number(
-        f"score_candidate ({what}: words {words}, aspects {aspects}, tags {tags})", got, expected
-    )
-    return what
+def _check_score(words, logprobs, aspects, tags, w, what) -> Case:
+    def check(outputs):
+        expected = _reference_score(words, logprobs, aspects, tags, w)
+        where = f"score_candidate ({what}: words {words}, aspects {aspects}, tags {tags})"
+        expect_number(where, outputs["score"], expected)
+        return what
+
+    args = (list(words), logprobs, list(aspects), list(tags), dict(w))
+    return Case([call("score", "score_candidate", *args)], check)
 
 
-def score_fixed(student, rng) -> str:
+def score_fixed(rng) -> Case:
     words = "great tone and great tone with bright strings".split()
     logprobs = np.array([-1.0, -2.0, -0.5, -0.5, -1.0, -3.0, -2.0, -1.5, -0.5])
     aspects = ["tone", "price", "bright strings"]  # 2 of 3 mentioned
     tags = ["strings", "neck"]  # 1 of 2 mentioned
     return _check_score(
-        student,
         words,
         logprobs,
         aspects,
@@ -131,39 +151,35 @@ def score_fixed(student, rng) -> str:
     )
 
 
-def score_random(student, rng) -> str:
+def score_random(rng) -> Case:
     words = _random_words(rng, 4, 14)
     aspects = _random_phrases(rng, int(rng.integers(0, 4)))
     aspects += [" ".join(words[:2])] if " ".join(words[:2]) not in aspects else []
     tags = _random_phrases(rng, int(rng.integers(0, 4)))
     logprobs = -rng.exponential(1.5, size=len(words) + 1)
-    return _check_score(
-        student, words, logprobs, aspects, tags, _random_weights(rng), f"{len(words)} words"
-    )
+    return _check_score(words, logprobs, aspects, tags, _random_weights(rng), f"{len(words)} words")
 
 
-def _check_pick(student, candidates, logprobs, aspects, tags, w, what) -> str:
-    scores = [_reference_score(c, lp, aspects, tags, w) for c, lp in zip(candidates, logprobs)]
-    expected = int(np.argmax(scores))  # the first of equal bests
-    got = student.pick_best(
-        [list(c) for c in candidates],
-        [lp.copy() for lp in logprobs],
-        list(aspects),
-        list(tags),
-        dict(w),
-    )
-    if not isinstance(got, (int, np.integer)) or isinstance(got, bool):
-        raise WrongAnswer(f"pick_best ({what}): expected an int index, got {type(got).__name__}")
-    if int(got) != expected:
-        raise WrongAnswer(
-            f"pick_best ({what}): expected candidate {expected} (score "
-            f"{scores[expected]:.4f}), got {int(got)}; scores "
-            f"{[round(s, 4) for s in scores]}"
-        )
-    return what
+def _check_pick(candidates, logprobs, aspects, tags, w, what) -> Case:
+    def check(outputs):
+        scores = [_reference_score(c, lp, aspects, tags, w) for c, lp in zip(candidates, logprobs)]
+        expected = int(np.argmax(scores))  # the first of equal bests
+        got = outputs["best"]
+        if not isinstance(got, (int, np.integer)) or isinstance(got, bool):
+            raise WrongAnswer(f"pick_best ({what}): expected an int index, got {type_name(got)}")
+        if int(got) != expected:
+            raise WrongAnswer(
+                f"pick_best ({what}): expected candidate {expected} (score "
+                f"{scores[expected]:.4f}), got {int(got)}; scores "
+                f"{[round(s, 4) for s in scores]}"
+            )
+        return what
+
+    args = ([list(c) for c in candidates], list(logprobs), list(aspects), list(tags), dict(w))
+    return Case([call("best", "pick_best", *args)], check)
 
 
-def pick_best_fixed(student, rng) -> str:
+def pick_best_fixed(rng) -> Case:
     candidates = [
         "the sound is very nice".split(),  # likely, covers nothing
         "warm tone for the price".split(),  # covers 2 aspects
@@ -172,7 +188,6 @@ def pick_best_fixed(student, rng) -> str:
     ]  # a tie with 1: 1 wins
     logprobs = [np.full(6, -0.5), np.full(6, -2.0), np.full(7, -0.3), np.full(6, -2.0)]
     return _check_pick(
-        student,
         candidates,
         logprobs,
         ["tone", "price"],
@@ -182,13 +197,13 @@ def pick_best_fixed(student, rng) -> str:
     )
 
 
-def pick_best_random(student, rng) -> str:
+def pick_best_random(rng) -> Case:
     n = int(rng.integers(3, 9))
     candidates = [_random_words(rng, 3, 12) for _ in range(n)]
     logprobs = [-rng.exponential(1.5, size=len(c) + 1) for c in candidates]
     aspects, tags = _random_phrases(rng, 3), _random_phrases(rng, 2)
     return _check_pick(
-        student, candidates, logprobs, aspects, tags, _random_weights(rng), f"{n} random candidates"
+        candidates, logprobs, aspects, tags, _random_weights(rng), f"{n} random candidates"
     )
 
 
@@ -222,48 +237,59 @@ def _segments(spans) -> list[Segment]:
     ]
 
 
-def segment_mass_fixed(student, rng) -> str:
+def segment_mass_fixed(rng) -> Case:
     attention = _causal_attention(np.random.default_rng(5), 8)
     rows, spans = [4, 5, 7], [(0, 2), (2, 3), (5, 8), (3, 5)]
-    expected = evidence.segment_mass(attention, rows, _segments(spans))
-    got = student.segment_mass(attention.copy(), list(rows), list(spans))
-    expect_array(f"segment_mass (8x8 attention, rows {rows}, segments {spans})", got, expected)
-    return "8x8 attention, 3 rows, 4 segments"
+
+    def check(outputs):
+        expected = evidence.segment_mass(attention, rows, _segments(spans))
+        what = f"segment_mass (8x8 attention, rows {rows}, segments {spans})"
+        expect_array(what, outputs["mass"], expected)
+        return "8x8 attention, 3 rows, 4 segments"
+
+    return Case([call("mass", "segment_mass", attention, list(rows), list(spans))], check)
 
 
-def _check_evidence(student, attention, prompt_len, spans, what) -> str:
-    owners, _ = evidence.aggregate_evidence(attention, prompt_len, _segments(spans))
-    by_label = {s.label: s.share for s in owners}
-    expected = np.array([by_label[f"s{i}"] for i in range(len(spans))])
-    got = student.evidence_shares(attention.copy(), prompt_len, list(spans))
-    expect_array(
-        f"evidence_shares ({what}, prompt_len {prompt_len}, segments {spans})", got, expected
-    )
-    return what
+def _check_evidence(attention, prompt_len, spans, what) -> Case:
+    def check(outputs):
+        owners, _ = evidence.aggregate_evidence(attention, prompt_len, _segments(spans))
+        by_label = {s.label: s.share for s in owners}
+        expected = np.array([by_label[f"s{i}"] for i in range(len(spans))])
+        where = f"evidence_shares ({what}, prompt_len {prompt_len}, segments {spans})"
+        expect_array(where, outputs["shares"], expected)
+        return what
+
+    return Case([call("shares", "evidence_shares", attention, prompt_len, list(spans))], check)
 
 
-def evidence_fixed(student, rng) -> str:
+def evidence_fixed(rng) -> Case:
     attention = _causal_attention(np.random.default_rng(9), 10)
-    return _check_evidence(student, attention, 6, [(0, 3), (3, 5), (5, 6)], "10x10 attention")
+    return _check_evidence(attention, 6, [(0, 3), (3, 5), (5, 6)], "10x10 attention")
 
 
-def evidence_random(student, rng) -> str:
+def evidence_random(rng) -> Case:
     prompt_len = int(rng.integers(4, 20))
     T = prompt_len + int(rng.integers(2, 10))
     spans = _tiling(rng, prompt_len, int(rng.integers(2, min(prompt_len, 6) + 1)))
-    return _check_evidence(
-        student, _causal_attention(rng, T), prompt_len, spans, f"{T}x{T} attention"
-    )
+    return _check_evidence(_causal_attention(rng, T), prompt_len, spans, f"{T}x{T} attention")
 
 
 # --------------------------------------------------------------------------- BLEU and ROUGE-L
 
 
-def _check_bleu(student, hyps, refs, max_n, what) -> str:
-    expected = metrics.corpus_bleu(hyps, refs, max_n)
-    got = student.corpus_bleu([list(h) for h in hyps], [list(r) for r in refs], max_n)
-    expect_number(f"corpus_bleu (BLEU-{max_n}, {what})", got, expected)
-    return f"BLEU-{max_n} {expected:.3f}"
+def _bleu_case(hyps, refs, orders, what) -> Case:
+    """One call of the student's corpus_bleu per BLEU order, checked in that order."""
+
+    def check(outputs):
+        done = []
+        for n in orders:
+            expected = metrics.corpus_bleu(hyps, refs, n)
+            expect_number(f"corpus_bleu (BLEU-{n}, {what})", outputs[f"bleu{n}"], expected)
+            done.append(f"BLEU-{n} {expected:.3f}")
+        return ", ".join(done)
+
+    calls = [call(f"bleu{n}", "corpus_bleu", hyps, refs, n) for n in orders]
+    return Case(calls, check)
 
 
 BLEU_HYPS = [
@@ -278,10 +304,9 @@ BLEU_REFS = [
 ]
 
 
-def bleu_fixed(student, rng) -> str:
+def bleu_fixed(rng) -> Case:
     """3 pairs, hypotheses shorter than references (c = 15 < r = 21: the brevity penalty)."""
-    done = [_check_bleu(student, BLEU_HYPS, BLEU_REFS, n, "3 pairs, c=15, r=21") for n in (1, 4)]
-    return ", ".join(done)
+    return _bleu_case(BLEU_HYPS, BLEU_REFS, (1, 4), "3 pairs, c=15, r=21")
 
 
 def _related_pair(rng) -> tuple[list[str], list[str]]:
@@ -294,41 +319,43 @@ def _related_pair(rng) -> tuple[list[str], list[str]]:
     return (hyp or ref[:1]), ref
 
 
-def bleu_random(student, rng) -> str:
+def bleu_random(rng) -> Case:
     n = int(rng.integers(3, 9))
     pairs = [_related_pair(rng) for _ in range(n)]
     pairs.append((["a", "b", "c", "d", "e"], ["a", "b", "c", "d", "e", "f", "g"]))  # p_4 > 0
     hyps, refs = [p[0] for p in pairs], [p[1] for p in pairs]
     c, r = sum(map(len, hyps)), sum(map(len, refs))
-    return ", ".join(
-        _check_bleu(student, hyps, refs, m, f"{n + 1} pairs, c={c}, r={r}") for m in (1, 2, 4)
-    )
+    return _bleu_case(hyps, refs, (1, 2, 4), f"{n + 1} pairs, c={c}, r={r}")
 
 
-def _check_rouge_l(student, hyp, ref, what) -> str:
-    result = student.rouge_l(list(hyp), list(ref))
-    p, r, f = expect_tuple("rouge_l must return (P, R, F); it", result, 3)
-    ep, er, ef = metrics.rouge_l(hyp, ref)
-    where = f"rouge_l ({what}: hyp {hyp}, ref {ref})"
-    expect_number(f"{where} P", p, ep)
-    expect_number(f"{where} R", r, er)
-    expect_number(f"{where} F (beta = P/R)", f, ef)
-    return what
+def _rouge_case(pairs: list, whats: list[str], summary: str) -> Case:
+    """One call of the student's rouge_l per ``(hyp, ref)`` pair, checked in that order."""
+
+    def check(outputs):
+        for i, ((hyp, ref), what) in enumerate(zip(pairs, whats)):
+            p, r, f = expect_tuple("rouge_l must return (P, R, F); it", outputs[f"r{i}"], 3)
+            ep, er, ef = metrics.rouge_l(hyp, ref)
+            where = f"rouge_l ({what}: hyp {hyp}, ref {ref})"
+            expect_number(f"{where} P", p, ep)
+            expect_number(f"{where} R", r, er)
+            expect_number(f"{where} F (beta = P/R)", f, ef)
+        return summary
+
+    calls = [call(f"r{i}", "rouge_l", list(h), list(r)) for i, (h, r) in enumerate(pairs)]
+    return Case(calls, check)
 
 
-def rouge_l_fixed(student, rng) -> str:
+def rouge_l_fixed(rng) -> Case:
     hyp = "great tone and a solid neck".split()
     ref = "the tone is great and the neck is solid".split()  # LCS 3: P 1/2, R 1/3
-    _check_rouge_l(student, hyp, ref, "LCS 3 of 6 and 9 tokens")
-    return _check_rouge_l(student, ["cheap"], ["good", "price"], "no common token")
+    pairs = [(hyp, ref), (["cheap"], ["good", "price"])]
+    return _rouge_case(pairs, ["LCS 3 of 6 and 9 tokens", "no common token"], "no common token")
 
 
-def rouge_l_random(student, rng) -> str:
-    done = []
-    for i in range(3):
-        hyp, ref = _related_pair(rng)
-        done.append(_check_rouge_l(student, hyp, ref, f"pair {i}"))
-    return ", ".join(done)
+def rouge_l_random(rng) -> Case:
+    pairs = [_related_pair(rng) for _ in range(3)]
+    whats = [f"pair {i}" for i in range(3)]
+    return _rouge_case(pairs, whats, ", ".join(whats))
 
 
 # --------------------------------------------------------------------------- FMR and DIV
@@ -336,70 +363,86 @@ def rouge_l_random(student, rng) -> str:
 FEATURES = ["tone", "price", "strings", "guitar strings", "neck", "action", "sound"]
 
 
-def _check_detect(student, tokens, features, what) -> str:
-    expected = metrics.detect_features(tokens, features)
-    got = student.detect_features(list(tokens), list(features))
-    if not isinstance(got, (set, frozenset)) or set(got) != expected:
-        raise WrongAnswer(
-            f"detect_features ({what}: tokens {tokens}): expected the set "
-            f"{sorted(expected)}, got {got!r:.200}"
-        )
-    return what
+def _detect_case(cases: list[tuple[list, list, str]]) -> Case:
+    """One call of the student's detect_features per ``(tokens, features, what)``."""
+
+    def check(outputs):
+        for i, (tokens, features, what) in enumerate(cases):
+            expected = metrics.detect_features(tokens, features)
+            got = outputs[f"d{i}"]
+            if not isinstance(got, (set, frozenset)) or set(got) != expected:
+                raise WrongAnswer(
+                    f"detect_features ({what}: tokens {tokens}): expected the set "
+                    f"{sorted(expected)}, got {got!r:.200}"
+                )
+        return cases[-1][2]
+
+    calls = [
+        call(f"d{i}", "detect_features", list(t), list(f)) for i, (t, f, _) in enumerate(cases)
+    ]
+    return Case(calls, check)
 
 
-def detect_fixed(student, rng) -> str:
+def detect_fixed(rng) -> Case:
     tokens = "new guitar strings , great tone and tone again".split()
-    _check_detect(student, tokens, FEATURES, "a two-word feature and a repeat")
-    return _check_detect(student, "the strings guitar".split(), FEATURES, "words out of order")
+    return _detect_case(
+        [
+            (tokens, FEATURES, "a two-word feature and a repeat"),
+            ("the strings guitar".split(), FEATURES, "words out of order"),
+        ]
+    )
 
 
-def detect_random(student, rng) -> str:
+def detect_random(rng) -> Case:
     features = sorted(set(_random_phrases(rng, 6)))
     tokens = _random_words(rng, 5, 15)
-    return _check_detect(student, tokens, features, f"{len(features)} random features")
+    return _detect_case([(tokens, features, f"{len(features)} random features")])
 
 
 def _random_sets(rng, n: int, features: list[str]) -> list[set[str]]:
     return [{f for f in features if rng.random() < 0.35} for _ in range(n)]
 
 
-def _check_fmr(student, sets, gts, what) -> str:
-    expected = metrics.feature_matching_ratio(sets, gts)
-    got = student.feature_matching_ratio([set(s) for s in sets], list(gts))
-    expect_number(
-        f"feature_matching_ratio ({what}: sets {sets}, ground truth {gts})", got, expected
-    )
-    return what
+def _check_fmr(sets, gts, what) -> Case:
+    def check(outputs):
+        expected = metrics.feature_matching_ratio(sets, gts)
+        where = f"feature_matching_ratio ({what}: sets {sets}, ground truth {gts})"
+        expect_number(where, outputs["fmr"], expected)
+        return what
+
+    return Case([call("fmr", "feature_matching_ratio", [set(s) for s in sets], list(gts))], check)
 
 
-def fmr_fixed(student, rng) -> str:
+def fmr_fixed(rng) -> Case:
     sets = [{"tone", "price"}, set(), {"neck"}, {"tone"}]
-    return _check_fmr(student, sets, ["tone", "tone", "action", "tone"], "4 records")
+    return _check_fmr(sets, ["tone", "tone", "action", "tone"], "4 records")
 
 
-def fmr_random(student, rng) -> str:
+def fmr_random(rng) -> Case:
     n = int(rng.integers(3, 12))
     sets = _random_sets(rng, n, FEATURES)
     gts = [str(rng.choice(FEATURES)) for _ in range(n)]
-    return _check_fmr(student, sets, gts, f"{n} records")
+    return _check_fmr(sets, gts, f"{n} records")
 
 
-def _check_div(student, sets, what) -> str:
-    features = sorted(set().union(*sets) | {"tone"})
-    expected = metrics.feature_diversity(metrics.feature_matrix(sets, features))
-    got = student.feature_diversity([set(s) for s in sets])
-    expect_number(f"feature_diversity ({what}: sets {sets})", got, expected)
-    return what
+def _check_div(sets, what) -> Case:
+    def check(outputs):
+        features = sorted(set().union(*sets) | {"tone"})
+        expected = metrics.feature_diversity(metrics.feature_matrix(sets, features))
+        expect_number(f"feature_diversity ({what}: sets {sets})", outputs["div"], expected)
+        return what
+
+    return Case([call("div", "feature_diversity", [set(s) for s in sets])], check)
 
 
-def div_fixed(student, rng) -> str:
+def div_fixed(rng) -> Case:
     sets = [{"tone", "price"}, {"tone"}, {"neck", "tone", "price"}, set()]
-    return _check_div(student, sets, "4 sentences")  # pairs share 1, 2, 0, 1, 0, 0: DIV 4/6
+    return _check_div(sets, "4 sentences")  # pairs share 1, 2, 0, 1, 0, 0: DIV 4/6
 
 
-def div_random(student, rng) -> str:
+def div_random(rng) -> Case:
     n = int(rng.integers(2, 30))
-    return _check_div(student, _random_sets(rng, n, FEATURES), f"{n} sentences")
+    return _check_div(_random_sets(rng, n, FEATURES), f"{n} sentences")
 
 
 TESTS = [

@@ -6,7 +6,9 @@ yourself:
     minireason grade A2 tutorials/assignments/A2_layers/layers_student.py
 
 Rules: NumPy only, plus the attention sublayer imported below (you wrote its core in A1);
-do not change the function names or signatures. Inputs are float64. Activations are 2-D,
+do not change the function names or signatures. While grading, the grader provides those two
+functions and nothing else: ``minireason.nn.layers`` then holds only them, and any other
+import of ``minireason`` fails. Inputs are float64. Activations are 2-D,
 ``(N, C)`` with ``N = B * T`` tokens; linear weights are stored ``(C_in, C_out)``, so a
 linear layer is ``x @ w + b``. Every cache is yours: put in it whatever your backward needs.
 """

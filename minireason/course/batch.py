@@ -1,0 +1,232 @@
+"""Batch grading: every submission in a folder, in parallel, with a CSV of the grades.
+
+::
+
+    summary = grade_folder("A1", "submissions/", out="grades/", csv="grades.csv", jobs=4)
+    print(summary.text())
+
+A folder of submissions holds one ``.py`` file per student (the student is the file's stem)
+or one folder per student (the student is the folder's name; the file inside is the one named
+like the stub, else its only ``.py`` file: :func:`find_submission_file`). Each submission is
+graded by :func:`minireason.course.grading.grade`, in a sandbox of its own (as root: its own
+sandbox user, so submissions graded at the same time cannot read each other's copies), and
+gets ``OUT/<student>/results.json`` (Gradescope's format) and ``OUT/<student>/report.txt``
+(the table). The CSV has one row per student: score, maximum, status, then one column per
+test. Everything is written atomically.
+
+As root, the grader refuses a folder that other users can read: the sandbox users are "other
+users", and could read the other submissions there (``chmod -R o-rwx FOLDER`` fixes it). As
+another user, student code runs as that user and can read every file that user can:
+:class:`BatchSummary` says so.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import re
+import stat
+import statistics
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from minireason.course.grading import GradeReport, GraderError, grade, load_assignment
+
+
+@dataclass
+class StudentGrade:
+    """One row of the CSV."""
+
+    student: str
+    file: str
+    score: float
+    max_score: float
+    status: str
+    tests: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class BatchSummary:
+    """What a batch run did; :meth:`text` is what the CLI prints."""
+
+    assignment: str
+    rows: list[StudentGrade]
+    seconds: float
+    jobs: int
+    isolation: str
+    csv_path: Path | None = None
+    out: Path | None = None
+
+    def text(self) -> str:
+        graded = [r for r in self.rows if r.status == "graded"]
+        scores = [r.score for r in graded]
+        lines = [
+            f"{self.assignment}: {len(self.rows)} submissions in {self.seconds:.0f} s "
+            f"with {self.jobs} job{'s' if self.jobs != 1 else ''}"
+        ]
+        if scores:
+            top = max(r.max_score for r in graded)
+            lines.append(
+                f"graded {len(scores)}: mean {statistics.mean(scores):.1f}, median "
+                f"{statistics.median(scores):g}, min {min(scores):g}, max {max(scores):g} "
+                f"(of {top:g}); {sum(s == top for s in scores)} full marks, "
+                f"{sum(s == 0 for s in scores)} zero"
+            )
+        for r in self.rows:
+            if r.status != "graded":
+                lines.append(f"  {r.student}: {r.status}")
+        if self.csv_path:
+            lines.append(f"grades: {self.csv_path}")
+        if self.out:
+            lines.append(f"per-student results and reports: {self.out}/<student>/")
+        lines.append(f"isolation: {self.isolation}")
+        return "\n".join(lines)
+
+
+def find_submission_file(folder, assignment_module) -> Path:
+    """The student's file in a submission folder: the one named like the stub, else the
+    only ``.py`` file; FileNotFoundError says what is there instead."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"submission folder not found: {folder}")
+    name = Path(assignment_module.STUDENT_FILE).name
+    if (folder / name).is_file():
+        return folder / name
+    found = sorted(p for p in folder.iterdir() if p.suffix == ".py" and p.is_file())
+    found = [p for p in found if not p.name.startswith(".")]
+    if len(found) == 1:
+        return found[0]
+    listed = ", ".join(p.name for p in found[:5]) or "none"
+    raise FileNotFoundError(
+        f"no {name} in the submission, and {len(found)} other .py files ({listed}): "
+        f"submit one file named {name}"
+    )
+
+
+def submissions(folder) -> list[tuple[str, Path]]:
+    """``(student, path)`` for each submission in ``folder``: its ``.py`` files and folders."""
+    folder = Path(folder)
+    items = []
+    for p in sorted(folder.iterdir()):
+        if p.name.startswith("."):
+            continue
+        if p.is_dir() or p.suffix == ".py":
+            items.append((p.stem if p.is_file() else p.name, p))
+    return items
+
+
+def readable_by_others(folder) -> bool:
+    """Whether a user who is neither the owner nor in the group can read any submission."""
+    folder = Path(folder).resolve()
+    for part in [*reversed(folder.parents), folder]:
+        if not os.stat(part).st_mode & stat.S_IXOTH:
+            return False
+    for dirpath, dirnames, filenames in os.walk(folder):
+        d = Path(dirpath)
+        if not os.stat(d).st_mode & stat.S_IXOTH:
+            dirnames[:] = []
+            continue
+        if os.stat(d).st_mode & stat.S_IROTH and (dirnames or filenames):
+            return True
+        if any(os.stat(d / f).st_mode & stat.S_IROTH for f in filenames):
+            return True
+    return False
+
+
+def grade_folder(
+    assignment: str,
+    folder,
+    out=None,
+    csv_path=None,
+    jobs: int = 1,
+    seed=None,
+    timeout: float = 10.0,
+    limits=None,
+) -> BatchSummary:
+    """Grade every submission in ``folder``; see the module docstring.
+
+    Raises:
+        FileNotFoundError: no such folder, or no submission in it.
+        ValueError: as root, a folder other users can read; ``jobs`` below 1.
+    """
+    module = load_assignment(assignment)
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"submissions folder not found: {folder}")
+    if jobs < 1:
+        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    if getattr(os, "geteuid", lambda: -1)() == 0 and readable_by_others(folder):
+        raise ValueError(
+            f"{folder}: other users can read these submissions, so student code (which runs "
+            f"as a sandbox user) could read the others: run 'chmod -R o-rwx {folder}' first"
+        )
+    items = submissions(folder)
+    if not items:
+        raise FileNotFoundError(f"no submissions in {folder} (expected .py files or folders)")
+    out = Path(out) if out is not None else None
+    start = time.perf_counter()
+    isolation = [""]
+
+    def one(item) -> StudentGrade:
+        student, path = item
+        try:
+            file = path if path.is_file() else find_submission_file(path, module)
+        except FileNotFoundError as exc:
+            return StudentGrade(student, "", 0.0, _max(module), f"no file: {exc}")
+        try:
+            report = grade(module.NAME, file, seed=seed, timeout=timeout, limits=limits)
+        except (GraderError, OSError, ValueError) as exc:
+            return StudentGrade(student, file.name, 0.0, _max(module), f"grader error: {exc}")
+        isolation[0] = re.sub(
+            r"runs as sandbox user \d+",
+            "runs as a sandbox user of its own (one per submission graded at a time)",
+            report.isolation,
+        )
+        if out is not None:
+            _write_student(out / student, report)
+        status = "graded" if not report.load_error else f"not loadable: {report.load_error}"
+        tests = {r.name: r.points for r in report.results}
+        return StudentGrade(
+            student, file.name, report.score, report.max_score, status.split("\n")[0], tests
+        )
+
+    with ThreadPoolExecutor(max_workers=jobs) as pool:
+        rows = list(pool.map(one, items))
+    summary = BatchSummary(
+        module.NAME, rows, time.perf_counter() - start, jobs, isolation[0], out=out
+    )
+    if csv_path is not None:
+        summary.csv_path = write_csv(csv_path, rows, [t.name for t in module.TESTS])
+    return summary
+
+
+def _max(module) -> float:
+    return float(sum(t.points for t in module.TESTS))
+
+
+def _write_student(folder: Path, report: GradeReport) -> None:
+    report.write_results(folder / "results.json")
+    tmp = folder / f".report.txt.{os.getpid()}.tmp"
+    tmp.write_text(report.table() + "\n", encoding="utf-8")
+    os.replace(tmp, folder / "report.txt")
+
+
+def write_csv(path, rows: list[StudentGrade], test_names: list[str]) -> Path:
+    """The grades as CSV (atomically): student, file, score, max_score, status, tests..."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer)
+    writer.writerow(["student", "file", "score", "max_score", "status", *test_names])
+    for r in rows:
+        writer.writerow(
+            [r.student, r.file, f"{r.score:g}", f"{r.max_score:g}", r.status]
+            + [f"{r.tests[n]:g}" if n in r.tests else "" for n in test_names]
+        )
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(buffer.getvalue(), encoding="utf-8")
+    os.replace(tmp, path)
+    return path
