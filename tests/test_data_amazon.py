@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minireason.data import amazon
-from minireason.data.clean import clean_text, drop_duplicates
+from minireason.data.clean import clean_text, drop_duplicates, one_line
 from minireason.data.generic import REQUIRED, load_generic
 from minireason.data.movielens import load_ratings
 from minireason.data.report import DataError, LoadReport
@@ -35,6 +35,13 @@ def _write(tmp_path, lines, name="reviews.json"):
     path = tmp_path / name
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def test_one_line_leaves_no_line_break_a_reader_would_split_on():
+    text = "Great\r tone\x0c and\x85 feel\u2028 <b>&amp;\n\tstrings\x1e "
+    assert one_line(text) == "Great tone and feel <b>&amp; strings"
+    assert one_line(text).splitlines() == [one_line(text)]
+    assert one_line("") == ""
 
 
 def test_clean_text_strips_html_entities_control_chars_and_spaces():

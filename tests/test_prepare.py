@@ -61,7 +61,7 @@ def test_real_records_targets_and_sequences(mi_prepared):
             assert rec["target"] in rec["text"] and len(words(rec["target"])) <= 25
             ids, mask = fin.get(rec["seq"])
             plen = fin.prompt_len[rec["seq"]]
-            assert len(ids) <= 128 and plen <= 64
+            assert len(ids) <= p.context and plen <= p.prompt_tokens
             assert not mask[:plen].any() and mask[plen:].all()
             assert ids[-1] == p.tokenizer.eos_id
             assert p.tokenizer.decode(ids[plen:-1]) == rec["target"]

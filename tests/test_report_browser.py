@@ -26,7 +26,7 @@ from minireason.demo import pick_users, run_demo
 from minireason.evaluation.metrics import rouge_l
 from minireason.evaluation.report import write_evaluation_page
 from minireason.prep.prepared import load_prepared
-from minireason.reason.explain import explain_for_user, fit_recommender
+from minireason.reason.explain import CANDIDATE_HEADERS, explain_for_user, fit_recommender
 from minireason.reason.report import user_section, write_report
 from minireason.text import mentions, tokens
 from minireason.train.run import load_run
@@ -325,11 +325,12 @@ def test_candidates_table_has_every_candidate_with_the_clis_scores(browser, demo
         == 0
     )
     cli = capsys.readouterr().out
+    n = len(CANDIDATE_HEADERS)  # the score and each of its parts
     tables = []
     for line in cli.splitlines():
         if line.startswith("  step 4:"):
             tables.append([])
-        elif m := re.match(r"    [* ] +(\d+) +((?:[+-]\d+\.\d{3} +){9})(\S+)", line):
+        elif m := re.match(rf"    [* ] +(\d+) +((?:[+-]\d+\.\d{{3}} +){{{n}}})(\S+)", line):
             tables[-1].append([m.group(1), *m.group(2).split(), m.group(3)])
     assert len(tables) == 3 and all(len(t) == N_CANDIDATES for t in tables)
     reasons = re.findall(r'^  reason:    "(.*)"$', cli, re.M)
@@ -341,7 +342,7 @@ def test_candidates_table_has_every_candidate_with_the_clis_scores(browser, demo
             f"{card} table.candidates tbody tr",
             "trs => trs.map(tr => [tr.dataset.rank,"
             " ...[...tr.querySelectorAll('td[data-key]')].map(td => td.textContent),"
-            " tr.children[10].textContent])",
+            f" tr.children[{n + 1}].textContent])",
         )
         assert rows == table
         assert (
@@ -513,7 +514,7 @@ def test_a_hostile_review_on_the_evaluation_page_renders_as_text(browser, demo, 
     rows = [
         json.loads(line) for line in (out / "eval" / "generations.jsonl").read_text().splitlines()
     ]
-    answers = {s: [r[s] for r in rows] for s in ("model", "random", "retrieval", "template")}
+    answers = {s: [r[s] for r in rows] for s in ["model", *result["baselines"]]}
     answers["retrieval"][1] = HOSTILE
     records = [
         {"user": r["user"], "item": r["item"], "feature": r["feature"], "target": r["reference"]}

@@ -37,9 +37,6 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pyarrow.parquet as pq
 
@@ -240,7 +237,7 @@ ax.set_xlabel("seconds since the first chunk started (blue: load + chunk, orange
 ax.set_title(f"{len(chunks)} chunks of {CHUNK} users on {len(workers)} worker processes")
 fig.tight_layout()
 fig.savefig(OUT / "10_chunk_timeline.png", dpi=120)
-plt.close(fig)
+plt.show()
 print("saved", OUT / "10_chunk_timeline.png")
 
 # %% [markdown]

@@ -6,9 +6,10 @@ program::
 
     1. reads the request: the student's file name (in its working directory), the functions
        the assignment provides, the calls to make, the limits and the user to run as;
-    2. loads the provided functions (e.g. the reference softmax that A1's forward tests put in
-       place of the student's), each as a copy whose globals hold only the names it uses, so
-       that no reference the assignment is about can be reached through them;
+    2. runs the package's matrix products on one thread, then loads the provided functions
+       (e.g. the reference softmax that A1's forward tests put in place of the student's),
+       each as a copy whose globals hold only the names it uses, so that no reference the
+       assignment is about can be reached through them;
     3. forgets every ``minireason`` module (``sys.modules``) and collects the garbage;
     4. sets the resource limits and, when started as root, becomes the unprivileged user it
        was given (after this it cannot become root again);
@@ -97,6 +98,19 @@ def seal(func, memo: dict | None = None):
 
 def _is_package(name: str | None) -> bool:
     return bool(name) and (name == "minireason" or name.startswith("minireason."))
+
+
+def single_threaded_products() -> None:
+    """Run the package's matrix products on the calling thread, BLAS's included.
+
+    Called before the provided functions are sealed, so their copies keep these settings: a
+    child may start no threads (``RLIMIT_NPROC``), and threadpoolctl, which limits BLAS, is
+    not importable once the import guard is in place.
+    """
+    from minireason.nn import threads
+
+    threads.set_threads(1)
+    threads.blas_single_threaded()
 
 
 def load_provided(specs: dict[str, str]) -> dict[str, object]:
@@ -304,6 +318,7 @@ def import_student(path: str):
 
 def run_request(request: dict) -> dict:
     """Steps 2-6 of the module docstring; returns the reply (step 7 writes it)."""
+    single_threaded_products()
     provided = load_provided(request.get("provided", {}))
     provide = {
         module: {name: provided[key] for name, key in names.items()}

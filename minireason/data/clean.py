@@ -30,9 +30,16 @@ def clean_text(text: str) -> str:
     text = html.unescape(text)
     text = _TAG_TAIL.sub(" ", text)
     text = _TAG.sub(" ", text)
-    text = _CONTROL.sub(" ", text)
-    text = _SPACE.sub(" ", text).strip()
-    return _SPACE_BEFORE_PUNCT.sub(r"\1", text)
+    return _SPACE_BEFORE_PUNCT.sub(r"\1", one_line(text))
+
+
+def one_line(text: str) -> str:
+    """``text`` with control characters and line breaks as spaces, whitespace collapsed.
+
+    What a generated reason is shown as: a model can sample a carriage return or a form
+    feed, which a terminal or a line-oriented reader would take for the end of the line.
+    """
+    return _SPACE.sub(" ", _CONTROL.sub(" ", text)).strip()
 
 
 class FieldProblem(Exception):

@@ -41,6 +41,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from minireason import backend
+from minireason.data.clean import one_line
 from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
 from minireason.evaluation.metrics import explanation_metrics, perplexity
 from minireason.files import directory_in_place
@@ -91,7 +92,7 @@ def greedy_generate_fn(
             )
             for tokens, finish in zip(gen.tokens, gen.finish):
                 reason = tokens[:-1] if finish == "eos" else tokens
-                out.append(tok.decode(reason, skip_special=True).strip())
+                out.append(one_line(tok.decode(reason, skip_special=True)))
         return out
 
     return generate_reasons

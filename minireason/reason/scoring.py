@@ -53,6 +53,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from minireason.data.clean import one_line
 from minireason.text import degeneracies, is_word, mentions, tokens, words
 
 
@@ -290,7 +291,7 @@ def rank_candidates(
     w = weights or ScoreWeights()
     candidates, seen, texts_words = [], set(), []
     for ids, logp, finish in zip(token_ids, logprobs, finishes, strict=True):
-        text = tokenizer.decode(ids, skip_special=True).strip()
+        text = one_line(tokenizer.decode(ids, skip_special=True))
         text_words = words(text)
         key = " ".join(text_words)
         score = score_candidate(
