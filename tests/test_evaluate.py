@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from minireason.cli import main
+from minireason.data.clean import one_line
 from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
 from minireason.evaluation.evaluate import (
     METRICS,
@@ -110,7 +111,7 @@ def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
             if seq[-1] == tok.eos_id:
                 seq.pop()
                 break
-        assert reason == tok.decode(seq[len(prompt) :], skip_special=True).strip()
+        assert reason == one_line(tok.decode(seq[len(prompt) :], skip_special=True))
 
 
 def test_step4_reason_is_the_best_scored_sample(run):
@@ -147,7 +148,7 @@ def test_step4_reason_is_the_best_scored_sample(run):
     w = ScoreWeights()
     for j, rec in enumerate(records[2:4]):
         rows = range(4 * j, 4 * j + 4)
-        texts = [tok.decode(gen.tokens[r], skip_special=True).strip() for r in rows]
+        texts = [one_line(tok.decode(gen.tokens[r], skip_special=True)) for r in rows]
         rating = expected_rating([h["rating"] for h in rec["history"]])
         agree = consensus([words(t) for t in texts])
         scores = [
@@ -345,5 +346,6 @@ def test_tuning_chooses_exactly_what_step4_keeps(run):
         "degenerate": 0.0,
     }
     assert objective(good) == pytest.approx(4.0)
+    assert objective({**good, "degenerate": 0.015}) == pytest.approx(3.5)
     assert objective({**good, "degenerate": 0.05}) == float("-inf")
     assert objective({**good, "usr": 0.4}) == float("-inf")
