@@ -256,10 +256,17 @@ def test_cli_evaluate(run, tmp_path, capsys):
 
 
 def test_examples_are_seeded_and_complete():
-    from minireason.evaluation.evaluate import SYSTEMS, examples
+    from minireason.evaluation.evaluate import SYSTEMS, examples, examples_markdown
 
     records = [
-        {"user": f"u{i}", "item": f"i{i}", "feature": "tone", "target": f"ref {i}", "focus": []}
+        {
+            "user": f"u{i}",
+            "item": f"i{i}",
+            "feature": "tone",
+            "target": f"ref {i}",
+            "focus": [],
+            "evidence": [f"Quoted sentence {i}."] if i % 2 else [],
+        }
         for i in range(50)
     ]
     answers = {name: [f"{name} {i}" for i in range(50)] for name in SYSTEMS}
@@ -271,7 +278,15 @@ def test_examples_are_seeded_and_complete():
     for e in first:
         assert e["reference"] == f"ref {e['record']}"
         assert all(e[name] == f"{name} {e['record']}" for name in SYSTEMS)
+        assert e["prompt_evidence"] == records[e["record"]]["evidence"]
     assert len(examples(records[:5], {k: v[:5] for k, v in answers.items()}, 20, 0)) == 5
+    md = "\n".join(examples_markdown(first, {"random_seed": 0}))
+    for e in first:  # each system's whole answer, the evidence baseline's too
+        assert f"- evidence: evidence {e['record']}" in md
+        assert f"- **model**: model {e['record']}\n" in md
+    assert md.count("(no evidence: retrieval's answer)") == sum(
+        not e["prompt_evidence"] for e in first
+    )
 
 
 def test_evidence_baseline_falls_back_to_retrieval():

@@ -405,8 +405,9 @@ def evidence_reasons(records: list[dict], fallback: list[str]) -> tuple[list[str
 
 def examples(records: list[dict], answers: dict, n: int, seed: int) -> list[dict]:
     """``n`` records drawn at random (seeded, without replacement, shown in record order):
-    each one's user, item, ground-truth feature, focus, evidence, reference and every
-    system's answer, so a reader can judge the reasons themselves."""
+    each one's user, item, ground-truth feature, focus, the evidence its prompt quoted
+    (``prompt_evidence``), reference and every system's answer (keyed by system), so a
+    reader can judge the reasons themselves."""
     rng = np.random.default_rng([seed, len(records)])
     picks = sorted(rng.choice(len(records), size=min(n, len(records)), replace=False).tolist())
     return [
@@ -416,7 +417,7 @@ def examples(records: list[dict], answers: dict, n: int, seed: int) -> list[dict
             "item": records[i]["item"],
             "feature": records[i]["feature"],
             "focus": records[i].get("focus") or [],
-            "evidence": records[i].get("evidence") or [],
+            "prompt_evidence": records[i].get("evidence") or [],
             "reference": records[i]["target"],
             **{name: answers[name][i] for name in SYSTEMS},
         }
@@ -489,7 +490,8 @@ def examples_markdown(rows: list[dict], info: dict) -> list[str]:
             f"- reference: {row['reference']}",
             f"- **model**: {row['model']}",
             f"- retrieval: {row['retrieval']}",
-            f"- evidence: {row['evidence'][0] if row['evidence'] else '(none: retrieval)'}",
+            f"- evidence: {row['evidence']}"
+            + ("" if row["prompt_evidence"] else " (no evidence: retrieval's answer)"),
             f"- template: {row['template']}",
             "",
         ]

@@ -13,10 +13,12 @@ are scored with :func:`minireason.evaluation.metrics.explanation_metrics`.
 
 The search is by coordinates: starting from the defaults, each weight of :data:`GRID` in
 turn takes the value of its list that maximises :func:`objective`, the others held, for
-``passes`` rounds. The objective is the sum of the issue's targets as ratios (BLEU-4 / 1.6
-+ ROUGE-L / 19 + BLEU-1 / 20 + FMR / 0.36), a setting whose degenerate rate is above 3% or
-whose USR is below 0.5 counting as infeasible. Only the validation split may be tuned on
-(``--split test`` is refused): the test split is reported once, with the weights chosen.
+``passes`` rounds. The objective is the sum of the targets as ratios (BLEU-4 / 1.6 +
+ROUGE-L / 19 + BLEU-1 / 20 + FMR / 0.36) less the degenerate rate as a ratio of its 3%
+ceiling (what a reader notices first costs as much as a whole target at that ceiling); a
+setting whose degenerate rate is above 3% or whose USR is below 0.5 is infeasible. Only the
+validation split may be tuned on (``--split test`` is refused): the test split is reported
+once, with the weights chosen.
 """
 
 from __future__ import annotations
@@ -56,11 +58,11 @@ MIN_USR = 0.5
 
 
 def objective(m: dict) -> float:
-    """The sum of ``m[k] / TARGETS[k]``; ``-inf`` when the degenerate rate is above
-    :data:`MAX_DEGENERATE` or USR below :data:`MIN_USR` (module doc)."""
+    """``sum(m[k] / TARGETS[k]) - m["degenerate"] / MAX_DEGENERATE``; ``-inf`` when the
+    degenerate rate is above :data:`MAX_DEGENERATE` or USR below :data:`MIN_USR`."""
     if m["degenerate"] > MAX_DEGENERATE or m["usr"] < MIN_USR:
         return float("-inf")
-    return sum(m[k] / t for k, t in TARGETS.items())
+    return sum(m[k] / t for k, t in TARGETS.items()) - m["degenerate"] / MAX_DEGENERATE
 
 
 class CandidatePool:

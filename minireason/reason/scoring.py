@@ -61,15 +61,15 @@ from minireason.text import degeneracies, is_word, mentions, tokens, words
 class ScoreWeights:
     """Weights of the score (see the module docstring for the formula)."""
 
-    user: float = 1.0
+    user: float = 0.5
     item: float = 1.0
     focus: float = 1.0
-    logprob: float = 0.2
+    logprob: float = 0.1
     consensus: float = 0.0
     repetition: float = 1.0
-    degenerate: float = 0.0
+    degenerate: float = 2.0
     unfinished: float = 0.0
-    contradicts: float = 0.0
+    contradicts: float = 0.25
     duplicate: float = 1.0
     truncated: float = 0.5
     empty: float = 10.0

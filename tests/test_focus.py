@@ -1,0 +1,75 @@
+"""The learned focus predictor (minireason.prep.focus) against the hand-made one."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from minireason.prep.features import predict_focus
+from minireason.prep.focus import (
+    FEATURES,
+    FocusModel,
+    TrainingCounts,
+    candidate_features,
+    compare,
+    expand,
+    hits,
+)
+from minireason.prep.prepared import load_prepared
+
+
+@pytest.fixture(scope="module")
+def prepared(micro_prepared):
+    return load_prepared(micro_prepared)
+
+
+def test_a_training_record_never_counts_itself(prepared):
+    counts = TrainingCounts(prepared)
+    rec = next(r for r in prepared.train if r["target"] and r["feature"] in r["aspects"])
+    cands, own = candidate_features(rec, counts, own=True)
+    cands_all, everyone = candidate_features(rec, counts, own=False)
+    assert own.shape == (len(cands), len(FEATURES))
+    col = FEATURES.index("log1p(times it was the item's feature)")
+    c = counts.item_features[rec["item"]][rec["feature"]]
+    if rec["feature"] in cands:
+        assert own[cands.index(rec["feature"]), col] == pytest.approx(math.log1p(c - 1))
+    assert everyone[cands_all.index(rec["feature"]), col] == pytest.approx(math.log1p(c))
+    mentioned = FEATURES.index("log1p(item reviews mentioning it)")
+    for a in set(cands) & set(rec["aspects"]):  # its own review is not among its item's
+        n = counts.item_aspects[rec["item"]][a]
+        assert own[cands.index(a), mentioned] == pytest.approx(math.log1p(n - 1))
+
+
+def test_the_fit_is_deterministic_and_ranks_every_candidate(prepared):
+    a, b = FocusModel.fit(prepared, epochs=50), FocusModel.fit(prepared, epochs=50)
+    assert np.array_equal(a.weights, b.weights)
+    assert a.weights.shape == (expand(np.zeros((1, len(FEATURES)))).shape[1],)
+    counts = TrainingCounts(prepared)
+    for r in prepared.valid[:10]:
+        cands, X = candidate_features(r, counts, own=False)
+        assert sorted(a.rank(cands, X)) == sorted(cands)
+    assert a.rank([], np.zeros((0, len(FEATURES)))) == []
+
+
+def test_compare_reports_both_predictors_as_prepare_made_the_heuristic(prepared):
+    out = compare(prepared, "valid", FocusModel.fit(prepared, epochs=50))
+    records = [r for r in prepared.valid if r["target"]]
+    assert out["n"] == len(records)
+    assert out["heuristic"]["hit@3"] == pytest.approx(
+        hits([r["focus"] for r in records], [r["feature"] for r in records], 3)
+    )
+    for name in ("heuristic", "learned"):
+        assert 0.0 <= out[name]["hit@1"] <= out[name]["hit@3"] <= 1.0
+    assert out["learned"]["hit@3"] <= out["candidates_hold_the_feature"]
+    r = records[0]
+    counts = sorted(prepared.items[r["item"]]["aspects"], key=lambda x: -x[1])
+    assert r["focus"] == predict_focus(
+        [(a, n) for a, n in counts], r["profile"]["aspects"], prepared.feature_rates, 3
+    )
+
+
+def test_hits():
+    assert hits([["a", "b"], ["c"]], ["b", "x"], 1) == 0.0
+    assert hits([["a", "b"], ["c"]], ["b", "c"], 2) == 1.0
