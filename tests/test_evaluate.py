@@ -318,15 +318,15 @@ def test_the_oracle_protocol_gives_the_feature_and_says_so(run, tmp_path):
     md = (out / "evaluation.md").read_text()
     assert ORACLE_LABEL in md and "| model (oracle: test feature) |" in md
     assert "random records (seed 0), unedited (ORACLE feature)" in md
+    assert "tokens, after the prompts as prepared, not the oracle ones)." in md
     page = (out / "evaluation.html").read_text(encoding="utf-8")
     assert "model (oracle: test feature)" in page
     honest = evaluate_run(
         prep_dir, run_dir, tmp_path / "honest", limit=6, progress=False, decode="greedy"
     )
-    assert (
-        honest["info"]["focus_from"] == "predicted"
-        and "ORACLE" not in (tmp_path / "honest" / "evaluation.md").read_text()
-    )
+    honest_md = (tmp_path / "honest" / "evaluation.md").read_text()
+    assert honest["info"]["focus_from"] == "predicted" and "ORACLE" not in honest_md
+    assert "not the oracle ones" not in honest_md
     with pytest.raises(ValueError, match="focus_from must be one of"):
         evaluate_run(prep_dir, run_dir, tmp_path / "x", limit=6, focus_from="gold")
 

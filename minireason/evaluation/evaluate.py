@@ -450,7 +450,8 @@ def markdown_report(result: dict) -> str:
         "repeated word 3-gram, a word twice in a row or fewer than 4 words) are ratios; DIV "
         "and degenerate: lower is better.",
         f"Model perplexity on the reasons: {result['model']['perplexity']:.2f} "
-        f"({info['perplexity_tokens']} tokens).",
+        f"({info['perplexity_tokens']} tokens"
+        + (", after the prompts as prepared, not the oracle ones)." if oracle else ")."),
         "",
         f"## Recommendation (leave-last-out, {next(iter(result['recommendation'].values()))['n_users']} users)",
         "",
