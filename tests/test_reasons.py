@@ -83,6 +83,8 @@ def test_score_formula_with_documented_weights():
         focus=4.0,
         logprob=0.5,
         repetition=1.0,
+        degenerate=1.5,
+        contradicts=0.75,
         duplicate=1.0,
         truncated=0.25,
         empty=10.0,
@@ -97,8 +99,10 @@ def test_score_formula_with_documented_weights():
         weights=w,
         focus=["tone", "strap"],
     )
-    expected = 2.0 * (1 / 3) + 3.0 * (1 / 3) + 4.0 * (1 / 2) + 0.5 * (-2.0) - 0.0 - 1.0 - 0.25
+    # two words: degenerate (fewer than 4 words); positive, as the rating expected: no contradiction
+    expected = 2.0 * (1 / 3) + 3.0 * (1 / 3) + 4.0 * (1 / 2) + 0.5 * (-2.0) - 0.0 - 1.5 - 1.0 - 0.25
     assert s.total == pytest.approx(expected)
+    assert s.degenerate == ["fewer than 4 words"] and not s.contradicts
     assert s.focus_coverage == 0.5 and s.mentioned_focus == ["tone"]
     assert s.truncated and s.duplicate and not s.empty
     no_focus = score_candidate(
