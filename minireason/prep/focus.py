@@ -32,7 +32,6 @@ from collections import Counter
 
 import numpy as np
 
-from minireason.prep.features import predict_focus
 from minireason.prep.prepared import Prepared, load_prepared
 
 FEATURES = (
@@ -177,7 +176,7 @@ def hits(ranked: list[list[str]], truth: list[str], k: int) -> float:
 
 def compare(prepared: Prepared, split: str = "valid", model: FocusModel | None = None) -> dict:
     """hit@1 and hit@3 on ``split``'s records with a target, of :func:`predict_focus` (as
-    ``prepare`` called it) and of :class:`FocusModel` (fitted on the training split unless
+    ``prepare`` called it: :meth:`Prepared.focus_for`) and of :class:`FocusModel` (fitted on the training split unless
     given); with the share of records whose feature is a candidate at all."""
     model = model or FocusModel.fit(prepared)
     counts = TrainingCounts(prepared)
@@ -185,10 +184,7 @@ def compare(prepared: Prepared, split: str = "valid", model: FocusModel | None =
     truth = [r["feature"] for r in records]
     heuristic, learned, covered = [], [], 0
     for r in records:
-        item_counts = sorted(counts.item_aspects.get(r["item"], {}).items(), key=lambda x: -x[1])
-        heuristic.append(
-            predict_focus(item_counts, r["profile"]["aspects"], prepared.feature_rates, 3)
-        )
+        heuristic.append(prepared.focus_for(r["item"], r["profile"]["aspects"]))
         candidates, X = candidate_features(r, counts, own=False)
         learned.append(model.rank(candidates, X))
         covered += r["feature"] in candidates
