@@ -84,6 +84,20 @@ def test_a2_stub_cannot_import_more_than_the_attention_sublayer(tmp_path):
     assert any("provides only self_attention_forward" in n for n in report.notes)
 
 
+def test_what_the_grader_loads_for_a2s_stand_in_stays_out_of_reach(tmp_path):
+    solution = (ROOT / "tests" / "fixtures" / "a2_solution.py").read_text()
+    only = ["block_forward_fixed"]  # runs the attention stand-in, products and all
+    honest = tmp_path / "honest" / "layers_student.py"
+    honest.parent.mkdir()
+    honest.write_text(solution)
+    assert _passed(grade("A2", honest, seed=1, only=only)) == set(only)
+    cheat = tmp_path / "layers_student.py"
+    cheat.write_text("import threadpoolctl\n" + solution)
+    report = grade("A2", cheat, seed=1, only=only)
+    assert report.score == 0, report.table()
+    assert "threadpoolctl cannot be imported while grading" in report.load_error
+
+
 def test_delegating_inside_one_function_costs_that_function_only(tmp_path):
     cheat = _file(
         tmp_path,

@@ -105,12 +105,17 @@ def single_threaded_products() -> None:
 
     Called before the provided functions are sealed, so their copies keep these settings: a
     child may start no threads (``RLIMIT_NPROC``), and threadpoolctl, which limits BLAS, is
-    not importable once the import guard is in place.
+    not importable once the import guard is in place. BLAS keeps its limit after
+    threadpoolctl is forgotten here, so a submission cannot import it either (the guard lets
+    through what is already loaded).
     """
     from minireason.nn import threads
 
     threads.set_threads(1)
     threads.blas_single_threaded()
+    for name in list(sys.modules):
+        if name.partition(".")[0] == "threadpoolctl":
+            del sys.modules[name]
 
 
 def load_provided(specs: dict[str, str]) -> dict[str, object]:
