@@ -112,7 +112,7 @@ def single_threaded_products() -> None:
     from minireason.nn import threads
 
     threads.set_threads(1)
-    threads.blas_single_threaded()
+    threads.prepare_process()
     for name in list(sys.modules):
         if name.partition(".")[0] == "threadpoolctl":
             del sys.modules[name]

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minireason.backend import array_module
-from minireason.nn.threads import matmul
+from minireason.nn.threads import matmul, rowwise
 
 # --------------------------------------------------------------------------- helpers
 
@@ -75,14 +75,21 @@ def masked_softmax(scores, allowed=None):
         (every entry False or ``-inf``).
     """
     xp = array_module(scores)
-    s = scores if allowed is None else xp.where(allowed, scores, -xp.inf)
-    m = s.max(axis=-1, keepdims=True)
-    m = xp.where(xp.isfinite(m), m, 0.0)  # all -inf row: subtract 0, exp gives 0, no inf - inf
-    e = xp.exp(s - m)
-    z = e.sum(axis=-1, keepdims=True)
-    z = xp.where(z > 0, z, 1.0)  # empty row: 0 / 1 = 0
-    e /= z
-    return e
+    out = xp.empty_like(scores)
+    masks = [] if allowed is None else [xp.broadcast_to(allowed, scores.shape)]
+
+    def kernel(scores, out, *mask):  # rows of scores (and the mask) in; rows of out written
+        s = xp.where(mask[0], scores, -xp.inf) if mask else scores
+        m = s.max(axis=-1, keepdims=True)
+        m = xp.where(xp.isfinite(m), m, 0.0)  # all -inf row: subtract 0, exp gives 0, no inf-inf
+        xp.subtract(s, m, out=out)
+        xp.exp(out, out=out)
+        z = out.sum(axis=-1, keepdims=True)
+        z = xp.where(z > 0, z, 1.0)  # empty row: 0 / 1 = 0
+        out /= z
+
+    rowwise(kernel, scores, out, *masks)
+    return out
 
 
 def _unbroadcast(grad, shape):
@@ -169,13 +176,18 @@ def attention_backward(dout, cache: AttentionCache):
     P = cache.weights
     dv = matmul(P.swapaxes(-1, -2), dout)
     dP = matmul(dout, cache.value.swapaxes(-1, -2))
+
+    def softmax_backward(dS, P):  # rows of dP in, rows of dS (in the same array) out
+        dS -= (dS * P).sum(axis=-1, keepdims=True)
+        dS *= P
+
     dS = dP
-    dS -= (dP * P).sum(axis=-1, keepdims=True)
-    dS *= P
+    rowwise(softmax_backward, dS, P)
     dmask = None if cache.mask_shape is None else _unbroadcast(dS, cache.mask_shape).copy()
-    dS *= cache.scale
     dq = matmul(dS, cache.key)
+    dq *= cache.scale  # (..., Tq, E): fewer entries to scale than dS's (..., Tq, Tk)
     dk = matmul(dS.swapaxes(-1, -2), cache.query)
+    dk *= cache.scale
     return dq, dk, dv, dmask
 
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 
 from minireason.backend import array_module
 from minireason.nn.attention import AttentionCache, attention_backward, attention_forward
-from minireason.nn.threads import matmul
+from minireason.nn.threads import matmul, rowwise
 
 GELU_SCALE = math.sqrt(2.0 / math.pi)  # a Python float: no silent float64 upcast
 GELU_CUBIC = 0.044715
@@ -93,14 +93,21 @@ def layernorm_forward(x, w, b, eps=1e-5):
     Returns:
         ``out`` ``(N, C)`` and the cache ``(xhat, rstd, w)``.
     """
-    mean = x.mean(axis=-1, keepdims=True)
-    xhat = x - mean
-    var = (xhat * xhat).mean(axis=-1, keepdims=True)
-    var += eps
-    rstd = 1.0 / var**0.5  # (N, 1)
-    xhat *= rstd
-    out = xhat * w
-    out += b
+    xp = array_module(x)
+    xhat, out = xp.empty_like(x), xp.empty_like(x)
+    rstd = xp.empty((x.shape[0], 1), dtype=x.dtype)
+
+    def kernel(x, xhat, rstd, out):  # rows of x in; rows of xhat, rstd, out written
+        xp.subtract(x, x.mean(axis=-1, keepdims=True), out=xhat)
+        xp.multiply(xhat, xhat, out=out)
+        var = out.mean(axis=-1, keepdims=True)
+        var += eps
+        xp.divide(1.0, var**0.5, out=rstd)  # (rows, 1)
+        xhat *= rstd
+        xp.multiply(xhat, w, out=out)
+        out += b
+
+    rowwise(kernel, x, xhat, rstd, out)
     return out, LayerNormCache(xhat, rstd, w)
 
 
@@ -113,13 +120,21 @@ def layernorm_backward(dout, cache: LayerNormCache):
         ``dx`` ``(N, C)``, ``dw`` ``(C,)``, ``db`` ``(C,)``.
     """
     xhat, rstd, w = cache
+    xp = array_module(dout)
     db = dout.sum(axis=0)
     dw = (dout * xhat).sum(axis=0)
-    g = dout * w
-    gx_mean = (g * xhat).mean(axis=-1, keepdims=True)
-    g -= g.mean(axis=-1, keepdims=True)
-    g -= xhat * gx_mean
-    g *= rstd
+    g, gx = xp.empty_like(dout), xp.empty_like(dout)
+
+    def kernel(dout, xhat, rstd, g, gx):  # rows of dout, xhat, rstd in; rows of g written
+        xp.multiply(dout, w, out=g)
+        xp.multiply(g, xhat, out=gx)
+        gx_mean = gx.mean(axis=-1, keepdims=True)
+        g -= g.mean(axis=-1, keepdims=True)
+        xp.multiply(xhat, gx_mean, out=gx)
+        g -= gx
+        g *= rstd
+
+    rowwise(kernel, dout, xhat, rstd, g, gx)
     return g, dw, db
 
 
@@ -174,14 +189,19 @@ def gelu_forward(x):
         ``out`` (same shape) and the cache ``(x, t)`` with ``t`` the tanh term.
     """
     xp = array_module(x)
-    t = x * x  # s (x + c x^3) = x (s c x^2 + s), built in place
-    t *= GELU_SCALE * GELU_CUBIC
-    t += GELU_SCALE
-    t *= x
-    xp.tanh(t, out=t)
-    out = t + 1.0
-    out *= x
-    out *= 0.5
+    t, out = xp.empty_like(x), xp.empty_like(x)
+
+    def kernel(x, t, out):  # rows of x in, rows of t and out written
+        xp.multiply(x, x, out=t)  # s (x + c x^3) = x (s c x^2 + s), built in place
+        t *= GELU_SCALE * GELU_CUBIC
+        t += GELU_SCALE
+        t *= x
+        xp.tanh(t, out=t)
+        xp.add(t, 1.0, out=out)
+        out *= x
+        out *= 0.5
+
+    rowwise(kernel, x, t, out)
     return out, GeluCache(x, t)
 
 
@@ -191,17 +211,23 @@ def gelu_backward(dout, cache: GeluCache):
     ``d/dx = 0.5 (1 + t) + 0.5 x (1 - t^2) s (1 + 3 * 0.044715 x^2)``.
     """
     x, t = cache
-    inner = x * x  # 0.5 s (1 + 3c x^2) x, then times (t^2 - 1)
-    inner *= 1.5 * GELU_SCALE * GELU_CUBIC
-    inner += 0.5 * GELU_SCALE
-    inner *= x
-    sech2 = t * t
-    sech2 -= 1.0  # t^2 - 1 = -(1 - t^2)
-    inner *= sech2
-    dx = t + 1.0
-    dx *= 0.5
-    dx -= inner
-    dx *= dout
+    xp = array_module(dout)
+    dx, inner = xp.empty_like(dout), xp.empty_like(dout)
+
+    def kernel(x, t, dout, dx, inner):  # rows of x, t, dout in; rows of dx (and inner) written
+        xp.multiply(x, x, out=inner)  # 0.5 s (1 + 3c x^2) x, then times (t^2 - 1)
+        inner *= 1.5 * GELU_SCALE * GELU_CUBIC
+        inner += 0.5 * GELU_SCALE
+        inner *= x
+        xp.multiply(t, t, out=dx)
+        dx -= 1.0  # t^2 - 1 = -(1 - t^2)
+        inner *= dx
+        xp.add(t, 1.0, out=dx)
+        dx *= 0.5
+        dx -= inner
+        dx *= dout
+
+    rowwise(kernel, x, t, dout, dx, inner)
     return dx
 
 
@@ -478,10 +504,18 @@ def cross_entropy_forward(logits, targets, mask=None):
     """
     xp = array_module(logits)
     N = logits.shape[0]
-    e = logits - logits.max(axis=-1, keepdims=True)  # the one (N, V) buffer
-    target_logit = e[xp.arange(N), targets]  # (N,), shifted like the rest
-    xp.exp(e, out=e)
-    z = e.sum(axis=-1)  # (N,)
+    e = xp.empty_like(logits)  # the one (N, V) buffer
+    rowmax, z = xp.empty((N, 1), dtype=logits.dtype), xp.empty((N, 1), dtype=logits.dtype)
+
+    def kernel(logits, e, rowmax, z):  # rows of logits in; rows of e, rowmax, z written
+        logits.max(axis=-1, keepdims=True, out=rowmax)
+        xp.subtract(logits, rowmax, out=e)
+        xp.exp(e, out=e)
+        e.sum(axis=-1, keepdims=True, out=z)
+
+    rowwise(kernel, logits, e, rowmax, z)
+    z = z[:, 0]  # (N,)
+    target_logit = logits[xp.arange(N), targets] - rowmax[:, 0]  # (N,), shifted like e
     nll = xp.log(z) - target_logit  # (N,)
     if mask is None:
         weights = xp.full((N,), 1.0 / N, dtype=logits.dtype)
@@ -500,6 +534,11 @@ def cross_entropy_backward(cache: CrossEntropyCache):
     """
     e, z, targets, weights = cache
     xp = array_module(e)
-    e *= (weights / z)[:, None]  # softmax * weight, in one pass
+    scale = (weights / z)[:, None]  # (N, 1)
+
+    def kernel(e, scale):
+        e *= scale  # softmax * weight, in one pass
+
+    rowwise(kernel, e, scale)
     e[xp.arange(e.shape[0]), targets] -= weights
     return e

@@ -14,8 +14,10 @@ Every update is done in place on the parameter arrays the model owns.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 from minireason.backend import array_module
+from minireason.nn.threads import rowwise
 
 
 def lr_at(
@@ -92,19 +94,17 @@ class AdamW:
         step_size = lr / (1.0 - b1**self.t)
         v_correction = 1.0 / math.sqrt(1.0 - b2**self.t)
         for name, p in self.params.items():
-            g, m, v = grads[name], self.m[name], self.v[name]
-            m *= b1
-            m += (1.0 - b1) * g
-            v *= b2
-            v += (1.0 - b2) * (g * g)
-            if self.decay[name] and self.weight_decay:
-                p *= 1.0 - lr * self.weight_decay
-            denom = array_module(v).sqrt(v)
-            denom *= v_correction
-            denom += self.eps
-            update = m / denom
-            update *= step_size
-            p -= update
+            decay = 1.0 - lr * self.weight_decay if self.decay[name] else 1.0
+            update = partial(
+                adamw_update,
+                b1=b1,
+                b2=b2,
+                decay=decay,
+                v_correction=v_correction,
+                eps=self.eps,
+                step_size=step_size,
+            )
+            rowwise(update, p, grads[name], self.m[name], self.v[name])
 
     def state_dict(self) -> dict:
         """``{"t": int, "m": {name: array}, "v": {name: array}, "hyper": {...}}``."""
@@ -136,3 +136,25 @@ class AdamW:
                     )
                 mine[...] = array_module(mine).asarray(src)
         self.t = int(state["t"])
+
+
+def adamw_update(p, g, m, v, *, b1, b2, decay, v_correction, eps, step_size):
+    """One AdamW update of (rows of) a parameter ``p`` from its gradient ``g``, in place.
+
+    ``m`` and ``v`` (the moments, shaped like ``p``) are updated too; ``decay`` is the
+    decoupled weight-decay factor ``1 - lr * weight_decay`` (1.0: none), ``v_correction`` is
+    ``1 / sqrt(1 - beta2^t)`` and ``step_size`` is ``lr / (1 - beta1^t)``.
+    """
+    xp = array_module(p)
+    m *= b1
+    m += (1.0 - b1) * g
+    v *= b2
+    v += (1.0 - b2) * (g * g)
+    if decay != 1.0:
+        p *= decay
+    denom = xp.sqrt(v)
+    denom *= v_correction
+    denom += eps
+    update = xp.divide(m, denom, out=denom)
+    update *= step_size
+    p -= update

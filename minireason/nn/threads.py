@@ -15,9 +15,15 @@ So instead, on the CPU:
 - a product too small to be worth splitting (:data:`MIN_SPLIT_FLOPS`: the one-token steps of
   generation, say) runs inline.
 
+Elementwise work (GELU, the softmaxes, LayerNorm) goes the same way through :func:`rowwise`:
+a layer writes its work as a *kernel* over rows with ``out=`` ufuncs, and each thread runs
+it over its row block in chunks of about :data:`CHUNK_ELEMENTS` elements, so that the chain
+of passes a kernel makes over a chunk stays in the core's cache instead of memory.
+
 The thread count is ``$MINIREASON_THREADS`` or the number of cores this process may use;
 :func:`set_threads` changes it (``bench train --threads``). With CuPy arrays, :func:`matmul`
-is plain ``a @ b``. The result is the same product; only where its blocks are computed changes.
+is plain ``a @ b`` and :func:`rowwise` one call on the whole arrays. Results are the same,
+bit for bit; only where their blocks are computed changes.
 """
 
 from __future__ import annotations
@@ -27,13 +33,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from minireason.nn.memory import keep_freed_memory
+
 # Below this many FLOPs a product runs inline: handing a block to a pool thread costs tens of
 # microseconds (more on a busy machine), as much as a third of a millisecond of work saves.
 MIN_SPLIT_FLOPS = 32_000_000
+# Elementwise work on fewer elements than this runs inline, for the same reason.
+MIN_SPLIT_ELEMENTS = 131_072
+# rowwise() walks each block in chunks of about this many elements: 128 KiB of float32 per
+# array, so that a kernel's handful of arrays stays in a core's L2 cache between passes.
+CHUNK_ELEMENTS = 32_768
 
 _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
-_blas_single = False
+_prepared = False
 
 
 def _default_threads() -> int:
@@ -73,14 +86,16 @@ def set_threads(n: int) -> int:
     return before
 
 
-def blas_single_threaded() -> None:
-    """Keep NumPy's BLAS to one thread (once per process; threadpoolctl finds the library)."""
-    global _blas_single
-    if not _blas_single:
+def prepare_process() -> None:
+    """Once per process: NumPy's BLAS on one thread (threadpoolctl finds the library), and
+    freed large arrays kept for reuse (:func:`minireason.nn.memory.keep_freed_memory`)."""
+    global _prepared
+    if not _prepared:
         from threadpoolctl import threadpool_limits
 
         threadpool_limits(limits=1, user_api="blas")
-        _blas_single = True
+        keep_freed_memory()
+        _prepared = True
 
 
 def _pool_for(n: int) -> ThreadPoolExecutor:
@@ -100,7 +115,7 @@ def matmul(a, b):
     """
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         return a @ b
-    blas_single_threaded()
+    prepare_process()
     n = threads()
     rows = a.shape[0] if a.ndim >= 2 else 0
     flops = 2 * a.size * (b.shape[-1] if b.ndim >= 2 else 1)
@@ -114,13 +129,45 @@ def matmul(a, b):
     else:
         return a @ b
     out = np.empty(shape, dtype=np.result_type(a, b))
-    blocks = [slice(rows * i // n, rows * (i + 1) // n) for i in range(n)]
 
     def product(block: slice) -> None:
         np.matmul(a[block], b[block] if stacked else b, out=out[block])
 
-    futures = [_pool_for(n).submit(product, block) for block in blocks[1:]]
-    product(blocks[0])
+    _split_rows(product, rows, n)
+    return out
+
+
+def rowwise(kernel, *arrays) -> None:
+    """Run ``kernel(*parts)`` over row blocks of ``arrays``, split across :func:`threads`.
+
+    ``arrays`` share their first axis (rows). ``kernel`` must compute each row from that row
+    of its arguments alone and write its results into output arrays among them (``out=``
+    forms); it returns nothing. Each thread takes one block of rows and walks it in chunks of
+    about :data:`CHUNK_ELEMENTS` elements. CuPy arrays, small arrays and one thread: a
+    single call on the whole arrays.
+    """
+    first = arrays[0]
+    n = threads()
+    rows = first.shape[0] if first.ndim else 0
+    if type(first) is not np.ndarray or n == 1 or rows < n or first.size < MIN_SPLIT_ELEMENTS:
+        kernel(*arrays)
+        return
+    prepare_process()
+    chunk = max(1, CHUNK_ELEMENTS * rows // first.size)  # rows per chunk
+
+    def run(block: slice) -> None:
+        for start in range(block.start, block.stop, chunk):
+            part = slice(start, min(start + chunk, block.stop))
+            kernel(*(array[part] for array in arrays))
+
+    _split_rows(run, rows, n)
+
+
+def _split_rows(work, rows: int, n: int) -> None:
+    """``work(block)`` for ``n`` equal row blocks of ``range(rows)``: the first inline, the
+    others on the pool; returns when all are done (re-raising the first error)."""
+    blocks = [slice(rows * i // n, rows * (i + 1) // n) for i in range(n)]
+    futures = [_pool_for(n).submit(work, block) for block in blocks[1:]]
+    work(blocks[0])
     for future in futures:
         future.result()
-    return out
