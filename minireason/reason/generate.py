@@ -19,8 +19,9 @@ Ragged batches. Prompts of different lengths are RIGHT-padded: row ``b`` keeps i
 positions ``0 .. L_b - 1``, so the learned absolute position embedding sees the positions it
 was trained on (left padding would shift them). Causal attention means a real token never
 looks at the pads after it; each decode step writes row ``b``'s new K/V at its own position
-(overwriting a pad) and masks keys beyond it. Rows that finish (``<eos>`` or a limit) are
-dropped from the batch, so the others do not pay for them.
+(overwriting a pad) and masks keys beyond it. A row that finishes (``<eos>`` or a limit)
+stays in the batch, computed but never read, until half the batch has finished; then the
+finished rows are dropped, so the cache is copied once per halving, not once per row.
 
 Choosing the next token, from the logits ``l`` of one row:
 
@@ -115,13 +116,42 @@ def filter_probs(logits, temperature=1.0, top_k=None, top_p=None):
         probs = xp.where(probs >= kth, probs, 0.0)
         probs /= probs.sum(axis=-1, keepdims=True)
     if top_p is not None:
-        ranked = xp.sort(probs, axis=-1)[:, ::-1]  # decreasing
-        mass_before = xp.cumsum(ranked, axis=-1) - ranked  # mass of the tokens ranked above
-        n_keep = (mass_before < top_p).sum(axis=-1)  # >= 1: the first has mass_before 0
-        threshold = xp.take_along_axis(ranked, n_keep[:, None] - 1, axis=-1)  # (B, 1)
+        threshold = nucleus_threshold(probs, top_p)  # (B, 1)
         probs = xp.where(probs >= threshold, probs, 0.0)
         probs /= probs.sum(axis=-1, keepdims=True)
     return probs
+
+
+def nucleus_threshold(probs, top_p, head=64):
+    """The probability of the last token of each row's nucleus, ``(B, 1)``.
+
+    Ranks the probabilities (decreasing) and keeps tokens while the mass ranked above them is
+    below ``top_p``. A nucleus is usually a few dozen tokens, so only the ``head`` largest of
+    each row are sorted (``partition`` finds them without a full sort); a row whose ``head``
+    largest hold less than ``top_p`` is ranked in full. The answer is the same either way:
+    the first ``head`` running sums of the ranked values do not depend on the rest.
+    """
+    xp = backend.array_module(probs)
+    V = probs.shape[-1]
+    head = min(head, V)
+    top = xp.partition(probs, V - head, axis=-1)[:, V - head :]  # the head largest, unordered
+    ranked = xp.sort(top, axis=-1)[:, ::-1]  # decreasing
+    short = backend.to_numpy(xp.cumsum(ranked, axis=-1)[:, -1] < top_p)  # nucleus not inside
+    if short.any():
+        full = xp.sort(probs[short], axis=-1)[:, ::-1]
+        threshold = xp.zeros((probs.shape[0], 1), dtype=probs.dtype)
+        threshold[~short] = _last_of_nucleus(ranked[~short], top_p)
+        threshold[short] = _last_of_nucleus(full, top_p)
+        return threshold
+    return _last_of_nucleus(ranked, top_p)
+
+
+def _last_of_nucleus(ranked, top_p):
+    """``(B, 1)``: the value of the last token kept from rows ranked in decreasing order."""
+    xp = backend.array_module(ranked)
+    mass_before = xp.cumsum(ranked, axis=-1) - ranked  # mass of the tokens ranked above
+    n_keep = (mass_before < top_p).sum(axis=-1)  # >= 1: the first has mass_before 0
+    return xp.take_along_axis(ranked, n_keep[:, None] - 1, axis=-1)
 
 
 def choose_tokens(logits, uniforms=None, temperature=1.0, top_k=None, top_p=None):
@@ -314,32 +344,39 @@ def generate(
     tokens = [[] for _ in range(n_rows)]
     logprobs = [[] for _ in range(n_rows)]
     finish = [""] * n_rows
-    active = np.arange(n_rows)  # output rows still in the batch, in batch order
-    positions = lengths[row_prompt]  # where each active row's next token goes
+    batch = np.arange(n_rows)  # the output row held by each row of the batch and the cache
+    live = np.ones(n_rows, dtype=bool)  # batch rows still generating
+    feed = np.zeros(n_rows, dtype=np.int64)  # the token each batch row feeds next
+    positions = lengths[row_prompt]  # where each batch row's next token goes
     while True:
-        uniforms = None if temperature == 0 else [row_rngs[r].random() for r in active]
-        chosen = choose_tokens(logits, uniforms, temperature, top_k, top_p)
-        chosen_logp = xp.take_along_axis(log_softmax(logits), chosen[:, None], axis=-1)[:, 0]
-        chosen, chosen_logp = backend.to_numpy(chosen), backend.to_numpy(chosen_logp)
-        still = np.ones(len(active), dtype=bool)
-        for j, r in enumerate(active):
+        rows = np.flatnonzero(live)
+        uniforms = None if temperature == 0 else [row_rngs[batch[i]].random() for i in rows]
+        row_logits = logits if len(rows) == len(batch) else logits[xp.asarray(rows)]
+        chosen = choose_tokens(row_logits, uniforms, temperature, top_k, top_p)
+        chosen_logp = xp.take_along_axis(log_softmax(row_logits), chosen[:, None], axis=-1)
+        chosen, chosen_logp = backend.to_numpy(chosen), backend.to_numpy(chosen_logp[:, 0])
+        for j, i in enumerate(rows):
+            r = batch[i]
             tokens[r].append(int(chosen[j]))
             logprobs[r].append(float(chosen_logp[j]))
             if eos_id is not None and chosen[j] == eos_id:
                 finish[r] = "eos"
             elif len(tokens[r]) == max_new_tokens:
                 finish[r] = "max_new_tokens"
-            elif positions[j] + 1 == block_size:
+            elif positions[i] + 1 == block_size:
                 finish[r] = "length"  # the new token fills the context: nothing more fits
-            still[j] = not finish[r]
-        if not still.any():
+            live[i] = not finish[r]
+        if not live.any():
             break
-        if not still.all():  # drop the finished rows from the batch and the cache
-            survivors = xp.asarray(np.flatnonzero(still))
+        feed[rows] = chosen  # a finished row feeds its last token again: computed, never read
+        if 2 * live.sum() <= len(live):  # half the batch has finished: drop those rows
+            keep_rows = np.flatnonzero(live)
+            survivors = xp.asarray(keep_rows)
             cache = [(K[survivors], V[survivors]) for K, V in cache]
-            active, chosen, positions = active[still], chosen[still], positions[still]
-        logits = decode_step(model, xp.asarray(chosen), xp.asarray(positions), cache)
-        positions = positions + 1
+            batch, live = batch[keep_rows], live[keep_rows]
+            feed, positions = feed[keep_rows], positions[keep_rows]
+        logits = decode_step(model, xp.asarray(feed), xp.asarray(positions), cache)
+        positions = positions + live  # finished rows stay where they are
 
     return Generation(
         tokens=tokens,
