@@ -1,10 +1,12 @@
 """Generation with a KV cache against recomputing everything from scratch, and the samplers."""
 
+from collections import Counter
+
 import numpy as np
 import pytest
 
 from minireason.nn.model import GPT, GPTConfig
-from minireason.reason.generate import choose_tokens, filter_probs, generate
+from minireason.reason.generate import choose_tokens, filter_probs, generate, nucleus_threshold
 
 PROMPTS = [[5, 9, 2, 17], [3], [8, 1, 4, 4, 30, 12, 7, 22, 6], [40, 41]]
 
@@ -80,6 +82,22 @@ def test_eos_stops_each_row_on_its_own(model):
         assert gen.finish[r] == ("eos" if expected[-1] == eos else "max_new_tokens")
     assert gen.finish[0] == "eos" and len(gen.tokens[0]) <= 4
     assert any(f == "max_new_tokens" for f in gen.finish)  # the other rows went on
+    check_logprobs(model, gen)
+
+
+def test_rows_finishing_at_different_steps_match_recompute(model):
+    """Finished rows stay in the batch until half of it has finished, then leave it; either
+    way every row gets what generating it alone gives."""
+    sampling = {"temperature": 1.0}
+    free = generate(model, PROMPTS, max_new_tokens=14, rng=5, n_samples=2, **sampling)
+    eos = Counter(t for row in free.tokens for t in row).most_common(1)[0][0]
+    gen = generate(model, PROMPTS, max_new_tokens=14, rng=5, n_samples=2, eos_id=eos, **sampling)
+    lengths = [len(t) for t in gen.tokens]
+    assert len(set(lengths)) >= 3 and gen.finish.count("eos") >= 4  # staggered, half or more
+    row_rngs = np.random.default_rng(5).spawn(len(gen.tokens))
+    for r, tokens in enumerate(gen.tokens):
+        prompt = PROMPTS[r // 2]
+        assert tokens == reference(model, prompt, 14, eos, row_rngs[r], **sampling)
     check_logprobs(model, gen)
 
 
@@ -178,3 +196,21 @@ def test_bad_arguments_are_named(model, kwargs, message):
     args = {"prompts": [[1, 2]], **kwargs}
     with pytest.raises(ValueError, match=message):
         generate(model, **args)
+
+
+def test_nucleus_threshold_from_the_head_equals_the_full_sort():
+    """Ranking only the most probable tokens finds the threshold a full sort finds, ties too."""
+    rng = np.random.default_rng(0)
+    for trial in range(200):
+        V, B = int(rng.integers(2, 300)), int(rng.integers(1, 6))
+        logits = rng.standard_normal((B, V)) * rng.uniform(0.1, 8)
+        if trial % 4 == 0:
+            logits = np.round(logits)  # many ties
+        probs = np.exp(logits - logits.max(-1, keepdims=True))
+        probs /= probs.sum(-1, keepdims=True)
+        top_p = float(rng.uniform(0.01, 1.0))
+        ranked = np.sort(probs, axis=-1)[:, ::-1]
+        n_keep = ((np.cumsum(ranked, axis=-1) - ranked) < top_p).sum(-1)
+        expected = np.take_along_axis(ranked, n_keep[:, None] - 1, axis=-1)
+        head = int(rng.integers(1, 80))
+        assert np.array_equal(nucleus_threshold(probs, top_p, head=head), expected), trial
