@@ -14,7 +14,8 @@ Modules, in reading order:
 - ``optim``: AdamW, warm-up + cosine schedule, gradient clipping;
 - ``gradcheck``: centred finite differences in float64, to check every backward;
 - ``checkpoint``: atomic, checksummed ``.npz`` + JSON checkpoints with exact resume;
-- ``threads``: how the products use the cores (split across a small pool, BLAS on one
-  thread: fast on a busy machine too);
+- ``threads``: how the work uses the cores (products and row-wise elementwise work split
+  across a small pool, BLAS on one thread: fast on a busy machine too);
+- ``memory``: freed large arrays kept in the heap for the next step (glibc);
 - ``torch_reference``: the same GPT in PyTorch eager, a reference for tests and benchmarks.
 """
