@@ -96,6 +96,40 @@ def test_busy_load_starts_and_stops_its_processes():
     assert all(p.poll() is not None for p in procs)  # and gone afterwards
 
 
+def test_busy_processes_stop_when_the_benchmark_is_killed_outright():
+    """SIGKILL skips every ``finally``: the busy processes notice their parent is gone."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = (
+        "import time\n"
+        "from minireason.bench.machine import busy_load\n"
+        "with busy_load(1) as procs:\n"
+        "    print(procs[0].pid, flush=True)\n"
+        "    time.sleep(60)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    busy = int(parent.stdout.readline())
+    os.kill(busy, 0)  # running
+    parent.kill()
+    parent.wait()
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.kill(busy, 0)
+        except ProcessLookupError:
+            return  # gone (an exited orphan is reaped by init)
+        with open(f"/proc/{busy}/stat") as stat:
+            if stat.read().split(") ")[-1].startswith("Z"):
+                return  # exited, waiting to be reaped
+        time.sleep(0.05)
+    os.kill(busy, signal.SIGKILL)
+    raise AssertionError("the busy process outlived the killed benchmark by 10 s")
+
+
 def test_benchmark_under_load_reports_it():
     config = GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16)
     r = run_train_benchmark(config, 2, steps=1, warmup=0, threads=1, with_torch=False, load=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 
 import numpy as np
 import pytest
@@ -61,17 +62,22 @@ def test_rowwise_runs_small_arrays_and_one_thread_in_one_call():
     assert calls == [(4, 8), (1024, 1024)]
 
 
-def test_rowwise_reraises_an_error_from_a_pool_block(two_threads):
+def test_an_error_in_a_chunk_is_raised_after_every_thread_has_stopped(two_threads):
     x = np.zeros((512, 512), dtype=np.float32)
-
-    second_block = x[256:]
+    bad_rows = x[384:]
+    done = []
 
     def kernel(x):
-        if np.shares_memory(x, second_block):
-            raise ArithmeticError("block on the pool failed")
+        if np.shares_memory(x, bad_rows):
+            raise ArithmeticError("chunk failed")
+        done.append(x.shape[0])
 
-    with pytest.raises(ArithmeticError, match="pool failed"):
+    with pytest.raises(ArithmeticError, match="chunk failed"):
         threads.rowwise(kernel, x)
+    settled = list(done)
+    assert sum(settled) == 384  # every other chunk was done; the failing ones were not
+    time.sleep(0.05)
+    assert done == settled  # and nothing still ran after the error reached us
 
 
 def test_split_matmul_matches_numpy(two_threads):

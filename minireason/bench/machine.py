@@ -21,7 +21,15 @@ import time
 
 import numpy as np
 
-BUSY_LOOP = "while True:\n    pass\n"
+# A busy process: spins until its parent is gone (checked every ~10 ms of spinning), so a
+# benchmark killed outright (SIGTERM, SIGKILL) leaves no busy processes behind.
+BUSY_LOOP = (
+    "import os\n"
+    "parent = os.getppid()\n"
+    "while os.getppid() == parent:\n"
+    "    for _ in range(200_000):\n"
+    "        pass\n"
+)
 
 
 def machine_info() -> dict:

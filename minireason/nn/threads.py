@@ -10,15 +10,17 @@ So instead, on the CPU:
 - OpenBLAS runs every product on the thread that calls it (one BLAS thread, set once through
   threadpoolctl when this module is first used);
 - :func:`matmul` cuts a large product into row blocks (or batch blocks, for the stacked
-  ``(B, H, T, T)`` products of attention) and runs them on :func:`threads` threads, one block
-  inline and the others on a pool; idle pool threads sleep instead of spinning;
+  ``(B, H, T, T)`` products of attention) and runs them on :func:`threads` threads: the
+  calling thread and a pool, each claiming the next block when it is free, so that a thread
+  that starts late or is slowed by other work does fewer; idle pool threads sleep instead of
+  spinning;
 - a product too small to be worth splitting (:data:`MIN_SPLIT_FLOPS`: the one-token steps of
   generation, say) runs inline.
 
 Elementwise work (GELU, the softmaxes, LayerNorm) goes the same way through :func:`rowwise`:
-a layer writes its work as a *kernel* over rows with ``out=`` ufuncs, and each thread runs
-it over its row block in chunks of about :data:`CHUNK_ELEMENTS` elements, so that the chain
-of passes a kernel makes over a chunk stays in the core's cache instead of memory.
+a layer writes its work as a *kernel* over rows with ``out=`` ufuncs, and the threads run it
+over chunks of about :data:`CHUNK_ELEMENTS` elements, so that the chain of passes a kernel
+makes over a chunk stays in the core's cache instead of memory.
 
 The thread count is ``$MINIREASON_THREADS`` or the number of cores this process may use;
 :func:`set_threads` changes it (``bench train --threads``). With CuPy arrays, :func:`matmul`
@@ -28,8 +30,9 @@ bit for bit; only where their blocks are computed changes.
 
 from __future__ import annotations
 
+import itertools
 import os
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
 
@@ -38,6 +41,10 @@ from minireason.nn.memory import keep_freed_memory
 # Below this many FLOPs a product runs inline: handing a block to a pool thread costs tens of
 # microseconds (more on a busy machine), as much as a third of a millisecond of work saves.
 MIN_SPLIT_FLOPS = 32_000_000
+# A split product is cut into this many row blocks per thread, claimed by whichever thread is
+# free. More blocks let a slow thread take fewer, but make smaller BLAS calls: 4 per thread
+# made the reference training step 11% slower on a quiet 2-core machine (2026-12-03).
+BLOCKS_PER_THREAD = 1
 # Elementwise work on fewer elements than this runs inline, for the same reason.
 MIN_SPLIT_ELEMENTS = 131_072
 # rowwise() walks each block in chunks of about this many elements: 128 KiB of float32 per
@@ -110,7 +117,8 @@ def matmul(a, b):
 
     Two-dimensional products are cut into row blocks of ``a``; stacked ones into blocks of
     their leading axis (``a`` and ``b`` must then have the same leading shape, as attention's
-    ``(B, H, ., .)`` operands do). Anything else, small products and CuPy arrays are plain
+    ``(B, H, ., .)`` operands do). There are :data:`BLOCKS_PER_THREAD` blocks per thread,
+    each claimed by whichever thread is free. Anything else, small products and CuPy arrays are plain
     ``a @ b``.
     """
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
@@ -133,7 +141,7 @@ def matmul(a, b):
     def product(block: slice) -> None:
         np.matmul(a[block], b[block] if stacked else b, out=out[block])
 
-    _split_rows(product, rows, n)
+    _share_rows(product, rows, min(rows, BLOCKS_PER_THREAD * n), n)
     return out
 
 
@@ -142,9 +150,9 @@ def rowwise(kernel, *arrays) -> None:
 
     ``arrays`` share their first axis (rows). ``kernel`` must compute each row from that row
     of its arguments alone and write its results into output arrays among them (``out=``
-    forms); it returns nothing. Each thread takes one block of rows and walks it in chunks of
-    about :data:`CHUNK_ELEMENTS` elements. CuPy arrays, small arrays and one thread: a
-    single call on the whole arrays.
+    forms); it returns nothing. The rows are cut into chunks of about :data:`CHUNK_ELEMENTS`
+    elements, which the threads claim one by one. CuPy arrays, small arrays and one thread:
+    a single call on the whole arrays.
     """
     first = arrays[0]
     n = threads()
@@ -155,19 +163,32 @@ def rowwise(kernel, *arrays) -> None:
     prepare_process()
     chunk = max(1, CHUNK_ELEMENTS * rows // first.size)  # rows per chunk
 
-    def run(block: slice) -> None:
-        for start in range(block.start, block.stop, chunk):
-            part = slice(start, min(start + chunk, block.stop))
-            kernel(*(array[part] for array in arrays))
+    def run(part: slice) -> None:
+        kernel(*(array[part] for array in arrays))
 
-    _split_rows(run, rows, n)
+    _share_rows(run, rows, -(-rows // chunk), n)
 
 
-def _split_rows(work, rows: int, n: int) -> None:
-    """``work(block)`` for ``n`` equal row blocks of ``range(rows)``: the first inline, the
-    others on the pool; returns when all are done (re-raising the first error)."""
-    blocks = [slice(rows * i // n, rows * (i + 1) // n) for i in range(n)]
-    futures = [_pool_for(n).submit(work, block) for block in blocks[1:]]
-    work(blocks[0])
+def _share_rows(work, rows: int, n_blocks: int, n: int) -> None:
+    """``work(block)`` for ``n_blocks`` consecutive row blocks of ``range(rows)``, on ``n``
+    threads: this one and ``n - 1`` of the pool.
+
+    Each thread claims the next block whenever it is free, so a thread that starts late (a
+    pool thread takes tens of microseconds to wake) or runs slowly (a busy machine) simply
+    does fewer blocks, instead of the others waiting for it. Returns when every block is
+    done, re-raising the first error.
+    """
+    bounds = [rows * i // n_blocks for i in range(n_blocks + 1)]
+    claim = itertools.count()  # next() runs under the GIL: each block is claimed once
+
+    def worker() -> None:
+        while (i := next(claim)) < n_blocks:
+            work(slice(bounds[i], bounds[i + 1]))
+
+    futures = [_pool_for(n).submit(worker) for _ in range(n - 1)]
+    try:
+        worker()
+    finally:
+        wait(futures)  # no thread still writes into the outputs when this returns
     for future in futures:
         future.result()
