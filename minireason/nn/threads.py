@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 
 import numpy as np
@@ -179,10 +180,15 @@ def _share_rows(work, rows: int, n_blocks: int, n: int) -> None:
     done, re-raising the first error.
     """
     bounds = [rows * i // n_blocks for i in range(n_blocks + 1)]
-    claim = itertools.count()  # next() runs under the GIL: each block is claimed once
+    blocks = itertools.count()
+    lock = threading.Lock()  # each block is claimed once, with or without a GIL
+
+    def claim() -> int:
+        with lock:
+            return next(blocks)
 
     def worker() -> None:
-        while (i := next(claim)) < n_blocks:
+        while (i := claim()) < n_blocks:
             work(slice(bounds[i], bounds[i + 1]))
 
     futures = [_pool_for(n).submit(worker) for _ in range(n - 1)]
