@@ -110,6 +110,31 @@ def test_loss_mask_averages_over_selected_tokens_only():
     assert model.forward(idx, t2, mask)[1] == pytest.approx(masked, rel=1e-15)
 
 
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_head_on_counted_tokens_only_gives_the_same_loss_and_gradients(dropout):
+    """``all_logits=False`` runs the LM head and the loss on the mask's tokens alone."""
+    config = GPTConfig(**TINY, dtype="float64", dropout=dropout, seed=5)
+    model = perturbed_model(config)
+    idx, targets = batch(config)
+    mask = np.array([[0, 0, 1, 1, 0], [1, 0, 0, 0, 1]])
+    state = model.rng_state()
+    logits, full = model.forward(idx, targets, mask)
+    full_grads = {k: v.copy() for k, v in model.backward().items()}
+    model.set_rng_state(state)  # the same dropout masks
+    none, counted = model.forward(idx, targets, mask, all_logits=False)
+    counted_grads = model.backward()
+    assert logits.shape == (2, 5, config.vocab_size) and none is None
+    assert counted == pytest.approx(full, rel=1e-12)
+    for name, grad in full_grads.items():
+        np.testing.assert_allclose(counted_grads[name], grad, rtol=1e-10, atol=1e-13)
+    # a full mask and no mask take the full path and still give no logits
+    for every in (np.ones_like(mask), None):
+        model.set_rng_state(state)
+        none, loss = model.forward(idx, targets, every, all_logits=False, keep_cache=False)
+        model.set_rng_state(state)
+        assert none is None and loss == pytest.approx(model.forward(idx, targets)[1], rel=1e-12)
+
+
 def test_attention_weights_are_kept_per_layer_and_causal():
     config = GPTConfig(**TINY)
     model = GPT(config)

@@ -114,6 +114,8 @@ class GPTCache(NamedTuple):
     ln_f: LayerNormCache
     lm_head: LMHeadCache
     cross_entropy: CrossEntropyCache
+    scored: object  # (n,) the token rows the head and the loss saw, or None for all of them
+    n_tokens: int  # B * T
 
 
 def param_shapes(config: GPTConfig) -> dict:
@@ -241,7 +243,7 @@ class GPT:
 
     # ------------------------------------------------------------------ forward / backward
 
-    def forward(self, idx, targets=None, loss_mask=None, keep_cache=True):
+    def forward(self, idx, targets=None, loss_mask=None, keep_cache=True, all_logits=True):
         """Logits, and the loss when ``targets`` are given.
 
         Args:
@@ -249,9 +251,14 @@ class GPT:
             targets: ``(B, T)`` next-token ids, or None.
             loss_mask: ``(B, T)`` of 0/1, or None; the loss is the mean over tokens with mask 1.
             keep_cache: keep what :meth:`backward` needs (False for evaluation / generation).
+            all_logits: False (with a ``loss_mask``): run the LM head and the loss only on the
+                tokens the mask counts, and return no logits. The loss and the gradients are
+                the same (up to float rounding); fine-tuning counts only the reason's tokens,
+                so this skips most of the ``(B * T, V)`` work.
 
         Returns:
-            ``logits`` ``(B, T, V)`` and ``loss`` (a Python float, or None without targets).
+            ``logits`` ``(B, T, V)`` (None when ``all_logits`` is False) and ``loss`` (a
+            Python float, or None without targets).
         """
         self._check_inputs(idx, targets, loss_mask)
         cfg = self.config
@@ -267,19 +274,29 @@ class GPT:
             block_caches.append(c)
         self._attention = [block_attention(c).weights for c in block_caches]
         x, lnf_cache = layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.layernorm_eps)
-        logits, head_cache = lm_head_forward(x, p["wte"])  # (B*T, V)
+        xp = backend.array_module(x)
+        mask = None if loss_mask is None else loss_mask.reshape(-1)
+        scored = None  # the token rows the head sees: all of them
+        if not all_logits and targets is not None and mask is not None:
+            scored = xp.flatnonzero(mask)  # (n,) only the tokens the loss counts
+            scored = scored if 0 < len(scored) < B * T else None
+        head_in = x if scored is None else x[scored]
+        logits, head_cache = lm_head_forward(head_in, p["wte"])  # (B*T or n, V)
         loss, ce_cache = None, None
         if targets is not None:
-            mask = None if loss_mask is None else loss_mask.reshape(-1)
-            loss_arr, ce_cache = cross_entropy_forward(logits, targets.reshape(-1), mask)
+            flat_targets = targets.reshape(-1)
+            if scored is None:
+                loss_arr, ce_cache = cross_entropy_forward(logits, flat_targets, mask)
+            else:  # every scored row counts once: the mean over the mask's tokens
+                loss_arr, ce_cache = cross_entropy_forward(logits, flat_targets[scored])
             loss = float(loss_arr)
         if keep_cache and targets is not None:
             self._cache = GPTCache(
-                emb_cache, drop_cache, block_caches, lnf_cache, head_cache, ce_cache
+                emb_cache, drop_cache, block_caches, lnf_cache, head_cache, ce_cache, scored, B * T
             )
         else:
             self._cache = None
-        return logits.reshape(B, T, -1), loss
+        return (logits.reshape(B, T, -1) if all_logits else None), loss
 
     def backward(self) -> dict:
         """Gradients of the last forward's loss; fills and returns ``self.grads``.
@@ -295,6 +312,10 @@ class GPT:
         g = {}
         dlogits = cross_entropy_backward(cache.cross_entropy)
         dx, dwte_head = lm_head_backward(dlogits, cache.lm_head)
+        if cache.scored is not None:  # the tokens the head did not see get no gradient
+            dx_all = backend.array_module(dx).zeros((cache.n_tokens, dx.shape[1]), dx.dtype)
+            dx_all[cache.scored] = dx
+            dx = dx_all
         dx, g["ln_f.w"], g["ln_f.b"] = layernorm_backward(dx, cache.ln_f)
         for i in reversed(range(self.config.n_layer)):
             dx, bg = block_backward(dx, cache.blocks[i])

@@ -91,7 +91,10 @@ def evaluate(model: GPT, get_batch: Callable, iters: int) -> float:
     was_training = model.training
     model.eval()
     try:
-        losses = [model.forward(*get_batch(i), keep_cache=False)[1] for i in range(iters)]
+        losses = [
+            model.forward(*get_batch(i), keep_cache=False, all_logits=False)[1]
+            for i in range(iters)
+        ]
     finally:
         model.training = was_training
     return float(np.mean(losses))
@@ -227,7 +230,7 @@ def train(
         lr = lr_at(step, config.learning_rate, config.warmup_steps, config.max_steps, config.min_lr)
         idx, targets, loss_mask = get_batch(step)
         t0 = time.perf_counter()
-        _, loss = model.forward(idx, targets, loss_mask)
+        _, loss = model.forward(idx, targets, loss_mask, all_logits=False)  # head on counted tokens
         grad_norm = float("nan")
         if math.isfinite(loss):
             grads = model.backward()
