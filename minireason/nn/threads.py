@@ -48,7 +48,7 @@ MIN_SPLIT_FLOPS = 32_000_000
 BLOCKS_PER_THREAD = 1
 # Elementwise work on fewer elements than this runs inline, for the same reason.
 MIN_SPLIT_ELEMENTS = 131_072
-# rowwise() walks each block in chunks of about this many elements: 128 KiB of float32 per
+# rowwise() cuts the rows into chunks of about this many elements: 128 KiB of float32 per
 # array, so that a kernel's handful of arrays stays in a core's L2 cache between passes.
 CHUNK_ELEMENTS = 32_768
 
