@@ -119,8 +119,8 @@ def matmul(a, b):
     Two-dimensional products are cut into row blocks of ``a``; stacked ones into blocks of
     their leading axis (``a`` and ``b`` must then have the same leading shape, as attention's
     ``(B, H, ., .)`` operands do). There are :data:`BLOCKS_PER_THREAD` blocks per thread,
-    each claimed by whichever thread is free. Anything else, small products and CuPy arrays are plain
-    ``a @ b``.
+    each claimed by whichever thread is free. Anything else, small products and CuPy arrays
+    are plain ``a @ b``.
     """
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         return a @ b
