@@ -130,10 +130,16 @@ class FocusModel:
 
     @classmethod
     def fit(
-        cls, prepared: Prepared, epochs: int = 400, lr: float = 0.05, l2: float = 1e-3
+        cls,
+        prepared: Prepared,
+        epochs: int = 400,
+        lr: float = 0.05,
+        l2: float = 1e-3,
+        counts: TrainingCounts | None = None,
     ) -> FocusModel:
-        """Fit on the training records whose true feature is among their candidates."""
-        counts = TrainingCounts(prepared)
+        """Fit on the training records whose true feature is among their candidates
+        (``counts``: the prepared directory's, when the caller has them already)."""
+        counts = counts or TrainingCounts(prepared)
         blocks, answers = [], []
         for r in prepared.train:
             if r["target"] is None:
@@ -176,10 +182,11 @@ def hits(ranked: list[list[str]], truth: list[str], k: int) -> float:
 
 def compare(prepared: Prepared, split: str = "valid", model: FocusModel | None = None) -> dict:
     """hit@1 and hit@3 on ``split``'s records with a target, of :func:`predict_focus` (as
-    ``prepare`` called it: :meth:`Prepared.focus_for`) and of :class:`FocusModel` (fitted on the training split unless
-    given); with the share of records whose feature is a candidate at all."""
-    model = model or FocusModel.fit(prepared)
+    ``prepare`` called it: :meth:`Prepared.focus_for`) and of :class:`FocusModel` (fitted on
+    the training split unless given); with the share of records whose feature is a
+    candidate at all."""
     counts = TrainingCounts(prepared)
+    model = model or FocusModel.fit(prepared, counts=counts)
     records = [r for r in prepared.split(split) if r["target"] is not None]
     truth = [r["feature"] for r in records]
     heuristic, learned, covered = [], [], 0
