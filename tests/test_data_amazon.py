@@ -223,18 +223,25 @@ def test_fuzz_random_bytes_through_every_loader(tmp_path, data, gz):
     path.write_bytes(gzip.compress(data) if gz else data)
     n_lines = len(data.split(b"\n")) - (1 if data.endswith(b"\n") or not data else 0)
     header = "userId,movieId,rating,timestamp"
+    json_refusal = "this is a JSON array"  # a JSON Lines file that starts with "["
+    csv_refusal = "header lacks column"  # a CSV whose first line is not the expected header
     loaders = [
-        lambda rep: list(amazon.load_reviews(path, rep)),
-        lambda rep: amazon.load_meta(path, rep),
-        lambda rep: list(load_ratings(path, rep)),
-        lambda rep: list(load_generic(path, "csv", dict(zip(REQUIRED, header.split(","))), rep)),
+        (lambda rep: list(amazon.load_reviews(path, rep)), json_refusal),
+        (lambda rep: amazon.load_meta(path, rep), json_refusal),
+        (lambda rep: list(load_ratings(path, rep)), csv_refusal),
+        (
+            lambda rep: list(
+                load_generic(path, "csv", dict(zip(REQUIRED, header.split(","))), rep)
+            ),
+            csv_refusal,
+        ),
     ]
-    for load in loaders:
+    for load, refusal in loaders:
         report = LoadReport()
         try:
             load(report)
-        except ValueError as exc:  # a CSV whose first line is not the expected header
-            assert str(exc).startswith(f"{path}:") and "header lacks column" in str(exc)
+        except ValueError as exc:
+            assert str(exc).startswith(f"{path}:") and refusal in str(exc)
             continue
         fr = report.file(path)
         assert fr.lines_read == fr.accounted
