@@ -259,8 +259,9 @@ def add_evaluate(p, add):
     p.description = (
         "Reasons for the records with a target, scored (BLEU, ROUGE, USR, FMR, FCR, DIV, "
         "degenerate, perplexity) beside the random, retrieval, evidence and template "
-        "baselines; HR/NDCG@10 of four recommenders; 20 random records in full. Writes "
-        "evaluation.json/.md/.png/.html and generations.jsonl."
+        "baselines, with 95% bootstrap intervals over the records and how often the model is "
+        "ahead of each baseline; HR/NDCG@10 of four recommenders; 20 random records in full. "
+        "Writes evaluation.json/.md/.png/.html and generations.jsonl."
     )
     add("--prepared", required=True, metavar="DIR", help="the prepared directory")
     add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")

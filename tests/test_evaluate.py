@@ -185,7 +185,14 @@ def test_evaluate_with_a_perfect_generator(run, tmp_path):
 
     out = tmp_path / "eval"
     result = evaluate_run(prep_dir, run_dir, out, limit=12, generate_fn=oracle, progress=False)
-    assert set(result) == {"model", "baselines", "recommendation", "info", "examples"}
+    assert set(result) == {
+        "model",
+        "baselines",
+        "uncertainty",
+        "recommendation",
+        "info",
+        "examples",
+    }
     assert set(result["baselines"]) == {"random", "retrieval", "evidence", "template"}
     for scores in (result["model"], *result["baselines"].values()):
         assert set(METRICS) <= set(scores) and scores["n"] == 12
@@ -207,6 +214,14 @@ def test_evaluate_with_a_perfect_generator(run, tmp_path):
     assert len(result["examples"]) == 12 and "## 12 random records (seed 0), unedited" in md
     assert all(e["model"] == e["reference"] for e in result["examples"])
     assert md.count("- reference: ") == 12 and "ORACLE" not in md
+    # the perfect generator: every resample scores 100, and it is ahead of every baseline
+    u = result["uncertainty"]
+    assert u["intervals"]["model"]["bleu4"] == pytest.approx([100.0, 100.0])
+    assert u["intervals"]["model"]["fmr"] == [1.0, 1.0]
+    assert set(u["model_ahead"]) == {"random", "retrieval", "evidence", "template"}
+    assert all(u["model_ahead"][b]["rougeL_f"] == 1.0 for b in u["model_ahead"])
+    assert "### How sure (95% bootstrap intervals: 1,000 resamples of the 12 records" in md
+    assert "| model | 100.00-100.00 |" in md and saved["uncertainty"] == u
     evidence = result["baselines"]["evidence"]
     assert evidence["n"] == 12 and result["info"]["evidence_missing"] <= 12
     assert (out / "evaluation.png").read_bytes()[:4] == b"\x89PNG"

@@ -454,6 +454,17 @@ def test_evaluation_page_sorts_and_filters_the_generations(browser, demo):
             f'table.metrics tr[data-system="{system}"] td', "tds => tds.map(t => t.textContent)"
         )
         assert shown == cells
+    # each with its bootstrap interval, as evaluation.md's "How sure" table prints it
+    sure = md.split("### How sure", 1)[1]
+    for system in ("model", "retrieval"):
+        cells = re.search(rf"^\| {system} \| (.*) \|$", sure, re.M).group(1).split(" | ")
+        shown = [
+            page.get_attribute(
+                f'table.metrics tr[data-system="{system}"] td[data-metric="{m}"]', "data-interval"
+            )
+            for m in ("bleu1", "bleu4", "rougeL_f", "fmr")
+        ]
+        assert shown == cells
 
     # only the model's answers that name the ground-truth feature: FMR x N of them
     page.select_option("#feature", "names")

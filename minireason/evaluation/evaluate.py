@@ -23,7 +23,10 @@ split). This part always uses every user (``--limit`` does not apply; it takes s
 
 Outputs (in ``OUT``, default ``RUN/eval``): ``evaluation.json`` shaped
 ``{"model": {...}, "baselines": {"random": {...}, "retrieval": {...}, "template": {...}},
-"recommendation": {...}, "info": {...}}``, ``evaluation.md`` (Markdown tables),
+"uncertainty": {...}, "recommendation": {...}, "info": {...}}`` (``uncertainty``: 95%
+bootstrap intervals of BLEU-1, BLEU-4, ROUGE-L and FMR for every system, and the share of
+resamples on which the model is ahead of each baseline,
+:mod:`minireason.evaluation.bootstrap`), ``evaluation.md`` (Markdown tables),
 ``evaluation.png`` (bar chart), ``evaluation.html`` (all of it in a page, with the generations
 sortable and filterable: :mod:`minireason.evaluation.report`) and ``generations.jsonl`` (every
 record's reference and the four answers, to read them).
@@ -43,6 +46,7 @@ from tqdm.auto import tqdm
 from minireason import backend
 from minireason.data.clean import one_line
 from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
+from minireason.evaluation.bootstrap import bootstrap_intervals
 from minireason.evaluation.metrics import explanation_metrics, perplexity
 from minireason.files import directory_in_place
 from minireason.prep.prepared import Prepared, load_prepared
@@ -342,6 +346,9 @@ def evaluate_run(
     result = {
         "model": scores["model"],
         "baselines": {name: scores[name] for name in SYSTEMS[1:]},
+        "uncertainty": bootstrap_intervals(
+            {name: answers[name] for name in SYSTEMS}, refs, features_gt, prepared.features
+        ),
         "recommendation": recommendation_metrics(prepared, k=10, progress=progress, split=split),
         "info": {
             "prepared": str(prepared.path),
@@ -453,6 +460,7 @@ def markdown_report(result: dict) -> str:
         f"({info['perplexity_tokens']} tokens"
         + (", after the prompts as prepared, not the oracle ones)." if oracle else ")."),
         "",
+        *uncertainty_markdown(result.get("uncertainty"), info),
         f"## Recommendation (leave-last-out, {next(iter(result['recommendation'].values()))['n_users']} users)",
         "",
         "| recommender | HR@10 | NDCG@10 |",
@@ -462,6 +470,48 @@ def markdown_report(result: dict) -> str:
         lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} |")
     lines += ["", *examples_markdown(result.get("examples") or [], info)]
     return "\n".join(lines) + "\n"
+
+
+UNCERTAIN_METRICS = {"bleu1": "BLEU-1", "bleu4": "BLEU-4", "rougeL_f": "ROUGE-L", "fmr": "FMR"}
+
+
+def uncertainty_markdown(u: dict | None, info: dict) -> list[str]:
+    """The bootstrap intervals and the paired comparison as Markdown lines (none for a
+    result without them)."""
+    if not u:
+        return []
+    names = list(UNCERTAIN_METRICS.values())
+    lines = [
+        f"### How sure ({100 * u['level']:.0f}% bootstrap intervals: {u['n_resamples']:,} "
+        f"resamples of the {info['n_records']:,} records, seed {u['seed']})",
+        "",
+        "| system | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for name, iv in u["intervals"].items():
+        cells = [
+            f"{iv[m][0]:.2f}-{iv[m][1]:.2f}"
+            if m in TEXT_METRICS
+            else f"{iv[m][0]:.3f}-{iv[m][1]:.3f}"
+            for m in UNCERTAIN_METRICS
+        ]
+        lines.append(
+            f"| {model_label(info) if name == 'model' else name} | " + " | ".join(cells) + " |"
+        )
+    lines += [
+        "",
+        "Share of the same resamples on which the model scores above each baseline (0.5: no "
+        "telling them apart; above 0.975 or below 0.025: the 95% interval of the difference "
+        "leaves out 0):",
+        "",
+        "| baseline | " + " | ".join(names) + " |",
+        "|---" * (len(names) + 1) + "|",
+    ]
+    for name, ahead in u["model_ahead"].items():
+        lines.append(
+            f"| {name} | " + " | ".join(f"{ahead[m]:.3f}" for m in UNCERTAIN_METRICS) + " |"
+        )
+    return [*lines, ""]
 
 
 def model_label(info: dict) -> str:
@@ -500,10 +550,12 @@ def examples_markdown(rows: list[dict], info: dict) -> list[str]:
 
 
 def plot_scores(result: dict, path) -> Path:
-    """Grouped bar chart: text metrics (x100) on the left, ratios on the right."""
+    """Grouped bar chart: text metrics (x100) on the left, ratios on the right; error bars on
+    BLEU-1, BLEU-4, ROUGE-L and FMR are the 95% bootstrap intervals (``uncertainty``)."""
     from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
 
-    rows = {model_label(result["info"]): result["model"], **result["baselines"]}
+    rows = {"model": result["model"], **result["baselines"]}
+    intervals = (result.get("uncertainty") or {}).get("intervals", {})
     fig = Figure(figsize=(11, 4))
     axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [5, 4]})
     width = 0.8 / len(rows)
@@ -513,9 +565,23 @@ def plot_scores(result: dict, path) -> Path:
     ):
         x = np.arange(len(metrics))
         for j, (name, s) in enumerate(rows.items()):
-            ax.bar(
-                x + (j - (len(rows) - 1) / 2) * width, [s[m] for m in metrics], width, label=name
-            )
+            at = x + (j - (len(rows) - 1) / 2) * width
+            shown = model_label(result["info"]) if name == "model" else name
+            ax.bar(at, [s[m] for m in metrics], width, label=shown)
+            iv = intervals.get(name, {})
+            known = [i for i, m in enumerate(metrics) if m in iv]
+            if known:
+                value = np.array([s[metrics[i]] for i in known])
+                low, high = np.array([iv[metrics[i]] for i in known]).T
+                ax.errorbar(
+                    at[known],
+                    value,
+                    yerr=np.maximum([value - low, high - value], 0.0),
+                    fmt="none",
+                    ecolor="black",
+                    elinewidth=0.8,
+                    capsize=1.5,
+                )
         ax.set_xticks(x, metrics)
         ax.set_ylabel(label)
         ax.grid(axis="y", alpha=0.3)
@@ -523,8 +589,10 @@ def plot_scores(result: dict, path) -> Path:
     oracle = (
         " (ORACLE: the test feature given)" if result["info"].get("focus_from") == "target" else ""
     )
+    bars = ", error bars: 95% bootstrap intervals" if intervals else ""
     fig.suptitle(
-        f"Explanations on {result['info']['n_records']} {result['info']['split']} records{oracle}"
+        f"Explanations on {result['info']['n_records']} {result['info']['split']} "
+        f"records{oracle}{bars}"
     )
     fig.legend(
         *axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(rows), frameon=False

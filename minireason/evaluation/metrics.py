@@ -73,22 +73,40 @@ def corpus_bleu(hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]], ma
         BLEU = BP * exp(sum_n log(p_n) / max_n)        (0 when any p_n is 0: no smoothing)
         BP   = 1 if c > r else exp(1 - r / c)
     """
+    return float(bleu_from_counts(bleu_counts(hyps, refs, max_n).sum(axis=0)))
+
+
+def bleu_counts(
+    hyps: Sequence[Sequence[str]], refs: Sequence[Sequence[str]], max_n: int
+) -> np.ndarray:
+    """What corpus BLEU sums, record by record: ``(N, 2 + 2 * max_n)`` integers, row i being
+    ``[len(hyp_i), len(ref_i), matches_1, possible_1, ..., matches_max_n, possible_max_n]``
+    (clipped matches and the hypothesis's n-grams, order by order; :func:`corpus_bleu`).
+    The sum of any subset of rows gives that subset's BLEU through :func:`bleu_from_counts`,
+    which is what a bootstrap over records needs (:mod:`minireason.evaluation.bootstrap`)."""
     _check_pairs(hyps, refs)
-    matches = [0] * max_n
-    possible = [0] * max_n
-    c = r = 0
-    for hyp, ref in zip(hyps, refs, strict=True):
-        c += len(hyp)
-        r += len(ref)
+    out = np.zeros((len(hyps), 2 + 2 * max_n), dtype=np.int64)
+    for i, (hyp, ref) in enumerate(zip(hyps, refs, strict=True)):
+        out[i, 0], out[i, 1] = len(hyp), len(ref)
         for n in range(1, max_n + 1):
             overlap = ngram_counts(hyp, n) & ngram_counts(ref, n)  # & keeps the min count
-            matches[n - 1] += sum(overlap.values())
-            possible[n - 1] += max(len(hyp) - n + 1, 0)
-    if c == 0 or min(possible) == 0 or min(matches) == 0:
-        return 0.0
-    log_mean = sum(math.log(m / p) for m, p in zip(matches, possible, strict=True)) / max_n
-    bp = 1.0 if c > r else math.exp(1.0 - r / c)
-    return 100.0 * bp * math.exp(log_mean)
+            out[i, 2 * n] = sum(overlap.values())
+            out[i, 2 * n + 1] = max(len(hyp) - n + 1, 0)
+    return out
+
+
+def bleu_from_counts(totals: np.ndarray) -> np.ndarray:
+    """BLEU (x100) from summed :func:`bleu_counts` rows: ``totals`` ``(..., 2 + 2 * max_n)``
+    gives ``(...)``, one BLEU per leading index (0 where a total is 0, as in
+    :func:`corpus_bleu`)."""
+    totals = np.asarray(totals, dtype=np.float64)
+    c, r = totals[..., 0], totals[..., 1]
+    matches, possible = totals[..., 2::2], totals[..., 3::2]
+    zero = (c == 0) | (possible.min(axis=-1) == 0) | (matches.min(axis=-1) == 0)
+    safe = np.where(zero[..., None], 1.0, matches / np.where(possible == 0, 1.0, possible))
+    log_mean = np.log(safe).mean(axis=-1)
+    bp = np.where(c > r, 1.0, np.exp(1.0 - r / np.where(c == 0, 1.0, c)))
+    return np.where(zero, 0.0, 100.0 * bp * np.exp(log_mean))
 
 
 # ---------------------------------------------------------------------------------------------

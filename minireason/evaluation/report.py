@@ -62,6 +62,7 @@ def evaluation_page_data(result: dict, answers: dict, records: list[dict]) -> di
     """
     systems = ["model", *result["baselines"]]
     rows = {"model": result["model"], **result["baselines"]}
+    intervals = (result.get("uncertainty") or {}).get("intervals", {})
     metrics = [*TEXT_METRICS, *RATIO_METRICS]
     copies = {s: Counter(tuple(tokens(a)) for a in answers[s]) for s in systems}
     out_records = []
@@ -100,6 +101,10 @@ def evaluation_page_data(result: dict, answers: dict, records: list[dict]) -> di
                     "system": model_label(result["info"]) if name == "model" else name,
                     "values": {m: s[m] for m in metrics},
                     "shown": {m: format_metric(m, s[m]) for m in metrics},
+                    "interval": {
+                        m: "-".join(format_metric(m, v) for v in low_high)
+                        for m, low_high in intervals.get(name, {}).items()
+                    },
                 }
                 for name, s in rows.items()
             ],

@@ -12,10 +12,15 @@ function metricsTable(m) {
   const body = el("tbody");
   for (const row of m.rows) {
     body.append(el("tr", {"data-system": row.system}, el("th", {scope: "row"}, row.system),
-      m.names.map((n) => el("td", {class: "num", "data-metric": n}, row.shown[n]))));
+      m.names.map((n) => {
+        const interval = (row.interval || {})[n];
+        const attrs = {class: "num", "data-metric": n};
+        if (interval) { attrs.title = `95% bootstrap interval ${interval}`; attrs["data-interval"] = interval; }
+        return el("td", attrs, row.shown[n]);
+      })));
   }
   return el("table", {class: "metrics"},
-    el("caption", {}, "Text metrics x100; USR, FMR, FCR and DIV are ratios (DIV: lower is better), as evaluation.md prints them."),
+    el("caption", {}, "Text metrics x100; USR, FMR, FCR and DIV are ratios (DIV: lower is better), as evaluation.md prints them. Hover BLEU-1, BLEU-4, ROUGE-L F or FMR for its 95% bootstrap interval over the records (evaluation.md lists them all)."),
     el("thead", {}, head), body);
 }
 
