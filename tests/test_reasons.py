@@ -152,6 +152,25 @@ def test_what_a_reader_punishes_is_detected():
     assert ends_sentence("Is it loud?)") and not ends_sentence("I use it for my")
 
 
+def test_echoes_count_content_words_said_again():
+    from minireason.reason.scoring import echoes
+
+    assert echoes(words("This is a great tuner for the price.")) == 0
+    assert echoes(words("These strings sound great on your string with a string bass string.")) == 3
+    # plurals fold into the singular; stop words and short words never count
+    assert echoes(words("I love these straps and this strap.")) == 1
+    assert echoes(words("It is what it is, and it is on my amp and my amp.")) == 1
+    lp = np.full(8, -1.0)
+    w = ScoreWeights(echo=0.75)
+    plain = score_candidate("a warm tone for the pedal.", lp, "eos", PROFILE, ITEM_TAGS, weights=w)
+    echoed = score_candidate(
+        "a warm tone for the pedal and the pedals.", lp, "eos", PROFILE, ITEM_TAGS, weights=w
+    )
+    assert plain.echoes == 0 and echoed.echoes == 1
+    assert echoed.parts(w)["echo"] == -0.75 and plain.parts(w)["echo"] == 0.0
+    assert echoed.total == pytest.approx(sum(echoed.parts(w).values()))
+
+
 def test_new_penalties_enter_the_score_with_their_weights():
     lp = np.full(6, -1.0)
     w = ScoreWeights(degenerate=2.0, unfinished=0.5, contradicts=3.0)

@@ -452,6 +452,7 @@ def candidate_table(expl: Explanation) -> list[dict]:
                     "mean_logprob": b.mean_logprob,
                     "consensus": b.consensus,
                     "repetition": b.repetition,
+                    "echoes": b.echoes,
                     "degenerate": b.degenerate,
                     "unfinished": b.unfinished,
                     "contradicts": b.contradicts,
@@ -502,6 +503,7 @@ CANDIDATE_HEADERS = {
     "logprob": "logprob",
     "consensus": "agree",
     "repetition": "repeat",
+    "echo": "echo",
     "degenerate": "degen",
     "unfinished": "unend",
     "contradicts": "against",
@@ -521,7 +523,7 @@ def format_candidates(expl: Explanation, width: int = 60) -> str:
         f"  step 4:    {len(rows)} candidates, best first; score = user + item + focus "
         f"coverage + logprob - penalties (weights: user {w.user:g}, item {w.item:g}, "
         f"focus {w.focus:g}, logprob {w.logprob:g}, agree {w.consensus:g}, repeat "
-        f"{w.repetition:g}, degen {w.degenerate:g}, unend {w.unfinished:g}, against "
+        f"{w.repetition:g}, echo {w.echo:g}, degen {w.degenerate:g}, unend {w.unfinished:g}, against "
         f"{w.contradicts:g}, dup {w.duplicate:g}, cut {w.truncated:g}, empty {w.empty:g})",
         "       #  "
         + " ".join(f"{h:>7}" for h in CANDIDATE_HEADERS.values())
