@@ -1,4 +1,5 @@
-"""nn/threads and nn/memory: work split across threads gives the same numbers, bit for bit."""
+"""nn/threads and nn/memory: work split across threads gives the same numbers, bit for bit
+(elementwise work and stacked products on any thread count; 2-D products on the same one)."""
 
 from __future__ import annotations
 
@@ -89,6 +90,18 @@ def test_split_matmul_matches_numpy(two_threads):
     k = rng.standard_normal((4, 3, 128, 64), dtype=np.float32)
     kt = k.swapaxes(-1, -2)
     np.testing.assert_allclose(threads.matmul(q, kt), q @ kt, rtol=1e-5, atol=1e-4)
+
+
+def test_split_matmul_gives_the_same_bits_every_time_on_the_same_threads(two_threads):
+    """Blocks go to whichever thread is free, so the thread behind each block changes from
+    call to call; the result does not."""
+    rng = np.random.default_rng(2)
+    a = rng.standard_normal((1024, 256), dtype=np.float32)
+    b = rng.standard_normal((256, 512), dtype=np.float32)
+    first = threads.matmul(a, b)
+    assert 2 * a.size * b.shape[1] >= threads.MIN_SPLIT_FLOPS  # it is split
+    for _ in range(5):
+        assert np.array_equal(threads.matmul(a, b), first)
 
 
 def _layer_outputs():

@@ -24,8 +24,15 @@ makes over a chunk stays in the core's cache instead of memory.
 
 The thread count is ``$MINIREASON_THREADS`` or the number of cores this process may use;
 :func:`set_threads` changes it (``bench train --threads``). With CuPy arrays, :func:`matmul`
-is plain ``a @ b`` and :func:`rowwise` one call on the whole arrays. Results are the same,
-bit for bit; only where their blocks are computed changes.
+is plain ``a @ b`` and :func:`rowwise` one call on the whole arrays.
+
+Which thread computes a block never changes a result. Elementwise kernels and stacked
+products (each matrix whole in one block) give the same bits on any thread count. A 2-D
+product is cut into one row block per thread, and OpenBLAS may round a row differently in
+a block of another height: so the linear layers, and the training or the generated text
+after them, can differ between thread counts by float32 rounding (measured: up to 4e-6 of
+the outputs' typical size). On the same thread count every run gives the same bits, which is
+what resuming needs.
 """
 
 from __future__ import annotations
