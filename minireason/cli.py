@@ -584,6 +584,12 @@ def add_bench_explain(p, add):
     add("--warmup", type=at_least(0), default=2, help="untimed pairs first")
     add("--seed", type=int, default=0)
     add("--threads", type=at_least(1), help="BLAS threads (default: as they are)")
+    add(
+        "--breakdown",
+        action="store_true",
+        help="also time each stage (prefill, decode steps and their products, choosing "
+        "tokens, scoring, attention evidence) in a second pass",
+    )
     add("--json", metavar="FILE", help="also write the figures as JSON")
     _run_options(add, "pair")
     p.set_defaults(func=run_bench_explain)
@@ -596,7 +602,7 @@ def run_bench_explain(args) -> int:
 
     run, prepared = load_run(args.run, args.allow_unfinished), load_prepared(args.prepared)
     check_same_data(run.info, prepared, args.allow_other_data)
-    options = pick(args, "split", "warmup", "seed", "threads")
+    options = pick(args, "split", "warmup", "seed", "threads", "breakdown")
     result = bench_explain.run_bench_explain(
         run, prepared, n_pairs=args.pairs, decoding=_decoding(run.info, args), **options
     )

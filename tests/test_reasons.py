@@ -367,7 +367,7 @@ def fake_run(model, tokenizer, content="fake-content"):
 
 
 def test_bench_explain_reports_times(model, tokenizer):
-    from minireason.bench.explain import format_report, run_bench_explain
+    from minireason.bench.explain import STAGES, format_report, run_bench_explain
     from minireason.nn.threads import threads
 
     record = {
@@ -388,7 +388,22 @@ def test_bench_explain_reports_times(model, tokenizer):
     assert result["n_candidates"] == 3 and result["prompt_tokens"] == BUDGET  # the run's
     assert 0 < result["median_s"] <= result["p90_s"] <= max(result["times_s"])
     assert result["mean_candidate_tokens"] <= 5
-    assert "median" in format_report(result)
+    assert "median" in format_report(result) and "breakdown_ms" not in result
+    timed = run_bench_explain(run, prepared, n_pairs=5, warmup=0, progress=False, breakdown=True)
+    ms = timed["breakdown_ms"]
+    assert set(ms) == {*STAGES, "instrumented total"}
+    assert all(ms[s] > 0 for s in STAGES)  # each stage ran and was timed
+    assert ms["decode products"] < ms["decode steps"]
+    parts = sum(ms[s] for s in STAGES if s != "decode products")
+    assert parts < ms["instrumented total"]
+    assert 0 < timed["decode_steps_per_pair"] <= 4  # max_new_tokens 5: the first is from prefill
+    assert "where a pair's time goes" in format_report(timed)
+    # the wrappers are gone: explain's collaborators are the originals again
+    from minireason.nn import layers
+    from minireason.nn.threads import matmul
+    from minireason.reason import generate
+
+    assert layers.matmul is matmul and generate.decode_step.__module__ == generate.__name__
     with pytest.raises(ValueError, match="the run was trained on fake"):
         run_bench_explain(fake_run(model, tokenizer, "other"), prepared, progress=False)
 

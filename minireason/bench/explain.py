@@ -11,12 +11,18 @@ runs to ``max_new_tokens``: the worst case).
 ``threads`` sets how many threads the products are split across for the run
 (:func:`minireason.nn.threads.set_threads`; decoding's one-token products are too small to
 split and run inline) and restores it afterwards; the count used is reported.
+
+``breakdown`` adds where the time goes: the same pairs explained once more with each stage
+timed (:func:`stage_timers`), the seconds per pair of each of :data:`STAGES` and the decode
+steps per pair. That pass is instrumented, so its total is reported beside the stages and
+the median above comes from the plain pass.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from contextlib import contextmanager
 from dataclasses import asdict
 from pathlib import Path
 
@@ -29,6 +35,91 @@ from minireason.nn.threads import threads as current_threads
 from minireason.prep.features import HistoryItem
 from minireason.reason.explain import explain
 from minireason.train.run import Decoding, check_same_data
+
+STAGES = (
+    "prefill",  # the prompt, once per explanation (generate.prefill)
+    "decode steps",  # one new token for every candidate (generate.decode_step), each step
+    "decode products",  # the part of the decode steps spent in matrix products
+    "choosing tokens",  # temperature, top-p and sampling (generate.choose_tokens)
+    "scoring",  # step 4's score of every candidate (scoring.rank_candidates)
+    "attention evidence",  # the forward pass behind the evidence (evidence.attention_evidence)
+)
+
+
+@contextmanager
+def stage_timers(seconds: dict):
+    """Inside the block, add the seconds spent in each of :data:`STAGES` to ``seconds``, and
+    count decode steps in ``seconds["decode step count"]``.
+
+    It wraps the functions ``explain`` and ``generate`` call, by their names in the modules
+    that call them, and the matrix products of the layers (``matmul`` in
+    :mod:`minireason.nn.layers` and :mod:`minireason.nn.attention`, counted only inside a
+    decode step); everything is put back on leaving. For measuring, never for serving.
+    """
+    from minireason.nn import attention, layers
+    from minireason.reason import explain as explain_module
+    from minireason.reason import generate
+
+    for stage in (*STAGES, "decode step count"):
+        seconds.setdefault(stage, 0.0)
+    in_decode = [False]
+    saved = []
+
+    def patch(module, name, wrapper_for):
+        original = getattr(module, name)
+        saved.append((module, name, original))
+        setattr(module, name, wrapper_for(original))
+
+    def timed(stage):
+        def wrapper_for(original):
+            def wrapper(*args, **kwargs):
+                start = time.perf_counter()
+                try:
+                    return original(*args, **kwargs)
+                finally:
+                    seconds[stage] += time.perf_counter() - start
+
+            return wrapper
+
+        return wrapper_for
+
+    def decode_wrapper_for(original):
+        def wrapper(*args, **kwargs):
+            in_decode[0] = True
+            start = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                in_decode[0] = False
+                seconds["decode steps"] += time.perf_counter() - start
+                seconds["decode step count"] += 1
+
+        return wrapper
+
+    def product_wrapper_for(original):
+        def wrapper(a, b):
+            if not in_decode[0]:
+                return original(a, b)
+            start = time.perf_counter()
+            try:
+                return original(a, b)
+            finally:
+                seconds["decode products"] += time.perf_counter() - start
+
+        return wrapper
+
+    try:
+        patch(generate, "prefill", timed("prefill"))
+        patch(generate, "decode_step", decode_wrapper_for)
+        patch(generate, "choose_tokens", timed("choosing tokens"))
+        patch(explain_module, "rank_candidates", timed("scoring"))
+        patch(explain_module, "attention_evidence", timed("attention evidence"))
+        patch(layers, "matmul", product_wrapper_for)
+        patch(attention, "matmul", product_wrapper_for)
+        yield seconds
+    finally:
+        for module, name, original in reversed(saved):
+            setattr(module, name, original)
 
 
 def pair_inputs(record: dict) -> dict:
@@ -52,6 +143,7 @@ def run_bench_explain(
     seed: int = 0,
     threads: int | None = None,
     progress: bool = True,
+    breakdown: bool = False,
 ) -> dict:
     """Time ``explain`` on the first ``n_pairs`` records of ``split``.
 
@@ -60,10 +152,13 @@ def run_bench_explain(
             :class:`minireason.prep.prepared.Prepared` it was trained on.
         decoding: step-4 settings (None: the run's).
         threads: threads for the run's products (None: leave as they are).
+        breakdown: also time each stage, in a second pass (module docstring).
 
     Returns:
         A JSON-ready dict: ``median_s``, ``p90_s``, ``times_s``, ``mean_candidate_tokens``,
-        the settings and the machine.
+        the settings and the machine; with ``breakdown``, ``breakdown_ms`` (milliseconds
+        per pair of each of :data:`STAGES`, and ``"instrumented total"``) and
+        ``decode_steps_per_pair``.
     """
     check_same_data(run.info, prepared)
     records = [r for r in prepared.split(split) if r["history"] or r["item_tags"]][:n_pairs]
@@ -74,6 +169,16 @@ def run_bench_explain(
     try:
         used = current_threads()
         result = _time_pairs(run, records, decoding, warmup, seed, progress)
+        if breakdown:
+            seconds = {}
+            with stage_timers(seconds):
+                total = _time_pairs(run, records, decoding, 0, seed, progress)["times_s"]
+            n = len(records)
+            result["breakdown_ms"] = {
+                **{stage: 1000.0 * seconds[stage] / n for stage in STAGES},
+                "instrumented total": 1000.0 * sum(total) / n,
+            }
+            result["decode_steps_per_pair"] = seconds["decode step count"] / n
     finally:
         set_threads(before)
     return {
@@ -128,6 +233,23 @@ def format_report(result: dict) -> str:
         f"threads {result['threads']}, {result['machine']['cpu_count']} CPUs\n"
         f"mean tokens per candidate: {result['mean_candidate_tokens']:.1f}\n"
         f"seconds per pair: median {result['median_s']:.3f}, p90 {result['p90_s']:.3f}"
+        + _format_breakdown(result)
+    )
+
+
+def _format_breakdown(result: dict) -> str:
+    ms = result.get("breakdown_ms")
+    if not ms:
+        return ""
+    return (
+        f"\nwhere a pair's time goes (mean of a second, instrumented pass: "
+        f"{ms['instrumented total']:.0f} ms a pair, {result['decode_steps_per_pair']:.1f} "
+        f"decode steps):\n"
+        + "\n".join(
+            f"  {stage:<20} {ms[stage]:7.1f} ms"
+            + (" (part of the decode steps)" if stage == "decode products" else "")
+            for stage in STAGES
+        )
     )
 
 
