@@ -23,6 +23,8 @@ the metric tests with :mod:`minireason.evaluation.metrics` (``corpus_bleu``, ``r
 
 from __future__ import annotations
 
+from dataclasses import fields
+
 import numpy as np
 
 from minireason.course.grading import (
@@ -76,18 +78,12 @@ def expect_number(what: str, got, expected: float, rtol: float = 1e-6, atol: flo
 
 
 def _weights(w: dict) -> scoring.ScoreWeights:
-    """The assignment's four weights; the package's other terms (focus, consensus, the
-    degenerate, unfinished and sentiment penalties) are not part of A4 and weigh 0."""
+    """The assignment's four weights; every other term of the package's score (focus,
+    consensus, echo, the penalties) is not part of A4 and weighs 0, so a term added to the
+    package later cannot change what A4 expects."""
+    others = {f.name: 0.0 for f in fields(scoring.ScoreWeights)}
     return scoring.ScoreWeights(
-        user=w["user"],
-        item=w["item"],
-        logprob=w["logprob"],
-        repetition=w["repetition"],
-        focus=0.0,
-        consensus=0.0,
-        degenerate=0.0,
-        unfinished=0.0,
-        contradicts=0.0,
+        **{**others, **{k: w[k] for k in ("user", "item", "logprob", "repetition")}}
     )
 
 
