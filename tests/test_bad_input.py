@@ -230,15 +230,37 @@ def test_prepare_killed_at_any_point_leaves_the_old_or_the_new_directory(tmp_pat
     ]
 
 
+def _wait_until_flocked(path: Path, timeout: float = 120.0) -> None:
+    """Return once some process holds a ``flock`` on ``path`` (read from ``/proc/locks``);
+    where that file cannot be read, after a second."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            inode = path.stat().st_ino
+            with open("/proc/locks") as fh:
+                held = [line.split() for line in fh if " FLOCK " in line]
+        except FileNotFoundError:
+            time.sleep(0.02)  # the lock file is not there yet
+            continue
+        except OSError:
+            time.sleep(1.0)
+            return
+        if any(int(f[5].split(":")[-1]) == inode for f in held if len(f) > 5):
+            return
+        time.sleep(0.02)
+    raise AssertionError(f"nothing locked {path} within {timeout} s")
+
+
 @pytest.mark.slow
 def test_two_prepares_into_one_out_at_once(tmp_path, data_dir):
     from minireason.data.io import write_head
 
-    a = write_head(data_dir / MI_REVIEWS, tmp_path / "a.json.gz", 600)
+    # 3,000 reviews: the first holds the lock for seconds, longer than the second's start-up
+    a = write_head(data_dir / MI_REVIEWS, tmp_path / "a.json.gz", 3000)
     b = reviews_file(tmp_path / "b.json.gz")
     out = tmp_path / "prep"
     first = _prepare_process(a, out)
-    time.sleep(1.0)  # the first holds the lock by now
+    _wait_until_flocked(tmp_path / ".prep.lock")
     second = _prepare_process(b, out)
     err2 = second.communicate(timeout=120)[1]
     assert second.returncode == 1 and err2.count("\n") == 1
