@@ -359,13 +359,18 @@ def test_tuning_chooses_exactly_what_step4_keeps(run):
     samples = step4_candidates(
         model, tok, prompts, Decoding(n_candidates=4, max_new_tokens=8), 2, 0, False
     )
-    pool = CandidatePool(tok, samples, records)
+    pool = CandidatePool(tok, samples, records, prepared.reviews_by)
+    assert "phrasing" in pool.keys
     for w in (
         ScoreWeights(),
         ScoreWeights(consensus=4.0, logprob=1.0),
         ScoreWeights(focus=0.0, degenerate=4.0),
+        ScoreWeights(phrasing=8.0),
     ):
-        assert pool.choose(w) == [choose_reason(tok, c, rec, w) for c, rec in zip(samples, records)]
+        assert pool.choose(w) == [
+            choose_reason(tok, c, rec, w, prepared.reviews_by(rec["user"]))
+            for c, rec in zip(samples, records)
+        ]
     assert set(GRID) <= set(vars(ScoreWeights()))
     good = {
         "bleu4": 1.6,

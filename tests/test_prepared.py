@@ -100,3 +100,14 @@ def test_evidence_and_prompts_rebuild_as_prepare_made_them(micro_prepared):
             assert ids == prepared.prompts[split].get(i).tolist()
             with_evidence += bool(rec["evidence"])
     assert with_evidence > 0
+
+
+def test_reviews_by_gives_a_users_training_reviews_only(micro_prepared):
+    p = load_prepared(micro_prepared)
+    user = p.test[0]["user"]
+    mine = p.reviews_by(user)
+    assert mine == [r["text"] for r in p.train if r["user"] == user] and mine
+    assert not {r["text"] for r in p.valid + p.test if r["user"] == user} & set(mine)
+    mine.append("changed by the caller")
+    assert p.reviews_by(user) == mine[:-1]  # a copy each time
+    assert p.reviews_by("no such user") == []

@@ -171,6 +171,54 @@ def test_echoes_count_content_words_said_again():
     assert echoed.total == pytest.approx(sum(echoed.parts(w).values()))
 
 
+def test_phrasing_is_the_share_of_the_users_own_3_grams(tokenizer):
+    from minireason.reason.scoring import phrase_set, phrasing, rank_candidates
+
+    past = ["I have been using these strings for years.", "Works great for my acoustic guitar!"]
+    phrases = phrase_set(past)
+    assert ("works", "great", "for") in phrases and phrase_set([]) == frozenset()
+    # 4 token 3-grams, 2 of them the user's ("works great for", "great for my")
+    assert phrasing(tokens("works great for my bass."), phrases) == pytest.approx(0.5)
+    assert phrasing(tokens("cheap strap, no tone."), phrases) == 0.0
+    assert phrasing(tokens("works great"), phrases) == 0.0  # no 3-gram at all
+    assert phrasing(tokens("works great for my bass."), frozenset()) == 0.0  # nothing written
+
+    texts = ["the tone is warm and clear.", "works great for my acoustic guitar."]
+    ids = [tokenizer.encode(t) for t in texts]
+    lps = [np.full(len(i), -1.0) for i in ids]
+    w = ScoreWeights(phrasing=2.0)
+    plain = rank_candidates(tokenizer, ids, lps, ["eos"] * 2, [], [], w)
+    assert [c.index for c in plain] == [0, 1]  # a tie: the sampling order
+    own = rank_candidates(tokenizer, ids, lps, ["eos"] * 2, [], [], w, phrases=phrases)
+    assert [c.index for c in own] == [1, 0]
+    # 4 of its 5 token 3-grams are the user's ("acoustic guitar ." is not: they wrote "!")
+    assert own[0].score.phrasing == pytest.approx(0.8)
+    assert own[0].score.parts(w)["phrasing"] == pytest.approx(1.6)
+    assert own[0].score.total == pytest.approx(sum(own[0].score.parts(w).values()))
+
+
+def test_explain_scores_candidates_against_the_users_past_reviews(model, tokenizer):
+    from minireason.reason.scoring import ngrams
+
+    args = dict(prompt_tokens=BUDGET, decoding=dec(6, 8), seed=5)
+    before = explain(model, tokenizer, HISTORY, ITEM_TAGS, **args)
+    assert all(c.score.phrasing == 0.0 for c in before.candidates)  # no past reviews given
+    longest = max(before.candidates, key=lambda c: len(ngrams(tokens(c.text))))
+    assert ngrams(tokens(longest.text))
+    after = explain(
+        model,
+        tokenizer,
+        HISTORY,
+        ITEM_TAGS,
+        past_reviews=[longest.text],
+        weights=ScoreWeights(phrasing=100.0),
+        **args,
+    )
+    assert [c.text for c in after.candidates].count(longest.text) >= 1  # same samples
+    assert after.score.phrasing == pytest.approx(1.0)  # the one in the user's own words won
+    assert ngrams(tokens(after.reason)) <= ngrams(tokens(longest.text))
+
+
 def test_new_penalties_enter_the_score_with_their_weights():
     lp = np.full(6, -1.0)
     w = ScoreWeights(degenerate=2.0, unfinished=0.5, contradicts=3.0)
@@ -360,6 +408,9 @@ class FakePrepared:
     def split(self, name):
         return self.records
 
+    def reviews_by(self, user):
+        return {"U1": ["my strings sound great on my guitar ."]}.get(user, [])
+
 
 def fake_run(model, tokenizer, content="fake-content"):
     info = RunInfo("fake", content, BUDGET, 96, 0, 10, tokenizer.vocab_size, dec(3, 5))
@@ -375,6 +426,7 @@ def test_bench_explain_reports_times(model, tokenizer):
         "item_tags": ITEM_TAGS,
         "profile": {"aspects": PROFILE},
         "item": "B009",
+        "user": "U1",
     }
     cold = {**record, "history": []}
     empty = {**cold, "item_tags": []}  # nothing to explain: left out, not an error

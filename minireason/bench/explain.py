@@ -122,14 +122,17 @@ def stage_timers(seconds: dict):
             setattr(module, name, original)
 
 
-def pair_inputs(record: dict) -> dict:
-    """``explain``'s keyword arguments for one prepared record (see ``minireason.prep.prepare``)."""
+def pair_inputs(record: dict, prepared) -> dict:
+    """``explain``'s keyword arguments for one record of ``prepared`` (see
+    ``minireason.prep.prepare``): its prompt parts as prepared, and the user's past reviews."""
     return {
         "history": [HistoryItem(**h) for h in record["history"]],
         "item_tags": record["item_tags"],
         "profile_aspects": record["profile"]["aspects"],
         "item": record["item"],
         "focus": record.get("focus") or [],
+        "evidence": record.get("evidence") or [],
+        "past_reviews": prepared.reviews_by(record["user"]),
     }
 
 
@@ -168,11 +171,11 @@ def run_bench_explain(
     before = set_threads(threads) if threads is not None else current_threads()
     try:
         used = current_threads()
-        result = _time_pairs(run, records, decoding, warmup, seed, progress)
+        result = _time_pairs(run, prepared, records, decoding, warmup, seed, progress)
         if breakdown:
             seconds = {}
             with stage_timers(seconds):
-                total = _time_pairs(run, records, decoding, 0, seed, progress)["times_s"]
+                total = _time_pairs(run, prepared, records, decoding, 0, seed, progress)["times_s"]
             n = len(records)
             result["breakdown_ms"] = {
                 **{stage: 1000.0 * seconds[stage] / n for stage in STAGES},
@@ -193,14 +196,14 @@ def run_bench_explain(
     }
 
 
-def _time_pairs(run, records, decoding, warmup, seed, progress) -> dict:
+def _time_pairs(run, prepared, records, decoding, warmup, seed, progress) -> dict:
     """Explain each record once (after ``warmup`` untimed ones); seconds and token counts."""
 
     def one(record):
         return explain(
             run.model,
             run.tokenizer,
-            **pair_inputs(record),
+            **pair_inputs(record, prepared),
             prompt_tokens=run.info.prompt_tokens,
             decoding=decoding,
             seed=seed,

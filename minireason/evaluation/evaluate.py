@@ -142,11 +142,14 @@ def step4_candidates(
     return out
 
 
-def choose_reason(tok: BPETokenizer, candidates: tuple, record: dict, weights=None) -> str:
+def choose_reason(
+    tok: BPETokenizer, candidates: tuple, record: dict, weights=None, past_reviews=None
+) -> str:
     """The reason step 4 keeps among one record's ``candidates`` (:func:`step4_candidates`):
     the best by :func:`minireason.reason.scoring.rank_candidates` against the record's profile
-    aspects, item tags, focus and the rating its history leads to expect."""
-    from minireason.reason.scoring import expected_rating, rank_candidates
+    aspects, item tags, focus, the rating its history leads to expect and the user's
+    ``past_reviews`` (their training reviews' texts, :meth:`Prepared.reviews_by`)."""
+    from minireason.reason.scoring import expected_rating, phrase_set, rank_candidates
 
     token_ids, logprobs, finishes = candidates
     rating = expected_rating(h["rating"] for h in record.get("history") or [])
@@ -160,6 +163,7 @@ def choose_reason(tok: BPETokenizer, candidates: tuple, record: dict, weights=No
         weights=weights,
         focus=record.get("focus") or [],
         rating=rating,
+        phrases=phrase_set(past_reviews or []),
     )[0].text
 
 
@@ -172,11 +176,13 @@ def step4_generate_fn(
     seed: int = 0,
     progress: bool = True,
     weights=None,
+    reviews_by=None,
 ) -> GenerateFn:
     """``prompts -> reasons`` as ``minireason explain`` makes them (seed step 4): for each
     prompt, ``decoding.n_candidates`` samples (:func:`step4_candidates`), of which
-    :func:`choose_reason` keeps one (``weights``: the score's, None for the defaults).
-    ``records[i]`` belongs to ``prompts[i]``."""
+    :func:`choose_reason` keeps one (``weights``: the score's, None for the defaults;
+    ``reviews_by``: user -> their training reviews' texts, :meth:`Prepared.reviews_by`; None:
+    no phrasing term). ``records[i]`` belongs to ``prompts[i]``."""
 
     def generate_reasons(prompts: list[list[int]]) -> list[str]:
         if len(prompts) != len(records):
@@ -184,7 +190,10 @@ def step4_generate_fn(
                 f"step4_generate_fn: {len(prompts)} prompts for {len(records)} records"
             )
         samples = step4_candidates(model, tok, prompts, decoding, batch_size, seed, progress)
-        return [choose_reason(tok, c, rec, weights) for c, rec in zip(samples, records)]
+        return [
+            choose_reason(tok, c, rec, weights, reviews_by(rec["user"]) if reviews_by else None)
+            for c, rec in zip(samples, records)
+        ]
 
     return generate_reasons
 
@@ -326,6 +335,7 @@ def evaluate_run(
             max(1, batch_size // decoding.n_candidates),
             seed,
             progress=progress,
+            reviews_by=prepared.reviews_by,
         )
     t_gen = time.perf_counter()
     answers = {"model": list(generate_fn(prompts))}

@@ -41,6 +41,7 @@ from minireason.reason.scoring import (
     Candidate,
     ScoreWeights,
     expected_rating,
+    phrase_set,
     rank_candidates,
 )
 from minireason.train.run import check_same_data, load_run
@@ -49,6 +50,7 @@ GRID = {  # the values each weight may take
     "logprob": [0.0, 0.1, 0.2, 0.5, 1.0, 2.0],
     "consensus": [0.0, 0.5, 1.0, 2.0, 4.0, 8.0],
     "focus": [0.0, 0.5, 1.0, 2.0],
+    "phrasing": [0.0, 0.25, 0.5, 1.0, 2.0, 4.0],
     "user": [0.0, 0.5, 1.0, 2.0],
     "item": [0.0, 0.5, 1.0, 2.0],
     "repetition": [0.0, 1.0, 2.0, 4.0],
@@ -75,10 +77,12 @@ class CandidatePool:
 
     ``terms[i]`` is ``(n_i, n_parts)``: candidate j's score parts under unit weights (one
     column per :meth:`ScoreBreakdown.parts` key, with its sign), so a weight vector's totals
-    are one product; ``texts[i][j]`` the candidate texts in sampling order.
+    are one product; ``texts[i][j]`` the candidate texts in sampling order. ``reviews_by``:
+    user -> their training reviews' texts (:meth:`Prepared.reviews_by`) for the phrasing
+    term; None leaves it 0.
     """
 
-    def __init__(self, tok, samples, records):
+    def __init__(self, tok, samples, records, reviews_by=None):
         unit = ScoreWeights(**{k: 1.0 for k in asdict(ScoreWeights())})
         self.keys = None
         self.terms, self.texts = [], []
@@ -93,6 +97,7 @@ class CandidatePool:
                 weights=unit,
                 focus=rec.get("focus") or [],
                 rating=expected_rating(h["rating"] for h in rec.get("history") or []),
+                phrases=phrase_set(reviews_by(rec["user"]) if reviews_by else []),
             )
             ranked.sort(key=lambda c: c.index)
             parts = [c.score.parts(unit) for c in ranked]
@@ -150,7 +155,7 @@ def tune(prepared_dir, run_dir, limit=None, batch_size: int = 4, seed: int = 0, 
     samples = step4_candidates(
         run.model, run.tokenizer, prompts, run.info.decoding, batch_size, seed
     )
-    pool = CandidatePool(run.tokenizer, samples, records)
+    pool = CandidatePool(run.tokenizer, samples, records, prepared.reviews_by)
     refs = [r["target"] for r in records]
     features_gt = [r["feature"] for r in records]
     best, tried = coordinate_search(pool, refs, features_gt, prepared.features, passes)

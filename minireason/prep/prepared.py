@@ -244,6 +244,19 @@ class Prepared:
                 seq.append(rec["item"])
         return seqs
 
+    @functools.cached_property
+    def _train_texts_by_user(self) -> dict[str, list[str]]:
+        by_user: dict[str, list[str]] = {}
+        for rec in self.train:
+            by_user.setdefault(rec["user"], []).append(rec["text"])
+        return by_user
+
+    def reviews_by(self, user: str) -> list[str]:
+        """The texts of ``user``'s training reviews, in file order (``[]`` for a user with
+        none): the words step 4's phrasing term compares a reason with
+        (:func:`minireason.reason.scoring.phrase_set`). Never validation or test text."""
+        return list(self._train_texts_by_user.get(user, []))
+
     def focus_for(self, item: str, profile_aspects: list[str]) -> list[str]:
         """The predicted focus of a prompt about ``item`` for a user with
         ``profile_aspects``, as ``prepare`` made it for the test records (``[]`` when the

@@ -52,6 +52,7 @@ from minireason.reason.scoring import (
     ScoreBreakdown,
     ScoreWeights,
     expected_rating,
+    phrase_set,
     rank_candidates,
 )
 from minireason.train.run import Decoding, Run
@@ -83,6 +84,7 @@ def explain(
     profile_aspects: list[str] | None = None,
     focus: list[str] | None = None,
     evidence: list[str] | None = None,
+    past_reviews: list[str] | None = None,
     weights: ScoreWeights | None = None,
     item: str = "",
     item_title: str = "",
@@ -108,6 +110,9 @@ def explain(
         evidence: what other users wrote about the item, put in the prompt
             (``Prepared.evidence_for`` chooses it as ``prepare`` did; None or empty: no
             evidence part, for free-form input or a model prepared without).
+        past_reviews: the user's own earlier reviews (``Prepared.reviews_by``); step 4
+            prefers the candidate worded as they write (the phrasing term; None or empty:
+            the term is 0 for every candidate).
         weights: the score's weights.
         item, item_title: the item's id and title, for the evidence labels and prompt text.
         top_k_evidence: single tags/aspects listed in the evidence.
@@ -168,6 +173,7 @@ def explain(
         weights,
         focus,
         rating,
+        phrase_set(past_reviews or []),
     )
     best = candidates[0]
     attention = attention_evidence(
@@ -330,6 +336,7 @@ def explain_item(
         profile_aspects=aspects,
         focus=focus,
         evidence=prepared.evidence_for(item, focus, user),
+        past_reviews=prepared.reviews_by(user),
     )
 
 
@@ -449,6 +456,7 @@ def candidate_table(expl: Explanation) -> list[dict]:
                     "user_coverage": b.user_coverage,
                     "item_coverage": b.item_coverage,
                     "focus_coverage": b.focus_coverage,
+                    "phrasing": b.phrasing,
                     "mean_logprob": b.mean_logprob,
                     "consensus": b.consensus,
                     "repetition": b.repetition,
@@ -500,6 +508,7 @@ CANDIDATE_HEADERS = {
     "user": "user",
     "item": "item",
     "focus": "focus",
+    "phrasing": "own words",
     "logprob": "logprob",
     "consensus": "agree",
     "repetition": "repeat",
