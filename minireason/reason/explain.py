@@ -508,7 +508,7 @@ CANDIDATE_HEADERS = {
     "user": "user",
     "item": "item",
     "focus": "focus",
-    "phrasing": "own words",
+    "phrasing": "phrase",
     "logprob": "logprob",
     "consensus": "agree",
     "repetition": "repeat",
@@ -530,8 +530,9 @@ def format_candidates(expl: Explanation, width: int = 60) -> str:
     w = expl.weights
     lines = [
         f"  step 4:    {len(rows)} candidates, best first; score = user + item + focus "
-        f"coverage + logprob - penalties (weights: user {w.user:g}, item {w.item:g}, "
-        f"focus {w.focus:g}, logprob {w.logprob:g}, agree {w.consensus:g}, repeat "
+        f"coverage + the user's own phrases + logprob - penalties (weights: user {w.user:g}, "
+        f"item {w.item:g}, focus {w.focus:g}, phrase {w.phrasing:g}, logprob {w.logprob:g}, "
+        f"agree {w.consensus:g}, repeat "
         f"{w.repetition:g}, echo {w.echo:g}, degen {w.degenerate:g}, unend {w.unfinished:g}, against "
         f"{w.contradicts:g}, dup {w.duplicate:g}, cut {w.truncated:g}, empty {w.empty:g})",
         "       #  "
