@@ -37,7 +37,8 @@
 #define FLASH_BLOCK_M 32
 #define FLASH_BLOCK_N 32
 #define FLASH_THREADS 128
-#define ROWS_PER_WARP (FLASH_BLOCK_M / (FLASH_THREADS / 32))  // 8
+#define FLASH_WARPS (FLASH_THREADS / 32)                      // 4
+#define ROWS_PER_WARP (FLASH_BLOCK_M / FLASH_WARPS)            // 8
 #define COLS_PER_LANE 4                                       // 128 / 32: head_dim <= 128
 
 __device__ float warp_max(float value) {
@@ -79,10 +80,14 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS, 4) attention_forward
     const float* k_b = k + b * Tk * D;
     const float* v_b = v + b * Tk * D;
 
-    // _load_tile(q, m0, BLOCK_M): zero past Tq (and past D, up to D4)
-    for (int idx = threadIdx.x; idx < FLASH_BLOCK_M * D4; idx += blockDim.x) {
-        int r = idx / D4, e = idx % D4;
-        Qs[idx] = (m0 + r < Tq && e < D) ? q_b[(long)(m0 + r) * D + e] : 0.0f;
+    // _load_tile(q, m0, BLOCK_M): zero past Tq (and past D, up to D4). Tiles are loaded a row
+    // per warp, the lanes reading consecutive floats (coalesced), with no division or
+    // remainder by D: the integer pipe, not the FMA, was the busiest in the profile.
+#pragma unroll 1
+    for (int r = warp; r < FLASH_BLOCK_M; r += FLASH_WARPS) {
+        const bool row_ok = m0 + r < Tq;
+        const float* src = q_b + (long)(m0 + r) * D;
+        for (int e = lane; e < D4; e += 32) Qs[r * D4 + e] = (row_ok && e < D) ? src[e] : 0.0f;
     }
 
     float m[ROWS_PER_WARP], l[ROWS_PER_WARP], acc[ROWS_PER_WARP][COLS_PER_LANE];
@@ -97,13 +102,16 @@ extern "C" __global__ void __launch_bounds__(FLASH_THREADS, 4) attention_forward
     const int n_end = is_causal ? min(Tk, m0 + FLASH_BLOCK_M) : Tk;  // _key_tile_end
     for (int n0 = 0; n0 < n_end; n0 += FLASH_BLOCK_N) {
         __syncthreads();  // the previous tile's K, V, P are no longer read (and Qs is loaded)
-        for (int idx = threadIdx.x; idx < FLASH_BLOCK_N * D4; idx += blockDim.x) {
-            int c = idx / D4, e = idx % D4;
-            Ks[c * k_stride + e] = (n0 + c < Tk && e < D) ? k_b[(long)(n0 + c) * D + e] : 0.0f;
-        }
-        for (int idx = threadIdx.x; idx < FLASH_BLOCK_N * D; idx += blockDim.x) {
-            int c = idx / D, e = idx % D;
-            Vs[idx] = n0 + c < Tk ? v_b[(long)(n0 + c) * D + e] : 0.0f;
+#pragma unroll 1  // unrolled, the loads take the registers the accumulators need (spills)
+        for (int c = warp; c < FLASH_BLOCK_N; c += FLASH_WARPS) {  // as the Q tile above
+            const bool row_ok = n0 + c < Tk;
+            const float* k_src = k_b + (long)(n0 + c) * D;
+            const float* v_src = v_b + (long)(n0 + c) * D;
+#pragma unroll 1
+            for (int e = lane; e < D4; e += 32) {
+                Ks[c * k_stride + e] = (row_ok && e < D) ? k_src[e] : 0.0f;
+                if (e < D) Vs[c * D + e] = row_ok ? v_src[e] : 0.0f;
+            }
         }
         __syncthreads();
 
