@@ -65,6 +65,11 @@ def words(text: str) -> list[str]:
     return [t for t in tokens(text) if is_word(t)]
 
 
+def ngrams(text_tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:
+    """The distinct contiguous ``n``-grams of a token list (empty when it is shorter)."""
+    return set(zip(*(text_tokens[i:] for i in range(n)), strict=False))
+
+
 @lru_cache(maxsize=1 << 16)
 def phrase_tokens(phrase: str) -> tuple[str, ...]:
     """The tokens of a phrase (cached: the same aspects are looked up again and again)."""
@@ -88,8 +93,7 @@ class PhraseSet:
         or (``ordered=False``) in no particular order."""
         hit: list[str] = []
         for n, table in self._by_length.items():
-            grams = set(zip(*(text_tokens[i:] for i in range(n)), strict=False))
-            for key in grams & table.keys():
+            for key in ngrams(text_tokens, n) & table.keys():
                 hit += table[key]
         if not ordered:
             return hit

@@ -198,13 +198,14 @@ def test_phrasing_is_the_share_of_the_users_own_3_grams(tokenizer):
 
 
 def test_explain_scores_candidates_against_the_users_past_reviews(model, tokenizer):
-    from minireason.reason.scoring import ngrams
+    from minireason.reason.scoring import PHRASE_N
+    from minireason.text import ngrams
 
     args = dict(prompt_tokens=BUDGET, decoding=dec(6, 8), seed=5)
     before = explain(model, tokenizer, HISTORY, ITEM_TAGS, **args)
     assert all(c.score.phrasing == 0.0 for c in before.candidates)  # no past reviews given
-    longest = max(before.candidates, key=lambda c: len(ngrams(tokens(c.text))))
-    assert ngrams(tokens(longest.text))
+    longest = max(before.candidates, key=lambda c: len(ngrams(tokens(c.text), PHRASE_N)))
+    assert ngrams(tokens(longest.text), PHRASE_N)
     after = explain(
         model,
         tokenizer,
@@ -216,7 +217,7 @@ def test_explain_scores_candidates_against_the_users_past_reviews(model, tokeniz
     )
     assert [c.text for c in after.candidates].count(longest.text) >= 1  # same samples
     assert after.score.phrasing == pytest.approx(1.0)  # the one in the user's own words won
-    assert ngrams(tokens(after.reason)) <= ngrams(tokens(longest.text))
+    assert ngrams(tokens(after.reason), PHRASE_N) <= ngrams(tokens(longest.text), PHRASE_N)
 
 
 def test_new_penalties_enter_the_score_with_their_weights():

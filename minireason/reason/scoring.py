@@ -63,7 +63,7 @@ import numpy as np
 
 from minireason.data.clean import one_line
 from minireason.prep.features import STOP_WORDS
-from minireason.text import degeneracies, is_word, mentions, tokens, words
+from minireason.text import degeneracies, is_word, mentions, ngrams, tokens, words
 
 
 @dataclass
@@ -164,17 +164,12 @@ def echoes(text_words: list[str]) -> int:
 PHRASE_N = 3  # the phrasing term's n-grams: tokens, punctuation included (minireason.text)
 
 
-def ngrams(text_tokens: list[str], n: int = PHRASE_N) -> set[tuple[str, ...]]:
-    """The distinct ``n``-grams of a token list (empty when it is shorter than ``n``)."""
-    return set(zip(*(text_tokens[i:] for i in range(n))))
-
-
 def phrase_set(texts) -> frozenset:
     """The token 3-grams of ``texts`` (a user's past reviews), what :func:`phrasing`
     compares a candidate with; empty for no texts."""
     out: set = set()
     for text in texts:
-        out |= ngrams(tokens(text))
+        out |= ngrams(tokens(text), PHRASE_N)
     return frozenset(out)
 
 
@@ -182,7 +177,7 @@ def phrasing(text_tokens: list[str], phrases: frozenset) -> float:
     """The share of ``text_tokens``' distinct 3-grams that are in ``phrases``
     (:func:`phrase_set`): 1 when every phrase of the candidate is one the user has written,
     0 when none is, or when either side has none."""
-    grams = ngrams(text_tokens)
+    grams = ngrams(text_tokens, PHRASE_N)
     if not grams or not phrases:
         return 0.0
     return len(grams & phrases) / len(grams)
