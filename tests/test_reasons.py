@@ -144,6 +144,8 @@ def test_what_a_reader_punishes_is_detected():
     assert sentiment(tokens("Not great, and the tuner is not good.")) == -1  # negated praise
     assert sentiment(tokens("No problems so far, you won't be disappointed.")) == 1
     assert sentiment(tokens("The strings are nickel.")) == 0
+    assert sentiment(tokens("I'm not a fan of this amp.")) == -1
+    assert sentiment(tokens("I've been a big fan of these picks.")) == 1
     assert contradicts(tokens("It broke in a week."), 4.5)
     assert not contradicts(tokens("It broke in a week."), 2.0)
     assert contradicts(tokens("I love it."), 1.5) and not contradicts(tokens("I love it."), 3.0)

@@ -198,7 +198,7 @@ NEGATIVE = frozenset(
     "worse worst".split()
 )
 POSITIVE = frozenset(
-    "amazing awesome best excellent fantastic good great happy love loved nice perfect "
+    "amazing awesome best excellent fan fantastic good great happy love loved nice perfect "
     "perfectly pleased recommend solid sturdy wonderful".split()
 )
 NEGATORS = frozenset({"no", "not", "n't", "never", "without", "nothing"})
