@@ -70,16 +70,16 @@ from minireason.text import degeneracies, is_word, mentions, ngrams, tokens, wor
 class ScoreWeights:
     """Weights of the score (see the module docstring for the formula)."""
 
-    user: float = 0.5
+    user: float = 0.0
     item: float = 1.0
     focus: float = 1.0
     phrasing: float = 1.0  # chosen on validation with a blind reading (README)
-    logprob: float = 0.1
-    consensus: float = 0.0
+    logprob: float = 0.0
+    consensus: float = 1.0
     repetition: float = 1.0
     echo: float = 0.25  # chosen by a blind reading on validation, not by the tuner (README)
     degenerate: float = 2.0
-    unfinished: float = 0.0
+    unfinished: float = 0.25
     contradicts: float = 0.25
     duplicate: float = 1.0
     truncated: float = 0.5
