@@ -28,6 +28,7 @@ but not in "undertone" nor in "sweet-tone" (one word). Case never matters.
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
 
@@ -63,6 +64,14 @@ def is_word(token: str) -> bool:
 def words(text: str) -> list[str]:
     """The word tokens of ``text``, in order."""
     return [t for t in tokens(text) if is_word(t)]
+
+
+def vocabulary(texts: Iterable[str], min_count: int = 2) -> frozenset[str]:
+    """The words (:func:`words`) that ``texts`` use at least ``min_count`` times in all:
+    what a corpus has written more than once, so that a word outside it is one its writers
+    did not use (a made-up word, an invented model number) or used only once."""
+    counts = Counter(w for text in texts for w in words(text))
+    return frozenset(w for w, n in counts.items() if n >= min_count)
 
 
 def ngrams(text_tokens: Sequence[str], n: int) -> set[tuple[str, ...]]:

@@ -359,16 +359,18 @@ def test_tuning_chooses_exactly_what_step4_keeps(run):
     samples = step4_candidates(
         model, tok, prompts, Decoding(n_candidates=4, max_new_tokens=8), 2, 0, False
     )
-    pool = CandidatePool(tok, samples, records, prepared.reviews_by)
-    assert "phrasing" in pool.keys
+    pool = CandidatePool(tok, samples, records, prepared.reviews_by, prepared.known_words)
+    assert {"phrasing", "unknown"} <= set(pool.keys)
     for w in (
         ScoreWeights(),
         ScoreWeights(consensus=4.0, logprob=1.0),
         ScoreWeights(focus=0.0, degenerate=4.0),
         ScoreWeights(phrasing=8.0),
+        ScoreWeights(unknown=0.0),
+        ScoreWeights(unknown=8.0, consensus=0.0),
     ):
         assert pool.choose(w) == [
-            choose_reason(tok, c, rec, w, prepared.reviews_by(rec["user"]))
+            choose_reason(tok, c, rec, w, prepared.reviews_by(rec["user"]), prepared.known_words)
             for c, rec in zip(samples, records)
         ]
     assert set(GRID) <= set(vars(ScoreWeights()))

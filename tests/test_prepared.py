@@ -111,3 +111,15 @@ def test_reviews_by_gives_a_users_training_reviews_only(micro_prepared):
     mine.append("changed by the caller")
     assert p.reviews_by(user) == mine[:-1]  # a copy each time
     assert p.reviews_by("no such user") == []
+
+
+def test_known_words_are_the_training_reviews_words_used_twice(micro_prepared):
+    from collections import Counter
+
+    from minireason.text import words
+
+    p = load_prepared(micro_prepared)
+    counts = Counter(w for r in p.train for w in words(r["text"]))
+    assert p.known_words == {w for w, n in counts.items() if n >= 2} and p.known_words
+    only_held_out = {w for r in p.valid + p.test for w in words(r["text"])} - set(counts)
+    assert only_held_out and not only_held_out & p.known_words  # never validation or test text

@@ -10,7 +10,7 @@ from minireason.prep.tokenizer import BPETokenizer
 from minireason.reason.evidence import aggregate_evidence, plot_evidence
 from minireason.reason.explain import explain
 from minireason.reason.scoring import ScoreWeights, repetition, score_candidate
-from minireason.text import mentions, tokens, words
+from minireason.text import mentions, tokens, vocabulary, words
 from minireason.train.run import Decoding, Run, RunInfo
 
 SENTENCES = [
@@ -197,6 +197,37 @@ def test_phrasing_is_the_share_of_the_users_own_3_grams(tokenizer):
     assert own[0].score.phrasing == pytest.approx(0.8)
     assert own[0].score.parts(w)["phrasing"] == pytest.approx(1.6)
     assert own[0].score.total == pytest.approx(sum(own[0].score.parts(w).values()))
+
+
+def test_unknown_words_are_charged_once_each_and_only_with_a_vocabulary(tokenizer):
+    from minireason.reason.scoring import rank_candidates
+
+    known = vocabulary(["these strings sound great on my guitar."] * 2)
+    w = ScoreWeights(unknown=1.5)
+    made_up = score_candidate(
+        "These Satoiknica strings sound great on my XDXDX-00 guitar.",
+        np.full(12, -1.0),
+        "eos",
+        [],
+        [],
+        weights=w,
+        known_words=known,
+    )
+    assert made_up.unknown_words == ["satoiknica", "xdxdx-00"]
+    assert made_up.parts(w)["unknown"] == pytest.approx(-3.0)
+    assert made_up.total == pytest.approx(sum(made_up.parts(w).values()))
+    free_form = score_candidate(
+        "These Satoiknica strings sound great.", np.full(7, -1.0), "eos", [], [], weights=w
+    )
+    assert free_form.unknown_words == [] and free_form.parts(w)["unknown"] == 0.0
+
+    texts = ["these xdxdx strings sound great.", "these strings sound great."]
+    ids = [tokenizer.encode(t) for t in texts]
+    lps = [np.full(len(i), -1.0) for i in ids]
+    plain = rank_candidates(tokenizer, ids, lps, ["eos"] * 2, [], [], w)
+    assert [c.index for c in plain] == [0, 1]  # no vocabulary: a tie, the sampling order
+    ranked = rank_candidates(tokenizer, ids, lps, ["eos"] * 2, [], [], w, known_words=known)
+    assert [c.index for c in ranked] == [1, 0] and ranked[1].score.unknown_words == ["xdxdx"]
 
 
 def test_explain_scores_candidates_against_the_users_past_reviews(model, tokenizer):
@@ -413,6 +444,8 @@ class FakePrepared:
 
     def reviews_by(self, user):
         return {"U1": ["my strings sound great on my guitar ."]}.get(user, [])
+
+    known_words = frozenset()
 
 
 def fake_run(model, tokenizer, content="fake-content"):

@@ -94,7 +94,7 @@ def test_score_parts_sum_to_the_score_and_the_table_lists_every_candidate(explai
         assert rows[0]["chosen"] and not any(r["chosen"] for r in rows[1:])
         assert rows[0]["text"] == expl.reason
         text = ex.format_candidates(expl)
-        assert len(re.findall(r"^    [* ] +\d+ +[+-]\d\.\d{3} ", text, re.M)) == 4
+        assert len(re.findall(r"^    [* ] +\d+ +[+-]\d+\.\d{3} ", text, re.M)) == 4
         assert "\n    *  1 " in text
         assert ex.decision_summary(rows) in text
 
@@ -170,7 +170,7 @@ def test_explain_html_and_show_candidates(micro_run, tmp_path, capsys):
     )
     out = capsys.readouterr().out
     assert out.count("  step 4:    3 candidates, best first") == 2
-    assert len(re.findall(r"^    [* ]  [123] +[+-]\d\.\d{3} ", out, re.M)) == 6
+    assert len(re.findall(r"^    [* ]  [123] +[+-]\d+\.\d{3} ", out, re.M)) == 6
     assert f"report written to {page}" in out
     data = json.loads(re.search(r'id="data">(.*?)</script>', page.read_text(), re.S).group(1))
     assert [len(r["explanation"]["candidates"]) for r in data["users"][0]["recommendations"]] == [

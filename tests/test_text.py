@@ -164,3 +164,10 @@ def test_every_target_mentions_its_own_feature(micro_prepared):
 )
 def test_degeneracies_name_what_a_reader_notices(sentence, found):
     assert text.degeneracies(words(sentence)) == found
+
+
+def test_vocabulary_keeps_the_words_written_at_least_min_count_times():
+    texts = ["Great strings, great tone.", "The tone is warm.", "Snarkish tuner!"]
+    assert text.vocabulary(texts) == {"great", "tone"}
+    assert text.vocabulary(texts, min_count=1) == set(w for t in texts for w in words(t))
+    assert text.vocabulary([]) == frozenset()

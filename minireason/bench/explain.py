@@ -124,7 +124,8 @@ def stage_timers(seconds: dict):
 
 def pair_inputs(record: dict, prepared) -> dict:
     """``explain``'s keyword arguments for one record of ``prepared`` (see
-    ``minireason.prep.prepare``): its prompt parts as prepared, and the user's past reviews."""
+    ``minireason.prep.prepare``): its prompt parts as prepared, the user's past reviews and
+    the training reviews' words."""
     return {
         "history": [HistoryItem(**h) for h in record["history"]],
         "item_tags": record["item_tags"],
@@ -133,6 +134,7 @@ def pair_inputs(record: dict, prepared) -> dict:
         "focus": record.get("focus") or [],
         "evidence": record.get("evidence") or [],
         "past_reviews": prepared.reviews_by(record["user"]),
+        "known_words": prepared.known_words,
     }
 
 

@@ -143,12 +143,18 @@ def step4_candidates(
 
 
 def choose_reason(
-    tok: BPETokenizer, candidates: tuple, record: dict, weights=None, past_reviews=None
+    tok: BPETokenizer,
+    candidates: tuple,
+    record: dict,
+    weights=None,
+    past_reviews=None,
+    known_words=frozenset(),
 ) -> str:
     """The reason step 4 keeps among one record's ``candidates`` (:func:`step4_candidates`):
     the best by :func:`minireason.reason.scoring.rank_candidates` against the record's profile
-    aspects, item tags, focus, the rating its history leads to expect and the user's
-    ``past_reviews`` (their training reviews' texts, :meth:`Prepared.reviews_by`)."""
+    aspects, item tags, focus, the rating its history leads to expect, the user's
+    ``past_reviews`` (their training reviews' texts, :meth:`Prepared.reviews_by`) and the
+    training reviews' ``known_words`` (:attr:`Prepared.known_words`)."""
     from minireason.reason.scoring import expected_rating, phrase_set, rank_candidates
 
     token_ids, logprobs, finishes = candidates
@@ -164,6 +170,7 @@ def choose_reason(
         focus=record.get("focus") or [],
         rating=rating,
         phrases=phrase_set(past_reviews or []),
+        known_words=known_words,
     )[0].text
 
 
@@ -177,12 +184,14 @@ def step4_generate_fn(
     progress: bool = True,
     weights=None,
     reviews_by=None,
+    known_words=frozenset(),
 ) -> GenerateFn:
     """``prompts -> reasons`` as ``minireason explain`` makes them (seed step 4): for each
     prompt, ``decoding.n_candidates`` samples (:func:`step4_candidates`), of which
     :func:`choose_reason` keeps one (``weights``: the score's, None for the defaults;
     ``reviews_by``: user -> their training reviews' texts, :meth:`Prepared.reviews_by`; None:
-    no phrasing term). ``records[i]`` belongs to ``prompts[i]``."""
+    no phrasing term; ``known_words``: :attr:`Prepared.known_words`, empty: no unknown-word
+    term). ``records[i]`` belongs to ``prompts[i]``."""
 
     def generate_reasons(prompts: list[list[int]]) -> list[str]:
         if len(prompts) != len(records):
@@ -191,7 +200,14 @@ def step4_generate_fn(
             )
         samples = step4_candidates(model, tok, prompts, decoding, batch_size, seed, progress)
         return [
-            choose_reason(tok, c, rec, weights, reviews_by(rec["user"]) if reviews_by else None)
+            choose_reason(
+                tok,
+                c,
+                rec,
+                weights,
+                reviews_by(rec["user"]) if reviews_by else None,
+                known_words,
+            )
             for c, rec in zip(samples, records)
         ]
 
@@ -336,6 +352,7 @@ def evaluate_run(
             seed,
             progress=progress,
             reviews_by=prepared.reviews_by,
+            known_words=prepared.known_words,
         )
     t_gen = time.perf_counter()
     answers = {"model": list(generate_fn(prompts))}

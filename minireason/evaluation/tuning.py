@@ -21,8 +21,9 @@ validation split may be tuned on (``--split test`` is refused): the test split i
 once, with the weights chosen.
 
 The metrics do not see everything a reader does. The ``echo`` default (a content word said
-again) was chosen by a blind reading of validation reasons, not by this search, which
-prefers 0 for it because it costs a little BLEU-1 and FMR; the README gives both readings.
+again) and the ``unknown`` default (a word the training reviews never used twice) were
+chosen by blind readings of validation reasons, not by this search, which prefers 0 for
+them because they cost a little BLEU-1 and FMR; the README gives the readings.
 """
 
 from __future__ import annotations
@@ -55,6 +56,7 @@ GRID = {  # the values each weight may take
     "item": [0.0, 0.5, 1.0, 2.0],
     "repetition": [0.0, 1.0, 2.0, 4.0],
     "echo": [0.0, 0.25, 0.5, 1.0, 2.0],
+    "unknown": [0.0, 0.5, 1.0, 2.0],
     "degenerate": [0.0, 0.5, 1.0, 2.0, 4.0],
     "unfinished": [0.0, 0.25, 0.5, 1.0, 2.0],
     "contradicts": [0.0, 0.25, 0.5, 1.0, 2.0],
@@ -79,10 +81,11 @@ class CandidatePool:
     column per :meth:`ScoreBreakdown.parts` key, with its sign), so a weight vector's totals
     are one product; ``texts[i][j]`` the candidate texts in sampling order. ``reviews_by``:
     user -> their training reviews' texts (:meth:`Prepared.reviews_by`) for the phrasing
-    term; None leaves it 0.
+    term; None leaves it 0. ``known_words``: :attr:`Prepared.known_words` for the
+    unknown-word term; empty leaves it 0.
     """
 
-    def __init__(self, tok, samples, records, reviews_by=None):
+    def __init__(self, tok, samples, records, reviews_by=None, known_words=frozenset()):
         unit = ScoreWeights(**{k: 1.0 for k in asdict(ScoreWeights())})
         self.keys = None
         self.terms, self.texts = [], []
@@ -98,6 +101,7 @@ class CandidatePool:
                 focus=rec.get("focus") or [],
                 rating=expected_rating(h["rating"] for h in rec.get("history") or []),
                 phrases=phrase_set(reviews_by(rec["user"]) if reviews_by else []),
+                known_words=known_words,
             )
             ranked.sort(key=lambda c: c.index)
             parts = [c.score.parts(unit) for c in ranked]
@@ -155,7 +159,7 @@ def tune(prepared_dir, run_dir, limit=None, batch_size: int = 4, seed: int = 0, 
     samples = step4_candidates(
         run.model, run.tokenizer, prompts, run.info.decoding, batch_size, seed
     )
-    pool = CandidatePool(run.tokenizer, samples, records, prepared.reviews_by)
+    pool = CandidatePool(run.tokenizer, samples, records, prepared.reviews_by, prepared.known_words)
     refs = [r["target"] for r in records]
     features_gt = [r["feature"] for r in records]
     best, tried = coordinate_search(pool, refs, features_gt, prepared.features, passes)

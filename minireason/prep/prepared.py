@@ -95,6 +95,7 @@ from minireason.prep.features import (
 )
 from minireason.prep.prompts import build_prompt, evidence_length
 from minireason.prep.tokenizer import BPETokenizer
+from minireason.text import vocabulary
 
 FORMAT = "minireason-prepared"
 FORMAT_VERSION = 2  # 2: the evidence segment (its special token, the records' evidence)
@@ -256,6 +257,13 @@ class Prepared:
         none): the words step 4's phrasing term compares a reason with
         (:func:`minireason.reason.scoring.phrase_set`). Never validation or test text."""
         return list(self._train_texts_by_user.get(user, []))
+
+    @functools.cached_property
+    def known_words(self) -> frozenset[str]:
+        """The words the training reviews use at least twice (:func:`minireason.text.vocabulary`):
+        step 4 charges a candidate for each word outside them (the unknown-word term of
+        :mod:`minireason.reason.scoring`). Never validation or test text."""
+        return vocabulary(rec["text"] for rec in self.train)
 
     def focus_for(self, item: str, profile_aspects: list[str]) -> list[str]:
         """The predicted focus of a prompt about ``item`` for a user with

@@ -85,6 +85,7 @@ def explain(
     focus: list[str] | None = None,
     evidence: list[str] | None = None,
     past_reviews: list[str] | None = None,
+    known_words: frozenset[str] | None = None,
     weights: ScoreWeights | None = None,
     item: str = "",
     item_title: str = "",
@@ -113,6 +114,9 @@ def explain(
         past_reviews: the user's own earlier reviews (``Prepared.reviews_by``); step 4
             prefers the candidate worded as they write (the phrasing term; None or empty:
             the term is 0 for every candidate).
+        known_words: the words the training reviews use (``Prepared.known_words``); step 4
+            charges a candidate for each word outside them (None or empty, as for free-form
+            input: no word is charged).
         weights: the score's weights.
         item, item_title: the item's id and title, for the evidence labels and prompt text.
         top_k_evidence: single tags/aspects listed in the evidence.
@@ -174,6 +178,7 @@ def explain(
         focus,
         rating,
         phrase_set(past_reviews or []),
+        known_words or frozenset(),
     )
     best = candidates[0]
     attention = attention_evidence(
@@ -337,6 +342,7 @@ def explain_item(
         focus=focus,
         evidence=prepared.evidence_for(item, focus, user),
         past_reviews=prepared.reviews_by(user),
+        known_words=prepared.known_words,
     )
 
 
@@ -461,6 +467,7 @@ def candidate_table(expl: Explanation) -> list[dict]:
                     "consensus": b.consensus,
                     "repetition": b.repetition,
                     "echoes": b.echoes,
+                    "unknown_words": b.unknown_words,
                     "degenerate": b.degenerate,
                     "unfinished": b.unfinished,
                     "contradicts": b.contradicts,
@@ -513,6 +520,7 @@ CANDIDATE_HEADERS = {
     "consensus": "agree",
     "repetition": "repeat",
     "echo": "echo",
+    "unknown": "unknown",
     "degenerate": "degen",
     "unfinished": "unend",
     "contradicts": "against",
@@ -533,7 +541,7 @@ def format_candidates(expl: Explanation, width: int = 60) -> str:
         f"coverage + the user's own phrases + logprob - penalties (weights: user {w.user:g}, "
         f"item {w.item:g}, focus {w.focus:g}, phrase {w.phrasing:g}, logprob {w.logprob:g}, "
         f"agree {w.consensus:g}, repeat "
-        f"{w.repetition:g}, echo {w.echo:g}, degen {w.degenerate:g}, unend {w.unfinished:g}, against "
+        f"{w.repetition:g}, echo {w.echo:g}, unknown {w.unknown:g}, degen {w.degenerate:g}, unend {w.unfinished:g}, against "
         f"{w.contradicts:g}, dup {w.duplicate:g}, cut {w.truncated:g}, empty {w.empty:g})",
         "       #  "
         + " ".join(f"{h:>7}" for h in CANDIDATE_HEADERS.values())

@@ -9,8 +9,9 @@ definitions FMR is measured with. With
 ``A`` the user's profile aspects, ``G`` the item's tags, ``Q`` the prompt's focus (the
 aspects it asks the reason to talk about, ``minireason.prep.features.predict_focus``),
 ``M(c)`` the phrases ``c`` mentions, ``U`` the token 3-grams of the user's own past
-reviews (:func:`phrase_set`; empty for free-form input or a user with none), and ``w`` a
-:class:`ScoreWeights`::
+reviews (:func:`phrase_set`; empty for free-form input or a user with none), ``K`` the words
+the training reviews use at least twice (``Prepared.known_words``; empty for free-form
+input, which turns the unknown-word term off), and ``w`` a :class:`ScoreWeights`::
 
     user_coverage  = |A ∩ M(c)| / |A|        (0 when A is empty: cold start)
     item_coverage  = |G ∩ M(c)| / |G|        (0 when G is empty)
@@ -19,12 +20,13 @@ reviews (:func:`phrase_set`; empty for free-form input or a user with none), and
     mean_logprob   = mean over c's tokens (its <eos> included) of log p(token | prompt, before)
     repetition     = 1 - distinct word bigrams / word bigrams   (0 below two bigrams)
     echoes         = uses of content words beyond their first    (:func:`echoes`)
+    unknown        = words of c not in K                         (0 when K is empty)
     consensus      = mean over the other candidates c' of overlap(c, c')
     overlap(a, b)  = (F1 of their word unigrams + F1 of their word bigrams) / 2
 
     score = w.user * user_coverage + w.item * item_coverage + w.focus * focus_coverage
             + w.phrasing * phrasing + w.logprob * mean_logprob + w.consensus * consensus
-            - w.repetition * repetition - w.echo * echoes
+            - w.repetition * repetition - w.echo * echoes - w.unknown * unknown
             - w.degenerate  * [c is degenerate: minireason.text.degeneracies]
             - w.unfinished  * [c stopped at <eos> without ending a sentence (. ! ?)]
             - w.contradicts * [c's sentiment goes against the rating expected]
@@ -36,6 +38,7 @@ reviews (:func:`phrase_set`; empty for free-form input or a user with none), and
 HTML report's candidates table shows them). Coverage rewards relevance, the log-probability rewards fluent, likely text (it is <= 0),
 and the penalties push what a reader punishes down: loops and doubled words, the same
 noun said again ("these strings sound great on your string with a string bass string"), a
+word nobody wrote in training (a made-up "Satoiknica", an invented "XDXDX-00" adapter), a
 sentence that stops in the middle, a reason that argues against the item, copies, cut-off or empty
 text. The consensus term is minimum-Bayes-risk selection: the candidate that says what most
 of the others say is the likeliest to be a good sentence, not an odd sample. The phrasing
@@ -78,6 +81,7 @@ class ScoreWeights:
     consensus: float = 1.0
     repetition: float = 1.0
     echo: float = 0.25  # chosen by a blind reading on validation, not by the tuner (README)
+    unknown: float = 1.0  # chosen by a blind reading on validation, not by the tuner (README)
     degenerate: float = 2.0
     unfinished: float = 0.25
     contradicts: float = 0.25
@@ -108,11 +112,12 @@ class ScoreBreakdown:
     consensus: float = 0.0  # set by rank_candidates, which sees the other candidates
     echoes: int = 0  # content words used again (echoes())
     phrasing: float = 0.0  # share of its token 3-grams found in the user's past reviews
+    unknown_words: list[str] = field(default_factory=list)  # its words outside K, in order
 
     def parts(self, weights: ScoreWeights | None = None) -> dict[str, float]:
         """Each term of the score with its weight and sign, in the formula's order (module
         docstring); they sum to ``total`` when ``weights`` are the ones it was scored with.
-        Keys: ``user, item, focus, phrasing, logprob, consensus, repetition, echo,
+        Keys: ``user, item, focus, phrasing, logprob, consensus, repetition, echo, unknown,
         degenerate, unfinished, contradicts, duplicate, truncated, empty``."""
         w = weights or ScoreWeights()
         return {
@@ -124,6 +129,7 @@ class ScoreBreakdown:
             "consensus": w.consensus * self.consensus,
             "repetition": -(w.repetition * self.repetition),
             "echo": -(w.echo * self.echoes),
+            "unknown": -(w.unknown * len(self.unknown_words)),
             "degenerate": -(w.degenerate * bool(self.degenerate)),
             "unfinished": -(w.unfinished * self.unfinished),
             "contradicts": -(w.contradicts * self.contradicts),
@@ -273,6 +279,7 @@ def score_candidate(
     focus: list[str] | None = None,
     rating: float = 4.0,
     phrases: frozenset = frozenset(),
+    known_words: frozenset = frozenset(),
 ) -> ScoreBreakdown:
     """Score one candidate (formula in the module docstring; the consensus term needs the
     other candidates and is added by :func:`rank_candidates`).
@@ -282,7 +289,8 @@ def score_candidate(
         finish: how generation stopped ("eos" or a limit); duplicate: it repeats an earlier
         candidate; profile_aspects, item_tags, focus: the phrases to cover; rating: the
         rating expected (:func:`expected_rating`); phrases: the token 3-grams of the user's
-        past reviews (:func:`phrase_set`).
+        past reviews (:func:`phrase_set`); known_words: the training reviews' words
+        (``Prepared.known_words``; empty: no word is charged as unknown).
     """
     focus = focus or []
     w = weights or ScoreWeights()
@@ -319,6 +327,7 @@ def score_candidate(
         against,
         echoes=echoes(text_words),
         phrasing=phrasing(text_tokens, phrases),
+        unknown_words=[t for t in text_words if t not in known_words] if known_words else [],
     )
     breakdown.total = float(sum(breakdown.parts(w).values()))
     return breakdown
@@ -335,12 +344,13 @@ def rank_candidates(
     focus: list[str] | None = None,
     rating: float = 4.0,
     phrases: frozenset = frozenset(),
+    known_words: frozenset = frozenset(),
 ) -> list[Candidate]:
     """Decode and score the sampled rows of one prompt; return them best first.
 
     Args:
         token_ids, logprobs, finishes: per candidate, as in :class:`minireason.reason.generate.Generation`.
-        profile_aspects, item_tags, weights, focus, rating, phrases: as in
+        profile_aspects, item_tags, weights, focus, rating, phrases, known_words: as in
         :func:`score_candidate`.
 
     A candidate whose words repeat an earlier candidate's is marked ``duplicate``. The sort
@@ -363,6 +373,7 @@ def rank_candidates(
             focus=focus,
             rating=rating,
             phrases=phrases,
+            known_words=known_words,
         )
         seen.add(key)
         texts_words.append(text_words)
