@@ -206,14 +206,20 @@ assert same and diff < 1e-4
 # One sample is a gamble. `minireason.reason.explain.explain` draws several candidates in one batch
 # (top-p 0.9, the prompt prefilled once and its cache copied), then scores each:
 #
-# `score = user coverage + item coverage + focus coverage + 0.2 * mean log p - repetition
-# - penalties`
+# `score = item coverage + focus coverage + own phrases + agreement - repetition - echoes
+# - unknown words - penalties`
 #
-# where *user coverage* is the share of the user's profile aspects the candidate names,
-# *item coverage* the share of the item's tags, *focus coverage* the share of the prompt's
-# focus aspects, the mean log-probability rewards fluent text,
-# and penalties push down loops, duplicates, cut-off and empty text. Coverage is what makes a
-# reason *this user's* reason: the likeliest sentence is often the most generic one.
+# with the default weights (`minireason.reason.scoring.ScoreWeights`, chosen on the validation
+# split; the README gives the numbers). *Item coverage* is the share of the item's tags the
+# candidate names, *focus coverage* the share of the prompt's focus aspects, *own phrases* the
+# share of its 3-word phrases the user wrote in their past reviews, and *agreement* its mean
+# word overlap with the other candidates (minimum-Bayes-risk selection: what most samples say
+# is rarely an odd sample). *User coverage* (the user's profile aspects it names) and the mean
+# log-probability are computed too but weigh 0 by default: on validation they lost to the
+# terms above, and the likeliest sentence is often the most generic one. The penalties push
+# down loops, a content word said again, a word the training reviews never used (a made-up
+# brand; only when the caller passes `known_words`), duplicates, cut-off and empty text.
+# Below no past reviews or vocabulary are passed, so those two terms are 0.
 
 # %%
 expl = explain(
