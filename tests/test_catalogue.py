@@ -22,6 +22,7 @@ from minireason.prep.prepared import load_prepared
 from minireason.reason import catalogue as cat
 from minireason.reason.explain import explain_for_user, fit_recommender, pair_seed
 from minireason.reason.recommend import Popularity
+from minireason.reason.scoring import SCORE_PARTS
 from minireason.train.run import load_run
 
 distributed = pytest.importorskip(
@@ -133,6 +134,10 @@ def test_a_row_is_what_explain_gives_with_its_seed(inputs, baseline):
             (rec,) = explain_for_user(run, prepared, row["user"], row["item"], seed=row["seed"])
             assert rec.explanation.reason == row["reason"]
             assert rec.explanation.score.total == pytest.approx(row["score_total"], abs=1e-9)
+            parts = rec.explanation.score.parts(rec.explanation.weights)
+            assert {p: row[f"score_{p}"] for p in parts} == pytest.approx(parts, abs=1e-9)
+            assert sum(row[f"score_{p}"] for p in SCORE_PARTS) == pytest.approx(row["score_total"])
+            assert row["unknown_words"] == rec.explanation.score.unknown_words
     finally:
         set_threads(before)
 
@@ -164,7 +169,8 @@ def test_a_cold_start_user_gets_popular_items_and_item_only_reasons(inputs):
     assert [r["item"] for r in rows] == [item for item, _ in popular]
     assert all(r["cold_start"] and r["history_used"] == 0 for r in rows)
     assert all(any("cold start" in n for n in r["notes"]) for r in rows)
-    assert all(r["score_user_coverage"] == 0 for r in rows)
+    # no profile aspects and no past reviews: nothing to cover, no phrases of their own
+    assert all(r["score_user"] == 0 and r["score_phrasing"] == 0 for r in rows)
 
 
 def test_users_resolve_in_order_with_unknown_and_repeated_ids(inputs, tmp_path):
@@ -226,6 +232,16 @@ def test_other_prepared_data_and_foreign_or_corrupt_out_are_refused(
     manifest["inputs"]["prepared"]["content"] = "0" * 64
     (copy / cat.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="--prepared has content"):
+        run_job(inputs, users_file, copy)
+    (copy / cat.MANIFEST).write_text("{not json")
+    manifest["inputs"]["prepared"]["content"] = load_prepared(inputs[0]).content
+    manifest["settings"]["score_weights"]["unknown"] = 0.5  # scored by another version
+    (copy / cat.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="step 4's weights .*: unknown 1.0 here, 0.5 there"):
+        run_job(inputs, users_file, copy)
+    manifest["format_version"] = 1
+    (copy / cat.MANIFEST).write_text(json.dumps(manifest))
+    with pytest.raises(ValueError, match="format version 1, this minireason reads version 2"):
         run_job(inputs, users_file, copy)
     (copy / cat.MANIFEST).write_text("{not json")
     with pytest.raises(ValueError, match="corrupt JSON"):

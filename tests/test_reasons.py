@@ -9,7 +9,7 @@ from minireason.prep.prompts import Segment
 from minireason.prep.tokenizer import BPETokenizer
 from minireason.reason.evidence import aggregate_evidence, plot_evidence
 from minireason.reason.explain import explain
-from minireason.reason.scoring import ScoreWeights, repetition, score_candidate
+from minireason.reason.scoring import SCORE_PARTS, ScoreWeights, repetition, score_candidate
 from minireason.text import mentions, tokens, vocabulary, words
 from minireason.train.run import Decoding, Run, RunInfo
 
@@ -171,6 +171,7 @@ def test_echoes_count_content_words_said_again():
     assert plain.echoes == 0 and echoed.echoes == 1
     assert echoed.parts(w)["echo"] == -0.75 and plain.parts(w)["echo"] == 0.0
     assert echoed.total == pytest.approx(sum(echoed.parts(w).values()))
+    assert tuple(echoed.parts(w)) == SCORE_PARTS  # every term, in the formula's order
 
 
 def test_phrasing_is_the_share_of_the_users_own_3_grams(tokenizer):

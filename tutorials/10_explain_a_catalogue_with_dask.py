@@ -173,7 +173,8 @@ print(f"({time.perf_counter() - start:.1f} s, the Python start-up of the command
 # `read_catalogue(OUT)` reads only the chunks the manifest vouches for. One row per (user,
 # rank): the item, the recommender's score, the reason, its focus, the evidence (attention
 # share of each history item and of the item; the strongest single tags), the step-4 score
-# and its parts, and the seed.
+# and each signed, weighted term of it (`score_focus`, `score_consensus`, `score_unknown`,
+# ...: they add up to `score_total`), and the seed.
 
 # %%
 table = pq.read_table(catalogue)
@@ -186,15 +187,20 @@ for r in rows[:TOP_K]:
     print(f"{r['user']} #{r['rank']} {r['item']} (recommender {r['recommender_score']:.2f})")
     print(f"   reason: {r['reason'][:90]!r}")
     print(f"   focus: {', '.join(r['focus'])}; attention on {evidence}")
+    terms = {k.removeprefix("score_"): v for k, v in r.items() if k.startswith("score_")}
+    total = terms.pop("total")
+    largest = sorted((t for t in terms.items() if t[1]), key=lambda t: -abs(t[1]))[:3]
     print(
-        f"   step-4 score {r['score_total']:.2f} (focus coverage {r['score_focus_coverage']:.2f})"
+        f"   step-4 score {total:.2f} = " + " ".join(f"{v:+.2f} {k}" for k, v in largest) + " ..."
     )
+    assert abs(sum(terms.values()) - total) < 1e-9
 assert rows[0]["seed"] == pair_seed(0, rows[0]["user"], rows[0]["item"])
 
 # %%
 manifest = json.loads((catalogue / "_manifest.json").read_text())
 print("inputs:", {k: v["content"][:12] for k, v in manifest["inputs"].items()})
-print("settings:", {k: v for k, v in manifest["settings"].items() if k != "decoding"})
+skip = ("decoding", "score_weights")
+print("settings:", {k: v for k, v in manifest["settings"].items() if k not in skip})
 print("unknown users:", manifest["unknown_users"], "| chunks finished:", len(manifest["chunks"]))
 
 # %% [markdown]

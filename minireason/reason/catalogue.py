@@ -20,7 +20,7 @@ The output directory ``OUT``:
     ``format``, ``format_version``; ``inputs``: the prepared directory and the run, each by
     path and content identity (``Prepared.content``, :func:`minireason.train.run.run_content`);
     ``settings``: the users (what was given, how many, SHA-256 of the resolved list), top-k,
-    recommender, chunk size, seed and decoding; ``unknown_users`` and ``duplicate_users``
+    recommender, chunk size, seed, decoding and step 4's weights (``ScoreWeights``); ``unknown_users`` and ``duplicate_users``
     (ids of the users file that are not in the prepared data, or repeated); ``n_chunks``; and
     ``chunks``: for each finished chunk, its file, bytes, SHA-256, rows, users, cold-start
     users, failed (user, item) pairs, seconds, and the worker that made it. Written
@@ -80,10 +80,11 @@ from minireason.reason.explain import (
     user_history,
 )
 from minireason.reason.recommend import RECOMMENDERS
+from minireason.reason.scoring import SCORE_PARTS, ScoreWeights
 from minireason.train.run import Decoding, check_same_data, load_run, read_run_info, run_content
 
 FORMAT = "minireason-catalogue"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: every term of the step-4 score, the unknown words, the weights
 MANIFEST = "_manifest.json"
 DEFAULT_CHUNK_SIZE = 100
 ONE_BLAS_THREAD = {  # each worker process computes on one core: no BLAS or product threads
@@ -105,15 +106,10 @@ COLUMNS = (
     "mentions",  # focus aspects, profile aspects and item tags the reason names
     "evidence_items",  # [{owner, item, share}]: attention share of each history item and the item
     "evidence_pieces",  # [{kind, label, owner, share}]: the strongest single tags / aspects
-    "score_total",  # the step-4 score of the reason, then its parts (reason.scoring)
-    "score_user_coverage",
-    "score_item_coverage",
-    "score_focus_coverage",
-    "score_mean_logprob",
-    "score_repetition",
-    "score_duplicate",
-    "score_truncated",
-    "score_empty",
+    "score_total",  # the step-4 score of the reason
+    # then each signed, weighted term of it (ScoreBreakdown.parts), which sum to score_total
+    *(f"score_{part}" for part in SCORE_PARTS),
+    "unknown_words",  # the reason's words the training reviews never used twice
     "cold_start",  # the user has no training history
     "history_used",  # history items that fitted the prompt
     "notes",  # fallbacks taken and cropping, as explain prints them
@@ -156,14 +152,8 @@ def schema():
         "evidence_items": pa.list_(owner),
         "evidence_pieces": pa.list_(piece),
         "score_total": pa.float64(),
-        "score_user_coverage": pa.float64(),
-        "score_item_coverage": pa.float64(),
-        "score_focus_coverage": pa.float64(),
-        "score_mean_logprob": pa.float64(),
-        "score_repetition": pa.float64(),
-        "score_duplicate": pa.bool_(),
-        "score_truncated": pa.bool_(),
-        "score_empty": pa.bool_(),
+        **{f"score_{part}": pa.float64() for part in SCORE_PARTS},
+        "unknown_words": pa.list_(pa.string()),
         "cold_start": pa.bool_(),
         "history_used": pa.int32(),
         "notes": pa.list_(pa.string()),
@@ -259,14 +249,8 @@ def explanation_row(
             for p in expl.evidence.pieces
         ],
         "score_total": s.total,
-        "score_user_coverage": s.user_coverage,
-        "score_item_coverage": s.item_coverage,
-        "score_focus_coverage": s.focus_coverage,
-        "score_mean_logprob": s.mean_logprob,
-        "score_repetition": s.repetition,
-        "score_duplicate": bool(s.duplicate),
-        "score_truncated": bool(s.truncated),
-        "score_empty": bool(s.empty),
+        **{f"score_{part}": float(value) for part, value in s.parts(expl.weights).items()},
+        "unknown_words": list(s.unknown_words),
         "cold_start": cold,
         "history_used": expl.history_used,
         "notes": list(expl.notes),
@@ -442,6 +426,7 @@ _OPTION = {  # a setting of the manifest -> the option that sets it
     "chunk_size": "--chunk-size",
     "seed": "--seed",
     "decoding": "--candidates / --max-new-tokens (or the run's decoding)",
+    "score_weights": "step 4's weights (ScoreWeights; another minireason version)",
 }
 
 
@@ -462,6 +447,12 @@ def check_same_job(out, old: dict, new: dict) -> None:
             before, now = (before or {}).get("sha256"), now["sha256"]
             if before != now:
                 diffs.append(f"{option}: another list of users than {old['settings']['users']}")
+        elif isinstance(before, dict) and isinstance(now, dict) and before != now:
+            changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
+            diffs.append(
+                f"{option}: "
+                + ", ".join(f"{k} {now.get(k)} here, {before.get(k)} there" for k in changed)
+            )
         elif before != now:
             diffs.append(f"{option}: {now} here, {before} there")
     if diffs:
@@ -644,6 +635,7 @@ def explain_all(
             "chunk_size": chunk_size,
             "seed": seed,
             "decoding": asdict(decoding),
+            "score_weights": asdict(ScoreWeights()),
         },
         "unknown_users": listed.unknown,
         "duplicate_users": listed.duplicates,

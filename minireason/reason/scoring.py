@@ -68,6 +68,25 @@ from minireason.data.clean import one_line
 from minireason.prep.features import STOP_WORDS
 from minireason.text import degeneracies, is_word, mentions, ngrams, tokens, words
 
+# The terms of the score, in the formula's order: the keys of ScoreBreakdown.parts().
+SCORE_PARTS = (
+    "user",
+    "item",
+    "focus",
+    "phrasing",
+    "logprob",
+    "consensus",
+    "repetition",
+    "echo",
+    "unknown",
+    "degenerate",
+    "unfinished",
+    "contradicts",
+    "duplicate",
+    "truncated",
+    "empty",
+)
+
 
 @dataclass
 class ScoreWeights:
@@ -117,8 +136,7 @@ class ScoreBreakdown:
     def parts(self, weights: ScoreWeights | None = None) -> dict[str, float]:
         """Each term of the score with its weight and sign, in the formula's order (module
         docstring); they sum to ``total`` when ``weights`` are the ones it was scored with.
-        Keys: ``user, item, focus, phrasing, logprob, consensus, repetition, echo, unknown,
-        degenerate, unfinished, contradicts, duplicate, truncated, empty``."""
+        Keys: :data:`SCORE_PARTS`, in that order."""
         w = weights or ScoreWeights()
         return {
             "user": w.user * self.user_coverage,
