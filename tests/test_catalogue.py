@@ -138,6 +138,7 @@ def test_a_row_is_what_explain_gives_with_its_seed(inputs, baseline):
             assert {p: row[f"score_{p}"] for p in parts} == pytest.approx(parts, abs=1e-9)
             assert sum(row[f"score_{p}"] for p in SCORE_PARTS) == pytest.approx(row["score_total"])
             assert row["unknown_words"] == rec.explanation.score.unknown_words
+            assert all(str(row[f"score_{p}"]) != "-0.0" for p in SCORE_PARTS)
     finally:
         set_threads(before)
 
