@@ -22,8 +22,8 @@ from minireason.prep.prepared import load_prepared
 from minireason.reason import catalogue as cat
 from minireason.reason.explain import explain_for_user, fit_recommender, pair_seed
 from minireason.reason.recommend import Popularity
-from minireason.reason.scoring import SCORE_PARTS
-from minireason.train.run import load_run
+from minireason.reason.scoring import SCORE_PARTS, ScoreWeights
+from minireason.train.run import load_run, run_content
 
 distributed = pytest.importorskip(
     "distributed", reason="explain-all needs the [scale] extra: pip install -e '.[scale]'"
@@ -253,6 +253,32 @@ def test_other_prepared_data_and_foreign_or_corrupt_out_are_refused(
     with pytest.raises(ValueError, match="not an explain-all output"):
         run_job(inputs, users_file, foreign)
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+def test_a_worker_with_other_step4_weights_refuses_the_chunk(inputs, tmp_path):
+    """A worker of an external cluster runs its own minireason: rows scored with other
+    weights than the client's (and its manifest's) are never written."""
+    prepared_dir, run_dir, prepared = inputs
+    job = {
+        "out": str(tmp_path),
+        "prepared": str(prepared_dir),
+        "run": str(run_dir),
+        "prepared_content": prepared.content,
+        "run_content": run_content(run_dir),
+        "allow_other_data": False,
+        "recommender": "hybrid",
+        "top_k": 1,
+        "seed": 0,
+        "decoding": dataclasses.asdict(load_run(run_dir).info.decoding),
+        "score_weights": dataclasses.asdict(ScoreWeights(unknown=0.5)),
+    }
+    users = cat.known_users(prepared)[:1]
+    with pytest.raises(ValueError, match="step-4 weights .* differ from the client's"):
+        cat.explain_chunk(job, 0, users)
+    assert not list(tmp_path.iterdir())
+    job["score_weights"] = dataclasses.asdict(ScoreWeights())
+    assert cat.explain_chunk(job, 0, users)["rows"] == 1
+    assert [p.name for p in tmp_path.iterdir()] == [cat.chunk_file(0)]
 
 
 # --------------------------------------------------------------------------- the CLI

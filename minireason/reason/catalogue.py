@@ -46,8 +46,9 @@ row; a chunk whose task fails is not finished, and a rerun tries it again.
 
 Dask (``dask``, ``distributed``) and Parquet (``pyarrow``) are the ``[scale]`` extra; they are
 imported inside the functions here, never by the rest of the package. Workers of an external
-cluster (``scheduler``) need minireason installed and ``RUN``, ``PREP`` and ``OUT`` at the same
-paths (a shared file system); run them with one thread each (``dask worker ADDRESS --nthreads
+cluster (``scheduler``) need the client's minireason version installed (a worker whose
+step-4 weights differ refuses its chunks) and ``RUN``, ``PREP`` and ``OUT`` at the same paths
+(a shared file system); run them with one thread each (``dask worker ADDRESS --nthreads
 1``): threads of one worker share its model and take turns. Dask carries each task (a
 reference to :func:`explain_chunk` and plain lists, strings and numbers) and its small
 result dict over its own wire format, which uses pickle between client, scheduler and
@@ -343,6 +344,11 @@ def explain_chunk(job: dict, index: int, users: list[str]) -> dict:
         raise FileNotFoundError(
             f"worker {_where()}: no directory {out}; OUT, RUN and PREP must be on a file "
             "system every worker sees"
+        )
+    if asdict(ScoreWeights()) != job["score_weights"]:
+        raise ValueError(
+            f"worker {_where()}: its step-4 weights (ScoreWeights) differ from the client's; "
+            "every worker needs the same minireason version"
         )
     started = time.time()
     loaded, first = worker_inputs(job)
@@ -666,6 +672,7 @@ def explain_all(
             "top_k": top_k,
             "seed": seed,
             "decoding": asdict(decoding),
+            "score_weights": manifest["settings"]["score_weights"],
         }
         todo = [i for i in range(len(chunks)) if i not in done]
         summary = CatalogueSummary(
