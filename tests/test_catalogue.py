@@ -234,7 +234,6 @@ def test_other_prepared_data_and_foreign_or_corrupt_out_are_refused(
     (copy / cat.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="--prepared has content"):
         run_job(inputs, users_file, copy)
-    (copy / cat.MANIFEST).write_text("{not json")
     manifest["inputs"]["prepared"]["content"] = load_prepared(inputs[0]).content
     manifest["settings"]["score_weights"]["unknown"] = 0.5  # scored by another version
     (copy / cat.MANIFEST).write_text(json.dumps(manifest))

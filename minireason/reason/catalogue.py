@@ -20,8 +20,9 @@ The output directory ``OUT``:
     ``format``, ``format_version``; ``inputs``: the prepared directory and the run, each by
     path and content identity (``Prepared.content``, :func:`minireason.train.run.run_content`);
     ``settings``: the users (what was given, how many, SHA-256 of the resolved list), top-k,
-    recommender, chunk size, seed, decoding and step 4's weights (``ScoreWeights``); ``unknown_users`` and ``duplicate_users``
-    (ids of the users file that are not in the prepared data, or repeated); ``n_chunks``; and
+    recommender, chunk size, seed, decoding and step 4's weights (``ScoreWeights``);
+    ``unknown_users`` and ``duplicate_users`` (ids of the users file that are not in the
+    prepared data, or repeated); ``n_chunks``; and
     ``chunks``: for each finished chunk, its file, bytes, SHA-256, rows, users, cold-start
     users, failed (user, item) pairs, seconds, and the worker that made it. Written
     atomically by the client alone. Names starting with ``_`` or ``.`` are skipped by
