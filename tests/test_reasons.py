@@ -172,6 +172,7 @@ def test_echoes_count_content_words_said_again():
     assert echoed.parts(w)["echo"] == -0.75 and plain.parts(w)["echo"] == 0.0
     assert echoed.total == pytest.approx(sum(echoed.parts(w).values()))
     assert tuple(echoed.parts(w)) == SCORE_PARTS  # every term, in the formula's order
+    assert all(str(v) != "-0.0" for v in plain.parts(w).values())  # no penalty reads -0.0
 
 
 def test_phrasing_is_the_share_of_the_users_own_3_grams(tokenizer):

@@ -251,8 +251,7 @@ def explanation_row(
             for p in expl.evidence.pieces
         ],
         "score_total": s.total,
-        # + 0.0: a penalty of nothing is written 0.0, not -0.0
-        **{f"score_{part}": float(value) + 0.0 for part, value in s.parts(expl.weights).items()},
+        **{f"score_{part}": float(value) for part, value in s.parts(expl.weights).items()},
         "unknown_words": list(s.unknown_words),
         "cold_start": cold,
         "history_used": expl.history_used,

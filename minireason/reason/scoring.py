@@ -136,9 +136,9 @@ class ScoreBreakdown:
     def parts(self, weights: ScoreWeights | None = None) -> dict[str, float]:
         """Each term of the score with its weight and sign, in the formula's order (module
         docstring); they sum to ``total`` when ``weights`` are the ones it was scored with.
-        Keys: :data:`SCORE_PARTS`, in that order."""
+        Keys: :data:`SCORE_PARTS`, in that order. A term of nothing is 0.0, never -0.0."""
         w = weights or ScoreWeights()
-        return {
+        signed = {
             "user": w.user * self.user_coverage,
             "item": w.item * self.item_coverage,
             "focus": w.focus * self.focus_coverage,
@@ -155,6 +155,7 @@ class ScoreBreakdown:
             "truncated": -(w.truncated * self.truncated),
             "empty": -(w.empty * self.empty),
         }
+        return {name: value + 0.0 for name, value in signed.items()}  # -0.0 + 0.0 is 0.0
 
 
 @dataclass
