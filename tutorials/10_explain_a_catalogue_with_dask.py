@@ -45,6 +45,7 @@ from minireason.prep.prepare import PrepareConfig, prepare, prepare_sample
 from minireason.prep.prepared import load_prepared
 from minireason.reason.catalogue import known_users, read_catalogue
 from minireason.reason.explain import explain_for_user, fit_recommender, pair_seed
+from minireason.reason.scoring import SCORE_PARTS
 from minireason.train.recipe import run_recipe
 from minireason.train.run import load_run
 
@@ -187,8 +188,7 @@ for r in rows[:TOP_K]:
     print(f"{r['user']} #{r['rank']} {r['item']} (recommender {r['recommender_score']:.2f})")
     print(f"   reason: {r['reason'][:90]!r}")
     print(f"   focus: {', '.join(r['focus'])}; attention on {evidence}")
-    terms = {k.removeprefix("score_"): v for k, v in r.items() if k.startswith("score_")}
-    total = terms.pop("total")
+    terms, total = {p: r[f"score_{p}"] for p in SCORE_PARTS}, r["score_total"]
     largest = sorted((t for t in terms.items() if t[1]), key=lambda t: -abs(t[1]))[:3]
     print(
         f"   step-4 score {total:.2f} = " + " ".join(f"{v:+.2f} {k}" for k, v in largest) + " ..."
