@@ -71,16 +71,28 @@ seconds = at_least(0.001, float)
 
 
 def _run_options(add, what: str) -> None:
-    """The options of every command that uses a run: its decoding, and the pairing check."""
+    """The options of every command that uses a run: how it chooses a reason (its decoding
+    and weights), and the pairing check."""
     add("--candidates", type=at_least(1), metavar="N", help=f"samples per {what} (run's)")
     add("--max-new-tokens", type=at_least(1), metavar="N", help="longest reason (run's)")
+    add("--weights", metavar="FILE.json", help="the score's weights ('minireason tune'; run's)")
     add("--allow-other-data", action="store_true", help="data the run was not trained on")
     add("--allow-unfinished", action="store_true", help="a run whose training did not finish")
 
 
-def _decoding(info, args):
-    """The run's decoding settings (``run.json``) with the options given on the line."""
-    return info.decoding.replace(n_candidates=args.candidates, max_new_tokens=args.max_new_tokens)
+def _settings(info, args):
+    """How the command chooses reasons: the run's decoding and weights (``run.json``) with
+    the options given on the line (:meth:`minireason.train.run.RunInfo.settings`)."""
+    decoding = info.decoding.replace(
+        n_candidates=args.candidates, max_new_tokens=args.max_new_tokens
+    )
+    return info.settings(decoding, args.weights)
+
+
+def _choice(info, args) -> dict:
+    """:func:`_settings` as the keyword arguments ``decoding``, ``weights``, ``weights_from``."""
+    s = _settings(info, args)
+    return {"decoding": s.decoding, "weights": s.weights, "weights_from": s.weights_from}
 
 
 COMMANDS: dict = {}  # name -> (one-line help, declare), in --help order
@@ -286,7 +298,7 @@ def run_evaluate(args) -> int:
     from minireason.evaluation.evaluate import evaluate_run, markdown_report
     from minireason.train.run import read_run_info
 
-    decoding = _decoding(read_run_info(args.run), args)
+    choice = _choice(read_run_info(args.run), args)
     options = pick(
         args,
         "limit",
@@ -298,13 +310,46 @@ def run_evaluate(args) -> int:
         "allow_other_data",
         "allow_unfinished",
     )
-    result = evaluate_run(args.prepared, args.run, args.out, decoding=decoding, **options)
+    result = evaluate_run(args.prepared, args.run, args.out, **choice, **options)
     print(markdown_report(result))
     out = args.out or os.path.join(args.run, "eval")
     print(
         f"written to {out}: evaluation.json, evaluation.md, evaluation.png, evaluation.html, "
         "generations.jsonl"
     )
+    return 0
+
+
+# --------------------------------------------------------------------------- tune
+
+
+@command("tune", "choose the score's weights on the validation split, into a weights file")
+def add_tune(p, add):
+    from minireason.evaluation.tuning import TARGETS
+
+    p.description = (
+        "Sample the validation records' candidates once, then search the score's weights "
+        "coordinate by coordinate from the run's own, for "
+        + ", ".join(TARGETS)
+        + " with at most 3% degenerate reasons. Writes the best weights with their "
+        "validation numbers; adopt them with --weights FILE in explain, evaluate, "
+        "explain-all and bench explain. Read the reasons they choose before adopting them."
+    )
+    add("--prepared", required=True, metavar="DIR", help="the run's prepared directory")
+    add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
+    add("--out", required=True, metavar="FILE.json", help="the weights file to write")
+    add("--limit", type=at_least(2), metavar="N", help="the first N validation records only")
+    add("--seed", type=int, default=0, metavar="SEED", help="the sampling seed, as evaluate's")
+    add("--passes", type=at_least(1), default=2, metavar="N", help="rounds over the weights")
+    p.set_defaults(func=run_tune)
+
+
+def run_tune(args) -> int:
+    from minireason.evaluation.tuning import format_tuned, tune
+
+    result = tune(args.prepared, args.run, args.out, args.limit, seed=args.seed, passes=args.passes)
+    print(format_tuned(result))
+    print(f"written to {args.out}; adopt it with --weights {args.out}")
     return 0
 
 
@@ -338,15 +383,16 @@ def add_explain(p, add):
 
 
 def _explain_run(args):
-    """The run ``explain`` uses, once its inputs are checked: --user (with --prepared) or
-    --history/--tags, not both."""
+    """The run ``explain`` uses and how it chooses reasons (:func:`_settings`), once its
+    inputs are checked: --user (with --prepared) or --history/--tags, not both."""
     if (args.user is None) == (args.history is None and args.tags is None):
         raise UserError("give either --user ID (with --prepared) or --history/--tags, not both")
     if args.user is not None and not args.prepared:
         raise UserError("--user needs --prepared DIR (the prepared directory of the run)")
     from minireason.train.run import load_run
 
-    return load_run(args.run, args.allow_unfinished)
+    run = load_run(args.run, args.allow_unfinished)
+    return run, _settings(run.info, args)
 
 
 def run_explain(args) -> int:
@@ -355,28 +401,28 @@ def run_explain(args) -> int:
     from minireason.reason.evidence import plot_evidence
     from minireason.train.run import check_same_data
 
-    run = _explain_run(args)
-    decoding = _decoding(run.info, args)
-    print(run.describe())
+    run, settings = _explain_run(args)
+    chosen = (settings.decoding, settings.weights)
+    print(run.describe() + f"; weights from {settings.weights_from}")
     if args.user is not None:
         from minireason.prep.prepared import load_prepared
 
         prepared = load_prepared(args.prepared)
         check_same_data(run.info, prepared, args.allow_other_data)
         recs = ex.explain_for_user(
-            run, prepared, args.user, args.item, args.k, args.seed, decoding=decoding
+            run, prepared, args.user, args.item, args.k, args.seed, None, *chosen
         )
         print(ex.format_user_report(prepared, args.user, recs, candidates=args.show_candidates))
         first = recs[0].explanation
         section = report.user_section(prepared, args.user, recs, run.tokenizer)
     else:
-        first = ex.explain_free_form(run, args.history, args.tags, args.seed, decoding)
+        first = ex.explain_free_form(run, args.history, args.tags, args.seed, *chosen)
         print(first.prompt_text + "\n" + ex.format_explanation(first, 3, args.show_candidates))
         section = report.free_form_section(args.history, args.tags, first, run.tokenizer)
     if args.plot:
         print(f"attention heatmap written to {plot_evidence(first, args.plot)}")
     if args.html:
-        about = report.report_about(run, decoding, args.seed)
+        about = report.report_about(run, settings, args.seed)
         print(f"report written to {report.write_report(args.html, [section], about)}")
     return 0
 
@@ -431,12 +477,13 @@ def run_explain_all(args) -> int:
     from minireason.train.run import read_run_info
 
     options = pick(args, "users", "top_k", "recommender", "chunk_size", "seed", "workers")
+    choice = _choice(read_run_info(args.run), args)
     try:
         summary = catalogue.explain_all(
             args.prepared,
             args.run,
             args.out,
-            decoding=_decoding(read_run_info(args.run), args),
+            **choice,
             scheduler=args.scheduler,
             allow_other_data=args.allow_other_data,
             **options,
@@ -603,8 +650,14 @@ def run_bench_explain(args) -> int:
     run, prepared = load_run(args.run, args.allow_unfinished), load_prepared(args.prepared)
     check_same_data(run.info, prepared, args.allow_other_data)
     options = pick(args, "split", "warmup", "seed", "threads", "breakdown")
+    settings = _settings(run.info, args)
     result = bench_explain.run_bench_explain(
-        run, prepared, n_pairs=args.pairs, decoding=_decoding(run.info, args), **options
+        run,
+        prepared,
+        n_pairs=args.pairs,
+        decoding=settings.decoding,
+        weights=settings.weights,
+        **options,
     )
     print(bench_explain.format_report(result))
     if args.json:
@@ -642,7 +695,7 @@ def run_bench_explain_all(args) -> int:
             args.run,
             n_users=args.users,
             worker_counts=args.workers,
-            decoding=_decoding(read_run_info(args.run), args),
+            settings=_settings(read_run_info(args.run), args),
             **options,
         )
     except ImportError as exc:

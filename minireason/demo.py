@@ -146,7 +146,8 @@ def run_demo(
         plot_evidence(recs[0].explanation, plot)
         echo(f"  evidence heatmap of the first: {plot}")
         sections.append(user_section(prepared, user, recs, run.tokenizer))
-    page = write_report(out / "report.html", sections, report_about(run, decoding, seed))
+    about = report_about(run, run.info.settings(decoding), seed)
+    page = write_report(out / "report.html", sections, about)
     echo(f"\nthe explanations as a page (token-level attention, every step-4 candidate): {page}")
 
     echo("\n[4/4] evaluation on the test split (model vs baselines; recommenders vs popularity)")

@@ -12,7 +12,10 @@ Every stage that writes something a later command reads goes through here:
 - :func:`writer_lock`: an exclusive ``flock`` on a hidden ``.NAME.lock`` beside an output, so a
   second writer is refused at once (the system releases it when a process dies);
 - :func:`read_npz`: arrays with ``allow_pickle=False`` and one-line errors that name the file
-  and never advise unpickling.
+  and never advise unpickling;
+- :func:`read_versioned_json`: a JSON file a minireason command wrote (run, checkpoint,
+  prepared manifest, explain-all manifest, weights), checked for its ``format`` and
+  ``format_version`` with one-line errors that name the file and say what to do.
 """
 
 from __future__ import annotations
@@ -163,6 +166,60 @@ def writer_lock(out, what: str):
             yield
         finally:
             fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+# --------------------------------------------------------------------------- versioned JSON
+
+
+def read_versioned_json(
+    path,
+    fmt: str,
+    versions,
+    *,
+    what: str,
+    remedy: str = "",
+    required: tuple[str, ...] = (),
+    error: type[Exception] = ValueError,
+) -> dict:
+    """The JSON object of ``path``, a file a minireason command wrote with
+    ``{"format": fmt, "format_version": v, ...}``.
+
+    Args:
+        fmt: the ``format`` it must have; versions: the ``format_version`` (an int) or
+            versions (a tuple of ints) this code reads.
+        what: what the file is, for the messages ("run description", "checkpoint", ...).
+        remedy: what the user should do, appended to every message ("train the run again").
+        required: fields that must be present.
+        error: the exception class raised (a ValueError subclass where a caller has one).
+
+    Raises:
+        FileNotFoundError: no such file. ``error``: not UTF-8 JSON, not an object, another
+        format, a version outside ``versions`` or a missing field, in one line naming the
+        file (and the field or version).
+    """
+    path = Path(path)
+    versions = (versions,) if isinstance(versions, int) else tuple(versions)
+    tail = f"; {remedy}" if remedy else ""
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file ({what}){tail}")
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        detail = exc if not isinstance(exc, RecursionError) else "nested too deep"
+        raise error(f"{path}: not valid JSON (corrupt or truncated: {detail}){tail}") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise error(f'{path}: not a minireason {what} (no "format": "{fmt}"){tail}')
+    version = obj.get("format_version")
+    if isinstance(version, bool) or version not in versions:
+        reads = " or ".join(str(v) for v in versions)
+        raise error(
+            f"{path}: {what} format version {version!r}, this minireason reads version "
+            f"{reads}{tail}"
+        )
+    missing = [key for key in required if key not in obj]
+    if missing:
+        raise error(f"{path}: {what} lacks the field {missing[0]!r}{tail}")
+    return obj
 
 
 # --------------------------------------------------------------------------- arrays

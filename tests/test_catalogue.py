@@ -22,13 +22,15 @@ from minireason.prep.prepared import load_prepared
 from minireason.reason import catalogue as cat
 from minireason.reason.explain import explain_for_user, fit_recommender, pair_seed
 from minireason.reason.recommend import Popularity
-from minireason.reason.scoring import SCORE_PARTS, ScoreWeights
-from minireason.train.run import load_run, run_content
+from minireason.reason.scoring import SCORE_PARTS
+from minireason.train.run import ScoreWeights, load_run, run_content
 
 distributed = pytest.importorskip(
     "distributed", reason="explain-all needs the [scale] extra: pip install -e '.[scale]'"
 )
-pytest.importorskip("pyarrow", reason="explain-all needs the [scale] extra (pyarrow)")
+parquet = pytest.importorskip(
+    "pyarrow.parquet", reason="explain-all needs the [scale] extra (pyarrow)"
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 N_USERS, TOP_K = 10, 2
@@ -163,7 +165,7 @@ def test_a_cold_start_user_gets_popular_items_and_item_only_reasons(inputs):
     recommender = fit_recommender(cold)
     run = load_run(run_dir)
     rows, failures, is_cold = cat.explain_user(
-        run, cold, recommender, user, 3, 0, run.info.decoding
+        run, cold, recommender, user, 3, 0, run.info.decoding, run.info.weights
     )
     popular = Popularity().fit(cold.train_sequences()).recommend(user, k=3)
     assert is_cold and not failures
@@ -212,6 +214,30 @@ def test_other_settings_or_inputs_into_the_same_out_are_refused(inputs, users_fi
     assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
 
+def test_weights_given_are_recorded_used_and_a_resume_with_others_refused(
+    inputs, users_file, baseline, cluster, tmp_path
+):
+    """``--weights FILE``'s weights go into the manifest with the file's name, score every
+    row, and the same output cannot be resumed with the run's own weights."""
+    prepared_dir, run_dir, prepared = inputs
+    weights = ScoreWeights(consensus=3.0, item=0.0)
+    out = tmp_path / "out"
+    two = [u for u in cat.known_users(prepared)[:N_USERS] if u in prepared.users][:2]
+    run_job(inputs, two, out, cluster, weights=weights, weights_from="tuned.json")
+    settings = json.loads((out / cat.MANIFEST).read_text())["settings"]
+    assert settings["score_weights"] == weights.to_dict()
+    assert settings["weights_from"] == "tuned.json"
+    run = load_run(run_dir)
+    for row in sorted_rows(out):
+        (rec,) = explain_for_user(
+            run, prepared, row["user"], row["item"], seed=row["seed"], weights=weights
+        )
+        assert rec.explanation.reason == row["reason"]
+        assert row["score_item"] == 0.0
+    with pytest.raises(ValueError, match="the score's weights .* consensus 1.0 here, 3.0 there"):
+        run_job(inputs, two, out, cluster)
+
+
 def test_a_changed_top_k_is_one_line_from_the_cli(inputs, users_file, baseline, capsys):
     prepared_dir, run_dir, _ = inputs
     _, _, out = baseline
@@ -235,16 +261,16 @@ def test_other_prepared_data_and_foreign_or_corrupt_out_are_refused(
     with pytest.raises(ValueError, match="--prepared has content"):
         run_job(inputs, users_file, copy)
     manifest["inputs"]["prepared"]["content"] = load_prepared(inputs[0]).content
-    manifest["settings"]["score_weights"]["unknown"] = 0.5  # scored by another version
+    manifest["settings"]["score_weights"]["unknown"] = 0.5  # scored with other weights
     (copy / cat.MANIFEST).write_text(json.dumps(manifest))
-    with pytest.raises(ValueError, match="step 4's weights .*: unknown 1.0 here, 0.5 there"):
+    with pytest.raises(ValueError, match="the score's weights .*: unknown 1.0 here, 0.5 there"):
         run_job(inputs, users_file, copy)
     manifest["format_version"] = 1
     (copy / cat.MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(ValueError, match="format version 1, this minireason reads version 2"):
         run_job(inputs, users_file, copy)
     (copy / cat.MANIFEST).write_text("{not json")
-    with pytest.raises(ValueError, match="corrupt JSON"):
+    with pytest.raises(ValueError, match="not valid JSON"):
         run_job(inputs, users_file, copy)
     foreign = tmp_path / "foreign"
     foreign.mkdir()
@@ -254,10 +280,14 @@ def test_other_prepared_data_and_foreign_or_corrupt_out_are_refused(
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
 
 
-def test_a_worker_with_other_step4_weights_refuses_the_chunk(inputs, tmp_path):
-    """A worker of an external cluster runs its own minireason: rows scored with other
-    weights than the client's (and its manifest's) are never written."""
+def test_a_worker_scores_with_the_jobs_weights_not_its_own_defaults(inputs, tmp_path):
+    """The weights travel with the task: a worker writes rows scored exactly as the
+    manifest's weights say, whatever its own defaults are."""
+    from minireason.nn.threads import set_threads
+
     prepared_dir, run_dir, prepared = inputs
+    run = load_run(run_dir)
+    weights = ScoreWeights(unknown=0.5, consensus=3.0, item=0.0)
     job = {
         "out": str(tmp_path),
         "prepared": str(prepared_dir),
@@ -266,18 +296,30 @@ def test_a_worker_with_other_step4_weights_refuses_the_chunk(inputs, tmp_path):
         "run_content": run_content(run_dir),
         "allow_other_data": False,
         "recommender": "hybrid",
-        "top_k": 1,
+        "top_k": 2,
         "seed": 0,
-        "decoding": dataclasses.asdict(load_run(run_dir).info.decoding),
-        "score_weights": dataclasses.asdict(ScoreWeights(unknown=0.5)),
+        "decoding": dataclasses.asdict(run.info.decoding),
+        "score_weights": weights.to_dict(),
     }
-    users = cat.known_users(prepared)[:1]
-    with pytest.raises(ValueError, match="step-4 weights .* differ from the client's"):
-        cat.explain_chunk(job, 0, users)
-    assert not list(tmp_path.iterdir())
-    job["score_weights"] = dataclasses.asdict(ScoreWeights())
-    assert cat.explain_chunk(job, 0, users)["rows"] == 1
-    assert [p.name for p in tmp_path.iterdir()] == [cat.chunk_file(0)]
+    users = cat.known_users(prepared)[:2]
+    before = set_threads(1)  # as the workers run
+    try:
+        assert cat.explain_chunk(job, 0, users)["rows"] == 4
+        rows = parquet.read_table(tmp_path / cat.chunk_file(0)).to_pylist()
+        for row in rows:
+            (rec,) = explain_for_user(
+                run, prepared, row["user"], row["item"], seed=row["seed"], weights=weights
+            )
+            expl = rec.explanation
+            assert expl.reason == row["reason"]
+            assert row["score_total"] == pytest.approx(expl.score.total, abs=1e-9)
+            assert row["score_consensus"] == pytest.approx(3.0 * expl.score.consensus)
+            assert row["score_item"] == 0.0
+    finally:
+        set_threads(before)
+    job["score_weights"] = {**weights.to_dict(), "bogus": 1.0}
+    with pytest.raises(ValueError, match="unknown weight 'bogus'"):
+        cat.explain_chunk(job, 1, users)
 
 
 # --------------------------------------------------------------------------- the CLI

@@ -62,6 +62,7 @@ def test_decoding_options_default_to_the_runs_settings():
     ):
         args = parser.parse_args(argv)
         assert args.candidates is None and args.max_new_tokens is None, argv  # run.json decides
+        assert args.weights is None, argv
 
 
 def test_commands_are_listed_in_the_order_of_the_readme():
@@ -73,6 +74,7 @@ def test_commands_are_listed_in_the_order_of_the_readme():
         "prepare",
         "train",
         "evaluate",
+        "tune",
         "explain",
         "explain-all",
         "data",

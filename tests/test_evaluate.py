@@ -16,7 +16,6 @@ from minireason.evaluation.evaluate import (
     evaluate_run,
     greedy_generate_fn,
     reason_perplexity,
-    step4_generate_fn,
 )
 from minireason.nn.checkpoint import load_model
 from minireason.prep.prepared import load_prepared
@@ -114,66 +113,6 @@ def test_greedy_reasons_batched_equal_one_by_one_and_recomputed(run):
         assert reason == one_line(tok.decode(seq[len(prompt) :], skip_special=True))
 
 
-def test_step4_reason_is_the_best_scored_sample(run):
-    from minireason.reason.generate import generate
-    from minireason.reason.scoring import (
-        ScoreWeights,
-        consensus,
-        expected_rating,
-        score_candidate,
-    )
-    from minireason.text import words
-
-    prep_dir, run_dir = run
-    prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")
-    tok = prepared.tokenizer
-    records = prepared.test[:5]
-    prompts = [prepared.prompts["test"].get(i).tolist() for i in range(5)]
-    decoding = Decoding(n_candidates=4, max_new_tokens=6)
-    fn = step4_generate_fn(model, tok, records, decoding, batch_size=2, seed=3, progress=False)
-    chosen = fn(prompts)
-    assert chosen == fn(prompts)  # seeded
-    assert len(chosen) == 5
-    # redo batch 1 (records 2 and 3) by hand: sample, score every candidate, keep the best
-    gen = generate(
-        model,
-        prompts[2:4],
-        max_new_tokens=6,
-        top_p=decoding.top_p,
-        temperature=decoding.temperature,
-        eos_id=tok.eos_id,
-        rng=np.random.default_rng([3, 1]),
-        n_samples=4,
-    )
-    w = ScoreWeights()
-    for j, rec in enumerate(records[2:4]):
-        rows = range(4 * j, 4 * j + 4)
-        texts = [one_line(tok.decode(gen.tokens[r], skip_special=True)) for r in rows]
-        rating = expected_rating([h["rating"] for h in rec["history"]])
-        agree = consensus([words(t) for t in texts])
-        scores = [
-            score_candidate(
-                texts[i],
-                gen.logprobs[r],
-                gen.finish[r],
-                rec["profile"]["aspects"],
-                rec["item_tags"],
-                duplicate=words(texts[i]) in [words(t) for t in texts[:i]],
-                focus=rec["focus"],
-                rating=rating,
-            ).total
-            + w.consensus * agree[i]
-            for i, r in enumerate(rows)
-        ]
-        assert chosen[2 + j] == texts[int(np.argmax(scores))]
-    with pytest.raises(ValueError, match="3 prompts for 5 records"):
-        fn(prompts[:3])
-
-
-# --------------------------------------------------------------------------- the whole evaluation
-
-
-@pytest.mark.slow
 def test_evaluate_with_a_perfect_generator(run, tmp_path):
     prep_dir, run_dir = run
     prepared = load_prepared(prep_dir)
@@ -344,45 +283,3 @@ def test_the_oracle_protocol_gives_the_feature_and_says_so(run, tmp_path):
     assert "not the oracle ones" not in honest_md
     with pytest.raises(ValueError, match="focus_from must be one of"):
         evaluate_run(prep_dir, run_dir, tmp_path / "x", limit=6, focus_from="gold")
-
-
-def test_tuning_chooses_exactly_what_step4_keeps(run):
-    from minireason.evaluation.evaluate import choose_reason, step4_candidates
-    from minireason.evaluation.tuning import GRID, CandidatePool, objective
-    from minireason.reason.scoring import ScoreWeights
-
-    prep_dir, run_dir = run
-    prepared, model = load_prepared(prep_dir), load_model(run_dir / "finetune")
-    tok = prepared.tokenizer
-    records = prepared.valid[:6]
-    prompts = [prepared.prompts["valid"].get(i).tolist() for i in range(6)]
-    samples = step4_candidates(
-        model, tok, prompts, Decoding(n_candidates=4, max_new_tokens=8), 2, 0, False
-    )
-    pool = CandidatePool(tok, samples, records, prepared.reviews_by, prepared.known_words)
-    assert {"phrasing", "unknown"} <= set(pool.keys)
-    for w in (
-        ScoreWeights(),
-        ScoreWeights(consensus=4.0, logprob=1.0),
-        ScoreWeights(focus=0.0, degenerate=4.0),
-        ScoreWeights(phrasing=8.0),
-        ScoreWeights(unknown=0.0),
-        ScoreWeights(unknown=8.0, consensus=0.0),
-    ):
-        assert pool.choose(w) == [
-            choose_reason(tok, c, rec, w, prepared.reviews_by(rec["user"]), prepared.known_words)
-            for c, rec in zip(samples, records)
-        ]
-    assert set(GRID) <= set(vars(ScoreWeights()))
-    good = {
-        "bleu4": 1.6,
-        "rougeL_f": 19.0,
-        "bleu1": 20.0,
-        "fmr": 0.36,
-        "usr": 0.9,
-        "degenerate": 0.0,
-    }
-    assert objective(good) == pytest.approx(4.0)
-    assert objective({**good, "degenerate": 0.015}) == pytest.approx(3.5)
-    assert objective({**good, "degenerate": 0.05}) == float("-inf")
-    assert objective({**good, "usr": 0.4}) == float("-inf")

@@ -139,7 +139,9 @@ def test_cli_explain_user_and_free_form(micro_run, capsys, tmp_path):
     assert main(argv) == 0
     out = capsys.readouterr().out
     first, second = out.splitlines()[:2]
-    assert first == f"model: {run_dir / 'finetune'} at step 3 of 3 (finished)"
+    assert (
+        first == f"model: {run_dir / 'finetune'} at step 3 of 3 (finished); weights from run.json"
+    )
     assert second.startswith(f"user {user}:") and "2. " in out and "reason:" in out
     assert png.read_bytes()[:4] == b"\x89PNG"
 

@@ -43,7 +43,7 @@ def test_another_format_version_is_refused(copy):
     (copy / MANIFEST).write_text(json.dumps(manifest))
     with pytest.raises(
         ValueError,
-        match=rf"prepared-format version {FORMAT_VERSION + 1}.*reads version {FORMAT_VERSION}",
+        match=rf"manifest format version {FORMAT_VERSION + 1}.*reads version {FORMAT_VERSION}",
     ):
         load_prepared(copy)
 

@@ -204,13 +204,14 @@ assert same and diff < 1e-4
 # ## 3. Candidates, scored: seed step 4
 #
 # One sample is a gamble. `minireason.reason.explain.explain` draws several candidates in one batch
-# (top-p 0.9, the prompt prefilled once and its cache copied), then scores each:
+# (top-p 0.9, the prompt prefilled once and its cache copied), then scores each
+# (`minireason.reason.choose`, the one place where candidates are sampled and scored):
 #
 # `score = item coverage + focus coverage + own phrases + agreement - repetition - echoes
 # - unknown words - penalties`
 #
-# with the default weights (`minireason.reason.scoring.ScoreWeights`, chosen on the validation
-# split; the README gives the numbers). *Item coverage* is the share of the item's tags the
+# with the default weights (`minireason.train.run.ScoreWeights`, which every run records in its
+# `run.json`; chosen on the validation split, the README gives the numbers). *Item coverage* is the share of the item's tags the
 # candidate names, *focus coverage* the share of the prompt's focus aspects, *own phrases* the
 # share of its 3-word phrases the user wrote in their past reviews, and *agreement* its mean
 # word overlap with the other candidates (minimum-Bayes-risk selection: what most samples say

@@ -34,7 +34,7 @@ import numpy as np
 
 from minireason.prep.prepared import load_prepared
 from minireason.reason import catalogue
-from minireason.train.run import Decoding, read_run_info
+from minireason.train.run import ChoiceSettings, read_run_info
 
 
 def _sorted_rows(table) -> list[dict]:
@@ -49,13 +49,14 @@ def run_bench_explain_all(
     chunk_size: int = 2,
     worker_counts=(1, 2),
     seed: int = 0,
-    decoding: Decoding | None = None,
+    settings: ChoiceSettings | None = None,
     allow_other_data: bool = False,
 ) -> dict:
     """Time ``explain_all`` once per worker count (module doc); a JSON-ready dict."""
     prepared = load_prepared(prepared_dir)
     users = catalogue.known_users(prepared)[:n_users]
-    decoding = decoding or read_run_info(run_dir).decoding
+    settings = settings or read_run_info(run_dir).settings()
+    decoding = settings.decoding
     runs, rows = [], []
     for n in worker_counts:
         with tempfile.TemporaryDirectory(prefix="bench-explain-all-") as tmp:
@@ -69,6 +70,8 @@ def run_bench_explain_all(
                 chunk_size=chunk_size,
                 seed=seed,
                 decoding=decoding,
+                weights=settings.weights,
+                weights_from=settings.weights_from,
                 workers=n,
                 dashboard=None,
                 allow_other_data=allow_other_data,

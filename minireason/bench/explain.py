@@ -34,14 +34,14 @@ from minireason.nn.threads import set_threads
 from minireason.nn.threads import threads as current_threads
 from minireason.prep.features import HistoryItem
 from minireason.reason.explain import explain
-from minireason.train.run import Decoding, check_same_data
+from minireason.train.run import Decoding, ScoreWeights, check_same_data
 
 STAGES = (
     "prefill",  # the prompt, once per explanation (generate.prefill)
     "decode steps",  # one new token for every candidate (generate.decode_step), each step
     "decode products",  # the part of the decode steps spent in matrix products
     "choosing tokens",  # temperature, top-p and sampling (generate.choose_tokens)
-    "scoring",  # step 4's score of every candidate (scoring.rank_candidates)
+    "scoring",  # the score of every candidate (scoring.rank_candidates, from choose.rank)
     "attention evidence",  # the forward pass behind the evidence (evidence.attention_evidence)
 )
 
@@ -57,8 +57,8 @@ def stage_timers(seconds: dict):
     decode step); everything is put back on leaving. For measuring, never for serving.
     """
     from minireason.nn import attention, layers
+    from minireason.reason import choose, generate
     from minireason.reason import explain as explain_module
-    from minireason.reason import generate
 
     for stage in (*STAGES, "decode step count"):
         seconds.setdefault(stage, 0.0)
@@ -112,7 +112,7 @@ def stage_timers(seconds: dict):
         patch(generate, "prefill", timed("prefill"))
         patch(generate, "decode_step", decode_wrapper_for)
         patch(generate, "choose_tokens", timed("choosing tokens"))
-        patch(explain_module, "rank_candidates", timed("scoring"))
+        patch(choose, "rank_candidates", timed("scoring"))
         patch(explain_module, "attention_evidence", timed("attention evidence"))
         patch(layers, "matmul", product_wrapper_for)
         patch(attention, "matmul", product_wrapper_for)
@@ -143,6 +143,7 @@ def run_bench_explain(
     prepared,
     n_pairs: int = 20,
     decoding: Decoding | None = None,
+    weights: ScoreWeights | None = None,
     split: str = "test",
     warmup: int = 2,
     seed: int = 0,
@@ -155,7 +156,7 @@ def run_bench_explain(
     Args:
         run: a :class:`minireason.train.run.Run`; prepared: the
             :class:`minireason.prep.prepared.Prepared` it was trained on.
-        decoding: step-4 settings (None: the run's).
+        decoding, weights: the sampling settings and the score's weights (None: the run's).
         threads: threads for the run's products (None: leave as they are).
         breakdown: also time each stage, in a second pass (module docstring).
 
@@ -170,14 +171,16 @@ def run_bench_explain(
     if not records:
         raise ValueError(f"{prepared.path}: split {split!r} has no record to explain")
     decoding = decoding or run.info.decoding
+    weights = weights or run.info.weights
     before = set_threads(threads) if threads is not None else current_threads()
     try:
         used = current_threads()
-        result = _time_pairs(run, prepared, records, decoding, warmup, seed, progress)
+        result = _time_pairs(run, prepared, records, decoding, weights, warmup, seed, progress)
         if breakdown:
             seconds = {}
             with stage_timers(seconds):
-                total = _time_pairs(run, prepared, records, decoding, 0, seed, progress)["times_s"]
+                timed = _time_pairs(run, prepared, records, decoding, weights, 0, seed, progress)
+                total = timed["times_s"]
             n = len(records)
             result["breakdown_ms"] = {
                 **{stage: 1000.0 * seconds[stage] / n for stage in STAGES},
@@ -191,6 +194,7 @@ def run_bench_explain(
         "split": split,
         "warmup": warmup,
         **asdict(decoding),
+        "weights": weights.to_dict(),
         "prompt_tokens": run.info.prompt_tokens,
         "threads": used,
         "model_config": run.model.config.to_dict(),
@@ -198,7 +202,7 @@ def run_bench_explain(
     }
 
 
-def _time_pairs(run, prepared, records, decoding, warmup, seed, progress) -> dict:
+def _time_pairs(run, prepared, records, decoding, weights, warmup, seed, progress) -> dict:
     """Explain each record once (after ``warmup`` untimed ones); seconds and token counts."""
 
     def one(record):
@@ -208,6 +212,7 @@ def _time_pairs(run, prepared, records, decoding, warmup, seed, progress) -> dic
             **pair_inputs(record, prepared),
             prompt_tokens=run.info.prompt_tokens,
             decoding=decoding,
+            weights=weights,
             seed=seed,
         )
 

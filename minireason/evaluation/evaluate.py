@@ -4,9 +4,10 @@
 
 Explanations. For each test record with a target (``finetune_test.npz``, in order; the first
 ``limit`` with ``--limit``) the model generates a reason from the record's prompt, with the KV
-cache of :mod:`minireason.reason.generate`, in batches: by default as the system explains (seed step
-4: the best of 16 samples at temperature 0.7, top-p 0.9, scored for the user's profile aspects and the item's tags by
-:func:`minireason.reason.scoring.rank_candidates`), or greedily with ``--decode greedy``; the reasons
+cache of :mod:`minireason.reason.generate`, in batches: by default as the system explains
+(:mod:`minireason.reason.choose`: the best of the run's 16 samples at temperature 0.7, top-p
+0.9, scored with the run's weights or ``--weights FILE``'s), or greedily with ``--decode
+greedy``; the reasons
 are scored with :func:`minireason.evaluation.metrics.explanation_metrics` against the record's target
 sentence and ground-truth feature, with the prepared feature set F. The model's perplexity is
 measured on the same records' ``reason + <eos>`` tokens (teacher-forced, the fine-tuning loss).
@@ -51,9 +52,10 @@ from minireason.evaluation.metrics import explanation_metrics, perplexity
 from minireason.files import directory_in_place
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.prep.tokenizer import BPETokenizer
+from minireason.reason.choose import ScoringContext, choose_reasons
 from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
-from minireason.train.run import Decoding, check_same_data, load_run
+from minireason.train.run import Decoding, ScoreWeights, check_same_data, load_run
 
 TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
 RATIO_METRICS = ("usr", "fmr", "fcr", "div", "degenerate")
@@ -98,118 +100,6 @@ def greedy_generate_fn(
                 reason = tokens[:-1] if finish == "eos" else tokens
                 out.append(one_line(tok.decode(reason, skip_special=True)))
         return out
-
-    return generate_reasons
-
-
-def step4_candidates(
-    model,
-    tok: BPETokenizer,
-    prompts: list[list[int]],
-    decoding: Decoding,
-    batch_size: int = 16,
-    seed: int = 0,
-    progress: bool = True,
-) -> list[tuple[list, list, list]]:
-    """Step 4's samples for each prompt: ``(token_ids, logprobs, finishes)`` of its
-    ``decoding.n_candidates`` candidates (temperature, top-p, one prefill per batch of
-    ``batch_size`` prompts, the batch ``b`` seeded by ``[seed, b]``)."""
-    from minireason.reason.generate import generate
-
-    out = []
-    n = decoding.n_candidates
-    for b, s in enumerate(
-        tqdm(
-            range(0, len(prompts), batch_size),
-            desc="generate (step 4)",
-            unit="batch",
-            disable=not progress,
-        )
-    ):
-        gen = generate(
-            model,
-            prompts[s : s + batch_size],
-            max_new_tokens=decoding.max_new_tokens,
-            top_p=decoding.top_p,
-            temperature=decoding.temperature,
-            eos_id=tok.eos_id,
-            rng=np.random.default_rng([seed, b]),
-            n_samples=n,
-        )
-        for j in range(len(prompts[s : s + batch_size])):
-            rows = slice(j * n, (j + 1) * n)
-            out.append((gen.tokens[rows], gen.logprobs[rows], gen.finish[rows]))
-    return out
-
-
-def choose_reason(
-    tok: BPETokenizer,
-    candidates: tuple,
-    record: dict,
-    weights=None,
-    past_reviews=None,
-    known_words=frozenset(),
-) -> str:
-    """The reason step 4 keeps among one record's ``candidates`` (:func:`step4_candidates`):
-    the best by :func:`minireason.reason.scoring.rank_candidates` against the record's profile
-    aspects, item tags, focus, the rating its history leads to expect, the user's
-    ``past_reviews`` (their training reviews' texts, :meth:`Prepared.reviews_by`) and the
-    training reviews' ``known_words`` (:attr:`Prepared.known_words`)."""
-    from minireason.reason.scoring import expected_rating, phrase_set, rank_candidates
-
-    token_ids, logprobs, finishes = candidates
-    rating = expected_rating(h["rating"] for h in record.get("history") or [])
-    return rank_candidates(
-        tok,
-        token_ids,
-        logprobs,
-        finishes,
-        record["profile"]["aspects"],
-        record.get("item_tags") or [],
-        weights=weights,
-        focus=record.get("focus") or [],
-        rating=rating,
-        phrases=phrase_set(past_reviews or []),
-        known_words=known_words,
-    )[0].text
-
-
-def step4_generate_fn(
-    model,
-    tok: BPETokenizer,
-    records: list[dict],
-    decoding: Decoding,
-    batch_size: int = 16,
-    seed: int = 0,
-    progress: bool = True,
-    weights=None,
-    reviews_by=None,
-    known_words=frozenset(),
-) -> GenerateFn:
-    """``prompts -> reasons`` as ``minireason explain`` makes them (seed step 4): for each
-    prompt, ``decoding.n_candidates`` samples (:func:`step4_candidates`), of which
-    :func:`choose_reason` keeps one (``weights``: the score's, None for the defaults;
-    ``reviews_by``: user -> their training reviews' texts, :meth:`Prepared.reviews_by`; None:
-    no phrasing term; ``known_words``: :attr:`Prepared.known_words`, empty: no unknown-word
-    term). ``records[i]`` belongs to ``prompts[i]``."""
-
-    def generate_reasons(prompts: list[list[int]]) -> list[str]:
-        if len(prompts) != len(records):
-            raise ValueError(
-                f"step4_generate_fn: {len(prompts)} prompts for {len(records)} records"
-            )
-        samples = step4_candidates(model, tok, prompts, decoding, batch_size, seed, progress)
-        return [
-            choose_reason(
-                tok,
-                c,
-                rec,
-                weights,
-                reviews_by(rec["user"]) if reviews_by else None,
-                known_words,
-            )
-            for c, rec in zip(samples, records)
-        ]
 
     return generate_reasons
 
@@ -266,6 +156,8 @@ def evaluate_run(
     allow_other_data: bool = False,
     allow_unfinished: bool = False,
     focus_from: str = "predicted",
+    weights: ScoreWeights | None = None,
+    weights_from: str = "run.json",
 ) -> dict:
     """Evaluate the fine-tuned model of ``run_dir`` and the baselines; write the outputs.
 
@@ -280,9 +172,12 @@ def evaluate_run(
         generate_fn: ``prompts (list of token-id lists) -> reasons (strings)``; default:
             the run's model decoding as ``decode`` says.
         decode: ``"step4"`` (default: the best of ``decoding.n_candidates`` samples, as
-            ``minireason explain`` does, :func:`step4_generate_fn`) or ``"greedy"``
-            (:func:`greedy_generate_fn`).
-        decoding: the step-4 settings (None: the run's, from ``run.json``).
+            ``minireason explain`` chooses it, :func:`minireason.reason.choose.choose_reasons`)
+            or ``"greedy"`` (:func:`greedy_generate_fn`).
+        decoding: the sampling settings (None: the run's, from ``run.json``).
+        weights: the score's weights (None: the run's, from ``run.json``); ``weights_from``
+            says where they came from (``run.json`` or a ``--weights`` file), recorded with
+            them in ``info``.
         progress: show tqdm bars.
         split: ``"test"`` (default) or ``"valid"`` (for choosing settings).
         allow_other_data: evaluate even when ``prepared_dir`` is not the data the run was
@@ -320,6 +215,7 @@ def evaluate_run(
         )
     model, tok = run.model, run.tokenizer
     decoding = decoding or run.info.decoding
+    weights = weights or run.info.weights
 
     sequences = prepared.finetune[split]
     n = len(sequences) if limit is None else min(limit, len(sequences))
@@ -343,17 +239,17 @@ def evaluate_run(
     if generate_fn is None and decode == "greedy":
         generate_fn = greedy_generate_fn(model, tok, decoding.max_new_tokens, batch_size, progress)
     elif generate_fn is None:
-        generate_fn = step4_generate_fn(
-            model,
-            tok,
-            records,
-            decoding,
-            max(1, batch_size // decoding.n_candidates),
-            seed,
-            progress=progress,
-            reviews_by=prepared.reviews_by,
-            known_words=prepared.known_words,
-        )
+        contexts = [
+            ScoringContext.of_record(rec, prepared.reviews_by, prepared.known_words)
+            for rec in records
+        ]
+
+        def generate_fn(prompts: list[list[int]]) -> list[str]:
+            per_batch = max(1, batch_size // decoding.n_candidates)
+            return choose_reasons(
+                model, tok, prompts, contexts, decoding, weights, seed, per_batch, progress
+            )
+
     t_gen = time.perf_counter()
     answers = {"model": list(generate_fn(prompts))}
     seconds_generate = time.perf_counter() - t_gen
@@ -396,6 +292,8 @@ def evaluate_run(
             "decoding": asdict(decoding)
             if decode == "step4"
             else {"greedy": True, "max_new_tokens": decoding.max_new_tokens},
+            "weights": weights.to_dict() if decode == "step4" else None,
+            "weights_from": weights_from if decode == "step4" else None,
             "seconds_generate": round(seconds_generate, 2),
             "seconds_total": round(time.perf_counter() - t0, 2),
         },

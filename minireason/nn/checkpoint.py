@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from minireason.backend import to_numpy
-from minireason.files import atomic_write, read_npz, sha256_file
+from minireason.files import atomic_write, read_npz, read_versioned_json, sha256_file
 from minireason.nn.model import GPT, GPTConfig, param_shapes
 
 NPZ_NAME = "checkpoint.npz"
@@ -90,21 +90,14 @@ def save_checkpoint(directory, model: GPT, optimizer, step: int, extra: dict | N
 def _read_json(path: Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint description not found: {path}")
-    try:
-        meta = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON (corrupted or truncated?): {exc}") from exc
-    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
-        raise CheckpointError(f'{path}: not a minireason checkpoint (no "format": "{FORMAT}")')
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(
-            f"{path}: format_version {meta.get('format_version')!r}, "
-            f"this code reads {FORMAT_VERSION}"
-        )
-    for key in ("step", "model_config", "optimizer", "rng_state", "npz_sha256", "extra"):
-        if key not in meta:
-            raise CheckpointError(f"{path}: missing field {key!r}")
-    return meta
+    return read_versioned_json(
+        path,
+        FORMAT,
+        FORMAT_VERSION,
+        what="checkpoint",
+        required=("step", "model_config", "optimizer", "rng_state", "npz_sha256", "extra"),
+        error=CheckpointError,
+    )
 
 
 def _read_npz(path: Path, expected_sha: str) -> dict:

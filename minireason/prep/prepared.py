@@ -85,7 +85,7 @@ from pathlib import Path
 import numpy as np
 
 from minireason.data.split import SPLITS
-from minireason.files import directory_in_place, read_npz, sha256_file
+from minireason.files import directory_in_place, read_npz, read_versioned_json, sha256_file
 from minireason.prep.features import (
     AspectVocabulary,
     EvidenceIndex,
@@ -433,15 +433,13 @@ def read_manifest(directory) -> dict:
             f"{d} is not a complete prepared directory: no {MANIFEST} (its prepare did not "
             "finish, or an older minireason made it); run minireason prepare again"
         )
-    manifest = _read_json(path)
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a minireason prepared-directory manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: prepared-format version {manifest.get('format_version')!r}, this "
-            f"minireason reads version {FORMAT_VERSION}; run minireason prepare again"
-        )
-    return manifest
+    return read_versioned_json(
+        path,
+        FORMAT,
+        FORMAT_VERSION,
+        what="prepared-directory manifest",
+        remedy="run minireason prepare again",
+    )
 
 
 def verify_files(directory, manifest: dict) -> None:

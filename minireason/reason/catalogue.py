@@ -20,7 +20,8 @@ The output directory ``OUT``:
     ``format``, ``format_version``; ``inputs``: the prepared directory and the run, each by
     path and content identity (``Prepared.content``, :func:`minireason.train.run.run_content`);
     ``settings``: the users (what was given, how many, SHA-256 of the resolved list), top-k,
-    recommender, chunk size, seed, decoding and step 4's weights (``ScoreWeights``);
+    recommender, chunk size, seed, decoding, the score's weights (``score_weights``: the run's
+    ``run.json`` or ``--weights FILE``'s) and ``weights_from`` (which of the two);
     ``unknown_users`` and ``duplicate_users`` (ids of the users file that are not in the
     prepared data, or repeated); ``n_chunks``; and
     ``chunks``: for each finished chunk, its file, bytes, SHA-256, rows, users, cold-start
@@ -47,8 +48,8 @@ row; a chunk whose task fails is not finished, and a rerun tries it again.
 
 Dask (``dask``, ``distributed``) and Parquet (``pyarrow``) are the ``[scale]`` extra; they are
 imported inside the functions here, never by the rest of the package. Workers of an external
-cluster (``scheduler``) need the client's minireason version installed (a worker whose
-step-4 weights differ refuses its chunks) and ``RUN``, ``PREP`` and ``OUT`` at the same paths
+cluster (``scheduler``) need the client's minireason version installed (the weights travel
+with each task, so every worker scores as the manifest says) and ``RUN``, ``PREP`` and ``OUT`` at the same paths
 (a shared file system); run them with one thread each (``dask worker ADDRESS --nthreads
 1``): threads of one worker share its model and take turns. Dask carries each task (a
 reference to :func:`explain_chunk` and plain lists, strings and numbers) and its small
@@ -60,7 +61,6 @@ written is Parquet and JSON.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 import sys
@@ -71,7 +71,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from minireason.files import atomic_write, atomic_write_json, sha256_file, writer_lock
+from minireason.files import (
+    atomic_write,
+    atomic_write_json,
+    read_versioned_json,
+    sha256_file,
+    writer_lock,
+)
 from minireason.prep.features import profile
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.reason.explain import (
@@ -82,8 +88,15 @@ from minireason.reason.explain import (
     user_history,
 )
 from minireason.reason.recommend import RECOMMENDERS
-from minireason.reason.scoring import SCORE_PARTS, ScoreWeights
-from minireason.train.run import Decoding, check_same_data, load_run, read_run_info, run_content
+from minireason.reason.scoring import SCORE_PARTS
+from minireason.train.run import (
+    Decoding,
+    ScoreWeights,
+    check_same_data,
+    load_run,
+    read_run_info,
+    run_content,
+)
 
 FORMAT = "minireason-catalogue"
 FORMAT_VERSION = 2  # 2: every term of the step-4 score, the unknown words, the weights
@@ -261,10 +274,17 @@ def explanation_row(
 
 
 def explain_user(
-    run, prepared: Prepared, recommender, user: str, top_k: int, seed: int, decoding: Decoding
+    run,
+    prepared: Prepared,
+    recommender,
+    user: str,
+    top_k: int,
+    seed: int,
+    decoding: Decoding,
+    weights: ScoreWeights,
 ) -> tuple[list[dict], list[dict], bool]:
     """Recommend ``top_k`` items to ``user`` and explain each, seeded by
-    :func:`~minireason.reason.explain.pair_seed`.
+    :func:`~minireason.reason.explain.pair_seed`, scored with ``weights``.
 
     Returns ``(rows, failures, cold)``: the rows, rank order; each (user, item) that could
     not be explained as ``{user, rank, item, error}``; whether the user is a cold start.
@@ -275,7 +295,9 @@ def explain_user(
     for rank, (item, score) in enumerate(recommender.recommend(user, k=top_k), 1):
         s = pair_seed(seed, user, item)
         try:
-            expl = explain_item(run, prepared, history, item, s, decoding, aspects, user=user)
+            expl = explain_item(
+                run, prepared, history, item, s, decoding, aspects, user=user, weights=weights
+            )
         except ValueError as exc:
             failures.append({"user": user, "rank": rank, "item": item, "error": str(exc)})
             continue
@@ -345,14 +367,10 @@ def explain_chunk(job: dict, index: int, users: list[str]) -> dict:
             f"worker {_where()}: no directory {out}; OUT, RUN and PREP must be on a file "
             "system every worker sees"
         )
-    if asdict(ScoreWeights()) != job["score_weights"]:
-        raise ValueError(
-            f"worker {_where()}: its step-4 weights (ScoreWeights) differ from the client's; "
-            "every worker needs the same minireason version"
-        )
     started = time.time()
     loaded, first = worker_inputs(job)
     decoding = Decoding(**job["decoding"])
+    weights = ScoreWeights.from_dict(job["score_weights"], where="the job's score_weights")
     tick = time.perf_counter()
     rows, failures, cold = [], [], 0
     with loaded.lock:
@@ -365,6 +383,7 @@ def explain_chunk(job: dict, index: int, users: list[str]) -> dict:
                 job["top_k"],
                 job["seed"],
                 decoding,
+                weights,
             )
             rows += user_rows
             failures += user_failures
@@ -407,18 +426,14 @@ def read_manifest(out) -> dict | None:
                 f"{MANIFEST}); choose another path (nothing in it was touched)"
             )
         return None
-    try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: corrupt JSON ({exc}); remove {out} to start again") from None
-    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise ValueError(f"{path}: not an explain-all manifest")
-    if manifest.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: explain-all format version {manifest.get('format_version')!r}, this "
-            f"minireason reads version {FORMAT_VERSION}; write to another --out"
-        )
-    return manifest
+    return read_versioned_json(
+        path,
+        FORMAT,
+        FORMAT_VERSION,
+        what="explain-all manifest",
+        remedy="write to another --out",
+        required=("inputs", "settings", "chunks"),
+    )
 
 
 def write_manifest(out, manifest: dict) -> None:
@@ -433,7 +448,7 @@ _OPTION = {  # a setting of the manifest -> the option that sets it
     "chunk_size": "--chunk-size",
     "seed": "--seed",
     "decoding": "--candidates / --max-new-tokens (or the run's decoding)",
-    "score_weights": "step 4's weights (ScoreWeights; another minireason version)",
+    "score_weights": "the score's weights (--weights FILE, or the run's run.json)",
 }
 
 
@@ -580,6 +595,8 @@ def explain_all(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     seed: int = 0,
     decoding: Decoding | None = None,
+    weights: ScoreWeights | None = None,
+    weights_from: str = "run.json",
     workers: int | None = None,
     scheduler: str | None = None,
     dashboard: str | None = ":8787",
@@ -596,7 +613,9 @@ def explain_all(
         recommender: a name of :data:`~minireason.reason.recommend.RECOMMENDERS`.
         chunk_size: users per task (and per Parquet file).
         seed: the base of every (user, item) seed.
-        decoding: step-4 settings (None: the run's).
+        decoding: the sampling settings (None: the run's).
+        weights: the score's weights (None: the run's); ``weights_from``: where they came
+            from, recorded in the manifest.
         workers: processes of a local cluster (None: one per core); ``scheduler``: the
             address of an existing cluster instead. ``dashboard``: the local cluster's
             dashboard address (None: none).
@@ -626,6 +645,7 @@ def explain_all(
     info = read_run_info(run_dir)
     check_same_data(info, prepared, allow_other_data)
     decoding = decoding or info.decoding
+    weights = weights or info.weights
     listed = resolve_users(prepared, users)
     chunks = [listed.users[i : i + chunk_size] for i in range(0, len(listed.users), chunk_size)]
     manifest = {
@@ -642,7 +662,8 @@ def explain_all(
             "chunk_size": chunk_size,
             "seed": seed,
             "decoding": asdict(decoding),
-            "score_weights": asdict(ScoreWeights()),
+            "score_weights": weights.to_dict(),
+            "weights_from": weights_from,
         },
         "unknown_users": listed.unknown,
         "duplicate_users": listed.duplicates,

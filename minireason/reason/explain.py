@@ -1,9 +1,9 @@
-"""Seed step 4 end to end, and the user-facing explanations behind ``minireason explain``.
+"""One explanation end to end, and the user-facing explanations behind ``minireason explain``.
 
 :func:`explain` turns one (history, item tags, focus) into a reason with its evidence::
 
-    prompt (minireason.prep.prompts) ──► N candidates, one batch (minireason.reason.generate)
-        ──► scored and ranked (minireason.reason.scoring) ──► the best one
+    prompt (minireason.prep.prompts) ──► N candidates sampled, scored and ranked
+        (minireason.reason.choose) ──► the best one
         ──► its attention evidence (minireason.reason.evidence)
 
 and :func:`explain_for_user` wraps it for a known user of a prepared directory::
@@ -44,18 +44,11 @@ from minireason.prep.features import (
 )
 from minireason.prep.prepared import Prepared
 from minireason.prep.prompts import build_prompt, render_prompt
+from minireason.reason import choose
 from minireason.reason.evidence import Evidence, attention_evidence
-from minireason.reason.generate import generate
 from minireason.reason.recommend import RECOMMENDERS, Recommender
-from minireason.reason.scoring import (
-    Candidate,
-    ScoreBreakdown,
-    ScoreWeights,
-    expected_rating,
-    phrase_set,
-    rank_candidates,
-)
-from minireason.train.run import Decoding, Run
+from minireason.reason.scoring import Candidate, ScoreBreakdown
+from minireason.train.run import Decoding, Run, ScoreWeights
 
 
 @dataclass
@@ -102,7 +95,9 @@ def explain(
             (``RunInfo.prompt_tokens``); the oldest history is dropped first to fit.
         decoding: candidates, temperature, top-p and length (``RunInfo.decoding``;
             None: :class:`~minireason.train.run.Decoding`'s defaults).
-        seed: integer seed or ``numpy.random.Generator``; same seed, same explanation.
+        seed: integer seed or ``numpy.random.Generator``, or the candidates' own random
+            streams (:func:`minireason.reason.choose.record_streams`); same seed, same
+            explanation.
         profile_aspects: the user's profile aspects to cover (default: those of ``history``,
             ``features.profile``).
         focus: the aspects the reason should talk about, put in the prompt and scored
@@ -117,7 +112,8 @@ def explain(
         known_words: the words the training reviews use (``Prepared.known_words``); step 4
             charges a candidate for each word outside them (None or empty, as for free-form
             input: no word is charged).
-        weights: the score's weights.
+        weights: the score's weights (the run's, ``RunInfo.weights``; None: a new run's
+            defaults).
         item, item_title: the item's id and title, for the evidence labels and prompt text.
         top_k_evidence: single tags/aspects listed in the evidence.
 
@@ -156,30 +152,12 @@ def explain(
     if prompt.n_tags_dropped:
         notes.append(f"{prompt.n_tags_dropped} item tags dropped to fit {budget} tokens")
 
-    gen = generate(
-        model,
-        [prompt.ids],
-        max_new_tokens=decoding.max_new_tokens,
-        temperature=decoding.temperature,
-        top_p=decoding.top_p,
-        eos_id=tokenizer.eos_id,
-        rng=seed,
-        n_samples=decoding.n_candidates,
+    streams = [seed] if isinstance(seed, (list, tuple)) else seed
+    samples = choose.sample_candidates(model, tokenizer, [prompt.ids], decoding, streams)[0]
+    context = choose.ScoringContext.of(
+        profile_aspects, item_tags, focus, [h.rating for h in history], past_reviews, known_words
     )
-    rating = expected_rating(h.rating for h in history)
-    candidates = rank_candidates(
-        tokenizer,
-        gen.tokens,
-        gen.logprobs,
-        gen.finish,
-        profile_aspects,
-        item_tags,
-        weights,
-        focus,
-        rating,
-        phrase_set(past_reviews or []),
-        known_words or frozenset(),
-    )
+    candidates = choose.rank(tokenizer, samples, context, weights)
     best = candidates[0]
     attention = attention_evidence(
         model, tokenizer, prompt.ids, best.token_ids, prompt.segments, top_k_evidence
@@ -195,7 +173,7 @@ def explain(
         prompt_ids=prompt.ids,
         history_used=prompt.n_history,
         notes=notes,
-        weights=weights or ScoreWeights(),
+        weights=weights,
         grounding=evidence,
     )
 
@@ -317,9 +295,11 @@ def explain_item(
     profile_aspects: list[str] | None = None,
     *,
     user: str,
+    weights: ScoreWeights | None = None,
 ) -> Explanation:
     """Explain ``item`` to ``user`` with ``history`` as ``minireason explain --user`` does:
-    ``run``'s model and prompt budget, its decoding settings unless ``decoding`` is given,
+    ``run``'s model and prompt budget, its decoding settings and score weights unless
+    ``decoding`` or ``weights`` is given,
     the item's tags and title from ``prepared``, the focus ``prepare`` would predict for the
     user's profile aspects (default: those of ``history``) and the evidence it would choose
     (other users' training sentences about the item: never ``user``'s own).
@@ -343,6 +323,7 @@ def explain_item(
         evidence=prepared.evidence_for(item, focus, user),
         past_reviews=prepared.reviews_by(user),
         known_words=prepared.known_words,
+        weights=weights or run.info.weights,
     )
 
 
@@ -355,9 +336,11 @@ def explain_for_user(
     seed: int = 0,
     recommender: Recommender | None = None,
     decoding: Decoding | None = None,
+    weights: ScoreWeights | None = None,
 ) -> list[Recommendation]:
     """Recommend ``k`` items to ``user`` (or take ``item``) and explain each with ``run``'s
-    model, its prompt budget and (unless ``decoding`` is given) its decoding settings.
+    model, its prompt budget and (unless ``decoding`` or ``weights`` is given) its decoding
+    settings and score weights.
 
     ``prepared`` must be the data the run was trained on (checked by the caller with
     :func:`minireason.train.run.check_same_data`). Returns one :class:`Recommendation` per
@@ -375,17 +358,33 @@ def explain_for_user(
         Recommendation(
             it,
             score,
-            explain_item(run, prepared, history, it, seed + rank, decoding, aspects, user=user),
+            explain_item(
+                run,
+                prepared,
+                history,
+                it,
+                seed + rank,
+                decoding,
+                aspects,
+                user=user,
+                weights=weights,
+            ),
         )
         for rank, (it, score) in enumerate(items)
     ]
 
 
 def explain_free_form(
-    run: Run, history_text: str, tags_text: str, seed: int = 0, decoding: Decoding | None = None
+    run: Run,
+    history_text: str,
+    tags_text: str,
+    seed: int = 0,
+    decoding: Decoding | None = None,
+    weights: ScoreWeights | None = None,
 ) -> Explanation:
     """Explain free-form input (``--history "..." --tags "..."``) with ``run``: the prompt
-    is built to the run's prompt budget and focus size, exactly like its training prompts."""
+    is built to the run's prompt budget and focus size, exactly like its training prompts,
+    and the candidates scored with the run's weights unless ``weights`` is given."""
     history, tags = parse_history(history_text or ""), parse_tags(tags_text or "")
     focus = free_form_focus(run.feature_info, history, tags, run.info.focus)
     return explain(
@@ -397,6 +396,7 @@ def explain_free_form(
         decoding=decoding or run.info.decoding,
         seed=seed,
         focus=focus,
+        weights=weights or run.info.weights,
     )
 
 

@@ -311,8 +311,9 @@ def generate(
         temperature: 0 for greedy, else the softmax temperature.
         top_k, top_p: optional filters (see :func:`filter_probs`).
         eos_id: a row stops after emitting this id (None: never stops early).
-        rng: a ``numpy.random.Generator`` or an integer seed; row ``r`` samples from
-            ``rng.spawn(n_rows)[r]``.
+        rng: a ``numpy.random.Generator`` or an integer seed, and row ``r`` samples from
+            ``rng.spawn(n_rows)[r]``; or a sequence of ``n_rows`` Generators, one per row
+            (a record's own streams, :func:`minireason.reason.choose.record_streams`).
         n_samples: rows per prompt. The prompt is prefilled once and its cache copied, so
             ``n_samples`` candidates of one prompt cost one prefill.
 
@@ -338,8 +339,13 @@ def generate(
         ]
     n_rows = len(kept) * n_samples
     row_prompt = np.repeat(np.arange(len(kept)), n_samples)
-    generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
-    row_rngs = generator.spawn(n_rows)
+    if isinstance(rng, (list, tuple)):
+        if len(rng) != n_rows:
+            raise ValueError(f"rng: {len(rng)} generators for {n_rows} rows")
+        row_rngs = list(rng)
+    else:
+        generator = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
+        row_rngs = generator.spawn(n_rows)
 
     tokens = [[] for _ in range(n_rows)]
     logprobs = [[] for _ in range(n_rows)]

@@ -153,9 +153,13 @@ def free_form_section(
     }
 
 
-def report_about(run, decoding, seed: int) -> dict:
-    """What made the page: the run, its model's size, the decoding and the seed."""
+def report_about(run, settings, seed: int) -> dict:
+    """What made the page: the run, its model's size, how reasons were chosen (``settings``:
+    a :class:`minireason.train.run.ChoiceSettings`, the decoding and the weights with where
+    they came from) and the seed."""
     cfg = run.model.config
+    decoding = settings.decoding
+    weights = ", ".join(f"{k} {v:g}" for k, v in settings.weights.to_dict().items() if v)
     return {
         "run": str(run.path),
         "prepared": run.info.prepared_path,
@@ -165,6 +169,7 @@ def report_about(run, decoding, seed: int) -> dict:
             f"{decoding.n_candidates} candidates, temperature {decoding.temperature:g}, "
             f"top-p {decoding.top_p:g}, at most {decoding.max_new_tokens} tokens"
         ),
+        "weights": f"{weights} (from {settings.weights_from})",
         "seed": seed,
         "minireason": __version__,
     }

@@ -53,8 +53,9 @@ The rating expected is the user's mean past rating (a recommendation expects a l
 4 with no history): negative text contradicts an expected rating of 3.5 or more, positive
 text one of 2.5 or less.
 
-The weights' defaults were chosen on the validation split; the README's "How the settings
-were chosen" lists the candidates tried and their validation numbers.
+The weights ``w`` are data, not code: :class:`minireason.train.run.ScoreWeights`, recorded in
+each run's ``run.json`` (its defaults are what a new run records) and replaced for one
+command by ``--weights FILE``; ``minireason tune`` chooses them on the validation split.
 """
 
 from __future__ import annotations
@@ -67,6 +68,7 @@ import numpy as np
 from minireason.data.clean import one_line
 from minireason.prep.features import STOP_WORDS
 from minireason.text import degeneracies, is_word, mentions, ngrams, tokens, words
+from minireason.train.run import ScoreWeights
 
 # The terms of the score, in the formula's order: the keys of ScoreBreakdown.parts().
 SCORE_PARTS = (
@@ -86,27 +88,6 @@ SCORE_PARTS = (
     "truncated",
     "empty",
 )
-
-
-@dataclass
-class ScoreWeights:
-    """Weights of the score (see the module docstring for the formula)."""
-
-    user: float = 0.0
-    item: float = 1.0
-    focus: float = 1.0
-    phrasing: float = 1.0  # chosen on validation with a blind reading (README)
-    logprob: float = 0.0
-    consensus: float = 1.0
-    repetition: float = 1.0
-    echo: float = 0.25  # chosen by a blind reading on validation, not by the tuner (README)
-    unknown: float = 1.0  # chosen by a blind reading on validation, not by the tuner (README)
-    degenerate: float = 2.0
-    unfinished: float = 0.25
-    contradicts: float = 0.25
-    duplicate: float = 1.0
-    truncated: float = 0.5
-    empty: float = 10.0
 
 
 @dataclass

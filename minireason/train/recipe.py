@@ -230,10 +230,13 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
             f"shorter than the prepared context {prepared.context} ({prepared.path})"
         )
     with writer_lock(out, "minireason train"):
+        choice = {}  # a run's recorded decoding and weights outlive new defaults
         if (out / RUN_JSON).is_file():
-            check_same_data(read_run_info(out), prepared, instead="choose another --out")
+            before = read_run_info(out)
+            check_same_data(before, prepared, instead="choose another --out")
+            choice = {"decoding": before.decoding, "weights": before.weights}
         out.mkdir(parents=True, exist_ok=True)
-        write_run_info(out, run_info_for(prepared))
+        write_run_info(out, run_info_for(prepared, **choice))
         atomic_write_json(out / "preset.json", preset)
         for name in ("tokenizer.json", "features.json"):
             atomic_write(out / name, lambda fh, n=name: fh.write((prepared.path / n).read_bytes()))

@@ -4,8 +4,9 @@
 
     RUN/run.json             written first: format, format_version, the prepared directory the
                              run is trained on (path, content identity, prompt budget, context,
-                             focus size, history length, vocabulary size) and the decoding
-                             settings of step 4 (:class:`Decoding`)
+                             focus size, history length, vocabulary size), how a reason is
+                             chosen: the decoding settings (:class:`Decoding`) and the
+                             score's weights (:class:`ScoreWeights`)
     RUN/preset.json          the preset used (resolved)
     RUN/tokenizer.json       the prepared tokenizer, copied (the run is self-contained)
     RUN/features.json        the prepared feature set, rates and focus size, copied (what
@@ -18,10 +19,12 @@ A run's identity (:func:`run_content`) is a SHA-256 over the files its explanati
 on (:data:`CONTENT_FILES`), so a job that records it (``explain-all``'s manifest) can tell
 the same run from a retrained or resumed one wherever the directory lives.
 
-Everything after training reads the prompt budget, the focus size and the decoding settings
-from here (:func:`read_run_info`), never from defaults of its own: a free-form prompt is
-built to the budget the model was fine-tuned with, and an old run keeps the settings it was
-trained and tuned with when the defaults move on.
+Everything after training reads the prompt budget, the focus size, the decoding settings and
+the score's weights from here (:func:`read_run_info`), never from defaults of its own: a
+free-form prompt is built to the budget the model was fine-tuned with, and an old run keeps
+the settings it was trained and tuned with when the defaults move on. A weights file
+(``minireason tune`` writes one, :func:`load_weights` reads it) given as ``--weights FILE``
+replaces the recorded weights for one command, and that command's output records which.
 """
 
 from __future__ import annotations
@@ -32,12 +35,15 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from minireason.files import atomic_write_json, sha256_file
+from minireason.files import atomic_write_json, read_versioned_json, sha256_file
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, model_from
 from minireason.prep.tokenizer import BPETokenizer
 
 FORMAT = "minireason-run"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the score's weights
+READS = (1, 2)  # a format-1 run.json is read with the weights of its release (WEIGHTS_0_2)
+WEIGHTS_FORMAT = "minireason-weights"
+WEIGHTS_FORMAT_VERSION = 1
 RUN_JSON = "run.json"
 CONTENT_FILES = (  # what the fine-tuned model's explanations depend on: the run's identity
     RUN_JSON,
@@ -84,6 +90,98 @@ class Decoding:
 
 
 @dataclass(frozen=True)
+class ScoreWeights:
+    """The weights of the score that chooses a reason among the candidates, one per term of
+    :data:`minireason.reason.scoring.SCORE_PARTS` (the formula is in that module's
+    docstring). A run records the weights it explains with in ``run.json``; ``--weights
+    FILE`` replaces them for one command.
+
+    The defaults (what a new run records) were chosen on the validation split of Musical
+    Instruments with the small preset (``docs/`` and the README list the settings tried and
+    their numbers); ``echo`` and ``unknown`` by blind readings, not by the tuner.
+    """
+
+    user: float = 0.0
+    item: float = 1.0
+    focus: float = 1.0
+    phrasing: float = 1.0
+    logprob: float = 0.0
+    consensus: float = 1.0
+    repetition: float = 1.0
+    echo: float = 0.25
+    unknown: float = 1.0
+    degenerate: float = 2.0
+    unfinished: float = 0.25
+    contradicts: float = 0.25
+    duplicate: float = 1.0
+    truncated: float = 0.5
+    empty: float = 10.0
+
+    def __post_init__(self):
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ValueError(f"weights: {f.name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ValueError(f"weights: {f.name} must be finite, got {value!r}")
+
+    def to_dict(self) -> dict[str, float]:
+        return {name: float(value) for name, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, d, where: str = "weights") -> ScoreWeights:
+        """The weights of ``d`` (every field, nothing else); ValueError naming ``where`` and
+        the field for anything else."""
+        if not isinstance(d, dict):
+            raise ValueError(f"{where}: expected an object of weights, got {type(d).__name__}")
+        names = [f.name for f in fields(cls)]
+        unknown = sorted(set(d) - set(names))
+        missing = [n for n in names if n not in d]
+        if unknown:
+            raise ValueError(f"{where}: unknown weight {unknown[0]!r} (the weights: {names})")
+        if missing:
+            raise ValueError(f"{where}: no weight {missing[0]!r} (every term needs one)")
+        try:
+            return cls(**d)
+        except ValueError as exc:
+            raise ValueError(f"{where}: {exc}") from None
+
+
+# The weights 0.2.0 explained with, when run.json (format 1) did not record them yet.
+WEIGHTS_0_2 = ScoreWeights(
+    user=0.0, item=1.0, focus=1.0, phrasing=1.0, logprob=0.0, consensus=1.0, repetition=1.0,
+    echo=0.25, unknown=1.0, degenerate=2.0, unfinished=0.25, contradicts=0.25, duplicate=1.0,
+    truncated=0.5, empty=10.0,
+)  # fmt: skip
+
+
+def load_weights(path) -> ScoreWeights:
+    """The weights of a weights file (``minireason tune --out FILE`` writes one:
+    ``{"format": "minireason-weights", "format_version": 1, "weights": {...}, ...}``);
+    ValueError (FileNotFoundError) naming the file and what is wrong with it."""
+    d = read_versioned_json(
+        path,
+        WEIGHTS_FORMAT,
+        WEIGHTS_FORMAT_VERSION,
+        what="weights file",
+        remedy="give a file 'minireason tune --out FILE' wrote",
+        required=("weights",),
+    )
+    return ScoreWeights.from_dict(d["weights"], where=f"--weights {path}")
+
+
+def weights_file(weights: ScoreWeights, **about) -> dict:
+    """The JSON object of a weights file holding ``weights``, with ``about`` (how they were
+    chosen: the tuner's validation numbers) beside them."""
+    return {
+        "format": WEIGHTS_FORMAT,
+        "format_version": WEIGHTS_FORMAT_VERSION,
+        "weights": weights.to_dict(),
+        **about,
+    }
+
+
+@dataclass(frozen=True)
 class RunInfo:
     """``run.json``: the facts a run's later stages need (module doc)."""
 
@@ -95,13 +193,35 @@ class RunInfo:
     max_history: int
     vocab_size: int
     decoding: Decoding = field(default_factory=Decoding)
+    weights: ScoreWeights = field(default_factory=ScoreWeights)
 
     def to_json(self) -> dict:
         d = asdict(self)
         return {"format": FORMAT, "format_version": FORMAT_VERSION, **d}
 
+    def settings(self, decoding: Decoding | None = None, weights_file=None) -> ChoiceSettings:
+        """How this run chooses a reason, with a command's overrides: ``decoding`` (None:
+        the recorded one) and the weights of ``weights_file`` (None: the recorded ones)."""
+        if weights_file is None:
+            return ChoiceSettings(decoding or self.decoding, self.weights, RUN_JSON)
+        return ChoiceSettings(
+            decoding or self.decoding, load_weights(weights_file), str(weights_file)
+        )
 
-def run_info_for(prepared, decoding: Decoding | None = None) -> RunInfo:
+
+@dataclass(frozen=True)
+class ChoiceSettings:
+    """What a command chooses its reasons with: the decoding, the weights, and where the
+    weights came from (``"run.json"`` or the ``--weights`` file), which its output records."""
+
+    decoding: Decoding
+    weights: ScoreWeights
+    weights_from: str
+
+
+def run_info_for(
+    prepared, decoding: Decoding | None = None, weights: ScoreWeights | None = None
+) -> RunInfo:
     """The :class:`RunInfo` of a run trained on ``prepared`` (a ``Prepared``)."""
     return RunInfo(
         prepared_path=str(prepared.path),
@@ -112,6 +232,7 @@ def run_info_for(prepared, decoding: Decoding | None = None) -> RunInfo:
         max_history=prepared.max_history,
         vocab_size=prepared.tokenizer.vocab_size,
         decoding=decoding or Decoding(),
+        weights=weights or ScoreWeights(),
     )
 
 
@@ -131,21 +252,18 @@ def read_run_info(run_dir) -> RunInfo:
             f"--run {run_dir}: no {RUN_JSON}, so this is not a run of this minireason "
             "(an older version made it, or its training never started); train it again"
         )
-    try:
-        d = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"{path}: corrupt JSON ({exc})") from None
-    if not isinstance(d, dict) or d.get("format") != FORMAT:
-        raise ValueError(f"{path}: not a minireason run description")
-    if d.get("format_version") != FORMAT_VERSION:
-        raise ValueError(
-            f"{path}: run-format version {d.get('format_version')!r}, this minireason reads "
-            f"version {FORMAT_VERSION}; train the run again"
-        )
-    names = {f.name for f in fields(RunInfo)}
+    d = read_versioned_json(
+        path, FORMAT, READS, what="run description", remedy="train the run again"
+    )
+    names = {f.name for f in fields(RunInfo)} - ({"weights"} if d["format_version"] == 1 else set())
     try:
         values = {k: d[k] for k in names}
         values["decoding"] = Decoding(**values["decoding"])
+        values["weights"] = (
+            ScoreWeights.from_dict(values["weights"], where="weights")
+            if "weights" in values
+            else WEIGHTS_0_2
+        )
         return RunInfo(**values)
     except (KeyError, TypeError, ValueError) as exc:
         raise ValueError(f"{path}: malformed ({type(exc).__name__}: {exc})") from None
