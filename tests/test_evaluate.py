@@ -12,12 +12,12 @@ from minireason.cli import main
 from minireason.data.clean import one_line
 from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
 from minireason.evaluation.evaluate import (
-    METRICS,
     evaluate_run,
     greedy_generate_fn,
     reason_perplexity,
     step4_generate_fn,
 )
+from minireason.evaluation.metrics import METRICS
 from minireason.nn.checkpoint import load_model
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import pad_batch

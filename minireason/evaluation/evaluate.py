@@ -47,7 +47,14 @@ from minireason import backend
 from minireason.data.clean import one_line
 from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
 from minireason.evaluation.bootstrap import bootstrap_intervals
-from minireason.evaluation.metrics import explanation_metrics, perplexity
+from minireason.evaluation.metrics import (
+    METRICS,
+    RATIO_METRICS,
+    TEXT_METRICS,
+    UNCERTAIN_METRICS,
+    explanation_metrics,
+    perplexity,
+)
 from minireason.files import directory_in_place
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.prep.tokenizer import BPETokenizer
@@ -55,9 +62,6 @@ from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
 from minireason.train.run import Decoding, check_same_data, load_run
 
-TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
-RATIO_METRICS = ("usr", "fmr", "fcr", "div", "degenerate")
-METRICS = TEXT_METRICS + RATIO_METRICS
 SYSTEMS = ("model", "random", "retrieval", "evidence", "template")
 DECODERS = ("step4", "greedy")
 FOCUS_FROM = ("predicted", "target")
@@ -497,9 +501,6 @@ def markdown_report(result: dict) -> str:
         lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} |")
     lines += ["", *examples_markdown(result.get("examples") or [], info)]
     return "\n".join(lines) + "\n"
-
-
-UNCERTAIN_METRICS = {"bleu1": "BLEU-1", "bleu4": "BLEU-4", "rougeL_f": "ROUGE-L", "fmr": "FMR"}
 
 
 def uncertainty_markdown(u: dict | None, info: dict) -> list[str]:

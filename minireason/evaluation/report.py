@@ -24,20 +24,20 @@ from __future__ import annotations
 from collections import Counter
 from pathlib import Path
 
-from minireason.evaluation.evaluate import RATIO_METRICS, TEXT_METRICS, model_label
-from minireason.evaluation.metrics import rouge_l, rouge_n
+from minireason.evaluation.evaluate import model_label
+from minireason.evaluation.metrics import (
+    LOWER_IS_BETTER,
+    RATIO_METRICS,
+    TEXT_METRICS,
+    format_metric,
+    rouge_l,
+    rouge_n,
+)
 from minireason.reason.page import render_page, write_page
 from minireason.text import mentions, tokens
 
 TEMPLATES = Path(__file__).with_name("templates")
 TITLE = "minireason: evaluation"
-LOWER_IS_BETTER = ("div", "degenerate")
-
-
-def format_metric(name: str, value: float) -> str:
-    """A metric as ``evaluation.md`` prints it: text metrics (x100) with 2 decimals, ratios
-    with 3."""
-    return f"{value:.2f}" if name in TEXT_METRICS else f"{value:.3f}"
 
 
 def record_scores(answer: str, reference: str, feature: str) -> dict:
