@@ -256,12 +256,15 @@ def run_train(args) -> int:
 
 @command("evaluate", "explanation metrics against four baselines; HR/NDCG@10")
 def add_evaluate(p, add):
+    from minireason.evaluation.baselines import BASELINES
+
     p.description = (
         "Reasons for the records with a target, scored (BLEU, ROUGE, USR, FMR, FCR, DIV, "
-        "degenerate, perplexity) beside the random, retrieval, evidence and template "
-        "baselines, with 95% bootstrap intervals over the records and how often the model is "
-        "ahead of each baseline; HR/NDCG@10 of four recommenders; 20 random records in full. "
-        "Writes evaluation.json/.md/.png/.html and generations.jsonl."
+        "degenerate, perplexity) beside the baselines below, with 95% bootstrap intervals "
+        "over the records and how often the model is ahead of each baseline; HR/NDCG@10 of "
+        "four recommenders; 20 random records in full. Writes evaluation.json/.md/.png/.html "
+        "and generations.jsonl.\n\nbaselines:\n"
+        + "\n".join(f"  {name}: {line}" for name, line in BASELINES.items())
     )
     add("--prepared", required=True, metavar="DIR", help="the prepared directory")
     add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")

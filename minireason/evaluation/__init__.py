@@ -8,7 +8,7 @@ Taught in tutorial 08; assignment A4 implements BLEU and ROUGE-L.
 Modules:
 
 - ``metrics``: BLEU, ROUGE, USR, FMR, FCR, DIV and perplexity, as PETER / PEPLER define them;
-- ``baselines``: the random, retrieval and template reasons;
+- ``baselines``: the random, retrieval, evidence and template reasons, and their registry;
 - ``evaluate``: the job behind ``minireason evaluate``;
 - ``report``: ``evaluation.html``, the metrics and every generation, sortable and filterable.
 """

@@ -1,4 +1,4 @@
-"""``minireason evaluate``: the trained model against three baselines, and the recommenders.
+"""``minireason evaluate``: the trained model against the baselines, and the recommenders.
 
     minireason evaluate --prepared runs/prep --run runs/tiny [--limit 200]
 
@@ -10,7 +10,8 @@ cache of :mod:`minireason.reason.generate`, in batches: by default as the system
 are scored with :func:`minireason.evaluation.metrics.explanation_metrics` against the record's target
 sentence and ground-truth feature, with the prepared feature set F. The model's perplexity is
 measured on the same records' ``reason + <eos>`` tokens (teacher-forced, the fine-tuning loss).
-The three baselines of :mod:`minireason.evaluation.baselines` answer the same records.
+Every baseline of :mod:`minireason.evaluation.baselines` (random, retrieval, evidence,
+template: :data:`~minireason.evaluation.baselines.BASELINES`) answers the same records.
 
 Recommendation. Popularity, ItemCF, ContentSimilarity and Hybrid
 (:mod:`minireason.reason.recommend`) are fitted on the training split (each user's items in time
@@ -22,14 +23,15 @@ split). This part always uses every user (``--limit`` does not apply; it takes s
 (the step-4 sampling, the focus size, score weights) before reporting on ``test``.
 
 Outputs (in ``OUT``, default ``RUN/eval``): ``evaluation.json`` shaped
-``{"model": {...}, "baselines": {"random": {...}, "retrieval": {...}, "template": {...}},
+``{"model": {...}, "baselines": {"random": {...}, "retrieval": {...}, "evidence": {...},
+"template": {...}},
 "uncertainty": {...}, "recommendation": {...}, "info": {...}}`` (``uncertainty``: 95%
 bootstrap intervals of BLEU-1, BLEU-4, ROUGE-L and FMR for every system, and the share of
 resamples on which the model is ahead of each baseline,
 :mod:`minireason.evaluation.bootstrap`), ``evaluation.md`` (Markdown tables),
 ``evaluation.png`` (bar chart), ``evaluation.html`` (all of it in a page, with the generations
 sortable and filterable: :mod:`minireason.evaluation.report`) and ``generations.jsonl`` (every
-record's reference and the four answers, to read them).
+record's reference and every system's answer, to read them).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from tqdm.auto import tqdm
 
 from minireason import backend
 from minireason.data.clean import one_line
-from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
+from minireason.evaluation.baselines import BASELINES, baseline_answers
 from minireason.evaluation.bootstrap import bootstrap_intervals
 from minireason.evaluation.metrics import (
     METRICS,
@@ -62,7 +64,7 @@ from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
 from minireason.train.run import Decoding, check_same_data, load_run
 
-SYSTEMS = ("model", "random", "retrieval", "evidence", "template")
+SYSTEMS = ("model", *BASELINES)
 DECODERS = ("step4", "greedy")
 FOCUS_FROM = ("predicted", "target")
 N_EXAMPLES = 20  # seeded random records shown in full in the reports
@@ -364,10 +366,8 @@ def evaluate_run(
     if len(answers["model"]) != n:
         raise ValueError(f"generate_fn returned {len(answers['model'])} reasons for {n} prompts")
     ppl, n_ppl_tokens = reason_perplexity(model, sequences, rows, tok.pad_id, batch_size, progress)
-    answers["random"] = random_reasons([r["target"] for r in train_with_target], n, seed)
-    answers["retrieval"], n_empty = retrieval_reasons(train_with_target, records)
-    answers["evidence"], n_no_evidence = evidence_reasons(records, answers["retrieval"])
-    answers["template"] = [template_reason(rec.get("item_tags") or []) for rec in records]
+    baselines, counts = baseline_answers(train_with_target, records, seed)
+    answers.update(baselines)
 
     scores = {
         name: explanation_metrics(answers[name], refs, features_gt, prepared.features)
@@ -391,8 +391,7 @@ def evaluate_run(
             "n_test_records_with_target": len(sequences),
             "limit": limit,
             "perplexity_tokens": n_ppl_tokens,
-            "retrieval_empty": n_empty,
-            "evidence_missing": n_no_evidence,
+            **counts,
             "focus_from": focus_from,
             "protocol": ORACLE_LABEL if focus_from == "target" else "honest (predicted focus)",
             "random_seed": seed,
@@ -427,18 +426,6 @@ def oracle_records(prepared: Prepared, records: list[dict]) -> tuple[list[dict],
         out.append({**rec, "focus": focus, "focus_from": "oracle", "evidence": evidence})
         prompts.append(prepared.prompt_for(rec, focus, evidence))
     return out, prompts
-
-
-def evidence_reasons(records: list[dict], fallback: list[str]) -> tuple[list[str], int]:
-    """The evidence baseline: each record's first evidence sentence (what its prompt shows
-    the model, :class:`minireason.prep.features.EvidenceIndex`) as the reason itself, and
-    ``fallback``'s answer (the retrieval baseline's) for a record without evidence; with
-    the number of those."""
-    reasons = [
-        (rec.get("evidence") or [None])[0] or other
-        for rec, other in zip(records, fallback, strict=True)
-    ]
-    return reasons, sum(not rec.get("evidence") for rec in records)
 
 
 def examples(records: list[dict], answers: dict, n: int, seed: int) -> list[dict]:
