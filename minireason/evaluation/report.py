@@ -3,7 +3,7 @@
     evaluate_run's result, answers and records (minireason.evaluation.evaluate)
         ──► page data (JSON-ready: the metrics as ``evaluation.md`` prints them, and per
             record the reference, each system's answer and that answer's own scores)
-        ──► the page (minireason.reason.page; templates/evaluation.js draws it)
+        ──► the page (minireason.html_page; templates/evaluation.js draws it)
 
 ``minireason evaluate`` writes it beside ``evaluation.md``. The page shows the metrics table,
 a bar chart of it, the recommenders' HR/NDCG, and the generations side by side (the
@@ -33,7 +33,7 @@ from minireason.evaluation.metrics import (
     rouge_l,
     rouge_n,
 )
-from minireason.reason.page import render_page, write_page
+from minireason.html_page import render_page, write_page
 from minireason.text import mentions, tokens
 
 TEMPLATES = Path(__file__).with_name("templates")
