@@ -209,9 +209,9 @@ def add_prepare(p, add):
 def run_prepare(args) -> int:
     from dataclasses import fields
 
+    from minireason.data.accounting import DataError
     from minireason.data.fetch import resolve_input
     from minireason.data.generic import parse_columns
-    from minireason.data.report import DataError
     from minireason.prep.prepare import PrepareConfig, prepare, summary
 
     given = {f.name: getattr(args, f.name) for f in fields(PrepareConfig) if hasattr(args, f.name)}
