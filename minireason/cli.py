@@ -354,7 +354,7 @@ def _explain_run(args):
 
 def run_explain(args) -> int:
     from minireason.reason import explain as ex
-    from minireason.reason import report
+    from minireason.reason import explanations_page as report
     from minireason.reason.evidence import plot_evidence
     from minireason.train.run import check_same_data
 

@@ -72,7 +72,7 @@ def run_demo(
         fit_recommender,
         format_user_report,
     )
-    from minireason.reason.report import report_about, user_section, write_report
+    from minireason.reason.explanations_page import report_about, user_section, write_report
     from minireason.train.recipe import run_recipe
     from minireason.train.run import load_run
 

@@ -18,7 +18,7 @@ from minireason.evaluation.report import evaluation_page_data, record_scores
 from minireason.html_page import embed_json, render_page, write_page
 from minireason.prep.prepared import load_prepared
 from minireason.reason import explain as ex
-from minireason.reason.report import (
+from minireason.reason.explanations_page import (
     HEAD_SCALE,
     MEAN_SCALE,
     explanation_data,

@@ -27,7 +27,7 @@ from minireason.evaluation.metrics import rouge_l
 from minireason.evaluation.report import write_evaluation_page
 from minireason.prep.prepared import load_prepared
 from minireason.reason.explain import CANDIDATE_HEADERS, explain_for_user, fit_recommender
-from minireason.reason.report import user_section, write_report
+from minireason.reason.explanations_page import user_section, write_report
 from minireason.text import mentions, tokens
 from minireason.train.run import load_run
 

@@ -1,4 +1,4 @@
-"""The explanations report: one self-contained HTML page to look at and point at.
+"""The explanations page: one self-contained HTML page to look at and point at.
 
     explained recommendations (minireason.reason.explain)
         ──► report data: JSON-ready dicts holding the numbers the CLI prints
