@@ -286,7 +286,8 @@ def add_evaluate(p, add):
 
 
 def run_evaluate(args) -> int:
-    from minireason.evaluation.evaluate import evaluate_run, markdown_report
+    from minireason.evaluation.evaluate import evaluate_run
+    from minireason.evaluation.render import markdown_report
     from minireason.train.run import read_run_info
 
     decoding = _decoding(read_run_info(args.run), args)

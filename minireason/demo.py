@@ -63,7 +63,8 @@ def run_demo(
 
     ``n_candidates`` overrides the run's decoding (fewer candidates: a faster demo). Data that
     is not found locally is downloaded into the cache, unless ``offline``."""
-    from minireason.evaluation.evaluate import evaluate_run, markdown_report
+    from minireason.evaluation.evaluate import evaluate_run
+    from minireason.evaluation.render import markdown_report
     from minireason.prep.prepare import PrepareConfig, prepare
     from minireason.prep.prepared import load_prepared
     from minireason.reason.evidence import plot_evidence

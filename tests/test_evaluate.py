@@ -302,7 +302,8 @@ def test_cli_evaluate(run, tmp_path, capsys):
 
 
 def test_examples_are_seeded_and_complete():
-    from minireason.evaluation.evaluate import SYSTEMS, examples, examples_markdown
+    from minireason.evaluation.evaluate import examples
+    from minireason.evaluation.render import examples_markdown
 
     records = [
         {

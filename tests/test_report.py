@@ -14,7 +14,7 @@ import pytest
 
 from minireason.cli import main
 from minireason.evaluation.metrics import explanation_metrics, format_metric
-from minireason.evaluation.report import evaluation_page_data, record_scores
+from minireason.evaluation.render import evaluation_page_data, record_scores
 from minireason.html_page import embed_json, render_page, write_page
 from minireason.prep.prepared import load_prepared
 from minireason.reason import explain as ex
