@@ -1,5 +1,5 @@
-"""The shape of the system: data flows one way through the layers, and the README's layout
-table is the tree."""
+"""The shape of the system: data flows one way through the layers, no module imports itself
+through others, and the README's layout table is the tree."""
 
 from __future__ import annotations
 
