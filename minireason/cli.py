@@ -221,9 +221,9 @@ def add_prepare(p, add):
 def run_prepare(args) -> int:
     from dataclasses import fields
 
+    from minireason.data.accounting import DataError
     from minireason.data.fetch import resolve_input
     from minireason.data.generic import parse_columns
-    from minireason.data.report import DataError
     from minireason.prep.prepare import PrepareConfig, prepare, summary
 
     given = {f.name: getattr(args, f.name) for f in fields(PrepareConfig) if hasattr(args, f.name)}
@@ -268,12 +268,15 @@ def run_train(args) -> int:
 
 @command("evaluate", "explanation metrics against four baselines; HR/NDCG@10")
 def add_evaluate(p, add):
+    from minireason.evaluation.baselines import BASELINES
+
     p.description = (
         "Reasons for the records with a target, scored (BLEU, ROUGE, USR, FMR, FCR, DIV, "
-        "degenerate, perplexity) beside the random, retrieval, evidence and template "
-        "baselines, with 95% bootstrap intervals over the records and how often the model is "
-        "ahead of each baseline; HR/NDCG@10 of four recommenders; 20 random records in full. "
-        "Writes evaluation.json/.md/.png/.html and generations.jsonl."
+        "degenerate, perplexity) beside the baselines below, with 95% bootstrap intervals "
+        "over the records and how often the model is ahead of each baseline; HR/NDCG@10 of "
+        "four recommenders; 20 random records in full. Writes evaluation.json/.md/.png/.html "
+        "and generations.jsonl.\n\nbaselines:\n"
+        + "\n".join(f"  {name}: {line}" for name, line in BASELINES.items())
     )
     add("--prepared", required=True, metavar="DIR", help="the prepared directory")
     add("--run", required=True, metavar="DIR", help="a run of 'minireason train'")
@@ -295,7 +298,8 @@ def add_evaluate(p, add):
 
 
 def run_evaluate(args) -> int:
-    from minireason.evaluation.evaluate import evaluate_run, markdown_report
+    from minireason.evaluation.evaluate import evaluate_run
+    from minireason.evaluation.render import markdown_report
     from minireason.train.run import read_run_info
 
     choice = _choice(read_run_info(args.run), args)
@@ -397,7 +401,7 @@ def _explain_run(args):
 
 def run_explain(args) -> int:
     from minireason.reason import explain as ex
-    from minireason.reason import report
+    from minireason.reason import explanations_page as report
     from minireason.reason.evidence import plot_evidence
     from minireason.train.run import check_same_data
 

@@ -63,7 +63,8 @@ def run_demo(
 
     ``n_candidates`` overrides the run's decoding (fewer candidates: a faster demo). Data that
     is not found locally is downloaded into the cache, unless ``offline``."""
-    from minireason.evaluation.evaluate import evaluate_run, markdown_report
+    from minireason.evaluation.evaluate import evaluate_run
+    from minireason.evaluation.render import markdown_report
     from minireason.prep.prepare import PrepareConfig, prepare
     from minireason.prep.prepared import load_prepared
     from minireason.reason.evidence import plot_evidence
@@ -72,7 +73,7 @@ def run_demo(
         fit_recommender,
         format_user_report,
     )
-    from minireason.reason.report import report_about, user_section, write_report
+    from minireason.reason.explanations_page import report_about, user_section, write_report
     from minireason.train.recipe import run_recipe
     from minireason.train.run import load_run
 

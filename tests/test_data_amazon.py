@@ -10,10 +10,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from minireason.data import amazon
+from minireason.data.accounting import DataError, LoadReport
 from minireason.data.clean import clean_text, drop_duplicates, one_line
 from minireason.data.generic import REQUIRED, load_generic
 from minireason.data.movielens import load_ratings
-from minireason.data.report import DataError, LoadReport
 
 GOOD = {
     "reviewerID": "U1",

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
+from minireason.data.accounting import LoadReport
 from minireason.data.generic import load_generic, parse_columns
-from minireason.data.report import LoadReport
 
 MAPPING = {"user": "who", "item": "what", "rating": "stars", "time": "when", "text": "body"}
 

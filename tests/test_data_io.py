@@ -10,8 +10,8 @@ import pytest
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
+from minireason.data.accounting import DataError, LoadReport
 from minireason.data.io import GZIP_MAGIC, is_gzip, iter_lines
-from minireason.data.report import DataError, LoadReport
 
 
 def _gzip_bytes(data: bytes) -> bytes:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from minireason.data.accounting import DataError, LoadReport
 from minireason.data.movielens import load_movielens
-from minireason.data.report import DataError, LoadReport
 
 
 def test_real_movielens_ratings_tags_genres(data_dir):

@@ -10,13 +10,21 @@ import pytest
 
 from minireason.cli import main
 from minireason.data.clean import one_line
-from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
+from minireason.evaluation.baselines import (
+    BASELINES,
+    baseline_answers,
+    evidence_reasons,
+    random_reasons,
+    retrieval_reasons,
+    template_reason,
+)
 from minireason.evaluation.evaluate import (
-    METRICS,
+    SYSTEMS,
     evaluate_run,
     greedy_generate_fn,
     reason_perplexity,
 )
+from minireason.evaluation.metrics import METRICS
 from minireason.nn.checkpoint import load_model
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import pad_batch
@@ -71,6 +79,29 @@ def test_retrieval_picks_the_most_similar_training_record():
     # the same tag on the item side
     reasons, _ = retrieval_reasons(train, [rec(["strings"], [], ["cable"])])
     assert reasons == ["t1"]
+
+
+def test_evidence_baseline_falls_back_to_retrieval():
+    records = [{"evidence": ["Warm tone."]}, {"evidence": []}, {}]
+    assert evidence_reasons(records, ["a", "b", "c"]) == (["Warm tone.", "b", "c"], 2)
+
+
+def test_every_baseline_answers_in_the_registry_order():
+    train = [
+        {"profile": {"tags": ["guitar"]}, "item_tags": ["strings"], "target": "t0"},
+        {"profile": {"tags": ["mic"]}, "item_tags": ["xlr"], "target": "t1"},
+    ]
+    records = [
+        {"profile": {"tags": ["mic"]}, "item_tags": ["xlr", "cable"], "evidence": ["Quiet."]},
+        {"profile": {}, "item_tags": [], "evidence": []},
+    ]
+    answers, counts = baseline_answers(train, records, seed=3)
+    assert list(answers) == list(BASELINES) == ["random", "retrieval", "evidence", "template"]
+    assert SYSTEMS == ("model", *BASELINES)
+    assert answers["random"] == random_reasons(["t0", "t1"], 2, seed=3)
+    assert answers["retrieval"] == ["t1", "t0"] and answers["evidence"] == ["Quiet.", "t0"]
+    assert answers["template"] == ["great xlr and cable.", "great product."]
+    assert counts == {"retrieval_empty": 1, "evidence_missing": 1}
 
 
 # --------------------------------------------------------------------------- the model
@@ -210,7 +241,8 @@ def test_cli_evaluate(run, tmp_path, capsys):
 
 
 def test_examples_are_seeded_and_complete():
-    from minireason.evaluation.evaluate import SYSTEMS, examples, examples_markdown
+    from minireason.evaluation.evaluate import examples
+    from minireason.evaluation.render import examples_markdown
 
     records = [
         {
@@ -241,13 +273,6 @@ def test_examples_are_seeded_and_complete():
     assert md.count("(no evidence: retrieval's answer)") == sum(
         not e["prompt_evidence"] for e in first
     )
-
-
-def test_evidence_baseline_falls_back_to_retrieval():
-    from minireason.evaluation.evaluate import evidence_reasons
-
-    records = [{"evidence": ["Warm tone."]}, {"evidence": []}, {}]
-    assert evidence_reasons(records, ["a", "b", "c"]) == (["Warm tone.", "b", "c"], 2)
 
 
 @pytest.mark.slow

@@ -1,5 +1,5 @@
-"""The shape of the system: data flows one way through the layers, and the README's layout
-table is the tree."""
+"""The shape of the system: data flows one way through the layers, no module imports itself
+through others, and the README's layout table is the tree."""
 
 from __future__ import annotations
 
@@ -13,9 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "minireason"
 
 # Every module's layer, in the order data flows; a module may import only from its own layer
-# or from layers before it. backend, text and files are the foundation every layer may use.
+# or from layers before it. backend, text, files and html_page are the foundation every layer
+# may use.
 LAYERS = [
-    ("foundation", ["backend", "text", "files", "__init__"]),
+    ("foundation", ["backend", "text", "files", "html_page", "__init__"]),
     ("data", ["data"]),
     ("prep", ["prep"]),
     ("nn", ["nn"]),
@@ -43,15 +44,24 @@ def _layer(dotted: str) -> str:
     return parts[1] if len(parts) > 1 else "__init__"
 
 
+def _is_module(dotted: str) -> bool:
+    """Whether ``minireason.a.b`` is a module or a package of the tree."""
+    where = ROOT.joinpath(*dotted.split("."))
+    return where.with_suffix(".py").is_file() or (where / "__init__.py").is_file()
+
+
 def _imports(path: Path) -> list[str]:
-    """Every ``minireason...`` module a file imports, at any depth (lazy imports included)."""
+    """Every ``minireason...`` module a file imports, at any depth (lazy imports included);
+    ``from minireason.reason import explain`` imports ``minireason.reason.explain``."""
     found = []
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             found += [a.name for a in node.names if a.name.split(".")[0] == "minireason"]
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             if node.module.split(".")[0] == "minireason":
-                found += [node.module]
+                for a in node.names:
+                    sub = f"{node.module}.{a.name}"
+                    found.append(sub if _is_module(sub) else node.module)
     return found
 
 
@@ -71,11 +81,43 @@ def test_imports_flow_one_way(path, name):
         assert layer != "cli" or name == "minireason.cli", f"{name} imports the CLI"
 
 
+def _import_cycle() -> list[str]:
+    """One cycle of the import graph of every ``minireason`` module (a package stands for
+    its ``__init__``), as ``[a, b, ..., a]``; empty when there is none."""
+    graph = {name.removesuffix(".__init__"): set(_imports(path)) for path, name in _modules()}
+    state: dict[str, str] = {}  # "open" while on the path, "done" once every import is seen
+    path: list[str] = []
+
+    def visit(module: str) -> list[str]:
+        state[module] = "open"
+        path.append(module)
+        for imported in sorted(graph.get(module, ())):
+            if state.get(imported) == "open":
+                return [*path[path.index(imported) :], imported]
+            if imported not in state and (cycle := visit(imported)):
+                return cycle
+        state[module] = "done"
+        path.pop()
+        return []
+
+    for module in sorted(graph):
+        if module not in state and (cycle := visit(module)):
+            return cycle
+    return []
+
+
+def test_no_import_cycles():
+    """No module imports itself through others, inside a layer too (the layer order only
+    rules out cycles between layers)."""
+    cycle = _import_cycle()
+    assert not cycle, "import cycle: " + " -> ".join(cycle)
+
+
 def test_data_prep_and_nn_stand_on_their_own():
     """DESIGN.md's rule for the early layers, stricter than the order: data needs nothing
     but the foundation, prep only data, and the network knows nothing of reviews."""
     allowed = {"data": {"data"}, "prep": {"data", "prep"}, "nn": {"nn"}}
-    foundation = {"backend", "text", "files", "__init__"}
+    foundation = set(LAYERS[0][1])
     for path, name in _modules():
         layer = _layer(name)
         if layer in allowed:

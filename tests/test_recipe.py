@@ -76,8 +76,9 @@ def _sequences(seqs: list[list[int]], prompt_lens: list[int]) -> SequenceSet:
 
 
 def test_shipped_presets_load_and_build_configs():
-    assert {"tiny", "small"} <= set(preset_names())
-    for name in ("tiny", "small"):
+    names = ("tiny", "small", "tutorial", "tutorial_fast")
+    assert set(names) <= set(preset_names())
+    for name in names:
         preset = load_preset(name)
         GPTConfig(vocab_size=4096, **preset["model"])  # a valid model shape
         for stage in ("pretrain", "finetune"):
@@ -85,6 +86,9 @@ def test_shipped_presets_load_and_build_configs():
     tiny, small = load_preset("tiny"), load_preset("small")
     assert tiny["model"]["n_layer"] < small["model"]["n_layer"]
     assert tiny["model"]["n_embd"] // tiny["model"]["n_head"] == 64
+    tutorial = load_preset("tutorial")  # tiny's shape, fewer steps
+    assert tutorial["model"] == tiny["model"]
+    assert stage_config(tutorial, "finetune").max_steps < stage_config(tiny, "finetune").max_steps
 
 
 def test_preset_errors_name_the_file_and_key(tmp_path):

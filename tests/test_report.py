@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 
 from minireason.cli import main
-from minireason.evaluation.metrics import explanation_metrics
-from minireason.evaluation.report import evaluation_page_data, format_metric, record_scores
+from minireason.evaluation.metrics import explanation_metrics, format_metric
+from minireason.evaluation.render import evaluation_page_data, record_scores
+from minireason.html_page import embed_json, render_page, write_page
 from minireason.prep.prepared import load_prepared
 from minireason.reason import explain as ex
-from minireason.reason.page import embed_json, render_page, write_page
-from minireason.reason.report import (
+from minireason.reason.explanations_page import (
     HEAD_SCALE,
     MEAN_SCALE,
     explanation_data,

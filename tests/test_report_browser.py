@@ -24,10 +24,10 @@ import pytest
 from minireason.cli import main
 from minireason.demo import pick_users, run_demo
 from minireason.evaluation.metrics import rouge_l
-from minireason.evaluation.report import write_evaluation_page
+from minireason.evaluation.render import write_evaluation_page
 from minireason.prep.prepared import load_prepared
 from minireason.reason.explain import CANDIDATE_HEADERS, explain_for_user, fit_recommender
-from minireason.reason.report import user_section, write_report
+from minireason.reason.explanations_page import user_section, write_report
 from minireason.text import mentions, tokens
 from minireason.train.run import load_run
 

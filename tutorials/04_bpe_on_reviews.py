@@ -33,8 +33,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from minireason.data import amazon
+from minireason.data.accounting import LoadReport
 from minireason.data.fetch import find_reviews
-from minireason.data.report import LoadReport
 from minireason.prep.tokenizer import SPECIAL_TOKENS, BPETokenizer
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"

@@ -36,9 +36,9 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 
 from minireason.data import amazon
+from minireason.data.accounting import LoadReport
 from minireason.data.clean import drop_duplicates, sort_histories
 from minireason.data.fetch import find_reviews
-from minireason.data.report import LoadReport
 from minireason.data.split import leave_last_out
 from minireason.prep.features import (
     ItemFeatures,

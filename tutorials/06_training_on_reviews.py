@@ -21,17 +21,16 @@
 # a prompt rather than to write prompts; (3) reading the loss curves of both stages, and
 # measuring what the mask did.
 #
-# **Time:** about 2 to 4 minutes on a 2-core CPU in the default mode, most of it training a
-# custom preset smaller than `tiny` (the `tiny` width, 2 layers x 128, with 300 + 300 steps
-# instead of 800 + 800) on the whole prepared Musical Instruments data. `MINIREASON_FAST=1`
-# prepares the first 600 reviews and trains a 1-layer, 32-wide model for 20 + 20 steps (the
-# curves then only show the start of learning). **Prerequisites:** tutorials 03 (the GPT)
+# **Time:** about 2 to 4 minutes on a 2-core CPU in the default mode, most of it training the
+# shipped `tutorial` preset, smaller than `tiny` (the `tiny` width, 2 layers x 128, with
+# 300 + 300 steps instead of 800 + 800), on the whole prepared Musical Instruments data.
+# `MINIREASON_FAST=1` prepares the first 600 reviews and trains the `tutorial_fast` preset, a
+# 1-layer, 32-wide model, for 20 + 20 steps (the curves then only show the start of learning). **Prerequisites:** tutorials 03 (the GPT)
 # and 05 (prompts); assignment A3 asks you to write the loss mask yourself. The run is
 # written to `$MINIREASON_TUTORIAL_OUT/06_run` (`06_run_fast` in fast mode); tutorial 07
 # reuses it when it is there.
 
 # %%
-import json
 import os
 from pathlib import Path
 
@@ -44,7 +43,7 @@ from minireason.nn.checkpoint import load_checkpoint, load_model
 from minireason.prep.prepare import PrepareConfig, prepare, prepare_sample
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import ReasonBatches, TokenWindows
-from minireason.train.recipe import run_recipe
+from minireason.train.recipe import load_preset, run_recipe
 
 FAST = os.environ.get("MINIREASON_FAST") == "1"
 OUT = Path(os.environ.get("MINIREASON_TUTORIAL_OUT", "runs/tutorials"))
@@ -143,42 +142,19 @@ plt.show()
 #
 # `run_recipe` pretrains, then fine-tunes starting from the pretrained weights (with a fresh
 # AdamW), each stage with warmup and cosine decay, validation every `eval_interval` steps,
-# and a checkpoint (`.npz` + JSON) at the end. The preset is a plain JSON file: here a custom
-# one, so that the tutorial fits its time budget. (The shipped `tiny` preset trains 800 + 800
-# steps; `minireason train --preset tiny` gives a noticeably better model.)
+# and a checkpoint (`.npz` + JSON) at the end. The preset is a plain JSON file: here the
+# shipped `tutorial` preset (`minireason/train/presets/tutorial.json`; `tutorial_fast` in fast
+# mode), small enough for the tutorial's time budget; tutorials 07 and 10 train it too when
+# this run is missing. (The shipped `tiny` preset trains 800 + 800 steps; `minireason train
+# --preset tiny` gives a noticeably better model.)
 
 # %%
-if FAST:
-    model_cfg = {"n_layer": 1, "n_head": 2, "n_embd": 32, "block_size": 128, "seed": 7}
-    steps, batch, eval_every = 20, 8, 5
-else:
-    model_cfg = {
-        "n_layer": 2,
-        "n_head": 2,
-        "n_embd": 128,
-        "block_size": 128,
-        "dropout": 0.0,
-        "seed": 0,
-    }
-    steps, batch, eval_every = 300, 16, 50
-stage = {
-    "batch_size": batch,
-    "max_steps": steps,
-    "warmup_steps": max(1, steps // 20),
-    "eval_interval": eval_every,
-    "eval_iters": 2,
-    "checkpoint_interval": 0,
-}
-preset = {
-    "description": "tutorial 06: tiny's width, fewer steps",
-    "model": model_cfg,
-    "pretrain": {**stage, "block_size": 64, "learning_rate": 0.004, "min_lr": 0.0004},
-    "finetune": {**stage, "learning_rate": 0.003, "min_lr": 0.0003},
-}
-preset_path = OUT / "06_preset.json"
-preset_path.write_text(json.dumps(preset, indent=1), encoding="utf-8")
+preset = load_preset("tutorial_fast" if FAST else "tutorial")
+print(preset["description"])
+for section in ("model", "pretrain", "finetune"):
+    print(f"{section}: {preset[section]}")
 run_dir = OUT / f"06_run{SUFFIX}"
-report = run_recipe(prepared_dir, preset_path, run_dir, resume=True, progress=not FAST)
+report = run_recipe(prepared_dir, preset, run_dir, resume=True, progress=not FAST)
 for name in ("pretrain", "finetune"):
     r = report[name]
     print(

@@ -22,15 +22,15 @@
 # while writing it, as a heatmap.
 #
 # **Time:** seconds when tutorial 06's run is in `$MINIREASON_TUTORIAL_OUT/06_run`; otherwise
-# this tutorial prepares the data and trains tutorial 06's custom preset itself (the `tiny`
+# this tutorial prepares the data and trains tutorial 06's `tutorial` preset itself (the `tiny`
 # width, 2 layers x 128, 300 + 300 steps: about 2 to 4 minutes on 2 cores). With
-# `MINIREASON_FAST=1` it uses a 600-review slice and a 1-layer, 32-wide model trained for 20
-# + 20 steps, whose reasons are gibberish: the mechanics are what matter there.
+# `MINIREASON_FAST=1` it uses a 600-review slice and the `tutorial_fast` preset, a 1-layer,
+# 32-wide model trained for 20 + 20 steps, whose reasons are gibberish: the mechanics are what
+# matter there.
 # **Prerequisites:** tutorial 06. Assignment A4 asks you to write the scoring and the
 # evidence aggregation yourself.
 
 # %%
-import json
 import os
 import time
 from pathlib import Path
@@ -72,28 +72,8 @@ if not (run_dir / "finetune" / "checkpoint.json").is_file():
             prepare_sample(REVIEWS, prepared_dir, n_lines=600)
         else:
             prepare(PrepareConfig(reviews=str(REVIEWS), out=str(prepared_dir), progress=False))
-    width = (
-        {"n_layer": 1, "n_head": 2, "n_embd": 32}
-        if FAST
-        else {"n_layer": 2, "n_head": 2, "n_embd": 128}
-    )
-    steps = 20 if FAST else 300
-    stage = {
-        "batch_size": 8 if FAST else 16,
-        "max_steps": steps,
-        "warmup_steps": max(1, steps // 20),
-        "eval_interval": 0,
-        "checkpoint_interval": 0,
-    }
-    preset = {
-        "description": "tutorial 06's preset",
-        "model": {**width, "block_size": 128, "dropout": 0.0, "seed": 0},
-        "pretrain": {**stage, "block_size": 64, "learning_rate": 0.004, "min_lr": 0.0004},
-        "finetune": {**stage, "learning_rate": 0.003, "min_lr": 0.0003},
-    }
-    preset_path = OUT / "07_preset.json"
-    preset_path.write_text(json.dumps(preset), encoding="utf-8")
-    run_recipe(prepared_dir, preset_path, run_dir, resume=True, progress=not FAST)
+    preset = "tutorial_fast" if FAST else "tutorial"  # tutorial 06's
+    run_recipe(prepared_dir, preset, run_dir, resume=True, progress=not FAST)
 prep = load_prepared(prepared_dir)
 tok = prep.tokenizer
 model = load_model(run_dir / "finetune")  # eval mode: no dropout

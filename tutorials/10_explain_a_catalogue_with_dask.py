@@ -22,10 +22,11 @@
 # command at a "real" cluster (a scheduler and workers started the way one starts them on
 # machines), and (7) estimate the time for a million users from the rate measured here.
 #
-# **Time:** with `MINIREASON_FAST=1` a 600-review slice and a 1-layer, 32-wide model trained
-# 20 + 20 steps (its reasons are gibberish: the mechanics are what matter), 12 users; about
-# half a minute, most of it starting worker processes. Otherwise tutorial 06's run if it is
-# in `$MINIREASON_TUTORIAL_OUT/06_run` (else this trains it, minutes), 60 users.
+# **Time:** with `MINIREASON_FAST=1` a 600-review slice and the `tutorial_fast` preset, a
+# 1-layer, 32-wide model trained 20 + 20 steps (its reasons are gibberish: the mechanics are
+# what matter), 12 users; about half a minute, most of it starting worker processes.
+# Otherwise tutorial 06's run if it is in `$MINIREASON_TUTORIAL_OUT/06_run` (else this trains
+# its `tutorial` preset, minutes), 60 users.
 # **Prerequisites:** tutorial 07 (what one explanation is). Needs the `[scale]` extra
 # (`pip install -e ".[scale]"`: dask, distributed, pyarrow); `[dev]` includes it.
 
@@ -68,28 +69,8 @@ if not (run_dir / "finetune" / "checkpoint.json").is_file():
             prepare_sample(REVIEWS, prepared_dir, n_lines=600)
         else:
             prepare(PrepareConfig(reviews=str(REVIEWS), out=str(prepared_dir), progress=False))
-    width = (
-        {"n_layer": 1, "n_head": 2, "n_embd": 32}
-        if FAST
-        else {"n_layer": 2, "n_head": 2, "n_embd": 128}
-    )
-    steps = 20 if FAST else 300
-    stage = {
-        "batch_size": 8 if FAST else 16,
-        "max_steps": steps,
-        "warmup_steps": max(1, steps // 20),
-        "eval_interval": 0,
-        "checkpoint_interval": 0,
-    }
-    preset = {
-        "description": "tutorial 06's preset",
-        "model": {**width, "block_size": 128, "dropout": 0.0, "seed": 0},
-        "pretrain": {**stage, "block_size": 64, "learning_rate": 0.004, "min_lr": 0.0004},
-        "finetune": {**stage, "learning_rate": 0.003, "min_lr": 0.0003},
-    }
-    preset_path = OUT / "10_preset.json"
-    preset_path.write_text(json.dumps(preset), encoding="utf-8")
-    run_recipe(prepared_dir, preset_path, run_dir, resume=True, progress=not FAST)
+    preset = "tutorial_fast" if FAST else "tutorial"  # tutorial 06's
+    run_recipe(prepared_dir, preset, run_dir, resume=True, progress=not FAST)
 prep = load_prepared(prepared_dir)
 run = load_run(run_dir)
 users = known_users(prep)[: 12 if FAST else 60]

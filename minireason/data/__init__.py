@@ -8,7 +8,8 @@ reason, with file:line) to :mod:`minireason.prep.prepare`. Taught in tutorials 0
 Modules, in the order data flows:
 
 - ``io``: gzip-or-plain detection by magic bytes, streaming lines, truncated-gzip handling;
-- ``report``: every line accounted for (kept, merged or skipped by reason, with file:line);
+- ``accounting``: every line accounted for (kept, merged or skipped by reason, with
+  file:line), in a ``LoadReport``;
 - ``records``: the common ``Review`` and ``ItemMeta`` records;
 - ``clean``: text cleaning, field checks, de-duplication, per-user time order;
 - ``amazon``, ``movielens``, ``generic``: one loader per source format;

@@ -21,6 +21,7 @@ import ast
 import json
 from collections.abc import Iterator
 
+from minireason.data.accounting import LoadReport
 from minireason.data.clean import (
     FieldProblem,
     clean_text,
@@ -31,7 +32,6 @@ from minireason.data.clean import (
 )
 from minireason.data.io import iter_lines, refuse_json_array
 from minireason.data.records import ItemMeta, Review
-from minireason.data.report import LoadReport
 
 _LITERAL_ERRORS = (ValueError, SyntaxError, TypeError, MemoryError, RecursionError)
 

@@ -10,8 +10,8 @@ from __future__ import annotations
 import html
 import re
 
+from minireason.data.accounting import LoadReport
 from minireason.data.records import Review
-from minireason.data.report import LoadReport
 
 _TAG = re.compile(r"<[^<>]*(>|$)")  # a tag, or an unterminated tag at the end
 _TAG_TAIL = re.compile(r'^[^<>]*"\s*/?>')  # the end of a tag cut off before the text

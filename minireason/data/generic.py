@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from minireason.data.accounting import LoadReport
 from minireason.data.amazon import parse_object
 from minireason.data.clean import (
     FieldProblem,
@@ -26,7 +27,6 @@ from minireason.data.clean import (
 from minireason.data.io import iter_lines, refuse_json_array
 from minireason.data.movielens import iter_csv_rows
 from minireason.data.records import Review
-from minireason.data.report import LoadReport
 
 REQUIRED = ("user", "item", "rating", "time")
 OPTIONAL = ("text", "summary")

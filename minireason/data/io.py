@@ -2,7 +2,8 @@
 
 Gzip is recognised by its two magic bytes (``1f 8b``), not by the file name. Lines are
 yielded one at a time as ``(line_number, text)`` (1-based), so a 1 GB file needs only the
-memory of its longest line. Problems are counted in a :class:`~minireason.data.report.LoadReport`:
+memory of its longest line. Problems are counted in a
+:class:`~minireason.data.accounting.LoadReport`:
 
 - a line that is not valid UTF-8: skipped, reason "not UTF-8";
 - a blank line: skipped, reason "blank line";
@@ -19,7 +20,7 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-from minireason.data.report import LoadReport
+from minireason.data.accounting import LoadReport
 
 GZIP_MAGIC = b"\x1f\x8b"
 

@@ -17,6 +17,7 @@ import csv
 from collections.abc import Iterator
 from pathlib import Path
 
+from minireason.data.accounting import LoadReport
 from minireason.data.clean import (
     FieldProblem,
     clean_text,
@@ -26,7 +27,6 @@ from minireason.data.clean import (
 )
 from minireason.data.io import iter_lines
 from minireason.data.records import ItemMeta, Review
-from minireason.data.report import LoadReport
 
 
 def iter_csv_rows(path, report: LoadReport, columns: list[str] | None = None):

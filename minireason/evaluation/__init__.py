@@ -7,8 +7,11 @@ Taught in tutorial 08; assignment A4 implements BLEU and ROUGE-L.
 
 Modules:
 
-- ``metrics``: BLEU, ROUGE, USR, FMR, FCR, DIV and perplexity, as PETER / PEPLER define them;
-- ``baselines``: the random, retrieval and template reasons;
-- ``evaluate``: the job behind ``minireason evaluate``;
-- ``report``: ``evaluation.html``, the metrics and every generation, sortable and filterable.
+- ``metrics``: BLEU, ROUGE, USR, FMR, FCR, DIV and perplexity, as PETER / PEPLER define them,
+  and their names in the reports;
+- ``baselines``: the random, retrieval, evidence and template reasons, and their registry;
+- ``evaluate``: the job behind ``minireason evaluate``, which computes the evaluation;
+- ``render``: what is drawn and written from its result: ``evaluation.md``,
+  ``evaluation.png``, ``evaluation.html`` (the metrics and every generation, sortable and
+  filterable) and the files, put in place together.
 """

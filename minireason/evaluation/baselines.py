@@ -1,7 +1,7 @@
-"""The three baselines every evaluation sets the model against.
+"""The four baselines every evaluation sets the model against, and their registry.
 
 They answer the same records as the model, using only what the model sees (the user's
-history profile and the item's tags), never the test review:
+history profile, the item's tags and the evidence its prompt quotes), never the test review:
 
 - ``random``: the target sentence of a training record drawn uniformly (seeded);
 - ``retrieval``: the target sentence of the most similar training record, where a record is
@@ -10,13 +10,53 @@ history profile and the item's tags), never the test review:
   bags (one matrix product over all pairs), and ties go to the earliest training record. A test
   record with an empty bag (no history and no tags) matches nothing; it gets the first
   training record and is counted in ``retrieval_empty``;
+- ``evidence``: the record's first evidence sentence (what its prompt quotes to the model,
+  :class:`minireason.prep.features.EvidenceIndex`) as the reason itself; a record without
+  evidence gets the retrieval baseline's answer and is counted in ``evidence_missing``;
 - ``template``: ``"great {tag1} and {tag2}."`` from the item's first two tags
   (``"great {tag1}."`` with one tag, ``"great product."`` with none).
+
+:data:`BASELINES` names them with a line each, in the order the evaluation reports them;
+:func:`baseline_answers` gives every baseline's answers in that order.
 """
 
 from __future__ import annotations
 
 import numpy as np
+
+BASELINES = {  # name -> what it answers, in the order the evaluation reports them
+    "random": "a training record's reason, drawn at random (seeded)",
+    "retrieval": "the reason of the most similar training record",
+    "evidence": "the prompt's first evidence sentence (else retrieval's answer)",
+    "template": "'great {tag1} and {tag2}.' from the item's tags",
+}
+
+
+def baseline_answers(
+    train_records: list[dict], records: list[dict], seed: int = 0
+) -> tuple[dict[str, list[str]], dict[str, int]]:
+    """Every baseline's answers to ``records`` (module docstring).
+
+    Args:
+        train_records: the training records with a target (what ``random`` draws from and
+            ``retrieval`` matches against).
+        records: the N evaluated records.
+        seed: seed of the random baseline.
+
+    Returns:
+        ``({name: [N answers]}`` keyed as :data:`BASELINES`, in its order``,
+        {"retrieval_empty": n, "evidence_missing": n})``: how many records had an empty bag,
+        and how many had no evidence.
+    """
+    retrieval, n_empty = retrieval_reasons(train_records, records)
+    evidence, n_no_evidence = evidence_reasons(records, retrieval)
+    answers = {
+        "random": random_reasons([r["target"] for r in train_records], len(records), seed),
+        "retrieval": retrieval,
+        "evidence": evidence,
+        "template": [template_reason(rec.get("item_tags") or []) for rec in records],
+    }
+    return answers, {"retrieval_empty": n_empty, "evidence_missing": n_no_evidence}
 
 
 def random_reasons(train_targets: list[str], n: int, seed: int = 0) -> list[str]:
@@ -62,6 +102,18 @@ def retrieval_reasons(train_records: list[dict], test_records: list[dict]) -> tu
     best = nearest_neighbours(queries, pool)
     n_empty = int(np.count_nonzero(~queries.any(axis=1)))
     return [train_records[i]["target"] for i in best], n_empty
+
+
+def evidence_reasons(records: list[dict], fallback: list[str]) -> tuple[list[str], int]:
+    """The evidence baseline: each record's first evidence sentence (what its prompt shows
+    the model, :class:`minireason.prep.features.EvidenceIndex`) as the reason itself, and
+    ``fallback``'s answer (the retrieval baseline's) for a record without evidence; with
+    the number of those."""
+    reasons = [
+        (rec.get("evidence") or [None])[0] or other
+        for rec, other in zip(records, fallback, strict=True)
+    ]
+    return reasons, sum(not rec.get("evidence") for rec in records)
 
 
 def template_reason(item_tags: list[str]) -> str:

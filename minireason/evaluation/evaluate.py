@@ -1,4 +1,4 @@
-"""``minireason evaluate``: the trained model against three baselines, and the recommenders.
+"""``minireason evaluate``: the trained model against the baselines, and the recommenders.
 
     minireason evaluate --prepared runs/prep --run runs/tiny [--limit 200]
 
@@ -11,7 +11,8 @@ greedy``; the reasons
 are scored with :func:`minireason.evaluation.metrics.explanation_metrics` against the record's target
 sentence and ground-truth feature, with the prepared feature set F. The model's perplexity is
 measured on the same records' ``reason + <eos>`` tokens (teacher-forced, the fine-tuning loss).
-The three baselines of :mod:`minireason.evaluation.baselines` answer the same records.
+Every baseline of :mod:`minireason.evaluation.baselines` (random, retrieval, evidence,
+template: :data:`~minireason.evaluation.baselines.BASELINES`) answers the same records.
 
 Recommendation. Popularity, ItemCF, ContentSimilarity and Hybrid
 (:mod:`minireason.reason.recommend`) are fitted on the training split (each user's items in time
@@ -22,20 +23,19 @@ split). This part always uses every user (``--limit`` does not apply; it takes s
 ``--split valid`` evaluates on the validation split instead, the one to tune settings on
 (the step-4 sampling, the focus size, score weights) before reporting on ``test``.
 
-Outputs (in ``OUT``, default ``RUN/eval``): ``evaluation.json`` shaped
-``{"model": {...}, "baselines": {"random": {...}, "retrieval": {...}, "template": {...}},
-"uncertainty": {...}, "recommendation": {...}, "info": {...}}`` (``uncertainty``: 95%
-bootstrap intervals of BLEU-1, BLEU-4, ROUGE-L and FMR for every system, and the share of
-resamples on which the model is ahead of each baseline,
-:mod:`minireason.evaluation.bootstrap`), ``evaluation.md`` (Markdown tables),
-``evaluation.png`` (bar chart), ``evaluation.html`` (all of it in a page, with the generations
-sortable and filterable: :mod:`minireason.evaluation.report`) and ``generations.jsonl`` (every
-record's reference and the four answers, to read them).
+This module computes; :mod:`minireason.evaluation.render` draws and writes the outputs (in
+``OUT``, default ``RUN/eval``): ``evaluation.json`` shaped ``{"model": {...}, "baselines":
+{"random": {...}, "retrieval": {...}, "evidence": {...}, "template": {...}}, "uncertainty":
+{...}, "recommendation": {...}, "info": {...}}`` (``uncertainty``: 95% bootstrap intervals
+of BLEU-1, BLEU-4, ROUGE-L and FMR for every system, and the share of resamples on which the
+model is ahead of each baseline, :mod:`minireason.evaluation.bootstrap`), ``evaluation.md``
+(Markdown tables), ``evaluation.png`` (bar chart), ``evaluation.html`` (all of it in a page,
+with the generations sortable and filterable) and ``generations.jsonl`` (every record's
+reference and every system's answer, to read them).
 """
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable
 from dataclasses import asdict
@@ -46,10 +46,10 @@ from tqdm.auto import tqdm
 
 from minireason import backend
 from minireason.data.clean import one_line
-from minireason.evaluation.baselines import random_reasons, retrieval_reasons, template_reason
+from minireason.evaluation.baselines import BASELINES, baseline_answers
 from minireason.evaluation.bootstrap import bootstrap_intervals
 from minireason.evaluation.metrics import explanation_metrics, perplexity
-from minireason.files import directory_in_place
+from minireason.evaluation.render import check_output_dir, write_outputs
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.prep.tokenizer import BPETokenizer
 from minireason.reason.choose import ScoringContext, choose_reasons
@@ -57,10 +57,7 @@ from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
 from minireason.train.run import Decoding, ScoreWeights, check_same_data, load_run
 
-TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
-RATIO_METRICS = ("usr", "fmr", "fcr", "div", "degenerate")
-METRICS = TEXT_METRICS + RATIO_METRICS
-SYSTEMS = ("model", "random", "retrieval", "evidence", "template")
+SYSTEMS = ("model", *BASELINES)
 DECODERS = ("step4", "greedy")
 FOCUS_FROM = ("predicted", "target")
 N_EXAMPLES = 20  # seeded random records shown in full in the reports
@@ -256,10 +253,8 @@ def evaluate_run(
     if len(answers["model"]) != n:
         raise ValueError(f"generate_fn returned {len(answers['model'])} reasons for {n} prompts")
     ppl, n_ppl_tokens = reason_perplexity(model, sequences, rows, tok.pad_id, batch_size, progress)
-    answers["random"] = random_reasons([r["target"] for r in train_with_target], n, seed)
-    answers["retrieval"], n_empty = retrieval_reasons(train_with_target, records)
-    answers["evidence"], n_no_evidence = evidence_reasons(records, answers["retrieval"])
-    answers["template"] = [template_reason(rec.get("item_tags") or []) for rec in records]
+    baselines, counts = baseline_answers(train_with_target, records, seed)
+    answers.update(baselines)
 
     scores = {
         name: explanation_metrics(answers[name], refs, features_gt, prepared.features)
@@ -283,8 +278,7 @@ def evaluate_run(
             "n_test_records_with_target": len(sequences),
             "limit": limit,
             "perplexity_tokens": n_ppl_tokens,
-            "retrieval_empty": n_empty,
-            "evidence_missing": n_no_evidence,
+            **counts,
             "focus_from": focus_from,
             "protocol": ORACLE_LABEL if focus_from == "target" else "honest (predicted focus)",
             "random_seed": seed,
@@ -323,18 +317,6 @@ def oracle_records(prepared: Prepared, records: list[dict]) -> tuple[list[dict],
     return out, prompts
 
 
-def evidence_reasons(records: list[dict], fallback: list[str]) -> tuple[list[str], int]:
-    """The evidence baseline: each record's first evidence sentence (what its prompt shows
-    the model, :class:`minireason.prep.features.EvidenceIndex`) as the reason itself, and
-    ``fallback``'s answer (the retrieval baseline's) for a record without evidence; with
-    the number of those."""
-    reasons = [
-        (rec.get("evidence") or [None])[0] or other
-        for rec, other in zip(records, fallback, strict=True)
-    ]
-    return reasons, sum(not rec.get("evidence") for rec in records)
-
-
 def examples(records: list[dict], answers: dict, n: int, seed: int) -> list[dict]:
     """``n`` records drawn at random (seeded, without replacement, shown in record order):
     each one's user, item, ground-truth feature, focus, the evidence its prompt quoted
@@ -355,219 +337,3 @@ def examples(records: list[dict], answers: dict, n: int, seed: int) -> list[dict
         }
         for i in picks
     ]
-
-
-def markdown_report(result: dict) -> str:
-    """The explanation table (one row per system) and the recommendation table."""
-    info = result["info"]
-    rows = {"model": result["model"], **result["baselines"]}
-    oracle = info.get("focus_from") == "target"
-    lines = [
-        f"## Explanations ({info['n_records']} records of the {info['split']} split"
-        + (", ORACLE feature)" if oracle else ")"),
-        "",
-        *([f"**{ORACLE_LABEL}.**", ""] if oracle else []),
-        "| system | " + " | ".join(METRICS) + " |",
-        "|---" * (len(METRICS) + 1) + "|",
-    ]
-    for name, s in rows.items():
-        lines.append(
-            f"| {model_label(info) if name == 'model' else name} | "
-            + " | ".join(f"{s[m]:.2f}" if m in TEXT_METRICS else f"{s[m]:.3f}" for m in METRICS)
-            + " |"
-        )
-    lines += [
-        "",
-        "Text metrics x100; USR, FMR, FCR, DIV and degenerate (the share of reasons with a "
-        "repeated word 3-gram, a word twice in a row or fewer than 4 words) are ratios; DIV "
-        "and degenerate: lower is better.",
-        f"Model perplexity on the reasons: {result['model']['perplexity']:.2f} "
-        f"({info['perplexity_tokens']} tokens"
-        + (", after the prompts as prepared, not the oracle ones)." if oracle else ")."),
-        "",
-        *uncertainty_markdown(result.get("uncertainty"), info),
-        f"## Recommendation (leave-last-out, {next(iter(result['recommendation'].values()))['n_users']} users)",
-        "",
-        "| recommender | HR@10 | NDCG@10 |",
-        "|---|---|---|",
-    ]
-    for name, r in result["recommendation"].items():
-        lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} |")
-    lines += ["", *examples_markdown(result.get("examples") or [], info)]
-    return "\n".join(lines) + "\n"
-
-
-UNCERTAIN_METRICS = {"bleu1": "BLEU-1", "bleu4": "BLEU-4", "rougeL_f": "ROUGE-L", "fmr": "FMR"}
-
-
-def uncertainty_markdown(u: dict | None, info: dict) -> list[str]:
-    """The bootstrap intervals and the paired comparison as Markdown lines (none for a
-    result without them)."""
-    if not u:
-        return []
-    names = list(UNCERTAIN_METRICS.values())
-    lines = [
-        f"### How sure ({100 * u['level']:.0f}% bootstrap intervals: {u['n_resamples']:,} "
-        f"resamples of the {info['n_records']:,} records, seed {u['seed']})",
-        "",
-        "| system | " + " | ".join(names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
-    for name, iv in u["intervals"].items():
-        cells = [
-            f"{iv[m][0]:.2f}-{iv[m][1]:.2f}"
-            if m in TEXT_METRICS
-            else f"{iv[m][0]:.3f}-{iv[m][1]:.3f}"
-            for m in UNCERTAIN_METRICS
-        ]
-        lines.append(
-            f"| {model_label(info) if name == 'model' else name} | " + " | ".join(cells) + " |"
-        )
-    lines += [
-        "",
-        "Share of the same resamples on which the model scores above each baseline (0.5: no "
-        "telling them apart; above 0.975 or below 0.025: the 95% interval of the difference "
-        "leaves out 0):",
-        "",
-        "| baseline | " + " | ".join(names) + " |",
-        "|---" * (len(names) + 1) + "|",
-    ]
-    for name, ahead in u["model_ahead"].items():
-        lines.append(
-            f"| {name} | " + " | ".join(f"{ahead[m]:.3f}" for m in UNCERTAIN_METRICS) + " |"
-        )
-    return [*lines, ""]
-
-
-def model_label(info: dict) -> str:
-    """The model's name in every table: ``model``, or under the oracle protocol
-    ``model (oracle: test feature)``."""
-    return "model (oracle: test feature)" if info.get("focus_from") == "target" else "model"
-
-
-def examples_markdown(rows: list[dict], info: dict) -> list[str]:
-    """The reports' section of :func:`examples`: each record's reference beside the model's
-    reason and the baselines that return real sentences, unedited."""
-    if not rows:
-        return []
-    lines = [
-        f"## {len(rows)} random records (seed {info['random_seed']}), unedited"
-        + (" (ORACLE feature)" if info.get("focus_from") == "target" else ""),
-        "",
-        "Drawn at random from the evaluated records; the reference is the real review's "
-        "sentence, which no system saw.",
-        "",
-    ]
-    for row in rows:
-        lines += [
-            f"**record {row['record']}** (user {row['user']}, item {row['item']}, feature "
-            f"*{row['feature']}*, focus {', '.join(row['focus']) or '-'})",
-            "",
-            f"- reference: {row['reference']}",
-            f"- **model**: {row['model']}",
-            f"- retrieval: {row['retrieval']}",
-            f"- evidence: {row['evidence']}"
-            + ("" if row["prompt_evidence"] else " (no evidence: retrieval's answer)"),
-            f"- template: {row['template']}",
-            "",
-        ]
-    return lines
-
-
-def plot_scores(result: dict, path) -> Path:
-    """Grouped bar chart: text metrics (x100) on the left, ratios on the right; error bars on
-    BLEU-1, BLEU-4, ROUGE-L and FMR are the 95% bootstrap intervals (``uncertainty``)."""
-    from matplotlib.figure import Figure  # no pyplot: the caller's backend is left alone
-
-    rows = {"model": result["model"], **result["baselines"]}
-    intervals = (result.get("uncertainty") or {}).get("intervals", {})
-    fig = Figure(figsize=(11, 4))
-    axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": [5, 4]})
-    width = 0.8 / len(rows)
-    for ax, metrics, label in (
-        (axes[0], TEXT_METRICS, "score x100"),
-        (axes[1], RATIO_METRICS, "ratio"),
-    ):
-        x = np.arange(len(metrics))
-        for j, (name, s) in enumerate(rows.items()):
-            at = x + (j - (len(rows) - 1) / 2) * width
-            shown = model_label(result["info"]) if name == "model" else name
-            ax.bar(at, [s[m] for m in metrics], width, label=shown)
-            iv = intervals.get(name, {})
-            known = [i for i, m in enumerate(metrics) if m in iv]
-            if known:
-                value = np.array([s[metrics[i]] for i in known])
-                low, high = np.array([iv[metrics[i]] for i in known]).T
-                ax.errorbar(
-                    at[known],
-                    value,
-                    yerr=np.maximum([value - low, high - value], 0.0),
-                    fmt="none",
-                    ecolor="black",
-                    elinewidth=0.8,
-                    capsize=1.5,
-                )
-        ax.set_xticks(x, metrics)
-        ax.set_ylabel(label)
-        ax.grid(axis="y", alpha=0.3)
-    axes[1].set_title("DIV: lower is better", fontsize=9)
-    oracle = (
-        " (ORACLE: the test feature given)" if result["info"].get("focus_from") == "target" else ""
-    )
-    bars = ", error bars: 95% bootstrap intervals" if intervals else ""
-    fig.suptitle(
-        f"Explanations on {result['info']['n_records']} {result['info']['split']} "
-        f"records{oracle}{bars}"
-    )
-    fig.legend(
-        *axes[0].get_legend_handles_labels(), loc="lower center", ncol=len(rows), frameon=False
-    )
-    fig.tight_layout(rect=(0, 0.07, 1, 1))
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    return path
-
-
-OUTPUT_FILES = (
-    "evaluation.json",
-    "evaluation.md",
-    "evaluation.png",
-    "evaluation.html",
-    "generations.jsonl",
-)
-
-
-def check_output_dir(out: Path) -> None:
-    """Raise ValueError (naming ``--out``) unless ``out`` is absent, an empty directory, or
-    an earlier evaluation's directory (which is replaced whole)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a directory; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not (out / "evaluation.json").is_file():
-        raise ValueError(
-            f"--out {out}: a non-empty directory that holds no evaluation; choose another path "
-            "(nothing in it was touched)"
-        )
-
-
-def write_outputs(result: dict, answers: dict, records: list[dict], out: Path) -> None:
-    """``evaluation.json``, ``evaluation.md``, ``evaluation.png``, ``evaluation.html``
-    (:mod:`minireason.evaluation.report`) and ``generations.jsonl``, written into a hidden
-    directory and put in place together (:func:`minireason.files.directory_in_place`): never
-    half an evaluation."""
-    from minireason.evaluation.report import write_evaluation_page
-
-    with directory_in_place(out) as tmp:
-        (tmp / "evaluation.json").write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
-        (tmp / "evaluation.md").write_text(markdown_report(result), encoding="utf-8")
-        plot_scores(result, tmp / "evaluation.png")
-        write_evaluation_page(result, answers, records, tmp / "evaluation.html")
-        with open(tmp / "generations.jsonl", "w", encoding="utf-8") as fh:
-            for i, rec in enumerate(records):
-                row = {
-                    "user": rec["user"],
-                    "item": rec["item"],
-                    "feature": rec["feature"],
-                    "reference": rec["target"],
-                    **{name: answers[name][i] for name in SYSTEMS},
-                }
-                fh.write(json.dumps(row, ensure_ascii=False) + "\n")

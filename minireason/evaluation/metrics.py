@@ -36,6 +36,12 @@ Where our code departs from the reference code (on purpose):
   or 1e-12 (ROUGE-L) to denominators; the difference is below 1e-6 on the x100 scale.
 - An empty hypothesis gets precision 0 instead of a ZeroDivisionError; corpus BLEU with no
   hypothesis tokens at all is 0.
+
+The reports' names for them (``evaluation.json``'s keys, in the tables' order):
+:data:`TEXT_METRICS` (x100) and :data:`RATIO_METRICS` make :data:`METRICS`;
+:data:`UNCERTAIN_METRICS` are those given bootstrap intervals, with their printed labels;
+:data:`LOWER_IS_BETTER` are DIV and degenerate; :func:`format_metric` prints a value as every
+report does.
 """
 
 from __future__ import annotations
@@ -47,6 +53,17 @@ from collections.abc import Sequence
 import numpy as np
 
 from minireason.text import PhraseSet, degeneracies, tokens, words
+
+TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
+RATIO_METRICS = ("usr", "fmr", "fcr", "div", "degenerate")
+METRICS = TEXT_METRICS + RATIO_METRICS
+UNCERTAIN_METRICS = {"bleu1": "BLEU-1", "bleu4": "BLEU-4", "rougeL_f": "ROUGE-L", "fmr": "FMR"}
+LOWER_IS_BETTER = ("div", "degenerate")
+
+
+def format_metric(name: str, value: float) -> str:
+    """A metric as the reports print it: text metrics (x100) with 2 decimals, ratios with 3."""
+    return f"{value:.2f}" if name in TEXT_METRICS else f"{value:.3f}"
 
 
 def ngram_counts(tokens: Sequence[str], n: int) -> Counter:

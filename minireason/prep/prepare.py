@@ -22,10 +22,10 @@ from tqdm import tqdm
 
 from minireason import __version__
 from minireason.data import amazon, generic, movielens
+from minireason.data.accounting import LoadReport
 from minireason.data.clean import drop_duplicates, sort_histories
 from minireason.data.io import write_head
 from minireason.data.records import ItemMeta, Review
-from minireason.data.report import LoadReport
 from minireason.data.split import SPLITS, k_core, leave_last_out, random_split
 from minireason.files import sha256_file, writer_lock
 from minireason.prep.features import (

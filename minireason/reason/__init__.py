@@ -14,8 +14,7 @@ Modules, in the order data flows:
 - ``explain``: one prompt -> an explained reason; a user -> explained recommendations;
 - ``catalogue``: every user's explained recommendations as a Dask job, into Parquet
   (``minireason explain-all``; the ``[scale]`` extra, imported there only);
-- ``report``: explained recommendations -> one self-contained HTML page (token-level
-  attention, every step-4 candidate), drawn by ``templates/explanations.js``;
-- ``page``: a self-contained HTML page (data as escaped JSON, inline script and styles,
-  written atomically), shared with :mod:`minireason.evaluation.report`.
+- ``explanations_page``: explained recommendations -> one self-contained HTML page
+  (token-level attention, every step-4 candidate), drawn by ``templates/explanations.js`` on
+  :mod:`minireason.html_page`.
 """

@@ -562,7 +562,7 @@ def user_summary(
     """What the report of one user shows, JSON-ready: ``user``, ``n_history`` (training
     reviews), the ``latest`` history items (``item, tags, aspects, rating``) and each
     recommendation's ``rank, item, title, tags, recommender_score`` (None for a given item).
-    :func:`format_user_report` prints it; :mod:`minireason.reason.report` draws it."""
+    :func:`format_user_report` prints it; :mod:`minireason.reason.explanations_page` draws it."""
     history = user_history(prepared, user)
     return {
         "user": user,

@@ -13,8 +13,9 @@ reads ``prompt + reason + <eos>`` sequences (``finetune_train.npz``) and is taug
 reason: the loss mask is 1 on the reason and ``<eos>`` targets, 0 on the prompt and on padding.
 Validation uses ``finetune_valid.npz``.
 
-A *preset* is a plain JSON file (``minireason/train/presets/tiny.json``, ``small.json``; copy one and
-edit it) with four keys::
+A *preset* is a plain JSON file (``minireason/train/presets/tiny.json``, ``small.json``, and
+``tutorial.json``, ``tutorial_fast.json``, the one run of tutorials 06, 07 and 10 in their
+default and fast modes; copy one and edit it) with four keys::
 
     {"description": "...",
      "model":    {n_layer, n_head, n_embd, block_size, dropout, seed}     -> GPTConfig

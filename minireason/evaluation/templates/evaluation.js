@@ -1,4 +1,4 @@
-// The evaluation page (minireason.evaluation.report): metrics, chart, generations browser.
+// The evaluation page (minireason.evaluation.render): metrics, chart, generations browser.
 
 const SHOWN = ["model", "retrieval", "evidence", "template", "random"]; // side by side, in this order
 const METRIC_NAMES = {

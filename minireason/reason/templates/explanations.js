@@ -1,4 +1,4 @@
-// The explanations report (minireason.reason.report): one card per recommendation.
+// The explanations page (minireason.reason.explanations_page): one card per recommendation.
 // Attention: ex.attention.mean[r][p] / mean_scale is the weight the model put on prompt token p
 // while generating reason token r, averaged over layers and heads (the CLI's evidence matrix);
 // ex.attention.heads[l][h][r][p] / head_scale is the same for layer l, head h.

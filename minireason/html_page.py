@@ -1,11 +1,12 @@
 """A self-contained HTML page: data embedded as JSON, drawn by inline JavaScript.
 
-The pages of :mod:`minireason.reason.report` (explanations) and
-:mod:`minireason.evaluation.report` (the evaluation) are one file each, with no network:
-inline CSS (``templates/page.css``), the page's script (``templates/common.js`` and the
-page's own ``.js``) and its data as JSON in ``<script type="application/json">``, which the
-script reads with ``JSON.parse`` and draws with ``textContent`` (never ``innerHTML``), so a
-review that contains ``</script>`` or ``<img src=x onerror=...>`` shows as text.
+The pages of :mod:`minireason.reason.explanations_page` (explanations) and
+:mod:`minireason.evaluation.render` (the evaluation) are one file each, with no network:
+inline CSS (``minireason/templates/page.css``, shared, plus the page's own), the page's
+script (``minireason/templates/common.js`` and the page's own ``.js``) and its data as JSON
+in ``<script type="application/json">``, which the script reads with ``JSON.parse`` and
+draws with ``textContent`` (never ``innerHTML``), so a review that contains ``</script>`` or
+``<img src=x onerror=...>`` shows as text.
 
 The JSON is escaped twice over: ``<``, ``>`` and ``&`` become ``\\u003c``, ``\\u003e`` and
 ``\\u0026`` (so no ``</script>`` or ``<!--`` can close or bend the element), as do U+2028 and
@@ -47,15 +48,17 @@ def embed_json(data) -> str:
 
 
 def template(name) -> str:
-    """The text of ``templates/NAME`` (package data), or of the file at a ``Path``."""
+    """The text of ``minireason/templates/NAME`` (package data), or of the file at a
+    ``Path`` (a page's own templates)."""
     path = name if isinstance(name, Path) else TEMPLATES / name
     return path.read_text(encoding="utf-8")
 
 
 def render_page(title: str, data, scripts: list, css: str = "") -> str:
     """The whole page: ``title`` (escaped), the shared stylesheet plus ``css``, ``data``
-    embedded as JSON (element id ``data``), and the ``scripts`` (names in ``templates/``,
-    e.g. ``["common.js", "explanations.js"]``, or paths) as one inline script."""
+    embedded as JSON (element id ``data``), and the ``scripts`` (names in
+    ``minireason/templates/``, or paths: e.g. ``["common.js", TEMPLATES / "explanations.js"]``
+    with the page's own ``TEMPLATES``) as one inline script."""
     script = "\n".join(template(name) for name in scripts)
     if "</script" in script.lower() or "<!--" in script:
         raise ValueError("a page script must not contain '</script' or '<!--'")

@@ -1,8 +1,8 @@
-"""The explanations report: one self-contained HTML page to look at and point at.
+"""The explanations page: one self-contained HTML page to look at and point at.
 
     explained recommendations (minireason.reason.explain)
         ──► report data: JSON-ready dicts holding the numbers the CLI prints
-        ──► the page (minireason.reason.page; templates/explanations.js draws it)
+        ──► the page (minireason.html_page; templates/explanations.js draws it)
 
 ``minireason explain ... --html FILE`` writes it for one user or for free-form input, and
 ``minireason demo`` writes ``runs/demo/report.html`` for its test users. Per user: the latest
@@ -33,6 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from minireason import __version__
+from minireason.html_page import render_page, template, write_page
 from minireason.prep.prepared import Prepared
 from minireason.reason.explain import (
     CANDIDATE_HEADERS,
@@ -44,10 +45,10 @@ from minireason.reason.explain import (
     parse_tags,
     user_summary,
 )
-from minireason.reason.page import render_page, template, write_page
 
 MEAN_SCALE = 10_000  # attention.mean holds round(weight * MEAN_SCALE)
 HEAD_SCALE = 1_000  # attention.heads holds round(weight * HEAD_SCALE)
+TEMPLATES = Path(__file__).with_name("templates")
 TITLE = "minireason: explained recommendations"
 
 
@@ -179,7 +180,10 @@ def render_report(sections: list[dict], about: dict | None = None, title: str = 
     """The page's HTML for ``sections`` (:func:`user_section`, :func:`free_form_section`)."""
     data = {"title": title, "about": about or {}, "users": sections}
     return render_page(
-        title, data, ["common.js", "explanations.js"], css=template("explanations.css")
+        title,
+        data,
+        ["common.js", TEMPLATES / "explanations.js"],
+        css=template(TEMPLATES / "explanations.css"),
     )
 
 
