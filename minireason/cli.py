@@ -431,7 +431,7 @@ def run_data_list(args) -> int:
 # --------------------------------------------------------------------------- bench
 
 
-@command("bench", "benchmarks: measured speed, printed and written as JSON")
+@command("bench", "benchmarks: measured speed (and focus hit rates), printed and as JSON")
 def add_bench(p, add):
     p.description = "Benchmarks. Speed targets live here, never in timed tests."
     benches = p.add_subparsers(dest="bench_command", metavar="BENCH")
@@ -576,6 +576,23 @@ def run_bench_kernels(c) -> int:
     for path in kernels.write_outputs(result, c.out_dir, c.json):
         print(f"written: {path}")
     return 0 if all(r["valid"] for r in result["results"]) else 1
+
+
+@stage(
+    "focus",
+    "hit@1 and hit@3 of the learned focus predictor and the hand-made one",
+    "minireason.prep.focus:FocusBenchConfig",
+    BENCHES,
+)
+def run_bench_focus(c) -> int:
+    from minireason.prep import focus
+    from minireason.prep.prepared import load_prepared
+
+    result = focus.compare(load_prepared(c.prepared), c.split)
+    print(focus.format_comparison(result))
+    if c.json:
+        _write_json(c.json, result)
+    return 0
 
 
 # --------------------------------------------------------------------------- grade
