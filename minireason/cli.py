@@ -1,19 +1,25 @@
 """The ``minireason`` command line: one thin entry point per command, in ``--help`` order.
 
 Each command is a row of :data:`COMMANDS`: its name, a one-line help, a function that
-declares its options and a handler of a few lines that calls the package. Only the chosen
-command's options are declared (they import their stage for its defaults), so every
-command starts fast. Errors the user can fix (bad paths, input or options) are raised as
-:class:`UserError`, ValueError or OSError and printed as one line naming what is wrong,
-never as a traceback (``MINIREASON_DEBUG=1`` shows it).
+declares its options and a handler of a few lines that calls the package. A command's
+options are declared once, beside its stage, as the fields of a config dataclass
+(:mod:`minireason.options`: default, bounds, metavar, help); :func:`stage` registers such a
+command, and its handler gets the config built from the command line. Only the chosen
+command's stage is imported, so every command starts fast. Errors the user can fix (bad
+paths, input or options) are raised as :class:`UserError`, ValueError or OSError and
+printed as one line naming what is wrong, never as a traceback (``MINIREASON_DEBUG=1``
+shows it).
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
+
+from minireason.options import add_options, at_least, from_args
 
 
 class UserError(Exception):
@@ -49,25 +55,6 @@ class _Help(argparse.HelpFormatter):
         if shown and action.option_strings and "%(default)" not in text:
             text += " (default: %(default)s)"
         return text
-
-
-def at_least(low, kind=int):
-    """An argparse ``type``: a ``kind`` (int or float) ``>= low``; argparse names the option
-    in its one-line error."""
-
-    def parse(text: str):
-        try:
-            value = kind(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {kind.__name__}, got {text!r}") from None
-        if not value >= low:
-            raise argparse.ArgumentTypeError(f"must be >= {low}, got {text}")
-        return value
-
-    return parse
-
-
-seconds = at_least(0.001, float)
 
 
 def _run_options(add, what: str) -> None:
@@ -120,146 +107,103 @@ def _write_json(path, result: dict) -> None:
     print(f"figures written to {path}")
 
 
+def _declare(p, config: type, handler) -> None:
+    """Give parser ``p`` the description and options of the config class ``config``, and a
+    ``func`` that calls ``handler`` with the config built from the parsed arguments."""
+    p.description = config.description
+    add_options(p, config)
+    p.set_defaults(func=lambda args: handler(from_args(config, args)))
+
+
+def stage(name: str, help_: str, config: str, table: dict = COMMANDS):
+    """Register the decorated handler as command ``name`` (in ``table``): its description
+    and options are those of ``config``, a config class named ``"module:Class"`` and imported
+    only when the command is declared; the handler gets the config built from the line."""
+
+    def register(handler):
+        def declare(p, add):
+            module, _, cls = config.partition(":")
+            _declare(p, getattr(importlib.import_module(module), cls), handler)
+
+        table[name] = (help_, declare)
+        return handler
+
+    return register
+
+
 # --------------------------------------------------------------------------- demo
 
 
-@command("demo", "the whole job: prepare, train the tiny preset, explain, evaluate")
-def add_demo(p, add):
-    p.description = (
-        "Find the Musical Instruments reviews (downloading them into the cache if absent), "
-        "prepare them, train the tiny preset, explain the top-3 recommendations of three test "
-        "users, then evaluate. A second run reuses the first's work; an interrupted one resumes."
-    )
-    add("--data-dir", metavar="DIR", help="where the datasets are")
-    add("--offline", action="store_true", help="never download; stop if the data is absent")
-    add("--out", default="runs/demo", metavar="DIR", help="output directory")
-    add("--preset", default="tiny", help="preset name or JSON file")
-    add("--users", type=at_least(1), default=3, help="test users shown")
-    add("--eval-limit", type=at_least(2), metavar="N", help="evaluate the first N records only")
-    add("--seed", type=int, default=0)
-    p.set_defaults(func=run_demo)
+@stage(
+    "demo",
+    "the whole job: prepare, train the tiny preset, explain, evaluate",
+    "minireason.demo:DemoConfig",
+)
+def run_demo(c) -> int:
+    from dataclasses import asdict
 
-
-def run_demo(args) -> int:
     from minireason.demo import run_demo
 
-    options = pick(args, "data_dir", "out", "preset", "eval_limit", "seed", "offline")
-    run_demo(n_users=args.users, **options)
+    run_demo(**asdict(c))
     return 0
 
 
 # --------------------------------------------------------------------------- attention-example
 
 
-@command("attention-example", "the seed document's worked attention example, with errata")
-def add_attention_example(p, add):
-    p.description = (
-        "The eight-word example of the seed document's section 4.3: one query and full "
-        "self-attention, with and without 1/sqrt(d_k), beside what the document printed."
-    )
-    add("--plot", metavar="FILE.png", help="save a labelled heatmap of the weights")
-    add("--decimals", type=at_least(0), default=4, help="digits after the point")
-    p.set_defaults(func=run_attention_example)
-
-
-def run_attention_example(args) -> int:
+@stage(
+    "attention-example",
+    "the seed document's worked attention example, with errata",
+    "minireason.course.worked_example:ExampleConfig",
+)
+def run_attention_example(c) -> int:
     from minireason.course import worked_example
 
-    print(worked_example.report(decimals=args.decimals))
-    if args.plot:
-        print(f"\nheatmap written to {worked_example.plot(args.plot)}")
+    print(worked_example.report(decimals=c.decimals))
+    if c.plot:
+        print(f"\nheatmap written to {worked_example.plot(c.plot)}")
     return 0
 
 
 # --------------------------------------------------------------------------- prepare
 
 
-@command("prepare", "seed steps 1-3: reviews in, a prepared directory out")
-def add_prepare(p, add):
-    from minireason.prep.prepare import FORMATS, SPLIT_KINDS
-    from minireason.prep.prepare import PrepareConfig as D
-
-    p.description = (
-        "Load, validate, clean and split reviews, mine aspects, pick explanation targets, build "
-        "prompts and a BPE tokenizer; write a prepared directory with report.md. Relative "
-        "input paths are also looked up under $MINIREASON_DATA_DIR."
-    )
-    add("--reviews", required=True, metavar="FILE", help="reviews file (movielens: the folder)")
-    add("--meta", metavar="FILE", help="Amazon item metadata (2014 or 2018)")
-    add("--format", default=D.format, choices=FORMATS, help="input format")
-    add("--columns", metavar="MAP", help="jsonl/csv: user=COL,item=COL,rating=COL,time=COL,...")
-    add("--out", required=True, metavar="DIR", help="the prepared directory to write")
-    add("--split", default=D.split, choices=SPLIT_KINDS, help="leave-last-out or seeded 8:1:1")
-    add("--seed", type=int, default=D.seed, help="seed of the random split")
-    add("--kcore", type=at_least(0), default=D.kcore, metavar="K", help="K-core filter (0: off)")
-    add("--vocab-size", type=at_least(1), default=D.vocab_size, help="BPE vocabulary size")
-    add("--n-unigrams", type=at_least(0), default=D.n_unigrams, help="one-word aspects kept")
-    add("--n-bigrams", type=at_least(0), default=D.n_bigrams, help="two-word aspects kept")
-    add("--min-df", type=at_least(1), default=D.min_df, help="reviews an aspect must be in")
-    add("--max-history", type=at_least(1), default=D.max_history, help="past items kept")
-    add("--context", type=at_least(1), default=D.context, help="tokens per fine-tuning sequence")
-    add("--prompt-tokens", type=at_least(2), default=D.prompt_tokens, help="prompt budget")
-    add("--focus", type=at_least(0), default=D.focus, metavar="K", help="focus aspects (0: none)")
-    add(
-        "--evidence",
-        type=at_least(0),
-        default=D.evidence,
-        metavar="K",
-        help="sentences of other users' reviews per prompt (0: none)",
-    )
-    add(
-        "--evidence-tokens",
-        type=at_least(4),
-        default=D.evidence_tokens,
-        metavar="N",
-        help="longest evidence sentence, in prompt tokens",
-    )
-    add("--strict", action="store_true", help="stop at the first malformed line")
-    p.set_defaults(func=run_prepare)
-
-
-def run_prepare(args) -> int:
-    from dataclasses import fields
+@stage(
+    "prepare",
+    "seed steps 1-3: reviews in, a prepared directory out",
+    "minireason.prep.prepare:PrepareConfig",
+)
+def run_prepare(c) -> int:
+    from dataclasses import replace
 
     from minireason.data.accounting import DataError
     from minireason.data.fetch import resolve_input
     from minireason.data.generic import parse_columns
-    from minireason.prep.prepare import PrepareConfig, prepare, summary
+    from minireason.prep.prepare import prepare, summary
 
-    given = {f.name: getattr(args, f.name) for f in fields(PrepareConfig) if hasattr(args, f.name)}
-    given["reviews"] = resolve_input("--reviews", args.reviews)
-    given["meta"] = resolve_input("--meta", args.meta)
-    given["columns"] = parse_columns(args.columns) if args.columns else None
+    reviews, meta = resolve_input("--reviews", c.reviews), resolve_input("--meta", c.meta)
+    columns = parse_columns(c.columns) if c.columns else None
     try:
-        report = prepare(PrepareConfig(**given))
+        report = prepare(replace(c, reviews=reviews, meta=meta, columns=columns))
     except DataError as exc:
         raise UserError(f"--strict: {exc}") from None
-    print(summary(report, args.out))
+    print(summary(report, c.out))
     return 0
 
 
 # --------------------------------------------------------------------------- train
 
 
-@command("train", "pretrain on review sentences, then fine-tune on prompt -> reason")
-def add_train(p, add):
-    p.description = (
-        "Pretrain on every training sentence, then fine-tune to write the reason after a "
-        "prompt (loss on the reason only). Checkpoints as it goes; --resume continues exactly."
-    )
-    add("--prepared", required=True, metavar="DIR", help="from 'minireason prepare'")
-    add("--preset", default="tiny", metavar="NAME|FILE", help="tiny, small or a JSON file")
-    add("--out", metavar="DIR", help="run directory (default: runs/PRESET)")
-    add("--resume", action="store_true", help="continue the checkpoints in --out")
-    p.set_defaults(func=run_train)
-
-
-def run_train(args) -> int:
+@stage(
+    "train",
+    "pretrain on review sentences, then fine-tune on prompt -> reason",
+    "minireason.train.recipe:RecipeConfig",
+)
+def run_train(c) -> int:
     from minireason.train.recipe import load_preset, run_recipe, summary
 
-    out = args.out or os.path.join("runs", os.path.splitext(os.path.basename(args.preset))[0])
-    report = run_recipe(args.prepared, load_preset(args.preset), out, resume=args.resume)
-    print(summary(report, args.prepared, out))
+    report = run_recipe(c.prepared, load_preset(c.preset), c.run_dir, resume=c.resume)
+    print(summary(report, c.prepared, c.run_dir))
     return 0
 
 
@@ -503,26 +447,28 @@ def run_explain_all(args) -> int:
 
 @command("data", "public datasets: list them, fetch one into the cache")
 def add_data(p, add):
+    from minireason.data.fetch import FetchConfig
+
     p.description = "Known public datasets, downloaded from their canonical sources."
     actions = p.add_subparsers(dest="data_command", metavar="ACTION")
     fetch = actions.add_parser("fetch", formatter_class=_Help, help="download one into the cache")
-    fetch.description = "Download with resume (HTTP Range), then check the size and SHA-256."
-    fetch.add_argument("name", help="dataset name (see 'minireason data list')")
-    fetch.add_argument("--cache", metavar="DIR", help="default: $MINIREASON_CACHE or ~/.cache")
-    fetch.add_argument("--timeout", type=seconds, default=30.0, help="seconds")
-    fetch.set_defaults(func=run_data_fetch)
+    _declare(fetch, FetchConfig, run_data_fetch)
     listing = actions.add_parser("list", help="the known datasets, their files and sources")
+    listing.description = (
+        "The download cache, then each known dataset: its folder, what to cite, and each "
+        "file's size and canonical URL."
+    )
     listing.set_defaults(func=run_data_list)
 
 
-def run_data_fetch(args) -> int:
+def run_data_fetch(c) -> int:
     from minireason.data.fetch import FetchError, fetch
 
     try:
-        folder = fetch(args.name, cache=args.cache, timeout=args.timeout)
+        folder = fetch(c.name, cache=c.cache, timeout=c.timeout)
     except FetchError as exc:
         raise UserError(str(exc)) from None
-    print(f"{args.name}: ready in {folder}")
+    print(f"{c.name}: ready in {folder}")
     return 0
 
 
@@ -536,7 +482,7 @@ def run_data_list(args) -> int:
 # --------------------------------------------------------------------------- bench
 
 
-@command("bench", "benchmarks: measured speed, printed and written as JSON")
+@command("bench", "benchmarks: measured speed (and focus hit rates), printed and as JSON")
 def add_bench(p, add):
     p.description = "Benchmarks. Speed targets live here, never in timed tests."
     benches = p.add_subparsers(dest="bench_command", metavar="BENCH")
@@ -545,80 +491,41 @@ def add_bench(p, add):
         declare(q, q.add_argument)
 
 
-@command("train", "tokens/s and GFLOP/s of a training step, vs PyTorch eager", BENCHES)
-def add_bench_train(p, add):
-    from minireason.bench.train import REFERENCE_BATCH
-    from minireason.nn.model import GPTConfig as D
-
-    p.description = (
-        "One training step (forward, backward, AdamW) of the NumPy GPT, the machine's float32 "
-        "matmul rate, and the same model in PyTorch eager on the same threads and inputs."
-    )
-    for name in ("n_layer", "n_head", "n_embd", "block_size", "vocab_size"):
-        add("--" + name.replace("_", "-"), type=at_least(1), default=getattr(D, name), help=name)
-    add("--batch-size", type=at_least(1), default=REFERENCE_BATCH, help="sequences per step")
-    add("--dtype", choices=["float32", "float64"], default=D.dtype, help="array dtype")
-    add("--steps", type=at_least(1), default=10, help="timed steps")
-    add("--warmup", type=at_least(0), default=2, help="untimed steps first")
-    add("--threads", type=at_least(1), help="threads of both systems (default: all cores)")
-    add("--load", type=at_least(0), default=0, metavar="N", help="busy processes meanwhile")
-    add("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    add("--json", metavar="FILE", help="also write the figures as JSON")
-    p.set_defaults(func=run_bench_train)
-
-
-def run_bench_train(args) -> int:
+@stage(
+    "train",
+    "tokens/s and GFLOP/s of a training step, vs PyTorch eager",
+    "minireason.bench.train:BenchTrainConfig",
+    BENCHES,
+)
+def run_bench_train(c) -> int:
     from minireason.bench import train as bench_train
-    from minireason.nn.model import GPTConfig
 
-    config = GPTConfig(
-        **pick(args, "vocab_size", "block_size", "n_layer", "n_head", "n_embd"), dtype=args.dtype
-    )
-    options = pick(args, "steps", "warmup", "threads", "load")
+    options = pick(c, "steps", "warmup", "threads", "load")
     result = bench_train.run_train_benchmark(
-        config, args.batch_size, with_torch=not args.no_torch, **options
+        c.model_config(), c.batch_size, with_torch=not c.no_torch, **options
     )
     print(bench_train.format_report(result))
-    if args.json:
-        _write_json(args.json, result)
+    if c.json:
+        _write_json(c.json, result)
     return 0
 
 
-@command("generate", "step-4 generation: NumPy against PyTorch with a KV cache", BENCHES)
-def add_bench_generate(p, add):
-    p.description = (
-        "Sample N candidates per prompt with the KV cache, NumPy against the same model in "
-        "PyTorch eager (same weights, prompts and sampling; no early stop): one "
-        "explanation's latency and reasons per second for a batch of prompts."
-    )
-    add("--preset", default="small", metavar="NAME|FILE", help="the model shape to time")
-    add("--prompts", type=at_least(1), default=8, help="prompts in the throughput batch")
-    add("--prompt-len", type=at_least(1), default=56, help="tokens per prompt")
-    add("--rounds", type=at_least(1), default=5, help="timed rounds")
-    add("--threads", type=at_least(1), help="threads of both systems (default: all cores)")
-    add("--load", type=at_least(0), default=0, metavar="N", help="busy processes meanwhile")
-    add("--no-torch", action="store_true", help="skip the PyTorch comparison")
-    add("--json", metavar="FILE", help="also write the figures as JSON")
-    add("--candidates", type=at_least(1), default=16, metavar="N", help="samples per prompt")
-    add("--max-new-tokens", type=at_least(1), default=40, metavar="N", help="tokens per sample")
-    p.set_defaults(func=run_bench_generate)
-
-
-def run_bench_generate(args) -> int:
+@stage(
+    "generate",
+    "step-4 generation: NumPy against PyTorch with a KV cache",
+    "minireason.bench.generate:BenchGenerateConfig",
+    BENCHES,
+)
+def run_bench_generate(c) -> int:
     from minireason.bench import generate as bench_generate
-    from minireason.nn.model import GPTConfig
-    from minireason.train.recipe import load_preset
-    from minireason.train.run import Decoding
 
-    config = GPTConfig(**load_preset(args.preset)["model"])
-    decoding = Decoding(n_candidates=args.candidates, max_new_tokens=args.max_new_tokens)
-    options = pick(args, "prompt_len", "rounds", "threads", "load")
+    options = pick(c, "n_prompts", "prompt_len", "rounds", "threads", "load")
     result = bench_generate.run_generate_benchmark(
-        config, decoding, n_prompts=args.prompts, with_torch=not args.no_torch, **options
+        c.model_config(), c.decoding(), with_torch=not c.no_torch, **options
     )
     print(bench_generate.format_report(result))
-    if args.json:
-        _write_json(args.json, result)
+    if c.json:
+        _write_json(c.json, result)
     return 0
 
 
@@ -710,89 +617,70 @@ def run_bench_explain_all(args) -> int:
     return 0 if result["same_rows"] else 1
 
 
-@command("kernels", "TFLOP/s of the CUDA attention kernels on a GPU", BENCHES)
-def add_bench_kernels(p, add):
-    p.description = (
-        "Validate each CUDA attention kernel against the NumPy reference, then time it with "
-        "CUDA events at every T, causal and not; writes kernel_bench.md and .png. Needs a GPU."
-    )
-    add("--seq-lens", type=at_least(1), nargs="+", default=[256, 1024, 4096], metavar="T")
-    add("--batch", type=at_least(1), default=8, help="batch size B")
-    add("--heads", type=at_least(1), default=12, help="heads H")
-    add("--head-dim", type=at_least(1), default=64, help="head_dim D")
-    add("--warmup", type=at_least(1), default=3, help="untimed runs first")
-    add("--max-runs", type=at_least(1), default=50, help="timed runs at most")
-    add("--budget", type=seconds, default=2.0, help="seconds of timed runs, after 5")
-    add("--no-torch", action="store_true", help="skip torch's scaled_dot_product_attention")
-    add("--time-limit", type=seconds, metavar="S", help="no new (T, causal) after S s")
-    add("--out-dir", default=".", help="folder for kernel_bench.md and .png")
-    add("--json", metavar="FILE", help="also write the figures as JSON")
-    p.set_defaults(func=run_bench_kernels)
-
-
-def run_bench_kernels(args) -> int:
+@stage(
+    "kernels",
+    "TFLOP/s of the CUDA attention kernels on a GPU",
+    "minireason.bench.kernels:KernelBenchConfig",
+    BENCHES,
+)
+def run_bench_kernels(c) -> int:
     from minireason.bench import kernels
 
-    options = pick(args, "seq_lens", "batch", "heads", "head_dim", "warmup", "max_runs")
-    result = kernels.run_kernel_bench(
-        budget_s=args.budget, with_torch=not args.no_torch, time_limit_s=args.time_limit, **options
-    )
+    shape = pick(c, "seq_lens", "batch", "heads", "head_dim", "warmup", "max_runs")
+    timing = pick(c, "budget_s", "time_limit_s")
+    result = kernels.run_kernel_bench(with_torch=not c.no_torch, **shape, **timing)
     print(kernels.format_table(result))
-    for path in kernels.write_outputs(result, args.out_dir, args.json):
+    for path in kernels.write_outputs(result, c.out_dir, c.json):
         print(f"written: {path}")
     return 0 if all(r["valid"] for r in result["results"]) else 1
+
+
+@stage(
+    "focus",
+    "hit@1 and hit@3 of the learned focus predictor and the hand-made one",
+    "minireason.prep.focus:FocusBenchConfig",
+    BENCHES,
+)
+def run_bench_focus(c) -> int:
+    from minireason.prep import focus
+    from minireason.prep.prepared import load_prepared
+
+    result = focus.compare(load_prepared(c.prepared), c.split)
+    print(focus.format_comparison(result))
+    if c.json:
+        _write_json(c.json, result)
+    return 0
 
 
 # --------------------------------------------------------------------------- grade
 
 
-@command("grade", "autograde a course assignment: one file, a folder of them, or a Gradescope kit")
-def add_grade(p, add):
-    p.description = (
-        "Run an assignment's weighted tests against a student's file, each test in a sandboxed "
-        "process that returns outputs only (the grader compares); a crash, a time-out or a "
-        "missing function costs its tests only. PATH is a .py file (score table and "
-        "results.json), a folder of submissions (--jobs, --csv, --out), or with --gradescope "
-        "one Gradescope submission folder. --gradescope-kit writes the autograder zip."
-    )
-    add("assignment", help="assignment name, e.g. A1")
-    add("path", nargs="?", metavar="PATH", help="a .py file, or a folder of submissions")
-    add("--results", metavar="FILE.json", default="results.json", help="Gradescope results")
-    add("--seed", metavar="TEXT", help="course seed (default: $MINIREASON_GRADE_SEED)")
-    add("--timeout", type=seconds, default=10.0, metavar="S", help="seconds per test")
-    add("--memory", type=at_least(64), default=1024, metavar="MB", help="memory per test")
-    add("--jobs", type=at_least(1), default=1, metavar="N", help="submissions graded at once")
-    add("--csv", metavar="FILE.csv", help="a folder's grades, one row per student")
-    add("--out", metavar="DIR", help="a folder's per-student results (default: grades/)")
-    add("--gradescope", action="store_true", help="PATH is one Gradescope submission folder")
-    add("--gradescope-kit", metavar="OUT.zip", help="write the Gradescope autograder kit")
-    p.set_defaults(func=run_grade)
-
-
-def run_grade(args) -> int:
+@stage(
+    "grade",
+    "autograde a course assignment: one file, a folder of them, or a Gradescope kit",
+    "minireason.course.grading:GradeConfig",
+)
+def run_grade(c) -> int:
     from pathlib import Path
 
     from minireason.course import batch, gradescope, grading
     from minireason.course.sandbox import Limits
 
-    if args.gradescope_kit:
-        path, source = gradescope.build_kit(args.assignment, args.gradescope_kit, args.seed)
+    if c.gradescope_kit:
+        path, source = gradescope.build_kit(c.assignment, c.gradescope_kit, c.seed)
         print(f"Gradescope kit written to {path} (course seed: {source}); keep it private")
         return 0
-    if not args.path:
+    if not c.path:
         raise UserError("PATH is required: a .py file or a folder of submissions")
-    limits = Limits(memory_mb=args.memory)
-    if Path(args.path).is_dir() and not args.gradescope:
-        summary = batch.grade_folder(
-            args.assignment, args.path, args.out or "grades", args.csv, args.jobs, args.seed,
-            args.timeout, limits,
-        )  # fmt: skip
+    common = dict(seed=c.seed, timeout=c.timeout, limits=Limits(memory_mb=c.memory))
+    if Path(c.path).is_dir() and not c.gradescope:
+        summary = batch.grade_folder(c.assignment, c.path, c.out, c.csv, c.jobs, **common)
         print(summary.text())
         return 0
-    grade = gradescope.grade_submission if args.gradescope else grading.grade
-    report = grade(args.assignment, args.path, args.seed, args.timeout, limits)
+    grade = gradescope.grade_submission if c.gradescope else grading.grade
+    report = grade(c.assignment, c.path, **common)
     print(report.table())
-    print(f"\nresults written to {report.write_results(args.results)}")
+    print(f"\nresults written to {report.write_results(c.results)}")
     return 0
 
 

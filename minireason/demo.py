@@ -15,13 +15,36 @@ the machine, the demo downloads them into the cache (``minireason data fetch``),
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from minireason.data.fetch import find_or_fetch
 from minireason.data.io import cut_short
 from minireason.files import sha256_file
+from minireason.options import option
 
 DEMO_DATASET = "musical-instruments"
+
+
+@dataclass
+class DemoConfig:
+    """The options of ``minireason demo``: keyword arguments of :func:`run_demo`, whose
+    defaults they are."""
+
+    description: ClassVar[str] = (  # its --help
+        "Find the Musical Instruments reviews (downloading them into the cache if absent), "
+        "prepare them, train the tiny preset, explain the top-3 recommendations of three test "
+        "users, then evaluate. A second run reuses the first's work; an interrupted one resumes."
+    )
+
+    data_dir: str | None = option(None, metavar="DIR", help="where the datasets are")
+    offline: bool = option(False, help="never download; stop if the data is absent")
+    out: str = option("runs/demo", metavar="DIR", help="output directory")
+    preset: str = option("tiny", metavar="NAME|FILE", help="preset name or JSON file")
+    n_users: int = option(3, min=1, flag="--users", help="test users shown")
+    eval_limit: int | None = option(None, min=2, help="evaluate the first N records only")
+    seed: int = option(0, metavar="SEED", help="seed of the explanations' sampling")
 
 
 def reusable_prepared(prepared_dir: Path, reviews: Path):
@@ -47,15 +70,15 @@ def pick_users(prepared, n: int) -> list[str]:
 
 
 def run_demo(
-    data_dir=None,
-    out="runs/demo",
-    preset="tiny",
-    n_users: int = 3,
+    data_dir=DemoConfig.data_dir,
+    out=DemoConfig.out,
+    preset=DemoConfig.preset,
+    n_users: int = DemoConfig.n_users,
     k: int = 3,
     n_candidates: int | None = None,
-    eval_limit: int | None = None,
-    seed: int = 0,
-    offline: bool = False,
+    eval_limit: int | None = DemoConfig.eval_limit,
+    seed: int = DemoConfig.seed,
+    offline: bool = DemoConfig.offline,
     progress: bool = True,
     echo=print,
 ) -> dict:

@@ -138,6 +138,8 @@ def test_no_aspect_at_all(tmp_path, capsys):
         ("--max-history", "-1", "argument --max-history: must be >= 1, got -1"),
         ("--prompt-tokens", "1", "argument --prompt-tokens: must be >= 2, got 1"),
         ("--focus", "x", "argument --focus: expected int, got 'x'"),
+        ("--vocab-size", "100", "argument --vocab-size: must be >= 263, got 100"),
+        ("--context", "2", "argument --context: must be >= 3, got 2"),
     ],
 )
 def test_bad_options_are_one_line_before_any_work(tmp_path, capsys, flag, value, message):
@@ -152,6 +154,10 @@ def test_the_api_checks_options_too(tmp_path):
         prepare(PrepareConfig(reviews="x", out=str(tmp_path / "o"), max_history=-1))
     with pytest.raises(ValueError, match="--vocab-size must be >= 263, got 100"):
         prepare(PrepareConfig(reviews="x", out=str(tmp_path / "o"), vocab_size=100))
+    with pytest.raises(ValueError, match="--context must be >= 3, got 2"):
+        prepare(PrepareConfig(reviews="x", out=str(tmp_path / "o"), context=2, prompt_tokens=2))
+    with pytest.raises(ValueError, match=r"--split must be one of \('time', 'random'\), not 'x'"):
+        prepare(PrepareConfig(reviews="x", out=str(tmp_path / "o"), split="x"))
 
 
 def test_an_out_that_is_a_file_is_refused_before_reading_anything(tmp_path, capsys):

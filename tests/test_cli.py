@@ -1,6 +1,7 @@
 """Every sub-command answers --help; the top level explains itself."""
 
 import argparse
+from dataclasses import fields
 
 import pytest
 
@@ -99,3 +100,86 @@ def test_cli_is_thin():
     assert len(handlers) >= 12
     for f in handlers:  # each handler a few lines that call the package
         assert len(inspect.getsource(f).splitlines()) <= 30, f.__name__
+
+
+# The commands whose options are declared by their stage (minireason.options), and the config
+# class of each.
+DECLARED = {
+    ("demo",): "minireason.demo:DemoConfig",
+    ("attention-example",): "minireason.course.worked_example:ExampleConfig",
+    ("prepare",): "minireason.prep.prepare:PrepareConfig",
+    ("train",): "minireason.train.recipe:RecipeConfig",
+    ("data", "fetch"): "minireason.data.fetch:FetchConfig",
+    ("bench", "train"): "minireason.bench.train:BenchTrainConfig",
+    ("bench", "generate"): "minireason.bench.generate:BenchGenerateConfig",
+    ("bench", "kernels"): "minireason.bench.kernels:KernelBenchConfig",
+    ("bench", "focus"): "minireason.prep.focus:FocusBenchConfig",
+    ("grade",): "minireason.course.grading:GradeConfig",
+}
+
+
+def _config(path):
+    import importlib
+
+    module, _, name = DECLARED[path].partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
+def _subparser(path):
+    parser = build_parser(list(path))
+    for name in path:
+        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = sub.choices[name]
+    return parser
+
+
+@pytest.mark.parametrize("path", list(DECLARED), ids=" ".join)
+def test_declared_options_read_well(path):
+    parser = _subparser(path)
+    assert parser.description == _config(path).description
+    for action in parser._actions:
+        if action.dest == "help":
+            continue
+        assert action.help, f"{action.dest}: no help"
+        if action.option_strings and action.nargs != 0 and not action.choices:
+            assert action.metavar, f"{action.dest}: argparse's metavar ({action.dest.upper()})"
+
+
+@pytest.mark.parametrize("path", list(DECLARED), ids=" ".join)
+def test_a_declared_bound_is_enforced_by_the_cli_and_by_the_stage(path, capsys):
+    from minireason.options import check_values, declared, flag_of
+
+    bounded = [(f, o) for f, o in declared(_config(path)) if o.min is not None and o.cli]
+    for f, opt in bounded:
+        flag, below = flag_of(f, opt), opt.min - 1
+        assert main([*path, flag, str(below)]) == 2
+        err = capsys.readouterr().err
+        assert f"argument {flag}: must be >= {opt.min}, got {below}" in err, err
+        assert err.count("\n") == 1 and "Traceback" not in err
+        with pytest.raises(ValueError, match=f"^{flag} must be >= {opt.min}, got"):
+            check_values(_config(path), **{f.name: [below] if opt.nargs else below})
+
+
+def test_data_list_says_what_it_lists():
+    assert "each known dataset" in _subparser(("data", "list")).description
+
+
+def test_an_option_keeps_its_stages_default():
+    from minireason.bench.train import REFERENCE_BATCH
+    from minireason.nn.model import GPTConfig
+    from minireason.prep.prepare import PrepareConfig
+    from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, MIN_VOCAB_SIZE
+    from minireason.train.run import Decoding
+
+    args = build_parser().parse_args(["prepare", "--reviews", "R", "--out", "O"])
+    assert args.vocab_size == DEFAULT_VOCAB_SIZE and args.context == PrepareConfig.context
+    vocab = next(f for f in fields(PrepareConfig) if f.name == "vocab_size")
+    assert vocab.metadata["option"].min == MIN_VOCAB_SIZE  # the tokenizer's own lower bound
+    args = build_parser().parse_args(["bench", "train"])
+    assert (args.batch_size, args.n_embd) == (REFERENCE_BATCH, GPTConfig.n_embd)
+    args = build_parser().parse_args(["bench", "generate"])
+    decoding = Decoding()
+    assert (args.candidates, args.max_new_tokens) == (
+        decoding.n_candidates,
+        decoding.max_new_tokens,
+    )

@@ -1,12 +1,15 @@
-"""The learned focus predictor (minireason.prep.focus) against the hand-made one."""
+"""The learned focus predictor (minireason.prep.focus) against the hand-made one, and
+``minireason bench focus``, which measures both."""
 
 from __future__ import annotations
 
+import json
 import math
 
 import numpy as np
 import pytest
 
+from minireason.cli import main
 from minireason.prep.features import predict_focus
 from minireason.prep.focus import (
     FEATURES,
@@ -15,6 +18,7 @@ from minireason.prep.focus import (
     candidate_features,
     compare,
     expand,
+    format_comparison,
     hits,
 )
 from minireason.prep.prepared import load_prepared
@@ -73,3 +77,30 @@ def test_compare_reports_both_predictors_as_prepare_made_the_heuristic(prepared)
 def test_hits():
     assert hits([["a", "b"], ["c"]], ["b", "x"], 1) == 0.0
     assert hits([["a", "b"], ["c"]], ["b", "c"], 2) == 1.0
+
+
+def test_bench_focus_prints_and_writes_both_predictors(micro_prepared, prepared, tmp_path, capsys):
+    out = tmp_path / "focus.json"
+    argv = ["bench", "focus", "--prepared", str(micro_prepared), "--split", "test"]
+    assert main([*argv, "--json", str(out)]) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(out.read_text())
+    assert result["split"] == "test" and f"figures written to {out}" in printed
+    assert format_comparison(result) in printed
+    records = [r for r in prepared.test if r["target"]]
+    assert result["n"] == len(records)
+    assert result["heuristic"]["hit@1"] == pytest.approx(
+        hits([r["focus"] for r in records], [r["feature"] for r in records], 1)
+    )
+    lines = format_comparison(result).splitlines()
+    assert lines[0].startswith(f"{len(records)} test records with a target")
+    assert [line.split()[0] for line in lines[1:]] == ["heuristic", "learned"]
+
+
+def test_bench_focus_refuses_what_it_cannot_measure(tmp_path, capsys):
+    assert main(["bench", "focus", "--prepared", str(tmp_path), "--split", "train"]) == 2
+    err = capsys.readouterr().err
+    assert "argument --split: invalid choice: 'train'" in err and err.count("\n") == 1
+    assert main(["bench", "focus", "--prepared", str(tmp_path / "absent")]) == 1
+    err = capsys.readouterr().err
+    assert "no such prepared directory" in err and err.count("\n") == 1

@@ -13,10 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "minireason"
 
 # Every module's layer, in the order data flows; a module may import only from its own layer
-# or from layers before it. backend, text, files and html_page are the foundation every layer
-# may use.
+# or from layers before it. backend, text, files, html_page and options are the foundation
+# every layer may use.
 LAYERS = [
-    ("foundation", ["backend", "text", "files", "html_page", "__init__"]),
+    ("foundation", ["backend", "text", "files", "html_page", "options", "__init__"]),
     ("data", ["data"]),
     ("prep", ["prep"]),
     ("nn", ["nn"]),

@@ -20,27 +20,70 @@ change the work); prompts are random token ids of ``prompt_len`` tokens.
 from __future__ import annotations
 
 import statistics
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from minireason.bench.machine import busy_load, machine_info, spread, time_interleaved
+from minireason.bench.machine import (
+    busy_load,
+    json_option,
+    load_option,
+    machine_info,
+    spread,
+    threads_option,
+    time_interleaved,
+)
 from minireason.nn.model import GPT, GPTConfig
+from minireason.options import option
 from minireason.train.run import Decoding
 
 SMALL_SHAPE = {"n_layer": 4, "n_head": 4, "n_embd": 256, "block_size": 128}
 
 
+@dataclass
+class BenchGenerateConfig:
+    """The options of ``minireason bench generate``; the decoding's defaults are step 4's
+    (:class:`Decoding`)."""
+
+    description: ClassVar[str] = (  # its --help
+        "Sample N candidates per prompt with the KV cache, NumPy against the same model in "
+        "PyTorch eager (same weights, prompts and sampling; no early stop): one "
+        "explanation's latency and reasons per second for a batch of prompts."
+    )
+
+    preset: str = option("small", metavar="NAME|FILE", help="the preset whose model shape is timed")
+    n_prompts: int = option(8, min=1, flag="--prompts", help="prompts in the throughput batch")
+    prompt_len: int = option(56, min=1, help="tokens per prompt")
+    rounds: int = option(5, min=1, help="timed rounds")
+    threads: int | None = threads_option()
+    load: int = load_option()
+    no_torch: bool = option(False, help="skip the PyTorch comparison")
+    json: str | None = json_option()
+    candidates: int = option(Decoding.n_candidates, min=1, help="samples per prompt")
+    max_new_tokens: int = option(Decoding.max_new_tokens, min=1, help="tokens per sample")
+
+    def model_config(self) -> GPTConfig:
+        """The model shape of ``preset``, with random weights."""
+        from minireason.train.recipe import load_preset
+
+        return GPTConfig(**load_preset(self.preset)["model"])
+
+    def decoding(self) -> Decoding:
+        """Step 4's decoding with these options' candidates and length."""
+        return Decoding(n_candidates=self.candidates, max_new_tokens=self.max_new_tokens)
+
+
 def run_generate_benchmark(
     config: GPTConfig | None = None,
     decoding: Decoding | None = None,
-    n_prompts: int = 8,
-    prompt_len: int = 56,
-    rounds: int = 5,
+    n_prompts: int = BenchGenerateConfig.n_prompts,
+    prompt_len: int = BenchGenerateConfig.prompt_len,
+    rounds: int = BenchGenerateConfig.rounds,
     warmup: int = 1,
-    threads: int | None = None,
+    threads: int | None = BenchGenerateConfig.threads,
     with_torch: bool = True,
-    load: int = 0,
+    load: int = BenchGenerateConfig.load,
     seed: int = 0,
 ) -> dict:
     """Run the benchmark; a JSON-ready dict of the figures (see :func:`format_report`)."""

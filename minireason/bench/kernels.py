@@ -25,19 +25,54 @@ import json
 import math
 import platform
 import statistics
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
 from minireason import backend
+from minireason.bench.machine import json_option
 from minireason.gpu import cuda_attention
+from minireason.gpu.flash_emulation import HEAD_DIM_MAX
 from minireason.nn.attention import attention_backward, attention_forward
+from minireason.options import check_values, option
 
 FORWARD_VERSIONS = ("1 naive", "2 fused softmax", "3 flash")
 BACKWARD_VERSION = "4 flash backward"
 TORCH_VERSION = "torch sdpa fp32"
 VALIDATE_ATOL = 1e-3  # on one (batch, head) slice at T up to 4096; the strict bar is in the tests
 VALIDATE_RTOL = 1e-3
+
+
+@dataclass
+class KernelBenchConfig:
+    """The options of ``minireason bench kernels``: the shapes, and how long to time each."""
+
+    description: ClassVar[str] = (  # its --help
+        "Validate each CUDA attention kernel against the NumPy reference, then time it with "
+        "CUDA events at every T, causal and not; writes kernel_bench.md and .png. Needs a GPU."
+    )
+
+    seq_lens: tuple = option(
+        (256, 1024, 4096), kind=int, min=1, nargs="+", metavar="T", help="sequence lengths T"
+    )
+    batch: int = option(8, min=1, help="batch size B")
+    heads: int = option(12, min=1, help="heads H")
+    head_dim: int = option(
+        64, min=1, max=HEAD_DIM_MAX, help="head_dim D, at most what kernel 3's tiles hold"
+    )
+    warmup: int = option(3, min=1, help="untimed runs first")
+    max_runs: int = option(50, min=1, help="timed runs at most")
+    budget_s: float = option(
+        2.0, min=0.001, flag="--budget", metavar="S", help="seconds of timed runs, after 5"
+    )
+    no_torch: bool = option(False, help="skip torch's scaled_dot_product_attention")
+    time_limit_s: float | None = option(
+        None, min=0.001, flag="--time-limit", metavar="S", help="no new (T, causal) after S s"
+    )
+    out_dir: str = option(".", metavar="DIR", help="folder for kernel_bench.md and .png")
+    json: str | None = json_option()
 
 
 def attention_flops(
@@ -182,16 +217,16 @@ def bench_config(
 
 
 def run_kernel_bench(
-    seq_lens=(256, 1024, 4096),
-    batch=8,
-    heads=12,
-    head_dim=64,
-    warmup=3,
+    seq_lens=KernelBenchConfig.seq_lens,
+    batch=KernelBenchConfig.batch,
+    heads=KernelBenchConfig.heads,
+    head_dim=KernelBenchConfig.head_dim,
+    warmup=KernelBenchConfig.warmup,
     min_runs=5,
-    max_runs=50,
-    budget_s=2.0,
+    max_runs=KernelBenchConfig.max_runs,
+    budget_s=KernelBenchConfig.budget_s,
     with_torch=True,
-    time_limit_s=None,
+    time_limit_s=KernelBenchConfig.time_limit_s,
     progress=True,
 ) -> dict:
     """The whole benchmark, on the cuda device (a ValueError says why when there is none).
@@ -208,10 +243,7 @@ def run_kernel_bench(
 
     from tqdm import tqdm
 
-    from minireason.gpu.flash_emulation import HEAD_DIM_MAX
-
-    if head_dim > HEAD_DIM_MAX:
-        raise ValueError(f"--head-dim must be <= {HEAD_DIM_MAX} (kernel 3's tiles), got {head_dim}")
+    check_values(KernelBenchConfig, head_dim=head_dim)
     try:
         backend.set_device("cuda")
     except backend.BackendError as exc:

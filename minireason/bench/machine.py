@@ -6,7 +6,9 @@ load, interleaved timing and a summary of the spread.
   "on a busy machine" is measured, not guessed (``--load N``);
 - :func:`time_interleaved`: systems timed in turn, round after round, so that whatever else
   the machine does hits them alike;
-- :func:`spread`: median, quartiles and extremes of a list of times.
+- :func:`spread`: median, quartiles and extremes of a list of times;
+- :func:`threads_option`, :func:`load_option`, :func:`json_option`: the options the
+  benchmarks share, declared once for their configs.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ import time
 
 import numpy as np
 
+from minireason.options import option
+
 # A busy process: spins until its parent is gone (checked every ~10 ms of spinning), so a
 # benchmark killed outright (SIGTERM, SIGKILL) leaves no busy processes behind.
 BUSY_LOOP = (
@@ -30,6 +34,21 @@ BUSY_LOOP = (
     "    for _ in range(200_000):\n"
     "        pass\n"
 )
+
+
+def threads_option():
+    """A benchmark's ``--threads N`` (a field of its config; None: every core)."""
+    return option(None, min=1, help="threads of both systems (default: all cores)")
+
+
+def load_option():
+    """A benchmark's ``--load N``: :func:`busy_load`'s processes."""
+    return option(0, min=0, help="busy processes meanwhile")
+
+
+def json_option():
+    """A benchmark's ``--json FILE.json``."""
+    return option(None, metavar="FILE.json", help="also write the figures as JSON")
 
 
 def machine_info() -> dict:

@@ -32,16 +32,57 @@ from __future__ import annotations
 
 import os
 import statistics
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from minireason.bench.machine import busy_load, machine_info, spread, time_interleaved
-from minireason.nn.model import GPT, GPTConfig
+from minireason.bench.machine import (
+    busy_load,
+    json_option,
+    load_option,
+    machine_info,
+    spread,
+    threads_option,
+    time_interleaved,
+)
+from minireason.nn.model import DTYPES, GPT, GPTConfig
 from minireason.nn.optim import AdamW
 from minireason.nn.torch_reference import build_torch_model
+from minireason.options import check_values, option
 
 REFERENCE_BATCH = 16  # the reference config: GPTConfig's defaults and this batch
+
+
+@dataclass
+class BenchTrainConfig:
+    """The options of ``minireason bench train``: the model's shape (GPTConfig's defaults),
+    the batch, and the timing."""
+
+    description: ClassVar[str] = (  # its --help
+        "One training step (forward, backward, AdamW) of the NumPy GPT, the machine's float32 "
+        "matmul rate, and the same model in PyTorch eager on the same threads and inputs."
+    )
+
+    n_layer: int = option(GPTConfig.n_layer, min=1, help="transformer blocks")
+    n_head: int = option(GPTConfig.n_head, min=1, help="attention heads per block")
+    n_embd: int = option(GPTConfig.n_embd, min=1, help="embedding width, a multiple of --n-head")
+    block_size: int = option(GPTConfig.block_size, min=1, help="tokens per sequence")
+    vocab_size: int = option(GPTConfig.vocab_size, min=1, help="vocabulary size")
+    batch_size: int = option(REFERENCE_BATCH, min=1, help="sequences per step")
+    dtype: str = option(GPTConfig.dtype, choices=DTYPES, help="array dtype")
+    steps: int = option(10, min=1, help="timed steps")
+    warmup: int = option(2, min=0, help="untimed steps first")
+    threads: int | None = threads_option()
+    load: int = load_option()
+    no_torch: bool = option(False, help="skip the PyTorch comparison")
+    json: str | None = json_option()
+
+    def model_config(self) -> GPTConfig:
+        """The model of these options (GPTConfig checks the shape)."""
+        shape = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+        return GPTConfig(**{name: getattr(self, name) for name in shape}, dtype=self.dtype)
+
 
 # --------------------------------------------------------------------------- counting
 
@@ -134,12 +175,12 @@ def torch_stepper(model: GPT, idx, targets):
 def run_train_benchmark(
     config: GPTConfig,
     batch_size: int,
-    steps: int = 10,
-    warmup: int = 2,
-    threads: int | None = None,
+    steps: int = BenchTrainConfig.steps,
+    warmup: int = BenchTrainConfig.warmup,
+    threads: int | None = BenchTrainConfig.threads,
     with_torch: bool = True,
     seed: int = 0,
-    load: int = 0,
+    load: int = BenchTrainConfig.load,
 ) -> dict:
     """Run the benchmark; return the figures as a JSON-ready dict (see :func:`format_report`).
 
@@ -150,10 +191,7 @@ def run_train_benchmark(
     """
     from minireason.nn.threads import set_threads
 
-    if steps < 1 or warmup < 0 or load < 0:
-        raise ValueError(
-            f"--steps must be >= 1, --warmup and --load >= 0, got {steps}, {warmup}, {load}"
-        )
+    check_values(BenchTrainConfig, batch_size=batch_size, steps=steps, warmup=warmup, load=load)
     threads = threads or os.cpu_count() or 1
     before = set_threads(threads)
     try:

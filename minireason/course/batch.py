@@ -33,7 +33,14 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from minireason.course.grading import GradeReport, GraderError, grade, load_assignment
+from minireason.course.grading import (
+    GradeConfig,
+    GradeReport,
+    GraderError,
+    grade,
+    load_assignment,
+)
+from minireason.options import check_values
 
 
 @dataclass
@@ -141,9 +148,9 @@ def grade_folder(
     folder,
     out=None,
     csv_path=None,
-    jobs: int = 1,
+    jobs: int = GradeConfig.jobs,
     seed=None,
-    timeout: float = 10.0,
+    timeout: float = GradeConfig.timeout,
     limits=None,
 ) -> BatchSummary:
     """Grade every submission in ``folder``; see the module docstring.
@@ -156,8 +163,7 @@ def grade_folder(
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"submissions folder not found: {folder}")
-    if jobs < 1:
-        raise ValueError(f"--jobs must be at least 1, got {jobs}")
+    check_values(GradeConfig, jobs=jobs)
     if getattr(os, "geteuid", lambda: -1)() == 0 and readable_by_others(folder):
         raise ValueError(
             f"{folder}: other users can read these submissions, so student code (which runs "

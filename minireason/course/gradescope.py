@@ -34,6 +34,7 @@ from pathlib import Path
 import minireason
 from minireason.course.batch import find_submission_file
 from minireason.course.grading import (
+    GradeConfig,
     GradeReport,
     TestResult,
     course_seed,
@@ -167,7 +168,7 @@ def report_without_file(assignment: str, problem: str, timeout: float) -> GradeR
     return report
 
 
-def grade_submission(assignment: str, folder, seed=None, timeout=10.0, limits=None):
+def grade_submission(assignment: str, folder, seed=None, timeout=GradeConfig.timeout, limits=None):
     """Grade Gradescope's submission folder: the file named like the stub, else its only
     ``.py`` file; a folder without one gets a report in which every test scores 0, saying why."""
     try:

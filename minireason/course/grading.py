@@ -80,6 +80,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
@@ -87,6 +88,7 @@ from minireason.course import static_check
 from minireason.course.runner import CHILD_STATUSES
 from minireason.course.sandbox import ChildRun, Limits, Sandbox
 from minireason.course.wire import Opaque, Ref, type_name
+from minireason.options import check_values, option
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")  # Gradescope's
 OUTPUT_LIMIT = 2000  # characters of a test's output kept in results.json
@@ -96,6 +98,44 @@ SEED_VARIABLE = "MINIREASON_GRADE_SEED"
 PRACTICE_SEED = "practice"
 
 __all__ = ["Call", "Case", "GradedTest", "Opaque", "Ref", "WrongAnswer", "grade"]
+
+
+@dataclass
+class GradeConfig:
+    """The options of ``minireason grade``: one file (:func:`grade`), a folder of submissions
+    (:func:`minireason.course.batch.grade_folder`) or Gradescope's (its module)."""
+
+    description: ClassVar[str] = (  # its --help
+        "Run an assignment's weighted tests against a student's file, each test in a sandboxed "
+        "process that returns outputs only (the grader compares); a crash, a time-out or a "
+        "missing function costs its tests only. PATH is a .py file (score table and "
+        "results.json), a folder of submissions (--jobs, --csv, --out), or with --gradescope "
+        "one Gradescope submission folder. --gradescope-kit writes the autograder zip."
+    )
+
+    assignment: str = option(positional=True, help="assignment name, e.g. A1")
+    path: str | None = option(
+        None, positional=True, metavar="PATH", help="a .py file, or a folder of submissions"
+    )
+    results: str = option(
+        "results.json", metavar="FILE.json", help="one file's results, in Gradescope's format"
+    )
+    seed: str | None = option(
+        None,
+        metavar="SEED",
+        help=f"course seed (default: ${SEED_VARIABLE}, else the practice seed)",
+    )
+    timeout: float = option(10.0, min=0.001, metavar="S", help="seconds per test")
+    memory: int = option(Limits.memory_mb, min=64, metavar="MB", help="memory per test")
+    jobs: int = option(1, min=1, help="submissions graded at once")
+    csv: str | None = option(
+        None, metavar="FILE.csv", help="a folder's grades, one row per student"
+    )
+    out: str = option("grades", metavar="DIR", help="a folder's per-student results")
+    gradescope: bool = option(False, help="PATH is one Gradescope submission folder")
+    gradescope_kit: str | None = option(
+        None, metavar="OUT.zip", help="write the Gradescope autograder kit instead of grading"
+    )
 
 
 class WrongAnswer(AssertionError):
@@ -379,7 +419,7 @@ def grade(
     assignment: str,
     student_file,
     seed: str | int | None = None,
-    timeout: float = 10.0,
+    timeout: float = GradeConfig.timeout,
     limits: Limits | None = None,
     only=None,
 ) -> GradeReport:
@@ -396,7 +436,7 @@ def grade(
 
     Raises:
         FileNotFoundError / ValueError for a missing file, a non-.py file, an unknown
-        assignment or a non-positive timeout (problems of the command, not of the student);
+        assignment or a timeout under a millisecond (problems of the command, not of the student);
         GraderError if the sandbox itself fails.
     """
     module = load_assignment(assignment)
@@ -405,8 +445,7 @@ def grade(
         raise FileNotFoundError(f"student file not found: {student_file}")
     if path.suffix != ".py":
         raise ValueError(f"student file must be a .py file, got {student_file}")
-    if not timeout > 0:
-        raise ValueError(f"--timeout must be positive, got {timeout}")
+    check_values(GradeConfig, timeout=timeout)
     tests = list(module.TESTS)
     if only is not None:
         unknown = sorted(set(only) - {t.name for t in tests})

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
 from minireason.nn.attention import attention_forward
+from minireason.options import option
 
 WORDS = ("I", "like", "to", "read", "books", "and", "watch", "movies")
 
@@ -244,7 +246,22 @@ def _table(row_labels, col_labels, values, decimals) -> str:
     return "\n".join(lines)
 
 
-def report(decimals: int = 4) -> str:
+@dataclass
+class ExampleConfig:
+    """The options of ``minireason attention-example``."""
+
+    description: ClassVar[str] = (  # its --help
+        "The eight-word example of the seed document's section 4.3: one query and full "
+        "self-attention, with and without 1/sqrt(d_k), beside what the document printed."
+    )
+
+    plot: str | None = option(
+        None, metavar="FILE.png", help="also save a labelled heatmap of the weights"
+    )
+    decimals: int = option(4, min=0, metavar="N", help="digits after the point")
+
+
+def report(decimals: int = ExampleConfig.decimals) -> str:
     """The whole example as text: inputs, the four computations, and the errata table."""
     dims = ["d1", "d2", "d3"]
     out = [

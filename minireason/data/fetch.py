@@ -27,10 +27,12 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from tqdm import tqdm
 
 from minireason.files import sha256_file
+from minireason.options import option
 
 
 @dataclass(frozen=True)
@@ -127,7 +129,26 @@ def _manual_hint(remote: RemoteFile, dest: Path) -> str:
     )
 
 
-def download(remote: RemoteFile, dest: Path, timeout: float = 30.0, progress: bool = True) -> Path:
+@dataclass
+class FetchConfig:
+    """The options of ``minireason data fetch``."""
+
+    description: ClassVar[str] = (  # its --help
+        "Download with resume (HTTP Range), then check the size and SHA-256."
+    )
+
+    name: str = option(positional=True, help="dataset name (see 'minireason data list')")
+    cache: str | None = option(
+        None, metavar="DIR", help="the cache (default: $MINIREASON_CACHE or ~/.cache/minireason)"
+    )
+    timeout: float = option(
+        30.0, min=0.001, metavar="S", help="seconds the server may stay silent before giving up"
+    )
+
+
+def download(
+    remote: RemoteFile, dest: Path, timeout: float = FetchConfig.timeout, progress: bool = True
+) -> Path:
     """Download ``remote`` to ``dest`` via ``dest.part`` (resumed), checking size and SHA-256."""
     dest = Path(dest)
     if dest.is_file() and (remote.sha256 is None or sha256_file(dest) == remote.sha256):
@@ -214,7 +235,10 @@ def unpack_checked(archive: Path, members: dict, folder: Path) -> None:
 
 
 def fetch(
-    name: str, cache: Path | None = None, timeout: float = 30.0, progress: bool = True
+    name: str,
+    cache: Path | None = None,
+    timeout: float = FetchConfig.timeout,
+    progress: bool = True,
 ) -> Path:
     """Download dataset ``name`` (see ``DATASETS``) into ``cache/FOLDER``; return that folder."""
     if name not in DATASETS:

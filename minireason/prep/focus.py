@@ -1,6 +1,6 @@
 """A learned focus predictor, measured against the hand-made one (``predict_focus``).
 
-    python -m minireason.prep.focus --prepared DIR
+    minireason bench focus --prepared DIR
 
 Which aspect will this user write about for this item? :func:`predict_focus` answers with
 three hand-weighted signals. :class:`FocusModel` learns the answer from the training reviews:
@@ -18,21 +18,40 @@ profile aspects and the item tags that are aspects. The true feature is among th
 about three records in four on Musical Instruments: the ceiling of any ranking.
 
 :func:`compare` reports hit@1 and hit@3 (the share of records whose true feature is among
-the first one or three) of both predictors on a split; the README gives the validation
-numbers. The prompts use :func:`predict_focus`: on Musical Instruments the learned model
+the first one or three) of both predictors on a split, :func:`format_comparison` prints them
+(``minireason bench focus``, whose options are :class:`FocusBenchConfig`); the README gives
+the validation numbers. The prompts use :func:`predict_focus`: on Musical Instruments the learned model
 is not reliably better (see the README), and the hand-made one is the one a student can read.
 """
 
 from __future__ import annotations
 
-import argparse
 import math
-import sys
 from collections import Counter
+from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 
-from minireason.prep.prepared import Prepared, load_prepared
+from minireason.options import option
+from minireason.prep.prepared import Prepared
+
+
+@dataclass
+class FocusBenchConfig:
+    """The options of ``minireason bench focus``."""
+
+    description: ClassVar[str] = (  # its --help
+        "How often each focus predictor puts the true feature of a record's review first, or "
+        "among its first three: predict_focus (what the prompts use) against the conditional "
+        "logit of prep/focus.py, fitted on the training split; with the share of records "
+        "whose feature is a candidate at all."
+    )
+
+    prepared: str = option(metavar="DIR", help="a prepared directory, from 'minireason prepare'")
+    split: str = option("valid", choices=("valid", "test"), help="the records measured")
+    json: str | None = option(None, metavar="FILE.json", help="also write the figures as JSON")
+
 
 FEATURES = (
     "log1p(item reviews mentioning it)",
@@ -180,7 +199,9 @@ def hits(ranked: list[list[str]], truth: list[str], k: int) -> float:
     return sum(t in r[:k] for r, t in zip(ranked, truth, strict=True)) / len(truth)
 
 
-def compare(prepared: Prepared, split: str = "valid", model: FocusModel | None = None) -> dict:
+def compare(
+    prepared: Prepared, split: str = FocusBenchConfig.split, model: FocusModel | None = None
+) -> dict:
     """hit@1 and hit@3 on ``split``'s records with a target, of :func:`predict_focus` (as
     ``prepare`` called it: :meth:`Prepared.focus_for`) and of :class:`FocusModel` (fitted on
     the training split unless given); with the share of records whose feature is a
@@ -204,23 +225,14 @@ def compare(prepared: Prepared, split: str = "valid", model: FocusModel | None =
     }
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m minireason.prep.focus",
-        description="hit@1 and hit@3 of the learned focus model against predict_focus.",
-    )
-    parser.add_argument("--prepared", required=True, metavar="DIR")
-    parser.add_argument("--split", choices=["valid", "test"], default="valid")
-    args = parser.parse_args(argv)
-    out = compare(load_prepared(args.prepared), args.split)
-    print(
-        f"{out['n']} {out['split']} records with a target; the candidates hold the feature "
-        f"for {out['candidates_hold_the_feature']:.3f}"
-    )
+def format_comparison(result: dict) -> str:
+    """:func:`compare`'s figures as text: how many records, the candidates' ceiling, and
+    hit@1 and hit@3 of each predictor."""
+    lines = [
+        f"{result['n']} {result['split']} records with a target; the candidates hold the "
+        f"feature for {result['candidates_hold_the_feature']:.3f}"
+    ]
     for name in ("heuristic", "learned"):
-        print(f"  {name:9}  hit@1 {out[name]['hit@1']:.3f}  hit@3 {out[name]['hit@3']:.3f}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+        hit = result[name]
+        lines.append(f"  {name:9}  hit@1 {hit['hit@1']:.3f}  hit@3 {hit['hit@3']:.3f}")
+    return "\n".join(lines)

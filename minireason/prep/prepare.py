@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
@@ -28,6 +29,7 @@ from minireason.data.io import write_head
 from minireason.data.records import ItemMeta, Review
 from minireason.data.split import SPLITS, k_core, leave_last_out, random_split
 from minireason.files import sha256_file, writer_lock
+from minireason.options import check, option
 from minireason.prep.features import (
     AspectVocabulary,
     EvidenceIndex,
@@ -52,7 +54,7 @@ from minireason.prep.prepared import (
     write_prepared,
 )
 from minireason.prep.prompts import build_prompt, evidence_length, render_prompt
-from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, SPECIAL_TOKENS, BPETokenizer
+from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, MIN_VOCAB_SIZE, BPETokenizer
 
 FORMATS = ("amazon", "movielens", "jsonl", "csv")
 SPLIT_KINDS = ("time", "random")  # leave-last-out per user; seeded 8:1:1
@@ -60,29 +62,46 @@ SPLIT_KINDS = ("time", "random")  # leave-last-out per user; seeded 8:1:1
 
 @dataclass
 class PrepareConfig:
-    """Every option of ``prepare`` (the CLI flags map one to one)."""
+    """Every option of ``prepare``, declared once: the CLI's flags are its fields
+    (:mod:`minireason.options`) and :func:`check_options` checks the same bounds."""
 
-    reviews: str
-    out: str
-    meta: str | None = None
-    format: str = "amazon"
-    columns: dict | None = None  # jsonl/csv: {field: column}
-    split: str = "time"  # "time" (leave-last-out per user) or "random" (8:1:1)
-    seed: int = 0
-    kcore: int = 0
-    vocab_size: int = DEFAULT_VOCAB_SIZE
-    n_unigrams: int = 150
-    n_bigrams: int = 50
-    min_df: int = 5
-    n_item_tags: int = 5
-    max_history: int = 10
-    context: int = 128
-    prompt_tokens: int = 80
-    focus: int = 3  # predicted focus aspects per prompt (0: no focus part)
-    evidence: int = 1  # sentences of other users' reviews per prompt (0: no evidence part)
-    evidence_tokens: int = 32  # longest evidence sentence, in prompt tokens
-    max_review_tokens: int = 4096  # most pretraining tokens one review may contribute
-    strict: bool = False
+    description: ClassVar[str] = (  # its --help
+        "Load, validate, clean and split reviews, mine aspects, pick explanation targets, build "
+        "prompts and a BPE tokenizer; write a prepared directory with report.md. Relative "
+        "input paths are also looked up under $MINIREASON_DATA_DIR."
+    )
+
+    reviews: str = option(metavar="FILE", help="reviews file (movielens: the folder)")
+    out: str = option(metavar="DIR", help="the prepared directory to write")
+    meta: str | None = option(None, metavar="FILE", help="Amazon item metadata (2014 or 2018)")
+    format: str = option("amazon", choices=FORMATS, help="input format")
+    columns: dict | None = option(  # jsonl/csv: {field: column}; on the command line the text
+        None, kind=str, metavar="MAP", help="jsonl/csv: user=COL,item=COL,rating=COL,time=COL,..."
+    )
+    split: str = option("time", choices=SPLIT_KINDS, help="leave-last-out or seeded 8:1:1")
+    seed: int = option(0, metavar="SEED", help="seed of the random split")
+    kcore: int = option(
+        0, min=0, metavar="K", help="keep only users and items with K or more reviews each (0: off)"
+    )
+    vocab_size: int = option(
+        DEFAULT_VOCAB_SIZE, min=MIN_VOCAB_SIZE, help="BPE vocabulary size, special tokens included"
+    )
+    n_unigrams: int = option(150, min=0, help="one-word aspects kept")
+    n_bigrams: int = option(50, min=0, help="two-word aspects kept")
+    min_df: int = option(5, min=1, help="reviews an aspect must be in")
+    n_item_tags: int = option(5, min=0, cli=False, help="tags kept per item")
+    max_history: int = option(10, min=1, help="past items kept in a prompt")
+    context: int = option(128, min=3, help="tokens per fine-tuning sequence")
+    prompt_tokens: int = option(80, min=2, help="prompt budget in tokens, less than --context")
+    focus: int = option(3, min=0, metavar="K", help="predicted focus aspects per prompt (0: none)")
+    evidence: int = option(
+        1, min=0, metavar="K", help="sentences of other users' reviews per prompt (0: none)"
+    )
+    evidence_tokens: int = option(32, min=4, help="longest evidence sentence, in prompt tokens")
+    max_review_tokens: int = option(
+        4096, min=1, cli=False, help="most pretraining tokens one review may contribute"
+    )
+    strict: bool = option(False, help="stop at the first malformed line")
     progress: bool = True
 
 
@@ -395,39 +414,14 @@ def prepare_sample(reviews, out, n_lines: int = 600) -> Path:
 
 
 def check_options(cfg: PrepareConfig) -> None:
-    """Raise ValueError naming the option for a combination that cannot work, before any
-    data is read."""
-    if cfg.format not in FORMATS:
-        raise ValueError(f"--format must be one of {FORMATS}, not {cfg.format!r}")
-    if cfg.split not in SPLIT_KINDS:
-        raise ValueError(f"--split must be one of {SPLIT_KINDS}, not {cfg.split!r}")
+    """Raise ValueError naming the option for a value its declaration refuses, or a
+    combination that cannot work, before any data is read."""
+    check(cfg)
     if cfg.prompt_tokens >= cfg.context:
         raise ValueError(
             f"--prompt-tokens ({cfg.prompt_tokens}) must be < --context "
             f"({cfg.context}) to leave room for the reason"
         )
-    lowest = {
-        "seed": None,
-        "kcore": 0,
-        "vocab_size": len(SPECIAL_TOKENS) + 256,
-        "n_unigrams": 0,
-        "n_bigrams": 0,
-        "min_df": 1,
-        "n_item_tags": 0,
-        "evidence": 0,
-        "evidence_tokens": 4,
-        "max_history": 1,
-        "context": 3,
-        "prompt_tokens": 2,
-        "focus": 0,
-        "max_review_tokens": 1,
-    }
-    for name, low in lowest.items():
-        value = getattr(cfg, name)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ValueError(f"--{name.replace('_', '-')} must be an integer, got {value!r}")
-        if low is not None and value < low:
-            raise ValueError(f"--{name.replace('_', '-')} must be >= {low}, got {value}")
     check_output_dir(cfg.out)
 
 

@@ -22,6 +22,7 @@ from minireason.files import atomic_write_text
 
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<hist>", "<item>", "<reason>", "<sep>", "<evidence>")
 DEFAULT_VOCAB_SIZE = 4096
+MIN_VOCAB_SIZE = 256 + len(SPECIAL_TOKENS)  # every byte, and the special tokens
 
 
 class BPETokenizer:
@@ -42,9 +43,9 @@ class BPETokenizer:
         cls, texts: Iterable[str], vocab_size: int = DEFAULT_VOCAB_SIZE, min_frequency: int = 2
     ) -> BPETokenizer:
         """Train a byte-level BPE on ``texts`` with ``vocab_size`` entries (specials included)."""
-        if vocab_size < 256 + len(SPECIAL_TOKENS):
+        if vocab_size < MIN_VOCAB_SIZE:
             raise ValueError(
-                f"vocab_size must be >= {256 + len(SPECIAL_TOKENS)} "
+                f"vocab_size must be >= {MIN_VOCAB_SIZE} "
                 f"(256 bytes + {len(SPECIAL_TOKENS)} special tokens), got {vocab_size}"
             )
         tok = Tokenizer(models.BPE())

@@ -35,14 +35,17 @@ prepared directory it was started on: resuming it with other data is refused.
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import fields
+from dataclasses import dataclass, fields
 from pathlib import Path
+from typing import ClassVar
 
 from minireason import backend
 from minireason.files import atomic_write, atomic_write_json, writer_lock
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore
 from minireason.nn.model import GPT, GPTConfig
+from minireason.options import option
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import ReasonBatches, TokenWindows
 from minireason.train.loop import TrainConfig, plot_losses, train
@@ -58,6 +61,26 @@ PRESET_DIR = Path(__file__).resolve().parent / "presets"
 PRESET_KEYS = ("description", "model", "pretrain", "finetune")
 PRETRAIN_HOLDOUT = 0.02  # share of the pretraining stream kept for validation
 STAGES = ("pretrain", "finetune")
+
+
+@dataclass
+class RecipeConfig:
+    """The options of ``minireason train``."""
+
+    description: ClassVar[str] = (  # its --help
+        "Pretrain on every training sentence, then fine-tune to write the reason after a "
+        "prompt (loss on the reason only). Checkpoints as it goes; --resume continues exactly."
+    )
+
+    prepared: str = option(metavar="DIR", help="a prepared directory, from 'minireason prepare'")
+    preset: str = option("tiny", metavar="NAME|FILE", help="tiny, small or a JSON file")
+    out: str | None = option(None, metavar="DIR", help="run directory (default: runs/PRESET)")
+    resume: bool = option(False, help="continue the checkpoints in --out")
+
+    @property
+    def run_dir(self) -> str:
+        """``out``, or else ``runs/PRESET`` (the preset's name, without folder or ``.json``)."""
+        return self.out or os.path.join("runs", os.path.splitext(os.path.basename(self.preset))[0])
 
 
 # --------------------------------------------------------------------------- presets
