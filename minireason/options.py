@@ -115,8 +115,9 @@ def at_least(low, kind=int):
 
 def add_options(parser: argparse.ArgumentParser, config: type) -> None:
     """Add an argument to ``parser`` for each option of the config class ``config``, with its
-    default, bounds, metavar and help; its ``dest`` is the field's name."""
-    for f, opt in declared(config):
+    default, bounds, metavar and help; its ``dest`` is the field's name. Keyword-only fields
+    (those of a shared base, such as a run's options) come after the command's own."""
+    for f, opt in sorted(declared(config), key=lambda fo: bool(fo[0].kw_only)):
         if not opt.cli:
             continue
         kind, has_default = kind_of(f, opt), f.default is not MISSING

@@ -28,27 +28,52 @@ from __future__ import annotations
 import os
 import platform
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 
+from minireason.bench.machine import json_option
+from minireason.options import option
 from minireason.prep.prepared import load_prepared
 from minireason.reason import catalogue
-from minireason.train.run import ChoiceSettings, read_run_info
+from minireason.train.run import ChoiceSettings, RunOptions, read_run_info
 
 
 def _sorted_rows(table) -> list[dict]:
     return sorted(table.to_pylist(), key=lambda r: (r["user"], r["rank"]))
 
 
+@dataclass
+class BenchExplainAllConfig(RunOptions):
+    """The options of ``minireason bench explain-all`` (:mod:`minireason.options`); the
+    defaults of :func:`run_bench_explain_all` are these."""
+
+    description: ClassVar[str] = (
+        "Run explain-all on the first --users users, once per worker count, each into a "
+        "temporary directory; reasons per second, per-worker-process rate, start-up time, and "
+        "whether every run wrote the same rows."
+    )
+
+    run: str = option(metavar="DIR", help="a run of 'minireason train'")
+    prepared: str = option(metavar="DIR", help="the data it was trained on")
+    users: int = option(40, min=1, help="the first N users")
+    top_k: int = option(3, min=1, metavar="K", help="recommendations per user")
+    chunk_size: int = option(2, min=1, help="users per task")
+    workers: tuple = option((1, 2), min=1, kind=int, nargs="+", help="worker counts to time")
+    seed: int = option(0, metavar="SEED", help="the base of every (user, item) seed")
+    json: str | None = json_option()
+
+
 def run_bench_explain_all(
     prepared_dir,
     run_dir,
-    n_users: int = 40,
-    top_k: int = 3,
-    chunk_size: int = 2,
-    worker_counts=(1, 2),
-    seed: int = 0,
+    n_users: int = BenchExplainAllConfig.users,
+    top_k: int = BenchExplainAllConfig.top_k,
+    chunk_size: int = BenchExplainAllConfig.chunk_size,
+    worker_counts=BenchExplainAllConfig.workers,
+    seed: int = BenchExplainAllConfig.seed,
     settings: ChoiceSettings | None = None,
     allow_other_data: bool = False,
 ) -> dict:

@@ -23,18 +23,20 @@ from __future__ import annotations
 import json
 import time
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tqdm import tqdm
 
-from minireason.bench.machine import machine_info
+from minireason.bench.machine import json_option, machine_info
 from minireason.nn.threads import set_threads
 from minireason.nn.threads import threads as current_threads
+from minireason.options import option
 from minireason.prep.features import HistoryItem
 from minireason.reason.explain import explain
-from minireason.train.run import Decoding, ScoreWeights, check_same_data
+from minireason.train.run import Decoding, RunOptions, ScoreWeights, check_same_data
 
 STAGES = (
     "prefill",  # the prompt, once per explanation (generate.prefill)
@@ -44,6 +46,30 @@ STAGES = (
     "scoring",  # the score of every candidate (scoring.rank_candidates, from choose.rank)
     "attention evidence",  # the forward pass behind the evidence (evidence.attention_evidence)
 )
+
+
+@dataclass
+class BenchExplainConfig(RunOptions):
+    """The options of ``minireason bench explain`` (:mod:`minireason.options`)."""
+
+    description: ClassVar[str] = (
+        "Explain the first --pairs records of a split one at a time, as 'explain' does; "
+        "median and 90th-percentile seconds per pair."
+    )
+
+    run: str = option(metavar="DIR", help="a run of 'minireason train'")
+    prepared: str = option(metavar="DIR", help="the data it was trained on")
+    split: str = option("test", choices=("train", "valid", "test"), help="whose records")
+    pairs: int = option(20, min=1, help="timed pairs")
+    warmup: int = option(2, min=0, help="untimed pairs first")
+    seed: int = option(0, metavar="SEED", help="seed of every pair's candidates")
+    threads: int | None = option(None, min=1, help="BLAS threads (default: as they are)")
+    breakdown: bool = option(
+        False,
+        help="also time each stage (prefill, decode steps and their products, choosing "
+        "tokens, scoring, attention evidence) in a second pass",
+    )
+    json: str | None = json_option()
 
 
 @contextmanager
@@ -141,12 +167,12 @@ def pair_inputs(record: dict, prepared) -> dict:
 def run_bench_explain(
     run,
     prepared,
-    n_pairs: int = 20,
+    n_pairs: int = BenchExplainConfig.pairs,
     decoding: Decoding | None = None,
     weights: ScoreWeights | None = None,
-    split: str = "test",
-    warmup: int = 2,
-    seed: int = 0,
+    split: str = BenchExplainConfig.split,
+    warmup: int = BenchExplainConfig.warmup,
+    seed: int = BenchExplainConfig.seed,
     threads: int | None = None,
     progress: bool = True,
     breakdown: bool = False,

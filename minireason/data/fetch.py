@@ -146,6 +146,16 @@ class FetchConfig:
     )
 
 
+@dataclass
+class ListConfig:
+    """``minireason data list`` (no options)."""
+
+    description: ClassVar[str] = (
+        "The download cache, then each known dataset: its folder, what to cite, and each "
+        "file's size and canonical URL."
+    )
+
+
 def download(
     remote: RemoteFile, dest: Path, timeout: float = FetchConfig.timeout, progress: bool = True
 ) -> Path:

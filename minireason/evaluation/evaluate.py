@@ -7,9 +7,8 @@ Explanations. For each test record with a target (``finetune_test.npz``, in orde
 cache of :mod:`minireason.reason.generate`, in batches: by default as the system explains
 (:mod:`minireason.reason.choose`: the best of the run's 16 samples at temperature 0.7, top-p
 0.9, scored with the run's weights or ``--weights FILE``'s), or greedily with ``--decode
-greedy``; the reasons
-are scored with :func:`minireason.evaluation.metrics.explanation_metrics` against the record's target
-sentence and ground-truth feature, with the prepared feature set F. The model's perplexity is
+greedy``; the reasons are scored with :func:`minireason.evaluation.metrics.explanation_metrics`
+against the record's target sentence and ground-truth feature, with the prepared feature set F. The model's perplexity is
 measured on the same records' ``reason + <eos>`` tokens (teacher-forced, the fine-tuning loss).
 Every baseline of :mod:`minireason.evaluation.baselines` (random, retrieval, evidence,
 template: :data:`~minireason.evaluation.baselines.BASELINES`) answers the same records.
@@ -38,8 +37,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import ClassVar
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -50,12 +50,13 @@ from minireason.evaluation.baselines import BASELINES, baseline_answers
 from minireason.evaluation.bootstrap import bootstrap_intervals
 from minireason.evaluation.metrics import explanation_metrics, perplexity
 from minireason.evaluation.render import check_output_dir, write_outputs
+from minireason.options import option
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.prep.tokenizer import BPETokenizer
 from minireason.reason.choose import ScoringContext, choose_reasons
 from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
-from minireason.train.run import Decoding, ScoreWeights, check_same_data, load_run
+from minireason.train.run import Decoding, RunOptions, ScoreWeights, check_same_data, load_run
 
 SYSTEMS = ("model", *BASELINES)
 DECODERS = ("step4", "greedy")
@@ -138,21 +139,53 @@ def recommendation_metrics(
 # --------------------------------------------------------------------------- the evaluation
 
 
+@dataclass
+class EvaluateConfig(RunOptions):
+    """The options of ``minireason evaluate`` (:mod:`minireason.options`); the defaults of
+    :func:`evaluate_run` are these."""
+
+    description: ClassVar[str] = (
+        "Reasons for the records with a target, scored (BLEU, ROUGE, USR, FMR, FCR, DIV, "
+        "degenerate, perplexity) beside the baselines below, with 95% bootstrap intervals "
+        "over the records and how often the model is ahead of each baseline; HR/NDCG@10 of "
+        "four recommenders; 20 random records in full. Writes evaluation.json/.md/.png/.html "
+        "and generations.jsonl.\n\nbaselines:\n"
+        + "\n".join(f"  {name}: {line}" for name, line in BASELINES.items())
+    )
+
+    prepared: str = option(metavar="DIR", help="the prepared directory the run was trained on")
+    run: str = option(metavar="DIR", help="a run of 'minireason train'")
+    out: str | None = option(None, metavar="DIR", help="output directory (default: RUN/eval)")
+    limit: int | None = option(None, min=2, help="evaluate the first N records only")
+    batch_size: int = option(
+        64, min=1, help="prompts per generation batch, sequences per loss batch"
+    )
+    seed: int = option(0, metavar="SEED", help="seed of the sampling and the random baseline")
+    decode: str = option("step4", choices=DECODERS, help="step4: as 'explain' chooses; or greedy")
+    split: str = option("test", choices=("test", "valid"), help="tune on valid, report on test")
+    focus_from: str = option(
+        "predicted",
+        choices=FOCUS_FROM,
+        help="predicted: the honest protocol; target: the oracle one, the test review's own "
+        "feature as the focus (as PETER+/NETE are given it), labelled in every output",
+    )
+
+
 def evaluate_run(
     prepared_dir,
     run_dir,
     out_dir=None,
     limit: int | None = None,
-    batch_size: int = 64,
-    seed: int = 0,
+    batch_size: int = EvaluateConfig.batch_size,
+    seed: int = EvaluateConfig.seed,
     generate_fn: GenerateFn | None = None,
     progress: bool = True,
-    decode: str = "step4",
+    decode: str = EvaluateConfig.decode,
     decoding: Decoding | None = None,
-    split: str = "test",
+    split: str = EvaluateConfig.split,
     allow_other_data: bool = False,
     allow_unfinished: bool = False,
-    focus_from: str = "predicted",
+    focus_from: str = EvaluateConfig.focus_from,
     weights: ScoreWeights | None = None,
     weights_from: str = "run.json",
 ) -> dict:

@@ -32,11 +32,13 @@ reasons a tuned file chooses before adopting it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
+from typing import ClassVar
 
 from minireason.evaluation.metrics import explanation_metrics
 from minireason.files import atomic_write_json, read_versioned_json
+from minireason.options import option
 from minireason.prep.prepared import load_prepared
 from minireason.reason.choose import CandidatePool, ScoringContext, sample_batches
 from minireason.train.run import (
@@ -66,6 +68,26 @@ GRID = {  # the values each weight may take
 TARGETS = {"bleu4": 1.6, "rougeL_f": 19.0, "bleu1": 20.0, "fmr": 0.36}
 MAX_DEGENERATE = 0.03
 MIN_USR = 0.5
+
+
+@dataclass
+class TuneConfig:
+    """The options of ``minireason tune`` (:mod:`minireason.options`)."""
+
+    description: ClassVar[str] = (
+        "Sample the validation records' candidates once, then search the score's weights "
+        "coordinate by coordinate from the run's own, for BLEU-4, ROUGE-L, BLEU-1 and FMR "
+        "with at most 3% degenerate reasons. Writes the best weights with their validation "
+        "numbers beside the run's; adopt them with --weights FILE in explain, evaluate, "
+        "explain-all and bench explain. Read the reasons they choose before adopting them."
+    )
+
+    prepared: str = option(metavar="DIR", help="the run's prepared directory")
+    run: str = option(metavar="DIR", help="a run of 'minireason train'")
+    out: str = option(metavar="FILE.json", help="the weights file to write (or replace)")
+    limit: int | None = option(None, min=2, help="the first N validation records only")
+    seed: int = option(0, metavar="SEED", help="the sampling seed, as evaluate's")
+    passes: int = option(2, min=1, help="rounds over the weights")
 
 
 def objective(m: dict) -> float:
@@ -133,8 +155,8 @@ def tune(
     out=None,
     limit=None,
     batch_size: int = 4,
-    seed: int = 0,
-    passes: int = 2,
+    seed: int = TuneConfig.seed,
+    passes: int = TuneConfig.passes,
     log=print,
     progress: bool = True,
 ) -> dict:

@@ -70,6 +70,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 from minireason.files import (
     atomic_write,
@@ -78,6 +79,7 @@ from minireason.files import (
     sha256_file,
     writer_lock,
 )
+from minireason.options import option
 from minireason.prep.features import profile
 from minireason.prep.prepared import Prepared, load_prepared
 from minireason.reason.explain import (
@@ -87,10 +89,11 @@ from minireason.reason.explain import (
     pair_seed,
     user_history,
 )
-from minireason.reason.recommend import RECOMMENDERS
+from minireason.reason.recommend import DEFAULT_RECOMMENDER, RECOMMENDERS
 from minireason.reason.scoring import SCORE_PARTS
 from minireason.train.run import (
     Decoding,
+    RunOptions,
     ScoreWeights,
     check_same_data,
     load_run,
@@ -109,6 +112,40 @@ ONE_BLAS_THREAD = {  # each worker process computes on one core: no BLAS or prod
     "MINIREASON_THREADS": "1",
 }
 EXTRA = "pip install 'minireason[scale]' (dask, distributed, pyarrow)"
+
+
+@dataclass
+class ExplainAllConfig(RunOptions):
+    """The options of ``minireason explain-all`` (:mod:`minireason.options`); the defaults of
+    :func:`explain_all` are these."""
+
+    description: ClassVar[str] = (
+        "Recommend the top-k items to every user (or those of --users FILE) and explain each "
+        "as 'explain' does, as Dask tasks of --chunk-size users on a local cluster (--workers) "
+        "or an existing one (--scheduler). One Parquet file per chunk and a manifest in --out; "
+        "the same command again resumes, skipping finished chunks. Needs the [scale] extra."
+    )
+    epilog: ClassVar[str] = (
+        "examples:\n  minireason explain-all --prepared runs/demo/prepared --run runs/demo/run "
+        "--out runs/demo/catalogue --workers 2\n  minireason explain-all ... --scheduler "
+        "tcp://HOST:8786   (workers started with: dask worker tcp://HOST:8786 --nthreads 1)"
+    )
+
+    prepared: str = option(metavar="DIR", help="the run's prepared directory")
+    run: str = option(metavar="DIR", help="a run of 'minireason train'")
+    out: str = option(metavar="DIR", help="output directory (Parquet files and a manifest)")
+    users: str = option("all", metavar="all|FILE", help="every user, or a file of ids, one a line")
+    top_k: int = option(10, min=1, metavar="K", help="recommendations per user")
+    recommender: str = option(
+        DEFAULT_RECOMMENDER, choices=tuple(RECOMMENDERS), help="what recommends the items"
+    )
+    chunk_size: int = option(DEFAULT_CHUNK_SIZE, min=1, help="users per task and per file")
+    workers: int | None = option(
+        None, min=1, help="local worker processes (default: one per core; not with --scheduler)"
+    )
+    scheduler: str | None = option(None, metavar="ADDRESS", help="an existing Dask cluster")
+    seed: int = option(0, metavar="SEED", help="the base of every (user, item) seed")
+
 
 # The Parquet columns, in order (types in :func:`schema`).
 COLUMNS = (
@@ -463,20 +500,20 @@ def check_same_job(out, old: dict, new: dict) -> None:
                 f"--{name} has content {now[:12]}, it was written from {before[:12]} "
                 f"({old['inputs'][name]['path']})"
             )
-    for name, option in _OPTION.items():
+    for name, flag in _OPTION.items():
         before, now = old["settings"].get(name), new["settings"][name]
         if name == "users":
             before, now = (before or {}).get("sha256"), now["sha256"]
             if before != now:
-                diffs.append(f"{option}: another list of users than {old['settings']['users']}")
+                diffs.append(f"{flag}: another list of users than {old['settings']['users']}")
         elif isinstance(before, dict) and isinstance(now, dict) and before != now:
             changed = sorted(k for k in before.keys() | now.keys() if before.get(k) != now.get(k))
             diffs.append(
-                f"{option}: "
+                f"{flag}: "
                 + ", ".join(f"{k} {now.get(k)} here, {before.get(k)} there" for k in changed)
             )
         elif before != now:
-            diffs.append(f"{option}: {now} here, {before} there")
+            diffs.append(f"{flag}: {now} here, {before} there")
     if diffs:
         raise ValueError(
             f"--out {out} holds an explain-all run with other inputs or settings: "
@@ -589,11 +626,11 @@ def explain_all(
     run_dir,
     out,
     *,
-    users="all",
-    top_k: int = 10,
-    recommender: str = "hybrid",
-    chunk_size: int = DEFAULT_CHUNK_SIZE,
-    seed: int = 0,
+    users=ExplainAllConfig.users,
+    top_k: int = ExplainAllConfig.top_k,
+    recommender: str = ExplainAllConfig.recommender,
+    chunk_size: int = ExplainAllConfig.chunk_size,
+    seed: int = ExplainAllConfig.seed,
     decoding: Decoding | None = None,
     weights: ScoreWeights | None = None,
     weights_from: str = "run.json",

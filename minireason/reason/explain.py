@@ -34,7 +34,9 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from minireason.options import option
 from minireason.prep.features import (
     MAX_HISTORY_ASPECTS,
     HistoryItem,
@@ -46,9 +48,50 @@ from minireason.prep.prepared import Prepared
 from minireason.prep.prompts import build_prompt, render_prompt
 from minireason.reason import choose
 from minireason.reason.evidence import Evidence, attention_evidence
-from minireason.reason.recommend import RECOMMENDERS, Recommender
+from minireason.reason.recommend import DEFAULT_RECOMMENDER, RECOMMENDERS, Recommender
 from minireason.reason.scoring import Candidate, ScoreBreakdown
-from minireason.train.run import Decoding, Run, ScoreWeights
+from minireason.train.run import Decoding, Run, RunOptions, ScoreWeights
+
+
+@dataclass
+class ExplainConfig(RunOptions):
+    """The options of ``minireason explain`` (:mod:`minireason.options`)."""
+
+    description: ClassVar[str] = (
+        "Explain a known user's recommendations (--user, or one --item), or free-form input "
+        "(--history and --tags); each reason with its attention evidence."
+    )
+    epilog: ClassVar[str] = (
+        "examples:\n  minireason explain --prepared runs/demo/prepared --run runs/demo/run "
+        "--user A00625243BI8W1SSZNLMD\n  minireason explain --run runs/demo/run "
+        '--history "strings, tuner (4); pedal, patch cables" --tags "capo, guitar"'
+    )
+
+    run: str = option(metavar="DIR", help="a run of 'minireason train'")
+    prepared: str | None = option(None, metavar="DIR", help="the run's prepared directory")
+    user: str | None = option(None, metavar="ID", help="a user id of the prepared data")
+    item: str | None = option(None, metavar="ID", help="explain this item (default: recommend)")
+    history: str | None = option(
+        None, metavar="TEXT", help='free-form history: "term, term (rating); term", oldest first'
+    )
+    tags: str | None = option(None, metavar="TEXT", help='free-form item tags: "tag, tag, ..."')
+    k: int = option(3, min=1, flag="-k", metavar="K", help="recommendations to explain")
+    seed: int = option(0, metavar="SEED", help="seed of the first reason's candidates")
+    plot: str | None = option(
+        None, metavar="FILE.png", help="attention heatmap of the first reason"
+    )
+    html: str | None = option(
+        None, metavar="FILE.html", help="a self-contained page: token attention, every candidate"
+    )
+    show_candidates: bool = option(False, help="print every candidate with each part of its score")
+
+    def __post_init__(self):
+        if (self.user is None) == (self.history is None and self.tags is None):
+            raise ValueError(
+                "give either --user ID (with --prepared) or --history/--tags, not both"
+            )
+        if self.user is not None and not self.prepared:
+            raise ValueError("--user needs --prepared DIR (the prepared directory of the run)")
 
 
 @dataclass
@@ -268,7 +311,7 @@ def free_form_focus(
     return predict_focus(tag_counts(tags, known), profile(history)["aspects"], rates, k)
 
 
-def fit_recommender(prepared: Prepared, name: str = "hybrid") -> Recommender:
+def fit_recommender(prepared: Prepared, name: str = DEFAULT_RECOMMENDER) -> Recommender:
     """A recommender of :data:`~minireason.reason.recommend.RECOMMENDERS` (default: the
     hybrid of item CF and tag/aspect content) fitted on the training split."""
     if name not in RECOMMENDERS:
@@ -332,7 +375,7 @@ def explain_for_user(
     prepared: Prepared,
     user: str,
     item: str | None = None,
-    k: int = 3,
+    k: int = ExplainConfig.k,
     seed: int = 0,
     recommender: Recommender | None = None,
     decoding: Decoding | None = None,

@@ -221,6 +221,7 @@ RECOMMENDERS = {  # name -> class, as the command line names them
     "content": ContentSimilarity,
     "hybrid": Hybrid,
 }
+DEFAULT_RECOMMENDER = "hybrid"  # what explain and explain-all recommend with
 
 
 def _l2_rows(m: np.ndarray) -> np.ndarray:

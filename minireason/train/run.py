@@ -37,6 +37,7 @@ from pathlib import Path
 
 from minireason.files import atomic_write_json, read_versioned_json, sha256_file
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, model_from
+from minireason.options import option
 from minireason.prep.tokenizer import BPETokenizer
 
 FORMAT = "minireason-run"
@@ -217,6 +218,38 @@ class ChoiceSettings:
     decoding: Decoding
     weights: ScoreWeights
     weights_from: str
+
+
+@dataclass(kw_only=True)
+class RunOptions:
+    """The options of every command that uses a run (a base of their configs,
+    :mod:`minireason.options`): how it chooses a reason, each None for the run's own
+    (``candidates``, ``max_new_tokens``, ``weights``), and the pairing checks."""
+
+    candidates: int | None = option(None, min=1, help="samples per reason (default: the run's)")
+    max_new_tokens: int | None = option(
+        None, min=1, help="longest reason in tokens (default: the run's)"
+    )
+    weights: str | None = option(
+        None,
+        metavar="FILE.json",
+        help="the score's weights, from 'minireason tune' (default: the run's)",
+    )
+    allow_other_data: bool = option(False, help="use data the run was not trained on")
+    allow_unfinished: bool = option(False, help="use a run whose training did not finish")
+
+    def settings(self, info: RunInfo) -> ChoiceSettings:
+        """``info``'s decoding and weights with these options' replacements."""
+        decoding = info.decoding.replace(
+            n_candidates=self.candidates, max_new_tokens=self.max_new_tokens
+        )
+        return info.settings(decoding, self.weights)
+
+    def choice(self, info: RunInfo) -> dict:
+        """:meth:`settings` as the keyword arguments ``decoding``, ``weights`` and
+        ``weights_from`` that ``evaluate_run`` and ``explain_all`` take."""
+        s = self.settings(info)
+        return {"decoding": s.decoding, "weights": s.weights, "weights_from": s.weights_from}
 
 
 def run_info_for(
