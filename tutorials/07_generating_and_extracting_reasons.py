@@ -191,7 +191,7 @@ assert same and diff < 1e-4
 # - unknown words - penalties`
 #
 # with the default weights (`minireason.train.run.ScoreWeights`, which every run records in its
-# `run.json`; chosen on the validation split, the README gives the numbers). *Item coverage* is the share of the item's tags the
+# `run.json`; chosen on the validation split, docs/quality.md gives the numbers). *Item coverage* is the share of the item's tags the
 # candidate names, *focus coverage* the share of the prompt's focus aspects, *own phrases* the
 # share of its 3-word phrases the user wrote in their past reviews, and *agreement* its mean
 # word overlap with the other candidates (minimum-Bayes-risk selection: what most samples say

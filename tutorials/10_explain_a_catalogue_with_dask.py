@@ -281,7 +281,7 @@ assert theirs == rows
 # those seconds is what one worker process, one core, sustains: `r` reasons per second. For
 # `U` users with `k` recommendations each on `N` machines of `c` cores, if the job scales
 # linearly (it has no shared state but the file system), the time is `U k / (r c N)`.
-# `minireason bench explain-all` measures `r` with 1 and 2 workers; the README has the
+# `minireason bench explain-all` measures `r` with 1 and 2 workers; docs/catalogue.md has the
 # figures and the estimate. The number below is this run's, on this machine, for this model.
 
 # %%

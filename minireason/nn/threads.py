@@ -4,7 +4,7 @@ with the BLAS library itself kept to one thread.
 NumPy hands ``a @ b`` to OpenBLAS, which splits one product across its own threads and
 *spins* while it waits for them. On a quiet machine that is fast; on a busy one (a laptop
 running anything else, or a second training job) the spinning threads steal the cores the
-work needs, and a training step gets many times slower (the README's "busy machine" row).
+work needs, and a training step gets many times slower (docs/speed.md's busy-machine rows).
 So instead, on the CPU:
 
 - OpenBLAS runs every product on the thread that calls it (one BLAS thread, set once through

@@ -37,7 +37,7 @@ focus it is given). Every other record, and every record at test time, gets the 
 aspects :func:`predict_focus` ranks first from training data only: how often the item's
 other reviews mention the aspect, whether the user's profile holds it, and how often the
 aspect, when a training review mentions it, is that review's ground-truth feature
-(:func:`feature_rates`). The weights were chosen on the validation split (the README's
+(:func:`feature_rates`). The weights were chosen on the validation split (docs/quality.md's
 "How the settings were chosen" gives the numbers).
 
 **User profile** of a record: the aspects the user mentioned in, and the tags of the items

@@ -19,9 +19,9 @@ about three records in four on Musical Instruments: the ceiling of any ranking.
 
 :func:`compare` reports hit@1 and hit@3 (the share of records whose true feature is among
 the first one or three) of both predictors on a split, :func:`format_comparison` prints them
-(``minireason bench focus``, whose options are :class:`FocusBenchConfig`); the README gives
+(``minireason bench focus``, whose options are :class:`FocusBenchConfig`); docs/quality.md gives
 the validation numbers. The prompts use :func:`predict_focus`: on Musical Instruments the learned model
-is not reliably better (see the README), and the hand-made one is the one a student can read.
+is not reliably better (see docs/quality.md), and the hand-made one is the one a student can read.
 """
 
 from __future__ import annotations

@@ -61,7 +61,7 @@ class Decoding:
     ``top_p``, each at most ``max_new_tokens`` long, and the best-scored one is kept.
 
     The defaults were chosen on the validation split of Musical Instruments with the small
-    preset (the README's "How the settings were chosen" lists the runs and their numbers).
+    preset (docs/quality.md's "How the settings were chosen" lists the runs and their numbers).
     """
 
     n_candidates: int = 16
@@ -98,7 +98,7 @@ class ScoreWeights:
     FILE`` replaces them for one command.
 
     The defaults (what a new run records) were chosen on the validation split of Musical
-    Instruments with the small preset (``docs/`` and the README list the settings tried and
+    Instruments with the small preset (``docs/quality.md`` lists the settings tried and
     their numbers); ``echo`` and ``unknown`` by blind readings, not by the tuner.
     """
 
