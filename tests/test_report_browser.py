@@ -543,3 +543,22 @@ def test_a_hostile_review_on_the_evaluation_page_renders_as_text(browser, demo, 
     assert HOSTILE in page.text_content('tr[data-i="2"]')
     view.clean()
     page.close()
+
+
+def test_evaluation_page_prints_no_null_or_undefined(browser, demo):
+    out, _ = demo
+    view = Opened(browser, out / "eval" / "evaluation.html")
+    missing = view.page.evaluate(
+        """() => {
+          const walk = document.createTreeWalker(document.getElementById("app"), NodeFilter.SHOW_TEXT);
+          const out = [];
+          for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+            const inRecord = n.parentElement.closest("table.generations tbody");
+            if (/^\\s*(null|undefined|NaN)\\s*$/.test(n.data) || (!inRecord && /\\b(null|undefined|NaN)\\b/.test(n.data))) out.push(n.data);
+          }
+          return out;
+        }"""
+    )
+    assert missing == []  # a value missing from the data, written as text
+    view.clean()
+    view.page.close()

@@ -321,7 +321,7 @@ function drawUser(u, ui) {
 function drawReport(data) {
   const app = document.getElementById("app");
   app.textContent = "";
-  app.append(
+  put(app,
     el("h1", {}, data.title),
     el("p", {}, "Each card is one recommendation and the reason minireason wrote for it. The prompt is drawn as what the model read: past items (their tags, what the user said about them, the rating) and the item to explain (its tags and the focus, the aspects the reason was asked to talk about). Each prompt token is shaded by the attention the reason paid to it: the darkest is the largest weight of the row shown. Attention shows what the model looked at, not a proof of why it wrote what it did."),
     el("p", {class: "legend small"}, "Underlines: ",
@@ -330,7 +330,7 @@ function drawReport(data) {
       ". Keys: Tab to a reason token, the arrows to move along the reason, Enter to pin it; Tab again to the prompt, whose tokens the arrows walk through."),
     aboutList(data.about),
   );
-  data.users.forEach((u, i) => app.append(drawUser(u, i)));
+  data.users.forEach((u, i) => put(app, drawUser(u, i)));
   document.body.dataset.ready = "1";
 }
 
