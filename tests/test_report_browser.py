@@ -562,3 +562,29 @@ def test_evaluation_page_prints_no_null_or_undefined(browser, demo):
     assert missing == []  # a value missing from the data, written as text
     view.clean()
     view.page.close()
+
+
+def test_evaluation_page_names_the_model_that_wrote_the_reasons(browser, demo):
+    out, _ = demo
+    info = json.loads((out / "eval" / "evaluation.json").read_text())["info"]
+    cfg = load_run(out / "run").model.config
+    view = Opened(browser, out / "eval" / "evaluation.html")
+    page = view.page
+    about = dict(
+        zip(
+            page.eval_on_selector_all("dl.about dt", "els => els.map(e => e.textContent)"),
+            page.eval_on_selector_all("dl.about dd", "els => els.map(e => e.textContent)"),
+            strict=True,
+        )
+    )
+    assert about["run"] == f"{info['run']} (checkpoint step {info['checkpoint_step']})"
+    assert about["model"] == f"{cfg.n_layer} layers x {cfg.n_head} heads, {cfg.n_embd} wide"
+    d = info["decoding"]
+    assert about["decoding"] == (
+        f"step 4: the best-scored of {d['n_candidates']} candidates, temperature "
+        f"{d['temperature']:g}, top-p {d['top_p']:g}, at most {d['max_new_tokens']} tokens"
+    )
+    weights = ", ".join(f"{k} {v:g}" for k, v in info["weights"].items() if v)
+    assert about["weights"] == f"{weights} (from {info['weights_from']})"
+    view.clean()
+    page.close()
