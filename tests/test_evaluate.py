@@ -28,7 +28,7 @@ from minireason.evaluation.metrics import METRICS
 from minireason.nn.checkpoint import load_model
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import pad_batch
-from minireason.train.run import Decoding
+from minireason.train.run import Decoding, load_run
 
 
 @pytest.fixture(scope="module")
@@ -175,6 +175,12 @@ def test_evaluate_with_a_perfect_generator(run, tmp_path):
         assert 0.0 <= r["ndcg@10"] <= r["hr@10"] <= 1.0 and r["n_users"] == len(prepared.test)
     saved = json.loads((out / "evaluation.json").read_text())
     assert saved["model"]["bleu1"] == pytest.approx(100.0)
+    cfg = load_run(run_dir).model.config  # the model that wrote the reasons, named
+    assert saved["info"]["model_size"] == {
+        "n_layer": cfg.n_layer,
+        "n_head": cfg.n_head,
+        "n_embd": cfg.n_embd,
+    }
     rows = [json.loads(line) for line in (out / "generations.jsonl").read_text().splitlines()]
     assert len(rows) == 12 and all(r["model"] == r["reference"] for r in rows)
     assert all(r["template"].startswith("great ") for r in rows)

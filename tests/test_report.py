@@ -14,7 +14,7 @@ import pytest
 
 from minireason.cli import main
 from minireason.evaluation.metrics import explanation_metrics, format_metric
-from minireason.evaluation.render import evaluation_page_data, record_scores
+from minireason.evaluation.render import evaluation_about, evaluation_page_data, record_scores
 from minireason.html_page import embed_json, render_page, write_page
 from minireason.prep.prepared import load_prepared
 from minireason.reason import explain as ex
@@ -27,7 +27,7 @@ from minireason.reason.explanations_page import (
     write_report,
 )
 from minireason.reason.scoring import ScoreWeights
-from minireason.train.run import load_run
+from minireason.train.run import Decoding, load_run
 
 HOSTILE = '</script><img src=x onerror="window.__pwned=1"><!-- & \u2028 \u2029'
 
@@ -234,3 +234,46 @@ def test_record_scores_average_to_the_corpus_metrics():
     assert shown["rougeL_f"] == f"{corpus['rougeL_f']:.2f}" and shown["fmr"] == format_metric(
         "fmr", corpus["fmr"]
     )
+
+
+def test_the_evaluation_page_says_which_model_and_settings_made_it():
+    info = {
+        "prepared": "runs/prep",
+        "run": "runs/tiny",
+        "checkpoint_step": 800,
+        "training_finished": True,
+        "model_size": {"n_layer": 4, "n_head": 4, "n_embd": 128},
+        "split": "test",
+        "n_records": 6,
+        "n_test_records_with_target": 1257,
+        "random_seed": 0,
+        "decode": "step4",
+        "decoding": vars(Decoding()),
+        "weights": {**ScoreWeights().to_dict(), "user": 0.0, "echo": 0.25},
+        "weights_from": "tuned.json",
+    }
+    assert evaluation_about(info) == {
+        "run": "runs/tiny (checkpoint step 800)",
+        "prepared": "runs/prep",
+        "model": "4 layers x 4 heads, 128 wide",
+        "decoding": "step 4: the best-scored of 16 candidates, temperature 0.7, top-p 0.9, "
+        "at most 40 tokens",
+        "weights": ", ".join(f"{k} {v:g}" for k, v in info["weights"].items() if v)
+        + " (from tuned.json)",
+        "records": "6 of the 1257 test records with a target",
+        "seed": 0,
+    }
+    greedy = {
+        **info,
+        "training_finished": False,
+        "decode": "greedy",
+        "decoding": {"greedy": True, "max_new_tokens": 40},
+        "weights": None,
+        "weights_from": None,
+    }
+    about = evaluation_about(greedy)
+    assert about["run"] == "runs/tiny (checkpoint step 800, fine-tuning not finished)"
+    assert about["decoding"] == "greedy, at most 40 tokens" and "weights" not in about
+    assert evaluation_about({**info, "decode": "custom"})["decoding"].startswith("custom")
+    # a result made by hand, with few keys: only what it says, no None to print
+    assert evaluation_about({"n_records": 4, "split": "test"}) == {"records": "4"}

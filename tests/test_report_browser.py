@@ -4,9 +4,11 @@ The pages come from the demo's fast path (the micro preset on the real-data slic
 three candidates each). They must load with no console error and no network request; show
 one card per recommendation the CLI printed; shade each prompt token by the attention weight
 that Python computes from the model (clicked, hovered or focused reason token; mean or one
-layer and head); list every step-4 candidate with the CLI's scores; render hostile review text
-as text; work from the keyboard; print; and keep readable contrast. Skips, saying what is
-missing, without Playwright or Chromium (Debian: ``apt-get install chromium``).
+layer and head); list every step-4 candidate with the CLI's scores, its text readable in full;
+fit 1280 and 1920 px wide windows, nothing reaching out of its card; name the model that wrote
+the evaluated reasons and print no null; render hostile review text as text; work from the
+keyboard; print; and keep readable contrast. Skips, saying what is missing, without
+Playwright or Chromium (Debian: ``apt-get install chromium``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from minireason.text import mentions, tokens
 from minireason.train.run import load_run
 
 N_USERS, N_CANDIDATES, EVAL_LIMIT = 2, 3, 6
+WIDTHS = (1280, 1920)  # the window widths every element must fit
 HOSTILE = '</script><img src=x onerror="window.__pwned=1"><i id="pwned">bold</i> & <!-- \u2028'
 CHROMIUM_ARGS = [
     "--headless",
@@ -80,8 +83,8 @@ def browser():
 class Opened:
     """A page opened from ``file://``, with what went wrong in it recorded."""
 
-    def __init__(self, browser, path: Path):
-        self.page = browser.new_page(viewport={"width": 1200, "height": 900})
+    def __init__(self, browser, path: Path, width: int = 1200):
+        self.page = browser.new_page(viewport={"width": width, "height": 900})
         self.errors: list[str] = []
         self.requests: list[str] = []
         self.dialogs: list[str] = []
@@ -169,6 +172,28 @@ def contrast(fg: str, bg: str) -> float:
 
     hi, lo = sorted([lum(rgb(fg)), lum(rgb(bg))], reverse=True)
     return (hi + 0.05) / (lo + 0.05)
+
+
+# Everything on the page that does not fit, with every <details> opened: the page wider than
+# the window, a card (or any element) wider than its box, an element reaching out of its card
+# (or, outside the cards, out of the page's column); each named with its tag, class and how
+# far it reaches.
+OVERFLOWS = """() => {
+  for (const d of document.querySelectorAll("details")) d.open = true;
+  const out = [];
+  const name = (e) => e.tagName.toLowerCase() + (e.className ? "." + String(e.className).trim().replace(/ +/g, ".") : "");
+  const doc = document.documentElement;
+  if (doc.scrollWidth > window.innerWidth) out.push(`the page: ${doc.scrollWidth} > ${window.innerWidth}`);
+  const app = document.getElementById("app");
+  for (const e of [app, ...app.querySelectorAll("*")]) {
+    const box = e.getBoundingClientRect();
+    if (box.width === 0 && box.height === 0) continue; // not rendered (a closed <details>)
+    if (e.clientWidth > 0 && e.scrollWidth > e.clientWidth + 1) out.push(`${name(e)}: scrollWidth ${e.scrollWidth} > clientWidth ${e.clientWidth}`);
+    const frame = (e.parentElement.closest(".card") || app).getBoundingClientRect();
+    if (e !== app && (box.left < frame.left - 1 || box.right > frame.right + 1)) out.push(`${name(e)}: ${Math.round(box.left)}..${Math.round(box.right)} outside ${Math.round(frame.left)}..${Math.round(frame.right)}`);
+  }
+  return out;
+}"""
 
 
 def prompt_shading(page, card: str) -> list[tuple[float, float]]:
@@ -338,19 +363,62 @@ def test_candidates_table_has_every_candidate_with_the_clis_scores(browser, demo
     for k, table in enumerate(tables, 1):
         card = f"#u0r{k}"
         assert view.page.get_attribute(card, "data-reason") == reasons[k - 1]
-        rows = view.page.eval_on_selector_all(
-            f"{card} table.candidates tbody tr",
-            "trs => trs.map(tr => [tr.dataset.rank,"
-            " ...[...tr.querySelectorAll('td[data-key]')].map(td => td.textContent),"
-            f" tr.children[{n + 1}].textContent])",
+        # each part a column, or named among those that are 0 for every candidate
+        zero = view.page.eval_on_selector_all(
+            f"{card} .zero-parts", "els => els.flatMap(e => e.dataset.keys.split(' '))"
         )
+        groups = view.page.eval_on_selector_all(
+            f"{card} table.candidates tbody",
+            "tbs => tbs.map(tb => [tb.dataset.rank,"
+            " Object.fromEntries([...tb.querySelectorAll('td[data-key]')]"
+            ".map(td => [td.dataset.key, td.textContent])),"
+            " tb.querySelector('.finish').textContent])",
+        )
+        rows = [
+            [
+                rank,
+                *(cells.get(key, "+0.000" if key in zero else None) for key in CANDIDATE_HEADERS),
+                fin,
+            ]
+            for rank, cells, fin in groups
+        ]
         assert rows == table
-        assert (
-            view.page.get_attribute(f"{card} table.candidates tbody tr:first-child", "class")
-            == "chosen"
+        assert not set(zero) & {k for _, cells, _ in groups for k in cells}
+        chosen = view.page.eval_on_selector_all(
+            f"{card} table.candidates tbody.chosen", "tbs => tbs.map(tb => tb.dataset.rank)"
         )
+        assert chosen == ["1"]
     view.clean()
     view.page.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_every_candidate_reads_in_full_and_nothing_overflows(browser, demo, again, width):
+    out, _ = demo
+    _, _, recs = again
+    view = Opened(browser, out / "report.html", width)
+    page = view.page
+    for k, rec in enumerate(next(iter(recs.values())), 1):
+        shown = page.eval_on_selector_all(
+            f"#u0r{k} table.candidates .cand", "els => els.map(e => e.textContent)"
+        )
+        assert shown == [c.text for c in rec.explanation.candidates]
+    # each candidate's text: inside its card, not clipped, at least half the card wide
+    squeezed = page.eval_on_selector_all(
+        "table.candidates .cand",
+        """els => els.flatMap(e => {
+          const card = e.closest(".card"), box = e.getBoundingClientRect();
+          const frame = card.getBoundingClientRect();
+          const fits = box.left >= frame.left - 1 && box.right <= frame.right + 1;
+          const clipped = e.scrollWidth > e.clientWidth + 1;
+          const wide = box.width >= 0.5 * card.clientWidth;
+          return fits && !clipped && wide ? [] : [[card.id, e.textContent, Math.round(box.width), card.clientWidth]];
+        })""",
+    )
+    assert squeezed == []
+    assert page.evaluate(OVERFLOWS) == []
+    view.clean()
+    page.close()
 
 
 def test_hostile_text_renders_as_text(browser, again, tmp_path):
@@ -543,3 +611,57 @@ def test_a_hostile_review_on_the_evaluation_page_renders_as_text(browser, demo, 
     assert HOSTILE in page.text_content('tr[data-i="2"]')
     view.clean()
     page.close()
+
+
+def test_evaluation_page_prints_no_null_or_undefined(browser, demo):
+    out, _ = demo
+    view = Opened(browser, out / "eval" / "evaluation.html")
+    missing = view.page.evaluate(
+        """() => {
+          const walk = document.createTreeWalker(document.getElementById("app"), NodeFilter.SHOW_TEXT);
+          const out = [];
+          for (let n = walk.nextNode(); n; n = walk.nextNode()) {
+            const inRecord = n.parentElement.closest("table.generations tbody");
+            if (/^\\s*(null|undefined|NaN)\\s*$/.test(n.data) || (!inRecord && /\\b(null|undefined|NaN)\\b/.test(n.data))) out.push(n.data);
+          }
+          return out;
+        }"""
+    )
+    assert missing == []  # a value missing from the data, written as text
+    view.clean()
+    view.page.close()
+
+
+def test_evaluation_page_names_the_model_that_wrote_the_reasons(browser, demo):
+    out, _ = demo
+    info = json.loads((out / "eval" / "evaluation.json").read_text())["info"]
+    cfg = load_run(out / "run").model.config
+    view = Opened(browser, out / "eval" / "evaluation.html")
+    page = view.page
+    about = dict(
+        zip(
+            page.eval_on_selector_all("dl.about dt", "els => els.map(e => e.textContent)"),
+            page.eval_on_selector_all("dl.about dd", "els => els.map(e => e.textContent)"),
+            strict=True,
+        )
+    )
+    assert about["run"] == f"{info['run']} (checkpoint step {info['checkpoint_step']})"
+    assert about["model"] == f"{cfg.n_layer} layers x {cfg.n_head} heads, {cfg.n_embd} wide"
+    d = info["decoding"]
+    assert about["decoding"] == (
+        f"step 4: the best-scored of {d['n_candidates']} candidates, temperature "
+        f"{d['temperature']:g}, top-p {d['top_p']:g}, at most {d['max_new_tokens']} tokens"
+    )
+    weights = ", ".join(f"{k} {v:g}" for k, v in info["weights"].items() if v)
+    assert about["weights"] == f"{weights} (from {info['weights_from']})"
+    view.clean()
+    page.close()
+
+
+@pytest.mark.parametrize("width", WIDTHS)
+def test_evaluation_page_fits_the_window(browser, demo, width):
+    out, _ = demo
+    view = Opened(browser, out / "eval" / "evaluation.html", width)
+    assert view.page.evaluate(OVERFLOWS) == []
+    view.clean()
+    view.page.close()

@@ -306,6 +306,7 @@ def evaluate_run(
             "run": str(run_dir),
             "checkpoint_step": run.step,
             "training_finished": run.finished,
+            "model_size": {k: getattr(model.config, k) for k in ("n_layer", "n_head", "n_embd")},
             "split": split,
             "n_records": n,
             "n_test_records_with_target": len(sequences),

@@ -13,13 +13,14 @@ protocol and the protocol's sentence come from ``info`` (``focus_from``, ``proto
 systems from ``baselines``, the numbers are printed by
 :func:`minireason.evaluation.metrics.format_metric`.
 
-The page shows the metrics table, a bar chart of it, the recommenders' HR/NDCG, and the
-generations side by side (the reference, the model, the retrieval, evidence, template and
-random baselines), sortable and filterable: by whether a system names the record's
-ground-truth feature (as FMR counts it), by ROUGE-L (the worst first), by the user's history
-length (cold start: none), by answers repeated across records (what USR counts). It is the
-lesson of tutorial 08 ("how the metrics mislead") on real outputs: the average hides which
-records the scores come from.
+The page says what made it (:func:`evaluation_about`: the run and its checkpoint step, the
+model's size, the decoding and the score's weights) and shows the metrics table, a bar chart
+of it, the recommenders' HR/NDCG, and the generations side by side (the reference, the
+model, the retrieval, evidence, template and random baselines), sortable and filterable: by
+whether a system names the record's ground-truth feature (as FMR counts it), by ROUGE-L (the
+worst first), by the user's history length (cold start: none), by answers repeated across
+records (what USR counts). It is the lesson of tutorial 08 ("how the metrics mislead") on
+real outputs: the average hides which records the scores come from.
 
 Per record and system, :func:`record_scores` gives what the corpus metrics average or count:
 ROUGE-1 and ROUGE-L F of the pair (x100; their means over the records are the table's
@@ -244,6 +245,46 @@ def record_scores(answer: str, reference: str, feature: str) -> dict:
     }
 
 
+def evaluation_about(info: dict) -> dict:
+    """What made the evaluation, from its ``info``, as the page's list shows it: the run and
+    its checkpoint step, the model's size (layers x heads x width), the decoding, the score's
+    weights with where they came from, the records and the seed. A key ``info`` lacks is left
+    out (a result made by hand in Python may carry only a few)."""
+    about = {}
+    if info.get("run") is not None:
+        step = info.get("checkpoint_step")
+        unfinished = ", fine-tuning not finished" if info.get("training_finished") is False else ""
+        about["run"] = info["run"] + (
+            "" if step is None else f" (checkpoint step {step}{unfinished})"
+        )
+    if info.get("prepared") is not None:
+        about["prepared"] = info["prepared"]
+    if size := info.get("model_size"):
+        about["model"] = f"{size['n_layer']} layers x {size['n_head']} heads, {size['n_embd']} wide"
+    d, decode = info.get("decoding") or {}, info.get("decode")
+    if decode == "step4" and d:
+        about["decoding"] = (
+            f"step 4: the best-scored of {d['n_candidates']} candidates, temperature "
+            f"{d['temperature']:g}, top-p {d['top_p']:g}, at most {d['max_new_tokens']} tokens"
+        )
+    elif decode == "greedy" and d:
+        about["decoding"] = f"greedy, at most {d['max_new_tokens']} tokens"
+    elif decode == "custom":
+        about["decoding"] = "custom (reasons from a generate_fn given in Python)"
+    if decode == "step4" and info.get("weights"):
+        weights = ", ".join(f"{k} {v:g}" for k, v in info["weights"].items() if v)
+        about["weights"] = f"{weights} (from {info.get('weights_from') or 'run.json'})"
+    if info.get("n_records") is not None:
+        of = info.get("n_test_records_with_target")
+        split = f" {info['split']}" if info.get("split") else ""
+        about["records"] = f"{info['n_records']}" + (
+            "" if of is None else f" of the {of}{split} records with a target"
+        )
+    if info.get("random_seed") is not None:
+        about["seed"] = info["random_seed"]
+    return about
+
+
 def evaluation_page_data(result: dict, answers: dict, records: list[dict]) -> dict:
     """The page data, JSON-ready.
 
@@ -284,6 +325,7 @@ def evaluation_page_data(result: dict, answers: dict, records: list[dict]) -> di
     return {
         "title": TITLE,
         "info": result["info"],
+        "about": evaluation_about(result["info"]),
         "systems": systems,
         "metrics": {
             "names": metrics,

@@ -12,7 +12,9 @@ item's tags and focus) with every prompt token shaded by the attention the reaso
 hovering, focusing or clicking a reason token shows the attention of *that* token over the
 prompt (mean over layers and heads, or one layer and head picked in the card); the evidence
 shares as bars; and step 4's decision: every candidate with its score and the parts of the
-score (:func:`minireason.reason.explain.candidate_table`), and why the first one won.
+score (:func:`minireason.reason.explain.candidate_table`; the parts that are 0 for every
+candidate named in one line rather than as columns, and each candidate's text on a line of
+its own, so the table fits its card), and why the first one won.
 
 The data of one explanation (:func:`explanation_data`):
 

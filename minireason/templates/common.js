@@ -15,11 +15,19 @@ function el(tag, props, ...children) {
     else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
     else node.setAttribute(key, value === true ? "" : String(value));
   }
-  for (const child of children.flat()) {
+  return put(node, ...children);
+}
+
+// put(parent, "text", child, [more], null, ...): appends the children to parent (nested
+// arrays flattened; strings and numbers as text nodes) and returns parent. null, undefined
+// and false are skipped: the DOM's own append would write them as the text "null",
+// "undefined" or "false", so pages append through here.
+function put(parent, ...children) {
+  for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
-    node.append(typeof child === "string" || typeof child === "number" ? String(child) : child);
+    parent.append(typeof child === "string" || typeof child === "number" ? String(child) : child);
   }
-  return node;
+  return parent;
 }
 
 // Horizontal bars: rows [{label, value (0..1 of the longest bar), shown}].
@@ -39,10 +47,12 @@ function bars(rows, caption) {
   return grid;
 }
 
+// A definition list of {key: value}; a key whose value is null or undefined is left out.
 function aboutList(about) {
   const list = el("dl", {class: "about small"});
   for (const [key, value] of Object.entries(about || {})) {
-    list.append(el("dt", {}, key), el("dd", {}, String(value)));
+    if (value === null || value === undefined) continue;
+    put(list, el("dt", {}, key), el("dd", {}, String(value)));
   }
   return list;
 }

@@ -159,11 +159,11 @@ function drawEvaluation(data) {
   app.textContent = "";
   const info = data.info;
   const ppl = data.metrics.perplexity;
-  app.append(
+  put(app,
     el("h1", {}, data.title),
     el("p", {}, `Reasons for ${info.n_records} records of the ${info.split} split, by the model and four baselines (random: a training sentence drawn at random; retrieval: the sentence of the most similar training record; evidence: the other user's sentence the prompt shows; template: "great {tag}"), scored against each record's reference sentence.`),
     info.focus_from === "target" ? el("p", {class: "oracle"}, info.protocol + ".") : null,
-    aboutList({run: info.run, prepared: info.prepared, decoding: info.decode + (info.decoding && info.decoding.n_candidates ? `, ${info.decoding.n_candidates} candidates` : ""), records: `${info.n_records} of ${info.n_test_records_with_target}`}),
+    aboutList(data.about),
     el("h2", {}, "Metrics"),
     metricsTable(data.metrics),
     ppl === null || ppl === undefined ? null : el("p", {class: "small"}, `Model perplexity on the reasons: ${ppl.toFixed(2)}.`),

@@ -143,27 +143,37 @@ function candidatesTable(ex) {
     truncated: (t) => (t.truncated ? "cut off" : "ended with <eos>"),
     empty: (t) => (t.empty ? "no word" : "has words"),
   };
-  const keys = Object.keys(ex.candidate_headers);
+  // The score and each part that is not 0 for some candidate are columns; the parts that
+  // are 0 for every candidate are named in one line instead, so the table fits its card.
+  const parts = Object.keys(ex.candidate_headers).filter((k) => k !== "total");
+  const shown = parts.filter((k) => ex.candidates.some((row) => row.parts[k] !== 0));
+  const zero = parts.filter((k) => !shown.includes(k));
+  const keys = ["total", ...shown];
+  const nameOf = (k) => ex.candidate_headers[k] + (w[k] === 0 ? " (weight 0)" : "");
   const head = el("tr", {},
     el("th", {scope: "col", class: "num"}, "#"),
     keys.map((k) => el("th", {scope: "col", class: "num", title: hints[k]}, ex.candidate_headers[k])),
-    el("th", {scope: "col"}, "finish"),
-    el("th", {scope: "col"}, "candidate"),
-    el("th", {scope: "col"}, "mentions"),
-  );
-  const body = el("tbody");
-  for (const row of ex.candidates) {
-    body.append(el("tr", {class: row.chosen ? "chosen" : null, "data-rank": row.rank},
-      el("td", {class: "num"}, String(row.rank), row.chosen ? el("span", {class: "badge yes"}, "kept") : null),
+    el("td", {class: "rest"}));
+  // One <tbody> per candidate: its numbers (kept together on the left; an empty last column
+  // takes the rest of the width), then its text on a line of its own.
+  const groups = ex.candidates.map((row) => el("tbody", {class: row.chosen ? "cand-group chosen" : "cand-group", "data-rank": row.rank},
+    el("tr", {class: "parts"},
+      el("td", {class: "num"}, String(row.rank)),
       keys.map((k) => el("td", {class: k !== "total" && Number(row.shown[k]) === 0 ? "num zero" : "num", "data-key": k, title: k === "total" ? hints.total : raw[k](row.terms)}, row.shown[k])),
-      el("td", {class: "small"}, row.finish),
-      el("td", {class: "cand"}, row.text),
-      el("td", {class: "small"}, row.mentions.join(", ") || "-"),
-    ));
-  }
+      el("td", {class: "rest"})),
+    el("tr", {class: "text"},
+      el("td", {colspan: keys.length + 2},
+        el("div", {class: "cand-line"},
+          row.chosen ? el("span", {class: "badge yes"}, "kept") : null,
+          el("div", {class: "cand"}, row.text),
+          el("div", {class: "meta small muted"},
+            "finish: ", el("span", {class: "finish"}, row.finish),
+            "; mentions: ", el("span", {class: "mentions"}, row.mentions.join(", ") || "-")))))));
   return el("table", {class: "candidates small"},
-    el("caption", {}, `Step 4: ${ex.candidates.length} candidates sampled and scored, best first; the score is the sum of the parts (hover a header for its formula, a cell for its raw term).`),
-    el("thead", {}, head), body);
+    el("caption", {},
+      `Step 4: ${ex.candidates.length} candidates sampled and scored, best first, each with its text below its numbers. The score is the sum of the parts (hover a header for its formula, a number for its raw term).`,
+      zero.length ? el("span", {class: "zero-parts", "data-keys": zero.join(" ")}, ` 0 for every candidate, so not shown: ${zero.map(nameOf).join(", ")}.`) : null),
+    el("thead", {}, head), groups);
 }
 
 function drawCard(rec, id) {
@@ -321,7 +331,7 @@ function drawUser(u, ui) {
 function drawReport(data) {
   const app = document.getElementById("app");
   app.textContent = "";
-  app.append(
+  put(app,
     el("h1", {}, data.title),
     el("p", {}, "Each card is one recommendation and the reason minireason wrote for it. The prompt is drawn as what the model read: past items (their tags, what the user said about them, the rating) and the item to explain (its tags and the focus, the aspects the reason was asked to talk about). Each prompt token is shaded by the attention the reason paid to it: the darkest is the largest weight of the row shown. Attention shows what the model looked at, not a proof of why it wrote what it did."),
     el("p", {class: "legend small"}, "Underlines: ",
@@ -330,7 +340,7 @@ function drawReport(data) {
       ". Keys: Tab to a reason token, the arrows to move along the reason, Enter to pin it; Tab again to the prompt, whose tokens the arrows walk through."),
     aboutList(data.about),
   );
-  data.users.forEach((u, i) => app.append(drawUser(u, i)));
+  data.users.forEach((u, i) => put(app, drawUser(u, i)));
   document.body.dataset.ready = "1";
 }
 
