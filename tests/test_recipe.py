@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from minireason.cli import main
 from minireason.nn.checkpoint import load_checkpoint
@@ -215,3 +219,29 @@ def test_cli_train(prepared_dir, micro_preset, tmp_path, capsys):
         == 1
     )
     assert "no such prepared directory" in capsys.readouterr().err
+
+
+def test_a_piped_log_gets_plain_progress_lines_and_no_carriage_returns(
+    prepared_dir, micro_preset, tmp_path
+):
+    """train and evaluate with standard error a pipe (as in ``cmd 2>&1 | tee log``): no tqdm
+    bar redrawn with ``\\r``, and training still says how far it got."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = str(tmp_path / "run")
+
+    def cli(*argv):
+        proc = subprocess.run(
+            [sys.executable, "-m", "minireason.cli", *argv],
+            capture_output=True,  # bytes: text mode would read a carriage return as a newline
+            env=env,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr.decode()
+
+    err = cli("train", "--prepared", str(prepared_dir), "--preset", str(micro_preset), "--out", run)
+    assert "\r" not in err
+    for stage in ("pretrain", "finetune"):
+        assert f"{stage}: step 1/4 (25%), loss " in err and f"{stage}: step 4/4 (100%)" in err
+    args = ("--prepared", str(prepared_dir), "--run", run, "--limit", "4", "--candidates", "2")
+    assert "\r" not in cli("evaluate", *args)

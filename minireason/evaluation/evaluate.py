@@ -85,7 +85,10 @@ def greedy_generate_fn(
     def generate_reasons(prompts: list[list[int]]) -> list[str]:
         out: list[str] = []
         for s in tqdm(
-            range(0, len(prompts), batch_size), desc="generate", unit="batch", disable=not progress
+            range(0, len(prompts), batch_size),
+            desc="generate",
+            unit="batch",
+            disable=None if progress else True,
         ):
             gen = generate(
                 model,
@@ -109,7 +112,10 @@ def reason_perplexity(
     forced; returns ``(perplexity, n_tokens)``."""
     total_nll, n_tokens = 0.0, 0
     for s in tqdm(
-        range(0, len(rows), batch_size), desc="perplexity", unit="batch", disable=not progress
+        range(0, len(rows), batch_size),
+        desc="perplexity",
+        unit="batch",
+        disable=None if progress else True,
     ):
         idx, targets, mask = pad_batch(sequences, rows[s : s + batch_size], pad_id)
         logp = backend.to_numpy(model.token_logprobs(idx, targets)).astype(np.float64)
@@ -130,7 +136,9 @@ def recommendation_metrics(
     train_seqs, item_tags = prepared.train_sequences(), prepared.item_terms()
     test_items = {rec["user"]: rec["item"] for rec in prepared.split(split)}
     out = {}
-    for name, cls in tqdm(RECOMMENDERS.items(), desc="recommenders", disable=not progress):
+    for name, cls in tqdm(
+        RECOMMENDERS.items(), desc="recommenders", disable=None if progress else True
+    ):
         model = cls().fit(train_seqs, item_tags)
         out[name] = evaluate_ranking(model, test_items, k=k)
     return out
