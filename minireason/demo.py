@@ -140,6 +140,7 @@ def run_demo(
         run_dir,
         resume=True,  # picks up finished or interrupted stages; trains what is missing
         progress=progress,
+        echo=lambda line: echo("      " + line),
     )
     for stage in ("pretrain", "finetune"):
         r = report[stage]

@@ -68,7 +68,8 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
     )
     text = "\n".join(lines)
     assert "reusing" in text
-    assert text.count("already finished") == 2  # both training stages are skipped
+    assert text.count("already finished") == 4  # both training stages: skipped, then reported
+    assert f"pretrain: already finished (3 of 3 steps, in {out / 'run' / 'pretrain'})" in text
 
 
 @pytest.fixture()
@@ -161,4 +162,5 @@ def test_demo_after_an_interrupted_training_picks_up_where_it_stopped(
     )
     text = "\n".join(lines)
     assert "pretrain: already finished" in text and "finetune: trained" in text
+    assert f"finetune: no checkpoint in {out / 'run' / 'finetune'}; training from step 0" in text
     assert load_checkpoint(out / "run" / "finetune").step == 3

@@ -170,19 +170,49 @@ def test_recipe_end_to_end_then_resume_between_stages(prepared_dir, micro_preset
 
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         run_recipe(prepared_dir, micro_preset, out, progress=False)
-    again = run_recipe(prepared_dir, micro_preset, out, resume=True, progress=False)
+    said = []
+    again = run_recipe(
+        prepared_dir, micro_preset, out, resume=True, progress=False, echo=said.append
+    )
     assert again["pretrain"]["status"] == again["finetune"]["status"] == "already finished"
+    assert said == [
+        f"{stage}: already finished (4 of 4 steps, in {out / stage}); skipped"
+        for stage in ("pretrain", "finetune")
+    ]
 
     # a run stopped between the stages resumes into exactly the same fine-tuned weights
     crashed = tmp_path / "crashed"
     shutil.copytree(out, crashed)
     shutil.rmtree(crashed / "finetune")
-    resumed = run_recipe(prepared_dir, micro_preset, crashed, resume=True, progress=False)
+    said.clear()
+    resumed = run_recipe(
+        prepared_dir, micro_preset, crashed, resume=True, progress=False, echo=said.append
+    )
     assert resumed["pretrain"]["status"] == "already finished"
     assert resumed["finetune"]["status"] == "trained"
+    assert (
+        said[1] == f"finetune: no checkpoint in {crashed / 'finetune'}; training from step 0 of 4"
+    )
     redone = load_checkpoint(crashed / "finetune")
     for name, a in fine.params.items():
         np.testing.assert_array_equal(redone.params[name], a, err_msg=name)
+
+
+def test_a_resumed_run_says_where_each_stage_restarts(prepared_dir, micro_preset, tmp_path):
+    out = tmp_path / "run"
+    shorter = {**MICRO, "finetune": {**MICRO["finetune"], "max_steps": 2}}  # stops at step 2
+    (tmp_path / "shorter.json").write_text(json.dumps(shorter))
+    run_recipe(prepared_dir, tmp_path / "shorter.json", out, progress=False)
+    said = []
+    report = run_recipe(
+        prepared_dir, micro_preset, out, resume=True, progress=False, echo=said.append
+    )
+    assert said == [
+        f"pretrain: already finished (4 of 4 steps, in {out / 'pretrain'}); skipped",
+        f"finetune: resuming from step 2 of 4 (checkpoint in {out / 'finetune'})",
+    ]
+    assert report["finetune"]["status"] == "resumed"
+    assert report["finetune"]["steps_before_this_run"] == 2
 
 
 def test_recipe_rejects_a_context_longer_than_the_model(prepared_dir, tmp_path):
@@ -214,6 +244,9 @@ def test_cli_train(prepared_dir, micro_preset, tmp_path, capsys):
     assert main(argv) == 1  # the run exists and --resume was not given
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pass --resume" in err
+    assert main([*argv, "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"pretrain: already finished (4 of 4 steps, in {out / 'pretrain'}); skipped" in printed
     assert (
         main(["train", "--prepared", str(tmp_path / "nope"), "--preset", "tiny", "--out", str(out)])
         == 1

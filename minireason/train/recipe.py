@@ -177,15 +177,18 @@ def _stage_state(directory: Path) -> int | None:
     return load_checkpoint(directory).step if (directory / JSON_NAME).is_file() else None
 
 
-def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, progress):
-    """Train one stage (or resume it, or skip it when finished); returns its report dict and
-    its ``(train_losses, val_losses)``."""
+def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, progress, echo):
+    """Train one stage (or resume it, or skip it when finished), saying through ``echo``
+    where a resumed stage restarts; returns its report dict and its ``(train_losses,
+    val_losses)``."""
     done = _stage_state(out)
     if done is not None and not resume:
         raise ValueError(
             f"{out} already holds a checkpoint (step {done}); pass --resume to "
             "continue it, or choose another --out"
         )
+    if resume:
+        echo(resume_line(stage, done, config.max_steps, out))
     t0 = time.perf_counter()
     if done is not None and done >= config.max_steps:
         ckpt = load_checkpoint(out)
@@ -220,7 +223,19 @@ def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, pr
     return report, (train_losses or [], val_losses or [])
 
 
-def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bool = True) -> dict:
+def resume_line(stage: str, done: int | None, max_steps: int, out) -> str:
+    """What resuming ``stage`` does, in one line: its checkpoint in ``out`` holds ``done``
+    steps (None: there is none) of ``max_steps``."""
+    if done is None:
+        return f"{stage}: no checkpoint in {out}; training from step 0 of {max_steps}"
+    if done >= max_steps:
+        return f"{stage}: already finished ({done} of {max_steps} steps, in {out}); skipped"
+    return f"{stage}: resuming from step {done} of {max_steps} (checkpoint in {out})"
+
+
+def run_recipe(
+    prepared_dir, preset, out_dir, resume: bool = False, progress: bool = True, echo=print
+) -> dict:
     """Pretrain then fine-tune a GPT on a prepared directory; returns the train report.
 
     Args:
@@ -229,6 +244,7 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
         out_dir: the run directory (:mod:`minireason.train.run`).
         resume: continue unfinished stages from their checkpoints.
         progress: show tqdm bars, one per stage.
+        echo: where the lines saying where each resumed stage restarts go.
 
     Everything is checked before the first step: the output path, the whole preset, and
     that a run being resumed was started on this prepared data. One ``train`` at a time may
@@ -264,13 +280,13 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
         atomic_write_json(out / "preset.json", preset)
         for name in ("tokenizer.json", "features.json"):
             atomic_write(out / name, lambda fh, n=name: fh.write((prepared.path / n).read_bytes()))
-        report = _train_stages(prepared, preset, model_config, out, resume, progress)
+        report = _train_stages(prepared, preset, model_config, out, resume, progress, echo)
         report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
         atomic_write_json(out / "train_report.json", report)
     return report
 
 
-def _train_stages(prepared, preset, model_config, out: Path, resume, progress) -> dict:
+def _train_stages(prepared, preset, model_config, out: Path, resume, progress, echo) -> dict:
     """Stage 1 then stage 2 (module doc); the fine-tune loss plot shows pretraining before
     it, with the boundary marked."""
     tok, seed = prepared.tokenizer, model_config.seed
@@ -293,6 +309,7 @@ def _train_stages(prepared, preset, model_config, out: Path, resume, progress) -
         out / "pretrain",
         resume,
         progress,
+        echo,
     )
     report["pretrain"]["tokens_train"] = int(len(stream_train))
     report["pretrain"]["tokens_val"] = int(n_val)
@@ -306,6 +323,7 @@ def _train_stages(prepared, preset, model_config, out: Path, resume, progress) -
         out / "finetune",
         resume,
         progress,
+        echo,
     )
     plot_losses(
         *fine_losses,
