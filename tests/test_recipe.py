@@ -278,3 +278,56 @@ def test_a_piped_log_gets_plain_progress_lines_and_no_carriage_returns(
         assert f"{stage}: step 1/4 (25%), loss " in err and f"{stage}: step 4/4 (100%)" in err
     args = ("--prepared", str(prepared_dir), "--run", run, "--limit", "4", "--candidates", "2")
     assert "\r" not in cli("evaluate", *args)
+
+
+def test_set_changes_one_value_of_the_preset_checked_like_the_preset():
+    preset = load_preset("tiny", ["finetune.learning_rate=3e-4", "model.n_layer=1"])
+    tiny = load_preset("tiny")
+    assert preset["finetune"] == {**tiny["finetune"], "learning_rate": 3e-4}
+    assert preset["model"] == {**tiny["model"], "n_layer": 1}
+    assert preset["overrides"] == {"finetune.learning_rate": 3e-4, "model.n_layer": 1}
+    assert "overrides" not in tiny
+    for overrides, message in [
+        (["finetune.learning_rat=1"], "--set finetune.learning_rat=1: unknown finetune key"),
+        (["fine.max_steps=1"], "--set fine.max_steps=1: unknown section 'fine'"),
+        (["max_steps"], "--set max_steps: expected SECTION.KEY=VALUE"),
+        (["finetune.learning_rate=fast"], "--set finetune.learning_rate=fast: finetune: Train"),
+        (["pretrain.max_steps=1e3"], r"--set pretrain.max_steps=1e3: pretrain: .*integer"),
+        (["model.n_layer=2", "model.n_head=3"], r"--set model.n_head=3: model: .*divisible"),
+    ]:
+        with pytest.raises(ValueError, match="^" + message):
+            load_preset("tiny", overrides)
+    # a value checked against the others once all are applied
+    both = load_preset("tiny", ["model.block_size=32", "pretrain.block_size=32"])
+    assert both["model"]["block_size"] == both["pretrain"]["block_size"] == 32
+
+
+def test_cli_train_set_is_recorded_and_resume_needs_the_same(
+    prepared_dir, micro_preset, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--prepared",
+        str(prepared_dir),
+        "--preset",
+        str(micro_preset),
+        "--out",
+        str(out),
+    ]
+    sets = ["--set", "finetune.learning_rate=0.002", "--set", "finetune.max_steps=3"]
+    assert main([*argv, *sets]) == 0
+    recorded = json.loads((out / "preset.json").read_text())
+    assert recorded["overrides"] == {"finetune.learning_rate": 0.002, "finetune.max_steps": 3}
+    assert recorded["finetune"]["learning_rate"] == 0.002
+    assert load_checkpoint(out / "finetune").step == 3
+    capsys.readouterr()
+    for other in ([], sets[:2], [*sets, "--set", "model.seed=1"]):
+        assert main([*argv, "--resume", *other]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--set: " in err and "was trained with --set" in err, err
+    assert main([*argv, "--resume", *sets]) == 0
+    assert "finetune: already finished (3 of 3 steps" in capsys.readouterr().out
+    assert main(["train", "--prepared", str(prepared_dir), "--set", "finetune.nope=1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--set finetune.nope=1: unknown finetune key 'nope'" in err
