@@ -14,6 +14,7 @@ the machine, the demo downloads them into the cache (``minireason data fetch``),
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +23,8 @@ from typing import ClassVar
 from minireason.data.fetch import find_or_fetch
 from minireason.data.io import cut_short
 from minireason.files import sha256_file
-from minireason.options import option
+from minireason.options import check_values, option
+from minireason.train.recipe import SET_OPTION
 
 DEMO_DATASET = "musical-instruments"
 
@@ -42,9 +44,45 @@ class DemoConfig:
     offline: bool = option(False, help="never download; stop if the data is absent")
     out: str = option("runs/demo", metavar="DIR", help="output directory")
     preset: str = option("tiny", metavar="NAME|FILE", help="preset name or JSON file")
+    overrides: tuple[str, ...] = option((), **SET_OPTION)
     n_users: int = option(3, min=1, flag="--users", help="test users shown")
     eval_limit: int | None = option(None, min=2, help="evaluate the first N records only")
     seed: int = option(0, metavar="SEED", help="seed of the explanations' sampling")
+
+
+def check_demo(data_dir, out, preset, overrides, n_users, eval_limit, seed) -> dict:
+    """Check everything the demo is given before any work, so that a typo is one line naming
+    the option at once rather than after minutes of preparing: the options' bounds, the data
+    directory, the preset with its ``--set`` values (a run already under ``out`` must have
+    been trained with the same ones), and that ``out`` and what the demo writes in it can be
+    written. Returns the preset, loaded (:func:`minireason.train.recipe.load_preset`).
+
+    Raises:
+        ValueError or FileNotFoundError, naming the option.
+    """
+    from minireason.evaluation.render import check_output_dir as check_eval_dir
+    from minireason.prep.prepared import check_output_dir as check_prepared_dir
+    from minireason.train.recipe import check_continuation, load_preset
+
+    check_values(DemoConfig, n_users=n_users, eval_limit=eval_limit, seed=seed)
+    if data_dir is not None and not Path(data_dir).is_dir():
+        raise FileNotFoundError(f"--data-dir {data_dir}: no such directory")
+    loaded = load_preset(preset, overrides)
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"--out {out}: exists and is not a directory; choose another path")
+    existing = next(p for p in (out, *out.parents) if p.exists())
+    if not existing.is_dir():
+        raise ValueError(f"--out {out}: {existing} is not a directory; choose another path")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise PermissionError(f"--out {out}: {existing} cannot be written in; choose another path")
+    check_prepared_dir(out / "prepared")
+    run_dir = out / "run"
+    if run_dir.exists() and not run_dir.is_dir():
+        raise ValueError(f"--out {out}: {run_dir} exists and is not a directory")
+    check_continuation(run_dir, loaded, resume=True)
+    check_eval_dir(out / "eval")
+    return loaded
 
 
 def reusable_prepared(prepared_dir: Path, reviews: Path):
@@ -73,6 +111,7 @@ def run_demo(
     data_dir=DemoConfig.data_dir,
     out=DemoConfig.out,
     preset=DemoConfig.preset,
+    overrides=DemoConfig.overrides,
     n_users: int = DemoConfig.n_users,
     k: int = 3,
     n_candidates: int | None = None,
@@ -84,7 +123,8 @@ def run_demo(
 ) -> dict:
     """Run the demo; print as it goes through ``echo``; return the evaluation result.
 
-    ``n_candidates`` overrides the run's decoding (fewer candidates: a faster demo). Data that
+    Everything given is checked before any work (:func:`check_demo`). ``overrides``:
+    ``--set`` values of the preset. ``n_candidates`` overrides the run's decoding (fewer candidates: a faster demo). Data that
     is not found locally is downloaded into the cache, unless ``offline``."""
     from minireason.evaluation.evaluate import evaluate_run
     from minireason.evaluation.render import markdown_report
@@ -102,6 +142,7 @@ def run_demo(
 
     t0 = time.perf_counter()
     out = Path(out)
+    loaded = check_demo(data_dir, out, preset, overrides, n_users, eval_limit, seed)
     echo("[1/4] data")
     reviews = find_or_fetch(DEMO_DATASET, data_dir, offline, echo, progress)
     problem = cut_short(reviews)
@@ -130,13 +171,15 @@ def run_demo(
         f"{len(prepared.features)} aspects"
     )
 
+    changed = "".join(f" --set {o}" for o in overrides)
     echo(
-        f"[2/4] training the {preset} preset (pretrain on review sentences, then fine-tune on prompt -> reason)"
+        f"[2/4] training the {preset} preset{changed} (pretrain on review sentences, then "
+        "fine-tune on prompt -> reason)"
     )
     run_dir = out / "run"
     report = run_recipe(
         prepared_dir,
-        preset,
+        loaded,
         run_dir,
         resume=True,  # picks up finished or interrupted stages; trains what is missing
         progress=progress,

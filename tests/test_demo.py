@@ -164,3 +164,42 @@ def test_demo_after_an_interrupted_training_picks_up_where_it_stopped(
     assert "pretrain: already finished" in text and "finetune: trained" in text
     assert f"finetune: no checkpoint in {out / 'run' / 'finetune'}; training from step 0" in text
     assert load_checkpoint(out / "run" / "finetune").step == 3
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--preset", "smal"], "--preset smal: neither a preset name"),
+        (["--set", "finetune.learning_rat=1"], "--set finetune.learning_rat=1: unknown finetune"),
+        (["--set", "model.n_layer=0"], "--set model.n_layer=0: model: GPTConfig.n_layer"),
+        (["--data-dir", "NO-SUCH-DIR"], "--data-dir NO-SUCH-DIR: no such directory"),
+        (["--out", "A-FILE"], "--out A-FILE: exists and is not a directory"),
+        (["--out", "A-FILE/demo"], "--out A-FILE/demo: A-FILE is not a directory"),
+    ],
+)
+def test_demo_checks_what_it_is_given_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
+    from minireason.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "A-FILE").write_text("not a directory")
+    argv = [*argv] if "--out" in argv else [*argv, "--out", "demo"]
+    assert main(["demo", "--offline", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # not even "[1/4] data"
+    assert captured.err.count("\n") == 1 and message in captured.err, captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A-FILE"]  # nothing written
+
+
+def test_demo_refuses_other_set_values_than_its_run_was_trained_with(
+    mi_slice, micro_preset_file, tmp_path
+):
+    out = tmp_path / "demo"
+    common = dict(data_dir=mi_slice, out=out, preset=str(micro_preset_file), progress=False)
+    lines = []
+    run_demo(
+        **common, overrides=("finetune.max_steps=2",), n_users=1, n_candidates=2, eval_limit=4,
+        echo=lines.append,
+    )  # fmt: skip
+    assert "preset --set finetune.max_steps=2 (pretrain" in "\n".join(lines)
+    with pytest.raises(ValueError, match=r"^--set: .* was trained with --set finetune.max_steps=2"):
+        run_demo(**common, echo=lines.append)
