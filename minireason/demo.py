@@ -98,6 +98,43 @@ def reusable_prepared(prepared_dir: Path, reviews: Path):
     return prepared if any(e.get("sha256") == digest for e in prepared.config["inputs"]) else None
 
 
+def comparison(result: dict, model: str) -> str:
+    """One line: how the ``model`` compares with the best baseline on each headline metric
+    (BLEU-1, BLEU-4, ROUGE-L, FMR) of the evaluation ``result``."""
+    from minireason.evaluation.metrics import LOWER_IS_BETTER, UNCERTAIN_METRICS, format_metric
+
+    parts, ahead = [], 0
+    for metric, label in UNCERTAIN_METRICS.items():
+        sign = -1 if metric in LOWER_IS_BETTER else 1
+        name, best = max(result["baselines"].items(), key=lambda kv: sign * kv[1][metric])
+        mine = result["model"][metric]
+        ahead += sign * mine > sign * best[metric]
+        parts.append(
+            f"{label} {format_metric(metric, mine)} vs {format_metric(metric, best[metric])} ({name})"
+        )
+    verdict = (
+        f"ahead of the best baseline on {ahead} of {len(parts)}"
+        if ahead
+        else "behind the best baseline on all of them"
+    )
+    return f"the {model} model against the best baseline: {', '.join(parts)}; {verdict}"
+
+
+def next_step(prepared_dir: Path, user: str | None) -> str:
+    """One line: how to train the ``small`` preset on the demo's data and use it, with its
+    measured training time (:data:`minireason.train.recipe.TRAINING_TIME`)."""
+    from minireason.train.recipe import TRAINING_TIME
+
+    run = Path("runs") / "small"
+    user_part = f" --user {user}" if user else " --user ID"
+    return (
+        f"better reasons come from the small preset ({TRAINING_TIME['small']}): "
+        f"minireason train --prepared {prepared_dir} --preset small --out {run}; then "
+        f"minireason explain --prepared {prepared_dir} --run {run}{user_part} and "
+        f"minireason evaluate --prepared {prepared_dir} --run {run}"
+    )
+
+
 def pick_users(prepared, n: int) -> list[str]:
     """``n`` test users with a target and the longest training histories (ties by id)."""
     n_train = {u: info.get("n_train", 0) for u, info in prepared.users.items()}
@@ -199,7 +236,8 @@ def run_demo(
     decoding = run.info.decoding.replace(n_candidates=n_candidates)
     recommender = fit_recommender(prepared)
     sections = []
-    for user in pick_users(prepared, n_users):
+    users = pick_users(prepared, n_users)
+    for user in users:
         recs = explain_for_user(
             run,
             prepared,
@@ -228,4 +266,8 @@ def run_demo(
         "eval/evaluation.png, run/*/loss.png); "
         f"demo took {time.perf_counter() - t0:.0f} s"
     )
+    name = Path(preset).stem
+    echo(comparison(result, name + (" (with --set)" if overrides else "")))
+    if name != "small":
+        echo(next_step(prepared_dir, users[0] if users else None))
     return result

@@ -55,6 +55,15 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
     assert f"(token-level attention, every step-4 candidate): {out / 'report.html'}" in text
     for page in (out / "report.html", out / "eval" / "evaluation.html"):
         assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    # the last two lines: the model against the best baselines, read off this evaluation,
+    # and how to get the small model's reasons
+    compared, small = lines[-2:]
+    best = max(result["baselines"], key=lambda name: result["baselines"][name]["bleu4"])
+    bleu4 = (result["model"]["bleu4"], result["baselines"][best]["bleu4"])
+    assert compared.startswith("the micro model against the best baseline: BLEU-1 ")
+    assert f"BLEU-4 {bleu4[0]:.2f} vs {bleu4[1]:.2f} ({best})" in compared
+    assert f"minireason train --prepared {out / 'prepared'} --preset small --out runs" in small
+    assert "(22.6 minutes on a 2-core AMD EPYC VM, measured 2026-12-07)" in small
 
     lines.clear()
     run_demo(
@@ -203,3 +212,25 @@ def test_demo_refuses_other_set_values_than_its_run_was_trained_with(
     assert "preset --set finetune.max_steps=2 (pretrain" in "\n".join(lines)
     with pytest.raises(ValueError, match=r"^--set: .* was trained with --set finetune.max_steps=2"):
         run_demo(**common, echo=lines.append)
+
+
+def test_the_comparison_reads_the_evaluation_it_is_given():
+    from minireason.demo import comparison
+
+    def scores(bleu1, bleu4, rouge, fmr):
+        return {"bleu1": bleu1, "bleu4": bleu4, "rougeL_f": rouge, "fmr": fmr}
+
+    result = {
+        "model": scores(20.0, 0.85, 15.0, 0.239),
+        "baselines": {
+            "retrieval": scores(18.0, 1.54, 16.0, 0.1),
+            "evidence": scores(10.0, 0.5, 12.0, 0.311),
+        },
+    }
+    assert comparison(result, "tiny") == (
+        "the tiny model against the best baseline: BLEU-1 20.00 vs 18.00 (retrieval), "
+        "BLEU-4 0.85 vs 1.54 (retrieval), ROUGE-L 15.00 vs 16.00 (retrieval), "
+        "FMR 0.239 vs 0.311 (evidence); ahead of the best baseline on 1 of 4"
+    )
+    result["model"]["bleu1"] = 1.0
+    assert comparison(result, "tiny").endswith("; behind the best baseline on all of them")
