@@ -5,18 +5,21 @@
         ──► evaluation table (model vs baselines; recommenders vs popularity)
 
 Everything goes under ``--out`` (default ``runs/demo``): ``prepared/``, ``run/``, ``eval/``
-and the evidence heatmaps. Running the demo again reuses what is already there (a prepared
-directory made from the same file, finished training stages), and an interrupted demo picks
-up where it stopped (training resumes from its last checkpoint). When the reviews are not on
-the machine, the demo downloads them into the cache (``minireason data fetch``), unless
-``--offline``.
+and the evidence heatmaps. Everything it is given is checked before any work
+(:func:`check_demo`). Running the demo again reuses what is already there (a prepared
+directory made from the same file, finished training stages, an evaluation of the same run
+on the same data with the same settings: :func:`reusable_evaluation`), and an interrupted
+demo picks up where it stopped (training resumes from its last checkpoint). When the
+reviews are not on the machine, the demo downloads them into the cache (``minireason data
+fetch``), unless ``--offline``.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import time
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import ClassVar
 
@@ -133,6 +136,41 @@ def next_step(prepared_dir: Path, user: str | None) -> str:
         f"minireason explain --prepared {prepared_dir} --run {run}{user_part} and "
         f"minireason evaluate --prepared {prepared_dir} --run {run}"
     )
+
+
+def reusable_evaluation(eval_dir: Path, run, prepared, limit, decoding) -> dict | None:
+    """The evaluation in ``eval_dir`` (its ``evaluation.json``) when it is whole and was made
+    of this run (its content identity, :func:`minireason.train.run.run_content`) on this
+    prepared data with the settings the demo evaluates with: the test split, the first
+    ``limit`` records, the honest protocol, ``decoding``, the run's weights, the default seed
+    and batch size. Else None: the demo evaluates again."""
+    from minireason.evaluation.evaluate import EvaluateConfig
+    from minireason.evaluation.render import OUTPUT_FILES
+    from minireason.train.run import RUN_JSON, run_content
+
+    if not all((eval_dir / name).is_file() for name in OUTPUT_FILES):
+        return None
+    try:
+        result = json.loads((eval_dir / "evaluation.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    info = result.get("info") if isinstance(result, dict) else None
+    wanted = {
+        "run_content": run_content(run.path),
+        "prepared_content": prepared.content,
+        "split": "test",
+        "limit": limit,
+        "focus_from": "predicted",
+        "decode": "step4",
+        "decoding": asdict(decoding),
+        "weights": run.info.weights.to_dict(),
+        "weights_from": RUN_JSON,
+        "random_seed": EvaluateConfig.seed,
+        "batch_size": EvaluateConfig.batch_size,
+    }
+    if not isinstance(info, dict) or any(info.get(k) != v for k, v in wanted.items()):
+        return None
+    return result
 
 
 def pick_users(prepared, n: int) -> list[str]:
@@ -257,9 +295,21 @@ def run_demo(
     echo(f"\nthe explanations as a page (token-level attention, every step-4 candidate): {page}")
 
     echo("\n[4/4] evaluation on the test split (model vs baselines; recommenders vs popularity)")
-    result = evaluate_run(
-        prepared_dir, run_dir, out / "eval", limit=eval_limit, progress=progress, decoding=decoding
-    )
+    result = reusable_evaluation(out / "eval", run, prepared, eval_limit, decoding)
+    if result is not None:
+        echo(
+            f"      reusing {out / 'eval'}: made by this run, on this data, with these settings "
+            f"(it took {result['info']['seconds_total']:.0f} s; delete it to evaluate again)"
+        )
+    else:
+        result = evaluate_run(
+            prepared_dir,
+            run_dir,
+            out / "eval",
+            limit=eval_limit,
+            progress=progress,
+            decoding=decoding,
+        )
     echo(markdown_report(result))
     echo(
         f"\noutputs under {out}/ (report.html, eval/evaluation.html, eval/evaluation.md, "

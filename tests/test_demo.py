@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import pytest
 from conftest import MI_REVIEWS, LocalServer
@@ -11,6 +12,7 @@ from conftest import MI_REVIEWS, LocalServer
 from minireason.data import fetch
 from minireason.data.fetch import Dataset, RemoteFile, find_reviews
 from minireason.demo import run_demo
+from minireason.evaluation.render import markdown_report
 
 
 def test_find_reviews_search_order_and_message(mi_slice, tmp_path, monkeypatch):
@@ -31,7 +33,7 @@ def test_find_reviews_search_order_and_message(mi_slice, tmp_path, monkeypatch):
     )
 
 
-def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
+def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path, monkeypatch):
     lines = []
     out = tmp_path / "demo"
     result = run_demo(
@@ -66,17 +68,26 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
     assert "(22.6 minutes on a 2-core AMD EPYC VM, measured 2026-12-07)" in small
 
     lines.clear()
-    run_demo(
-        data_dir=mi_slice,
-        out=out,
-        preset=str(micro_preset_file),
-        n_users=1,
-        n_candidates=2,
-        progress=False,
-        echo=lines.append,
-    )
+    from minireason.evaluation import evaluate
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    with monkeypatch.context() as m:
+        m.setattr(evaluate, "evaluate_run", no_evaluation)
+        again = run_demo(
+            data_dir=mi_slice,
+            out=out,
+            preset=str(micro_preset_file),
+            n_users=1,
+            n_candidates=2,
+            progress=False,
+            echo=lines.append,
+        )
     text = "\n".join(lines)
-    assert "reusing" in text
+    assert f"reusing {out / 'prepared'}" in text
+    assert f"reusing {out / 'eval'}: made by this run, on this data, with these settings" in text
+    assert again == saved and markdown_report(saved) in text
     assert text.count("already finished") == 4  # both training stages: skipped, then reported
     assert f"pretrain: already finished (3 of 3 steps, in {out / 'run' / 'pretrain'})" in text
 
@@ -234,3 +245,26 @@ def test_the_comparison_reads_the_evaluation_it_is_given():
     )
     result["model"]["bleu1"] = 1.0
     assert comparison(result, "tiny").endswith("; behind the best baseline on all of them")
+
+
+def test_demo_evaluates_again_with_other_settings_or_another_run(
+    mi_slice, micro_preset_file, tmp_path
+):
+    out = tmp_path / "demo"
+    common = dict(data_dir=mi_slice, out=out, preset=str(micro_preset_file), progress=False)
+    first = run_demo(**common, n_users=1, n_candidates=2, eval_limit=4, echo=lambda _: None)
+    lines = []
+    other = run_demo(**common, n_users=1, n_candidates=2, eval_limit=5, echo=lines.append)
+    assert f"reusing {out / 'eval'}" not in "\n".join(lines)
+    assert (first["info"]["n_records"], other["info"]["n_records"]) == (4, 5)
+    lines.clear()
+    run_demo(**common, n_users=1, n_candidates=2, eval_limit=5, echo=lines.append)
+    assert f"reusing {out / 'eval'}" in "\n".join(lines)
+    # the same settings, another run (trained with another seed) in the same place
+    shutil.rmtree(out / "run")
+    lines.clear()
+    run_demo(
+        **common, overrides=("model.seed=1",), n_users=1, n_candidates=2, eval_limit=5,
+        echo=lines.append,
+    )  # fmt: skip
+    assert f"reusing {out / 'eval'}" not in "\n".join(lines)

@@ -30,7 +30,10 @@ of BLEU-1, BLEU-4, ROUGE-L and FMR for every system, and the share of resamples 
 model is ahead of each baseline, :mod:`minireason.evaluation.bootstrap`), ``evaluation.md``
 (Markdown tables), ``evaluation.png`` (bar chart), ``evaluation.html`` (all of it in a page,
 with the generations sortable and filterable) and ``generations.jsonl`` (every record's
-reference and every system's answer, to read them).
+reference and every system's answer, to read them). ``info`` says what was evaluated and
+how: the run and the prepared directory (paths, and content identities that tell the same
+run and data wherever they live: ``run_content``, :func:`minireason.train.run.run_content`,
+and ``prepared_content``), the split, limit, seed, batch size, decoding and weights.
 """
 
 from __future__ import annotations
@@ -56,7 +59,14 @@ from minireason.prep.tokenizer import BPETokenizer
 from minireason.reason.choose import ScoringContext, choose_reasons
 from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
-from minireason.train.run import Decoding, RunOptions, ScoreWeights, check_same_data, load_run
+from minireason.train.run import (
+    Decoding,
+    RunOptions,
+    ScoreWeights,
+    check_same_data,
+    load_run,
+    run_content,
+)
 
 SYSTEMS = ("model", *BASELINES)
 DECODERS = ("step4", "greedy")
@@ -311,7 +321,9 @@ def evaluate_run(
         "recommendation": recommendation_metrics(prepared, k=10, progress=progress, split=split),
         "info": {
             "prepared": str(prepared.path),
+            "prepared_content": prepared.content,
             "run": str(run_dir),
+            "run_content": run_content(run_dir),
             "checkpoint_step": run.step,
             "training_finished": run.finished,
             "split": split,
@@ -323,6 +335,7 @@ def evaluate_run(
             "focus_from": focus_from,
             "protocol": ORACLE_LABEL if focus_from == "target" else "honest (predicted focus)",
             "random_seed": seed,
+            "batch_size": batch_size,
             "decode": "custom" if generate_fn_given else decode,
             "decoding": asdict(decoding)
             if decode == "step4"
