@@ -106,20 +106,21 @@ def comparison(result: dict, model: str) -> str:
     (BLEU-1, BLEU-4, ROUGE-L, FMR) of the evaluation ``result``."""
     from minireason.evaluation.metrics import LOWER_IS_BETTER, UNCERTAIN_METRICS, format_metric
 
-    parts, ahead = [], 0
+    parts, ahead, behind = [], [], []
     for metric, label in UNCERTAIN_METRICS.items():
         sign = -1 if metric in LOWER_IS_BETTER else 1
         name, best = max(result["baselines"].items(), key=lambda kv: sign * kv[1][metric])
         mine = result["model"][metric]
-        ahead += sign * mine > sign * best[metric]
+        (ahead if sign * mine > sign * best[metric] else behind).append(label)
         parts.append(
             f"{label} {format_metric(metric, mine)} vs {format_metric(metric, best[metric])} ({name})"
         )
-    verdict = (
-        f"ahead of the best baseline on {ahead} of {len(parts)}"
-        if ahead
-        else "behind the best baseline on all of them"
-    )
+    if not ahead:
+        verdict = "behind it on all of them"
+    elif not behind:
+        verdict = "ahead of it on all of them"
+    else:
+        verdict = f"ahead on {', '.join(ahead)}, behind (or level) on {', '.join(behind)}"
     return f"the {model} model against the best baseline: {', '.join(parts)}; {verdict}"
 
 

@@ -167,7 +167,7 @@ def progress_line(label: str, step: int, end: int, loss: float, steps: int, seco
         line += f", {steps / seconds:.2f} steps/s"
         if step < end:
             line += (
-                f", about {left:.0f} s left" if left < 120 else f", about {left / 60:.1f} min left"
+                f", about {left:.0f} s left" if left < 60 else f", about {left / 60:.1f} min left"
             )
     return line
 
