@@ -61,7 +61,7 @@ def check_demo(data_dir, out, preset, overrides, n_users, eval_limit, seed) -> d
     written. Returns the preset, loaded (:func:`minireason.train.recipe.load_preset`).
 
     Raises:
-        ValueError or FileNotFoundError, naming the option.
+        ValueError or OSError (FileNotFoundError, PermissionError), naming the option.
     """
     from minireason.evaluation.render import check_output_dir as check_eval_dir
     from minireason.prep.prepared import check_output_dir as check_prepared_dir
