@@ -162,7 +162,8 @@ def run_train(c) -> int:
     """pretrain on review sentences, then fine-tune on prompt -> reason"""
     from minireason.train.recipe import load_preset, run_recipe, summary
 
-    report = run_recipe(c.prepared, load_preset(c.preset), c.run_dir, resume=c.resume)
+    preset = load_preset(c.preset, c.overrides)
+    report = run_recipe(c.prepared, preset, c.run_dir, resume=c.resume)
     print(summary(report, c.prepared, c.run_dir))
     return 0
 

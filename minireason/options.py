@@ -44,6 +44,8 @@ class Option:
         flag: the option's name (None: ``--`` and the field's name with dashes).
         positional: an argument without a flag (optional when it has a default).
         nargs: argparse's ``nargs`` (``"+"``: one or more values, each checked).
+        repeat: the option may be given again and again (``--set A --set B``), its values
+            collected in order into a tuple (its default, given none), each checked.
         cli: False for a field that is checked but never on the command line.
     """
 
@@ -56,6 +58,7 @@ class Option:
     flag: str | None = None
     positional: bool = False
     nargs: str | None = None
+    repeat: bool = False
     cli: bool = True
 
 
@@ -132,7 +135,9 @@ def add_options(parser: argparse.ArgumentParser, config: type) -> None:
             kw["metavar"] = opt.metavar or ("N" if kind is int else None)
         if opt.nargs:
             kw["nargs"] = opt.nargs
-        if has_default:
+        if opt.repeat:
+            kw["action"] = "append"  # its default: None, read back as the field's own
+        elif has_default:
             kw["default"] = list(f.default) if isinstance(f.default, tuple) else f.default
         if opt.positional:
             if has_default and not opt.nargs:
@@ -148,7 +153,11 @@ def from_args(config: type, args: argparse.Namespace, **given):
     """The config ``config(...)`` of the parsed ``args``: each option's value (several values
     as a tuple), with the fields in ``given`` (values the caller worked out, e.g. a resolved
     path) instead."""
-    values = {f.name: getattr(args, f.name) for f, opt in declared(config) if opt.cli}
+    values = {
+        f.name: f.default if opt.repeat and getattr(args, f.name) is None else getattr(args, f.name)
+        for f, opt in declared(config)
+        if opt.cli
+    }
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
     return config(**{**values, **given})
 
@@ -162,7 +171,7 @@ def check_values(config: type, **values) -> None:
         f, opt = fields[name]
         if value is None and f.default is None:
             continue
-        for item in value if opt.nargs else [value]:
+        for item in value if opt.nargs or opt.repeat else [value]:
             _check_one(flag_of(f, opt), kind_of(f, opt), opt, item)
 
 

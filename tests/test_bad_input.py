@@ -572,13 +572,19 @@ def test_the_demo_warns_first_about_a_cut_short_file(mi_slice, micro_preset_file
 
 
 def test_training_bars_are_named_after_their_stage(
-    micro_prepared, micro_preset_file, tmp_path, capsys
+    micro_prepared, micro_preset_file, tmp_path, capsys, monkeypatch
 ):
     from minireason.train.recipe import run_recipe
 
-    run_recipe(micro_prepared, micro_preset_file, tmp_path / "run", progress=True)
+    with monkeypatch.context() as m:
+        m.setattr(sys.stderr, "isatty", lambda: True)  # a terminal: tqdm bars
+        run_recipe(micro_prepared, micro_preset_file, tmp_path / "run", progress=True)
     err = capsys.readouterr().err
     assert "pretrain: 100%" in err and "finetune: 100%" in err
+    run_recipe(micro_prepared, micro_preset_file, tmp_path / "other", progress=True)
+    err = capsys.readouterr().err  # not a terminal: plain lines, no bar
+    assert "pretrain: step 3/3 (100%)" in err and "finetune: step 3/3 (100%)" in err
+    assert "\r" not in err
 
 
 def test_the_fine_tune_plot_marks_where_fine_tuning_starts():

@@ -28,8 +28,14 @@ from minireason.cli import main
 PIN = Path(__file__).with_name("fixtures") / "behaviour_pin.json"
 RECORD = os.environ.get("MINIREASON_RECORD_PIN") == "1"
 VOLATILE = {"seconds_generate", "seconds_total", "prepared", "run"}  # timings, tmp paths
-# evaluation info keys added after the pin was recorded
-ADDED = {"weights", "weights_from", "model_size"}
+ADDED = {  # evaluation info keys added after the pin was recorded
+    "weights",
+    "weights_from",
+    "model_size",
+    "run_content",
+    "prepared_content",
+    "batch_size",
+}
 
 
 def canonical(obj):

@@ -114,6 +114,23 @@ def test_one_row_per_user_and_rank_for_every_requested_user(inputs, users_file, 
     assert not list(out.glob(".*.tmp"))
 
 
+def test_pandas_reads_the_catalogue_as_the_docs_say(baseline):
+    pd = pytest.importorskip("pandas", reason="the [scale] extra installs pandas")
+    _, rows, out = baseline
+    frame = pd.read_parquet(out)  # the whole OUT; _manifest.json is skipped
+    assert list(frame.columns) == list(cat.COLUMNS)
+    assert sorted(zip(frame["user"], frame["rank"])) == [(r["user"], r["rank"]) for r in rows]
+
+
+def test_the_scale_extra_installs_what_the_docs_promise():
+    tomllib = pytest.importorskip("tomllib", reason="Python 3.11 reads TOML")
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    scale = pyproject["project"]["optional-dependencies"]["scale"]
+    names = {spec.partition(">")[0].partition("=")[0].strip() for spec in scale}
+    # Dask and its distributed scheduler, Parquet, pandas.read_parquet, the dashboard's pages
+    assert {"dask", "distributed", "pyarrow", "pandas", "bokeh"} <= names
+
+
 def test_each_worker_process_loads_the_model_once(baseline):
     summary, _, _ = baseline
     entries = list(summary.chunks.values())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 
 import pytest
 from conftest import MI_REVIEWS, LocalServer
@@ -11,6 +12,7 @@ from conftest import MI_REVIEWS, LocalServer
 from minireason.data import fetch
 from minireason.data.fetch import Dataset, RemoteFile, find_reviews
 from minireason.demo import run_demo
+from minireason.evaluation.render import markdown_report
 
 
 def test_find_reviews_search_order_and_message(mi_slice, tmp_path, monkeypatch):
@@ -31,7 +33,7 @@ def test_find_reviews_search_order_and_message(mi_slice, tmp_path, monkeypatch):
     )
 
 
-def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
+def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path, monkeypatch):
     lines = []
     out = tmp_path / "demo"
     result = run_demo(
@@ -55,20 +57,39 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path):
     assert f"(token-level attention, every step-4 candidate): {out / 'report.html'}" in text
     for page in (out / "report.html", out / "eval" / "evaluation.html"):
         assert page.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    # the last two lines: the model against the best baselines, read off this evaluation,
+    # and how to get the small model's reasons
+    compared, small = lines[-2:]
+    best = max(result["baselines"], key=lambda name: result["baselines"][name]["bleu4"])
+    bleu4 = (result["model"]["bleu4"], result["baselines"][best]["bleu4"])
+    assert compared.startswith("the micro model against the best baseline: BLEU-1 ")
+    assert f"BLEU-4 {bleu4[0]:.2f} vs {bleu4[1]:.2f} ({best})" in compared
+    assert f"minireason train --prepared {out / 'prepared'} --preset small --out runs" in small
+    assert "(22.6 minutes on a 2-core AMD EPYC VM, measured 2026-12-07)" in small
 
     lines.clear()
-    run_demo(
-        data_dir=mi_slice,
-        out=out,
-        preset=str(micro_preset_file),
-        n_users=1,
-        n_candidates=2,
-        progress=False,
-        echo=lines.append,
-    )
+    from minireason.evaluation import evaluate
+
+    def no_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    with monkeypatch.context() as m:
+        m.setattr(evaluate, "evaluate_run", no_evaluation)
+        again = run_demo(
+            data_dir=mi_slice,
+            out=out,
+            preset=str(micro_preset_file),
+            n_users=1,
+            n_candidates=2,
+            progress=False,
+            echo=lines.append,
+        )
     text = "\n".join(lines)
-    assert "reusing" in text
-    assert text.count("already finished") == 2  # both training stages are skipped
+    assert f"reusing {out / 'prepared'}" in text
+    assert f"reusing {out / 'eval'}: made by this run, on this data, with these settings" in text
+    assert again == saved and markdown_report(saved) in text
+    assert text.count("already finished") == 4  # both training stages: skipped, then reported
+    assert f"pretrain: already finished (3 of 3 steps, in {out / 'run' / 'pretrain'})" in text
 
 
 @pytest.fixture()
@@ -161,4 +182,90 @@ def test_demo_after_an_interrupted_training_picks_up_where_it_stopped(
     )
     text = "\n".join(lines)
     assert "pretrain: already finished" in text and "finetune: trained" in text
+    assert f"finetune: no checkpoint in {out / 'run' / 'finetune'}; training from step 0" in text
     assert load_checkpoint(out / "run" / "finetune").step == 3
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["--preset", "smal"], "--preset smal: neither a preset name"),
+        (["--set", "finetune.learning_rat=1"], "--set finetune.learning_rat=1: unknown finetune"),
+        (["--set", "model.n_layer=0"], "--set model.n_layer=0: model: GPTConfig.n_layer"),
+        (["--data-dir", "NO-SUCH-DIR"], "--data-dir NO-SUCH-DIR: no such directory"),
+        (["--out", "A-FILE"], "--out A-FILE: exists and is not a directory"),
+        (["--out", "A-FILE/demo"], "--out A-FILE/demo: A-FILE is not a directory"),
+    ],
+)
+def test_demo_checks_what_it_is_given_before_any_work(argv, message, tmp_path, monkeypatch, capsys):
+    from minireason.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "A-FILE").write_text("not a directory")
+    argv = [*argv] if "--out" in argv else [*argv, "--out", "demo"]
+    assert main(["demo", "--offline", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == ""  # not even "[1/4] data"
+    assert captured.err.count("\n") == 1 and message in captured.err, captured.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["A-FILE"]  # nothing written
+
+
+def test_demo_refuses_other_set_values_than_its_run_was_trained_with(
+    mi_slice, micro_preset_file, tmp_path
+):
+    out = tmp_path / "demo"
+    common = dict(data_dir=mi_slice, out=out, preset=str(micro_preset_file), progress=False)
+    lines = []
+    run_demo(
+        **common, overrides=("finetune.max_steps=2",), n_users=1, n_candidates=2, eval_limit=4,
+        echo=lines.append,
+    )  # fmt: skip
+    assert "preset --set finetune.max_steps=2 (pretrain" in "\n".join(lines)
+    with pytest.raises(ValueError, match=r"^--set: .* was trained with --set finetune.max_steps=2"):
+        run_demo(**common, echo=lines.append)
+
+
+def test_the_comparison_reads_the_evaluation_it_is_given():
+    from minireason.demo import comparison
+
+    def scores(bleu1, bleu4, rouge, fmr):
+        return {"bleu1": bleu1, "bleu4": bleu4, "rougeL_f": rouge, "fmr": fmr}
+
+    result = {
+        "model": scores(20.0, 0.85, 15.0, 0.239),
+        "baselines": {
+            "retrieval": scores(18.0, 1.54, 16.0, 0.1),
+            "evidence": scores(10.0, 0.5, 12.0, 0.311),
+        },
+    }
+    assert comparison(result, "tiny") == (
+        "the tiny model against the best baseline: BLEU-1 20.00 vs 18.00 (retrieval), "
+        "BLEU-4 0.85 vs 1.54 (retrieval), ROUGE-L 15.00 vs 16.00 (retrieval), "
+        "FMR 0.239 vs 0.311 (evidence); ahead on BLEU-1, behind (or level) on BLEU-4, ROUGE-L, "
+        "FMR"
+    )
+    result["model"]["bleu1"] = 1.0
+    assert comparison(result, "tiny").endswith("; behind it on all of them")
+
+
+def test_demo_evaluates_again_with_other_settings_or_another_run(
+    mi_slice, micro_preset_file, tmp_path
+):
+    out = tmp_path / "demo"
+    common = dict(data_dir=mi_slice, out=out, preset=str(micro_preset_file), progress=False)
+    first = run_demo(**common, n_users=1, n_candidates=2, eval_limit=4, echo=lambda _: None)
+    lines = []
+    other = run_demo(**common, n_users=1, n_candidates=2, eval_limit=5, echo=lines.append)
+    assert f"reusing {out / 'eval'}" not in "\n".join(lines)
+    assert (first["info"]["n_records"], other["info"]["n_records"]) == (4, 5)
+    lines.clear()
+    run_demo(**common, n_users=1, n_candidates=2, eval_limit=5, echo=lines.append)
+    assert f"reusing {out / 'eval'}" in "\n".join(lines)
+    # the same settings, another run (trained with another seed) in the same place
+    shutil.rmtree(out / "run")
+    lines.clear()
+    run_demo(
+        **common, overrides=("model.seed=1",), n_users=1, n_candidates=2, eval_limit=5,
+        echo=lines.append,
+    )  # fmt: skip
+    assert f"reusing {out / 'eval'}" not in "\n".join(lines)

@@ -33,6 +33,7 @@ class Toy:
     top_k: int = option(3, min=0, flag="-k", metavar="K", help="best kept")
     strict: bool = option(False, help="stop at the first problem")
     hidden: int = option(5, min=0, cli=False, help="not on the command line")
+    tags: tuple = option((), repeat=True, kind=int, min=0, flag="--tag", help="again for more")
     progress: bool = True  # not an option
 
 
@@ -45,7 +46,7 @@ def _parser() -> argparse.ArgumentParser:
 def test_the_declaration_is_the_parser():
     parser = _parser()
     actions = {a.dest: a for a in parser._actions}
-    assert [f.name for f, _ in declared(Toy)][-1] == "hidden"  # progress is not an option
+    assert [f.name for f, _ in declared(Toy)][-1] == "tags"  # progress is not an option
     assert "hidden" not in actions and "progress" not in actions
     assert actions["out"].required and actions["out"].metavar == "DIR"
     assert actions["size"].default == 8 and actions["size"].metavar == "N"  # an int's metavar
@@ -66,6 +67,14 @@ def test_parsed_args_round_trip_to_the_config():
     args = _parser().parse_args(["x", "--out", "o", "--size", "64", "--strict"])
     assert from_args(Toy, args) == Toy("x", "o", size=64, strict=True)
     assert from_args(Toy, args, out="elsewhere").out == "elsewhere"  # the caller's value wins
+
+
+def test_a_repeated_option_collects_its_values_in_order():
+    args = _parser().parse_args(["x", "--out", "o", "--tag", "3", "--tag", "1"])
+    assert from_args(Toy, args).tags == (3, 1)
+    assert from_args(Toy, _parser().parse_args(["x", "--out", "o"])).tags == ()
+    with pytest.raises(ValueError, match=r"^--tag must be >= 0, got -1"):
+        check_values(Toy, tags=(2, -1))
 
 
 @pytest.mark.parametrize(

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
 
 import numpy as np
 import pytest
+from conftest import ROOT
 
 from minireason.cli import main
 from minireason.nn.checkpoint import load_checkpoint
@@ -166,19 +170,49 @@ def test_recipe_end_to_end_then_resume_between_stages(prepared_dir, micro_preset
 
     with pytest.raises(ValueError, match="already holds a checkpoint"):
         run_recipe(prepared_dir, micro_preset, out, progress=False)
-    again = run_recipe(prepared_dir, micro_preset, out, resume=True, progress=False)
+    said = []
+    again = run_recipe(
+        prepared_dir, micro_preset, out, resume=True, progress=False, echo=said.append
+    )
     assert again["pretrain"]["status"] == again["finetune"]["status"] == "already finished"
+    assert said == [
+        f"{stage}: already finished (4 of 4 steps, in {out / stage}); skipped"
+        for stage in ("pretrain", "finetune")
+    ]
 
     # a run stopped between the stages resumes into exactly the same fine-tuned weights
     crashed = tmp_path / "crashed"
     shutil.copytree(out, crashed)
     shutil.rmtree(crashed / "finetune")
-    resumed = run_recipe(prepared_dir, micro_preset, crashed, resume=True, progress=False)
+    said.clear()
+    resumed = run_recipe(
+        prepared_dir, micro_preset, crashed, resume=True, progress=False, echo=said.append
+    )
     assert resumed["pretrain"]["status"] == "already finished"
     assert resumed["finetune"]["status"] == "trained"
+    assert (
+        said[1] == f"finetune: no checkpoint in {crashed / 'finetune'}; training from step 0 of 4"
+    )
     redone = load_checkpoint(crashed / "finetune")
     for name, a in fine.params.items():
         np.testing.assert_array_equal(redone.params[name], a, err_msg=name)
+
+
+def test_a_resumed_run_says_where_each_stage_restarts(prepared_dir, micro_preset, tmp_path):
+    out = tmp_path / "run"
+    shorter = {**MICRO, "finetune": {**MICRO["finetune"], "max_steps": 2}}  # stops at step 2
+    (tmp_path / "shorter.json").write_text(json.dumps(shorter))
+    run_recipe(prepared_dir, tmp_path / "shorter.json", out, progress=False)
+    said = []
+    report = run_recipe(
+        prepared_dir, micro_preset, out, resume=True, progress=False, echo=said.append
+    )
+    assert said == [
+        f"pretrain: already finished (4 of 4 steps, in {out / 'pretrain'}); skipped",
+        f"finetune: resuming from step 2 of 4 (checkpoint in {out / 'finetune'})",
+    ]
+    assert report["finetune"]["status"] == "resumed"
+    assert report["finetune"]["steps_before_this_run"] == 2
 
 
 def test_recipe_rejects_a_context_longer_than_the_model(prepared_dir, tmp_path):
@@ -210,8 +244,90 @@ def test_cli_train(prepared_dir, micro_preset, tmp_path, capsys):
     assert main(argv) == 1  # the run exists and --resume was not given
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "pass --resume" in err
+    assert main([*argv, "--resume"]) == 0
+    printed = capsys.readouterr().out
+    assert f"pretrain: already finished (4 of 4 steps, in {out / 'pretrain'}); skipped" in printed
     assert (
         main(["train", "--prepared", str(tmp_path / "nope"), "--preset", "tiny", "--out", str(out)])
         == 1
     )
     assert "no such prepared directory" in capsys.readouterr().err
+
+
+def test_a_piped_log_gets_plain_progress_lines_and_no_carriage_returns(
+    prepared_dir, micro_preset, tmp_path
+):
+    """train and evaluate with standard error a pipe (as in ``cmd 2>&1 | tee log``): no tqdm
+    bar redrawn with ``\\r``, and training still says how far it got."""
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    run = str(tmp_path / "run")
+
+    def cli(*argv):
+        proc = subprocess.run(
+            [sys.executable, "-m", "minireason.cli", *argv],
+            capture_output=True,  # bytes: text mode would read a carriage return as a newline
+            env=env,
+            timeout=600,
+        )
+        assert proc.returncode == 0, proc.stderr
+        return proc.stderr.decode()
+
+    err = cli("train", "--prepared", str(prepared_dir), "--preset", str(micro_preset), "--out", run)
+    assert "\r" not in err
+    for stage in ("pretrain", "finetune"):
+        assert f"{stage}: step 1/4 (25%), loss " in err and f"{stage}: step 4/4 (100%)" in err
+    args = ("--prepared", str(prepared_dir), "--run", run, "--limit", "4", "--candidates", "2")
+    assert "\r" not in cli("evaluate", *args)
+
+
+def test_set_changes_one_value_of_the_preset_checked_like_the_preset():
+    preset = load_preset("tiny", ["finetune.learning_rate=3e-4", "model.n_layer=1"])
+    tiny = load_preset("tiny")
+    assert preset["finetune"] == {**tiny["finetune"], "learning_rate": 3e-4}
+    assert preset["model"] == {**tiny["model"], "n_layer": 1}
+    assert preset["overrides"] == {"finetune.learning_rate": 3e-4, "model.n_layer": 1}
+    assert "overrides" not in tiny
+    for overrides, message in [
+        (["finetune.learning_rat=1"], "--set finetune.learning_rat=1: unknown finetune key"),
+        (["fine.max_steps=1"], "--set fine.max_steps=1: unknown section 'fine'"),
+        (["max_steps"], "--set max_steps: expected SECTION.KEY=VALUE"),
+        (["finetune.learning_rate=fast"], "--set finetune.learning_rate=fast: finetune: Train"),
+        (["pretrain.max_steps=1e3"], r"--set pretrain.max_steps=1e3: pretrain: .*integer"),
+        (["model.n_layer=2", "model.n_head=3"], r"--set model.n_head=3: model: .*divisible"),
+    ]:
+        with pytest.raises(ValueError, match="^" + message):
+            load_preset("tiny", overrides)
+    # a value checked against the others once all are applied
+    both = load_preset("tiny", ["model.block_size=32", "pretrain.block_size=32"])
+    assert both["model"]["block_size"] == both["pretrain"]["block_size"] == 32
+
+
+def test_cli_train_set_is_recorded_and_resume_needs_the_same(
+    prepared_dir, micro_preset, tmp_path, capsys
+):
+    out = tmp_path / "run"
+    argv = [
+        "train",
+        "--prepared",
+        str(prepared_dir),
+        "--preset",
+        str(micro_preset),
+        "--out",
+        str(out),
+    ]
+    sets = ["--set", "finetune.learning_rate=0.002", "--set", "finetune.max_steps=3"]
+    assert main([*argv, *sets]) == 0
+    recorded = json.loads((out / "preset.json").read_text())
+    assert recorded["overrides"] == {"finetune.learning_rate": 0.002, "finetune.max_steps": 3}
+    assert recorded["finetune"]["learning_rate"] == 0.002
+    assert load_checkpoint(out / "finetune").step == 3
+    capsys.readouterr()
+    for other in ([], sets[:2], [*sets, "--set", "model.seed=1"]):
+        assert main([*argv, "--resume", *other]) == 1
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "--set: " in err and "was trained with --set" in err, err
+    assert main([*argv, "--resume", *sets]) == 0
+    assert "finetune: already finished (3 of 3 steps" in capsys.readouterr().out
+    assert main(["train", "--prepared", str(prepared_dir), "--set", "finetune.nope=1"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "--set finetune.nope=1: unknown finetune key 'nope'" in err

@@ -157,3 +157,47 @@ def test_keep_freed_memory_is_idempotent_and_reports_glibc():
     assert keep_freed_memory() is first
     glibc = hasattr(os, "confstr") and os.confstr("CS_GNU_LIBC_VERSION") or ""
     assert first is glibc.startswith("glibc")
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+
+def test_the_users_blas_threads_are_given_back_after_minireason_works(two_threads, monkeypatch):
+    """BLAS runs on one thread while minireason works, and on the user's count after: a
+    forward and backward, a generation, and nested and failing work."""
+    from threadpoolctl import threadpool_limits
+
+    from minireason.nn.model import GPT, GPTConfig
+    from minireason.reason.generate import generate
+
+    if not _blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library in this process")
+    inside = []
+    split = threads._split_matmul
+
+    def spy(a, b):
+        if not inside:
+            inside.extend(_blas_threads())
+        return split(a, b)
+
+    monkeypatch.setattr(threads, "_split_matmul", spy)
+    model = GPT(GPTConfig(vocab_size=64, n_layer=1, n_head=2, n_embd=32, block_size=16))
+    idx = np.random.default_rng(0).integers(0, 64, size=(2, 8))
+    with threadpool_limits(limits=3, user_api="blas"):  # the user's own setting
+        before = _blas_threads()
+        model.forward(idx, idx)
+        model.backward()
+        assert _blas_threads() == before
+        assert set(inside) == {1}, "BLAS was not on one thread inside minireason's work"
+        generate(model, [[1, 2, 3]], max_new_tokens=4, temperature=0.0)
+        assert _blas_threads() == before
+        with threads.one_blas_thread:
+            with threads.one_blas_thread:
+                assert set(_blas_threads()) == {1}
+            assert set(_blas_threads()) == {1}  # still inside the outer one
+        with pytest.raises(ValueError):
+            model.forward(idx[:, :0])  # refused inside the work: the limits are given back
+        assert _blas_threads() == before

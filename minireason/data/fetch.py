@@ -182,7 +182,7 @@ def download(
                     unit="B",
                     unit_scale=True,
                     desc=remote.name,
-                    disable=not progress,
+                    disable=None if progress else True,
                 ) as bar,
             ):
                 for block in iter(lambda: response.read(1 << 16), b""):

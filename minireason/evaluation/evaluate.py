@@ -30,7 +30,10 @@ of BLEU-1, BLEU-4, ROUGE-L and FMR for every system, and the share of resamples 
 model is ahead of each baseline, :mod:`minireason.evaluation.bootstrap`), ``evaluation.md``
 (Markdown tables), ``evaluation.png`` (bar chart), ``evaluation.html`` (all of it in a page,
 with the generations sortable and filterable) and ``generations.jsonl`` (every record's
-reference and every system's answer, to read them).
+reference and every system's answer, to read them). ``info`` says what was evaluated and
+how: the run and the prepared directory (paths, and content identities that tell the same
+run and data wherever they live: ``run_content``, :func:`minireason.train.run.run_content`,
+and ``prepared_content``), the split, limit, seed, batch size, decoding and weights.
 """
 
 from __future__ import annotations
@@ -56,7 +59,14 @@ from minireason.prep.tokenizer import BPETokenizer
 from minireason.reason.choose import ScoringContext, choose_reasons
 from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
-from minireason.train.run import Decoding, RunOptions, ScoreWeights, check_same_data, load_run
+from minireason.train.run import (
+    Decoding,
+    RunOptions,
+    ScoreWeights,
+    check_same_data,
+    load_run,
+    run_content,
+)
 
 SYSTEMS = ("model", *BASELINES)
 DECODERS = ("step4", "greedy")
@@ -85,7 +95,10 @@ def greedy_generate_fn(
     def generate_reasons(prompts: list[list[int]]) -> list[str]:
         out: list[str] = []
         for s in tqdm(
-            range(0, len(prompts), batch_size), desc="generate", unit="batch", disable=not progress
+            range(0, len(prompts), batch_size),
+            desc="generate",
+            unit="batch",
+            disable=None if progress else True,
         ):
             gen = generate(
                 model,
@@ -109,7 +122,10 @@ def reason_perplexity(
     forced; returns ``(perplexity, n_tokens)``."""
     total_nll, n_tokens = 0.0, 0
     for s in tqdm(
-        range(0, len(rows), batch_size), desc="perplexity", unit="batch", disable=not progress
+        range(0, len(rows), batch_size),
+        desc="perplexity",
+        unit="batch",
+        disable=None if progress else True,
     ):
         idx, targets, mask = pad_batch(sequences, rows[s : s + batch_size], pad_id)
         logp = backend.to_numpy(model.token_logprobs(idx, targets)).astype(np.float64)
@@ -130,7 +146,9 @@ def recommendation_metrics(
     train_seqs, item_tags = prepared.train_sequences(), prepared.item_terms()
     test_items = {rec["user"]: rec["item"] for rec in prepared.split(split)}
     out = {}
-    for name, cls in tqdm(RECOMMENDERS.items(), desc="recommenders", disable=not progress):
+    for name, cls in tqdm(
+        RECOMMENDERS.items(), desc="recommenders", disable=None if progress else True
+    ):
         model = cls().fit(train_seqs, item_tags)
         out[name] = evaluate_ranking(model, test_items, k=k)
     return out
@@ -303,7 +321,9 @@ def evaluate_run(
         "recommendation": recommendation_metrics(prepared, k=10, progress=progress, split=split),
         "info": {
             "prepared": str(prepared.path),
+            "prepared_content": prepared.content,
             "run": str(run_dir),
+            "run_content": run_content(run_dir),
             "checkpoint_step": run.step,
             "training_finished": run.finished,
             "model_size": {k: getattr(model.config, k) for k in ("n_layer", "n_head", "n_embd")},
@@ -316,6 +336,7 @@ def evaluate_run(
             "focus_from": focus_from,
             "protocol": ORACLE_LABEL if focus_from == "target" else "honest (predicted focus)",
             "random_seed": seed,
+            "batch_size": batch_size,
             "decode": "custom" if generate_fn_given else decode,
             "decoding": asdict(decoding)
             if decode == "step4"

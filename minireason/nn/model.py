@@ -51,6 +51,7 @@ from minireason.nn.layers import (
     lm_head_forward,
     log_softmax,
 )
+from minireason.nn.threads import one_blas_thread
 
 DTYPES = ("float32", "float64")
 
@@ -243,6 +244,7 @@ class GPT:
 
     # ------------------------------------------------------------------ forward / backward
 
+    @one_blas_thread
     def forward(self, idx, targets=None, loss_mask=None, keep_cache=True, all_logits=True):
         """Logits, and the loss when ``targets`` are given.
 
@@ -298,6 +300,7 @@ class GPT:
             self._cache = None
         return (logits.reshape(B, T, -1) if all_logits else None), loss
 
+    @one_blas_thread
     def backward(self) -> dict:
         """Gradients of the last forward's loss; fills and returns ``self.grads``.
 
@@ -330,6 +333,7 @@ class GPT:
 
     # ------------------------------------------------------------------ scoring
 
+    @one_blas_thread
     def token_logprobs(self, idx, targets):
         """``log p(targets[b, t] | idx[b, :t+1])`` for every position, ``(B, T)``; no cache kept."""
         logits, _ = self.forward(idx, keep_cache=False)

@@ -1,5 +1,5 @@
 """How the GPT uses the CPU's cores: matrix products split across a small pool of threads,
-with the BLAS library itself kept to one thread.
+with the BLAS library itself kept to one thread while minireason works.
 
 NumPy hands ``a @ b`` to OpenBLAS, which splits one product across its own threads and
 *spins* while it waits for them. On a quiet machine that is fast; on a busy one (a laptop
@@ -7,8 +7,11 @@ running anything else, or a second training job) the spinning threads steal the 
 work needs, and a training step gets many times slower (docs/speed.md's busy-machine rows).
 So instead, on the CPU:
 
-- OpenBLAS runs every product on the thread that calls it (one BLAS thread, set once through
-  threadpoolctl when this module is first used);
+- OpenBLAS runs every product on the thread that calls it: one BLAS thread, set through
+  threadpoolctl while minireason works (:data:`one_blas_thread`, a context manager and a
+  decorator around the model's forward and backward, generation and training, and inside
+  :func:`matmul` and :func:`rowwise`) and given back as it was when the work returns, so a
+  notebook's own NumPy keeps the BLAS threads it had;
 - :func:`matmul` cuts a large product into row blocks (or batch blocks, for the stacked
   ``(B, H, T, T)`` products of attention) and runs them on :func:`threads` threads: the
   calling thread and a pool, each claiming the next block when it is free, so that a thread
@@ -37,6 +40,7 @@ what resuming needs.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import os
 import threading
@@ -61,7 +65,11 @@ CHUNK_ELEMENTS = 32_768
 
 _threads: int | None = None
 _pool: ThreadPoolExecutor | None = None
-_prepared = False
+_prepared = False  # prepare_process() ran: BLAS is on one thread for the rest of the process
+_work_lock = threading.Lock()
+_work_depth = 0  # calls inside one_blas_thread now, on every thread, nested ones included
+_blas_limiter = None  # threadpoolctl's limiter while _work_depth > 0: it restores the limits
+_blas_controller = None  # threadpoolctl's view of the BLAS libraries, made at first use
 
 
 def _default_threads() -> int:
@@ -102,8 +110,10 @@ def set_threads(n: int) -> int:
 
 
 def prepare_process() -> None:
-    """Once per process: NumPy's BLAS on one thread (threadpoolctl finds the library), and
-    freed large arrays kept for reuse (:func:`minireason.nn.memory.keep_freed_memory`)."""
+    """For a process of minireason's own (the grader's child): NumPy's BLAS on one thread
+    for the rest of the process, and freed large arrays kept for reuse
+    (:func:`minireason.nn.memory.keep_freed_memory`). :data:`one_blas_thread` then does
+    nothing. Elsewhere (a notebook, a script) minireason never calls it."""
     global _prepared
     if not _prepared:
         from threadpoolctl import threadpool_limits
@@ -111,6 +121,45 @@ def prepare_process() -> None:
         threadpool_limits(limits=1, user_api="blas")
         keep_freed_memory()
         _prepared = True
+
+
+class _OneBlasThread(contextlib.ContextDecorator):
+    """The type of :data:`one_blas_thread`."""
+
+    def __enter__(self):
+        global _work_depth, _blas_limiter, _blas_controller
+        keep_freed_memory()  # once per process (a setting of malloc's, not of NumPy's)
+        if _prepared:
+            return self
+        with _work_lock:
+            if _work_depth == 0:
+                if _blas_controller is None:
+                    from threadpoolctl import ThreadpoolController
+
+                    _blas_controller = ThreadpoolController()
+                _blas_limiter = _blas_controller.limit(limits=1, user_api="blas")
+            _work_depth += 1
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        global _work_depth, _blas_limiter
+        if _prepared:
+            return False
+        with _work_lock:
+            _work_depth -= 1
+            if _work_depth == 0:
+                limiter, _blas_limiter = _blas_limiter, None
+                limiter.restore_original_limits()
+        return False
+
+
+one_blas_thread = _OneBlasThread()
+"""minireason's work, as a context manager (``with one_blas_thread:``) or a decorator
+(``@one_blas_thread``): NumPy's BLAS runs on one thread inside it (threadpoolctl; the
+products are split by :func:`matmul` instead), and when the outermost one is left, on
+whichever thread, BLAS gets back the thread counts it had when the first was entered.
+Nested and concurrent uses share one limit; entering costs about 15 microseconds, a nested
+one a lock. After :func:`prepare_process` it does nothing."""
 
 
 def _pool_for(n: int) -> ThreadPoolExecutor:
@@ -127,11 +176,16 @@ def matmul(a, b):
     their leading axis (``a`` and ``b`` must then have the same leading shape, as attention's
     ``(B, H, ., .)`` operands do). There are :data:`BLOCKS_PER_THREAD` blocks per thread,
     each claimed by whichever thread is free. Anything else, small products and CuPy arrays
-    are plain ``a @ b``.
+    are plain ``a @ b``. NumPy's products run inside :data:`one_blas_thread`.
     """
     if type(a) is not np.ndarray or type(b) is not np.ndarray:
         return a @ b
-    prepare_process()
+    with one_blas_thread:
+        return _split_matmul(a, b)
+
+
+def _split_matmul(a, b):
+    """:func:`matmul` of two NumPy arrays."""
     n = threads()
     rows = a.shape[0] if a.ndim >= 2 else 0
     flops = 2 * a.size * (b.shape[-1] if b.ndim >= 2 else 1)
@@ -168,7 +222,7 @@ def rowwise(kernel, *arrays) -> None:
     if type(first) is not np.ndarray or n == 1 or rows < n or first.size < MIN_SPLIT_ELEMENTS:
         kernel(*arrays)
         return
-    prepare_process()
+    keep_freed_memory()
     chunk = max(1, CHUNK_ELEMENTS * rows // first.size)  # rows per chunk
 
     def run(part: slice) -> None:

@@ -188,7 +188,7 @@ def sample_batches(
     streams = record_streams(seed, len(prompts), batch_size, decoding.n_candidates)
     out: list[Samples] = []
     starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc="candidates", unit="batch", disable=not progress):
+    for start in tqdm(starts, desc="candidates", unit="batch", disable=None if progress else True):
         end = start + batch_size
         out += sample_candidates(model, tokenizer, prompts[start:end], decoding, streams[start:end])
     return out

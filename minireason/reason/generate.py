@@ -67,6 +67,7 @@ from minireason.nn.layers import (
     log_softmax,
     mlp_forward,
 )
+from minireason.nn.threads import one_blas_thread
 
 
 @dataclass
@@ -186,6 +187,7 @@ def _block_params(model, i):
     return {name: model.params[f"h.{i}.{name}"] for name in BLOCK_PARAMS}
 
 
+@one_blas_thread
 def prefill(model, idx, lengths):
     """Run the prompts once; return the logits at each prompt's last token and the KV cache.
 
@@ -222,6 +224,7 @@ def prefill(model, idx, lengths):
     return logits, cache
 
 
+@one_blas_thread
 def decode_step(model, tokens, positions, cache):
     """Feed one new token per row at its own position; update the cache in place.
 
@@ -291,6 +294,7 @@ def _check_args(model, prompts, max_new_tokens, temperature, top_k, top_p, n_sam
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
 
 
+@one_blas_thread
 def generate(
     model,
     prompts,

@@ -15,6 +15,7 @@ bit-identical weights.
 from __future__ import annotations
 
 import math
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -25,11 +26,15 @@ import numpy as np
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore, save_checkpoint
 from minireason.nn.model import GPT, is_number
 from minireason.nn.optim import AdamW, clip_grad_norm, global_grad_norm, lr_at
+from minireason.nn.threads import one_blas_thread
 
 # Fields that may differ between a checkpoint and the config used to resume it: they do not
 # change the trajectory of the weights (max_steps does change the learning-rate schedule, so
 # a longer run resumed is not bit-identical to a run planned that long from the start).
 RESUME_MAY_CHANGE = ("max_steps", "eval_interval", "eval_iters", "checkpoint_interval")
+# Where standard error is not a terminal (a log file, a pipe), training prints a plain
+# progress line every this share of its steps instead of a tqdm bar's carriage returns.
+PLAIN_PROGRESS_SHARE = 0.1
 
 
 @dataclass
@@ -153,6 +158,20 @@ def loss_figure(train_losses, val_losses, before=None, title="training loss"):
     return fig
 
 
+def progress_line(label: str, step: int, end: int, loss: float, steps: int, seconds: float) -> str:
+    """A plain progress line: ``label``'s ``step`` of ``end``, the last loss, and the pace
+    of the ``steps`` done in ``seconds`` (this run's) with the time left at that pace."""
+    line = f"{label}: step {step}/{end} ({100 * step // end}%), loss {loss:.4f}"
+    if steps and seconds > 0:
+        left = (end - step) * seconds / steps
+        line += f", {steps / seconds:.2f} steps/s"
+        if step < end:
+            line += (
+                f", about {left:.0f} s left" if left < 60 else f", about {left / 60:.1f} min left"
+            )
+    return line
+
+
 def _check_resume_config(saved: dict, config: TrainConfig, path) -> None:
     now = asdict(config)
     differ = [k for k in now if k not in RESUME_MAY_CHANGE and saved.get(k) != now[k]]
@@ -161,6 +180,7 @@ def _check_resume_config(saved: dict, config: TrainConfig, path) -> None:
         raise ValueError(f"cannot resume from {path}: train config differs ({pairs})")
 
 
+@one_blas_thread
 def train(
     model: GPT,
     get_batch: Callable,
@@ -183,7 +203,10 @@ def train(
         resume: continue from the checkpoint in ``out_dir`` (error if there is none).
         stop_at_step: stop (with a checkpoint) after this many steps, before ``max_steps``;
             the schedule still follows ``max_steps``, so a later resume continues exactly.
-        progress: show a tqdm bar; label: its name (the stage).
+        progress: show progress, labelled ``label`` (the stage): a tqdm bar when standard
+            error is a terminal (or a notebook); else, as in a log written to a file or a
+            pipe, a plain line every :data:`PLAIN_PROGRESS_SHARE` of the steps
+            (:func:`progress_line`) instead of the bar's carriage returns.
 
     Returns:
         A :class:`TrainResult`. On a non-finite loss or gradient the run stops, prints why,
@@ -224,7 +247,11 @@ def train(
         result.checkpoint_dir = out_dir
 
     model.train()
-    bar = tqdm(total=end, initial=result.step, disable=not progress, desc=label, unit="step")
+    disable = None if progress else True  # None: no bar where stderr is not a terminal
+    bar = tqdm(total=end, initial=result.step, disable=disable, desc=label, unit="step")
+    plain = progress and bar.disable  # no bar shown: plain lines instead
+    plain_every = max(1, round(config.max_steps * PLAIN_PROGRESS_SHARE))
+    t_start, step_start = time.perf_counter(), result.step
     while result.step < end:
         step = result.step
         lr = lr_at(step, config.learning_rate, config.warmup_steps, config.max_steps, config.min_lr)
@@ -258,6 +285,10 @@ def train(
         bar.set_postfix(loss=f"{loss:.4f}", tok_s=f"{idx.size / dt:,.0f}", lr=f"{lr:.2e}")
         bar.update(1)
         at_end = result.step == end
+        if plain and (result.step % plain_every == 0 or at_end):
+            seconds = time.perf_counter() - t_start
+            line = progress_line(label, result.step, end, loss, result.step - step_start, seconds)
+            print(line, file=sys.stderr, flush=True)
         if (
             val_batch is not None
             and config.eval_interval
@@ -265,7 +296,7 @@ def train(
         ):
             val = evaluate(model, val_batch, config.eval_iters)
             result.val_losses.append((result.step, val))
-            bar.write(f"step {result.step}: train loss {loss:.4f}, val loss {val:.4f}")
+            bar.write(f"{label} step {result.step}: train loss {loss:.4f}, val loss {val:.4f}")
         if at_end or (config.checkpoint_interval and result.step % config.checkpoint_interval == 0):
             checkpoint()
     bar.close()

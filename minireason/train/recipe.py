@@ -25,6 +25,12 @@ default and fast modes; copy one and edit it) with four keys::
 The vocabulary size comes from the prepared tokenizer. ``model.block_size`` must hold the
 prepared ``context`` (the longest fine-tuning sequence).
 
+One value can be changed from the command line instead of in a copy of the file, as many
+times as needed: ``--set finetune.learning_rate=3e-4 --set model.n_layer=2``
+(:func:`apply_overrides`: checked as the file is, each mistake one line naming the
+``--set``). The values set are recorded in ``RUN/preset.json`` (``overrides``), and a run
+is resumed only with the same ones.
+
 The run directory's layout and ``run.json`` are the contract of :mod:`minireason.train.run`.
 
 Resuming (``resume=True``, ``--resume``) continues each stage from its checkpoint exactly
@@ -58,9 +64,36 @@ from minireason.train.run import (
 )
 
 PRESET_DIR = Path(__file__).resolve().parent / "presets"
+
+
+@dataclass(frozen=True)
+class Measured:
+    """How long a shipped preset took to train (both stages), where and when."""
+
+    minutes: float
+    machine: str
+    date: str
+
+    def __str__(self) -> str:
+        return f"{self.minutes} minutes on {self.machine}, measured {self.date}"
+
+
+# The measured training times of the shipped presets, on the Musical Instruments reviews
+# prepared with the defaults (the demo's data): `minireason train --preset NAME`, timed.
+TRAINING_TIME = {"small": Measured(22.6, "a 2-core AMD EPYC VM", "2026-12-07")}
 PRESET_KEYS = ("description", "model", "pretrain", "finetune")
 PRETRAIN_HOLDOUT = 0.02  # share of the pretraining stream kept for validation
 STAGES = ("pretrain", "finetune")
+
+
+# The --set option of train and demo: one value of the preset changed (apply_overrides).
+SET_OPTION = dict(
+    flag="--set",
+    metavar="SECTION.KEY=VALUE",
+    repeat=True,
+    help="change one value of the preset, e.g. finetune.learning_rate=3e-4 or model.n_layer=2 "
+    "(again for more); recorded in RUN/preset.json, and --resume needs the same ones",
+)
 
 
 @dataclass
@@ -76,6 +109,7 @@ class RecipeConfig:
     preset: str = option("tiny", metavar="NAME|FILE", help="tiny, small or a JSON file")
     out: str | None = option(None, metavar="DIR", help="run directory (default: runs/PRESET)")
     resume: bool = option(False, help="continue the checkpoints in --out")
+    overrides: tuple[str, ...] = option((), **SET_OPTION)
 
     @property
     def run_dir(self) -> str:
@@ -91,12 +125,14 @@ def preset_names() -> list[str]:
     return sorted(p.stem for p in PRESET_DIR.glob("*.json"))
 
 
-def load_preset(name_or_path) -> dict:
-    """Read and check a preset: a shipped name (``"tiny"``) or the path of a JSON file.
+def load_preset(name_or_path, overrides=()) -> dict:
+    """Read and check a preset: a shipped name (``"tiny"``) or the path of a JSON file, with
+    ``overrides`` (``--set``'s ``SECTION.KEY=VALUE`` texts) applied on top
+    (:func:`apply_overrides`).
 
     Returns the preset dict with keys ``model``, ``pretrain``, ``finetune`` (and
-    ``description``, ``source``: where it was read from). Unknown or missing keys are a
-    ValueError naming the file and the key.
+    ``description``, ``source``: where it was read from; ``overrides``: the values set, when
+    any). Unknown or missing keys are a ValueError naming the file and the key.
     """
     path = Path(name_or_path)
     if not path.is_file():
@@ -119,54 +155,130 @@ def load_preset(name_or_path) -> dict:
             f"{path}: unknown keys {unknown}, missing keys {missing} "
             f"(a preset has {list(PRESET_KEYS)})"
         )
+    preset = {**preset, "source": str(path)}
+    check_preset(preset)
+    return apply_overrides(preset, overrides)
+
+
+def section_fields() -> dict[str, set[str]]:
+    """The keys each section of a preset may hold: ``model`` those of :class:`GPTConfig`
+    (but the vocabulary size and dtype), the stages those of :class:`TrainConfig` and
+    ``batch_size`` (and pretraining's ``block_size``)."""
     model_fields = {f.name for f in fields(GPTConfig)} - {"vocab_size", "dtype"}
     train_fields = {f.name for f in fields(TrainConfig)}
-    allowed = {
+    return {
         "model": model_fields,
         "pretrain": train_fields | {"batch_size", "block_size"},
         "finetune": train_fields | {"batch_size"},
     }
-    for section, ok in allowed.items():
-        if not isinstance(preset[section], dict):
-            raise ValueError(f"{path}: {section!r} must be a JSON object")
-        bad = sorted(set(preset[section]) - ok)
-        if bad:
-            raise ValueError(f"{path}: unknown {section} fields {bad}; allowed: {sorted(ok)}")
-    for section in ("pretrain", "finetune"):
-        b = preset[section].get("batch_size")
-        if not isinstance(b, int) or b < 1:
-            raise ValueError(f"{path}: {section}.batch_size must be a positive integer, got {b!r}")
-    block = preset["pretrain"].get("block_size")
-    if not isinstance(block, int) or not 1 <= block <= preset["model"].get(
-        "block_size", GPTConfig.block_size
-    ):
-        raise ValueError(
-            f"{path}: pretrain.block_size must be an integer in 1..model.block_size, got {block!r}"
-        )
-    preset = {**preset, "source": str(path)}
-    check_preset(preset)
-    return preset
 
 
 def check_preset(preset: dict) -> None:
-    """Build the model config and both stages' training configs now, so a mistake anywhere
-    in a preset (a null, a string where a number belongs, a bad value in the fine-tune
-    section) is one ValueError naming the file before the first training step."""
+    """Check every section of a preset and build the model config and both stages'
+    training configs now, so a mistake anywhere (an unknown key, a null, a string where a
+    number belongs, a bad value in the fine-tune section) is one ValueError naming
+    ``preset["source"]`` (the file) before the first training step."""
+    problem = _preset_problem(preset)
+    if problem:
+        raise ValueError(f"{preset.get('source', 'preset')}: {problem}")
+
+
+def _preset_problem(preset: dict) -> str | None:
+    """What is wrong with a preset's sections, in words, or None (:func:`check_preset`)."""
+    for section, ok in section_fields().items():
+        if not isinstance(preset.get(section), dict):
+            return f"{section!r} must be a JSON object"
+        bad = sorted(set(preset[section]) - ok)
+        if bad:
+            return f"unknown {section} fields {bad}; allowed: {sorted(ok)}"
+    for section in ("pretrain", "finetune"):
+        b = preset[section].get("batch_size")
+        if not isinstance(b, int) or isinstance(b, bool) or b < 1:
+            return f"{section}.batch_size must be a positive integer, got {b!r}"
+    block = preset["pretrain"].get("block_size")
+    longest = preset["model"].get("block_size", GPTConfig.block_size)
+    if not isinstance(block, int) or isinstance(block, bool) or not 1 <= block <= longest:
+        return f"pretrain.block_size must be an integer in 1..model.block_size, got {block!r}"
     try:
         GPTConfig(vocab_size=1, **preset["model"])
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{preset['source']}: model: {exc}") from None
+        return f"model: {exc}"
     for stage in STAGES:
-        stage_config(preset, stage)
+        try:
+            TrainConfig(**_train_settings(preset, stage))
+        except (TypeError, ValueError) as exc:
+            return f"{stage}: {exc}"
+    return None
+
+
+def apply_overrides(preset: dict, overrides) -> dict:
+    """``preset`` (checked) with each of ``overrides`` applied, in order: a text
+    ``SECTION.KEY=VALUE`` (``finetune.learning_rate=3e-4``, ``model.n_layer=2``) sets one
+    key of ``model``, ``pretrain`` or ``finetune``; the value is read as JSON (a number,
+    ``true``, ``false``), else as a number (``.5``), else kept as text (which the check then
+    refuses). The result is checked as a preset file is, and records the values set as
+    ``overrides`` (``{"finetune.learning_rate": 0.0003}``). A malformed text, an unknown key
+    or a value the check refuses is one ValueError naming the ``--set`` option."""
+    if not overrides:
+        return preset
+    allowed = section_fields()
+    parsed = []
+    for text in overrides:
+        key, equals, raw = text.partition("=")
+        section, dot, name = key.strip().partition(".")
+        where = f"--set {text}"
+        if not equals or not dot or not name or not raw.strip():
+            raise ValueError(
+                f"{where}: expected SECTION.KEY=VALUE, e.g. finetune.learning_rate=3e-4"
+            )
+        if section not in allowed:
+            raise ValueError(f"{where}: unknown section {section!r}; one of {list(allowed)}")
+        if name not in allowed[section]:
+            raise ValueError(
+                f"{where}: unknown {section} key {name!r}; allowed: {sorted(allowed[section])}"
+            )
+        parsed.append((where, section, name, _override_value(raw.strip())))
+
+    def applied(items) -> dict:
+        out = {**preset}
+        for _, section, name, value in items:
+            out[section] = {**out[section], name: value}
+        return out
+
+    result = applied(parsed)
+    problem = _preset_problem(result)
+    if problem:
+        # named: the override that alone gives the same complaint, else all of them
+        alone = [p[0] for p in parsed if _preset_problem(applied([p])) == problem]
+        raise ValueError(f"{(alone or [' '.join(p[0] for p in parsed)])[0]}: {problem}")
+    values = {**preset.get("overrides", {})}
+    values.update({f"{section}.{name}": value for _, section, name, value in parsed})
+    return {**result, "overrides": values}
+
+
+def _override_value(raw: str):
+    """The value of ``--set KEY=RAW``: JSON, else a number, else the text itself."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        pass
+    try:
+        return float(raw)
+    except ValueError:
+        return raw
 
 
 def stage_config(preset: dict, stage: str) -> TrainConfig:
     """The :class:`TrainConfig` of ``stage`` (``"pretrain"`` or ``"finetune"``)."""
-    settings = {k: v for k, v in preset[stage].items() if k not in ("batch_size", "block_size")}
     try:
-        return TrainConfig(**settings)
+        return TrainConfig(**_train_settings(preset, stage))
     except (TypeError, ValueError) as exc:
         raise ValueError(f"{preset['source']}: {stage}: {exc}") from None
+
+
+def _train_settings(preset: dict, stage: str) -> dict:
+    """The keys of ``stage``'s section that are :class:`TrainConfig` fields."""
+    return {k: v for k, v in preset[stage].items() if k not in ("batch_size", "block_size")}
 
 
 # --------------------------------------------------------------------------- the recipe
@@ -177,15 +289,18 @@ def _stage_state(directory: Path) -> int | None:
     return load_checkpoint(directory).step if (directory / JSON_NAME).is_file() else None
 
 
-def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, progress):
-    """Train one stage (or resume it, or skip it when finished); returns its report dict and
-    its ``(train_losses, val_losses)``."""
+def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, progress, echo):
+    """Train one stage (or resume it, or skip it when finished), saying through ``echo``
+    where a resumed stage restarts; returns its report dict and its ``(train_losses,
+    val_losses)``."""
     done = _stage_state(out)
     if done is not None and not resume:
         raise ValueError(
             f"{out} already holds a checkpoint (step {done}); pass --resume to "
             "continue it, or choose another --out"
         )
+    if resume:
+        echo(resume_line(stage, done, config.max_steps, out))
     t0 = time.perf_counter()
     if done is not None and done >= config.max_steps:
         ckpt = load_checkpoint(out)
@@ -220,7 +335,19 @@ def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, pr
     return report, (train_losses or [], val_losses or [])
 
 
-def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bool = True) -> dict:
+def resume_line(stage: str, done: int | None, max_steps: int, out) -> str:
+    """What resuming ``stage`` does, in one line: its checkpoint in ``out`` holds ``done``
+    steps (None: there is none) of ``max_steps``."""
+    if done is None:
+        return f"{stage}: no checkpoint in {out}; training from step 0 of {max_steps}"
+    if done >= max_steps:
+        return f"{stage}: already finished ({done} of {max_steps} steps, in {out}); skipped"
+    return f"{stage}: resuming from step {done} of {max_steps} (checkpoint in {out})"
+
+
+def run_recipe(
+    prepared_dir, preset, out_dir, resume: bool = False, progress: bool = True, echo=print
+) -> dict:
     """Pretrain then fine-tune a GPT on a prepared directory; returns the train report.
 
     Args:
@@ -229,6 +356,7 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
         out_dir: the run directory (:mod:`minireason.train.run`).
         resume: continue unfinished stages from their checkpoints.
         progress: show tqdm bars, one per stage.
+        echo: where the lines saying where each resumed stage restarts go.
 
     Everything is checked before the first step: the output path, the whole preset, and
     that a run being resumed was started on this prepared data. One ``train`` at a time may
@@ -259,18 +387,53 @@ def run_recipe(prepared_dir, preset, out_dir, resume: bool = False, progress: bo
             before = read_run_info(out)
             check_same_data(before, prepared, instead="choose another --out")
             choice = {"decoding": before.decoding, "weights": before.weights}
+        check_continuation(out, preset, resume)
         out.mkdir(parents=True, exist_ok=True)
         write_run_info(out, run_info_for(prepared, **choice))
         atomic_write_json(out / "preset.json", preset)
         for name in ("tokenizer.json", "features.json"):
             atomic_write(out / name, lambda fh, n=name: fh.write((prepared.path / n).read_bytes()))
-        report = _train_stages(prepared, preset, model_config, out, resume, progress)
+        report = _train_stages(prepared, preset, model_config, out, resume, progress, echo)
         report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
         atomic_write_json(out / "train_report.json", report)
     return report
 
 
-def _train_stages(prepared, preset, model_config, out: Path, resume, progress) -> dict:
+def check_continuation(out: Path, preset: dict, resume: bool) -> None:
+    """Refuse (ValueError), before anything in the run directory ``out`` is written, to
+    train where a stage already holds a checkpoint unless ``resume``, or to resume a run
+    trained with other ``--set`` values than ``preset``'s (recorded in ``RUN/preset.json``):
+    its checkpoints and the new values would be mixed."""
+    started = [(stage, done) for stage in STAGES if (done := _stage_state(out / stage)) is not None]
+    if not started:
+        return
+    if not resume:
+        stage, done = started[0]
+        raise ValueError(
+            f"{out / stage} already holds a checkpoint (step {done}); pass --resume to "
+            "continue it, or choose another --out"
+        )
+    try:
+        recorded = json.loads((out / "preset.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        recorded = {}  # not recorded: a run of an older minireason, trained without --set
+    before = recorded.get("overrides", {}) if isinstance(recorded, dict) else {}
+    now = preset.get("overrides", {})
+    if before != now:
+        raise ValueError(
+            f"--set: {out} was trained with {_as_options(before)}, not {_as_options(now)}; "
+            "resume it with the same --set options, or choose another --out"
+        )
+
+
+def _as_options(overrides: dict) -> str:
+    """``{"finetune.learning_rate": 0.0003}`` as ``--set finetune.learning_rate=0.0003``."""
+    if not overrides:
+        return "no --set"
+    return " ".join(f"--set {key}={json.dumps(value)}" for key, value in overrides.items())
+
+
+def _train_stages(prepared, preset, model_config, out: Path, resume, progress, echo) -> dict:
     """Stage 1 then stage 2 (module doc); the fine-tune loss plot shows pretraining before
     it, with the boundary marked."""
     tok, seed = prepared.tokenizer, model_config.seed
@@ -293,6 +456,7 @@ def _train_stages(prepared, preset, model_config, out: Path, resume, progress) -
         out / "pretrain",
         resume,
         progress,
+        echo,
     )
     report["pretrain"]["tokens_train"] = int(len(stream_train))
     report["pretrain"]["tokens_val"] = int(n_val)
@@ -306,6 +470,7 @@ def _train_stages(prepared, preset, model_config, out: Path, resume, progress) -
         out / "finetune",
         resume,
         progress,
+        echo,
     )
     plot_losses(
         *fine_losses,
