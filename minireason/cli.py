@@ -426,9 +426,12 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except KeyboardInterrupt as exc:  # while the command's stage is imported
+        return _say("minireason", "interrupted", exc, 130)
     if not getattr(args, "func", None):
         build_parser([]).print_help()
         return 2
+    who = f"minireason {args.command}"
     try:
         if args.device:
             from minireason import backend
@@ -441,11 +444,20 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, OSError) as exc:
         if os.environ.get("MINIREASON_DEBUG") or isinstance(exc, BrokenPipeError):
             raise
-        print(f"minireason {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"minireason {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _say(who, "error", exc, 1)
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, and what was kept when it says
+        return _say(who, "interrupted", exc, 130)
+
+
+def _say(who: str, what: str, exc: BaseException, status: int) -> int:
+    """Print ``WHO: WHAT: MESSAGE`` (``WHO: WHAT`` when the exception says nothing) as one
+    line on stderr, below any progress bar still open (each is closed first); return
+    ``status``."""
+    tqdm = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        bar.close()
+    print(f"{who}: {what}" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
+    return status
 
 
 def run() -> int:
