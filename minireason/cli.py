@@ -391,7 +391,9 @@ def run_grade(c) -> int:
     grade = gradescope.grade_submission if c.gradescope else grading.grade
     report = grade(c.assignment, c.path, **common)
     print(report.table())
-    print(f"\nresults written to {report.write_results(c.results)}")
+    results = c.results or (gradescope.results_path() if c.gradescope else None)
+    if results:  # one file: the table only, unless asked
+        print(f"\nresults written to {report.write_results(results)}")
     return 0
 
 
