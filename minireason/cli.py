@@ -186,11 +186,11 @@ def run_evaluate(c) -> int:
 @stage("tune", "evaluation.tuning:TuneConfig")
 def run_tune(c) -> int:
     """choose the score's weights on the validation split, into a weights file"""
-    from minireason.evaluation.tuning import format_tuned, tune
+    from minireason.evaluation.tuning import adopt_hint, format_tuned, tune
 
     result = tune(c.prepared, c.run, c.out, c.limit, seed=c.seed, passes=c.passes)
     print(format_tuned(result))
-    print(f"written to {c.out}; adopt it with --weights {c.out}")
+    print(adopt_hint(c.prepared, c.run, c.out, c.limit))
     return 0
 
 

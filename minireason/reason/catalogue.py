@@ -130,8 +130,10 @@ class ExplainAllConfig(RunOptions):
     )
     epilog: ClassVar[str] = (
         "examples:\n  minireason explain-all --prepared runs/demo/prepared --run runs/demo/run "
-        "--out runs/demo/catalogue --workers 2\n  minireason explain-all ... --scheduler "
-        "tcp://HOST:8786   (workers started with: dask worker tcp://HOST:8786 --nthreads 1)"
+        "--out runs/demo/catalogue --workers 2\n  minireason explain-all --prepared "
+        "runs/demo/prepared --run runs/demo/run --out runs/demo/catalogue --scheduler "
+        "tcp://HOST:8786\n  (a cluster of your own: 'dask scheduler' on HOST, then 'dask worker "
+        "tcp://HOST:8786 --nthreads 1' on each machine)"
     )
 
     prepared: str = option(metavar="DIR", help="the run's prepared directory")
