@@ -114,7 +114,7 @@ class GradeConfig:
         "Gradescope reads them). --gradescope-kit writes the autograder zip."
     )
 
-    assignment: str = option(positional=True, help="assignment name, e.g. A1")
+    assignment: str = option(positional=True, metavar="NAME", help="assignment name, e.g. A1")
     path: str | None = option(
         None, positional=True, metavar="PATH", help="a .py file, or a folder of submissions"
     )
