@@ -429,11 +429,10 @@ def main(argv: list[str] | None = None) -> int:
         print(exc, file=sys.stderr)
         return 2
     except KeyboardInterrupt as exc:  # while the command's stage is imported
-        return _say("minireason", "interrupted", exc, 130)
+        return _say(next((a for a in argv if a in COMMANDS), None), "interrupted", exc, 130)
     if not getattr(args, "func", None):
         build_parser([]).print_help()
         return 2
-    who = f"minireason {args.command}"
     try:
         if args.device:
             from minireason import backend
@@ -446,18 +445,18 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, OSError) as exc:
         if os.environ.get("MINIREASON_DEBUG") or isinstance(exc, BrokenPipeError):
             raise
-        return _say(who, "error", exc, 1)
+        return _say(args.command, "error", exc, 1)
     except KeyboardInterrupt as exc:  # Ctrl-C: one line, and what was kept when it says
-        return _say(who, "interrupted", exc, 130)
+        return _say(args.command, "interrupted", exc, 130)
 
 
-def _say(who: str, what: str, exc: BaseException, status: int) -> int:
-    """Print ``WHO: WHAT: MESSAGE`` (``WHO: WHAT`` when the exception says nothing) as one
-    line on stderr, below any progress bar still open (each is closed first); return
-    ``status``."""
+def _say(command: str | None, what: str, exc: BaseException, status: int) -> int:
+    """``minireason COMMAND: WHAT[: the exception's message]``, one line on stderr below the
+    progress bars still open (closed first); returns ``status``."""
     tqdm = sys.modules.get("tqdm.std")
     for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
         bar.close()
+    who = f"minireason {command}" if command else "minireason"
     print(f"{who}: {what}" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
     return status
 

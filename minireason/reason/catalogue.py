@@ -626,7 +626,7 @@ def _cluster(workers: int | None, scheduler: str | None, dashboard: str | None):
                     silence_logs=logging.ERROR,
                     preload=[__name__],  # dask_setup, in each worker
                 )
-                client = distributed.Client(cluster)
+            client = distributed.Client(cluster)
         yield client
     except KeyboardInterrupt:
         logging.disable(logging.CRITICAL)
