@@ -3,19 +3,19 @@
 Each command is a row of :data:`COMMANDS`: its name, a one-line help, a function that
 declares its options and a handler of a few lines that calls the package. A command's
 options are declared once, beside its stage, as the fields of a config dataclass
-(:mod:`minireason.options`: default, bounds, metavar, help); :func:`stage` registers such a
-command, and its handler gets the config built from the command line. Only the chosen
-command's stage is imported, so every command starts fast. Errors the user can fix (bad
-paths, input or options) are raised as :class:`UserError`, ValueError or OSError and
-printed as one line naming what is wrong, never as a traceback (``MINIREASON_DEBUG=1``
-shows it).
+(:mod:`minireason.options`); :func:`stage` registers such a command, and its handler gets
+the config built from the command line. Only the chosen command's stage is imported. An
+error the user can fix (:class:`UserError`, ValueError, OSError) and a Ctrl-C are one line
+on stderr, never a traceback (``MINIREASON_DEBUG=1`` shows an error's).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 
 from minireason.files import atomic_write_json
@@ -42,12 +42,8 @@ class _Help(argparse.HelpFormatter):
     option's default after its help, when it has one worth showing."""
 
     def _fill_text(self, text, width, indent):
-        return "\n".join(
-            indent + line
-            if line.startswith(" ")
-            else super(_Help, self)._fill_text(line, width, indent)
-            for line in text.splitlines()
-        )
+        fill, lines = super()._fill_text, text.splitlines()
+        return "\n".join(indent + x if x.startswith(" ") else fill(x, width, indent) for x in lines)
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -422,14 +418,23 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run the command line ``argv`` (None: this process's own, which then ends next)."""
+    exiting, argv = argv is None, sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, and what was kept when it says
+        if exiting:  # then none: another (pressed again, or late) would be a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        exec("")  # clears CPython's mark of a Ctrl-C out of exec(str): -m would exit by SIGINT
+        return _say(next((a for a in argv if a in COMMANDS), None), "interrupted", exc, 130)
+
+
+def _main(argv: list[str]) -> int:
     try:
         args = build_parser(argv).parse_args(argv)
     except UsageError as exc:
         print(exc, file=sys.stderr)
         return 2
-    except KeyboardInterrupt as exc:  # while the command's stage is imported
-        return _say(next((a for a in argv if a in COMMANDS), None), "interrupted", exc, 130)
     if not getattr(args, "func", None):
         build_parser([]).print_help()
         return 2
@@ -446,16 +451,15 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("MINIREASON_DEBUG") or isinstance(exc, BrokenPipeError):
             raise
         return _say(args.command, "error", exc, 1)
-    except KeyboardInterrupt as exc:  # Ctrl-C: one line, and what was kept when it says
-        return _say(args.command, "interrupted", exc, 130)
 
 
 def _say(command: str | None, what: str, exc: BaseException, status: int) -> int:
     """``minireason COMMAND: WHAT[: the exception's message]``, one line on stderr below the
-    progress bars still open (closed first); returns ``status``."""
+    progress bars still open (closed first, but one cut short as it started); ``status``."""
     tqdm = sys.modules.get("tqdm.std")
     for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
-        bar.close()
+        with contextlib.suppress(AttributeError):  # one interrupted in its __init__
+            bar.close()
     who = f"minireason {command}" if command else "minireason"
     print(f"{who}: {what}" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
     return status

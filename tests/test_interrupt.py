@@ -131,7 +131,7 @@ def test_ctrl_c_in_explain_all_is_one_line_and_the_rerun_resumes(micro_run, tmp_
 
     command = Command(args)
     command.interrupt_when(lambda: recorded() >= 1)
-    assert command.wait() == 130
+    assert command.wait() == 130, command.stderr[-3000:]
     line = the_one_line(command.stderr, "explain-all", notes="explain-all:")
     kept = recorded()
     assert 0 < kept < N_USERS, "not interrupted mid-run"
@@ -165,11 +165,29 @@ def test_ctrl_c_in_explain_all_is_one_line_and_the_rerun_resumes(micro_run, tmp_
 # --------------------------------------------------------------------------- the others
 
 
+def test_an_interrupt_caught_inside_exec_still_exits_130(tmp_path):
+    """CPython leaves a flag when a KeyboardInterrupt leaves exec() of a string (as when a
+    dataclass is made: the Ctrl-C lands during an import), and ``python -m`` then ends by
+    SIGINT even though main() caught it; main() resets the flag."""
+    (tmp_path / "interrupted_cli.py").write_text(
+        "import sys\n"
+        "from minireason import cli\n"
+        "def declare(p, add):\n"
+        "    p.set_defaults(func=lambda args: exec('raise KeyboardInterrupt'))\n"
+        "cli.COMMANDS['boom'] = ('a KeyboardInterrupt out of exec()', declare)\n"
+        "sys.exit(cli.run())\n"
+    )
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{tmp_path}"}
+    argv = [sys.executable, "-m", "interrupted_cli", "boom"]
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert (proc.returncode, proc.stderr) == (130, "minireason boom: interrupted\n")
+
+
 def test_ctrl_c_in_prepare_is_one_line(data_dir, tmp_path):
     out = tmp_path / "prep"
     command = Command(["prepare", "--reviews", data_dir / MI_REVIEWS, "--out", out])
     command.interrupt_when(lock_of(out).exists)
-    assert command.wait() == 130
+    assert command.wait() == 130, command.stderr[-3000:]
     the_one_line(command.stderr, "prepare")
     assert not out.exists()  # a prepared directory appears whole or not at all
 
@@ -182,7 +200,7 @@ def test_ctrl_c_in_train_is_one_line(micro_prepared, tmp_path):
     args = ["train", "--prepared", micro_prepared, "--preset", tmp_path / "long.json"]
     command = Command([*args, "--out", out])
     command.interrupt_when(lambda: (out / "pretrain").is_dir())
-    assert command.wait() == 130
+    assert command.wait() == 130, command.stderr[-3000:]
     the_one_line(command.stderr, "train")
 
 
@@ -191,7 +209,7 @@ def test_ctrl_c_in_evaluate_is_one_line(micro_run, tmp_path):
     args = ["evaluate", "--prepared", prepared_dir, "--run", run_dir, "--out", tmp_path / "ev"]
     command = Command([*args, "--candidates", 64])
     command.interrupt_when(lambda: PROGRESS_BAR.search(command.stderr))
-    assert command.wait() == 130
+    assert command.wait() == 130, command.stderr[-3000:]
     the_one_line(command.stderr, "evaluate")
 
 
@@ -203,5 +221,5 @@ def test_ctrl_c_in_explain_is_one_line(micro_run):
     args = ["explain", "--prepared", prepared_dir, "--run", run_dir, "--user", user]
     command = Command([*args, "-k", 10, "--candidates", 5000])
     command.interrupt_when(lambda: "model: " in command.stdout)  # loaded; explaining
-    assert command.wait() == 130
+    assert command.wait() == 130, command.stderr[-3000:]
     the_one_line(command.stderr, "explain")
