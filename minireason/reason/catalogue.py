@@ -33,7 +33,9 @@ Resume. Rerunning the same command skips every chunk the manifest lists whose fi
 with the recorded size and SHA-256, and computes the rest. Other inputs or settings into the
 same ``OUT`` are refused, naming what differs. The manifest is rewritten at most every
 ``manifest_interval`` seconds and at the end, so a client killed between two writes redoes
-the chunks it finished since the last one (their files are rewritten identically).
+the chunks it finished since the last one (their files are rewritten identically). A
+Ctrl-C stops the client, which records the chunks finished so far before it closes the
+cluster, and says how many in one line.
 
 Determinism. A row depends only on the run, the prepared data, the settings and (user,
 item): the recommender is deterministic and the explanation is seeded from (seed, user,
@@ -606,8 +608,8 @@ def _cluster(workers: int | None, scheduler: str | None, dashboard: str | None):
     local workers ignore it (inherited: SIGINT is ignored here while they start, and a
     Ctrl-C in those seconds is lost; :func:`dask_setup` again in each worker, for one the
     nanny restarts later): only the client stops, closes the cluster and says so in one
-    line. Dask's warnings are not shown, and its errors are, but for none of its logs while
-    the cluster closes after a Ctrl-C (tasks cut short are the point, not a fault).
+    line. A local cluster shows Dask's errors, not its warnings; and no log of Dask's is
+    shown while the cluster closes after a Ctrl-C (tasks cut short are the point, not a fault).
     """
     distributed, _, _ = require_scale()
     cluster = client = None
