@@ -3,19 +3,19 @@
 Each command is a row of :data:`COMMANDS`: its name, a one-line help, a function that
 declares its options and a handler of a few lines that calls the package. A command's
 options are declared once, beside its stage, as the fields of a config dataclass
-(:mod:`minireason.options`: default, bounds, metavar, help); :func:`stage` registers such a
-command, and its handler gets the config built from the command line. Only the chosen
-command's stage is imported, so every command starts fast. Errors the user can fix (bad
-paths, input or options) are raised as :class:`UserError`, ValueError or OSError and
-printed as one line naming what is wrong, never as a traceback (``MINIREASON_DEBUG=1``
-shows it).
+(:mod:`minireason.options`); :func:`stage` registers such a command, and its handler gets
+the config built from the command line. Only the chosen command's stage is imported. An
+error the user can fix (:class:`UserError`, ValueError, OSError) and a Ctrl-C are one line
+on stderr, never a traceback (``MINIREASON_DEBUG=1`` shows an error's).
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import os
+import signal
 import sys
 
 from minireason.files import atomic_write_json
@@ -42,12 +42,8 @@ class _Help(argparse.HelpFormatter):
     option's default after its help, when it has one worth showing."""
 
     def _fill_text(self, text, width, indent):
-        return "\n".join(
-            indent + line
-            if line.startswith(" ")
-            else super(_Help, self)._fill_text(line, width, indent)
-            for line in text.splitlines()
-        )
+        fill, lines = super()._fill_text, text.splitlines()
+        return "\n".join(indent + x if x.startswith(" ") else fill(x, width, indent) for x in lines)
 
     def _get_help_string(self, action):
         text = action.help or ""
@@ -187,11 +183,11 @@ def run_evaluate(c) -> int:
 @stage("tune", "evaluation.tuning:TuneConfig")
 def run_tune(c) -> int:
     """choose the score's weights on the validation split, into a weights file"""
-    from minireason.evaluation.tuning import format_tuned, tune
+    from minireason.evaluation.tuning import adopt_hint, format_tuned, tune
 
     result = tune(c.prepared, c.run, c.out, c.limit, seed=c.seed, passes=c.passes)
     print(format_tuned(result))
-    print(f"written to {c.out}; adopt it with --weights {c.out}")
+    print(adopt_hint(c.prepared, c.run, c.out, c.limit))
     return 0
 
 
@@ -392,7 +388,9 @@ def run_grade(c) -> int:
     grade = gradescope.grade_submission if c.gradescope else grading.grade
     report = grade(c.assignment, c.path, **common)
     print(report.table())
-    print(f"\nresults written to {report.write_results(c.results)}")
+    results = c.results or (gradescope.results_path() if c.gradescope else None)
+    if results:  # one file: the table only, unless asked
+        print(f"\nresults written to {report.write_results(results)}")
     return 0
 
 
@@ -421,7 +419,18 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    argv = sys.argv[1:] if argv is None else list(argv)
+    """Run the command line ``argv`` (None: this process's own, which then ends next)."""
+    exiting, argv = argv is None, sys.argv[1:] if argv is None else list(argv)
+    try:
+        return _main(argv)
+    except KeyboardInterrupt as exc:  # Ctrl-C: one line, and what was kept when it says
+        if exiting:  # then none: another (pressed again, or late) would be a traceback
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+        exec("")  # clears CPython's mark of a Ctrl-C out of exec(str): -m would exit by SIGINT
+        return _say(next((a for a in argv if a in COMMANDS), None), "interrupted", exc, 130)
+
+
+def _main(argv: list[str]) -> int:
     try:
         args = build_parser(argv).parse_args(argv)
     except UsageError as exc:
@@ -442,11 +451,19 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, ValueError, OSError) as exc:
         if os.environ.get("MINIREASON_DEBUG") or isinstance(exc, BrokenPipeError):
             raise
-        print(f"minireason {args.command}: error: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print(f"minireason {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return _say(args.command, "error", exc, 1)
+
+
+def _say(command: str | None, what: str, exc: BaseException, status: int) -> int:
+    """``minireason COMMAND: WHAT[: the exception's message]``, one line on stderr below the
+    progress bars still open (closed first, but one cut short as it started); ``status``."""
+    tqdm = sys.modules.get("tqdm.std")
+    for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
+        with contextlib.suppress(AttributeError):  # one interrupted in its __init__
+            bar.close()
+    who = f"minireason {command}" if command else "minireason"
+    print(f"{who}: {what}" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
+    return status
 
 
 def run() -> int:

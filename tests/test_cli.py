@@ -183,3 +183,44 @@ def test_an_option_keeps_its_stages_default():
         decoding.n_candidates,
         decoding.max_new_tokens,
     )
+
+
+# The metavars of --help: a count (N), a top-k (K), sequence lengths (T), seconds (S),
+# megabytes (MB), a seed, an id, free text, a name, a path, a scheduler's address, a folder,
+# a file (with its kind when it has one), or a name or a file.
+METAVARS = {"N", "K", "T", "S", "MB", "SEED", "ID", "TEXT", "NAME", "PATH", "ADDRESS", "DIR"}
+METAVARS |= {"FILE", "FILE.json", "FILE.png", "FILE.html", "FILE.csv", "OUT.zip"}
+METAVARS |= {"NAME|FILE", "all|FILE"}
+
+
+def _every_parser() -> dict[tuple, argparse.ArgumentParser]:
+    """Every command's and subcommand's parser (and the top level's), by command path."""
+    parsers = {}
+
+    def walk(parser, path):
+        parsers[path] = parser
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, sub in action.choices.items():
+                    walk(sub, (*path, name))
+
+    walk(build_parser(), ())
+    return parsers
+
+
+@pytest.mark.parametrize("path", list(_every_parser()), ids=lambda p: " ".join(p) or "top")
+def test_every_option_has_a_sentence_and_a_metavar_of_the_set(path):
+    parser = _every_parser()[path]
+    for action in parser._actions:
+        if isinstance(action, argparse._HelpAction):
+            continue
+        name = "/".join(action.option_strings) or action.dest
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action._choices_actions:  # each subcommand's line in the listing
+                assert sub.help and len(sub.help.split()) >= 2, f"{name} {sub.dest}: no help"
+            continue
+        assert action.help and len(action.help.split()) >= 2, f"{name}: no sentence of help"
+        if action.nargs == 0 or action.choices:  # a flag, or its choices shown in braces
+            assert action.metavar is None, f"{name}: {action.metavar}"
+        else:
+            assert action.metavar in METAVARS, f"{name}: metavar {action.metavar!r}"

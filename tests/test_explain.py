@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 
 import pytest
@@ -219,3 +220,101 @@ def test_a_runs_identity_follows_its_files_not_its_place(micro_run, tmp_path):
     (copy / "finetune" / "checkpoint.npz").unlink()
     with pytest.raises(ValueError, match="no finetune/checkpoint.npz"):
         run_content(copy)
+
+
+# --------------------------------------------------------------------------- --show-candidates
+
+CANDIDATE_ROW = re.compile(r"^    [* ] +\d+  ((?: *[+-]\d+\.\d{3})+)(?:  (\S+) +(.*))?$")
+TEXT_LINE = re.compile(r"^ {11}(eos|max_new_tokens|length) +(['\"].*)$")  # below the numbers
+
+
+def candidate_blocks(out: str) -> list[list[str]]:
+    """The lines of each step-4 table in ``out``: from its header to its summary line."""
+    blocks, block = [], None
+    for line in out.splitlines():
+        if line.startswith("  step 4:"):
+            block = []
+            blocks.append(block)
+        if block is not None:
+            block.append(line)
+            if line.lstrip().startswith(("kept ", "#1 and #2 tie")):
+                block = None
+    return blocks
+
+
+def check_candidate_table(lines: list[str], width: int = 120) -> list[str]:
+    """Every line within ``width``; each row's parts sum to its score (to the 3 decimals
+    shown); each text whole or cut with '...' after at least 40 characters. Returns the
+    column names."""
+    assert all(len(line) <= width for line in lines), max(lines, key=len)
+    header = next(line for line in lines if line.startswith("       #  "))
+    columns = header.split()[1:]
+    columns = columns[: columns.index("finish")] if "finish" in columns else columns
+    assert columns[0] == "score"
+    rows = [m for m in map(CANDIDATE_ROW.match, lines) if m]
+    assert rows
+    for m in rows:
+        score, *parts = (float(x) for x in m.group(1).split())
+        assert sum(parts) == pytest.approx(score, abs=0.0005 * (len(parts) + 1)), m.group(0)
+    texts = [m.group(3) for m in rows if m.group(3)]
+    below = [TEXT_LINE.match(line) for line in lines]
+    texts += [m.group(2) for m in below if m]
+    assert len(texts) == len(rows)
+    for text in texts:
+        assert text[0] in "'\"" and text[-1] == text[0]
+        assert not text.endswith("...'") or len(text) >= 40, text
+    return columns[1:]
+
+
+def test_show_candidates_fits_120_columns_without_parts_that_weigh_0(micro_run, capsys):
+    prepared_dir, run_dir = micro_run
+    user = load_prepared(prepared_dir).test[0]["user"]
+    argv = ["explain", "--run", run_dir, "--prepared", prepared_dir, "--user", user]
+    assert main([*map(str, argv), "-k", "2", "--show-candidates"]) == 0  # the run's 16
+    blocks = candidate_blocks(capsys.readouterr().out)
+    assert len(blocks) == 2
+    for block in blocks:
+        shown = check_candidate_table(block)
+        assert "user" not in shown and "logprob" not in shown  # a new run's weights: 0
+        assert any("not shown, weight 0: user, logprob" in line for line in block)
+        rows = [CANDIDATE_ROW.match(line) for line in block]
+        numbers = [m.group(1).split()[1:] for m in rows if m]
+        for i, name in enumerate(shown):  # a column shown is not 0 for every candidate
+            assert any(float(row[i]) != 0 for row in numbers), name
+
+
+def test_show_candidates_with_every_part_at_work(loaded):
+    """A new run's weights, and every part they weigh at work in every candidate: the
+    lines still keep within 120 columns (each text below its numbers, whole or cut), and the
+    parts shown still sum to the score."""
+    import dataclasses
+
+    from minireason.reason.scoring import SCORE_PARTS
+    from minireason.train.run import ScoreWeights
+
+    prepared, run, _ = loaded
+    user = prepared.test[0]["user"]
+    weights = ScoreWeights()
+    recs = ex.explain_for_user(run, prepared, user, k=1, weights=weights)
+    expl = recs[0].explanation
+    every = dict.fromkeys(["user_coverage", "item_coverage", "focus_coverage", "phrasing"], 0.5)
+    every |= dict.fromkeys(["mean_logprob", "consensus", "repetition", "echoes"], 1)
+    every |= dict.fromkeys(["duplicate", "truncated", "empty", "unfinished", "contradicts"], True)
+    every |= {"degenerate": ["loop"], "unknown_words": ["zzq"]}
+    active = []
+    for i, c in enumerate(expl.candidates):  # each term of the score at work, in every one
+        score = dataclasses.replace(c.score, **every)
+        score.total = sum(score.parts(weights).values())
+        active.append(
+            dataclasses.replace(c, score=score, text="a reason " * 30 if i == 0 else c.text)
+        )
+    expl.candidates = active
+    text = ex.format_candidates(expl)
+    lines = text.splitlines()
+    weighed = [p for p in SCORE_PARTS if getattr(weights, p) != 0]
+    assert check_candidate_table(lines) == [ex.CANDIDATE_HEADERS[p] for p in weighed]
+    assert "0 for every candidate" not in text
+    kept = lines.index(next(x for x in lines if x.startswith("    *  1")))
+    first_text = TEXT_LINE.match(lines[kept + 1])
+    assert first_text and first_text.group(2).startswith("'a reason a reason")
+    assert first_text.group(2).endswith("...'") and len(lines[kept + 1]) == 120

@@ -68,6 +68,31 @@ def test_untouched_stub_scores_zero_with_not_implemented(tmp_path):
         assert "not implemented: NotImplementedError (attention_student.py, line" in test["output"]
 
 
+def test_one_file_prints_its_table_and_writes_results_only_where_asked(
+    tmp_path, monkeypatch, capsys
+):
+    """An instructor trying one file gets the table; Gradescope's file is written only with
+    --results FILE, never into the current directory unasked."""
+    monkeypatch.chdir(tmp_path)
+    assert main(["grade", "A1", str(STUB), "--seed", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "softmax_fixed_rows" in out and "results written" not in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_gradescope_mode_writes_where_gradescope_reads(tmp_path, monkeypatch, capsys):
+    submission = tmp_path / "submission"
+    submission.mkdir()
+    (submission / STUB.name).write_text(STUB.read_text())
+    monkeypatch.setenv("AUTOGRADER_ROOT", str(tmp_path / "autograder"))
+    monkeypatch.chdir(tmp_path)
+    assert main(["grade", "A1", str(submission), "--gradescope", "--seed", "1"]) == 0
+    results = tmp_path / "autograder" / "results" / "results.json"
+    assert f"results written to {results}" in capsys.readouterr().out
+    assert json.loads(results.read_text())["score"] == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["autograder", "submission"]
+
+
 @pytest.mark.parametrize(
     "old, new, caught",
     [

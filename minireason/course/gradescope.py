@@ -168,6 +168,13 @@ def report_without_file(assignment: str, problem: str, timeout: float) -> GradeR
     return report
 
 
+def results_path() -> Path:
+    """Where Gradescope reads a submission's results, and ``grade --gradescope`` writes them
+    unless ``--results`` says otherwise: ``$AUTOGRADER_ROOT/results/results.json``, the root
+    ``/autograder`` by default (as in ``run_autograder``)."""
+    return Path(os.environ.get("AUTOGRADER_ROOT") or "/autograder") / "results" / "results.json"
+
+
 def grade_submission(assignment: str, folder, seed=None, timeout=GradeConfig.timeout, limits=None):
     """Grade Gradescope's submission folder: the file named like the stub, else its only
     ``.py`` file; a folder without one gets a report in which every test scores 0, saying why."""

@@ -108,17 +108,21 @@ class GradeConfig:
     description: ClassVar[str] = (  # its --help
         "Run an assignment's weighted tests against a student's file, each test in a sandboxed "
         "process that returns outputs only (the grader compares); a crash, a time-out or a "
-        "missing function costs its tests only. PATH is a .py file (score table and "
-        "results.json), a folder of submissions (--jobs, --csv, --out), or with --gradescope "
-        "one Gradescope submission folder. --gradescope-kit writes the autograder zip."
+        "missing function costs its tests only. PATH is a .py file (a score table; "
+        "--results FILE.json for Gradescope's file too), a folder of submissions (--jobs, "
+        "--csv, --out), or with --gradescope one Gradescope submission folder (results where "
+        "Gradescope reads them). --gradescope-kit writes the autograder zip."
     )
 
-    assignment: str = option(positional=True, help="assignment name, e.g. A1")
+    assignment: str = option(positional=True, metavar="NAME", help="assignment name, e.g. A1")
     path: str | None = option(
         None, positional=True, metavar="PATH", help="a .py file, or a folder of submissions"
     )
-    results: str = option(
-        "results.json", metavar="FILE.json", help="one file's results, in Gradescope's format"
+    results: str | None = option(
+        None,
+        metavar="FILE.json",
+        help="write one file's results there, in Gradescope's format (default: none, the "
+        "table only; with --gradescope, $AUTOGRADER_ROOT/results/results.json)",
     )
     seed: str | None = option(
         None,

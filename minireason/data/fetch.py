@@ -137,7 +137,9 @@ class FetchConfig:
         "Download with resume (HTTP Range), then check the size and SHA-256."
     )
 
-    name: str = option(positional=True, help="dataset name (see 'minireason data list')")
+    name: str = option(
+        positional=True, metavar="NAME", help="dataset name (see 'minireason data list')"
+    )
     cache: str | None = option(
         None, metavar="DIR", help="the cache (default: $MINIREASON_CACHE or ~/.cache/minireason)"
     )

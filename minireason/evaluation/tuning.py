@@ -1,7 +1,8 @@
 """``minireason tune``: the score's weights chosen on the validation split.
 
     minireason tune --prepared DIR --run RUN --out weights.json [--limit N]
-    minireason evaluate --prepared DIR --run RUN --split valid --weights weights.json
+    minireason evaluate --prepared DIR --run RUN --split valid --weights weights.json \\
+        --out weights-valid [--limit N]
 
 It samples every validation record's candidates once, with the seeds ``evaluate`` uses
 (:func:`minireason.reason.choose.sample_batches`), scores each candidate's terms once
@@ -32,6 +33,7 @@ reasons a tuned file chooses before adopting it.
 
 from __future__ import annotations
 
+import shlex
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import ClassVar
@@ -213,6 +215,21 @@ def tune(
     if out is not None:
         atomic_write_json(out, result)
     return result
+
+
+def adopt_hint(prepared, run, out, limit: int | None = None) -> str:
+    """What ``minireason tune`` prints last: where the weights went, the command that
+    evaluates them on the validation records they were chosen on (into ``OUT-valid/``
+    beside the file: read the reasons they choose there), and how to adopt them."""
+    out = Path(out)
+    check = ["--prepared", prepared, "--run", run, "--split", "valid", "--weights", out]
+    check += ["--out", out.with_name(out.stem + "-valid")] + (["--limit", limit] if limit else [])
+    return (
+        f"written to {out}; read the reasons it chooses on the validation records:\n"
+        f"  {shlex.join(['minireason', 'evaluate', *map(str, check)])}\n"
+        f"then adopt it with --weights {shlex.quote(str(out))} in explain, evaluate, "
+        "explain-all and bench explain"
+    )
 
 
 def format_tuned(result: dict) -> str:

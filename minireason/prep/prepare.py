@@ -76,7 +76,7 @@ class PrepareConfig:
     meta: str | None = option(None, metavar="FILE", help="Amazon item metadata (2014 or 2018)")
     format: str = option("amazon", choices=FORMATS, help="input format")
     columns: dict | None = option(  # jsonl/csv: {field: column}; on the command line the text
-        None, kind=str, metavar="MAP", help="jsonl/csv: user=COL,item=COL,rating=COL,time=COL,..."
+        None, kind=str, metavar="TEXT", help="jsonl/csv: user=COL,item=COL,rating=COL,time=COL,..."
     )
     split: str = option("time", choices=SPLIT_KINDS, help="leave-last-out or seeded 8:1:1")
     seed: int = option(0, metavar="SEED", help="seed of the random split")

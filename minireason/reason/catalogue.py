@@ -33,7 +33,9 @@ Resume. Rerunning the same command skips every chunk the manifest lists whose fi
 with the recorded size and SHA-256, and computes the rest. Other inputs or settings into the
 same ``OUT`` are refused, naming what differs. The manifest is rewritten at most every
 ``manifest_interval`` seconds and at the end, so a client killed between two writes redoes
-the chunks it finished since the last one (their files are rewritten identically).
+the chunks it finished since the last one (their files are rewritten identically). A
+Ctrl-C stops the client, which records the chunks finished so far before it closes the
+cluster, and says how many in one line.
 
 Determinism. A row depends only on the run, the prepared data, the settings and (user,
 item): the recommender is deterministic and the explanation is seeded from (seed, user,
@@ -60,8 +62,11 @@ written is Parquet and JSON.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import logging
 import os
+import signal
 import socket
 import sys
 import threading
@@ -127,8 +132,10 @@ class ExplainAllConfig(RunOptions):
     )
     epilog: ClassVar[str] = (
         "examples:\n  minireason explain-all --prepared runs/demo/prepared --run runs/demo/run "
-        "--out runs/demo/catalogue --workers 2\n  minireason explain-all ... --scheduler "
-        "tcp://HOST:8786   (workers started with: dask worker tcp://HOST:8786 --nthreads 1)"
+        "--out runs/demo/catalogue --workers 2\n  minireason explain-all --prepared "
+        "runs/demo/prepared --run runs/demo/run --out runs/demo/catalogue --scheduler "
+        "tcp://HOST:8786\n  (a cluster of your own: 'dask scheduler' on HOST, then 'dask worker "
+        "tcp://HOST:8786 --nthreads 1' on each machine)"
     )
 
     prepared: str = option(metavar="DIR", help="the run's prepared directory")
@@ -592,25 +599,79 @@ class CatalogueSummary:
         return self.reasons_now / self.compute_seconds if self.compute_seconds > 0 else 0.0
 
 
+@contextlib.contextmanager
 def _cluster(workers: int | None, scheduler: str | None, dashboard: str | None):
-    """``(client, cluster or None)``: a local cluster of ``workers`` processes (one thread,
-    one BLAS thread each), or a client of the scheduler at ``scheduler``."""
+    """A client of a local cluster of ``workers`` processes (one thread, one BLAS thread
+    each), or of the scheduler at ``scheduler``; closed, with the local cluster, on leaving.
+
+    Ctrl-C is the client's alone. A terminal sends it to every process of the job, so the
+    local workers ignore it (inherited: SIGINT is ignored here while they start, and a
+    Ctrl-C in those seconds is lost; :func:`dask_setup` again in each worker, for one the
+    nanny restarts later): only the client stops, closes the cluster and says so in one
+    line. A local cluster shows Dask's errors, not its warnings; and no log of Dask's is
+    shown while the cluster closes after a Ctrl-C (tasks cut short are the point, not a fault).
+    """
     distributed, _, _ = require_scale()
-    if scheduler:
+    cluster = client = None
+    muted = logging.root.manager.disable
+    try:
+        if scheduler:
+            client = _connect(distributed, scheduler)
+        else:
+            with _sigint_ignored():
+                cluster = distributed.LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=dashboard or ":0",  # none asked: no well-known port
+                    env=ONE_BLAS_THREAD,
+                    silence_logs=logging.ERROR,
+                    preload=[__name__],  # dask_setup, in each worker
+                )
+            client = distributed.Client(cluster)
+        yield client
+    except KeyboardInterrupt:
+        logging.disable(logging.CRITICAL)
+        raise
+    finally:
         try:
-            return distributed.Client(scheduler, timeout="20s"), None
-        except (OSError, TimeoutError) as exc:
-            raise OSError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
-        except ValueError as exc:  # not an address
-            raise ValueError(f"--scheduler {scheduler}: {exc}") from None
-    cluster = distributed.LocalCluster(
-        n_workers=workers,
-        threads_per_worker=1,
-        processes=True,
-        dashboard_address=dashboard or ":0",  # no dashboard asked: no well-known port taken
-        env=ONE_BLAS_THREAD,
-    )
-    return distributed.Client(cluster), cluster
+            if client is not None:
+                client.close()
+            if cluster is not None:
+                cluster.close()
+        finally:
+            logging.disable(muted)
+
+
+def _connect(distributed, scheduler: str):
+    """A client of the scheduler at ``scheduler``; OSError or ValueError naming it."""
+    try:
+        return distributed.Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as exc:
+        raise OSError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
+    except ValueError as exc:  # not an address
+        raise ValueError(f"--scheduler {scheduler}: {exc}") from None
+
+
+@contextlib.contextmanager
+def _sigint_ignored():
+    """SIGINT ignored by this process inside the block (the processes it starts inherit
+    that), when it runs on the main thread (the only one that may set a handler)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    before = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
+def dask_setup(worker) -> None:
+    """Dask's preload hook, run in each local worker process as it starts: SIGINT ignored
+    (:func:`_cluster`), so a Ctrl-C meant for the client never stops a worker."""
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def default_workers() -> int:
@@ -772,6 +833,12 @@ def explain_all(
                     on_chunk=on_chunk,
                     say=say,
                 )
+        except KeyboardInterrupt:  # Ctrl-C: main() prints this as its one line
+            n = len(manifest["chunks"])
+            raise KeyboardInterrupt(
+                f"{n} of {len(chunks)} chunks finished, recorded in {out / MANIFEST}; "
+                "the same command resumes"
+            ) from None
         finally:
             write_manifest(out, manifest)
             _remove_temporaries(out)
@@ -813,57 +880,63 @@ def _run_chunks(
 
     distributed, _, _ = require_scale()
     tick = time.perf_counter()
-    client, cluster = _cluster(
+    bar = None
+    with _cluster(
         workers or (None if scheduler else default_workers()), scheduler, dashboard
-    )
-    try:
-        summary.startup_seconds = time.perf_counter() - tick
-        summary.workers = len(client.nthreads())
-        summary.dashboard = client.dashboard_link if (dashboard or scheduler) else None
-        where = f"scheduler {scheduler}" if scheduler else "a local cluster"
-        say(f"explain-all: {summary.workers} workers on {where}" + _dashboard_note(summary))
-        if not summary.workers:
-            say("explain-all: the scheduler has no workers yet; the tasks wait for them")
-        token = uuid.uuid4().hex[:8]
-        futures = {
-            client.submit(
-                explain_chunk, job, i, chunks[i], key=f"explain-chunk-{i:06d}-{token}", pure=False
-            ): i
-            for i in todo
-        }
-        tick = time.perf_counter()
-        last_write = 0.0
-        bar = tqdm(total=len(todo), unit="chunk", desc="explain-all", disable=not progress)
-        # the job's own client and loop (not the process's default client), results gathered
-        # as they come; a result lost with its worker is computed again by Dask
-        done = distributed.as_completed(
-            futures, loop=client.loop, with_results=True, raise_errors=False
-        )
-        for future, result in done:
-            i = futures.pop(future)
-            if future.status == "finished":
-                manifest["chunks"][str(i)] = result
-                summary.chunks_now += 1
-                summary.reasons_now += result["rows"]
-                if on_chunk is not None:
-                    on_chunk(i, result)
-            else:
-                exc = result[1] if isinstance(result, tuple) else result
-                summary.chunk_failures.append(
-                    {"chunk": i, "users": chunks[i], "error": f"{type(exc).__name__}: {exc}"}
-                )
-            future.release()
-            summary.compute_seconds = time.perf_counter() - tick
-            bar.update(1)
-            bar.set_postfix(reasons=summary.reasons_now, per_s=f"{summary.reasons_per_second:.1f}")
-            if time.perf_counter() - last_write >= manifest_interval:
-                write_manifest(job["out"], manifest)
-                last_write = time.perf_counter()
-        bar.close()
-    finally:
-        client.close()
-        if cluster is not None:
-            cluster.close()
+    ) as client:
+        try:
+            summary.startup_seconds = time.perf_counter() - tick
+            summary.workers = len(client.nthreads())
+            summary.dashboard = client.dashboard_link if (dashboard or scheduler) else None
+            where = f"scheduler {scheduler}" if scheduler else "a local cluster"
+            say(f"explain-all: {summary.workers} workers on {where}" + _dashboard_note(summary))
+            if not summary.workers:
+                say("explain-all: the scheduler has no workers yet; the tasks wait for them")
+            token = uuid.uuid4().hex[:8]
+            futures = {
+                client.submit(
+                    explain_chunk,
+                    job,
+                    i,
+                    chunks[i],
+                    key=f"explain-chunk-{i:06d}-{token}",
+                    pure=False,
+                ): i
+                for i in todo
+            }
+            tick = time.perf_counter()
+            last_write = 0.0
+            bar = tqdm(total=len(todo), unit="chunk", desc="explain-all", disable=not progress)
+            # the job's own client and loop (not the process's default client), results
+            # gathered as they come; a result lost with its worker is computed again by Dask
+            done = distributed.as_completed(
+                futures, loop=client.loop, with_results=True, raise_errors=False
+            )
+            for future, result in done:
+                i = futures.pop(future)
+                if future.status == "finished":
+                    manifest["chunks"][str(i)] = result
+                    summary.chunks_now += 1
+                    summary.reasons_now += result["rows"]
+                    if on_chunk is not None:
+                        on_chunk(i, result)
+                else:
+                    exc = result[1] if isinstance(result, tuple) else result
+                    summary.chunk_failures.append(
+                        {"chunk": i, "users": chunks[i], "error": f"{type(exc).__name__}: {exc}"}
+                    )
+                future.release()
+                summary.compute_seconds = time.perf_counter() - tick
+                bar.update(1)
+                rate = f"{summary.reasons_per_second:.1f}"
+                bar.set_postfix(reasons=summary.reasons_now, per_s=rate)
+                if time.perf_counter() - last_write >= manifest_interval:
+                    write_manifest(job["out"], manifest)
+                    last_write = time.perf_counter()
+        finally:  # the finished chunks recorded first, whatever stopped the loop
+            write_manifest(job["out"], manifest)
+            if bar is not None:
+                bar.close()
 
 
 def _dashboard_note(summary: CatalogueSummary) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import textwrap
 from dataclasses import dataclass, field
 from typing import ClassVar
 
@@ -573,30 +574,81 @@ CANDIDATE_HEADERS = {
 }
 
 
-def format_candidates(expl: Explanation, width: int = 60) -> str:
+TEXT_AT_LEAST = 40  # characters of a candidate's text its line must have room for
+
+
+def format_candidates(expl: Explanation, width: int = 120) -> str:
     """The table of :func:`candidate_table` as ``minireason explain --show-candidates``
-    prints it: one line per candidate, best first, ``*`` on the one kept; each text cut to
-    ``width`` characters."""
+    prints it: one line per candidate, best first, ``*`` on the one kept, with its score,
+    each part of the score that is not 0, how generation stopped and its text.
+
+    A part whose weight is 0 is 0 for every candidate, and so is, often, a penalty no
+    candidate incurs: neither has a column (the header names them), so the parts shown sum
+    to the score. Lines keep within ``width`` characters: the header is wrapped, and a text
+    is cut with "..." to fit its line; when the columns leave it less than
+    :data:`TEXT_AT_LEAST` characters, how each candidate stopped and its text are a line of
+    their own, below its numbers.
+    """
     rows = candidate_table(expl)
-    w = expl.weights
-    lines = [
-        f"  step 4:    {len(rows)} candidates, best first; score = user + item + focus "
-        f"coverage + the user's own phrases + logprob - penalties (weights: user {w.user:g}, "
-        f"item {w.item:g}, focus {w.focus:g}, phrase {w.phrasing:g}, logprob {w.logprob:g}, "
-        f"agree {w.consensus:g}, repeat "
-        f"{w.repetition:g}, echo {w.echo:g}, unknown {w.unknown:g}, degen {w.degenerate:g}, unend {w.unfinished:g}, against "
-        f"{w.contradicts:g}, dup {w.duplicate:g}, cut {w.truncated:g}, empty {w.empty:g})",
-        "       #  "
-        + " ".join(f"{h:>7}" for h in CANDIDATE_HEADERS.values())
-        + "  finish          text",
+    weights = expl.weights.to_dict()
+    names = {k: CANDIDATE_HEADERS[k] for k in weights}
+    weighed = [k for k in weights if weights[k] != 0]
+    shown = [k for k in weighed if any(row["parts"][k] != 0 for row in rows)]
+    about = [
+        f"{len(rows)} candidates, best first; score = the sum of the parts shown (each a "
+        "weight times a term)",
+        "weights: " + ", ".join(f"{names[k]}\xa0{weights[k]:g}" for k in weighed),
     ]
-    for row in rows:
-        text = row["text"] if len(row["text"]) <= width else row["text"][: width - 3] + "..."
-        cells = " ".join(f"{row['shown'][k]:>7}" for k in CANDIDATE_HEADERS)
-        mark = "*" if row["chosen"] else " "
-        lines.append(f"    {mark} {row['rank']:>2}  {cells}  {row['finish']:<14}  {text!r}")
-    lines.append(f"             {decision_summary(rows)}")
+    unweighed = [names[k] for k in weights if weights[k] == 0]
+    idle = [names[k] for k in weighed if k not in shown]
+    if unweighed:
+        about.append(f"not shown, weight 0: {', '.join(unweighed)}")
+    if idle:
+        about.append(f"not shown, 0 for every candidate: {', '.join(idle)}")
+    lines = [_wrapped(line, width, INDENT) for line in about]
+    lines[0] = "  step 4:    " + lines[0][len(INDENT) :]
+
+    columns = ["total", *shown]
+    headers = {"shown": CANDIDATE_HEADERS, "finish": "finish"}
+    wide = {k: max(len(r["shown"][k]) for r in [*rows, headers]) for k in columns}
+    finish = max(len(r["finish"]) for r in [*rows, headers])
+
+    def cells(row: dict) -> str:
+        return " ".join(f"{row['shown'][k]:>{wide[k]}}" for k in columns)
+
+    header = "       #  " + cells(headers)
+    starts = [f"    {'*' if r['chosen'] else ' '} {r['rank']:>2}  {cells(r)}" for r in rows]
+    tails = [f"  {r['finish']:<{finish}}  " for r in rows]
+    if width - len(starts[0] + tails[0]) >= TEXT_AT_LEAST:  # the text at the end of the line
+        lines.append(header + f"  {'finish':<{finish}}  text")
+        for start, tail, row in zip(starts, tails, rows, strict=True):
+            lines.append(start + tail + _quoted(row["text"], width - len(start + tail)))
+    else:  # how it stopped and the text on a line of their own, below the numbers
+        lines += [header, f"{TEXT_INDENT}{'finish':<{finish}}  text"]
+        for start, row in zip(starts, rows, strict=True):
+            text = f"{TEXT_INDENT}{row['finish']:<{finish}}  "
+            lines += [start, text + _quoted(row["text"], width - len(text))]
+    lines.append(_wrapped(decision_summary(rows), width, INDENT))
     return "\n".join(lines)
+
+
+INDENT = " " * 13  # where the text of an explanation's lines starts
+TEXT_INDENT = " " * 11  # where a line of a candidate's finish and text starts
+
+
+def _wrapped(text: str, width: int, first: str) -> str:
+    """``text`` after ``first``, wrapped to ``width`` with its next lines at :data:`INDENT`
+    (never at a no-break space, which is printed as a space)."""
+    wrapped = textwrap.fill(text, width, initial_indent=first, subsequent_indent=INDENT)
+    return wrapped.replace("\xa0", " ")
+
+
+def _quoted(text: str, room: int) -> str:
+    """``repr(text)``, cut with "..." inside the quotes to at most ``room`` characters."""
+    quoted, n = repr(text), room - 5
+    while len(quoted) > room and n > 0:
+        quoted, n = repr(text[:n] + "..."), n - 1
+    return quoted
 
 
 def user_summary(

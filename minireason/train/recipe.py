@@ -23,7 +23,9 @@ default and fast modes; copy one and edit it) with four keys::
      "finetune": {batch_size, + any TrainConfig field}}
 
 The vocabulary size comes from the prepared tokenizer. ``model.block_size`` must hold the
-prepared ``context`` (the longest fine-tuning sequence).
+prepared ``context`` (the longest fine-tuning sequence). A run keeps the preset it was
+started with as ``RUN/preset.json``, with a fifth key, ``source`` (where it was read from):
+that file is a preset too, the one ``--resume`` needs.
 
 One value can be changed from the command line instead of in a copy of the file, as many
 times as needed: ``--set finetune.learning_rate=3e-4 --set model.n_layer=2``
@@ -42,6 +44,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import time
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -148,14 +151,14 @@ def load_preset(name_or_path, overrides=()) -> dict:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(preset, dict):
         raise ValueError(f"{path}: a preset is a JSON object with keys {PRESET_KEYS}")
-    unknown = sorted(set(preset) - set(PRESET_KEYS))
+    unknown = sorted(set(preset) - set(PRESET_KEYS) - {"source"})  # a run's preset.json
     missing = [k for k in ("model", "pretrain", "finetune") if k not in preset]
     if unknown or missing:
         raise ValueError(
             f"{path}: unknown keys {unknown}, missing keys {missing} "
             f"(a preset has {list(PRESET_KEYS)})"
         )
-    preset = {**preset, "source": str(path)}
+    preset = {"source": str(path), **preset}  # a run's copy keeps the name it was read by
     check_preset(preset)
     return apply_overrides(preset, overrides)
 
@@ -496,8 +499,9 @@ def summary(report: dict, prepared_dir, out) -> str:
         lines.append(
             f"{stage}: {r['status']}, {r['steps']} steps, {losses}, {r['seconds_this_run']:.1f} s"
         )
+    evaluate = ["minireason", "evaluate", "--prepared", str(prepared_dir), "--run", str(out)]
     lines.append(
         f"run written to {out} (run.json, train_report.json, finetune/loss.png); "
-        f"next: minireason evaluate --prepared {prepared_dir} --run {out}"
+        f"next: {shlex.join(evaluate)}"
     )
     return "\n".join(lines)

@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -353,6 +354,15 @@ class Run:
         return f"model: {self.path / 'finetune'} at step {self.step} of {self.max_steps} ({state})"
 
 
+def resume_command(run_dir, info: RunInfo) -> str:
+    """The command line that finishes training ``run_dir``: ``minireason train --resume``
+    with the prepared directory ``run.json`` records and the run's own ``preset.json`` (the
+    preset it was started with, whatever its name was), paths quoted for a shell."""
+    run_dir = Path(run_dir)
+    args = ["--resume", "--prepared", info.prepared_path, "--preset", run_dir / "preset.json"]
+    return shlex.join(["minireason", "train", *map(str, args), "--out", str(run_dir)])
+
+
 def load_run(run_dir, allow_unfinished: bool = False) -> Run:
     """Load ``RUN``'s fine-tuned model with its tokenizer, ``run.json`` and features.
 
@@ -365,15 +375,15 @@ def load_run(run_dir, allow_unfinished: bool = False) -> Run:
     if not (ckpt_dir / JSON_NAME).is_file():
         raise ValueError(
             f"--run {run_dir}: fine-tuning has not written a checkpoint yet (no "
-            f"{ckpt_dir / JSON_NAME}); finish it with 'minireason train --resume --out {run_dir}'"
+            f"{ckpt_dir / JSON_NAME}); finish it with: {resume_command(run_dir, info)}"
         )
     ckpt = load_checkpoint(ckpt_dir)
     max_steps = int(ckpt.extra.get("train_config", {}).get("max_steps", 0))
     if ckpt.step < max_steps and not allow_unfinished:
         raise ValueError(
             f"--run {run_dir}: fine-tuning stopped at step {ckpt.step} of {max_steps} (an "
-            f"unfinished run); finish it with 'minireason train --resume --out {run_dir}', or "
-            "pass --allow-unfinished to use it as it is"
+            "unfinished run); pass --allow-unfinished to use it as it is, or finish it with: "
+            + resume_command(run_dir, info)
         )
     tokenizer = BPETokenizer.load(run_dir / "tokenizer.json")
     if ckpt.model_config.vocab_size != tokenizer.vocab_size:
