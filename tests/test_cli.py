@@ -190,6 +190,7 @@ def test_an_option_keeps_its_stages_default():
 # a file (with its kind when it has one), or a name or a file.
 METAVARS = {"N", "K", "T", "S", "MB", "SEED", "ID", "TEXT", "NAME", "PATH", "ADDRESS", "DIR"}
 METAVARS |= {"FILE", "FILE.json", "FILE.png", "FILE.html", "FILE.csv", "OUT.zip"}
+METAVARS |= {"SECTION.KEY=VALUE"}  # train --set, demo --set
 METAVARS |= {"NAME|FILE", "all|FILE"}
 
 

@@ -176,6 +176,26 @@ def test_tunes_suggestion_evaluates_the_weights(micro_run, tmp_path, capsys):
     assert f"--weights '{weights}' in explain" in out
 
 
+def test_the_demos_next_step_runs(micro_run, micro_preset_file, tmp_path, monkeypatch, capsys):
+    """The demo's closing suggestion (train small, then explain and evaluate with it), run
+    with the micro preset in place of small, which would take twenty minutes."""
+    from minireason.demo import next_step
+    from minireason.prep.prepared import load_prepared
+
+    prepared_dir, _ = micro_run
+    user = sorted(load_prepared(prepared_dir).users)[0]
+    monkeypatch.chdir(tmp_path)  # the suggestion writes runs/small here
+    line = next_step(prepared_dir, user)
+    commands = re.split(r"; then | and (?=minireason )", line[line.index("minireason ") :])
+    assert [c.split()[1] for c in commands] == ["train", "explain", "evaluate"]
+    for command in commands:
+        argv = shlex.split(command)[1:]
+        if argv[0] == "train":
+            argv[argv.index("--preset") + 1] = str(micro_preset_file)
+        assert main(argv) == 0, capsys.readouterr().err
+    assert (tmp_path / "runs" / "small" / "eval" / "evaluation.json").is_file()
+
+
 @pytest.fixture
 def no_local_data(tmp_path, monkeypatch):
     """No dataset anywhere the package looks, and an empty cache; returns the cache."""
@@ -231,6 +251,7 @@ def test_a_missing_input_files_suggestions_list_and_fetch(no_local_data, served_
 # aside), and the test above that runs it; or, for a line that names a command without being
 # one to run as it is, why.
 SUGGESTIONS = {
+    "minireason train --prepared {prepared_dir} --preset small": "test_the_demos_next_step_runs",
     "minireason data fetch {name}": "test_the_demos_missing_data_suggestion_fetches_it",
     "minireason data fetch {DEMO_DATASET}": "the same command, when the file is cut short",
     "minireason data fetch NAME": "test_a_missing_input_files_suggestions_list_and_fetch",

@@ -208,9 +208,9 @@ def test_ctrl_c_in_evaluate_is_one_line(micro_run, tmp_path):
     prepared_dir, run_dir = micro_run
     args = ["evaluate", "--prepared", prepared_dir, "--run", run_dir, "--out", tmp_path / "ev"]
     command = Command([*args, "--candidates", 64])
-    command.interrupt_when(lambda: PROGRESS_BAR.search(command.stderr))
+    command.interrupt_when(lambda: "candidates: batch" in command.stderr)  # a plain line
     assert command.wait() == 130, command.stderr[-3000:]
-    the_one_line(command.stderr, "evaluate")
+    the_one_line(command.stderr, "evaluate", notes="candidates: batch")
 
 
 def test_ctrl_c_in_explain_is_one_line(micro_run):

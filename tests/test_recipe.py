@@ -18,6 +18,7 @@ from minireason.nn.model import GPTConfig
 from minireason.prep.prepared import SequenceSet
 from minireason.train.batches import ReasonBatches
 from minireason.train.recipe import load_preset, preset_names, run_recipe, stage_config
+from minireason.train.run import read_run_info
 
 MI = "amazon-musical-instruments-2014/reviews_Musical_Instruments_5.json.gz"
 
@@ -320,6 +321,7 @@ def test_cli_train_set_is_recorded_and_resume_needs_the_same(
     recorded = json.loads((out / "preset.json").read_text())
     assert recorded["overrides"] == {"finetune.learning_rate": 0.002, "finetune.max_steps": 3}
     assert recorded["finetune"]["learning_rate"] == 0.002
+    assert read_run_info(out).overrides == recorded["overrides"]  # run.json records them too
     assert load_checkpoint(out / "finetune").step == 3
     capsys.readouterr()
     for other in ([], sets[:2], [*sets, "--set", "model.seed=1"]):

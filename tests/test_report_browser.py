@@ -350,13 +350,23 @@ def test_candidates_table_has_every_candidate_with_the_clis_scores(browser, demo
         == 0
     )
     cli = capsys.readouterr().out
-    n = len(CANDIDATE_HEADERS)  # the score and each of its parts
-    tables = []
+    # the CLI prints the score and the parts that are not 0 (the others are 0 for every
+    # candidate); how a candidate stopped ends its line, or starts the line below it
+    label_of = {label: key for key, label in CANDIDATE_HEADERS.items()}
+    tables, keys = [], []
     for line in cli.splitlines():
         if line.startswith("  step 4:"):
             tables.append([])
-        elif m := re.match(rf"    [* ] +(\d+) +((?:[+-]\d+\.\d{{3}} +){{{n}}})(\S+)", line):
-            tables[-1].append([m.group(1), *m.group(2).split(), m.group(3)])
+        elif line.startswith("       #  "):
+            keys = [label_of[h] for h in line.split()[1:] if h in label_of]
+        elif m := re.match(r"    [* ] +(\d+)  (.*)$", line):
+            cells = m.group(2).split()
+            shown = dict(zip(keys, cells))
+            finish = cells[len(keys)] if len(cells) > len(keys) else None
+            row = [shown.get(key, "+0.000") for key in CANDIDATE_HEADERS]
+            tables[-1].append([m.group(1), *row, finish])
+        elif tables and tables[-1] and tables[-1][-1][-1] is None and line.strip():
+            tables[-1][-1][-1] = line.split()[0]
     assert len(tables) == 3 and all(len(t) == N_CANDIDATES for t in tables)
     reasons = re.findall(r'^  reason:    "(.*)"$', cli, re.M)
     view = Opened(browser, out / "report.html")

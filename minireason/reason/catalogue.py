@@ -906,7 +906,12 @@ def _run_chunks(
             }
             tick = time.perf_counter()
             last_write = 0.0
-            bar = tqdm(total=len(todo), unit="chunk", desc="explain-all", disable=not progress)
+            bar = tqdm(  # no bar where stderr is not a terminal (a log): no \r in it
+                total=len(todo),
+                unit="chunk",
+                desc="explain-all",
+                disable=None if progress else True,
+            )
             # the job's own client and loop (not the process's default client), results
             # gathered as they come; a result lost with its worker is computed again by Dask
             done = distributed.as_completed(

@@ -25,6 +25,7 @@ The weights and the decoding are a run's recorded settings (``run.json``,
 
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -38,6 +39,7 @@ from minireason.reason.scoring import (
     phrase_set,
     rank_candidates,
 )
+from minireason.train.loop import PLAIN_PROGRESS_SHARE
 from minireason.train.run import Decoding, ScoreWeights
 
 
@@ -184,13 +186,20 @@ def sample_batches(
     progress=True,
 ) -> list[Samples]:
     """Every prompt's candidates, ``batch_size`` prompts at a time, each record drawing from
-    its :func:`record_streams`."""
+    its :func:`record_streams`. Progress: a bar on a terminal, else (``progress``) a plain
+    line every tenth of the batches."""
     streams = record_streams(seed, len(prompts), batch_size, decoding.n_candidates)
     out: list[Samples] = []
     starts = range(0, len(prompts), batch_size)
-    for start in tqdm(starts, desc="candidates", unit="batch", disable=None if progress else True):
+    bar = tqdm(starts, desc="candidates", unit="batch", disable=None if progress else True)
+    plain = progress and bar.disable  # stderr is not a terminal: a plain line now and then
+    every = max(1, round(len(starts) * PLAIN_PROGRESS_SHARE))
+    for done, start in enumerate(bar, 1):
         end = start + batch_size
         out += sample_candidates(model, tokenizer, prompts[start:end], decoding, streams[start:end])
+        if plain and (done % every == 0 or done == len(starts)):
+            share = 100 * done // len(starts)
+            print(f"candidates: batch {done}/{len(starts)} ({share}%)", file=sys.stderr, flush=True)
     return out
 
 

@@ -392,7 +392,7 @@ def run_recipe(
             choice = {"decoding": before.decoding, "weights": before.weights}
         check_continuation(out, preset, resume)
         out.mkdir(parents=True, exist_ok=True)
-        write_run_info(out, run_info_for(prepared, **choice))
+        write_run_info(out, run_info_for(prepared, **choice, overrides=preset.get("overrides")))
         atomic_write_json(out / "preset.json", preset)
         for name in ("tokenizer.json", "features.json"):
             atomic_write(out / name, lambda fh, n=name: fh.write((prepared.path / n).read_bytes()))

@@ -6,7 +6,8 @@
                              run is trained on (path, content identity, prompt budget, context,
                              focus size, history length, vocabulary size), how a reason is
                              chosen: the decoding settings (:class:`Decoding`) and the
-                             score's weights (:class:`ScoreWeights`)
+                             score's weights (:class:`ScoreWeights`); and the preset values
+                             ``train --set`` changed (``overrides``)
     RUN/preset.json          the preset used (resolved)
     RUN/tokenizer.json       the prepared tokenizer, copied (the run is self-contained)
     RUN/features.json        the prepared feature set, rates and focus size, copied (what
@@ -196,6 +197,7 @@ class RunInfo:
     vocab_size: int
     decoding: Decoding = field(default_factory=Decoding)
     weights: ScoreWeights = field(default_factory=ScoreWeights)
+    overrides: dict = field(default_factory=dict)  # train --set's values ({"section.key": v})
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -254,7 +256,10 @@ class RunOptions:
 
 
 def run_info_for(
-    prepared, decoding: Decoding | None = None, weights: ScoreWeights | None = None
+    prepared,
+    decoding: Decoding | None = None,
+    weights: ScoreWeights | None = None,
+    overrides: dict | None = None,
 ) -> RunInfo:
     """The :class:`RunInfo` of a run trained on ``prepared`` (a ``Prepared``)."""
     return RunInfo(
@@ -267,6 +272,7 @@ def run_info_for(
         vocab_size=prepared.tokenizer.vocab_size,
         decoding=decoding or Decoding(),
         weights=weights or ScoreWeights(),
+        overrides=dict(overrides or {}),
     )
 
 
@@ -290,8 +296,11 @@ def read_run_info(run_dir) -> RunInfo:
         path, FORMAT, READS, what="run description", remedy="train the run again"
     )
     names = {f.name for f in fields(RunInfo)} - ({"weights"} if d["format_version"] == 1 else set())
+    names -= {"overrides"} - set(d)  # a run trained without --set may not record any
     try:
         values = {k: d[k] for k in names}
+        if not isinstance(values.get("overrides", {}), dict):
+            raise TypeError("overrides must be an object of --set values")
         values["decoding"] = Decoding(**values["decoding"])
         values["weights"] = (
             ScoreWeights.from_dict(values["weights"], where="weights")
