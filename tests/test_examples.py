@@ -126,7 +126,7 @@ def suggested(text: str) -> list[list[str]]:
     return [shlex.split(line)[1:] for line in found]
 
 
-@pytest.mark.parametrize("how", ["stopped at step 2 of 3", "no checkpoint"])
+@pytest.mark.parametrize("how", ["stopped at step 2 of 3", "no checkpoint", "trained with --set"])
 def test_an_unfinished_runs_suggestion_finishes_it(
     how, micro_prepared, micro_preset_file, tmp_path, monkeypatch, capsys
 ):
@@ -139,9 +139,12 @@ def test_an_unfinished_runs_suggestion_finishes_it(
         return train(*args, label=label, stop_at_step=2 if label == "finetune" else None, **kwargs)
 
     run_dir = tmp_path / "my run"  # a path to quote
+    preset = micro_preset_file
+    if how == "trained with --set":  # its preset.json records the values, and resumes with them
+        preset = recipe.load_preset(micro_preset_file, ["finetune.learning_rate=0.002"])
     with monkeypatch.context() as m:
         m.setattr(recipe, "train", stopping)
-        recipe.run_recipe(micro_prepared, micro_preset_file, run_dir, progress=False)
+        recipe.run_recipe(micro_prepared, preset, run_dir, progress=False)
     if how == "no checkpoint":  # stopped before fine-tuning's first checkpoint
         shutil.rmtree(run_dir / "finetune")
     user = load_prepared(micro_prepared).test[0]["user"]

@@ -24,8 +24,9 @@ default and fast modes; copy one and edit it) with four keys::
 
 The vocabulary size comes from the prepared tokenizer. ``model.block_size`` must hold the
 prepared ``context`` (the longest fine-tuning sequence). A run keeps the preset it was
-started with as ``RUN/preset.json``, with a fifth key, ``source`` (where it was read from):
-that file is a preset too, the one ``--resume`` needs.
+started with as ``RUN/preset.json``, with ``source`` (where it was read from) and, when
+``--set`` changed values, ``overrides`` (those values, already in its sections): that file is
+a preset too, the one ``--resume`` needs.
 
 One value can be changed from the command line instead of in a copy of the file, as many
 times as needed: ``--set finetune.learning_rate=3e-4 --set model.n_layer=2``
@@ -85,6 +86,9 @@ class Measured:
 # prepared with the defaults (the demo's data): `minireason train --preset NAME`, timed.
 TRAINING_TIME = {"small": Measured(22.6, "a 2-core AMD EPYC VM", "2026-12-07")}
 PRESET_KEYS = ("description", "model", "pretrain", "finetune")
+# What a run's copy (RUN/preset.json) adds: where it was read from, and the --set values
+# already applied to its sections (so it is a preset too, the one --resume is given).
+RUN_COPY_KEYS = ("source", "overrides")
 PRETRAIN_HOLDOUT = 0.02  # share of the pretraining stream kept for validation
 STAGES = ("pretrain", "finetune")
 
@@ -151,13 +155,15 @@ def load_preset(name_or_path, overrides=()) -> dict:
         raise ValueError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(preset, dict):
         raise ValueError(f"{path}: a preset is a JSON object with keys {PRESET_KEYS}")
-    unknown = sorted(set(preset) - set(PRESET_KEYS) - {"source"})  # a run's preset.json
+    unknown = sorted(set(preset) - set(PRESET_KEYS) - set(RUN_COPY_KEYS))
     missing = [k for k in ("model", "pretrain", "finetune") if k not in preset]
     if unknown or missing:
         raise ValueError(
             f"{path}: unknown keys {unknown}, missing keys {missing} "
             f"(a preset has {list(PRESET_KEYS)})"
         )
+    if not isinstance(preset.get("overrides", {}), dict):
+        raise ValueError(f"{path}: 'overrides' must be an object of the --set values")
     preset = {"source": str(path), **preset}  # a run's copy keeps the name it was read by
     check_preset(preset)
     return apply_overrides(preset, overrides)
