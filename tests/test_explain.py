@@ -318,3 +318,45 @@ def test_show_candidates_with_every_part_at_work(loaded):
     first_text = TEXT_LINE.match(lines[kept + 1])
     assert first_text and first_text.group(2).startswith("'a reason a reason")
     assert first_text.group(2).endswith("...'") and len(lines[kept + 1]) == 120
+
+
+def test_a_copy_head_reason_says_what_it_copied_and_from_where(loaded):
+    """A copy-head model whose gate is shut copies every token: the explanation names the
+    copied runs and their places, the CLI prints them and the page marks every token."""
+    from dataclasses import replace
+
+    from minireason.nn.model import GPT, GPTConfig
+    from minireason.reason.explanations_page import explanation_data
+
+    _, run, _ = loaded
+    config = GPTConfig(
+        vocab_size=run.tokenizer.vocab_size,
+        block_size=run.model.config.block_size,
+        n_layer=1,
+        n_head=2,
+        n_embd=16,
+        copy=True,
+    )
+    model = GPT(config).eval()
+    model.params["copy.b_gate"][:] = -30.0  # P(generate) ~ 1e-13: every token is copied
+    copying = replace(run, model=model)
+    expl = ex.explain_free_form(copying, "strings, tuner (4)", "capo, guitar")
+    best = expl.candidates[0]
+    assert best.copied.min() > 0.99
+    assert expl.copies and sum(len(c.rows) for c in expl.copies) == len(best.token_ids)
+    context = expl.prompt_ids + best.token_ids
+    for r, source in enumerate(best.copied_from):
+        assert context[source] == best.token_ids[r]
+    assert {c.source for c in expl.copies} <= set(ex.PLACES.values()) | {"the reason"}
+    text = ex.format_explanation(expl)
+    assert "  copied:    " + repr(expl.copies[0].text) in text
+    data = explanation_data(expl, run.tokenizer)
+    assert all(t["copied"] > 0.99 for t in data["reason_tokens"])
+    assert [t["from"] for t in data["reason_tokens"]] == best.copied_from.tolist()
+    assert data["copies"][0]["source"] == expl.copies[0].source
+
+
+def test_a_plain_model_copies_nothing(loaded):
+    _, run, _ = loaded
+    expl = ex.explain_free_form(run, "strings, tuner (4)", "capo")
+    assert expl.copies == [] and "copied:" not in ex.format_explanation(expl)

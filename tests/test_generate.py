@@ -11,18 +11,31 @@ from minireason.reason.generate import choose_tokens, filter_probs, generate, nu
 PROMPTS = [[5, 9, 2, 17], [3], [8, 1, 4, 4, 30, 12, 7, 22, 6], [40, 41]]
 
 
-@pytest.fixture(scope="module")
-def model():
+def make_model(copy=False):
     """float64, so cached and recomputed logits agree to ~1e-15 and no sampled token flips."""
     cfg = GPTConfig(
-        vocab_size=48, block_size=32, n_layer=2, n_head=2, n_embd=16, dtype="float64", seed=3
+        vocab_size=48,
+        block_size=32,
+        n_layer=2,
+        n_head=2,
+        n_embd=16,
+        dtype="float64",
+        seed=3,
+        copy=copy,
     )
     m = GPT(cfg).eval()
     rng = np.random.default_rng(0)  # larger weights than the init: peakier, varied logits
     for name, a in m.params.items():
         if a.ndim == 2:
             m.params[name] = rng.normal(0.0, 0.3, size=a.shape)
+    if copy:
+        m.params["copy.w_gate"][:] = rng.normal(0.0, 0.5, size=16)  # some rows mostly copy
     return m
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["plain", "copy-head"])
+def model(request):
+    return make_model(copy=request.param)
 
 
 def last_logits(model, seq):
@@ -214,3 +227,24 @@ def test_nucleus_threshold_from_the_head_equals_the_full_sort():
         expected = np.take_along_axis(ranked, n_keep[:, None] - 1, axis=-1)
         head = int(rng.integers(1, 80))
         assert np.array_equal(nucleus_threshold(probs, top_p, head=head), expected), trial
+
+
+def test_copy_head_records_what_each_token_copied_and_from_where():
+    model = make_model(copy=True)
+    gen = generate(model, PROMPTS, max_new_tokens=10, rng=3, temperature=1.0, n_samples=2)
+    shares = np.concatenate(gen.copied)
+    assert np.all((shares >= 0) & (shares <= 1 + 1e-12)) and shares.max() > 0.5
+    for prompt, tokens, share, source in zip(
+        gen.prompts, gen.tokens, gen.copied, gen.copied_from, strict=True
+    ):
+        context = prompt + tokens
+        for i, (token, s, position) in enumerate(zip(tokens, share, source, strict=True)):
+            assert position < len(prompt) + i  # only what came before this token
+            assert (position >= 0) == (s > 0)
+            if position >= 0:
+                assert context[position] == token
+
+
+def test_plain_model_copies_nothing():
+    gen = generate(make_model(copy=False), PROMPTS, max_new_tokens=5, temperature=0)
+    assert all(np.all(c == 0) and np.all(f == -1) for c, f in zip(gen.copied, gen.copied_from))

@@ -198,11 +198,12 @@ def _train_step(device, config, idx, targets):
     return loss, grads, params
 
 
-def test_one_training_step_on_gpu_matches_cpu(cp):
+@pytest.mark.parametrize("copy", [False, True], ids=["plain", "copy-head"])
+def test_one_training_step_on_gpu_matches_cpu(cp, copy):
     from minireason.nn.model import GPTConfig
 
     config = GPTConfig(
-        vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, dtype="float32"
+        vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, dtype="float32", copy=copy
     )
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 64, size=(3, 16))
@@ -216,3 +217,27 @@ def test_one_training_step_on_gpu_matches_cpu(cp):
     for name in cpu[1]:
         _close(gpu[1][name], cpu[1][name], f"grad {name}")
         _close(gpu[2][name], cpu[2][name], f"param {name} after AdamW")
+
+
+def test_copy_head_generation_on_gpu_matches_cpu(cp):
+    from minireason.nn.model import GPT, GPTConfig
+    from minireason.reason.generate import generate
+
+    config = GPTConfig(
+        vocab_size=64, block_size=32, n_layer=2, n_head=2, n_embd=32, dtype="float64", copy=True
+    )
+    prompts = [[5, 9, 2, 17, 5], [3], [8, 1, 4, 4, 30, 12]]
+    runs = []
+    try:
+        for device in ("cpu", "cuda"):
+            backend.set_device(device)
+            model = GPT(config).eval()
+            gen = generate(model, prompts, max_new_tokens=8, temperature=0.9, rng=1, n_samples=2)
+            runs.append(gen)
+    finally:
+        backend.set_device("cpu")
+    cpu, gpu = runs
+    assert gpu.tokens == cpu.tokens
+    for a, b in zip(gpu.copied, cpu.copied, strict=True):
+        _close(a, b, "copied share")
+    assert [list(f) for f in gpu.copied_from] == [list(f) for f in cpu.copied_from]

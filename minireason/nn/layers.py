@@ -484,6 +484,7 @@ class CrossEntropyCache(NamedTuple):
     z: object  # (N,) row sums of e
     targets: object  # (N,)
     weights: object  # (N,) mask / count
+    nll: object  # (N,) each token's negative log-likelihood
 
 
 def cross_entropy_forward(logits, targets, mask=None):
@@ -499,8 +500,8 @@ def cross_entropy_forward(logits, targets, mask=None):
         mask: ``(N,)`` of 0/1 (1 = counted), or None for all tokens; at least one must be 1.
 
     Returns:
-        ``loss`` (a 0-d array) and the cache ``(e, z, targets, weights)`` with ``e`` ``(N, V)``,
-        ``z`` ``(N,)`` and ``weights`` ``(N,)`` = ``mask / count``.
+        ``loss`` (a 0-d array) and the cache ``(e, z, targets, weights, nll)`` with ``e``
+        ``(N, V)``, ``z`` ``(N,)``, ``weights`` ``(N,)`` = ``mask / count`` and ``nll`` ``(N,)``.
     """
     xp = array_module(logits)
     N = logits.shape[0]
@@ -523,7 +524,7 @@ def cross_entropy_forward(logits, targets, mask=None):
         weights = mask.astype(logits.dtype)
         weights /= weights.sum()
     loss = (nll * weights).sum()
-    return loss, CrossEntropyCache(e, z, targets, weights)
+    return loss, CrossEntropyCache(e, z, targets, weights, nll)
 
 
 def cross_entropy_backward(cache: CrossEntropyCache):
@@ -532,7 +533,7 @@ def cross_entropy_backward(cache: CrossEntropyCache):
     Overwrites the cached ``e`` (it is not needed again) and returns it as
     ``dlogits`` ``(N, V)``.
     """
-    e, z, targets, weights = cache
+    e, z, targets, weights, _ = cache
     xp = array_module(e)
     scale = (weights / z)[:, None]  # (N, 1)
 

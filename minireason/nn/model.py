@@ -11,6 +11,11 @@ Parameters live in one flat dictionary ``model.params`` (name -> array) and, aft
     h.{i}.attn.b_proj, h.{i}.ln2.w, h.{i}.ln2.b, h.{i}.mlp.w_fc (C, 4C), h.{i}.mlp.b_fc,
     h.{i}.mlp.w_proj (4C, C), h.{i}.mlp.b_proj
     ln_f.w, ln_f.b
+    copy.w_q (C, D), copy.w_k (C, D), copy.w_gate (C,), copy.b_gate (1,)   only with config.copy
+
+With ``config.copy`` the model has a copy head (:mod:`minireason.nn.copy_head`): its output
+distribution mixes the vocabulary with the tokens already in the context, and the logits it
+returns are that mixture's log-probabilities.
 
 Usage::
 
@@ -29,6 +34,14 @@ from typing import NamedTuple
 import numpy as np
 
 from minireason import backend
+from minireason.nn.copy_head import (
+    COPY_PARAMS,
+    copy_attention,
+    copy_head_backward,
+    copy_head_forward,
+    copy_mixture,
+    copy_param_shapes,
+)
 from minireason.nn.layers import (
     BLOCK_PARAMS,
     BlockCache,
@@ -61,7 +74,8 @@ class GPTConfig:
     """Model shape. ``n_embd`` must be divisible by ``n_head``; ``dtype`` float32 or float64.
 
     ``seed`` drives the initial weights and the dropout masks (drawn on the host, so NumPy
-    and CuPy runs with the same seed agree).
+    and CuPy runs with the same seed agree). ``copy`` adds the copy head
+    (:mod:`minireason.nn.copy_head`).
     """
 
     vocab_size: int = 4096
@@ -73,6 +87,7 @@ class GPTConfig:
     layernorm_eps: float = 1e-5
     dtype: str = "float32"
     seed: int = 0
+    copy: bool = False
 
     def __post_init__(self):
         for name in ("vocab_size", "block_size", "n_layer", "n_head", "n_embd"):
@@ -91,6 +106,8 @@ class GPTConfig:
             )
         if not isinstance(self.seed, (int, np.integer)) or isinstance(self.seed, bool):
             raise ValueError(f"GPTConfig.seed must be an integer, got {self.seed!r}")
+        if not isinstance(self.copy, bool):
+            raise ValueError(f"GPTConfig.copy must be true or false, got {self.copy!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"GPTConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
 
@@ -117,6 +134,7 @@ class GPTCache(NamedTuple):
     cross_entropy: CrossEntropyCache
     scored: object  # (n,) the token rows the head and the loss saw, or None for all of them
     n_tokens: int  # B * T
+    copy_head: object  # CopyHeadCache, or None without a copy head
 
 
 def param_shapes(config: GPTConfig) -> dict:
@@ -140,6 +158,8 @@ def param_shapes(config: GPTConfig) -> dict:
     for i in range(config.n_layer):
         shapes.update({f"h.{i}.{name}": shape for name, shape in per_block.items()})
     shapes["ln_f.w"], shapes["ln_f.b"] = (C,), (C,)
+    if config.copy:
+        shapes.update(copy_param_shapes(C, config.n_head))
     return shapes
 
 
@@ -284,21 +304,39 @@ class GPT:
             scored = scored if 0 < len(scored) < B * T else None
         head_in = x if scored is None else x[scored]
         logits, head_cache = lm_head_forward(head_in, p["wte"])  # (B*T or n, V)
-        loss, ce_cache = None, None
+        loss, ce_cache, copy_cache = None, None, None
         if targets is not None:
             flat_targets = targets.reshape(-1)
             if scored is None:
                 loss_arr, ce_cache = cross_entropy_forward(logits, flat_targets, mask)
             else:  # every scored row counts once: the mean over the mask's tokens
                 loss_arr, ce_cache = cross_entropy_forward(logits, flat_targets[scored])
+            if cfg.copy:  # the loss is the mixture's NLL, with the same per-token weights
+                rows = xp.arange(B * T) if scored is None else scored
+                logp, copy_cache = copy_head_forward(
+                    x, idx, rows, flat_targets[rows], -ce_cache.nll, self._copy_params()
+                )
+                loss_arr = -(logp * ce_cache.weights).sum()
             loss = float(loss_arr)
         if keep_cache and targets is not None:
             self._cache = GPTCache(
-                emb_cache, drop_cache, block_caches, lnf_cache, head_cache, ce_cache, scored, B * T
+                emb_cache,
+                drop_cache,
+                block_caches,
+                lnf_cache,
+                head_cache,
+                ce_cache,
+                scored,
+                B * T,
+                copy_cache,
             )
         else:
             self._cache = None
-        return (logits.reshape(B, T, -1) if all_logits else None), loss
+        if not all_logits:
+            return None, loss
+        if cfg.copy:
+            logits = self._copy_logprobs(x, idx, logits)
+        return logits.reshape(B, T, -1), loss
 
     @one_blas_thread
     def backward(self) -> dict:
@@ -313,12 +351,20 @@ class GPT:
             )
         cache, self._cache = self._cache, None
         g = {}
-        dlogits = cross_entropy_backward(cache.cross_entropy)
+        ce = cache.cross_entropy
+        dx_copy = None
+        if cache.copy_head is not None:  # the vocabulary's share of each token's gradient
+            dlogp_vocab, dx_copy, copy_grads = copy_head_backward(-ce.weights, cache.copy_head)
+            g.update(copy_grads)
+            ce = ce._replace(weights=-dlogp_vocab)
+        dlogits = cross_entropy_backward(ce)
         dx, dwte_head = lm_head_backward(dlogits, cache.lm_head)
         if cache.scored is not None:  # the tokens the head did not see get no gradient
             dx_all = backend.array_module(dx).zeros((cache.n_tokens, dx.shape[1]), dx.dtype)
             dx_all[cache.scored] = dx
             dx = dx_all
+        if dx_copy is not None:
+            dx = dx + dx_copy
         dx, g["ln_f.w"], g["ln_f.b"] = layernorm_backward(dx, cache.ln_f)
         for i in reversed(range(self.config.n_layer)):
             dx, bg = block_backward(dx, cache.blocks[i])
@@ -330,6 +376,20 @@ class GPT:
         g["wte"] = dwte
         self.grads = {name: g[name] for name in self.params}
         return self.grads
+
+    # ------------------------------------------------------------------ copy head
+
+    def _copy_params(self) -> dict:
+        return {name: self.params[name] for name in COPY_PARAMS}
+
+    def _copy_logprobs(self, x, idx, logits):
+        """``(B * T, V)`` log-probabilities of the generate/copy mixture at every position."""
+        B, T = idx.shape
+        params = self._copy_params()
+        _, _, a = copy_attention(x, params["copy.w_q"], params["copy.w_k"], B, T)
+        sources = backend.array_module(idx).repeat(idx, T, axis=0)  # (B * T, T): row b*T+t
+        logp, _ = copy_mixture(logits, x, a.reshape(B * T, T), sources, params)
+        return logp
 
     # ------------------------------------------------------------------ scoring
 

@@ -26,7 +26,7 @@ The weights and the decoding are a run's recorded settings (``run.json``,
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 from tqdm.auto import tqdm
@@ -46,12 +46,15 @@ from minireason.train.run import Decoding, ScoreWeights
 @dataclass(frozen=True)
 class Samples:
     """The candidates of one prompt, in sampling order: per candidate its generated ids
-    (the stopping ``<eos>`` included), their log-probabilities ``(len(ids),)`` and how
-    generation stopped (``"eos"``, ``"max_new_tokens"`` or ``"length"``)."""
+    (the stopping ``<eos>`` included), their log-probabilities ``(len(ids),)``, how
+    generation stopped (``"eos"``, ``"max_new_tokens"`` or ``"length"``), and what a copy
+    head copied (:class:`~minireason.reason.generate.Generation`; empty without samples)."""
 
     token_ids: list[list[int]]
     logprobs: list[np.ndarray]
     finishes: list[str]
+    copied: list[np.ndarray] = field(default_factory=list)
+    copied_from: list[np.ndarray] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -135,6 +138,8 @@ def sample_candidates(model, tokenizer, prompts, decoding: Decoding, rng) -> lis
             gen.tokens[i * n : (i + 1) * n],
             gen.logprobs[i * n : (i + 1) * n],
             gen.finish[i * n : (i + 1) * n],
+            gen.copied[i * n : (i + 1) * n],
+            gen.copied_from[i * n : (i + 1) * n],
         )
         for i in range(len(prompts))
     ]
@@ -144,8 +149,9 @@ def rank(
     tokenizer, samples: Samples, context: ScoringContext, weights: ScoreWeights
 ) -> list[Candidate]:
     """``samples`` decoded and scored against ``context`` with ``weights``, best first (ties
-    keep the sampling order): :func:`minireason.reason.scoring.rank_candidates`."""
-    return rank_candidates(
+    keep the sampling order): :func:`minireason.reason.scoring.rank_candidates`, each with
+    what it copied."""
+    ranked = rank_candidates(
         tokenizer,
         samples.token_ids,
         samples.logprobs,
@@ -158,6 +164,12 @@ def rank(
         context.phrases,
         context.known_words,
     )
+    if not samples.copied:
+        return ranked
+    return [
+        replace(c, copied=samples.copied[c.index], copied_from=samples.copied_from[c.index])
+        for c in ranked
+    ]
 
 
 # --------------------------------------------------------------------------- many records

@@ -107,6 +107,7 @@ class Explanation:
     notes: list[str] = field(default_factory=list)  # fallbacks taken, cropping
     weights: ScoreWeights = field(default_factory=ScoreWeights)  # what scored the candidates
     grounding: list[str] = field(default_factory=list)  # the prompt's evidence sentences
+    copies: list = field(default_factory=list)  # Copy runs of a copy head (empty without)
 
 
 def explain(
@@ -219,6 +220,7 @@ def explain(
         notes=notes,
         weights=weights,
         grounding=evidence,
+        copies=copies(best, prompt.segments, len(prompt.ids), tokenizer),
     )
 
 
@@ -444,6 +446,66 @@ def explain_free_form(
     )
 
 
+COPIED = 0.5  # a reason token counts as copied when the copy head gave this share of its p
+PLACES = {
+    "hist": "a history block",
+    "item": "the item block",
+    "tag": "a tag",
+    "aspect": "an aspect",
+    "rating": "a rating",
+    "focus": "the focus",
+    "evidence": "the evidence",
+}
+
+
+@dataclass(frozen=True)
+class Copy:
+    """A run of reason tokens copied from consecutive context positions."""
+
+    text: str  # the copied tokens, as they read
+    share: float  # the smallest share of probability the copy head gave them
+    source: str  # where from: the prompt segment's kind (PLACES), or "the reason"
+    rows: tuple[int, ...]  # the reason tokens
+
+
+def copies(best: Candidate, segments: list, n_prompt: int, tokenizer) -> list[Copy]:
+    """What a reason's copy head copied (tokens with at least :data:`COPIED` of their
+    probability copied), consecutive tokens copied from consecutive positions in one run;
+    empty for a model without a copy head. ``segments``: the prompt's segment map;
+    ``n_prompt``: its length (positions from there on are the reason's own)."""
+    if best.copied is None:
+        return []
+    runs: list[list[int]] = []
+    for r, (share, source) in enumerate(zip(best.copied, best.copied_from, strict=True)):
+        if share < COPIED or source < 0:
+            continue
+        previous = runs[-1][-1] if runs else None
+        if previous == r - 1 and best.copied_from[previous] == source - 1:
+            runs[-1].append(r)
+        else:
+            runs.append([r])
+    return [
+        Copy(
+            tokenizer.decode([best.token_ids[r] for r in rows]).strip(),
+            float(min(best.copied[r] for r in rows)),
+            _place(segments, int(best.copied_from[rows[0]]), n_prompt),
+            tuple(rows),
+        )
+        for rows in runs
+    ]
+
+
+def _place(segments, position: int, n_prompt: int) -> str:
+    """The innermost prompt segment holding ``position`` (as :data:`PLACES` names it)."""
+    if position >= n_prompt:
+        return "the reason"
+    holding = [s for s in segments if s.start <= position < s.end]
+    if not holding:
+        return "the prompt"
+    inner = min(holding, key=lambda s: s.end - s.start)
+    return PLACES.get(inner.kind, inner.kind)
+
+
 def format_explanation(expl: Explanation, top: int = 3, candidates: bool = False) -> str:
     """A few indented lines: the reason, what it draws on, and what it mentions (and, with
     ``candidates``, every step-4 candidate: :func:`format_candidates`)."""
@@ -473,6 +535,11 @@ def format_explanation(expl: Explanation, top: int = 3, candidates: bool = False
             ", ".join(dict.fromkeys(mentioned)) or "none of the focus, profile aspects or item tags"
         ),
     ]
+    if expl.copies:
+        lines.append(
+            "  copied:    "
+            + ", ".join(f"{c.text!r} from {c.source} ({100 * c.share:.0f}%)" for c in expl.copies)
+        )
     lines += [f"  note:      {note}" for note in expl.notes]
     if candidates:
         lines.append(format_candidates(expl))

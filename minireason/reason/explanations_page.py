@@ -65,7 +65,6 @@ def explanation_data(expl: Explanation, tokenizer) -> dict:
     ``tokenizer`` (the run's) says which reason tokens begin with a space, so the reason
     reads as text."""
     ev = expl.evidence
-    reason_ids = expl.candidates[0].token_ids
     names = {s.owner: ("this item" if s.owner == "item" else s.label) for s in ev.owners}
     rows = candidate_table(expl)
     attention = {
@@ -82,9 +81,9 @@ def explanation_data(expl: Explanation, tokenizer) -> dict:
     return {
         "reason": expl.reason,
         "score": expl.score.total,
-        "reason_tokens": [
-            {"text": label, "space": tokenizer.decode([t]).startswith(" ")}
-            for label, t in zip(ev.row_tokens, reason_ids, strict=True)
+        "reason_tokens": _reason_tokens(expl, tokenizer),
+        "copies": [
+            {"text": c.text, "share": round(c.share, 3), "source": c.source} for c in expl.copies
         ],
         "prompt": {
             "tokens": list(ev.prompt_tokens),
@@ -115,6 +114,26 @@ def explanation_data(expl: Explanation, tokenizer) -> dict:
         "weights": asdict(expl.weights),
         "decision": decision_summary(rows),
     }
+
+
+def _reason_tokens(expl: Explanation, tokenizer) -> list[dict]:
+    """Each reason token: its label, whether it starts a word, and the share of its
+    probability a copy head copied with the position it copied from (``from``: a prompt
+    position, or ``P + r`` for the reason's own token ``r``; 0 and -1 without copying)."""
+    best = expl.candidates[0]
+    copied = best.copied if best.copied is not None else np.zeros(len(best.token_ids))
+    source = best.copied_from if best.copied_from is not None else np.full(len(copied), -1)
+    return [
+        {
+            "text": label,
+            "space": tokenizer.decode([t]).startswith(" "),
+            "copied": round(float(share), 3),
+            "from": int(position),
+        }
+        for label, t, share, position in zip(
+            expl.evidence.row_tokens, best.token_ids, copied, source, strict=True
+        )
+    ]
 
 
 def user_section(

@@ -11,6 +11,11 @@ the newest token::
               (one row per sequence), write k, v into the cache, attend over the cache,
               MLP; logits -> choose the next token
 
+A model with a copy head (:mod:`minireason.nn.copy_head`) keeps one more pair in the cache,
+after the layers': the copy keys ``(B, block_size, D)`` and the token id at each position
+``(B, block_size)``; each step's distribution is the head's generate/copy mixture, and the
+generation records, per token, how much of its probability was copied and from where.
+
 The decode step is assembled from the same layer functions as the model
 (``minireason.nn.layers``) and the same ``attention_forward`` (``minireason.nn.attention``), with a
 boolean mask instead of ``is_causal``: nothing of the maths is written twice.
@@ -56,6 +61,7 @@ import numpy as np
 
 from minireason import backend
 from minireason.nn.attention import attention_forward
+from minireason.nn.copy_head import COPY_PARAMS, copy_attention_rows, copy_mixture
 from minireason.nn.layers import (
     BLOCK_PARAMS,
     block_attention,
@@ -83,6 +89,8 @@ class Generation:
     finish: list[str]  # "eos", "max_new_tokens" or "length" (the context is full)
     prompts: list[list[int]]  # the prompt each row continued (after any cropping)
     n_cropped: list[int]  # oldest prompt tokens dropped to fit block_size
+    copied: list[np.ndarray]  # (len(tokens[r]),) share of each token's probability copied
+    copied_from: list[np.ndarray]  # (len(tokens[r]),) position it was mostly copied from, or -1
 
 
 # --------------------------------------------------------------------------- choosing a token
@@ -187,6 +195,54 @@ def _block_params(model, i):
     return {name: model.params[f"h.{i}.{name}"] for name in BLOCK_PARAMS}
 
 
+class Step:
+    """One step's next-token distributions, and what the copy head did (if there is one).
+
+    ``logits`` ``(B, V)``: the vocabulary logits, or the copy mixture's log-probabilities;
+    ``copy_attention`` ``(B, S)`` and ``gate`` ``(B,)`` (P(generate)), None without a copy head.
+    """
+
+    def __init__(self, logits, copy_attention=None, gate=None):
+        self.logits, self.copy_attention, self.gate = logits, copy_attention, gate
+
+    def repeat(self, n: int) -> Step:
+        """Each row ``n`` times (the samples of one prompt share its prefill)."""
+        xp = backend.array_module(self.logits)
+        return Step(*(None if v is None else xp.repeat(v, n, axis=0) for v in vars(self).values()))
+
+
+def _head(model, x, cache, positions):
+    """The next-token distributions of rows whose final hidden states are ``x`` ``(B, C)``.
+
+    With a copy head, ``cache[-1]`` holds the copy keys and token ids; each row copies from
+    positions ``0 .. positions[b]``.
+    """
+    logits, _ = lm_head_forward(x, model.params["wte"])
+    if not model.config.copy:
+        return Step(logits)
+    xp = backend.array_module(x)
+    params = {name: model.params[name] for name in COPY_PARAMS}
+    keys, sources = cache[-1]
+    n_keys = int(positions.max()) + 1
+    allowed = xp.arange(n_keys)[None, :] <= xp.asarray(positions)[:, None]  # (B, S)
+    a = copy_attention_rows(x @ params["copy.w_q"], keys[:, :n_keys], allowed)
+    logits, gate = copy_mixture(logits, x, a, sources[:, :n_keys], params)
+    return Step(logits, a, gate)
+
+
+def _copy_cache(model, x, idx):
+    """The copy head's cache entry: keys ``(B, block_size, D)`` and ids ``(B, block_size)``
+    with the prompts' at ``0 .. T - 1``; ``x`` ``(B, T, C)`` after ln_f, ``idx`` ``(B, T)``."""
+    xp = backend.array_module(x)
+    B, T, _ = x.shape
+    w_k = model.params["copy.w_k"]
+    keys = xp.zeros((B, model.config.block_size, w_k.shape[1]), dtype=x.dtype)
+    keys[:, :T] = x @ w_k
+    sources = xp.zeros((B, model.config.block_size), dtype=idx.dtype)
+    sources[:, :T] = idx
+    return keys, sources
+
+
 @one_blas_thread
 def prefill(model, idx, lengths):
     """Run the prompts once; return the logits at each prompt's last token and the KV cache.
@@ -197,8 +253,9 @@ def prefill(model, idx, lengths):
         lengths: ``(B,)`` true prompt lengths, ``1 <= lengths[b] <= T``.
 
     Returns:
-        ``logits`` ``(B, V)`` and ``cache``: a list, per layer, of ``(K, V)`` arrays
-        ``(B, H, block_size, D)`` holding the prompts' keys and values at ``0 .. T - 1``.
+        ``step`` (a :class:`Step`: ``logits`` ``(B, V)``...) and ``cache``: a list, per layer,
+        of ``(K, V)`` arrays ``(B, H, block_size, D)`` holding the prompts' keys and values at
+        ``0 .. T - 1`` (and the copy head's pair after them, for a model with one).
     """
     xp = backend.array_module(model.params["wte"])
     cfg = model.config
@@ -216,12 +273,19 @@ def prefill(model, idx, lengths):
         K[:, :, :T] = attn.key
         V[:, :, :T] = attn.value
         cache.append((K, V))
-    last = x.reshape(B, T, -1)[xp.arange(B), xp.asarray(lengths) - 1]  # (B, C)
-    last, _ = layernorm_forward(
-        last, model.params["ln_f.w"], model.params["ln_f.b"], cfg.layernorm_eps
-    )
-    logits, _ = lm_head_forward(last, model.params["wte"])
-    return logits, cache
+    last_positions = xp.asarray(lengths) - 1
+    if cfg.copy:  # every position's final hidden state is a copy key
+        x, _ = layernorm_forward(
+            x, model.params["ln_f.w"], model.params["ln_f.b"], cfg.layernorm_eps
+        )
+        cache.append(_copy_cache(model, x.reshape(B, T, -1), idx))
+        last = x.reshape(B, T, -1)[xp.arange(B), last_positions]  # (B, C)
+    else:
+        last = x.reshape(B, T, -1)[xp.arange(B), last_positions]  # (B, C)
+        last, _ = layernorm_forward(
+            last, model.params["ln_f.w"], model.params["ln_f.b"], cfg.layernorm_eps
+        )
+    return _head(model, last, cache, last_positions), cache
 
 
 @one_blas_thread
@@ -235,7 +299,7 @@ def decode_step(model, tokens, positions, cache):
         cache: as returned by :func:`prefill` (``B`` rows).
 
     Returns:
-        ``logits`` ``(B, V)`` for the token after ``tokens``.
+        a :class:`Step` for the token after ``tokens``.
     """
     xp = backend.array_module(model.params["wte"])
     cfg = model.config
@@ -264,8 +328,11 @@ def decode_step(model, tokens, positions, cache):
         h, _ = mlp_forward(h, bp["mlp.w_fc"], bp["mlp.b_fc"], bp["mlp.w_proj"], bp["mlp.b_proj"])
         x += h
     x, _ = layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.layernorm_eps)
-    logits, _ = lm_head_forward(x, p["wte"])
-    return logits
+    if cfg.copy:
+        keys, sources = cache[-1]
+        keys[rows, positions] = x @ p["copy.w_k"]
+        sources[rows, positions] = tokens
+    return _head(model, x, cache, positions)
 
 
 # --------------------------------------------------------------------------- generate
@@ -335,9 +402,9 @@ def generate(
     for b, k in enumerate(kept):
         padded[b, : len(k)] = k
 
-    logits, cache = prefill(model, xp.asarray(padded), lengths)
+    step, cache = prefill(model, xp.asarray(padded), lengths)
     if n_samples > 1:  # every sample of a prompt starts from that prompt's cache
-        logits = xp.repeat(logits, n_samples, axis=0)
+        step = step.repeat(n_samples)
         cache = [
             (xp.repeat(K, n_samples, axis=0), xp.repeat(V, n_samples, axis=0)) for K, V in cache
         ]
@@ -353,6 +420,8 @@ def generate(
 
     tokens = [[] for _ in range(n_rows)]
     logprobs = [[] for _ in range(n_rows)]
+    copied = [[] for _ in range(n_rows)]
+    copied_from = [[] for _ in range(n_rows)]
     finish = [""] * n_rows
     batch = np.arange(n_rows)  # the output row held by each row of the batch and the cache
     live = np.ones(n_rows, dtype=bool)  # batch rows still generating
@@ -361,14 +430,18 @@ def generate(
     while True:
         rows = np.flatnonzero(live)
         uniforms = None if temperature == 0 else [row_rngs[batch[i]].random() for i in rows]
-        row_logits = logits if len(rows) == len(batch) else logits[xp.asarray(rows)]
+        live_rows = xp.asarray(rows)
+        row_logits = step.logits if len(rows) == len(batch) else step.logits[live_rows]
         chosen = choose_tokens(row_logits, uniforms, temperature, top_k, top_p)
-        chosen_logp = xp.take_along_axis(log_softmax(row_logits), chosen[:, None], axis=-1)
-        chosen, chosen_logp = backend.to_numpy(chosen), backend.to_numpy(chosen_logp[:, 0])
+        chosen_logp = xp.take_along_axis(log_softmax(row_logits), chosen[:, None], axis=-1)[:, 0]
+        share, source = _copied(step, cache, live_rows, chosen, chosen_logp)
+        chosen, chosen_logp = backend.to_numpy(chosen), backend.to_numpy(chosen_logp)
         for j, i in enumerate(rows):
             r = batch[i]
             tokens[r].append(int(chosen[j]))
             logprobs[r].append(float(chosen_logp[j]))
+            copied[r].append(float(share[j]))
+            copied_from[r].append(int(source[j]))
             if eos_id is not None and chosen[j] == eos_id:
                 finish[r] = "eos"
             elif len(tokens[r]) == max_new_tokens:
@@ -385,7 +458,7 @@ def generate(
             cache = [(K[survivors], V[survivors]) for K, V in cache]
             batch, live = batch[keep_rows], live[keep_rows]
             feed, positions = feed[keep_rows], positions[keep_rows]
-        logits = decode_step(model, xp.asarray(feed), xp.asarray(positions), cache)
+        step = decode_step(model, xp.asarray(feed), xp.asarray(positions), cache)
         positions = positions + live  # finished rows stay where they are
 
     return Generation(
@@ -394,4 +467,29 @@ def generate(
         finish=finish,
         prompts=[kept[i] for i in row_prompt],
         n_cropped=[n_cropped[i] for i in row_prompt],
+        copied=[np.asarray(c) for c in copied],
+        copied_from=[np.asarray(c, dtype=np.int64) for c in copied_from],
     )
+
+
+def _copied(step: Step, cache, rows, chosen, chosen_logp):
+    """For each chosen token: the share of its probability that the copy head gave, and the
+    position that gave most of it (-1 if none); zeros and -1 without a copy head.
+
+    Args:
+        rows: ``(n,)`` the batch rows that chose; chosen, chosen_logp: ``(n,)``.
+
+    Returns:
+        two NumPy arrays ``(n,)``: float shares and integer positions.
+    """
+    n = len(rows)
+    if step.copy_attention is None:
+        return np.zeros(n), np.full(n, -1, dtype=np.int64)
+    xp = backend.array_module(step.logits)
+    a = step.copy_attention[rows]  # (n, S)
+    sources = cache[-1][1][rows, : a.shape[1]]
+    given = a * (sources == chosen[:, None])  # what each position gave the chosen token
+    mass = given.sum(axis=-1)
+    share = (1.0 - step.gate[rows]) * mass / xp.exp(chosen_logp)
+    source = xp.where(mass > 0, xp.argmax(given, axis=-1), -1)
+    return backend.to_numpy(share).astype(np.float64), backend.to_numpy(source).astype(np.int64)

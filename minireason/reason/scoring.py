@@ -147,6 +147,8 @@ class Candidate:
     finish: str  # "eos", "max_new_tokens" or "length"
     score: ScoreBreakdown
     index: int = 0  # its place in the sampling order (ties keep it)
+    copied: np.ndarray | None = None  # (len(token_ids),) share of each token's p copied
+    copied_from: np.ndarray | None = None  # (len(token_ids),) position copied from, or -1
 
 
 # --------------------------------------------------------------------------- scoring

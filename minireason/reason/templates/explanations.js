@@ -5,6 +5,7 @@
 
 const SHADE = "245, 158, 11"; // amber; a prompt token's alpha is its weight / the row's largest
 const KIND_NAMES = {tag: "tag", aspect: "aspect the user mentioned", rating: "rating", focus: "focus", evidence: "what another user wrote"};
+const COPIED = 0.5; // a reason token counts as copied from this share of its probability (explain.COPIED)
 const PLACES = {hist: "history block", item: "item block", tag: "tag", aspect: "aspect", rating: "rating", focus: "focus", evidence: "evidence"};
 
 // "past item B0002D0Q2W" for a history owner's label (free-form labels already say it).
@@ -204,11 +205,18 @@ function drawCard(rec, id) {
     const what = r === null
       ? "Attention of the whole reason (mean over its tokens)"
       : `Attention while writing "${ex.reason_tokens[r].text}" (reason token ${r + 1} of ${ex.reason_tokens.length})`;
-    status.textContent = `${what}, ${which}. Strongest prompt tokens: ${strongest.join("; ")}. Darkest shade = ${top.toFixed(3)} (attention spread evenly would give each of the ${w.length} prompt tokens ${(1 / w.length).toFixed(3)}).`;
+    const copy = r !== null && ex.reason_tokens[r].copied >= COPIED
+      ? ` Copied (${Math.round(100 * ex.reason_tokens[r].copied)}% of its probability) from ${copiedFrom(ex.reason_tokens[r])}.` : "";
+    spans.forEach((span, p) => span.classList.toggle("source", r !== null && ex.reason_tokens[r].from === p));
+    status.textContent = `${what}, ${which}.${copy} Strongest prompt tokens: ${strongest.join("; ")}. Darkest shade = ${top.toFixed(3)} (attention spread evenly would give each of the ${w.length} prompt tokens ${(1 / w.length).toFixed(3)}).`;
     status.dataset.row = r === null ? "" : String(r);
     state.weights = w;
     if (state.prompt !== null) describeToken(state.prompt);
   };
+  const nPrompt = ex.prompt.tokens.length;
+  const copiedFrom = (t) => t.from < nPrompt
+    ? `prompt token "${ex.prompt.tokens[t.from]}" (${placeOf(t.from)})`
+    : `the reason's own token "${ex.reason_tokens[t.from - nPrompt].text}"`;
   const placeOf = (p) => {
     const at = where[p].piece || where[p].block;
     const owner = at && at.owner === "item" ? "this item" : at ? pastItem(ownerName(ex, at.owner)) : "";
@@ -223,7 +231,9 @@ function drawCard(rec, id) {
 
   const reason = el("div", {class: "reason", role: "group", "aria-label": "the reason, token by token: hover, focus or click a token to see its attention"});
   ex.reason_tokens.forEach((t, r) => {
-    const b = el("button", {type: "button", class: "rtok mono" + (t.space ? " space" : ""), "data-r": r, "aria-pressed": "false"}, t.text);
+    const copied = t.copied >= COPIED;
+    const b = el("button", {type: "button", class: "rtok mono" + (t.space ? " space" : "") + (copied ? " copied" : ""), "data-r": r, "aria-pressed": "false"}, t.text);
+    if (copied) b.title = `copied (${Math.round(100 * t.copied)}% of its probability) from ${copiedFrom(t)}`;
     b.addEventListener("mouseenter", () => show(r));
     b.addEventListener("mouseleave", () => show(state.pinned));
     b.addEventListener("focus", () => show(r));
@@ -284,6 +294,8 @@ function drawCard(rec, id) {
       bars(ex.shares.pieces.map((s) => ({label: `${KIND_NAMES[s.kind] || s.kind} "${s.label}" (${s.owner_name})`, value: s.share, shown: s.shown})), "the strongest single pieces")),
     ex.focus.length ? el("p", {class: "small"}, el("b", {}, "focus: "), ex.focus.join(", "), " (predicted from training data)") : null,
     el("p", {class: "small"}, el("b", {}, "mentions: "), ex.mentions.join(", ") || "none of the focus, profile aspects or item tags"),
+    ex.copies.length ? el("p", {class: "small copies"}, el("b", {}, "copied: "),
+      ex.copies.map((c) => `"${c.text}" from ${c.source} (${Math.round(100 * c.share)}%)`).join(", ")) : [],
     ex.notes.map((n) => el("p", {class: "small note"}, el("b", {}, "note: "), n)),
     candidatesTable(ex),
     el("p", {class: "decision"}, el("b", {}, "Why this reason: "), ex.decision),
