@@ -1,8 +1,9 @@
 """Is a reason about *this* item, true to what its reviews say, and not a copy?
 
-Three reference-free metrics (their names: :data:`minireason.evaluation.metrics.GROUNDING_METRICS`),
-each the share of N reasons for which a test holds, given the item the reason is about and
-the *training split's* reviews (never validation or test text). ``evaluate`` reports them
+Three reference-free metrics (named in
+:data:`minireason.evaluation.metrics.GROUNDING_METRICS`), each the share of N reasons for
+which a test holds, given the item the reason is about and the *training split's* reviews
+(never validation or test text). ``evaluate`` reports them
 for the model, every baseline and the real reference sentences, so a reader can compare.
 
 Every text is read as its :func:`minireason.text.words` (lower-case words, no punctuation).
@@ -31,7 +32,7 @@ whose training reviews use the word w:
 
 :class:`GroundingIndex` holds what the three need from the training split, built once per
 evaluation: ``W_i`` and each item's aspects, ``df``, and every training sentence's word
-8-grams as a sorted array of 64-bit hashes (about 0.9 M on Musical Instruments;
+8-grams as a sorted array of distinct 64-bit hashes (402,504 on Musical Instruments;
 membership is a binary search). Two different 8-grams share a hash with probability about
 2^-64, so a false "copy" is out of reach in practice. :func:`record_grounding` tests one
 reason; :func:`grounding_metrics` is the share over N of them.
