@@ -71,12 +71,16 @@ def names(text: str) -> list[str]:
         if piece in ".!?":
             sentence_start = True
             continue
+        first_word = sentence_start
+        sentence_start = False
+        digit = any(c.isdigit() for c in piece)
+        if not (digit or (piece[0].isupper() and not first_word)):
+            continue  # most words: not a name, and not read further
         word = words(piece)[0]  # "Fender's" -> "fender", as the item's words are read
-        capitalised = piece[0].isupper() and not sentence_start and word != "i"
+        capitalised = piece[0].isupper() and not first_word and word != "i"
         alphanumeric = any(c.isdigit() for c in word) and any(c.isalpha() for c in word)
         if capitalised or alphanumeric:
             found.append(word)
-        sentence_start = False
     return found
 
 
@@ -111,14 +115,16 @@ class GroundingIndex:
         item_aspects: dict[str, set[str]] = {}
         hashes = []
         for rec in train_records:
-            own_words = item_words.setdefault(rec["item"], set())
-            own_aspects = item_aspects.setdefault(rec["item"], set())
-            for sentence in split_sentences(rec["text"]):  # each text read once
+            review_tokens = []  # the sentences' tokens, in order: the review's tokens
+            for sentence in split_sentences(rec["text"]):  # each text tokenised once
                 sentence_tokens = tokens(sentence)
                 sentence_words = [t for t in sentence_tokens if is_word(t)]
-                own_words.update(sentence_words)
-                own_aspects.update(self.aspects.mentioned_in(sentence_tokens, ordered=False))
                 hashes.append(word_ngram_hashes(sentence_words, COPY_WORDS))
+                review_tokens += sentence_tokens
+            own_words = item_words.setdefault(rec["item"], set())
+            own_words.update(t for t in review_tokens if is_word(t))
+            found = self.aspects.mentioned_in(review_tokens, ordered=False)
+            item_aspects.setdefault(rec["item"], set()).update(found)
         self.item_words = {i: frozenset(w) for i, w in item_words.items()}
         self.item_aspects = {i: frozenset(a) for i, a in item_aspects.items()}
         self.item_df = Counter(w for ws in self.item_words.values() for w in ws)
