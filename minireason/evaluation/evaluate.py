@@ -171,10 +171,10 @@ class EvaluateConfig(RunOptions):
     description: ClassVar[str] = (
         "Reasons for the records with a target, scored (BLEU, ROUGE, USR, FMR, FCR, DIV, "
         "degenerate, perplexity; item-specificity, groundedness and copy rate against the "
-        "item's training reviews, also for the real sentences) beside the baselines below, with 95% bootstrap intervals "
-        "over the records and how often the model is ahead of each baseline; HR/NDCG@10 of "
-        "four recommenders; 20 random records in full. Writes evaluation.json/.md/.png/.html "
-        "and generations.jsonl.\n\nbaselines:\n"
+        "item's training reviews, also for the real sentences) beside the baselines below, "
+        "with 95% bootstrap intervals over the records and how often the model is ahead of "
+        "each baseline; HR/NDCG@10 of four recommenders; 20 random records in full. Writes "
+        "evaluation.json/.md/.png/.html and generations.jsonl.\n\nbaselines:\n"
         + "\n".join(f"  {name}: {line}" for name, line in BASELINES.items())
     )
 

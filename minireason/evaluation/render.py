@@ -16,11 +16,11 @@ systems from ``baselines``, the numbers are printed by
 The page says what made it (:func:`evaluation_about`: the run and its checkpoint step, the
 model's size, the decoding and the score's weights) and shows the metrics table, a bar chart
 of it, the grounding table (:func:`grounding_rows`: the model, the baselines and the real
-reference sentences), the recommenders' HR/NDCG, and the generations side by side (the reference, the
-model, the retrieval, evidence, template and random baselines), sortable and filterable: by
-whether a system names the record's ground-truth feature (as FMR counts it), by ROUGE-L (the
-worst first), by the user's history length (cold start: none), by answers repeated across
-records (what USR counts). It is the lesson of tutorial 08 ("how the metrics mislead") on
+reference sentences), the recommenders' HR/NDCG, and the generations side by side (the
+reference, the model, the retrieval, evidence, template and random baselines), sortable and
+filterable: by whether a system names the record's ground-truth feature (as FMR counts it),
+by ROUGE-L (the worst first), by the user's history length (cold start: none), by answers
+repeated across records (what USR counts). It is the lesson of tutorial 08 ("how the metrics mislead") on
 real outputs: the average hides which records the scores come from.
 
 Per record and system, :func:`record_scores` gives what the corpus metrics average or count:
@@ -116,7 +116,7 @@ def markdown_report(result: dict) -> str:
 def grounding_rows(result: dict) -> dict[str, dict]:
     """``{label: scores}`` of the grounding table: the model, each baseline and the real
     reference sentences (``result["references"]``), in that order; ``{}`` for a result
-    without them (one made by hand in Python, or before they existed)."""
+    without ``references`` (one made by hand in Python, or an older ``evaluation.json``)."""
     if "references" not in result:
         return {}
     rows = {model_label(result["info"]): result["model"], **result["baselines"]}
