@@ -27,7 +27,13 @@ from minireason.cli import main
 
 PIN = Path(__file__).with_name("fixtures") / "behaviour_pin.json"
 RECORD = os.environ.get("MINIREASON_RECORD_PIN") == "1"
-VOLATILE = {"seconds_generate", "seconds_total", "prepared", "run"}  # timings, tmp paths
+VOLATILE = {
+    "seconds_generate",
+    "seconds_grounding",
+    "seconds_total",
+    "prepared",
+    "run",
+}  # timings, tmp paths
 ADDED = {  # evaluation info keys added after the pin was recorded
     "weights",
     "weights_from",

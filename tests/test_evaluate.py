@@ -24,9 +24,10 @@ from minireason.evaluation.evaluate import (
     greedy_generate_fn,
     reason_perplexity,
 )
-from minireason.evaluation.metrics import METRICS
+from minireason.evaluation.metrics import GROUNDING_METRICS, METRICS, format_metric
 from minireason.nn.checkpoint import load_model
 from minireason.prep.prepared import load_prepared
+from minireason.text import words
 from minireason.train.batches import pad_batch
 from minireason.train.run import Decoding, load_run
 
@@ -35,6 +36,12 @@ from minireason.train.run import Decoding, load_run
 def run(micro_run):
     """(prepared dir, run dir): 600 real reviews, a micro model trained for a few steps."""
     return micro_run
+
+
+def result_answers(out, system: str) -> list[str]:
+    """One system's answers, as an evaluation wrote them to ``generations.jsonl``."""
+    lines = (out / "generations.jsonl").read_text(encoding="utf-8").splitlines()
+    return [json.loads(line)[system] for line in lines]
 
 
 # --------------------------------------------------------------------------- baselines
@@ -158,6 +165,7 @@ def test_evaluate_with_a_perfect_generator(run, tmp_path):
     assert set(result) == {
         "model",
         "baselines",
+        "references",
         "uncertainty",
         "recommendation",
         "info",
@@ -165,7 +173,13 @@ def test_evaluate_with_a_perfect_generator(run, tmp_path):
     }
     assert set(result["baselines"]) == {"random", "retrieval", "evidence", "template"}
     for scores in (result["model"], *result["baselines"].values()):
-        assert set(METRICS) <= set(scores) and scores["n"] == 12
+        assert set(METRICS + GROUNDING_METRICS) <= set(scores) and scores["n"] == 12
+    # the references' row: the model's answers are the references, so the same shares
+    assert result["references"] == {m: result["model"][m] for m in GROUNDING_METRICS} | {"n": 12}
+    assert result["info"]["grounding"]["copy_words"] == 8
+    # random and retrieval return training sentences: copies whenever 8 words or longer
+    long = [len(words(a)) >= 8 for a in result_answers(out, "random")]
+    assert result["baselines"]["random"]["copy_rate"] == pytest.approx(np.mean(long))
     m = result["model"]
     assert m["bleu1"] == m["bleu4"] == m["rougeL_f"] == pytest.approx(100.0)
     assert m["fmr"] == 1.0 and m["perplexity"] > 1.0
@@ -186,6 +200,9 @@ def test_evaluate_with_a_perfect_generator(run, tmp_path):
     assert all(r["template"].startswith("great ") for r in rows)
     md = (out / "evaluation.md").read_text()
     assert "| model | 100.00 |" in md and "| hybrid |" in md
+    grounding = md.split("### Grounding in the item's training reviews", 1)[1]
+    shown = " | ".join(format_metric(m, result["references"][m]) for m in GROUNDING_METRICS)
+    assert f"| reference | {shown} |" in grounding and f"| model | {shown} |" in grounding
     # 12 records, all shown (N_EXAMPLES is 20), each beside its reference
     assert len(result["examples"]) == 12 and "## 12 random records (seed 0), unedited" in md
     assert all(e["model"] == e["reference"] for e in result["examples"])

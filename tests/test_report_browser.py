@@ -544,6 +544,15 @@ def test_evaluation_page_sorts_and_filters_the_generations(browser, demo):
         ]
         assert shown == cells
 
+    # the grounding table too, with the real sentences' row
+    grounding = md.split("### Grounding in the item's training reviews", 1)[1]
+    for system in ("model", "retrieval", "evidence", "reference"):
+        cells = re.search(rf"^\| {system} \| (.*) \|$", grounding, re.M).group(1).split(" | ")
+        shown = page.eval_on_selector_all(
+            f'table.grounding tr[data-system="{system}"] td', "tds => tds.map(t => t.textContent)"
+        )
+        assert shown == cells
+
     # only the model's answers that name the ground-truth feature: FMR x N of them
     page.select_option("#feature", "names")
     named = [i for i, r in enumerate(rows) if mentions(tokens(r["model"]), [r["feature"]])]

@@ -9,6 +9,8 @@ Modules:
 
 - ``metrics``: BLEU, ROUGE, USR, FMR, FCR, DIV and perplexity, as PETER / PEPLER define them,
   and their names in the reports;
+- ``grounding``: item-specificity, groundedness and copy rate, a reason judged against
+  the item's training reviews (the real reference sentences too);
 - ``baselines``: the random, retrieval, evidence and template reasons, and their registry;
 - ``evaluate``: the job behind ``minireason evaluate``, which computes the evaluation;
 - ``render``: what is drawn and written from its result: ``evaluation.md``,

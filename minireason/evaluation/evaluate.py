@@ -12,6 +12,9 @@ against the record's target sentence and ground-truth feature, with the prepared
 measured on the same records' ``reason + <eos>`` tokens (teacher-forced, the fine-tuning loss).
 Every baseline of :mod:`minireason.evaluation.baselines` (random, retrieval, evidence,
 template: :data:`~minireason.evaluation.baselines.BASELINES`) answers the same records.
+Every system's reasons, and the records' target sentences themselves, are also judged
+against the item's training reviews (:mod:`minireason.evaluation.grounding`: item
+specificity, groundedness, copy rate; the index of the training split built once).
 
 Recommendation. Popularity, ItemCF, ContentSimilarity and Hybrid
 (:mod:`minireason.reason.recommend`) are fitted on the training split (each user's items in time
@@ -24,8 +27,9 @@ split). This part always uses every user (``--limit`` does not apply; it takes s
 
 This module computes; :mod:`minireason.evaluation.render` draws and writes the outputs (in
 ``OUT``, default ``RUN/eval``): ``evaluation.json`` shaped ``{"model": {...}, "baselines":
-{"random": {...}, "retrieval": {...}, "evidence": {...}, "template": {...}}, "uncertainty":
-{...}, "recommendation": {...}, "info": {...}}`` (``uncertainty``: 95% bootstrap intervals
+{"random": {...}, "retrieval": {...}, "evidence": {...}, "template": {...}}, "references":
+{...}, "uncertainty": {...}, "recommendation": {...}, "info": {...}}`` (``references``: the
+grounding metrics of the target sentences; ``uncertainty``: 95% bootstrap intervals
 of BLEU-1, BLEU-4, ROUGE-L and FMR for every system, and the share of resamples on which the
 model is ahead of each baseline, :mod:`minireason.evaluation.bootstrap`), ``evaluation.md``
 (Markdown tables), ``evaluation.png`` (bar chart), ``evaluation.html`` (all of it in a page,
@@ -33,7 +37,8 @@ with the generations sortable and filterable) and ``generations.jsonl`` (every r
 reference and every system's answer, to read them). ``info`` says what was evaluated and
 how: the run and the prepared directory (paths, and content identities that tell the same
 run and data wherever they live: ``run_content``, :func:`minireason.train.run.run_content`,
-and ``prepared_content``), the split, limit, seed, batch size, decoding and weights.
+and ``prepared_content``), the split, limit, seed, batch size, decoding and weights, and
+the grounding metrics' thresholds (``grounding``, :meth:`GroundingIndex.params`).
 """
 
 from __future__ import annotations
@@ -51,6 +56,7 @@ from minireason import backend
 from minireason.data.clean import one_line
 from minireason.evaluation.baselines import BASELINES, baseline_answers
 from minireason.evaluation.bootstrap import bootstrap_intervals
+from minireason.evaluation.grounding import GroundingIndex, grounding_metrics
 from minireason.evaluation.metrics import explanation_metrics, perplexity
 from minireason.evaluation.render import check_output_dir, write_outputs
 from minireason.options import option
@@ -164,10 +170,11 @@ class EvaluateConfig(RunOptions):
 
     description: ClassVar[str] = (
         "Reasons for the records with a target, scored (BLEU, ROUGE, USR, FMR, FCR, DIV, "
-        "degenerate, perplexity) beside the baselines below, with 95% bootstrap intervals "
-        "over the records and how often the model is ahead of each baseline; HR/NDCG@10 of "
-        "four recommenders; 20 random records in full. Writes evaluation.json/.md/.png/.html "
-        "and generations.jsonl.\n\nbaselines:\n"
+        "degenerate, perplexity; item-specificity, groundedness and copy rate against the "
+        "item's training reviews, also for the real sentences) beside the baselines below, "
+        "with 95% bootstrap intervals over the records and how often the model is ahead of "
+        "each baseline; HR/NDCG@10 of four recommenders; 20 random records in full. Writes "
+        "evaluation.json/.md/.png/.html and generations.jsonl.\n\nbaselines:\n"
         + "\n".join(f"  {name}: {line}" for name, line in BASELINES.items())
     )
 
@@ -312,9 +319,17 @@ def evaluate_run(
         for name in SYSTEMS
     }
     scores["model"]["perplexity"] = ppl
+    t_grounding = time.perf_counter()
+    grounding = GroundingIndex(prepared.train, prepared.features)
+    items = [rec["item"] for rec in records]
+    for name in SYSTEMS:
+        scores[name].update(grounding_metrics(answers[name], items, grounding))
+    references = {**grounding_metrics(refs, items, grounding), "n": n}
+    seconds_grounding = time.perf_counter() - t_grounding
     result = {
         "model": scores["model"],
         "baselines": {name: scores[name] for name in SYSTEMS[1:]},
+        "references": references,
         "uncertainty": bootstrap_intervals(
             {name: answers[name] for name in SYSTEMS}, refs, features_gt, prepared.features
         ),
@@ -343,7 +358,9 @@ def evaluate_run(
             else {"greedy": True, "max_new_tokens": decoding.max_new_tokens},
             "weights": weights.to_dict() if decode == "step4" else None,
             "weights_from": weights_from if decode == "step4" else None,
+            "grounding": grounding.params(),
             "seconds_generate": round(seconds_generate, 2),
+            "seconds_grounding": round(seconds_grounding, 2),
             "seconds_total": round(time.perf_counter() - t0, 2),
         },
         "examples": examples(records, answers, N_EXAMPLES, seed),

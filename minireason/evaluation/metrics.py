@@ -19,6 +19,14 @@ degenerate  share with a repeated 3-gram, a doubled word or < 4 words   ratio (l
             (:func:`degenerate_rate`; ours, not PETER's)                 is better)
 ==========  ===========================================================  ============
 
+Three more, ours too, judge a reason against the item's *training* reviews instead of the
+reference (so the real reference sentences get them as well), each a share of the reasons
+(:data:`GROUNDING_METRICS`, defined in :mod:`minireason.evaluation.grounding`):
+``item_specificity`` (it holds a word of the item's training reviews that at most 5% of
+the items' reviews use), ``groundedness`` (every aspect and name it holds is attested in
+the item's training reviews) and ``copy_rate`` (8 consecutive words of it are in one
+training sentence; lower is better).
+
 Every text is first turned into tokens by :func:`minireason.text.tokens` (lower-case,
 punctuation and clitics split off words, as PETER's post-processing does), so hypotheses and
 references are always compared the same way whatever produced them, and the same way the
@@ -39,9 +47,10 @@ Where our code departs from the reference code (on purpose):
 
 The reports' names for them (``evaluation.json``'s keys, in the tables' order):
 :data:`TEXT_METRICS` (x100) and :data:`RATIO_METRICS` make :data:`METRICS`;
+:data:`GROUNDING_METRICS` (ratios) have a table of their own, with the references' row;
 :data:`UNCERTAIN_METRICS` are those given bootstrap intervals, with their printed labels;
-:data:`LOWER_IS_BETTER` are DIV and degenerate; :func:`format_metric` prints a value as every
-report does.
+:data:`LOWER_IS_BETTER` are DIV, degenerate and copy_rate; :func:`format_metric` prints a
+value as every report does.
 """
 
 from __future__ import annotations
@@ -57,8 +66,9 @@ from minireason.text import PhraseSet, degeneracies, tokens, words
 TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
 RATIO_METRICS = ("usr", "fmr", "fcr", "div", "degenerate")
 METRICS = TEXT_METRICS + RATIO_METRICS
+GROUNDING_METRICS = ("item_specificity", "groundedness", "copy_rate")  # ratios
 UNCERTAIN_METRICS = {"bleu1": "BLEU-1", "bleu4": "BLEU-4", "rougeL_f": "ROUGE-L", "fmr": "FMR"}
-LOWER_IS_BETTER = ("div", "degenerate")
+LOWER_IS_BETTER = ("div", "degenerate", "copy_rate")
 
 
 def format_metric(name: str, value: float) -> str:

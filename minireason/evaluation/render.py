@@ -15,11 +15,12 @@ systems from ``baselines``, the numbers are printed by
 
 The page says what made it (:func:`evaluation_about`: the run and its checkpoint step, the
 model's size, the decoding and the score's weights) and shows the metrics table, a bar chart
-of it, the recommenders' HR/NDCG, and the generations side by side (the reference, the
-model, the retrieval, evidence, template and random baselines), sortable and filterable: by
-whether a system names the record's ground-truth feature (as FMR counts it), by ROUGE-L (the
-worst first), by the user's history length (cold start: none), by answers repeated across
-records (what USR counts). It is the lesson of tutorial 08 ("how the metrics mislead") on
+of it, the grounding table (:func:`grounding_rows`: the model, the baselines and the real
+reference sentences), the recommenders' HR/NDCG, and the generations side by side (the
+reference, the model, the retrieval, evidence, template and random baselines), sortable and
+filterable: by whether a system names the record's ground-truth feature (as FMR counts it),
+by ROUGE-L (the worst first), by the user's history length (cold start: none), by answers
+repeated across records (what USR counts). It is the lesson of tutorial 08 ("how the metrics mislead") on
 real outputs: the average hides which records the scores come from.
 
 Per record and system, :func:`record_scores` gives what the corpus metrics average or count:
@@ -37,6 +38,7 @@ from pathlib import Path
 import numpy as np
 
 from minireason.evaluation.metrics import (
+    GROUNDING_METRICS,
     LOWER_IS_BETTER,
     METRICS,
     RATIO_METRICS,
@@ -98,6 +100,7 @@ def markdown_report(result: dict) -> str:
         f"({info['perplexity_tokens']} tokens"
         + (", after the prompts as prepared, not the oracle ones)." if oracle else ")."),
         "",
+        *grounding_markdown(result),
         *uncertainty_markdown(result.get("uncertainty"), info),
         f"## Recommendation (leave-last-out, {next(iter(result['recommendation'].values()))['n_users']} users)",
         "",
@@ -108,6 +111,47 @@ def markdown_report(result: dict) -> str:
         lines.append(f"| {name} | {r['hr@10']:.4f} | {r['ndcg@10']:.4f} |")
     lines += ["", *examples_markdown(result.get("examples") or [], info)]
     return "\n".join(lines) + "\n"
+
+
+def grounding_rows(result: dict) -> dict[str, dict]:
+    """``{label: scores}`` of the grounding table: the model, each baseline and the real
+    reference sentences (``result["references"]``), in that order; ``{}`` for a result
+    without ``references`` (one made by hand in Python, or an older ``evaluation.json``)."""
+    if "references" not in result:
+        return {}
+    rows = {model_label(result["info"]): result["model"], **result["baselines"]}
+    return {**rows, "reference": result["references"]}
+
+
+def grounding_markdown(result: dict) -> list[str]:
+    """The grounding table (:mod:`minireason.evaluation.grounding`) as Markdown lines, with
+    what each column counts (none for a result without it)."""
+    rows = grounding_rows(result)
+    if not rows:
+        return []
+    params = result["info"]["grounding"]
+    lines = [
+        "### Grounding in the item's training reviews",
+        "",
+        "| system | " + " | ".join(GROUNDING_METRICS) + " |",
+        "|---" * (len(GROUNDING_METRICS) + 1) + "|",
+    ]
+    for name, s in rows.items():
+        lines.append(
+            f"| {name} | " + " | ".join(format_metric(m, s[m]) for m in GROUNDING_METRICS) + " |"
+        )
+    return [
+        *lines,
+        "",
+        "Shares of the answers (reference: the real review sentences). item_specificity: with "
+        "a word of the item's training reviews that at most "
+        f"{params['specific_max_items']} of the {params['n_items']} items' training reviews "
+        "use; groundedness: every aspect and name (a capitalised word not starting its "
+        "sentence, a word of letters and digits) in it is in the item's training reviews; "
+        f"copy_rate (lower is better): {params['copy_words']} consecutive words of it are in "
+        "one training sentence.",
+        "",
+    ]
 
 
 def uncertainty_markdown(u: dict | None, info: dict) -> list[str]:
@@ -344,6 +388,18 @@ def evaluation_page_data(result: dict, answers: dict, records: list[dict]) -> di
                 for name, s in rows.items()
             ],
             "perplexity": result["model"].get("perplexity"),
+        },
+        "grounding": {
+            "names": list(GROUNDING_METRICS),
+            "params": result["info"].get("grounding"),
+            "rows": [
+                {
+                    "system": name,
+                    "values": {m: s[m] for m in GROUNDING_METRICS},
+                    "shown": {m: format_metric(m, s[m]) for m in GROUNDING_METRICS},
+                }
+                for name, s in grounding_rows(result).items()
+            ],
         },
         "recommendation": [
             {

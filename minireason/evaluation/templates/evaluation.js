@@ -4,6 +4,7 @@ const SHOWN = ["model", "retrieval", "evidence", "template", "random"]; // side 
 const METRIC_NAMES = {
   bleu1: "BLEU-1", bleu4: "BLEU-4", rouge1_f: "ROUGE-1 F", rouge2_f: "ROUGE-2 F", rougeL_f: "ROUGE-L F",
   usr: "USR", fmr: "FMR", fcr: "FCR", div: "DIV", degenerate: "degenerate",
+  item_specificity: "item-specificity", groundedness: "groundedness", copy_rate: "copy rate",
 };
 
 function metricsTable(m) {
@@ -33,6 +34,19 @@ function metricsChart(m) {
       bars(m.rows.map((r) => ({label: r.system, value: r.values[n], shown: r.shown[n]})), METRIC_NAMES[n] || n)));
   }
   return grid;
+}
+
+function groundingTable(g) {
+  if (!g.rows.length) return null;
+  const p = g.params;
+  const body = el("tbody", {}, g.rows.map((row) => el("tr", {"data-system": row.system},
+    el("th", {scope: "row"}, row.system),
+    g.names.map((n) => el("td", {class: "num", "data-metric": n}, row.shown[n])))));
+  return el("table", {class: "grounding narrow"},
+    el("caption", {}, `Grounding in the item's training reviews: shares of the answers (reference: the real review sentences). Item-specificity: with a word of the item's training reviews that at most ${p.specific_max_items} of the ${p.n_items} items' training reviews use. Groundedness: every aspect and name (a capitalised word not starting its sentence, a word of letters and digits) in it is in the item's training reviews. Copy rate (lower is better): ${p.copy_words} consecutive words of it are in one training sentence.`),
+    el("thead", {}, el("tr", {}, el("th", {scope: "col"}, "system"),
+      g.names.map((n) => el("th", {scope: "col", class: "num"}, METRIC_NAMES[n])))),
+    body);
 }
 
 function recommendationTable(rows) {
@@ -168,6 +182,7 @@ function drawEvaluation(data) {
     metricsTable(data.metrics),
     ppl === null || ppl === undefined ? null : el("p", {class: "small"}, `Model perplexity on the reasons: ${ppl.toFixed(2)}.`),
     metricsChart(data.metrics),
+    groundingTable(data.grounding),
     recommendationTable(data.recommendation),
     el("h2", {}, "Generations"),
     el("p", {class: "lesson"}, "How the metrics mislead (tutorial 08), on these outputs: sort by ROUGE-L to see what the worst and the best scored answers look like; keep only the answers that name the ground-truth feature and read whether they explain anything; look for answers given to many records (a template, or a generic sentence, scores on overlap but says nothing about the user: only USR counts it). Every number on a row is that answer's own: the table's ROUGE F values are their means, and FMR is the share that names the feature."),
