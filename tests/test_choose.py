@@ -39,7 +39,12 @@ def loaded(micro_run):
 
 
 def contexts_of(prepared, records):
-    return [ScoringContext.of_record(r, prepared.reviews_by, prepared.known_words) for r in records]
+    return [
+        ScoringContext.of_record(
+            r, prepared.reviews_by, prepared.known_words, prepared.particular_words
+        )
+        for r in records
+    ]
 
 
 def test_the_chosen_reason_is_the_best_scored_sample(loaded):
@@ -213,6 +218,9 @@ def test_run_json_records_the_weights_and_old_runs_read_the_release_weights(load
     v1 = {k: v for k, v in recorded.items() if k != "weights"} | {"format_version": 1}
     (old / RUN_JSON).write_text(json.dumps(v1))
     assert read_run_info(old).weights == WEIGHTS_0_2
+    before_specific = {k: v for k, v in recorded["weights"].items() if k != "specific"}
+    (old / RUN_JSON).write_text(json.dumps({**recorded, "weights": before_specific}))
+    assert read_run_info(old).weights == ScoreWeights(specific=0.0)  # a later term is off
     broken = {**recorded, "weights": {**recorded["weights"], "item": "lots"}}
     (old / RUN_JSON).write_text(json.dumps(broken))
     with pytest.raises(ValueError, match="item must be a number"):
@@ -243,3 +251,15 @@ def test_a_bad_weights_file_is_one_line_naming_it(loaded, tmp_path, capsys, cont
     err = capsys.readouterr().err
     assert str(path) in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "e").exists()
+
+
+def test_step_4_and_the_evaluation_read_the_same_particular_words(loaded):
+    from minireason.evaluation.grounding import GroundingIndex
+
+    prepared = loaded[2]
+    index = GroundingIndex(prepared.train, prepared.features)
+    items = sorted({r["item"] for r in prepared.train})
+    assert any(prepared.particular_words(i) for i in items)
+    for item in items:
+        assert prepared.particular_words(item) == index.particular[item]
+    assert prepared.particular_words("no-such-item") == frozenset()

@@ -201,6 +201,49 @@ def test_phrasing_is_the_share_of_the_users_own_3_grams(tokenizer):
     assert own[0].score.total == pytest.approx(sum(own[0].score.parts(w).values()))
 
 
+def test_a_word_particular_to_the_item_earns_the_specific_weight_once(tokenizer):
+    from minireason.reason.scoring import rank_candidates
+
+    particular = frozenset({"snark", "clip"})
+    w = ScoreWeights(specific=0.75)
+    named = score_candidate(
+        "The Snark clip holds on my Snark headstock.",
+        np.full(9, -1.0),
+        "eos",
+        [],
+        [],
+        weights=w,
+        particular=particular,
+    )
+    assert named.specific_words == ["snark", "clip"]
+    assert named.parts(w)["specific"] == pytest.approx(0.75)  # a reward, not a count
+    assert named.total == pytest.approx(sum(named.parts(w).values()))
+    generic = score_candidate(
+        "This is a great tuner.", np.full(5, -1.0), "eos", [], [], weights=w, particular=particular
+    )
+    assert generic.specific_words == [] and generic.parts(w)["specific"] == 0.0
+
+    texts = ["this is a great tuner.", "this snark is a great tuner."]
+    ids = [tokenizer.encode(t) for t in texts]
+    lps = [np.full(len(i), -1.0) for i in ids]
+    off = rank_candidates(tokenizer, ids, lps, ["eos"] * 2, [], [], ScoreWeights())
+    assert off[0].index == 0  # weight 0 (a new run's): consensus and order decide
+    on = rank_candidates(tokenizer, ids, lps, ["eos"] * 2, [], [], w, particular=particular)
+    assert on[0].index == 1
+
+
+def test_particular_words_are_those_few_items_use():
+    from minireason.text import particular_words
+
+    items = {f"i{k}": frozenset({"guitar", "tuner"} if k % 2 else {"guitar"}) for k in range(40)}
+    items["i0"] = frozenset({"guitar", "snark"})
+    items["i1"] = frozenset({"guitar", "snark", "tuner", "capo"})
+    items["i2"] = frozenset({"guitar", "capo", "kyser"})
+    found = particular_words(items)  # 40 items: at most max(1, floor(0.05 * 40)) = 2 each
+    assert found["i0"] == {"snark"} and found["i1"] == {"snark", "capo"}
+    assert found["i2"] == {"capo", "kyser"} and found["i3"] == frozenset()
+
+
 def test_unknown_words_are_charged_once_each_and_only_with_a_vocabulary(tokenizer):
     from minireason.reason.scoring import rank_candidates
 
@@ -448,6 +491,9 @@ class FakePrepared:
         return {"U1": ["my strings sound great on my guitar ."]}.get(user, [])
 
     known_words = frozenset()
+
+    def particular_words(self, item):
+        return frozenset()
 
 
 def fake_run(model, tokenizer, content="fake-content"):

@@ -161,6 +161,7 @@ def pair_inputs(record: dict, prepared) -> dict:
         "evidence": record.get("evidence") or [],
         "past_reviews": prepared.reviews_by(record["user"]),
         "known_words": prepared.known_words,
+        "particular_words": prepared.particular_words(record["item"]),
     }
 
 

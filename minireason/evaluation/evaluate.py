@@ -295,7 +295,9 @@ def evaluate_run(
         generate_fn = greedy_generate_fn(model, tok, decoding.max_new_tokens, batch_size, progress)
     elif generate_fn is None:
         contexts = [
-            ScoringContext.of_record(rec, prepared.reviews_by, prepared.known_words)
+            ScoringContext.of_record(
+                rec, prepared.reviews_by, prepared.known_words, prepared.particular_words
+            )
             for rec in records
         ]
 

@@ -49,9 +49,8 @@ import numpy as np
 
 from minireason.evaluation.metrics import GROUNDING_METRICS, normalize_features
 from minireason.prep.features import split_sentences
-from minireason.text import PhraseSet, is_word, tokens, words
+from minireason.text import SPECIFIC_SHARE, PhraseSet, is_word, particular_words, tokens, words
 
-SPECIFIC_SHARE = 0.05  # a word used by at most this share of the items is particular to them
 COPY_WORDS = 8  # this many consecutive words of a training sentence make a copy
 
 _WORD_OR_END = re.compile(r"\w+(?:['\u2019-]\w+)*|[.!?]")
@@ -129,6 +128,7 @@ class GroundingIndex:
         self.item_aspects = {i: frozenset(a) for i, a in item_aspects.items()}
         self.item_df = Counter(w for ws in self.item_words.values() for w in ws)
         self.max_df = max(1, math.floor(SPECIFIC_SHARE * len(self.item_words)))
+        self.particular = particular_words(self.item_words)
         ordered = np.sort(np.concatenate([np.zeros(0, np.int64), *hashes]))
         distinct = np.ones(ordered.size, dtype=bool)
         distinct[1:] = ordered[1:] != ordered[:-1]
@@ -145,9 +145,8 @@ class GroundingIndex:
 
     def specific_words(self, text: str, item: str) -> list[str]:
         """The words of ``text`` particular to ``item`` (module doc), in order, each once."""
-        own = self.item_words.get(item, frozenset())
-        found = (w for w in words(text) if w in own and self.item_df[w] <= self.max_df)
-        return list(dict.fromkeys(found))
+        own = self.particular.get(item, frozenset())
+        return list(dict.fromkeys(w for w in words(text) if w in own))
 
     def unattested(self, text: str, item: str) -> list[str]:
         """The aspects and names of ``text`` that ``item``'s training reviews never use

@@ -183,7 +183,10 @@ def tune(
         run.model, run.tokenizer, prompts, decoding, seed, batch_size, progress
     )
     contexts = [
-        ScoringContext.of_record(r, prepared.reviews_by, prepared.known_words) for r in records
+        ScoringContext.of_record(
+            r, prepared.reviews_by, prepared.known_words, prepared.particular_words
+        )
+        for r in records
     ]
     pool = CandidatePool(run.tokenizer, samples, contexts)
     refs = [r["target"] for r in records]

@@ -95,7 +95,7 @@ from minireason.prep.features import (
 )
 from minireason.prep.prompts import build_prompt, evidence_length
 from minireason.prep.tokenizer import BPETokenizer
-from minireason.text import vocabulary
+from minireason.text import particular_words, vocabulary, words
 
 FORMAT = "minireason-prepared"
 FORMAT_VERSION = 2  # 2: the evidence segment (its special token, the records' evidence)
@@ -264,6 +264,20 @@ class Prepared:
         step 4 charges a candidate for each word outside them (the unknown-word term of
         :mod:`minireason.reason.scoring`). Never validation or test text."""
         return vocabulary(rec["text"] for rec in self.train)
+
+    @functools.cached_property
+    def _particular_words(self) -> dict[str, frozenset[str]]:
+        item_words: dict[str, set[str]] = {}
+        for rec in self.train:
+            item_words.setdefault(rec["item"], set()).update(words(rec["text"]))
+        return particular_words({item: frozenset(ws) for item, ws in item_words.items()})
+
+    def particular_words(self, item: str) -> frozenset[str]:
+        """The words of ``item``'s training reviews that few items' reviews use
+        (:func:`minireason.text.particular_words`; empty for an item with no training
+        review): step 4's ``specific`` term rewards a candidate that says one. Never
+        validation or test text."""
+        return self._particular_words.get(item, frozenset())
 
     def focus_for(self, item: str, profile_aspects: list[str]) -> list[str]:
         """The predicted focus of a prompt about ``item`` for a user with

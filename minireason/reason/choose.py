@@ -65,7 +65,8 @@ class ScoringContext:
     profile_aspects: the user's profile aspects; item_tags: the item's tags; focus: the
     aspects the prompt asks for; rating: the rating expected (:func:`expected_rating`);
     phrases: the token 3-grams of the user's past reviews (:func:`phrase_set`; empty: no
-    phrasing term); known_words: the training reviews' words (empty: no unknown-word term).
+    phrasing term); known_words: the training reviews' words (empty: no unknown-word term);
+    particular: the words particular to the item (empty: no specific term).
     """
 
     profile_aspects: tuple[str, ...] = ()
@@ -74,6 +75,7 @@ class ScoringContext:
     rating: float = 4.0
     phrases: frozenset = frozenset()
     known_words: frozenset = frozenset()
+    particular: frozenset = frozenset()
 
     @classmethod
     def of(
@@ -84,6 +86,7 @@ class ScoringContext:
         ratings=(),
         past_reviews=(),
         known_words=frozenset(),
+        particular=frozenset(),
     ) -> ScoringContext:
         """The context of a prompt from its parts: the history's ``ratings`` give the rating
         expected, the user's ``past_reviews`` (texts) the phrases."""
@@ -94,13 +97,18 @@ class ScoringContext:
             expected_rating(ratings),
             phrase_set(past_reviews or []),
             frozenset(known_words or ()),
+            frozenset(particular or ()),
         )
 
     @classmethod
-    def of_record(cls, record: dict, reviews_by=None, known_words=frozenset()) -> ScoringContext:
+    def of_record(
+        cls, record: dict, reviews_by=None, known_words=frozenset(), particular_words=None
+    ) -> ScoringContext:
         """The context of a prepared record (``Prepared.split(...)[i]``): its profile
         aspects, item tags, focus and history ratings; ``reviews_by``: user -> their training
-        reviews' texts (``Prepared.reviews_by``; None: no phrasing term)."""
+        reviews' texts (``Prepared.reviews_by``; None: no phrasing term);
+        ``particular_words``: item -> its particular words (``Prepared.particular_words``;
+        None: no specific term)."""
         return cls.of(
             record["profile"]["aspects"],
             record.get("item_tags") or [],
@@ -108,6 +116,7 @@ class ScoringContext:
             [h["rating"] for h in record.get("history") or []],
             reviews_by(record["user"]) if reviews_by else [],
             known_words,
+            particular_words(record["item"]) if particular_words else (),
         )
 
 
@@ -163,6 +172,7 @@ def rank(
         context.rating,
         context.phrases,
         context.known_words,
+        context.particular,
     )
     if not samples.copied:
         return ranked

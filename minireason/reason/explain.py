@@ -124,6 +124,7 @@ def explain(
     evidence: list[str] | None = None,
     past_reviews: list[str] | None = None,
     known_words: frozenset[str] | None = None,
+    particular_words: frozenset[str] | None = None,
     weights: ScoreWeights | None = None,
     item: str = "",
     item_title: str = "",
@@ -157,6 +158,8 @@ def explain(
         known_words: the words the training reviews use (``Prepared.known_words``); step 4
             charges a candidate for each word outside them (None or empty, as for free-form
             input: no word is charged).
+        particular_words: the words particular to the item (``Prepared.particular_words``);
+            step 4 rewards a candidate that says one (None or empty: no reward).
         weights: the score's weights (the run's, ``RunInfo.weights``; None: a new run's
             defaults).
         item, item_title: the item's id and title, for the evidence labels and prompt text.
@@ -200,7 +203,13 @@ def explain(
     streams = [seed] if isinstance(seed, (list, tuple)) else seed
     samples = choose.sample_candidates(model, tokenizer, [prompt.ids], decoding, streams)[0]
     context = choose.ScoringContext.of(
-        profile_aspects, item_tags, focus, [h.rating for h in history], past_reviews, known_words
+        profile_aspects,
+        item_tags,
+        focus,
+        [h.rating for h in history],
+        past_reviews,
+        known_words,
+        particular_words,
     )
     candidates = choose.rank(tokenizer, samples, context, weights)
     best = candidates[0]
@@ -369,6 +378,7 @@ def explain_item(
         evidence=prepared.evidence_for(item, focus, user),
         past_reviews=prepared.reviews_by(user),
         known_words=prepared.known_words,
+        particular_words=prepared.particular_words(item),
         weights=weights or run.info.weights,
     )
 
@@ -579,6 +589,7 @@ def candidate_table(expl: Explanation) -> list[dict]:
                     "repetition": b.repetition,
                     "echoes": b.echoes,
                     "unknown_words": b.unknown_words,
+                    "specific_words": b.specific_words,
                     "degenerate": b.degenerate,
                     "unfinished": b.unfinished,
                     "contradicts": b.contradicts,
@@ -627,6 +638,7 @@ CANDIDATE_HEADERS = {
     "item": "item",
     "focus": "focus",
     "phrasing": "phrase",
+    "specific": "specific",
     "logprob": "logprob",
     "consensus": "agree",
     "repetition": "repeat",

@@ -11,12 +11,15 @@ aspects it asks the reason to talk about, ``minireason.prep.features.predict_foc
 ``M(c)`` the phrases ``c`` mentions, ``U`` the token 3-grams of the user's own past
 reviews (:func:`phrase_set`; empty for free-form input or a user with none), ``K`` the words
 the training reviews use at least twice (``Prepared.known_words``; empty for free-form
-input, which turns the unknown-word term off), and ``w`` a :class:`ScoreWeights`::
+input, which turns the unknown-word term off), ``S`` the words particular to the item
+(``Prepared.particular_words``: its training reviews use them, few other items' do; empty
+for free-form input), and ``w`` a :class:`ScoreWeights`::
 
     user_coverage  = |A ∩ M(c)| / |A|        (0 when A is empty: cold start)
     item_coverage  = |G ∩ M(c)| / |G|        (0 when G is empty)
     focus_coverage = |Q ∩ M(c)| / |Q|        (0 when Q is empty)
     phrasing       = |U ∩ 3-grams(c)| / |3-grams(c)|   (0 when either is empty)
+    specific       = [c says a word of S]
     mean_logprob   = mean over c's tokens (its <eos> included) of log p(token | prompt, before)
     repetition     = 1 - distinct word bigrams / word bigrams   (0 below two bigrams)
     echoes         = uses of content words beyond their first    (:func:`echoes`)
@@ -25,7 +28,8 @@ input, which turns the unknown-word term off), and ``w`` a :class:`ScoreWeights`
     overlap(a, b)  = (F1 of their word unigrams + F1 of their word bigrams) / 2
 
     score = w.user * user_coverage + w.item * item_coverage + w.focus * focus_coverage
-            + w.phrasing * phrasing + w.logprob * mean_logprob + w.consensus * consensus
+            + w.phrasing * phrasing + w.specific * specific + w.logprob * mean_logprob
+            + w.consensus * consensus
             - w.repetition * repetition - w.echo * echoes - w.unknown * unknown
             - w.degenerate  * [c is degenerate: minireason.text.degeneracies]
             - w.unfinished  * [c stopped at <eos> without ending a sentence (. ! ?)]
@@ -76,6 +80,7 @@ SCORE_PARTS = (
     "item",
     "focus",
     "phrasing",
+    "specific",
     "logprob",
     "consensus",
     "repetition",
@@ -113,6 +118,7 @@ class ScoreBreakdown:
     echoes: int = 0  # content words used again (echoes())
     phrasing: float = 0.0  # share of its token 3-grams found in the user's past reviews
     unknown_words: list[str] = field(default_factory=list)  # its words outside K, in order
+    specific_words: list[str] = field(default_factory=list)  # its words of S, in order
 
     def parts(self, weights: ScoreWeights | None = None) -> dict[str, float]:
         """Each term of the score with its weight and sign, in the formula's order (module
@@ -124,6 +130,7 @@ class ScoreBreakdown:
             "item": w.item * self.item_coverage,
             "focus": w.focus * self.focus_coverage,
             "phrasing": w.phrasing * self.phrasing,
+            "specific": w.specific * bool(self.specific_words),
             "logprob": w.logprob * self.mean_logprob,
             "consensus": w.consensus * self.consensus,
             "repetition": -(w.repetition * self.repetition),
@@ -282,6 +289,7 @@ def score_candidate(
     rating: float = 4.0,
     phrases: frozenset = frozenset(),
     known_words: frozenset = frozenset(),
+    particular: frozenset = frozenset(),
 ) -> ScoreBreakdown:
     """Score one candidate (formula in the module docstring; the consensus term needs the
     other candidates and is added by :func:`rank_candidates`).
@@ -292,7 +300,8 @@ def score_candidate(
         candidate; profile_aspects, item_tags, focus: the phrases to cover; rating: the
         rating expected (:func:`expected_rating`); phrases: the token 3-grams of the user's
         past reviews (:func:`phrase_set`); known_words: the training reviews' words
-        (``Prepared.known_words``; empty: no word is charged as unknown).
+        (``Prepared.known_words``; empty: no word is charged as unknown); particular: the
+        words particular to the item (``Prepared.particular_words``; empty: no reward).
     """
     focus = focus or []
     w = weights or ScoreWeights()
@@ -330,6 +339,7 @@ def score_candidate(
         echoes=echoes(text_words),
         phrasing=phrasing(text_tokens, phrases),
         unknown_words=[t for t in text_words if t not in known_words] if known_words else [],
+        specific_words=list(dict.fromkeys(t for t in text_words if t in particular)),
     )
     breakdown.total = float(sum(breakdown.parts(w).values()))
     return breakdown
@@ -347,13 +357,14 @@ def rank_candidates(
     rating: float = 4.0,
     phrases: frozenset = frozenset(),
     known_words: frozenset = frozenset(),
+    particular: frozenset = frozenset(),
 ) -> list[Candidate]:
     """Decode and score the sampled rows of one prompt; return them best first.
 
     Args:
         token_ids, logprobs, finishes: per candidate, as in :class:`minireason.reason.generate.Generation`.
-        profile_aspects, item_tags, weights, focus, rating, phrases, known_words: as in
-        :func:`score_candidate`.
+        profile_aspects, item_tags, weights, focus, rating, phrases, known_words,
+        particular: as in :func:`score_candidate`.
 
     A candidate whose words repeat an earlier candidate's is marked ``duplicate``. The sort
     is stable: ties keep the sampling order.
@@ -376,6 +387,7 @@ def rank_candidates(
             rating=rating,
             phrases=phrases,
             known_words=known_words,
+            particular=particular,
         )
         seen.add(key)
         texts_words.append(text_words)

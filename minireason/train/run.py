@@ -108,6 +108,7 @@ class ScoreWeights:
     item: float = 1.0
     focus: float = 1.0
     phrasing: float = 1.0
+    specific: float = 0.0
     logprob: float = 0.0
     consensus: float = 1.0
     repetition: float = 1.0
@@ -139,6 +140,7 @@ class ScoreWeights:
             raise ValueError(f"{where}: expected an object of weights, got {type(d).__name__}")
         names = [f.name for f in fields(cls)]
         unknown = sorted(set(d) - set(names))
+        d = {**ADDED_LATER, **d}  # a term added after d was written is off in it
         missing = [n for n in names if n not in d]
         if unknown:
             raise ValueError(f"{where}: unknown weight {unknown[0]!r} (the weights: {names})")
@@ -150,9 +152,14 @@ class ScoreWeights:
             raise ValueError(f"{where}: {exc}") from None
 
 
+# Terms added after weights were first recorded, each with the weight that keeps what an
+# older run.json or weights file chose (off).
+ADDED_LATER = {"specific": 0.0}
+
 # The weights 0.2.0 explained with, when run.json (format 1) did not record them yet.
 WEIGHTS_0_2 = ScoreWeights(
-    user=0.0, item=1.0, focus=1.0, phrasing=1.0, logprob=0.0, consensus=1.0, repetition=1.0,
+    user=0.0, item=1.0, focus=1.0, phrasing=1.0, specific=0.0, logprob=0.0, consensus=1.0,
+    repetition=1.0,
     echo=0.25, unknown=1.0, degenerate=2.0, unfinished=0.25, contradicts=0.25, duplicate=1.0,
     truncated=0.5, empty=10.0,
 )  # fmt: skip
