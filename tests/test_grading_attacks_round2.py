@@ -12,9 +12,11 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import tracemalloc
 from pathlib import Path
 
@@ -354,21 +356,22 @@ def test_a_batch_survives_crafted_replies_and_writes_its_csv(tmp_path):
 
 SNOOP = '''
 def _snoop():
-    """Every command line and environment this process can read, and files under ``where``."""
+    """Files under ``where``, then every command line and environment this process can read
+    (in that order: a message keeps its first 2000 characters)."""
     import os
     found = []
-    for pid in os.listdir("/proc"):
-        for what in ("cmdline", "environ"):
-            try:
-                with open(f"/proc/{{pid}}/{{what}}", "rb") as f:
-                    found.append(f.read().replace(b"\\0", b" ").decode(errors="replace"))
-            except OSError:
-                pass
     for dirpath, _, files in os.walk({where!r}):
         for name in files:
             try:
                 with open(os.path.join(dirpath, name)) as f:
                     found.append(f.read())
+            except OSError:
+                pass
+    for pid in os.listdir("/proc"):
+        for what in ("cmdline", "environ"):
+            try:
+                with open(f"/proc/{{pid}}/{{what}}", "rb") as f:
+                    found.append(f.read().replace(b"\\0", b" ").decode(errors="replace"))
             except OSError:
                 pass
     return " | ".join(found)
@@ -419,28 +422,36 @@ def test_a_seed_file_others_can_read_is_refused(tmp_path):
 
 
 @as_root
-def test_a_batch_submission_cannot_read_its_classmates_or_the_outputs(tmp_path):
-    folder = tmp_path / "subs"
-    folder.mkdir(mode=0o700)
-    out = tmp_path / "out"
-    (folder / "aaa_honest.py").write_text(SOLUTION.read_text() + "\n# CLASSMATE-MARK\n")
-    cheat = _file(
-        tmp_path,
-        STUB,
-        SNOOP.format(where=str(tmp_path)),
-        old="def softmax(x):\n",
-        new="def softmax(x):\n    raise RuntimeError(_snoop())\n",
-        name="zzz_snoop.py",
-    )
-    cheat.write_text(cheat.read_text().replace('"""', "'''"))
-    cheat.rename(folder / "zzz_snoop.py")
-    grade_folder("A1", folder, out=out, csv_path=tmp_path / "g.csv", seed=1, jobs=1)
-    report = (out / "zzz_snoop" / "report.txt").read_text()
-    assert "CLASSMATE-MARK" not in report and "aaa_honest" not in report
-    assert "def attention_forward" not in report
-    for path in [out, *out.rglob("*")]:
-        mode = stat.S_IMODE(path.stat().st_mode)
-        assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+@pytest.mark.parametrize("jail", ["jail", "no jail"])
+def test_a_batch_submission_cannot_read_its_classmates_or_the_outputs(monkeypatch, jail):
+    """Submissions and outputs under a folder any user may enter: the submissions folder is
+    0700 (the grader insists), the outputs are 0700/0600, and in a jail none of it exists."""
+    monkeypatch.setenv("MINIREASON_NO_JAIL", "1" if jail == "no jail" else "")
+    top = Path(tempfile.mkdtemp(prefix="minireason-batch-"))
+    try:
+        top.chmod(0o755)
+        folder, out = top / "subs", top / "out"
+        folder.mkdir(mode=0o700)
+        (folder / "aaa_honest.py").write_text(SOLUTION.read_text() + "\n# CLASSMATE-MARK\n")
+        cheat = _file(
+            top,
+            STUB,
+            SNOOP.format(where=str(top)),
+            old="def softmax(x):\n",
+            new="def softmax(x):\n    raise RuntimeError(_snoop())\n",
+            name="zzz_snoop.py",
+        )
+        cheat.write_text(cheat.read_text().replace('"""', "'''"))
+        cheat.rename(folder / "zzz_snoop.py")
+        grade_folder("A1", folder, out=out, csv_path=top / "g.csv", seed=1, jobs=1)
+        report = (out / "zzz_snoop" / "report.txt").read_text()
+        assert "CLASSMATE-MARK" not in report and "aaa_honest" not in report, report
+        assert "def attention_forward" not in report
+        for path in [out, *out.rglob("*")]:
+            mode = stat.S_IMODE(path.stat().st_mode)
+            assert mode == (0o700 if path.is_dir() else 0o600), (path, oct(mode))
+    finally:
+        shutil.rmtree(top, ignore_errors=True)
 
 
 def test_a_precreated_temporary_file_cannot_redirect_the_results(tmp_path):
@@ -494,13 +505,13 @@ def test_a_file_name_cannot_become_a_spreadsheet_formula(tmp_path):
 
 def test_a_symlinked_submission_is_refused_and_its_target_never_shown(tmp_path):
     secret = tmp_path / "course_seed"
-    secret.write_text("TOP-SECRET-SEED-abc123 = 1\n")
+    secret.write_text("TOP_SECRET_SEED_abc123\n")  # as Python: a NameError that names it
     submission = tmp_path / "submission"
     submission.mkdir()
     (submission / "attention_student.py").symlink_to(secret)
     report = grade_submission("A1", submission, seed=1)
     text = report.table() + json.dumps(report.to_gradescope())
-    assert report.score == 0 and "TOP-SECRET" not in text
+    assert report.score == 0 and "TOP_SECRET" not in text
     assert "symbolic link" in report.load_error
     with pytest.raises(ValueError, match="symbolic link"):
         grade("A1", submission / "attention_student.py", seed=1)
@@ -514,3 +525,14 @@ def test_a_submission_nested_in_folders_is_found(tmp_path):
     (submission / "course-main" / "README.md").write_text("mine\n")
     report = grade_submission("A1", submission, seed=1)
     assert report.score == 100, report.table()
+
+
+def test_as_another_user_the_report_says_what_does_not_hold(monkeypatch):
+    """The path a grader takes when not root (simulated here): no sandbox user and no jail,
+    an honest file still scores, and the isolation line says the package can be read."""
+    from minireason.course import sandbox
+
+    monkeypatch.setattr(sandbox, "_is_root", lambda: False)
+    report = grade("A1", SOLUTION, seed=1, only=[*SOFTMAX, "forward_fixed"])
+    assert report.score == 20, report.table()
+    assert "runs as your user" in report.isolation and "IS readable" in report.isolation

@@ -500,7 +500,7 @@ def prepare(request: dict) -> dict:
     provided = {name: provided_function(name, channel) for name in request.get("provided", ())}
     sys.path[:] = [p for p in sys.path if p not in request.get("forget_paths", [])]
     forget_package()
-    request["package_dirs"] = copies + list(request.get("package_dirs", []))
+    request["package_dirs"] = sorted({*copies, *request.get("package_dirs", [])})
     return provided
 
 
