@@ -221,6 +221,91 @@ def test_nothing_written_survives_a_test_or_a_grading(tmp_path, monkeypatch, jai
     assert ("in a jail" in first.isolation) == (jail == "jail"), first.isolation
 
 
+KEEP = '''
+def _keep(function):
+    """Save a provided function's code, and its globals' (code, modules by name, constants),
+    where a later test, or a regrade, may find them."""
+    import marshal, types
+    saved, todo = {"__main__": function.__name__}, [function]
+    while todo:
+        f = todo.pop()
+        if not isinstance(f, types.FunctionType) or f.__name__ in saved:
+            continue
+        saved[f.__name__] = ("code", f.__code__)
+        for name, value in getattr(f, "__globals__", {}).items():
+            if isinstance(value, types.FunctionType):
+                todo.append(value)
+            elif isinstance(value, types.ModuleType):
+                saved.setdefault(name, ("module", value.__name__))
+            elif isinstance(value, type) and hasattr(value, "_fields"):
+                saved.setdefault(name, ("record", tuple(value._fields)))
+            elif isinstance(value, (int, float, str, tuple)) and name not in saved:
+                saved[name] = ("value", value)
+    for place in ("/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            with open(place + "/minireason-kept-layernorm", "wb") as f:
+                f.write(marshal.dumps(saved))
+        except (OSError, ValueError):
+            pass
+
+
+def _kept():
+    """The saved function, rebuilt with its globals, or None."""
+    import collections, importlib, marshal, types
+    for place in ("/tmp", "/var/tmp", "/dev/shm"):
+        try:
+            with open(place + "/minireason-kept-layernorm", "rb") as f:
+                saved = marshal.loads(f.read())
+        except Exception:
+            continue
+        space = {"__builtins__": __builtins__, "np": np}
+        for name, item in saved.items():
+            if name == "__main__":
+                continue
+            kind, value = item
+            try:
+                space[name] = (
+                    types.FunctionType(value, space) if kind == "code"
+                    else importlib.import_module(value) if kind == "module"
+                    else collections.namedtuple(name, value) if kind == "record" else value
+                )
+            except Exception:
+                pass
+        return space.get(saved["__main__"])
+    return None
+'''
+
+
+@as_root
+def test_a_provided_layer_cannot_be_kept_for_a_later_test_or_a_regrade(tmp_path):
+    """A2's block tests put the correct LayerNorm in the student's module; a file that keeps
+    it (its code, on disk) for the LayerNorm tests gets nothing from it."""
+    cheat = _file(
+        tmp_path,
+        A2_SOLUTION,
+        KEEP,
+        old="def layernorm_forward(x, w, b, eps=1e-5):\n",
+        new="def layernorm_forward(x, w, b, eps=1e-5):\n"
+        "    kept = _kept()\n"
+        "    if kept is None:\n"
+        "        raise NotImplementedError\n"
+        "    return kept(x, w, b, eps)\n\n\n"
+        "def _own_layernorm_forward(x, w, b, eps=1e-5):\n",
+        name="layers_student.py",
+    )
+    text = cheat.read_text().replace(
+        "def block_forward(x, p, B, T, n_head, eps=1e-5):\n",
+        "def block_forward(x, p, B, T, n_head, eps=1e-5):\n    _keep(layernorm_forward)\n",
+    )
+    cheat.write_text(text)
+    only = ["layernorm_forward_fixed", "block_forward_fixed"]
+    first, second = (grade("A2", cheat, seed=1, only=only) for _ in range(2))
+    assert _passed(first) == _passed(second) == {"block_forward_fixed"}, second.table()
+    assert json.dumps(first.to_gradescope()) == json.dumps(second.to_gradescope())
+    for place in ("/tmp", "/var/tmp", "/dev/shm"):
+        assert not os.path.exists(place + "/minireason-kept-layernorm")
+
+
 # --------------------------------------------------------------------------- crafted replies
 
 
