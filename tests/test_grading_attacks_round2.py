@@ -120,11 +120,19 @@ def test_a1_without_attention_code_finds_no_reference(tmp_path):
 
 
 def test_a2_without_layernorm_code_finds_no_reference(tmp_path):
-    """The provided attention sublayer's result (its cache, its class) leads nowhere."""
+    """The provided attention sublayer's result (its cache, its class) leads nowhere: not to
+    the LayerNorm the file lacks, nor to any other reference (the honest GELU here refuses
+    to run if the attention module's own attention_forward is within reach)."""
     probe = (
         "\ndef _sublayer():\n"
         "    x = np.ones((2, 2)); w = np.ones((2, 6)); b = np.zeros(6)\n"
         "    return self_attention_forward(x, w, b, np.ones((2, 2)), np.zeros(2), 1, 2, 1)\n"
+        "\ndef _refuse_if_within_reach():\n"
+        "    try:\n"
+        "        found = _reach('attention_forward', self_attention_forward, _sublayer())\n"
+        "    except LookupError:\n"
+        "        return\n"
+        "    raise RuntimeError(f'reached {found.__module__}.{found.__name__}')\n"
     )
     cheat = _file(
         tmp_path,
@@ -136,6 +144,10 @@ def test_a2_without_layernorm_code_finds_no_reference(tmp_path):
         "def _honest_layernorm_forward(x, w, b, eps=1e-5):\n",
         name="layers_student.py",
     )
+    text = cheat.read_text().replace(
+        "def gelu_forward(x):\n", "def gelu_forward(x):\n    _refuse_if_within_reach()\n"
+    )
+    cheat.write_text(text)
     report = grade("A2", cheat, seed=1, only=["layernorm_forward_fixed", "gelu_forward_fixed"])
     assert _passed(report) == {"gelu_forward_fixed"}, report.table()
 
