@@ -374,13 +374,14 @@ def run_grade(c) -> int:
     from minireason.course import batch, gradescope, grading
     from minireason.course.sandbox import Limits
 
+    seed = grading.read_seed_file(c.seed_file) if c.seed_file else None
     if c.gradescope_kit:
-        path, source = gradescope.build_kit(c.assignment, c.gradescope_kit, c.seed)
+        path, source = gradescope.build_kit(c.assignment, c.gradescope_kit, seed)
         print(f"Gradescope kit written to {path} (course seed: {source}); keep it private")
         return 0
     if not c.path:
         raise UserError("PATH is required: a .py file or a folder of submissions")
-    common = dict(seed=c.seed, timeout=c.timeout, limits=Limits(memory_mb=c.memory))
+    common = dict(seed=seed, timeout=c.timeout, limits=Limits(memory_mb=c.memory))
     if Path(c.path).is_dir() and not c.gradescope:
         summary = batch.grade_folder(c.assignment, c.path, c.out, c.csv, c.jobs, **common)
         print(summary.text())

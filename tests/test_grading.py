@@ -27,6 +27,14 @@ BACKWARD = {"backward_fixed", "backward_dq_random", "backward_dk_random", "backw
 SOFTMAX = {"softmax_fixed_rows", "softmax_large_values", "softmax_random_batched"}
 
 
+def _seed_file(folder, value: str) -> str:
+    """A course seed file as ``--seed-file`` wants it (0600); its path."""
+    path = Path(folder) / "course_seed"
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
 def _variant(tmp_path, old: str, new: str, name: str = "student.py") -> Path:
     """The reference solution with ``old`` replaced by ``new`` (which must occur exactly once)."""
     source = SOLUTION.read_text()
@@ -58,7 +66,20 @@ def test_reference_solution_scores_100_on_fresh_inputs():
 
 def test_untouched_stub_scores_zero_with_not_implemented(tmp_path):
     results = tmp_path / "out" / "results.json"
-    assert main(["grade", "A1", str(STUB), "--results", str(results), "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "grade",
+                "A1",
+                str(STUB),
+                "--results",
+                str(results),
+                "--seed-file",
+                _seed_file(tmp_path, "1"),
+            ]
+        )
+        == 0
+    )
     data = json.loads(results.read_text())
     assert data["score"] == 0 and sum(t["max_score"] for t in data["tests"]) == 100
     assert [t["name"] for t in data["tests"]] == [t.name for t in a1.TESTS]
@@ -73,11 +94,13 @@ def test_one_file_prints_its_table_and_writes_results_only_where_asked(
 ):
     """An instructor trying one file gets the table; Gradescope's file is written only with
     --results FILE, never into the current directory unasked."""
-    monkeypatch.chdir(tmp_path)
-    assert main(["grade", "A1", str(STUB), "--seed", "1"]) == 0
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    assert main(["grade", "A1", str(STUB), "--seed-file", _seed_file(tmp_path, "1")]) == 0
     out = capsys.readouterr().out
     assert "softmax_fixed_rows" in out and "results written" not in out
-    assert list(tmp_path.iterdir()) == []
+    assert list(work.iterdir()) == []
 
 
 def test_gradescope_mode_writes_where_gradescope_reads(tmp_path, monkeypatch, capsys):
@@ -86,11 +109,23 @@ def test_gradescope_mode_writes_where_gradescope_reads(tmp_path, monkeypatch, ca
     (submission / STUB.name).write_text(STUB.read_text())
     monkeypatch.setenv("AUTOGRADER_ROOT", str(tmp_path / "autograder"))
     monkeypatch.chdir(tmp_path)
-    assert main(["grade", "A1", str(submission), "--gradescope", "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "grade",
+                "A1",
+                str(submission),
+                "--gradescope",
+                "--seed-file",
+                _seed_file(tmp_path, "1"),
+            ]
+        )
+        == 0
+    )
     results = tmp_path / "autograder" / "results" / "results.json"
     assert f"results written to {results}" in capsys.readouterr().out
     assert json.loads(results.read_text())["score"] == 0
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["autograder", "submission"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["autograder", "course_seed", "submission"]
 
 
 @pytest.mark.parametrize(
@@ -185,7 +220,20 @@ def test_exception_and_hard_exit_cost_only_their_tests(tmp_path):
 def test_unloadable_file_scores_zero_and_still_writes_results(tmp_path, capsys, old, new, expected):
     bad = _variant(tmp_path, old, new)
     results = tmp_path / "results.json"
-    assert main(["grade", "A1", str(bad), "--results", str(results), "--seed", "5"]) == 0
+    assert (
+        main(
+            [
+                "grade",
+                "A1",
+                str(bad),
+                "--results",
+                str(results),
+                "--seed-file",
+                _seed_file(tmp_path, "5"),
+            ]
+        )
+        == 0
+    )
     printed = capsys.readouterr().out
     assert expected in printed and "total                       0 / 100" in printed
     data = json.loads(results.read_text())

@@ -30,6 +30,14 @@ A2_LAYERNORM = {
 A3_DROPPING = {"prompt_drops_oldest_fixed", "prompt_drops_random"}
 
 
+def _seed_file(folder, value: str) -> str:
+    """A course seed file as ``--seed-file`` wants it (0600); its path."""
+    path = Path(folder) / "course_seed"
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
 def _variant(tmp_path, assignment: str, old: str, new: str) -> Path:
     """The reference solution with ``old`` replaced by ``new`` (which must occur exactly once)."""
     source = (FIXTURES / f"{assignment.lower()}_solution.py").read_text()
@@ -70,7 +78,20 @@ def test_untouched_stub_scores_zero_with_not_implemented(tmp_path, name):
     module = ASSIGNMENTS[name]
     results = tmp_path / "results.json"
     stub = ROOT / module.STUDENT_FILE
-    assert main(["grade", name, str(stub), "--results", str(results), "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "grade",
+                name,
+                str(stub),
+                "--results",
+                str(results),
+                "--seed-file",
+                _seed_file(tmp_path, "1"),
+            ]
+        )
+        == 0
+    )
     data = json.loads(results.read_text())
     assert data["score"] == 0 and sum(t["max_score"] for t in data["tests"]) == 100
     assert [t["name"] for t in data["tests"]] == [t.name for t in module.TESTS]

@@ -22,6 +22,14 @@ FIXTURES = ROOT / "tests" / "fixtures"
 POINTS = {t.name: t.points for t in a4.TESTS}
 
 
+def _seed_file(folder, value: str) -> str:
+    """A course seed file as ``--seed-file`` wants it (0600); its path."""
+    path = Path(folder) / "course_seed"
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
 def _variant(tmp_path, old: str, new: str) -> Path:
     """The reference solution with ``old`` replaced by ``new`` (which must occur exactly once)."""
     source = (FIXTURES / "a4_solution.py").read_text()
@@ -53,7 +61,20 @@ def test_reference_solution_scores_100_on_fresh_inputs():
 def test_untouched_stub_scores_zero_with_not_implemented(tmp_path):
     results = tmp_path / "results.json"
     stub = ROOT / a4.STUDENT_FILE
-    assert main(["grade", "A4", str(stub), "--results", str(results), "--seed", "1"]) == 0
+    assert (
+        main(
+            [
+                "grade",
+                "A4",
+                str(stub),
+                "--results",
+                str(results),
+                "--seed-file",
+                _seed_file(tmp_path, "1"),
+            ]
+        )
+        == 0
+    )
     data = json.loads(results.read_text())
     assert data["score"] == 0 and sum(t["max_score"] for t in data["tests"]) == 100
     assert [t["name"] for t in data["tests"]] == [t.name for t in a4.TESTS]

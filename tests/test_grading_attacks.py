@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 import time
 from pathlib import Path
 
@@ -35,6 +33,14 @@ as_root = pytest.mark.skipif(
     reason="needs root: only then does student code run as a sandbox user that cannot "
     "signal the grader or leave a process behind",
 )
+
+
+def _seed_file(folder, value: str) -> str:
+    """A course seed file as ``--seed-file`` wants it (0600); its path."""
+    path = Path(folder) / "course_seed"
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return str(path)
 
 
 def _file(tmp_path, base: Path, prelude: str = "", old: str = "", new: str = "") -> Path:
@@ -171,7 +177,8 @@ def test_a_forged_verdict_scores_nothing(tmp_path):
     cheat = _file(tmp_path, STUB, FORGED)
     report = grade("A1", cheat, seed=4, only=SOME)
     assert report.score == 0, report.table()
-    assert {r.status for r in report.results} == {"error"}  # its claim is not a verdict
+    assert {r.status for r in report.results} == {"not run"}  # its claim is not a verdict
+    assert "unreadable data" in report.load_error
 
 
 def test_patching_numpy_and_the_grader_changes_nothing(tmp_path):
@@ -298,7 +305,20 @@ def test_no_process_outlives_the_grader_to_rewrite_the_results(tmp_path):
         tmp_path, SOLUTION, daemon, old=BACKWARD_BODY, new="    raise RuntimeError('no')\n"
     )
     results = tmp_path / "out" / "results.json"
-    assert main(["grade", "A1", str(cheat), "--results", str(results), "--seed", "11"]) == 0
+    assert (
+        main(
+            [
+                "grade",
+                "A1",
+                str(cheat),
+                "--results",
+                str(results),
+                "--seed-file",
+                _seed_file(tmp_path, "11"),
+            ]
+        )
+        == 0
+    )
     time.sleep(3)  # longer than the daemon would wait
     data = json.loads(results.read_text())
     backward = {"backward_fixed", "backward_dq_random", "backward_dk_random", "backward_dv_random"}
@@ -309,20 +329,14 @@ def test_no_process_outlives_the_grader_to_rewrite_the_results(tmp_path):
 @as_root
 def test_a_file_named_like_a_module_never_runs_as_root(tmp_path):
     """The child starts as root to load the grader's side; a submission called numpy.py or
-    minireason.py must not be what it imports."""
-    marks = Path(tempfile.mkdtemp(prefix="minireason-marks-"))
-    os.chmod(marks, 0o777)
-    try:
-        for name in ("numpy.py", "minireason.py", "sitecustomize.py"):
-            path = tmp_path / name
-            path.write_text(
-                "import os\n"
-                f"open(os.path.join({str(marks)!r}, str(os.getpid())), 'w').write(str(os.getuid()))\n"
-                + SOLUTION.read_text()
-            )
-            report = grade("A1", path, seed=12, only=SOFTMAX)
-            assert report.score == _score(report, SOFTMAX), report.table()
-        uids = {int(p.read_text()) for p in marks.iterdir()}
-        assert uids and 0 not in uids  # it ran, but only as the sandbox user
-    finally:
-        shutil.rmtree(marks, ignore_errors=True)
+    minireason.py must not be what it imports. Each file refuses to load as root, so a full
+    score says it ran, and only as the sandbox user."""
+    for name in ("numpy.py", "minireason.py", "sitecustomize.py"):
+        path = tmp_path / name
+        path.write_text(
+            "import os\n"
+            "if os.getuid() == 0:\n"
+            "    raise SystemExit('ran as root')\n" + SOLUTION.read_text()
+        )
+        report = grade("A1", path, seed=12, only=SOFTMAX)
+        assert report.score == _score(report, SOFTMAX), report.table()

@@ -36,11 +36,15 @@ from pathlib import Path
 from minireason.course.grading import (
     GradeConfig,
     GradeReport,
-    GraderError,
     grade,
     load_assignment,
+    printable,
+    write_private,
 )
 from minireason.options import check_values
+
+SKIPPED = ("__MACOSX", "__pycache__")
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula
 
 
 @dataclass
@@ -84,7 +88,7 @@ class BatchSummary:
             )
         for r in self.rows:
             if r.status != "graded":
-                lines.append(f"  {r.student}: {r.status}")
+                lines.append(f"  {printable(r.student)}: {printable(r.status)}")
         if self.csv_path:
             lines.append(f"grades: {self.csv_path}")
         if self.out:
@@ -94,22 +98,33 @@ class BatchSummary:
 
 
 def find_submission_file(folder, assignment_module) -> Path:
-    """The student's file in a submission folder: the one named like the stub, else the
-    only ``.py`` file; FileNotFoundError says what is there instead."""
+    """The student's file in a submission folder, at any depth (GitHub uploads arrive inside a
+    folder or two): the one named like the stub, else the only ``.py`` file. Hidden folders,
+    ``__MACOSX`` and ``__pycache__`` are skipped, and symbolic links never followed: a file
+    that is one is refused. FileNotFoundError says what is there instead."""
     folder = Path(folder)
-    if not folder.is_dir():
+    if folder.is_symlink() or not folder.is_dir():
         raise FileNotFoundError(f"submission folder not found: {folder}")
     name = Path(assignment_module.STUDENT_FILE).name
-    if (folder / name).is_file():
-        return folder / name
-    found = sorted(p for p in folder.iterdir() if p.suffix == ".py" and p.is_file())
-    found = [p for p in found if not p.name.startswith(".")]
-    if len(found) == 1:
-        return found[0]
-    listed = ", ".join(p.name for p in found[:5]) or "none"
+    found, links = [], []
+    for dirpath, dirnames, filenames in os.walk(folder):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in SKIPPED)
+        for f in sorted(filenames):
+            path = Path(dirpath) / f
+            if f.endswith(".py") and not f.startswith("."):
+                (links if path.is_symlink() else found).append(path)
+    named = [p for p in found if p.name == name]
+    if len(named) == 1 or (not named and len(found) == 1):
+        return (named or found)[0]
+    if links:
+        raise FileNotFoundError(
+            f"{links[0].relative_to(folder)} is a symbolic link: the grader reads only regular "
+            f"files; submit the file {name} itself"
+        )
+    listed = ", ".join(str(p.relative_to(folder)) for p in found[:5]) or "none"
     raise FileNotFoundError(
-        f"no {name} in the submission, and {len(found)} other .py files ({listed}): "
-        f"submit one file named {name}"
+        f"{len(named) or 'no'} {name} in the submission, and {len(found)} .py files in all "
+        f"({listed}): submit one file named {name}"
     )
 
 
@@ -118,9 +133,9 @@ def submissions(folder) -> list[tuple[str, Path]]:
     folder = Path(folder)
     items = []
     for p in sorted(folder.iterdir()):
-        if p.name.startswith("."):
+        if p.name.startswith(".") or p.name in SKIPPED:
             continue
-        if p.is_dir() or p.suffix == ".py":
+        if p.is_dir() or p.suffix == ".py":  # a link too: grading it says why it is refused
             items.append((p.stem if p.is_file() else p.name, p))
     return items
 
@@ -173,18 +188,23 @@ def grade_folder(
     if not items:
         raise FileNotFoundError(f"no submissions in {folder} (expected .py files or folders)")
     out = Path(out) if out is not None else None
+    if out is not None:
+        out.mkdir(mode=0o700, parents=True, exist_ok=True)
+        out.chmod(0o700)  # the reports are for the instructor only
     start = time.perf_counter()
     isolation = [""]
 
     def one(item) -> StudentGrade:
         student, path = item
         try:
-            file = path if path.is_file() else find_submission_file(path, module)
+            file = path if path.suffix == ".py" else find_submission_file(path, module)
         except FileNotFoundError as exc:
             return StudentGrade(student, "", 0.0, _max(module), f"no file: {exc}")
         try:
             report = grade(module.NAME, file, seed=seed, timeout=timeout, limits=limits)
-        except (GraderError, OSError, ValueError) as exc:
+        except ValueError as exc:  # a link or not a regular file: the submission's problem
+            return StudentGrade(student, file.name, 0.0, _max(module), f"not gradable: {exc}")
+        except Exception as exc:  # noqa: BLE001 - one submission never stops the batch
             return StudentGrade(student, file.name, 0.0, _max(module), f"grader error: {exc}")
         isolation[0] = re.sub(
             r"runs as sandbox user \d+",
@@ -214,25 +234,27 @@ def _max(module) -> float:
 
 
 def _write_student(folder: Path, report: GradeReport) -> None:
+    """``results.json`` and ``report.txt`` in ``folder`` (0700), each 0600."""
+    folder.mkdir(mode=0o700, parents=True, exist_ok=True)
     report.write_results(folder / "results.json")
-    tmp = folder / f".report.txt.{os.getpid()}.tmp"
-    tmp.write_text(report.table() + "\n", encoding="utf-8")
-    os.replace(tmp, folder / "report.txt")
+    write_private(folder / "report.txt", report.table() + "\n")
+
+
+def cell(text: str) -> str:
+    """A CSV cell a spreadsheet shows as text: control characters escaped, and a leading
+    ``'`` where the text would start a formula."""
+    text = printable(text)
+    return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def write_csv(path, rows: list[StudentGrade], test_names: list[str]) -> Path:
-    """The grades as CSV (atomically): student, file, score, max_score, status, tests..."""
+    """The grades as CSV (atomically, 0600): student, file, score, max_score, status, tests..."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["student", "file", "score", "max_score", "status", *test_names])
     for r in rows:
         writer.writerow(
-            [r.student, r.file, f"{r.score:g}", f"{r.max_score:g}", r.status]
+            [cell(r.student), cell(r.file), f"{r.score:g}", f"{r.max_score:g}", cell(r.status)]
             + [f"{r.tests[n]:g}" if n in r.tests else "" for n in test_names]
         )
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(buffer.getvalue(), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return write_private(path, buffer.getvalue())

@@ -177,9 +177,11 @@ def results_path() -> Path:
 
 def grade_submission(assignment: str, folder, seed=None, timeout=GradeConfig.timeout, limits=None):
     """Grade Gradescope's submission folder: the file named like the stub, else its only
-    ``.py`` file; a folder without one gets a report in which every test scores 0, saying why."""
+    ``.py`` file, at any depth (:func:`~minireason.course.batch.find_submission_file`); a
+    folder without one, or whose file is a symbolic link, gets a report in which every test
+    scores 0, saying why (and never what the link points to)."""
     try:
         file = find_submission_file(folder, load_assignment(assignment))
-    except FileNotFoundError as exc:
+        return grade(assignment, file, seed, timeout, limits)
+    except (FileNotFoundError, ValueError) as exc:
         return report_without_file(assignment, str(exc), timeout)
-    return grade(assignment, file, seed, timeout, limits)

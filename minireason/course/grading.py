@@ -4,7 +4,9 @@ the grade can be trusted for.
 How one grading run goes::
 
     grade("A1", "attention_student.py", seed="course secret", timeout=10)
-      0. read       the grader reads the file (at most 1 MB) and parses it, without running it:
+    # (the command line reads the seed from --seed-file or $MINIREASON_GRADE_SEED)
+      0. read       the grader reads the file (at most 1 MB; a symbolic link is refused) and
+                    parses it, without running it:
                     a syntax error ends here (every test scores 0, with the message); imports
                     the sandbox will refuse are noted in the feedback (static_check.py);
       1. load       a sandboxed child imports the file and says which of the assignment's
@@ -25,21 +27,25 @@ open files, and killed with its whole process group after the test.
   is kept), return any data, raise, crash, loop, or exhaust its limits. Each of those costs
   the test it happens in, nothing else.
 - What it cannot do: produce a verdict (the child returns outputs only, as data without
-  pickle; the grader compares); see the expected values, the course seed or the path of the
-  results file (none is ever given to the child); import the references the assignment is
-  about (the child's import guard refuses ``minireason`` modules except stand-ins holding
-  exactly the functions the assignment provides, and any package but NumPy; the provided
-  functions carry no way back to the rest of the package); patch the grader, its comparison
-  or NumPy in the grader's process (it never shares one); change the results file (the grader
-  writes it after the last child is gone); or make the grader hang or run out of memory (time
-  limits, and bounded reads of everything a child sends).
+  pickle; the grader compares, and a malformed reply is that test's failure, never the
+  grader's); see the expected values, the course seed or the path of the results file (none
+  is ever given to the child); reach the references the assignment is about: no reference
+  code is ever loaded in its process (what a test provides, e.g. A1's softmax, runs in a
+  separate reference process, and only data crosses), and the import guard refuses
+  ``minireason`` modules but for stand-ins of the provided names; patch the grader, its
+  comparison or NumPy in the grader's process (it never shares one); change the results file
+  (the grader writes it after the last child is gone, 0600, through a temporary file created
+  exclusively); or make the grader hang or run out of memory (time limits, and bounded reads
+  and decoding of everything a child sends).
 - As root (Gradescope, CI, a container), student code also runs as a sandbox user of its own
-  with no other processes: it cannot signal the grader, read the grader's files or another
-  submission's copy, or leave a process behind. As another user it runs as that user, who
-  must then trust it not to read their files or signal their processes: grade untrusted work
-  as root, in a container. If the package's own files are readable by the sandbox user, a
-  submission could start another interpreter (``os.execv``) that imports them; the Gradescope
-  kit's ``setup.sh`` makes them unreadable to other users (:mod:`minireason.course.gradescope`).
+  with no other processes, and where mount namespaces are permitted in a jail: a root holding
+  only the interpreter and NumPy, read-only, with the package hidden, and a fresh /tmp,
+  /var/tmp, /dev/shm and working directory for every test. Without a jail, the files the
+  sandbox user leaves in /tmp, /var/tmp and /dev/shm are deleted after each test, and the
+  package is hidden only if its files are unreadable to other users. As another user, student
+  code runs as that user, who must then trust it not to read their files (the package among
+  them) or signal their processes: grade untrusted work as root, in a container. The report's
+  isolation line says which of these holds, as measured when grading starts.
 - Copying the package's published reference code into a submission is not something a grader
   can see; the static check notes the tell-tale imports and names.
 
@@ -49,11 +55,13 @@ that call it; every test of a file that cannot be loaded scores 0 with the reaso
 results file is complete and the grader's own, or absent (the Gradescope wrapper then writes a
 "grader failed" result).
 
-Seeds. Hidden-style inputs come from the course seed (``--seed``, else
-``$MINIREASON_GRADE_SEED``, else the practice seed ``"practice"``), the assignment, the
-test's name and the SHA-256 of the file: fixed for a course, so a regrade gives the same
-grade, and different for every different file, so that outputs cannot be hard-coded for
-them. The seed never reaches the child and is never printed.
+Seeds. Hidden-style inputs come from the course seed (``--seed-file FILE``, a file only its
+owner can read, else ``$MINIREASON_GRADE_SEED``, else the practice seed ``"practice"``; never
+the command line, which other users can read in /proc), the assignment, the test's name and
+the SHA-256 of the file: fixed for a course, so a regrade gives the same grade, and different
+for every different file, so that outputs cannot be hard-coded for them. The seed never
+reaches the child, and a course seed of 8 characters or more is taken out of everything a
+report shows, should the student's code have found it anyway.
 
 An assignment is a module (see :mod:`minireason.course.assignments`) with ``NAME``,
 ``TITLE``, ``STUDENT_FILE``, ``STUDENT_API`` (the functions a file should define),
@@ -76,7 +84,10 @@ import hashlib
 import importlib
 import json
 import os
+import stat
+import tempfile
 import time
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -86,7 +97,7 @@ import numpy as np
 
 from minireason.course import static_check
 from minireason.course.runner import CHILD_STATUSES
-from minireason.course.sandbox import ChildRun, Limits, Sandbox
+from minireason.course.sandbox import ChildRun, GraderError, Limits, Sandbox
 from minireason.course.wire import Opaque, Ref, type_name
 from minireason.options import check_values, option
 
@@ -96,8 +107,9 @@ FILE_LIMIT = 1024 * 1024  # bytes of a submission the grader reads
 ALLOWED_IMPORTS = ("numpy",)
 SEED_VARIABLE = "MINIREASON_GRADE_SEED"
 PRACTICE_SEED = "practice"
+SEED_SHOWN = 8  # a course seed this long or longer is taken out of everything a report shows
 
-__all__ = ["Call", "Case", "GradedTest", "Opaque", "Ref", "WrongAnswer", "grade"]
+__all__ = ["Call", "Case", "GradedTest", "GraderError", "Opaque", "Ref", "WrongAnswer", "grade"]
 
 
 @dataclass
@@ -124,10 +136,12 @@ class GradeConfig:
         help="write one file's results there, in Gradescope's format (default: none, the "
         "table only; with --gradescope, $AUTOGRADER_ROOT/results/results.json)",
     )
-    seed: str | None = option(
+    seed_file: str | None = option(
         None,
-        metavar="SEED",
-        help=f"course seed (default: ${SEED_VARIABLE}, else the practice seed)",
+        metavar="FILE",
+        help=f"a file holding the course seed, readable by you only (default: "
+        f"${SEED_VARIABLE}, else the practice seed); never on the command line, where other "
+        "users can read it",
     )
     timeout: float = option(10.0, min=0.001, metavar="S", help="seconds per test")
     memory: int = option(Limits.memory_mb, min=64, metavar="MB", help="memory per test")
@@ -153,10 +167,6 @@ class StudentError(Exception):
         super().__init__(message)
         self.status = status if status in CHILD_STATUSES else "error"
         self.message = str(message)[:OUTPUT_LIMIT]
-
-
-class GraderError(RuntimeError):
-    """The grader itself could not run a test (not the student's fault)."""
 
 
 @dataclass(frozen=True)
@@ -271,14 +281,19 @@ class GradeReport:
         return float(sum(r.max_points for r in self.results))
 
     def summary(self) -> str:
+        """What the grading was, and why the file did not load; what came from the student
+        (the file's name, messages, notes) is shown :func:`printable`, one line each."""
         head = (
-            f"{self.assignment} ({self.title}): {self.student_file}; hidden-style inputs from "
-            f"{self.seed_source} and this file's content; time limit {self.timeout:g} s per test"
+            f"{self.assignment} ({self.title}): {printable(self.student_file)}; hidden-style "
+            f"inputs from {self.seed_source} and this file's content; time limit "
+            f"{self.timeout:g} s per test"
         )
         if self.load_error:
-            head += f"\nThe file could not be loaded, so every test scores 0:\n{self.load_error}"
+            head += "\nThe file could not be loaded, so every test scores 0:\n" + printable(
+                self.load_error
+            )
         if self.notes:
-            head += "\nNotes on the file:\n" + "\n".join(f"  {n}" for n in self.notes)
+            head += "\nNotes on the file:\n" + "\n".join(f"  {printable(n)}" for n in self.notes)
         return head
 
     def table(self) -> str:
@@ -299,16 +314,16 @@ class GradeReport:
         if failures and not self.load_error:
             lines.append("")
             for r in failures:
-                lines.append(f"[{r.name}] {r.status}: {r.message}")
+                lines.append(f"[{r.name}] {r.status}: {printable(r.message)}")
         if self.isolation:
             lines += ["", f"isolation: {self.isolation}"]
         return "\n".join(lines)
 
     def to_gradescope(self) -> dict:
-        """results.json with only the keys of Gradescope's autograder specification."""
+        """results.json with only the keys of Gradescope's autograder specification, and
+        nothing that varies between runs (no timings): a regrade writes the same bytes."""
         return {
             "score": self.score,
-            "execution_time": round(self.seconds, 2),
             "output": self.summary(),
             "visibility": "visible",
             "stdout_visibility": "hidden",
@@ -318,7 +333,9 @@ class GradeReport:
                     "score": r.points,
                     "max_score": r.max_points,
                     "status": "passed" if r.status == "passed" else "failed",
-                    "output": f"{r.description}\n{r.status}: {r.message}".strip()[:OUTPUT_LIMIT],
+                    "output": f"{r.description}\n{r.status}: {printable(r.message)}".strip()[
+                        :OUTPUT_LIMIT
+                    ],
                     "visibility": r.visibility,
                 }
                 for r in self.results
@@ -331,13 +348,37 @@ class GradeReport:
 
 
 def write_json(path, data: dict) -> Path:
-    """Write ``data`` to ``path`` through a temporary file in the same directory, then rename."""
+    """Write ``data`` to ``path`` as JSON, readable by its owner only (:func:`write_private`)."""
+    return write_private(path, json.dumps(data, indent=2) + "\n")
+
+
+def write_private(path, text: str) -> Path:
+    """Write ``text`` to ``path`` atomically, mode 0600: through a temporary file of a random
+    name created exclusively and without following links (``mkstemp``) in the same folder,
+    then renamed over ``path``; a missing folder is created 0700."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
     return path
+
+
+def printable(text) -> str:
+    """``text`` with every control or format character (ESC, CR, newline, bidi overrides)
+    written as its escape, e.g. ``\\x1b``: what a student's code said can be shown as it is,
+    and cannot move a terminal's cursor or reorder a line."""
+    return "".join(
+        c
+        if c == " " or unicodedata.category(c)[0] not in "CZ"
+        else c.encode("unicode_escape").decode()
+        for c in str(text)
+    )
 
 
 # --------------------------------------------------------------------------- checks for tests
@@ -384,14 +425,47 @@ def expect_tuple(what: str, got, length: int) -> tuple:
 
 
 def course_seed(seed: str | int | None = None) -> tuple[str, str]:
-    """``(seed, where it came from)``: ``--seed``, else ``$MINIREASON_GRADE_SEED``, else the
-    practice seed. The second item is what reports print (never the seed itself)."""
+    """``(seed, where it came from)``: ``seed`` (from ``--seed-file``), else
+    ``$MINIREASON_GRADE_SEED``, else the practice seed. The second item is what reports print
+    (never the seed itself)."""
     if seed is not None and str(seed) != "":
-        return str(seed), "the course seed (--seed)"
+        return str(seed), "the course seed"
     env = os.environ.get(SEED_VARIABLE, "")
     if env:
         return env, f"the course seed (${SEED_VARIABLE})"
-    return PRACTICE_SEED, f"the practice seed (set --seed or ${SEED_VARIABLE} for a course's)"
+    return PRACTICE_SEED, (
+        f"the practice seed (set --seed-file or ${SEED_VARIABLE} for a course's)"
+    )
+
+
+def read_seed_file(path) -> str:
+    """The course seed in ``path``: a regular file of this user's that no other user can read
+    or write (ValueError says what is wrong, without echoing ``path``, which may be a seed
+    typed where a file was expected), its first line."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise ValueError(
+            f"the --seed-file cannot be opened ({exc.strerror}); a seed itself never goes on "
+            "the command line: put it in a file only you can read"
+        ) from None
+    with os.fdopen(fd, encoding="utf-8") as f:
+        st = os.fstat(f.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise ValueError("the --seed-file is not a regular file")
+        if st.st_mode & 0o077 or st.st_uid != os.geteuid():
+            raise ValueError(
+                f"{path} is readable by other users or not yours: run 'chmod 600 {path}'"
+            )
+        seed = f.readline(4096).strip()
+    if not seed:
+        raise ValueError(f"{path} holds no seed")
+    return seed
+
+
+def redact(text: str, seed: str) -> str:
+    """``text`` with a course seed (of at least SEED_SHOWN characters) replaced."""
+    return text.replace(seed, "<the course seed>") if len(seed) >= SEED_SHOWN else text
 
 
 def hidden_rng(seed: str, assignment: str, test: str, file_digest: str) -> np.random.Generator:
@@ -445,6 +519,10 @@ def grade(
     """
     module = load_assignment(assignment)
     path = Path(student_file)
+    if path.is_symlink():
+        raise ValueError(
+            f"{student_file} is a symbolic link: the grader reads only the file itself"
+        )
     if not path.is_file():
         raise FileNotFoundError(f"student file not found: {student_file}")
     if path.suffix != ".py":
@@ -459,8 +537,7 @@ def grade(
     seed_value, seed_source = course_seed(seed)
     report = GradeReport(module.NAME, module.TITLE, path.name, seed_source, float(timeout))
     start = time.perf_counter()
-    with path.open("rb") as f:
-        source = f.read(FILE_LIMIT + 1)
+    source = read_submission(path)
     digest = hashlib.sha256(source).hexdigest()
     provided = getattr(module, "PROVIDED", {})
     report.load_error = _read_problem(source, path.name, provided, report)
@@ -499,7 +576,31 @@ def grade(
                 result = _grade_one(box, base, path.name, source, test, rng)
             report.results.append(result)
     report.seconds = time.perf_counter() - start
+    _redact_report(report, seed_value)
     return report
+
+
+def read_submission(path: Path) -> bytes:
+    """At most FILE_LIMIT + 1 bytes of ``path``, which must be a regular file reached without
+    following a link at its last step (ValueError otherwise)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        raise ValueError(f"{path.name} cannot be read as a regular file ({exc.strerror})") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+            raise ValueError(f"{path.name} is not a regular file")
+        return f.read(FILE_LIMIT + 1)
+
+
+def _redact_report(report: GradeReport, seed: str) -> None:
+    """Take the course seed out of everything the student's code could have put in it."""
+    if report.seed_source.startswith("the practice seed"):
+        return
+    report.load_error = report.load_error and redact(report.load_error, seed)
+    report.notes = [redact(n, seed) for n in report.notes]
+    for r in report.results:
+        r.message = redact(r.message, seed)
 
 
 def _read_problem(source: bytes, filename: str, provided: dict, report: GradeReport):
@@ -516,22 +617,16 @@ def _read_problem(source: bytes, filename: str, provided: dict, report: GradeRep
     return None
 
 
-def _grader_error(run: ChildRun) -> None:
-    reply = run.reply or {}
-    if reply.get("grader_error"):
-        raise GraderError(f"the grader's child failed: {reply['grader_error']}")
-
-
 def _load(box: Sandbox, base: dict, filename: str, source: bytes, timeout: float):
     """``(load error or None, defined functions, limits the system did not set)`` from a child
     that only imports the file."""
-    run = box.run(dict(base, calls=[]), filename, source)
+    request = {k: v for k, v in base.items() if k != "provided"}
+    run = box.run(dict(request, calls=[]), filename, source, base["provided"])
     if run.timed_out:
         return f"importing the file took longer than {timeout:g} s", [], []
     if run.reply is None:
         problem = f"the import process died without a reply: {run.problem} {_tail(run.output)}"
         return problem, [], []
-    _grader_error(run)
     unset = run.reply.get("limits_failed")
     unset = [str(u) for u in unset] if isinstance(unset, list) else []
     if not run.reply.get("loaded"):
@@ -546,15 +641,15 @@ def _load(box: Sandbox, base: dict, filename: str, source: bytes, timeout: float
 def _grade_one(box: Sandbox, base: dict, filename, source, test: GradedTest, rng) -> TestResult:
     case = test.case(rng)
     request = dict(
-        base,
+        {k: v for k, v in base.items() if k != "provided"},
         replace=dict(case.replace),
-        provided=dict(base["provided"], **{v: v for v in case.replace.values()}),
         calls=[
             {"name": c.name, "function": c.function, "args": list(c.args), "kwargs": c.kwargs}
             for c in case.calls
         ],
     )
-    run = box.run(request, filename, source)
+    provided = dict(base["provided"], **{v: v for v in case.replace.values()})
+    run = box.run(request, filename, source, provided)
     status, message = _judge(case, run, box.timeout)
     points = test.points if status == "passed" else 0.0
     if run.output_bytes > len(run.output.encode("utf-8", errors="replace")) + 16:
@@ -577,7 +672,6 @@ def _judge(case: Case, run: ChildRun, timeout: float) -> tuple[str, str]:
         return "timeout", f"did not finish within {timeout:g} s (an infinite loop?); stopped"
     if run.reply is None:
         return "crashed", f"{run.problem}; its output: {_tail(run.output) or '(none)'}"
-    _grader_error(run)
     reply = run.reply
     if not reply.get("loaded"):
         error = reply.get("error") or {}
