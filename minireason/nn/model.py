@@ -93,6 +93,11 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.seed must be an integer, got {self.seed!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"GPTConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if np.dtype(self.dtype).type(self.layernorm_eps) == 0:
+            raise ValueError(
+                f"GPTConfig.layernorm_eps {self.layernorm_eps!r} is 0 in {self.dtype} (a "
+                "LayerNorm of a constant row would divide by zero); use e.g. 1e-5"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -141,6 +146,20 @@ def param_shapes(config: GPTConfig) -> dict:
         shapes.update({f"h.{i}.{name}": shape for name, shape in per_block.items()})
     shapes["ln_f.w"], shapes["ln_f.b"] = (C,), (C,)
     return shapes
+
+
+def training_bytes(config: GPTConfig, batch_size: int, block_size: int) -> int:
+    """A lower bound on the memory a training step of a model with ``config`` takes, on
+    ``batch_size`` sequences of ``block_size`` tokens: the parameters, their gradients and
+    AdamW's two moments; per layer the activations the backward pass keeps (at least 16
+    numbers per token and channel, and twice the attention weights); and the logits with
+    their gradient. Computed in Python integers, so an absurd shape gives a huge number,
+    never an overflow."""
+    n_params = sum(math.prod(shape) for shape in param_shapes(config).values())
+    tokens = batch_size * block_size
+    per_layer = 16 * tokens * config.n_embd + 2 * batch_size * config.n_head * block_size**2
+    logits = 2 * tokens * config.vocab_size
+    return np.dtype(config.dtype).itemsize * (4 * n_params + config.n_layer * per_layer + logits)
 
 
 def init_params(config: GPTConfig) -> dict:
