@@ -23,6 +23,10 @@ is mentioned in a text when its tokens occur *contiguously* in the text's tokens
 ``"guitar strings"`` is in "new guitar strings!" but not in "guitar, strings" (a comma
 between) nor in "guitar's strings" (a clitic between); ``"tone"`` is in "the tone's warm"
 but not in "undertone" nor in "sweet-tone" (one word). Case never matters.
+
+**Shown text** (:func:`inert`): text from data (ids, review sentences, generated reasons,
+tags) printed to a terminal or a log has its control characters escaped, so a user id can
+neither clear the screen nor start a line of its own.
 """
 
 from __future__ import annotations
@@ -36,6 +40,10 @@ CLITICS = frozenset({"'s", "'re", "'ve", "'ll", "'d", "'m", "n't"})
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 _TOKEN = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")
 _CLITIC_END = re.compile(r"(?<=\w)(?:n't|'(?:s|re|ve|ll|d|m))$")
+# C0 and C1 controls, DEL, the Unicode line and paragraph separators and the bidirectional
+# embeddings, overrides and isolates (which reorder what a terminal shows)
+_CONTROL = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def tokens(text: str) -> list[str]:
@@ -136,3 +144,26 @@ def degeneracies(text_words: Sequence[str]) -> list[str]:
     if len(text_words) < MIN_WORDS:
         found.append(f"fewer than {MIN_WORDS} words")
     return found
+
+
+# --------------------------------------------------------------------------- shown text
+
+
+def inert(text) -> str:
+    """``text`` (or ``str(text)``) safe to print on one line of a terminal or a log: every
+    control character (:data:`_CONTROL`: escape sequences, newlines, carriage returns, tabs,
+    bidirectional overrides) is written as its Python escape (``\\n``, ``\\x1b``,
+    ``\\u202e``); everything else is kept as it is.
+
+    >>> inert("A1\\x1b[2J\\nminireason: done")
+    'A1\\\\x1b[2J\\\\nminireason: done'
+    """
+    return _CONTROL.sub(_escape, str(text))
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
