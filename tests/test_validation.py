@@ -72,6 +72,7 @@ def _corrupt_checkpoint(run: Path, tmp_path: Path, change) -> Path:
         (lambda m: m.update(rng_state={"bit_generator": "MT19937"}), "rng_state"),
         (lambda m: m.update(extra=[]), "'extra'"),
         (lambda m: m["extra"].update(train_config=[]), "'extra.train_config'"),
+        (lambda m: m["model_config"].update(n_layer=2**60), "asks for 1152921504606846976 layers"),
     ],
 )
 def test_a_corrupt_checkpoint_field_is_one_line_naming_it(

@@ -155,6 +155,11 @@ def load_checkpoint(directory) -> Checkpoint:
         if group not in groups:
             raise CheckpointError(f"{npz_path}: unexpected array {key!r}")
         groups[group][name] = a
+    if config.n_layer > len(groups["param"]):  # each layer has arrays: too few to list them
+        raise CheckpointError(
+            f"{json_path}: model_config asks for {config.n_layer} layers, {npz_path.name} "
+            f"holds {len(groups['param'])} parameter arrays in all"
+        )
     shapes = param_shapes(config)
     expected = set(shapes)
     missing = sorted(expected - set(groups["param"]))

@@ -23,7 +23,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -154,8 +154,12 @@ def training_bytes(config: GPTConfig, batch_size: int, block_size: int) -> int:
     AdamW's two moments; per layer the activations the backward pass keeps (at least 16
     numbers per token and channel, and twice the attention weights); and the logits with
     their gradient. Computed in Python integers, so an absurd shape gives a huge number,
-    never an overflow."""
-    n_params = sum(math.prod(shape) for shape in param_shapes(config).values())
+    never an overflow, and without listing every layer's parameters (a config may ask for
+    2**70 layers)."""
+    one_layer = param_shapes(replace(config, n_layer=1))
+    block = sum(math.prod(shape) for name, shape in one_layer.items() if name.startswith("h."))
+    rest = sum(math.prod(shape) for name, shape in one_layer.items() if not name.startswith("h."))
+    n_params = rest + config.n_layer * block
     tokens = batch_size * block_size
     per_layer = 16 * tokens * config.n_embd + 2 * batch_size * config.n_head * block_size**2
     logits = 2 * tokens * config.vocab_size

@@ -104,7 +104,6 @@ from minireason.train.run import (
     ScoreWeights,
     check_same_data,
     load_run,
-    read_run_info,
     run_content,
 )
 
@@ -789,7 +788,7 @@ def explain_all(
     started = time.perf_counter()
     out = Path(out)
     prepared = load_prepared(prepared_dir)
-    info = read_run_info(run_dir)
+    info = load_run(run_dir).info  # loaded as every worker will: refused here, before a cluster
     check_same_data(info, prepared, allow_other_data)
     decoding = decoding or info.decoding
     weights = weights or info.weights
