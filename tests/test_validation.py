@@ -215,6 +215,16 @@ def test_the_evaluate_examples_and_the_explain_all_summary_are_inert():
     assert "\x1b" not in shown and "\r" not in shown and "a\\nb" in shown
 
 
+def test_a_student_folder_name_is_inert_in_the_grades_csv_and_summary(tmp_path):
+    from minireason.course.batch import BatchSummary, StudentGrade, write_csv
+
+    row = StudentGrade("eve\x1b[2J\nbob", "eve.py", 0.0, 10.0, "crashed", {})
+    text = write_csv(tmp_path / "grades.csv", [row], []).read_text()
+    assert "\x1b" not in text and "eve\\x1b[2J\\nbob" in text
+    shown = BatchSummary("A1", [row], 1.0, 1, "none").text()
+    assert "\x1b" not in shown and "eve\\x1b[2J\\nbob: crashed" in shown
+
+
 # --------------------------------------------------------------------------- data readers
 
 

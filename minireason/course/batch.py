@@ -41,6 +41,7 @@ from minireason.course.grading import (
     load_assignment,
 )
 from minireason.options import check_values
+from minireason.text import inert
 
 
 @dataclass
@@ -84,7 +85,7 @@ class BatchSummary:
             )
         for r in self.rows:
             if r.status != "graded":
-                lines.append(f"  {r.student}: {r.status}")
+                lines.append(inert(f"  {r.student}: {r.status}"))
         if self.csv_path:
             lines.append(f"grades: {self.csv_path}")
         if self.out:
@@ -221,13 +222,15 @@ def _write_student(folder: Path, report: GradeReport) -> None:
 
 
 def write_csv(path, rows: list[StudentGrade], test_names: list[str]) -> Path:
-    """The grades as CSV (atomically): student, file, score, max_score, status, tests..."""
+    """The grades as CSV (atomically): student, file, score, max_score, status, tests...;
+    the student's and file's names :func:`~minireason.text.inert` (a folder name's control
+    characters escaped)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["student", "file", "score", "max_score", "status", *test_names])
     for r in rows:
         writer.writerow(
-            [r.student, r.file, f"{r.score:g}", f"{r.max_score:g}", r.status]
+            [inert(r.student), inert(r.file), f"{r.score:g}", f"{r.max_score:g}", r.status]
             + [f"{r.tests[n]:g}" if n in r.tests else "" for n in test_names]
         )
     path = Path(path)
