@@ -288,6 +288,21 @@ def test_a_scheduler_address_that_is_not_dask_times_out_naming_it():
         stop()
 
 
+def test_a_worker_that_dies_as_the_cluster_starts_is_one_line(monkeypatch):
+    """Was: Dask's RuntimeError traceback ('Nanny failed to start') when a local worker
+    process was killed as it started."""
+    distributed = pytest.importorskip("distributed")
+    from minireason.reason import catalogue
+
+    def dies(*args, **kwargs):
+        raise RuntimeError("Nanny failed to start.")
+
+    monkeypatch.setattr(distributed, "LocalCluster", dies)
+    with pytest.raises(OSError, match="the local cluster did not start: a worker process died"):
+        with catalogue._cluster(1, None, None):
+            pass
+
+
 def test_a_silent_data_server_times_out_naming_the_url(tmp_path):
     from minireason.data.fetch import FetchError, RemoteFile, download
 

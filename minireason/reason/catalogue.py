@@ -643,16 +643,22 @@ def _cluster(workers: int | None, scheduler: str | None, dashboard: str | None):
         if scheduler:
             client = _connect(distributed, scheduler)
         else:
-            with _sigint_ignored():
-                cluster = distributed.LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=dashboard or ":0",  # none asked: no well-known port
-                    env=ONE_BLAS_THREAD,
-                    silence_logs=logging.ERROR,
-                    preload=[__name__],  # dask_setup, in each worker
-                )
+            try:
+                with _sigint_ignored():
+                    cluster = distributed.LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=dashboard or ":0",  # none asked: no well-known port
+                        env=ONE_BLAS_THREAD,
+                        silence_logs=logging.ERROR,
+                        preload=[__name__],  # dask_setup, in each worker
+                    )
+            except RuntimeError as exc:  # Dask's word for a worker process that died starting
+                raise OSError(
+                    "the local cluster did not start: a worker process died as it started "
+                    f"(killed, or out of memory? Dask says: {exc}); run the command again"
+                ) from None
             client = distributed.Client(cluster)
         yield client
     except KeyboardInterrupt:
