@@ -15,7 +15,7 @@ Every stage that writes something a later command reads goes through here:
   and never advise unpickling;
 - :func:`read_versioned_json`: a JSON file a minireason command wrote (run, checkpoint,
   prepared manifest, explain-all manifest, weights), checked for its ``format`` and
-  ``format_version`` and, field by field, against a *schema* (:func:`check_fields`), with
+  ``format_version`` and, field by field, against a *schema* (:func:`field_problem`), with
   one-line errors that name the file, the field and what to do.
 """
 
@@ -25,7 +25,6 @@ import contextlib
 import ctypes
 import hashlib
 import json
-import math
 import os
 import re
 import shutil
@@ -194,7 +193,7 @@ def read_versioned_json(
         what: what the file is, for the messages ("run description", "checkpoint", ...).
         remedy: what the user should do, appended to every message ("train the run again").
         required: fields that must be present.
-        schema: the fields and what each must hold (:func:`check_fields`), checked as a whole
+        schema: the fields and what each must hold (:func:`field_problem`), checked as a whole
             before anything is read from the file.
         error: the exception class raised (a ValueError subclass where a caller has one).
 
@@ -243,11 +242,6 @@ KINDS = {
         lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
         "a positive integer",
     ),
-    "integer": (lambda v: isinstance(v, int) and not isinstance(v, bool), "an integer"),
-    "number": (
-        lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-        "a finite number",
-    ),
     "point": (
         lambda v: (
             isinstance(v, list)
@@ -257,9 +251,7 @@ KINDS = {
         "a [step, value] pair of numbers",
     ),
     "text": (lambda v: isinstance(v, str), "a string"),
-    "flag": (lambda v: isinstance(v, bool), "true or false"),
     "object": (lambda v: isinstance(v, dict), "an object"),
-    "list": (lambda v: isinstance(v, list), "a list"),
     "null": (lambda v: v is None, "null"),
     "sha256": (
         lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None,
@@ -273,7 +265,7 @@ def field_problem(obj, schema: dict, prefix: str = "") -> str | None:
 
     A schema maps each field to what it must hold:
 
-    - a kind of :data:`KINDS` by name (``"count"``, ``"number"``, ``"text"``, ...);
+    - a kind of :data:`KINDS` by name (``"count"``, ``"text"``, ``"sha256"``, ...);
     - a dict: an object with those fields (a schema itself);
     - a list of one kind: a list whose every element is of that kind;
     - a tuple of kinds: any one of them (``("null", {...})``: null or such an object).
@@ -284,13 +276,14 @@ def field_problem(obj, schema: dict, prefix: str = "") -> str | None:
     (``optimizer.t``)."""
     if not isinstance(obj, dict):
         return f"{prefix.rstrip('.') or 'the file'} must be an object, got {_shown(obj)}"
+    fields = [(key.rstrip("?"), kind, key.endswith("?")) for key, kind in schema.items()]
+    fields = [field for field in fields if field[0] != "*"]
     if "*" in schema:
-        schema = {**{name: schema["*"] for name in obj}, **schema}
-        del schema["*"]
-    for key, kind in schema.items():
-        name = key.rstrip("?")
+        named = {name for name, _, _ in fields}
+        fields += [(name, schema["*"], False) for name in obj if name not in named]
+    for name, kind, optional in fields:
         if name not in obj:
-            if key.endswith("?"):
+            if optional:
                 continue
             return f"lacks the field {prefix + name!r}"
         problem = _value_problem(obj[name], kind, prefix + name)

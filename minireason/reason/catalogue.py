@@ -698,8 +698,10 @@ def _connect(distributed, scheduler: str, timeout: float = CONNECT_TIMEOUT_S):
 async def _identify(distributed, address: str, timeout: float):
     """The ``type`` the server at ``address`` gives for itself in Dask's ``identity`` call,
     within ``timeout`` seconds in all (connecting and the answer: a server that accepts the
-    connection and never speaks Dask is a TimeoutError, where a Dask client waits forever)."""
-    remote = distributed.core.rpc(address, timeout=timeout)
+    connection and never speaks Dask is a TimeoutError, where a Dask client waits forever).
+    Connected as a client is, with the security settings of Dask's configuration."""
+    security = distributed.Security().get_connection_args("client")
+    remote = distributed.core.rpc(address, timeout=timeout, connection_args=security)
     try:
         answer = await asyncio.wait_for(remote.identity(), timeout)
     finally:
