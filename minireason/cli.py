@@ -20,6 +20,7 @@ import sys
 
 from minireason.files import atomic_write_json
 from minireason.options import add_options, from_args
+from minireason.text import inert
 
 
 class UserError(Exception):
@@ -456,14 +457,15 @@ def _main(argv: list[str]) -> int:
 
 
 def _say(command: str | None, what: str, exc: BaseException, status: int) -> int:
-    """``minireason COMMAND: WHAT[: the exception's message]``, one line on stderr below the
+    """``minireason COMMAND: WHAT[: the exception's message]``, one line on stderr (the
+    message :func:`~minireason.text.inert`: what it quotes from data is escaped) below the
     progress bars still open (closed first, but one cut short as it started); ``status``."""
     tqdm = sys.modules.get("tqdm.std")
     for bar in list(getattr(getattr(tqdm, "tqdm", None), "_instances", ())):
         with contextlib.suppress(AttributeError):  # one interrupted in its __init__
             bar.close()
     who = f"minireason {command}" if command else "minireason"
-    print(f"{who}: {what}" + (f": {exc}" if str(exc) else ""), file=sys.stderr)
+    print(f"{who}: {what}" + (f": {inert(exc)}" if str(exc) else ""), file=sys.stderr)
     return status
 
 

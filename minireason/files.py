@@ -15,7 +15,8 @@ Every stage that writes something a later command reads goes through here:
   and never advise unpickling;
 - :func:`read_versioned_json`: a JSON file a minireason command wrote (run, checkpoint,
   prepared manifest, explain-all manifest, weights), checked for its ``format`` and
-  ``format_version`` with one-line errors that name the file and say what to do.
+  ``format_version`` and, field by field, against a *schema* (:func:`field_problem`), with
+  one-line errors that name the file, the field and what to do.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import ctypes
 import hashlib
 import json
 import os
+import re
 import shutil
 import uuid
 import zipfile
@@ -179,6 +181,7 @@ def read_versioned_json(
     what: str,
     remedy: str = "",
     required: tuple[str, ...] = (),
+    schema: dict | None = None,
     error: type[Exception] = ValueError,
 ) -> dict:
     """The JSON object of ``path``, a file a minireason command wrote with
@@ -190,12 +193,14 @@ def read_versioned_json(
         what: what the file is, for the messages ("run description", "checkpoint", ...).
         remedy: what the user should do, appended to every message ("train the run again").
         required: fields that must be present.
+        schema: the fields and what each must hold (:func:`field_problem`), checked as a whole
+            before anything is read from the file.
         error: the exception class raised (a ValueError subclass where a caller has one).
 
     Raises:
         FileNotFoundError: no such file. ``error``: not UTF-8 JSON, not an object, another
-        format, a version outside ``versions`` or a missing field, in one line naming the
-        file (and the field or version).
+        format, a version outside ``versions``, a missing field or one the ``schema``
+        refuses, in one line naming the file (and the field or version).
     """
     path = Path(path)
     versions = (versions,) if isinstance(versions, int) else tuple(versions)
@@ -219,7 +224,115 @@ def read_versioned_json(
     missing = [key for key in required if key not in obj]
     if missing:
         raise error(f"{path}: {what} lacks the field {missing[0]!r}{tail}")
+    problem = field_problem(obj, schema or {})
+    if problem:
+        raise error(f"{path}: {what} {problem}{tail}")
     return obj
+
+
+# --------------------------------------------------------------------------- schemas
+
+# What a field of a JSON file may hold: each kind's test and its description for a message.
+KINDS = {
+    "count": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 0,
+        "a non-negative integer",
+    ),
+    "positive": (
+        lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+        "a positive integer",
+    ),
+    "point": (
+        lambda v: (
+            isinstance(v, list)
+            and len(v) == 2
+            and all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in v)
+        ),
+        "a [step, value] pair of numbers",
+    ),
+    "text": (lambda v: isinstance(v, str), "a string"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+    "null": (lambda v: v is None, "null"),
+    "sha256": (
+        lambda v: isinstance(v, str) and re.fullmatch(r"[0-9a-f]{64}", v) is not None,
+        "a SHA-256 (64 hex digits)",
+    ),
+}
+
+
+def field_problem(obj, schema: dict, prefix: str = "") -> str | None:
+    """What is wrong with the JSON object ``obj`` against ``schema``, in words, or None.
+
+    A schema maps each field to what it must hold:
+
+    - a kind of :data:`KINDS` by name (``"count"``, ``"text"``, ``"sha256"``, ...);
+    - a dict: an object with those fields (a schema itself);
+    - a list of one kind: a list whose every element is of that kind;
+    - a tuple of kinds: any one of them (``("null", {...})``: null or such an object).
+
+    A field whose name ends with ``?`` may be absent; the field ``"*"`` stands for every
+    field of the object (a table keyed by names: ``{"*": {"bytes": "count"}}``). Fields the
+    schema does not name are left alone. The answer names the field by its path
+    (``optimizer.t``)."""
+    if not isinstance(obj, dict):
+        return f"{prefix.rstrip('.') or 'the file'} must be an object, got {_shown(obj)}"
+    fields = [(key.rstrip("?"), kind, key.endswith("?")) for key, kind in schema.items()]
+    fields = [field for field in fields if field[0] != "*"]
+    if "*" in schema:
+        named = {name for name, _, _ in fields}
+        fields += [(name, schema["*"], False) for name in obj if name not in named]
+    for name, kind, optional in fields:
+        if name not in obj:
+            if optional:
+                continue
+            return f"lacks the field {prefix + name!r}"
+        problem = _value_problem(obj[name], kind, prefix + name)
+        if problem:
+            return problem
+    return None
+
+
+def _value_problem(value, kind, where: str) -> str | None:
+    """What is wrong with one ``value`` (the field ``where``) against ``kind``, or None."""
+    if isinstance(kind, tuple):
+        problems = [_value_problem(value, k, where) for k in kind]
+        if not all(problems):
+            return None
+        for k, problem in zip(kind, problems, strict=True):  # an object or a list inside
+            if isinstance(k, (dict, list)) and isinstance(value, type(k)):
+                return problem
+        wanted = " or ".join(_described(k) for k in kind)
+        return f"field {where!r} must be {wanted}, got {_shown(value)}"
+    if isinstance(kind, dict):
+        if not isinstance(value, dict):
+            return f"field {where!r} must be an object, got {_shown(value)}"
+        return field_problem(value, kind, where + ".")
+    if isinstance(kind, list):
+        if not isinstance(value, list):
+            return f"field {where!r} must be a list, got {_shown(value)}"
+        for i, item in enumerate(value):
+            problem = _value_problem(item, kind[0], f"{where}[{i}]")
+            if problem:
+                return problem
+        return None
+    test, described = KINDS[kind]
+    return None if test(value) else f"field {where!r} must be {described}, got {_shown(value)}"
+
+
+def _described(kind) -> str:
+    if isinstance(kind, dict):
+        return "an object"
+    if isinstance(kind, list):
+        return "a list"
+    return KINDS[kind][1]
+
+
+def _shown(value) -> str:
+    """A short description of a JSON value, for a message (never the whole of it)."""
+    if isinstance(value, (dict, list)):
+        return f"{'an object' if isinstance(value, dict) else 'a list'} of {len(value)}"
+    text = json.dumps(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 # --------------------------------------------------------------------------- arrays

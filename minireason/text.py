@@ -23,12 +23,17 @@ is mentioned in a text when its tokens occur *contiguously* in the text's tokens
 ``"guitar strings"`` is in "new guitar strings!" but not in "guitar, strings" (a comma
 between) nor in "guitar's strings" (a clitic between); ``"tone"`` is in "the tone's warm"
 but not in "undertone" nor in "sweet-tone" (one word). Case never matters.
+
+**Shown text** (:func:`inert`): text from data (ids, review sentences, generated reasons,
+tags) printed to a terminal or a log has its control characters escaped, so a user id can
+neither clear the screen nor start a line of its own.
 """
 
 from __future__ import annotations
 
 import math
 import re
+import unicodedata
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from functools import lru_cache
@@ -37,6 +42,7 @@ CLITICS = frozenset({"'s", "'re", "'ve", "'ll", "'d", "'m", "n't"})
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 _TOKEN = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")
 _CLITIC_END = re.compile(r"(?<=\w)(?:n't|'(?:s|re|ve|ll|d|m))$")
+_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
 
 def tokens(text: str) -> list[str]:
@@ -152,3 +158,33 @@ def degeneracies(text_words: Sequence[str]) -> list[str]:
     if len(text_words) < MIN_WORDS:
         found.append(f"fewer than {MIN_WORDS} words")
     return found
+
+
+# --------------------------------------------------------------------------- shown text
+
+
+def inert(text) -> str:
+    """``text`` (or ``str(text)``) safe to print on one line of a terminal or a log: every
+    character of the Unicode categories C (controls such as ESC, newlines, carriage returns
+    and tabs; format characters such as the bidirectional overrides and zero-width marks;
+    unassigned and private-use code points) and the line and paragraph separators is written
+    as its Python escape (``\\n``, ``\\x1b``, ``\\u202e``); everything else is kept as it is.
+
+    >>> inert("A1\\x1b[2J\\nminireason: done")
+    'A1\\\\x1b[2J\\\\nminireason: done'
+    """
+    return "".join(_escape(c) if _is_control(c) else c for c in str(text))
+
+
+def _is_control(char: str) -> bool:
+    category = unicodedata.category(char)
+    return category[0] == "C" or category in ("Zl", "Zp")
+
+
+def _escape(char: str) -> str:
+    if char in _ESCAPES:
+        return _ESCAPES[char]
+    code = ord(char)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"

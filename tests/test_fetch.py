@@ -79,7 +79,9 @@ def test_no_network_says_what_to_do(tmp_path):
         download(_remote(url), tmp_path / "file.bin", timeout=5, progress=False)
     msg = str(err.value)
     assert (
-        msg.startswith("no network") and f"manually from {url}" in msg and "--reviews PATH" in msg
+        msg.startswith(f"{url}: no network")
+        and f"manually from {url}" in msg
+        and "--reviews PATH" in msg
     )
 
 

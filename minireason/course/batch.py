@@ -38,10 +38,10 @@ from minireason.course.grading import (
     GradeReport,
     grade,
     load_assignment,
-    printable,
     write_private,
 )
 from minireason.options import check_values
+from minireason.text import inert
 
 SKIPPED = ("__MACOSX", "__pycache__")
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")  # what a spreadsheet reads as a formula
@@ -88,7 +88,7 @@ class BatchSummary:
             )
         for r in self.rows:
             if r.status != "graded":
-                lines.append(f"  {printable(r.student)}: {printable(r.status)}")
+                lines.append(inert(f"  {r.student}: {r.status}"))
         if self.csv_path:
             lines.append(f"grades: {self.csv_path}")
         if self.out:
@@ -243,12 +243,13 @@ def _write_student(folder: Path, report: GradeReport) -> None:
 def cell(text: str) -> str:
     """A CSV cell a spreadsheet shows as text: control characters escaped, and a leading
     ``'`` where the text would start a formula."""
-    text = printable(text)
+    text = inert(text)
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
 def write_csv(path, rows: list[StudentGrade], test_names: list[str]) -> Path:
-    """The grades as CSV (atomically, 0600): student, file, score, max_score, status, tests..."""
+    """The grades as CSV (atomically, 0600): student, file, score, max_score, status, tests...;
+    each text a :func:`cell`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
     writer.writerow(["student", "file", "score", "max_score", "status", *test_names])

@@ -87,7 +87,6 @@ import os
 import stat
 import tempfile
 import time
-import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -100,6 +99,7 @@ from minireason.course.runner import CHILD_STATUSES
 from minireason.course.sandbox import ChildRun, GraderError, Limits, Sandbox
 from minireason.course.wire import Opaque, Ref, type_name
 from minireason.options import check_values, option
+from minireason.text import inert
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")  # Gradescope's
 OUTPUT_LIMIT = 2000  # characters of a test's output kept in results.json
@@ -282,18 +282,18 @@ class GradeReport:
 
     def summary(self) -> str:
         """What the grading was, and why the file did not load; what came from the student
-        (the file's name, messages, notes) is shown :func:`printable`, one line each."""
+        (the file's name, messages, notes) is shown :func:`~minireason.text.inert`, one line each."""
         head = (
-            f"{self.assignment} ({self.title}): {printable(self.student_file)}; hidden-style "
+            f"{self.assignment} ({self.title}): {inert(self.student_file)}; hidden-style "
             f"inputs from {self.seed_source} and this file's content; time limit "
             f"{self.timeout:g} s per test"
         )
         if self.load_error:
-            head += "\nThe file could not be loaded, so every test scores 0:\n" + printable(
+            head += "\nThe file could not be loaded, so every test scores 0:\n" + inert(
                 self.load_error
             )
         if self.notes:
-            head += "\nNotes on the file:\n" + "\n".join(f"  {printable(n)}" for n in self.notes)
+            head += "\nNotes on the file:\n" + "\n".join(f"  {inert(n)}" for n in self.notes)
         return head
 
     def table(self) -> str:
@@ -314,7 +314,7 @@ class GradeReport:
         if failures and not self.load_error:
             lines.append("")
             for r in failures:
-                lines.append(f"[{r.name}] {r.status}: {printable(r.message)}")
+                lines.append(f"[{r.name}] {r.status}: {inert(r.message)}")
         if self.isolation:
             lines += ["", f"isolation: {self.isolation}"]
         return "\n".join(lines)
@@ -333,7 +333,7 @@ class GradeReport:
                     "score": r.points,
                     "max_score": r.max_points,
                     "status": "passed" if r.status == "passed" else "failed",
-                    "output": f"{r.description}\n{r.status}: {printable(r.message)}".strip()[
+                    "output": f"{r.description}\n{r.status}: {inert(r.message)}".strip()[
                         :OUTPUT_LIMIT
                     ],
                     "visibility": r.visibility,
@@ -367,18 +367,6 @@ def write_private(path, text: str) -> Path:
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-def printable(text) -> str:
-    """``text`` with every control or format character (ESC, CR, newline, bidi overrides)
-    written as its escape, e.g. ``\\x1b``: what a student's code said can be shown as it is,
-    and cannot move a terminal's cursor or reorder a line."""
-    return "".join(
-        c
-        if c == " " or unicodedata.category(c)[0] not in "CZ"
-        else c.encode("unicode_escape").decode()
-        for c in str(text)
-    )
 
 
 # --------------------------------------------------------------------------- checks for tests

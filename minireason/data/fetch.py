@@ -200,9 +200,12 @@ def download(
     except (urllib.error.URLError, http.client.HTTPException, OSError) as exc:
         reason = getattr(exc, "reason", exc)
         kept = f" (partial download kept in {part}; rerun to resume)" if part.is_file() else ""
-        raise FetchError(
-            f"no network or server unreachable ({reason}){kept}: " + _manual_hint(remote, dest)
-        ) from None
+        what = (
+            f"silent for {timeout:g} s (--timeout)"
+            if isinstance(reason, TimeoutError)
+            else f"no network or server unreachable ({reason})"
+        )
+        raise FetchError(f"{remote.url}: {what}{kept}: " + _manual_hint(remote, dest)) from None
     size = part.stat().st_size
     if remote.size is not None and size < remote.size:
         raise FetchError(

@@ -8,7 +8,7 @@ The mapping says which input column holds each record field, e.g.::
 ``user``, ``item``, ``rating`` and ``time`` are required; ``text`` and ``summary`` are
 optional (absent: ""). On the command line: ``--columns user=customer,item=product,...``.
 Ratings must lie in ``[rating_min, rating_max]``; times are Unix seconds.
-CSV files need a header line and no line breaks inside fields.
+CSV files need a header line; a quoted field may hold line breaks.
 """
 
 from __future__ import annotations

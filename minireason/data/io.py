@@ -64,8 +64,9 @@ def refuse_json_array(path) -> None:
         )
 
 
-def iter_lines(path, report: LoadReport) -> Iterator[tuple[int, str]]:
-    """Yield ``(line_number, text)`` for each non-blank UTF-8 line of ``path``.
+def iter_lines(path, report: LoadReport, blank: bool = False) -> Iterator[tuple[int, str]]:
+    """Yield ``(line_number, text)`` for each non-blank UTF-8 line of ``path`` (and, with
+    ``blank``, each blank one too: the caller then counts it).
 
     Every line read is counted in ``report.file(path).lines_read``; the caller counts the
     yielded lines as kept, merged or skipped.
@@ -90,7 +91,7 @@ def iter_lines(path, report: LoadReport) -> Iterator[tuple[int, str]]:
                 report.skip(path, lineno, "not UTF-8", f"byte {exc.start}")
                 continue
             text = text.rstrip("\r\n")
-            if not text.strip():
+            if not blank and not text.strip():
                 report.skip(path, lineno, "blank line")
                 continue
             yield lineno, text

@@ -7,8 +7,9 @@
 - ``tags.csv``: ``userId,movieId,tag,timestamp`` -> free-text tags added (lower-cased,
   once each) to the movie's tags; a tag for a movie missing from movies.csv is skipped.
 
-Each line is parsed on its own with the ``csv`` module (quoted titles may hold commas;
-MovieLens fields never hold line breaks), so files are streamed.
+Each line is parsed with the ``csv`` module (quoted titles may hold commas), and a row whose
+quoted field holds line breaks is read across its lines (:func:`iter_csv_rows`, which the
+generic CSV reader shares), so files are streamed.
 """
 
 from __future__ import annotations
@@ -28,21 +29,21 @@ from minireason.data.clean import (
 from minireason.data.io import iter_lines
 from minireason.data.records import ItemMeta, Review
 
+MAX_ROW_LINES = 1000  # lines one CSV row may span (a quoted field with line breaks)
+
 
 def iter_csv_rows(path, report: LoadReport, columns: list[str] | None = None):
     """Yield ``(line_number, {column: value})`` for each data row of a CSV file with a header.
 
     ``columns``: the header names that must be present (a missing one is a ValueError).
-    Rows with the wrong number of fields are skipped ("wrong number of fields").
+    Rows with the wrong number of fields are skipped ("wrong number of fields"). A quoted
+    field may hold line breaks (a review's paragraphs): its row is read across those lines
+    and numbered by its first; a quote still open after :data:`MAX_ROW_LINES` lines or at
+    the end of the file skips the row ("unclosed quote").
     """
     fr = report.file(path)
     header = None
-    for lineno, text in iter_lines(path, report):
-        try:
-            row = next(csv.reader([text]))
-        except csv.Error as exc:
-            report.skip(path, lineno, "bad CSV", str(exc))
-            continue
+    for lineno, row in _csv_records(path, report):
         if header is None:
             header = [h.strip() for h in row]
             missing = [c for c in (columns or []) if c not in header]
@@ -54,6 +55,39 @@ def iter_csv_rows(path, report: LoadReport, columns: list[str] | None = None):
             report.skip(path, lineno, "wrong number of fields", f"{len(row)} != {len(header)}")
             continue
         yield lineno, dict(zip(header, row, strict=True))
+
+
+def _csv_records(path, report: LoadReport):
+    """Yield ``(first line number, fields)`` for each CSV record of ``path``, a record
+    spanning lines where a quoted field holds line breaks (:func:`iter_csv_rows`)."""
+    pending, start, spans = None, 0, 0
+    for lineno, text in iter_lines(path, report, blank=True):
+        if pending is None:
+            if not text.strip():
+                report.skip(path, lineno, "blank line")
+                continue
+            start, spans = lineno, 0
+        else:
+            text = pending + "\n" + text
+        try:
+            row = next(csv.reader([text], strict=True))
+        except csv.Error as exc:
+            if "unexpected end of data" in str(exc) and spans < MAX_ROW_LINES:
+                pending, spans = text, spans + 1  # a quoted field goes on on the next line
+                continue
+            pending = None
+            if "unexpected end of data" in str(exc):
+                report.skip(path, start, "unclosed quote", f"still open after {spans} lines")
+                continue
+            try:
+                row = next(csv.reader([text]))  # lenient: a stray quote inside a field is text
+            except csv.Error as exc:
+                report.skip(path, start, "bad CSV", str(exc))
+                continue
+        pending = None
+        yield start, row
+    if pending is not None:
+        report.skip(path, start, "unclosed quote", "a quoted field runs to the end of the file")
 
 
 def load_ratings(path, report: LoadReport) -> Iterator[Review]:

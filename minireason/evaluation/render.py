@@ -50,7 +50,7 @@ from minireason.evaluation.metrics import (
 )
 from minireason.files import directory_in_place
 from minireason.html_page import render_page, write_page
-from minireason.text import mentions, tokens
+from minireason.text import inert, mentions, tokens
 
 TEMPLATES = Path(__file__).with_name("templates")
 TITLE = "minireason: evaluation"
@@ -215,7 +215,7 @@ def examples_markdown(rows: list[dict], info: dict) -> list[str]:
             f"- template: {row['template']}",
             "",
         ]
-    return lines
+    return [inert(line) for line in lines]
 
 
 # --------------------------------------------------------------------------- evaluation.png

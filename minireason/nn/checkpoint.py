@@ -36,6 +36,22 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing parts, corrupted or truncated (the message names the file)."""
 
 
+# checkpoint.json, field by field (minireason.files.field_problem); ``extra`` is the
+# caller's, but the training loop's parts of it are checked here too, as one reads them.
+SCHEMA = {
+    "step": "count",
+    "model_config": "object",
+    "optimizer": ("null", {"t": "count", "hyper": "object"}),
+    "rng_state": "object",
+    "npz_sha256": "sha256",
+    "extra": {
+        "train_config?": {"max_steps?": "count"},
+        "train_losses?": ["point"],
+        "val_losses?": ["point"],
+    },
+}
+
+
 @dataclass
 class Checkpoint:
     """What :func:`load_checkpoint` returns; arrays are NumPy (host) arrays."""
@@ -95,7 +111,7 @@ def _read_json(path: Path) -> dict:
         FORMAT,
         FORMAT_VERSION,
         what="checkpoint",
-        required=("step", "model_config", "optimizer", "rng_state", "npz_sha256", "extra"),
+        schema=SCHEMA,
         error=CheckpointError,
     )
 
@@ -127,7 +143,11 @@ def load_checkpoint(directory) -> Checkpoint:
     try:
         config = GPTConfig.from_dict(meta["model_config"])
     except (TypeError, ValueError) as exc:
-        raise CheckpointError(f"{json_path}: bad model_config: {exc}") from exc
+        raise CheckpointError(f"{json_path}: bad model_config: {exc}") from None
+    try:
+        np.random.PCG64().state = meta["rng_state"]  # the dropout RNG's, as restore sets it
+    except (TypeError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{json_path}: bad rng_state ({exc})") from None
     arrays = _read_npz(npz_path, meta["npz_sha256"])
     groups = {"param": {}, "adam_m": {}, "adam_v": {}}
     for key, a in arrays.items():
@@ -135,6 +155,11 @@ def load_checkpoint(directory) -> Checkpoint:
         if group not in groups:
             raise CheckpointError(f"{npz_path}: unexpected array {key!r}")
         groups[group][name] = a
+    if config.n_layer > len(groups["param"]):  # each layer has arrays: too few to list them
+        raise CheckpointError(
+            f"{json_path}: model_config asks for {config.n_layer} layers, {npz_path.name} "
+            f"holds {len(groups['param'])} parameter arrays in all"
+        )
     shapes = param_shapes(config)
     expected = set(shapes)
     missing = sorted(expected - set(groups["param"]))

@@ -11,6 +11,9 @@ threads.
 :func:`keep_freed_memory` raises glibc's thresholds once per process, so that freed blocks
 stay in the heap and the next step reuses them, already mapped. The process keeps its
 peak size instead of shrinking between steps. Elsewhere than glibc it does nothing.
+
+:func:`available_bytes` is how much memory this machine can still give a process, which a
+preset's needs are checked against before anything of its size is allocated.
 """
 
 from __future__ import annotations
@@ -44,3 +47,19 @@ def _glibc() -> bool:
         return os.confstr("CS_GNU_LIBC_VERSION").startswith("glibc")
     except (AttributeError, ValueError, OSError):  # not POSIX, or no such name here
         return False
+
+
+def available_bytes() -> int | None:
+    """The memory this machine can still give without swapping (Linux's ``MemAvailable``,
+    else the free physical pages), in bytes; None where the system does not say."""
+    try:
+        with open("/proc/meminfo") as fh:
+            for line in fh:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None

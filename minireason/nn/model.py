@@ -28,7 +28,7 @@ Usage::
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -110,6 +110,11 @@ class GPTConfig:
             raise ValueError(f"GPTConfig.copy must be true or false, got {self.copy!r}")
         if self.dtype not in DTYPES:
             raise ValueError(f"GPTConfig.dtype must be one of {DTYPES}, got {self.dtype!r}")
+        if np.dtype(self.dtype).type(self.layernorm_eps) == 0:
+            raise ValueError(
+                f"GPTConfig.layernorm_eps {self.layernorm_eps!r} is 0 in {self.dtype} (a "
+                "LayerNorm of a constant row would divide by zero); use e.g. 1e-5"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -161,6 +166,24 @@ def param_shapes(config: GPTConfig) -> dict:
     if config.copy:
         shapes.update(copy_param_shapes(C, config.n_head))
     return shapes
+
+
+def training_bytes(config: GPTConfig, batch_size: int, block_size: int) -> int:
+    """A lower bound on the memory a training step of a model with ``config`` takes, on
+    ``batch_size`` sequences of ``block_size`` tokens: the parameters, their gradients and
+    AdamW's two moments; per layer the activations the backward pass keeps (at least 16
+    numbers per token and channel, and twice the attention weights); and the logits with
+    their gradient. Computed in Python integers, so an absurd shape gives a huge number,
+    never an overflow, and without listing every layer's parameters (a config may ask for
+    2**70 layers)."""
+    one_layer = param_shapes(replace(config, n_layer=1))
+    block = sum(math.prod(shape) for name, shape in one_layer.items() if name.startswith("h."))
+    rest = sum(math.prod(shape) for name, shape in one_layer.items() if not name.startswith("h."))
+    n_params = rest + config.n_layer * block
+    tokens = batch_size * block_size
+    per_layer = 16 * tokens * config.n_embd + 2 * batch_size * config.n_head * block_size**2
+    logits = 2 * tokens * config.vocab_size
+    return np.dtype(config.dtype).itemsize * (4 * n_params + config.n_layer * per_layer + logits)
 
 
 def init_params(config: GPTConfig) -> dict:

@@ -435,6 +435,10 @@ def _read_jsonl(path: Path) -> list[dict]:
     return rows
 
 
+# manifest.json, field by field (minireason.files.field_problem)
+MANIFEST_SCHEMA = {"content": "sha256", "files": {"*": {"bytes": "count", "sha256": "sha256"}}}
+
+
 def read_manifest(directory) -> dict:
     """The manifest of a prepared directory, checked for format and version (not yet
     against the files: :func:`load_prepared` does that)."""
@@ -453,6 +457,7 @@ def read_manifest(directory) -> dict:
         FORMAT_VERSION,
         what="prepared-directory manifest",
         remedy="run minireason prepare again",
+        schema=MANIFEST_SCHEMA,
     )
 
 

@@ -43,6 +43,7 @@ from dataclasses import asdict, dataclass
 
 from minireason.prep.features import HistoryItem
 from minireason.prep.tokenizer import BPETokenizer
+from minireason.text import inert
 
 
 @dataclass
@@ -199,7 +200,8 @@ def render_prompt(
     focus: list[str] | None = None,
     evidence: list[str] | None = None,
 ) -> str:
-    """A plain-language rendering of the same information, for people to read."""
+    """A plain-language rendering of the same information, for people to read (each line
+    :func:`~minireason.text.inert`: the data's control characters escaped)."""
     lines = []
     if history:
         lines.append("You recently reviewed:")
@@ -218,4 +220,4 @@ def render_prompt(
     for sentence in evidence or []:
         lines.append(f'Another reviewer wrote: "{sentence}"')
     lines.append("Why you may like it:")
-    return "\n".join(lines)
+    return "\n".join(map(inert, lines))

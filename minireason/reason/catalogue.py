@@ -62,6 +62,7 @@ written is Parquet and JSON.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import hashlib
 import logging
@@ -96,19 +97,35 @@ from minireason.reason.explain import (
 )
 from minireason.reason.recommend import DEFAULT_RECOMMENDER, RECOMMENDERS
 from minireason.reason.scoring import SCORE_PARTS
+from minireason.text import inert
 from minireason.train.run import (
     Decoding,
     RunOptions,
     ScoreWeights,
     check_same_data,
     load_run,
-    read_run_info,
     run_content,
 )
 
 FORMAT = "minireason-catalogue"
 FORMAT_VERSION = 2  # 2: every term of the step-4 score, the unknown words, the weights
 MANIFEST = "_manifest.json"
+_INPUT = {"path": "text", "content": "text"}
+# _manifest.json, field by field (minireason.files.field_problem): what resuming reads
+MANIFEST_SCHEMA = {
+    "inputs": {"prepared": _INPUT, "run": _INPUT},
+    "settings": {"users": {"sha256": "text"}, "decoding": "object", "score_weights": "object"},
+    "chunks": {
+        "*": {
+            "file": "text",
+            "bytes": "count",
+            "sha256": "sha256",
+            "rows": "count",
+            "cold_start": "count",
+            "failures": [{"user": "text", "rank": "count", "item": "text", "error": "text"}],
+        }
+    },
+}
 DEFAULT_CHUNK_SIZE = 100
 ONE_BLAS_THREAD = {  # each worker process computes on one core: no BLAS or product threads
     "OPENBLAS_NUM_THREADS": "1",
@@ -470,14 +487,22 @@ def read_manifest(out) -> dict | None:
                 f"{MANIFEST}); choose another path (nothing in it was touched)"
             )
         return None
-    return read_versioned_json(
+    remedy = "write to another --out"
+    manifest = read_versioned_json(
         path,
         FORMAT,
         FORMAT_VERSION,
         what="explain-all manifest",
-        remedy="write to another --out",
-        required=("inputs", "settings", "chunks"),
+        remedy=remedy,
+        schema=MANIFEST_SCHEMA,
     )
+    for key, entry in manifest["chunks"].items():
+        if not (key.isascii() and key.isdecimal() and entry["file"] == chunk_file(int(key))):
+            raise ValueError(
+                f"{path}: explain-all manifest field 'chunks.{key}' is not a chunk of this "
+                f"output (its file {entry['file']!r}); {remedy}"
+            )
+    return manifest
 
 
 def write_manifest(out, manifest: dict) -> None:
@@ -618,16 +643,22 @@ def _cluster(workers: int | None, scheduler: str | None, dashboard: str | None):
         if scheduler:
             client = _connect(distributed, scheduler)
         else:
-            with _sigint_ignored():
-                cluster = distributed.LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=dashboard or ":0",  # none asked: no well-known port
-                    env=ONE_BLAS_THREAD,
-                    silence_logs=logging.ERROR,
-                    preload=[__name__],  # dask_setup, in each worker
-                )
+            try:
+                with _sigint_ignored():
+                    cluster = distributed.LocalCluster(
+                        n_workers=workers,
+                        threads_per_worker=1,
+                        processes=True,
+                        dashboard_address=dashboard or ":0",  # none asked: no well-known port
+                        env=ONE_BLAS_THREAD,
+                        silence_logs=logging.ERROR,
+                        preload=[__name__],  # dask_setup, in each worker
+                    )
+            except RuntimeError as exc:  # Dask's word for a worker process that died starting
+                raise OSError(
+                    "the local cluster did not start: a worker process died as it started "
+                    f"(killed, or out of memory? Dask says: {exc}); run the command again"
+                ) from None
             client = distributed.Client(cluster)
         yield client
     except KeyboardInterrupt:
@@ -643,14 +674,39 @@ def _cluster(workers: int | None, scheduler: str | None, dashboard: str | None):
             logging.disable(muted)
 
 
-def _connect(distributed, scheduler: str):
-    """A client of the scheduler at ``scheduler``; OSError or ValueError naming it."""
+CONNECT_TIMEOUT_S = 20.0  # for a Dask scheduler to answer
+
+
+def _connect(distributed, scheduler: str, timeout: float = CONNECT_TIMEOUT_S):
+    """A client of the scheduler at ``scheduler``, once it has answered as a Dask scheduler
+    within ``timeout`` seconds (:func:`_identify`); OSError or ValueError naming it."""
     try:
-        return distributed.Client(scheduler, timeout="20s")
+        kind = asyncio.run(_identify(distributed, scheduler, timeout))
+        if kind != "Scheduler":
+            raise ValueError(f"what answers there is not a Dask scheduler ({kind!r})")
+        return distributed.Client(scheduler, timeout=f"{timeout}s")
     except (OSError, TimeoutError) as exc:
-        raise OSError(f"--scheduler {scheduler}: cannot connect ({exc})") from None
-    except ValueError as exc:  # not an address
+        why = f" ({exc})" if str(exc) else ""
+        raise OSError(
+            f"--scheduler {scheduler}: no Dask scheduler answered within {timeout:g} s{why}; "
+            "is it the address 'dask scheduler' printed?"
+        ) from None
+    except ValueError as exc:  # not an address, or not a scheduler there
         raise ValueError(f"--scheduler {scheduler}: {exc}") from None
+
+
+async def _identify(distributed, address: str, timeout: float):
+    """The ``type`` the server at ``address`` gives for itself in Dask's ``identity`` call,
+    within ``timeout`` seconds in all (connecting and the answer: a server that accepts the
+    connection and never speaks Dask is a TimeoutError, where a Dask client waits forever).
+    Connected as a client is, with the security settings of Dask's configuration."""
+    security = distributed.Security().get_connection_args("client")
+    remote = distributed.core.rpc(address, timeout=timeout, connection_args=security)
+    try:
+        answer = await asyncio.wait_for(remote.identity(), timeout)
+    finally:
+        await remote.close_rpc()
+    return answer.get("type") if isinstance(answer, dict) else type(answer).__name__
 
 
 @contextlib.contextmanager
@@ -740,7 +796,7 @@ def explain_all(
     started = time.perf_counter()
     out = Path(out)
     prepared = load_prepared(prepared_dir)
-    info = read_run_info(run_dir)
+    info = load_run(run_dir).info  # loaded as every worker will: refused here, before a cluster
     check_same_data(info, prepared, allow_other_data)
     decoding = decoding or info.decoding
     weights = weights or info.weights
@@ -987,4 +1043,4 @@ def format_summary(s: CatalogueSummary, show: int = 5) -> str:
         lines.append(f"failed:    {len(s.chunk_failures)} chunks (run the command again to retry):")
         lines += [f"  - chunk {f['chunk']}: {f['error']}" for f in s.chunk_failures[:show]]
     lines.append(f"time:      {s.seconds:.1f} s ({s.startup_seconds:.1f} s starting the cluster)")
-    return "\n".join(lines)
+    return "\n".join(map(inert, lines))

@@ -51,6 +51,7 @@ from minireason.reason import choose
 from minireason.reason.evidence import Evidence, attention_evidence
 from minireason.reason.recommend import DEFAULT_RECOMMENDER, RECOMMENDERS, Recommender
 from minireason.reason.scoring import Candidate, ScoreBreakdown
+from minireason.text import inert
 from minireason.train.run import Decoding, Run, RunOptions, ScoreWeights
 
 
@@ -550,7 +551,7 @@ def format_explanation(expl: Explanation, top: int = 3, candidates: bool = False
             "  copied:    "
             + ", ".join(f"{c.text!r} from {c.source} ({100 * c.share:.0f}%)" for c in expl.copies)
         )
-    lines += [f"  note:      {note}" for note in expl.notes]
+    lines = [inert(line) for line in [*lines, *(f"  note:      {note}" for note in expl.notes)]]
     if candidates:
         lines.append(format_candidates(expl))
     return "\n".join(lines)
@@ -781,9 +782,10 @@ def format_user_report(
         lines.append(
             f"  - {h['item']} ({', '.join(h['tags'][:4])}); said: {said}; rated {h['rating']:g}/5"
         )
+    lines = [inert(line) for line in lines]
     for row, rec in zip(summary["recommendations"], recs, strict=True):
         tags = ", ".join(row["tags"][:5])
         score = f"  {row['recommender_shown']}" if row["recommender_shown"] else ""
-        lines.append(f" {row['rank']}. {row['item']} ({tags}){score}")
+        lines.append(inert(f" {row['rank']}. {row['item']} ({tags}){score}"))
         lines.append(format_explanation(rec.explanation, candidates=candidates))
     return "\n".join(lines)

@@ -69,6 +69,11 @@ class TrainConfig:
                 )
         if self.max_steps < 1:
             raise ValueError(f"TrainConfig.max_steps must be >= 1, got {self.max_steps}")
+        if self.eval_interval and self.eval_iters < 1:
+            raise ValueError(
+                f"TrainConfig.eval_iters must be >= 1 when eval_interval is set (a validation "
+                f"over no batches has no loss), got {self.eval_iters}; eval_interval 0 for none"
+            )
         for name in ("learning_rate", "min_lr", "weight_decay", "eps", "grad_clip"):
             value = getattr(self, name)
             if not (is_number(value) and value >= 0):
@@ -92,7 +97,10 @@ class TrainResult:
 
 
 def evaluate(model: GPT, get_batch: Callable, iters: int) -> float:
-    """Mean loss over batches ``get_batch(0) .. get_batch(iters - 1)`` in eval mode (no cache)."""
+    """Mean loss over batches ``get_batch(0) .. get_batch(iters - 1)`` in eval mode (no cache);
+    ``iters`` must be at least 1."""
+    if iters < 1:
+        raise ValueError(f"evaluate: iters must be >= 1, got {iters}")
     was_training = model.training
     model.eval()
     try:
@@ -209,8 +217,9 @@ def train(
             (:func:`progress_line`) instead of the bar's carriage returns.
 
     Returns:
-        A :class:`TrainResult`. On a non-finite loss or gradient the run stops, prints why,
-        and does not overwrite the last good checkpoint (``result.stopped`` says so).
+        A :class:`TrainResult`. On a non-finite loss or gradient the run stops and does not
+        overwrite the last good checkpoint; ``result.stopped`` says why, for the caller to
+        report.
     """
     from tqdm.auto import tqdm
 
@@ -257,15 +266,16 @@ def train(
         lr = lr_at(step, config.learning_rate, config.warmup_steps, config.max_steps, config.min_lr)
         idx, targets, loss_mask = get_batch(step)
         t0 = time.perf_counter()
-        _, loss = model.forward(idx, targets, loss_mask, all_logits=False)  # head on counted tokens
-        grad_norm = float("nan")
-        if math.isfinite(loss):
-            grads = model.backward()
-            grad_norm = (
-                clip_grad_norm(grads, config.grad_clip)
-                if config.grad_clip
-                else global_grad_norm(grads)
-            )
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # checked below
+            _, loss = model.forward(idx, targets, loss_mask, all_logits=False)  # counted tokens
+            grad_norm = float("nan")
+            if math.isfinite(loss):
+                grads = model.backward()
+                grad_norm = (
+                    clip_grad_norm(grads, config.grad_clip)
+                    if config.grad_clip
+                    else global_grad_norm(grads)
+                )
         if not (math.isfinite(loss) and math.isfinite(grad_norm)):
             what = f"loss {loss}" if not math.isfinite(loss) else f"gradient norm {grad_norm}"
             kept = (
@@ -276,7 +286,6 @@ def train(
             result.stopped = (
                 f"non-finite {what} at step {step}; stopped before updating the weights; {kept}"
             )
-            bar.write(f"minireason train: {result.stopped}")
             break
         optimizer.step(grads, lr)
         dt = time.perf_counter() - t0

@@ -54,7 +54,8 @@ from typing import ClassVar
 from minireason import backend
 from minireason.files import atomic_write, atomic_write_json, writer_lock
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore
-from minireason.nn.model import GPT, GPTConfig
+from minireason.nn.memory import available_bytes
+from minireason.nn.model import GPT, GPTConfig, training_bytes
 from minireason.options import option
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import ReasonBatches, TokenWindows
@@ -328,7 +329,11 @@ def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, pr
             label=stage,
         )
         if result.stopped:
-            raise RuntimeError(f"{stage} stopped: {result.stopped}")
+            raise ValueError(
+                f"{stage} stopped: {result.stopped}. The preset cannot train: lower "
+                f"{stage}.learning_rate (now {config.learning_rate:g}) and start again "
+                "with another --out"
+            )
         train_losses, val_losses = result.train_losses, result.val_losses
         status = "resumed" if done is not None else "trained"
     report = {
@@ -390,6 +395,7 @@ def run_recipe(
             f"{preset['source']}: model.block_size {model_config.block_size} is "
             f"shorter than the prepared context {prepared.context} ({prepared.path})"
         )
+    check_memory(preset, model_config, prepared.context)
     with writer_lock(out, "minireason train"):
         choice = {}  # a run's recorded decoding and weights outlive new defaults
         if (out / RUN_JSON).is_file():
@@ -406,6 +412,31 @@ def run_recipe(
         report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
         atomic_write_json(out / "train_report.json", report)
     return report
+
+
+def check_memory(preset: dict, model_config: GPTConfig, context: int, available=None) -> None:
+    """Refuse (ValueError naming the preset) a preset whose training step would need more
+    memory than this machine has available (``available`` bytes; None: what
+    :func:`minireason.nn.memory.available_bytes` says), before anything of its size is
+    allocated. The need is :func:`minireason.nn.model.training_bytes` of the larger stage:
+    pretraining's batches of ``pretrain.block_size`` tokens, fine-tuning's of the prepared
+    ``context``."""
+    available = available_bytes() if available is None else available
+    if available is None:
+        return
+    shapes = {"pretrain": preset["pretrain"]["block_size"], "finetune": context}
+    need, stage = max(
+        (training_bytes(model_config, preset[stage]["batch_size"], block), stage)
+        for stage, block in shapes.items()
+    )
+    if need > available:
+        raise ValueError(
+            f"{preset['source']}: a {stage} step needs at least {need / 2**30:,.1f} GiB "
+            f"(batch_size {preset[stage]['batch_size']} x {shapes[stage]} tokens, n_embd "
+            f"{model_config.n_embd}, n_layer {model_config.n_layer}), more than the "
+            f"{available / 2**30:,.1f} GiB of memory available; lower {stage}.batch_size, "
+            "the block size or the model's width or depth"
+        )
 
 
 def check_continuation(out: Path, preset: dict, resume: bool) -> None:

@@ -287,6 +287,22 @@ def write_run_info(run_dir, info: RunInfo) -> Path:
     return atomic_write_json(Path(run_dir) / RUN_JSON, info.to_json())
 
 
+# run.json, field by field (minireason.files.field_problem); each value then as its class
+# checks it (Decoding, ScoreWeights)
+RUN_SCHEMA = {
+    "prepared_path": "text",
+    "prepared_content": "text",
+    "prompt_tokens": "positive",
+    "context": "positive",
+    "focus": "count",
+    "max_history": "count",
+    "vocab_size": "positive",
+    "decoding": "object",
+    "weights?": "object",
+    "overrides?": "object",
+}
+
+
 def read_run_info(run_dir) -> RunInfo:
     """Read ``RUN/run.json``; a missing, foreign, other-version or malformed file is a
     ValueError (or FileNotFoundError) naming it and saying what to do."""
@@ -300,7 +316,12 @@ def read_run_info(run_dir) -> RunInfo:
             "(an older version made it, or its training never started); train it again"
         )
     d = read_versioned_json(
-        path, FORMAT, READS, what="run description", remedy="train the run again"
+        path,
+        FORMAT,
+        READS,
+        what="run description",
+        remedy="train the run again",
+        schema=RUN_SCHEMA,
     )
     names = {f.name for f in fields(RunInfo)} - ({"weights"} if d["format_version"] == 1 else set())
     names -= {"overrides"} - set(d)  # a run trained without --set may not record any
