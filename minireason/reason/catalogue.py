@@ -186,6 +186,7 @@ COLUMNS = (
     # then each signed, weighted term of it (ScoreBreakdown.parts), which sum to score_total
     *(f"score_{part}" for part in SCORE_PARTS),
     "unknown_words",  # the reason's words the training reviews never used twice
+    "specific_words",  # the reason's words particular to the item (Prepared.particular_words)
     "cold_start",  # the user has no training history
     "history_used",  # history items that fitted the prompt
     "notes",  # fallbacks taken and cropping, as explain prints them
@@ -230,6 +231,7 @@ def schema():
         "score_total": pa.float64(),
         **{f"score_{part}": pa.float64() for part in SCORE_PARTS},
         "unknown_words": pa.list_(pa.string()),
+        "specific_words": pa.list_(pa.string()),
         "cold_start": pa.bool_(),
         "history_used": pa.int32(),
         "notes": pa.list_(pa.string()),
@@ -327,6 +329,7 @@ def explanation_row(
         "score_total": s.total,
         **{f"score_{part}": float(value) for part, value in s.parts(expl.weights).items()},
         "unknown_words": list(s.unknown_words),
+        "specific_words": list(s.specific_words),
         "cold_start": cold,
         "history_used": expl.history_used,
         "notes": list(expl.notes),
