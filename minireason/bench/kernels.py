@@ -21,7 +21,6 @@ with CUDA imports (its backend is whatever torch picks).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import platform
 import statistics
@@ -32,7 +31,7 @@ from typing import ClassVar
 import numpy as np
 
 from minireason import backend
-from minireason.bench.machine import json_option
+from minireason.bench.machine import json_option, write_figures
 from minireason.gpu import cuda_attention
 from minireason.gpu.flash_emulation import HEAD_DIM_MAX
 from minireason.nn.attention import attention_backward, attention_forward
@@ -385,7 +384,6 @@ def write_outputs(result: dict, out_dir, json_path=None) -> list[Path]:
     md.write_text(format_table(result) + "\n", encoding="utf-8")
     written = [md]
     if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=1), encoding="utf-8")
-        written.append(Path(json_path))
+        written.append(write_figures(json_path, result))
     written.append(plot(result, out / "kernel_bench.png"))  # last: the figures are safe first
     return written

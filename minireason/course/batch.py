@@ -40,6 +40,7 @@ from minireason.course.grading import (
     grade,
     load_assignment,
 )
+from minireason.files import Kind, csv_kind
 from minireason.options import check_values
 
 
@@ -220,11 +221,25 @@ def _write_student(folder: Path, report: GradeReport) -> None:
     os.replace(tmp, folder / "report.txt")
 
 
+GRADES_COLUMNS = ("student", "file", "score", "max_score", "status")  # then one per test
+GRADES_CSV = csv_kind(
+    GRADES_COLUMNS, "a grades table of minireason grade"
+)  # what --csv may replace
+STUDENT_FILES = ("results.json", "report.txt")  # what --out holds per student
+GRADES_DIR = Kind(  # what --out may write into: folders of those files only
+    "a folder of grades of minireason grade",
+    lambda d: all(
+        s.is_dir() and {p.name for p in s.iterdir()} <= {*STUDENT_FILES} for s in d.iterdir()
+    ),
+    directory=True,
+)
+
+
 def write_csv(path, rows: list[StudentGrade], test_names: list[str]) -> Path:
     """The grades as CSV (atomically): student, file, score, max_score, status, tests..."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["student", "file", "score", "max_score", "status", *test_names])
+    writer.writerow([*GRADES_COLUMNS, *test_names])
     for r in rows:
         writer.writerow(
             [r.student, r.file, f"{r.score:g}", f"{r.max_score:g}", r.status]
