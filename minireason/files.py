@@ -17,10 +17,11 @@ Every stage that writes something a later command reads goes through here:
   prepared manifest, explain-all manifest, weights), checked for its ``format`` and
   ``format_version`` with one-line errors that name the file and say what to do;
 - :func:`check_output`: the one rule of what a command may write over, checked before any
-  work: a path that does not exist, or one of the :class:`Kind` the command writes that this
-  project made (its mark: :data:`HTML_MARK` in a page, :data:`PNG_METADATA` in a figure, a
-  JSON ``format``, a CSV header), and never a path that is or holds one of its inputs;
-  :func:`write_png` writes a figure with its mark.
+  work: a path that does not exist, an empty directory, or an output of the :class:`Kind`
+  the command writes that carries this project's mark (:data:`HTML_MARK` in a page,
+  :data:`PNG_METADATA` in a figure, a JSON ``format``, a CSV header); never a path that
+  is, holds or lies inside one of the command's inputs. :func:`write_png` writes a figure
+  with its mark.
 """
 
 from __future__ import annotations
@@ -342,7 +343,7 @@ def check_output(path, flag: str, kind: Kind, inputs=()) -> Path:
     A command writes ``path`` only where it proves the path its own: absent, an empty
     directory (for a ``kind.directory``), or an existing ``kind`` this project wrote
     (``kind.is_ours``). Anything else is refused, and so is a path that is one of
-    ``inputs`` (files or directories the command reads) or holds one.
+    ``inputs`` (files or directories the command reads), holds one or lies inside one.
     """
     path = Path(path)
     where = f"{flag} {path}"
@@ -356,6 +357,10 @@ def check_output(path, flag: str, kind: Kind, inputs=()) -> Path:
         if here in source.parents:
             raise ValueError(
                 f"{where}: holds an input of this command ({given}); choose another path"
+            )
+        if source in here.parents and source.is_dir():
+            raise ValueError(
+                f"{where}: lies inside an input of this command ({given}); choose another path"
             )
     if kind.directory:
         if path.exists() and not path.is_dir():
