@@ -4,7 +4,9 @@ with exactly the weights of a run never interrupted."""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -14,7 +16,14 @@ import kill_training
 import numpy as np
 import pytest
 
-from minireason.nn.checkpoint import JSON_NAME, NPZ_NAME, load_checkpoint
+from minireason.cli import main
+from minireason.nn.checkpoint import (
+    JSON_NAME,
+    NPZ_NAME,
+    STAGED_SHA_CHARS,
+    load_checkpoint,
+    settle,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 SAVE = 3  # killed while saving step 3, so a good checkpoint of step 2 is there before
@@ -53,3 +62,27 @@ def test_a_kill_during_a_save_loses_nothing_and_resumes_exactly(
     for key, value in uninterrupted.params.items():
         np.testing.assert_array_equal(resumed.params[key], value, err_msg=key)
     assert sorted(p.name for p in out.iterdir()) == [JSON_NAME, NPZ_NAME, "loss.png"]
+
+
+def test_a_run_killed_at_the_switch_of_its_last_save_resumes_whole(micro_run, tmp_path):
+    """The state a kill between the switch and the rename leaves (module doc of
+    ``nn/checkpoint.py``): the new description, the old arrays under the name, the new ones
+    staged. It loads, and ``train --resume`` finishes the switch and the run."""
+    prepared, run = micro_run
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    fine = copy / "finetune"
+    sha = json.loads((fine / JSON_NAME).read_text())["npz_sha256"]
+    os.replace(fine / NPZ_NAME, fine / f"checkpoint.{sha[:STAGED_SHA_CHARS]}.npz")
+    shutil.copy(copy / "pretrain" / NPZ_NAME, fine / NPZ_NAME)  # the arrays of another save
+    (copy / "train_report.json").unlink()
+    expected = load_checkpoint(run / "finetune").params
+    for key, value in load_checkpoint(fine).params.items():  # read from the staged file
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
+    preset = copy / "preset.json"
+    argv = ["train", "--prepared", str(prepared), "--preset", str(preset), "--out", str(copy)]
+    assert main([*argv, "--resume"]) == 0
+    assert sorted(p.name for p in fine.glob("*.npz")) == [NPZ_NAME]  # the switch finished
+    settle(fine)  # nothing left to finish
+    for key, value in load_checkpoint(fine).params.items():
+        np.testing.assert_array_equal(value, expected[key], err_msg=key)
