@@ -372,6 +372,7 @@ def run_bench_kernels(c) -> int:
     from minireason.bench import kernels
 
     _check_json(c)
+    kernels.check_outputs(c.out_dir)
     shape = pick(c, "seq_lens", "batch", "heads", "head_dim", "warmup", "max_runs")
     timing = pick(c, "budget_s", "time_limit_s")
     result = kernels.run_kernel_bench(with_torch=not c.no_torch, **shape, **timing)

@@ -138,6 +138,9 @@ def test_benchmark_json_replaces_only_its_own_figures(capsys, micro_prepared, tm
     argv = ["bench", "focus", "--prepared", str(micro_prepared), "--json"]
     refused(capsys, [*argv, str(mine)], tmp_path, "not a benchmark's figures file")
     assert json_kind("minireason-bench", "x").is_ours(mine) is False
+    (tmp_path / "kernel_bench.md").write_text("# my notes on kernels")
+    argv = ["bench", "kernels", "--out-dir", str(tmp_path)]
+    refused(capsys, argv, tmp_path, "not a kernel benchmark table")
 
 
 def test_grade_outputs_replace_only_their_own_files(capsys, tmp_path):
