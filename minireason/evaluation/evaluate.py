@@ -240,7 +240,8 @@ def evaluate_run(
             evidence chosen for it, :func:`oracle_records`; labelled in every output).
 
     The output directory is checked before any work (absent, empty, or an earlier
-    evaluation's), and written whole at the end (:func:`write_outputs`).
+    evaluation holding nothing else; never the run, its files or the prepared directory),
+    and written whole at the end (:func:`write_outputs`).
 
     Returns:
         The dict written to ``evaluation.json``.

@@ -70,8 +70,11 @@ Complete or absent. :func:`write_prepared` writes everything into a fresh hidden
 beside ``OUT`` and only then puts it in place (:func:`minireason.files.directory_in_place`:
 on Linux by atomically exchanging it with the old ``OUT``), so a reader sees the old
 complete directory or the new complete one; ``prepare`` holds ``OUT``'s writer lock for the
-whole job, so a second ``prepare`` into the same ``OUT`` is refused at once. :func:`load_prepared` refuses a directory whose manifest is missing, of
-another format version, or does not match its files, naming the file.
+whole job, so a second ``prepare`` into the same ``OUT`` is refused at once. It replaces
+only a prepared directory that holds nothing its manifest does not list, and never one that
+holds its input (:func:`check_output_dir`). :func:`load_prepared` refuses a directory whose
+manifest is missing, of another format version, or does not match its files, naming the
+file.
 """
 
 from __future__ import annotations
