@@ -52,7 +52,13 @@ from pathlib import Path
 from typing import ClassVar
 
 from minireason import backend
-from minireason.files import atomic_write, atomic_write_json, check_output, writer_lock
+from minireason.files import (
+    atomic_write,
+    atomic_write_json,
+    check_output,
+    json_object,
+    writer_lock,
+)
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore, settle
 from minireason.nn.model import GPT, GPTConfig
 from minireason.options import option
@@ -398,8 +404,9 @@ def run_recipe(
             before = read_run_info(out)
             check_same_data(before, prepared, instead="choose another --out")
             choice = {"decoding": before.decoding, "weights": before.weights}
-        if check_continuation(out, preset, resume) and (out / REPORT_JSON).is_file():
-            return _finished(out, preset, echo)  # a finished run: nothing to write
+        finished = check_continuation(out, preset, resume) and _finished(out, preset, echo)
+        if finished:
+            return finished  # nothing to train, nothing to write
         out.mkdir(parents=True, exist_ok=True)
         write_run_info(out, run_info_for(prepared, **choice, overrides=preset.get("overrides")))
         atomic_write_json(out / "preset.json", preset)
@@ -411,14 +418,17 @@ def run_recipe(
     return report
 
 
-def _finished(out: Path, preset: dict, echo) -> dict:
-    """The report of the finished run ``out`` resumed with nothing left to do: its
-    ``train_report.json`` with each stage "already finished", said through ``echo``; nothing
-    is written."""
-    report = json.loads((out / REPORT_JSON).read_text(encoding="utf-8"))
+def _finished(out: Path, preset: dict, echo) -> dict | None:
+    """The report of the run ``out``, whose every stage is finished, resumed with nothing
+    left to do: its ``train_report.json`` with each stage "already finished", said through
+    ``echo``; nothing is written. None when the report is missing or unreadable (a run
+    killed before writing it), which resuming writes again."""
+    report = json_object(out / REPORT_JSON)
+    if report is None or not all(isinstance(report.get(stage), dict) for stage in STAGES):
+        return None
     for stage in STAGES:
-        done, steps = report[stage]["steps"], preset[stage]["max_steps"]
-        echo(resume_line(stage, done, steps, out / stage))
+        steps = preset[stage]["max_steps"]
+        echo(resume_line(stage, steps, steps, out / stage))
         report[stage] = {**report[stage], "status": "already finished", "seconds_this_run": 0.0}
     report["seconds_this_run"] = 0.0
     return report
