@@ -18,7 +18,7 @@ import os
 import signal
 import sys
 
-from minireason.files import atomic_write_json
+from minireason.files import HTML_PAGE, PNG_FIGURE, check_output
 from minireason.options import add_options, from_args
 from minireason.text import inert
 
@@ -76,11 +76,30 @@ def pick(args, *names: str) -> dict:
     return {name: getattr(args, name) for name in names}
 
 
+def _check_outputs(c, inputs, **kinds) -> None:
+    """Refuse, before any work, each output option of the config ``c`` that was given and
+    that the command may not write (:func:`minireason.files.check_output`): ``html=HTML_PAGE``
+    checks ``c.html`` as ``--html`` against ``inputs``, the paths the command reads."""
+    for name, kind in kinds.items():
+        if getattr(c, name):
+            check_output(getattr(c, name), "--" + name.replace("_", "-"), kind, inputs)
+
+
+def _check_json(c, *inputs) -> None:
+    """:func:`_check_outputs` of a benchmark's ``--json`` (figures minireason wrote)."""
+    from minireason.bench.machine import FIGURES
+
+    _check_outputs(c, inputs, json=FIGURES)
+
+
 def _show(text: str, result: dict, json_path) -> None:
-    """Print a benchmark's report; write its figures as JSON too when ``json_path`` is given."""
+    """Print a benchmark's report; write its figures as JSON too when ``json_path`` is given
+    (checked first by :func:`_check_json`)."""
+    from minireason.bench.machine import write_figures
+
     print(text)
     if json_path:
-        print(f"figures written to {atomic_write_json(json_path, result)}")
+        print(f"figures written to {write_figures(json_path, result)}")
 
 
 def _declare(p, config: type, handler) -> None:
@@ -128,6 +147,7 @@ def run_attention_example(c) -> int:
     """the seed document's worked attention example, with errata"""
     from minireason.course import worked_example
 
+    _check_outputs(c, (), plot=PNG_FIGURE)
     print(worked_example.report(decimals=c.decimals))
     if c.plot:
         print(f"\nheatmap written to {worked_example.plot(c.plot)}")
@@ -200,6 +220,7 @@ def run_explain(c) -> int:
     from minireason.reason.evidence import plot_evidence
     from minireason.train.run import load_run
 
+    _check_outputs(c, (c.run, c.prepared, c.weights), plot=PNG_FIGURE, html=HTML_PAGE)
     run = load_run(c.run, c.allow_unfinished)
     settings = c.settings(run.info)
     chosen = (settings.decoding, settings.weights)
@@ -287,6 +308,7 @@ def run_bench_train(c) -> int:
     """tokens/s and GFLOP/s of a training step, vs PyTorch eager"""
     from minireason.bench import train as bench_train
 
+    _check_json(c)
     options = pick(c, "steps", "warmup", "threads", "load")
     result = bench_train.run_train_benchmark(
         c.model_config(), c.batch_size, with_torch=not c.no_torch, **options
@@ -300,6 +322,7 @@ def run_bench_generate(c) -> int:
     """step-4 generation: NumPy against PyTorch with a KV cache"""
     from minireason.bench import generate as bench_generate
 
+    _check_json(c, c.preset)
     options = pick(c, "n_prompts", "prompt_len", "rounds", "threads", "load")
     result = bench_generate.run_generate_benchmark(
         c.model_config(), c.decoding(), with_torch=not c.no_torch, **options
@@ -314,6 +337,7 @@ def run_bench_explain(c) -> int:
     from minireason.bench import explain as bench_explain
     from minireason.train.run import load_run
 
+    _check_json(c, c.run, c.prepared, c.weights)
     run = load_run(c.run, c.allow_unfinished)
     prepared, settings = _prepared_for(run, c), c.settings(run.info)
     options = pick(c, "split", "warmup", "seed", "threads", "breakdown")
@@ -330,6 +354,7 @@ def run_bench_explain_all(c) -> int:
     from minireason.bench import catalogue as bench_catalogue
     from minireason.train.run import read_run_info
 
+    _check_json(c, c.run, c.prepared, c.weights)
     options = pick(c, "top_k", "chunk_size", "seed", "allow_other_data")
     settings = c.settings(read_run_info(c.run))
     try:
@@ -347,6 +372,8 @@ def run_bench_kernels(c) -> int:
     """TFLOP/s of the CUDA attention kernels on a GPU"""
     from minireason.bench import kernels
 
+    _check_json(c)
+    kernels.check_outputs(c.out_dir)
     shape = pick(c, "seq_lens", "batch", "heads", "head_dim", "warmup", "max_runs")
     timing = pick(c, "budget_s", "time_limit_s")
     result = kernels.run_kernel_bench(with_torch=not c.no_torch, **shape, **timing)
@@ -362,6 +389,7 @@ def run_bench_focus(c) -> int:
     from minireason.prep import focus
     from minireason.prep.prepared import load_prepared
 
+    _check_json(c, c.prepared)
     result = focus.compare(load_prepared(c.prepared), c.split)
     _show(focus.format_comparison(result), result, c.json)
     return 0
@@ -375,6 +403,9 @@ def run_grade(c) -> int:
     from minireason.course import batch, gradescope, grading
     from minireason.course.sandbox import Limits
 
+    files = dict(gradescope_kit=gradescope.KIT, results=grading.RESULTS, csv=batch.GRADES_CSV)
+    folder = c.path and Path(c.path).is_dir() and not c.gradescope
+    _check_outputs(c, (c.path,), **files, **({"out": batch.GRADES_DIR} if folder else {}))
     seed = grading.read_seed_file(c.seed_file) if c.seed_file else None
     if c.gradescope_kit:
         path, source = gradescope.build_kit(c.assignment, c.gradescope_kit, seed)

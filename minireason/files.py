@@ -16,7 +16,13 @@ Every stage that writes something a later command reads goes through here:
 - :func:`read_versioned_json`: a JSON file a minireason command wrote (run, checkpoint,
   prepared manifest, explain-all manifest, weights), checked for its ``format`` and
   ``format_version`` and, field by field, against a *schema* (:func:`field_problem`), with
-  one-line errors that name the file, the field and what to do.
+  one-line errors that name the file, the field and what to do;
+- :func:`check_output`: the one rule of what a command may write over, checked before any
+  work: a path that does not exist, an empty directory, or an output of the :class:`Kind`
+  the command writes that carries this project's mark (:data:`HTML_MARK` in a page,
+  :data:`PNG_METADATA` in a figure, a JSON ``format``, a CSV header); never a path that
+  is, holds or lies inside one of the command's inputs. :func:`write_png` writes a figure
+  with its mark.
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import shutil
 import uuid
 import zipfile
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -372,3 +379,115 @@ def read_npz(path, fields: tuple[str, ...] | None = None) -> dict:
     if missing:
         raise ValueError(f"{path}: lacks the arrays {missing}")
     return arrays if fields is None else {k: arrays[k] for k in fields}
+
+
+# --------------------------------------------------------------------------- ownership of outputs
+
+GENERATOR = "minireason"
+HTML_MARK = f'<meta name="generator" content="{GENERATOR}">'  # in the head of every page
+PNG_METADATA = {"Software": GENERATOR}  # a PNG text chunk (matplotlib's savefig metadata)
+_HEAD_BYTES = 4096  # where a mark must be: the start of the file
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A kind of output a command writes.
+
+    Attributes:
+        what: its name in messages ("--out F: exists and is not ``a weights file``").
+        is_ours: ``is_ours(path)`` is True when the existing ``path`` carries this project's
+            mark for the kind, so the command may replace it (a directory: all it holds).
+        directory: the output is a directory (else a file).
+    """
+
+    what: str
+    is_ours: Callable[[Path], bool]
+    directory: bool = False
+
+
+def _head(path: Path) -> bytes:
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(_HEAD_BYTES)
+    except OSError:
+        return b""
+
+
+def json_object(path: Path) -> dict | None:
+    """The JSON object in ``path``, or None (unreadable, not JSON, not an object)."""
+    try:
+        obj = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return None
+    return obj if isinstance(obj, dict) else None
+
+
+def json_kind(fmt: str, what: str) -> Kind:
+    """A JSON file ``{"format": fmt, ...}`` (a weights file, a benchmark's figures)."""
+    return Kind(what, lambda p: (json_object(p) or {}).get("format") == fmt)
+
+
+def csv_kind(columns: tuple[str, ...], what: str) -> Kind:
+    """A CSV file whose header line starts with ``columns``."""
+    return Kind(what, lambda p: _head(p).split(b"\n", 1)[0].startswith(",".join(columns).encode()))
+
+
+HTML_PAGE = Kind("an HTML page minireason wrote", lambda p: HTML_MARK.encode() in _head(p))
+PNG_FIGURE = Kind(
+    "a PNG figure minireason wrote",
+    lambda p: (
+        (h := _head(p)).startswith(b"\x89PNG") and b"tEXtSoftware\x00" + GENERATOR.encode() in h
+    ),
+)
+
+
+def write_png(path, figure, dpi: int = 120) -> Path:
+    """Save a matplotlib ``figure`` to ``path`` as a PNG marked as this project's
+    (:data:`PNG_METADATA`), atomically; returns the path."""
+    return atomic_write(
+        path, lambda fh: figure.savefig(fh, format="png", dpi=dpi, metadata=PNG_METADATA)
+    )
+
+
+def check_output(path, flag: str, kind: Kind, inputs=()) -> Path:
+    """Refuse (ValueError, one line naming ``flag`` and ``path``) an output the command may
+    not write, before any work; return ``path`` as a Path.
+
+    A command writes ``path`` only where it proves the path its own: absent, an empty
+    directory (for a ``kind.directory``), or an existing ``kind`` this project wrote
+    (``kind.is_ours``). Anything else is refused, and so is a path that is one of
+    ``inputs`` (files or directories the command reads), holds one or lies inside one.
+    """
+    path = Path(path)
+    where = f"{flag} {path}"
+    here = path.resolve()
+    for given in inputs:
+        if given is None:
+            continue
+        source = Path(given).resolve()
+        if source == here:
+            raise ValueError(f"{where}: is an input of this command; choose another path")
+        if here in source.parents:
+            raise ValueError(
+                f"{where}: holds an input of this command ({given}); choose another path"
+            )
+        if source in here.parents and source.is_dir():
+            raise ValueError(
+                f"{where}: lies inside an input of this command ({given}); choose another path"
+            )
+    if kind.directory:
+        if path.exists() and not path.is_dir():
+            raise ValueError(f"{where}: exists and is not a directory; choose another path")
+        if path.is_dir() and any(path.iterdir()) and not kind.is_ours(path):
+            raise ValueError(
+                f"{where}: a non-empty directory that is not {kind.what}; choose another "
+                "path (nothing in it was touched)"
+            )
+    else:
+        if path.is_dir():
+            raise ValueError(f"{where}: is a directory; give a file name")
+        if path.exists() and not kind.is_ours(path):
+            raise ValueError(
+                f"{where}: exists and is not {kind.what}; choose another path (nothing was written)"
+            )
+    return path

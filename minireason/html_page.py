@@ -12,6 +12,8 @@ The JSON is escaped twice over: ``<``, ``>`` and ``&`` become ``\\u003c``, ``\\u
 ``\\u0026`` (so no ``</script>`` or ``<!--`` can close or bend the element), as do U+2028 and
 U+2029. A Content-Security-Policy allows only the page's own script (by its SHA-256),
 inline styles and ``data:`` images: nothing is fetched, and no injected handler would run.
+The head carries :data:`minireason.files.HTML_MARK`, so a command may replace a page this
+project wrote and nothing else.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import html
 import json
 from pathlib import Path
 
-from minireason.files import atomic_write_text
+from minireason.files import HTML_MARK, atomic_write_text
 
 TEMPLATES = Path(__file__).with_name("templates")
 
@@ -73,6 +75,7 @@ def render_page(title: str, data, scripts: list, css: str = "") -> str:
             '<html lang="en">',
             "<head>",
             '<meta charset="utf-8">',
+            HTML_MARK,  # what lets a later --html replace this page (minireason.files)
             f'<meta http-equiv="Content-Security-Policy" content="{policy}">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
             f"<title>{html.escape(title)}</title>",

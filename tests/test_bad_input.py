@@ -509,7 +509,7 @@ def test_evaluate_out_that_is_a_file_fails_before_any_generation(
     photos.mkdir()
     (photos / "cat.jpg").write_bytes(b"\xff\xd8")
     assert main(["evaluate", "--prepared", str(prep), "--run", str(run), "--out", str(photos)]) == 1
-    one_line(capsys, "holds no evaluation")
+    one_line(capsys, "not an evaluation")
 
 
 def test_train_out_that_is_a_file_fails_at_once(micro_prepared, tmp_path, capsys):

@@ -68,10 +68,14 @@ def test_rewriting_replaces_the_directory_whole(copy, tmp_path):
     prepared = load_prepared(copy)
     (copy / "stray.txt").write_text("left by hand")
     prepared.test = prepared.test[:1]
-    write_prepared(prepared, copy, {})
+    with pytest.raises(ValueError, match="not a prepared directory"):  # not all prepare's
+        write_prepared(prepared, copy, {})
+    assert (copy / "stray.txt").read_text() == "left by hand"
+    (copy / "stray.txt").unlink()
+    write_prepared(prepared, copy, {})  # no attachments this time
     again = load_prepared(copy)
     assert len(again.test) == 1
-    assert not (copy / "stray.txt").exists()  # the old directory went as a whole
+    assert not (copy / "report.md").exists()  # the old directory went as a whole
     assert not list(tmp_path.glob(".prep.*"))  # no partial or old copies left beside it
 
 

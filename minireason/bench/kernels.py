@@ -21,7 +21,6 @@ with CUDA imports (its backend is whatever torch picks).
 from __future__ import annotations
 
 import datetime as _dt
-import json
 import math
 import platform
 import statistics
@@ -32,7 +31,8 @@ from typing import ClassVar
 import numpy as np
 
 from minireason import backend
-from minireason.bench.machine import json_option
+from minireason.bench.machine import json_option, write_figures
+from minireason.files import PNG_FIGURE, Kind, check_output, write_png
 from minireason.gpu import cuda_attention
 from minireason.gpu.flash_emulation import HEAD_DIM_MAX
 from minireason.nn.attention import attention_backward, attention_forward
@@ -285,6 +285,20 @@ def _lookup(rows, t, causal, version):
     return None
 
 
+TABLE_HEADER = "| T | causal | kernel | median ms | TFLOP/s | x kernel 1 | / torch SDPA | validated (max err) |"
+TABLE = Kind(  # what --out-dir's kernel_bench.md may replace: a table of this benchmark
+    "a kernel benchmark table", lambda p: TABLE_HEADER in p.read_text(errors="replace")
+)
+OUTPUT_FILES = {"kernel_bench.md": TABLE, "kernel_bench.png": PNG_FIGURE}  # in --out-dir
+
+
+def check_outputs(out_dir) -> None:
+    """Refuse (ValueError naming the file), before any timing, an ``--out-dir`` whose
+    :data:`OUTPUT_FILES` hold anything but this benchmark's table and figure."""
+    for name, kind in OUTPUT_FILES.items():
+        check_output(Path(out_dir) / name, "--out-dir", kind)
+
+
 def format_table(result: dict) -> str:
     """The Markdown table of ``run_kernel_bench``'s result, with its header and target check."""
     env, cfg, rows = result["environment"], result["config"], result["results"]
@@ -294,7 +308,7 @@ def format_table(result: dict) -> str:
         f"B={cfg['batch']}, H={cfg['heads']}, D={cfg['head_dim']}, Tq = Tk = T; median of up to "
         f"{cfg['max_runs']} CUDA-event-timed runs after {cfg['warmup']} warm-up runs.",
         "",
-        "| T | causal | kernel | median ms | TFLOP/s | x kernel 1 | / torch SDPA | validated (max err) |",
+        TABLE_HEADER,
         "|---:|:---:|:---|---:|---:|---:|---:|:---|",
     ]
     for r in rows:
@@ -372,9 +386,7 @@ def plot(result: dict, path) -> Path:
         f"attention kernels on {env['gpu']}, B={cfg['batch']} H={cfg['heads']} D={cfg['head_dim']}"
     )
     fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=120)
-    return path
+    return write_png(path, fig)
 
 
 def write_outputs(result: dict, out_dir, json_path=None) -> list[Path]:
@@ -385,7 +397,6 @@ def write_outputs(result: dict, out_dir, json_path=None) -> list[Path]:
     md.write_text(format_table(result) + "\n", encoding="utf-8")
     written = [md]
     if json_path:
-        Path(json_path).write_text(json.dumps(result, indent=1), encoding="utf-8")
-        written.append(Path(json_path))
+        written.append(write_figures(json_path, result))
     written.append(plot(result, out / "kernel_bench.png"))  # last: the figures are safe first
     return written

@@ -8,7 +8,8 @@ load, interleaved timing and a summary of the spread.
   the machine does hits them alike;
 - :func:`spread`: median, quartiles and extremes of a list of times;
 - :func:`threads_option`, :func:`load_option`, :func:`json_option`: the options the
-  benchmarks share, declared once for their configs.
+  benchmarks share, declared once for their configs; :func:`write_figures` writes what
+  ``--json`` asks for, marked as :data:`FIGURES` (the only file a ``--json`` may replace).
 """
 
 from __future__ import annotations
@@ -23,7 +24,11 @@ import time
 
 import numpy as np
 
+from minireason.files import atomic_write_json, json_kind
 from minireason.options import option
+
+FIGURES_FORMAT = "minireason-bench"
+FIGURES = json_kind(FIGURES_FORMAT, "a benchmark's figures file")
 
 # A busy process: spins until its parent is gone (checked every ~10 ms of spinning), so a
 # benchmark killed outright (SIGTERM, SIGKILL) leaves no busy processes behind.
@@ -49,6 +54,12 @@ def load_option():
 def json_option():
     """A benchmark's ``--json FILE.json``."""
     return option(None, metavar="FILE.json", help="also write the figures as JSON")
+
+
+def write_figures(path, result: dict):
+    """Write a benchmark's ``result`` to ``path`` as JSON marked ``"format":
+    "minireason-bench"`` (atomically); returns the path."""
+    return atomic_write_json(path, {"format": FIGURES_FORMAT, **result})
 
 
 def machine_info() -> dict:

@@ -40,6 +40,7 @@ from minireason.course.grading import (
     load_assignment,
     write_private,
 )
+from minireason.files import Kind, csv_kind
 from minireason.options import check_values
 from minireason.text import inert
 
@@ -247,12 +248,26 @@ def cell(text: str) -> str:
     return "'" + text if text.startswith(FORMULA_STARTS) else text
 
 
+GRADES_COLUMNS = ("student", "file", "score", "max_score", "status")  # then one per test
+GRADES_CSV = csv_kind(
+    GRADES_COLUMNS, "a grades table of minireason grade"
+)  # what --csv may replace
+STUDENT_FILES = ("results.json", "report.txt")  # what --out holds per student
+GRADES_DIR = Kind(  # what --out may write into: folders of those files only
+    "a folder of grades of minireason grade",
+    lambda d: all(
+        s.is_dir() and {p.name for p in s.iterdir()} <= {*STUDENT_FILES} for s in d.iterdir()
+    ),
+    directory=True,
+)
+
+
 def write_csv(path, rows: list[StudentGrade], test_names: list[str]) -> Path:
     """The grades as CSV (atomically, 0600): student, file, score, max_score, status, tests...;
     each text a :func:`cell`."""
     buffer = io.StringIO()
     writer = csv.writer(buffer)
-    writer.writerow(["student", "file", "score", "max_score", "status", *test_names])
+    writer.writerow([*GRADES_COLUMNS, *test_names])
     for r in rows:
         writer.writerow(
             [cell(r.student), cell(r.file), f"{r.score:g}", f"{r.max_score:g}", cell(r.status)]

@@ -41,6 +41,20 @@ from minireason.course.grading import (
     grade,
     load_assignment,
 )
+from minireason.files import Kind
+
+SEED_ENTRY = "course_seed"  # the kit's entry that holds the course seed
+
+
+def _is_kit(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return SEED_ENTRY in z.namelist()
+    except (OSError, zipfile.BadZipFile):
+        return False
+
+
+KIT = Kind("a Gradescope kit of minireason", _is_kit)  # what --gradescope-kit may replace
 
 SETUP = """#!/usr/bin/env bash
 # Gradescope runs this once, as root, when it builds the autograder image.
@@ -151,7 +165,7 @@ def build_kit(assignment: str, out, seed: str | None = None) -> tuple[Path, str]
             info.compress_type = zipfile.ZIP_DEFLATED
             z.writestr(info, text)
         z.writestr(wheel_name, wheel)
-        z.writestr("course_seed", value + "\n")
+        z.writestr(SEED_ENTRY, value + "\n")
     os.replace(tmp, out)
     return out, source
 

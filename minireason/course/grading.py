@@ -98,11 +98,18 @@ from minireason.course import static_check
 from minireason.course.runner import CHILD_STATUSES
 from minireason.course.sandbox import ChildRun, GraderError, Limits, Sandbox
 from minireason.course.wire import Opaque, Ref, type_name
+from minireason.files import Kind, json_object
 from minireason.options import check_values, option
 from minireason.text import inert
 
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")  # Gradescope's
 OUTPUT_LIMIT = 2000  # characters of a test's output kept in results.json
+# The keys of results.json (Gradescope's autograder specification), which to_gradescope writes.
+RESULTS_KEYS = ("score", "execution_time", "output", "visibility", "stdout_visibility", "tests")
+RESULTS = Kind(  # what --results may replace: a results file with only those keys
+    "a results file of minireason grade",
+    lambda p: isinstance(d := json_object(p), dict) and "tests" in d and set(d) <= {*RESULTS_KEYS},
+)
 FILE_LIMIT = 1024 * 1024  # bytes of a submission the grader reads
 ALLOWED_IMPORTS = ("numpy",)
 SEED_VARIABLE = "MINIREASON_GRADE_SEED"

@@ -22,6 +22,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from minireason.files import write_png
 from minireason.nn.attention import attention_forward
 from minireason.options import option
 
@@ -342,6 +343,6 @@ def figure(fig=None):
 
 
 def plot(path) -> str:
-    """Save :func:`figure` to ``path`` (PNG). Returns the path."""
-    figure().savefig(path, dpi=120)
-    return str(path)
+    """Save :func:`figure` to ``path`` as a PNG marked as this project's, atomically
+    (:func:`minireason.files.write_png`). Returns the path."""
+    return str(write_png(path, figure()))

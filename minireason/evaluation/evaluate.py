@@ -66,10 +66,12 @@ from minireason.reason.choose import ScoringContext, choose_reasons
 from minireason.reason.recommend import RECOMMENDERS, evaluate_ranking
 from minireason.train.batches import pad_batch
 from minireason.train.run import (
+    RUN_JSON,
     Decoding,
     RunOptions,
     ScoreWeights,
     check_same_data,
+    content_paths,
     load_run,
     run_content,
 )
@@ -245,7 +247,8 @@ def evaluate_run(
             evidence chosen for it, :func:`oracle_records`; labelled in every output).
 
     The output directory is checked before any work (absent, empty, or an earlier
-    evaluation's), and written whole at the end (:func:`write_outputs`).
+    evaluation holding nothing else; never the run, its files or the prepared directory),
+    and written whole at the end (:func:`write_outputs`).
 
     Returns:
         The dict written to ``evaluation.json``.
@@ -259,7 +262,8 @@ def evaluate_run(
         raise ValueError(f"split must be 'test' or 'valid', got {split!r}")
     if focus_from not in FOCUS_FROM:
         raise ValueError(f"focus_from must be one of {FOCUS_FROM}, got {focus_from!r}")
-    check_output_dir(out)
+    weights_file = None if weights_from == RUN_JSON else weights_from
+    check_output_dir(out, inputs=(prepared_dir, weights_file, *content_paths(run_dir)))
     prepared = load_prepared(prepared_dir)
     run = load_run(run_dir, allow_unfinished)
     check_same_data(run.info, prepared, allow_other_data)

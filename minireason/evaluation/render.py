@@ -48,7 +48,7 @@ from minireason.evaluation.metrics import (
     rouge_l,
     rouge_n,
 )
-from minireason.files import directory_in_place
+from minireason.files import Kind, check_output, directory_in_place, json_object
 from minireason.html_page import render_page, write_page
 from minireason.text import inert, mentions, tokens
 
@@ -434,16 +434,21 @@ def write_evaluation_page(result: dict, answers: dict, records: list[dict], path
 # --------------------------------------------------------------------------- the files
 
 
-def check_output_dir(out: Path) -> None:
+EVALUATION_DIR = Kind(  # what --out may replace whole: an evaluation and nothing else
+    "an evaluation",
+    lambda d: (
+        json_object(d / "evaluation.json") is not None
+        and all(p.name in OUTPUT_FILES for p in d.iterdir())
+    ),
+    directory=True,
+)
+
+
+def check_output_dir(out: Path, inputs=()) -> None:
     """Raise ValueError (naming ``--out``) unless ``out`` is absent, an empty directory, or
-    an earlier evaluation's directory (which is replaced whole)."""
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a directory; choose another path")
-    if out.is_dir() and any(out.iterdir()) and not (out / "evaluation.json").is_file():
-        raise ValueError(
-            f"--out {out}: a non-empty directory that holds no evaluation; choose another path "
-            "(nothing in it was touched)"
-        )
+    an earlier evaluation's directory holding nothing else (it is replaced whole), and
+    neither one of ``inputs`` nor holding one (:func:`minireason.files.check_output`)."""
+    check_output(out, "--out", EVALUATION_DIR, inputs)
 
 
 def write_outputs(result: dict, answers: dict, records: list[dict], out: Path) -> None:

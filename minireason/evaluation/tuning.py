@@ -39,15 +39,15 @@ from pathlib import Path
 from typing import ClassVar
 
 from minireason.evaluation.metrics import explanation_metrics
-from minireason.files import atomic_write_json, read_versioned_json
+from minireason.files import atomic_write_json, check_output, json_kind
 from minireason.options import option
 from minireason.prep.prepared import load_prepared
 from minireason.reason.choose import CandidatePool, ScoringContext, sample_batches
 from minireason.train.run import (
     WEIGHTS_FORMAT,
-    WEIGHTS_FORMAT_VERSION,
     ScoreWeights,
     check_same_data,
+    content_paths,
     load_run,
     run_content,
     weights_file,
@@ -133,20 +133,13 @@ def coordinate_search(
     return best, tried
 
 
-def check_weights_out(out) -> None:
-    """Refuse (ValueError naming ``--out``) a path that holds anything but a weights file:
-    tune replaces only what it wrote."""
-    out = Path(out)
-    if out.is_dir():
-        raise ValueError(f"--out {out}: is a directory; give a file name such as weights.json")
-    if out.exists():
-        try:
-            read_versioned_json(out, WEIGHTS_FORMAT, WEIGHTS_FORMAT_VERSION, what="weights file")
-        except ValueError:
-            raise ValueError(
-                f"--out {out}: exists and is not a weights file; choose another path "
-                "(nothing was written)"
-            ) from None
+WEIGHTS_FILE = json_kind(WEIGHTS_FORMAT, "a weights file")  # what --out may replace
+
+
+def check_weights_out(out, inputs=()) -> None:
+    """Refuse (ValueError naming ``--out``) a path that holds anything but a weights file,
+    or is one of ``inputs``: tune replaces only what it wrote."""
+    out = check_output(out, "--out", WEIGHTS_FILE, inputs)
     if not out.parent.is_dir():
         raise ValueError(f"--out {out}: no directory {out.parent}")
 
@@ -166,7 +159,7 @@ def tune(
     from the run's own (:func:`coordinate_search`), and write the weights file to ``out``
     (None: nothing written). Returns the file's contents."""
     if out is not None:
-        check_weights_out(out)
+        check_weights_out(out, inputs=(prepared_dir, *content_paths(run_dir)))
     if limit is not None and limit < 2:
         raise ValueError(f"--limit must be at least 2 (DIV needs two records), got {limit}")
     prepared = load_prepared(prepared_dir)

@@ -8,15 +8,29 @@ A checkpoint is a directory holding two files:
   dropout RNG state (plain ints), the SHA-256 of the ``.npz`` and any ``extra`` JSON the caller
   adds (the training loop stores its config and loss history there).
 
-Each file is written to a temporary file in the same directory and moved into place with
-``os.replace`` (atomic on POSIX), the ``.npz`` first. A crash between the two moves leaves a
-new ``.npz`` beside the old JSON; the SHA-256 check then reports the mismatch instead of
-loading weights and optimizer state from different steps.
+A save survives a kill at any instant (Ctrl-C, SIGKILL): the new checkpoint is
+written whole beside the old one, one atomic rename switches to it, and the old one is
+dropped only after. In order:
+
+1. the new arrays go to ``checkpoint.<sha>.npz`` (a temporary file moved into place, ``sha``
+   the first hex digits of their SHA-256): the old pair is untouched;
+2. the new ``checkpoint.json`` is moved onto the old one (``os.replace``, atomic on POSIX):
+   **the switch**. Its ``npz_sha256`` names the new arrays, which are in the staged file;
+3. the staged file is moved onto ``checkpoint.npz`` (the old arrays are dropped).
+
+The description is the truth: :func:`load_checkpoint` reads the arrays whose SHA-256 it
+records, from ``checkpoint.npz`` or, after a kill between steps 2 and 3, from the staged
+file. The next save (or :func:`settle`, which resuming calls) finishes such a switch and
+removes what a kill before step 2 left. A damaged ``.npz`` still fails the SHA-256 check,
+named (``tests/test_checkpoint_kill.py`` kills a save at each step).
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,6 +42,7 @@ from minireason.nn.model import GPT, GPTConfig, param_shapes
 
 NPZ_NAME = "checkpoint.npz"
 JSON_NAME = "checkpoint.json"
+STAGED_SHA_CHARS = 16  # hex digits of the SHA-256 in a staged file's name
 FORMAT = "minireason-checkpoint"
 FORMAT_VERSION = 1
 
@@ -79,6 +94,7 @@ def save_checkpoint(directory, model: GPT, optimizer, step: int, extra: dict | N
     """
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
+    settle(directory)
     arrays = {f"param/{name}": to_numpy(a) for name, a in model.params.items()}
     opt_json = None
     if optimizer is not None:
@@ -86,8 +102,10 @@ def save_checkpoint(directory, model: GPT, optimizer, step: int, extra: dict | N
         arrays.update({f"adam_m/{name}": to_numpy(a) for name, a in state["m"].items()})
         arrays.update({f"adam_v/{name}": to_numpy(a) for name, a in state["v"].items()})
         opt_json = {"t": int(state["t"]), "hyper": state["hyper"]}
-    npz_path = directory / NPZ_NAME
-    atomic_write(npz_path, lambda f: np.savez(f, **arrays))
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    sha = hashlib.sha256(buffer.getbuffer()).hexdigest()
+    atomic_write(_staged(directory, sha), lambda f: f.write(buffer.getbuffer()))  # step 1
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -95,12 +113,36 @@ def save_checkpoint(directory, model: GPT, optimizer, step: int, extra: dict | N
         "model_config": model.config.to_dict(),
         "optimizer": opt_json,
         "rng_state": model.rng_state(),
-        "npz_sha256": sha256_file(npz_path),
+        "npz_sha256": sha,
         "extra": extra or {},
     }
     text = json.dumps(meta, indent=1, sort_keys=True)
-    atomic_write(directory / JSON_NAME, lambda f: f.write(text.encode("utf-8")))
+    atomic_write(directory / JSON_NAME, lambda f: f.write(text.encode("utf-8")))  # step 2
+    os.replace(_staged(directory, sha), directory / NPZ_NAME)  # step 3
     return directory
+
+
+def _staged(directory: Path, sha: str) -> Path:
+    """Where step 1 of a save puts the arrays whose SHA-256 is ``sha`` (module doc)."""
+    return directory / f"checkpoint.{sha[:STAGED_SHA_CHARS]}.npz"
+
+
+def settle(directory) -> None:
+    """Finish the switch of a save killed between steps 2 and 3 (module doc), and remove
+    what saves killed before step 2 left (staged arrays, temporary files): nothing the
+    description names is lost. The caller is the directory's one writer."""
+    directory = Path(directory)
+    try:
+        sha = str(_read_json(directory / JSON_NAME)["npz_sha256"])
+    except (OSError, ValueError):
+        sha = None
+    for path in directory.glob("checkpoint.*.npz"):
+        if sha is not None and path == _staged(directory, sha) and sha256_file(path) == sha:
+            os.replace(path, directory / NPZ_NAME)
+        elif path.name != NPZ_NAME:
+            path.unlink()
+    for path in directory.glob(".checkpoint.*.tmp"):  # atomic_write's, killed mid-write
+        path.unlink()
 
 
 def _read_json(path: Path) -> dict:
@@ -117,6 +159,9 @@ def _read_json(path: Path) -> dict:
 
 
 def _read_npz(path: Path, expected_sha: str) -> dict:
+    staged = _staged(path.parent, str(expected_sha))
+    if staged.is_file() and not (path.is_file() and sha256_file(path) == expected_sha):
+        path = staged  # a save killed between its steps 2 and 3 (module doc)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint arrays not found: {path}")
     if sha256_file(path) != expected_sha:

@@ -422,7 +422,7 @@ def check_options(cfg: PrepareConfig) -> None:
             f"--prompt-tokens ({cfg.prompt_tokens}) must be < --context "
             f"({cfg.context}) to leave room for the reason"
         )
-    check_output_dir(cfg.out)
+    check_output_dir(cfg.out, inputs=(cfg.reviews, cfg.meta))
 
 
 class Stopwatch:

@@ -70,8 +70,11 @@ Complete or absent. :func:`write_prepared` writes everything into a fresh hidden
 beside ``OUT`` and only then puts it in place (:func:`minireason.files.directory_in_place`:
 on Linux by atomically exchanging it with the old ``OUT``), so a reader sees the old
 complete directory or the new complete one; ``prepare`` holds ``OUT``'s writer lock for the
-whole job, so a second ``prepare`` into the same ``OUT`` is refused at once. :func:`load_prepared` refuses a directory whose manifest is missing, of
-another format version, or does not match its files, naming the file.
+whole job, so a second ``prepare`` into the same ``OUT`` is refused at once. It replaces
+only a prepared directory that holds nothing its manifest does not list, and never one that
+holds its input (:func:`check_output_dir`). :func:`load_prepared` refuses a directory whose
+manifest is missing, of another format version, or does not match its files, naming the
+file.
 """
 
 from __future__ import annotations
@@ -85,7 +88,15 @@ from pathlib import Path
 import numpy as np
 
 from minireason.data.split import SPLITS
-from minireason.files import directory_in_place, read_npz, read_versioned_json, sha256_file
+from minireason.files import (
+    Kind,
+    check_output,
+    directory_in_place,
+    json_object,
+    read_npz,
+    read_versioned_json,
+    sha256_file,
+)
 from minireason.prep.features import (
     AspectVocabulary,
     EvidenceIndex,
@@ -358,19 +369,25 @@ def content_id(file_sha: dict[str, str]) -> str:
     return digest.hexdigest()
 
 
-def check_output_dir(out) -> Path:
+def _is_prepared(d: Path) -> bool:
+    """True when ``d`` holds a prepared directory's manifest and nothing it does not list:
+    all of it is ``prepare``'s to replace."""
+    manifest = json_object(d / MANIFEST) or {}
+    listed = manifest.get("files") if manifest.get("format") == FORMAT else None
+    return isinstance(listed, dict) and all(
+        p.name in listed or p.name == MANIFEST for p in d.iterdir()
+    )
+
+
+PREPARED_DIR = Kind("a prepared directory", _is_prepared, directory=True)
+
+
+def check_output_dir(out, inputs=()) -> Path:
     """Raise ValueError (naming ``--out``) unless ``out`` can become a prepared directory:
-    absent, an empty directory, or a prepared directory (complete or not) to replace."""
-    out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a directory; choose another path")
-    if out.is_dir() and any(out.iterdir()):
-        if not ((out / MANIFEST).is_file() or (out / "config.json").is_file()):
-            raise ValueError(
-                f"--out {out}: a non-empty directory that is not a prepared directory; "
-                "choose another path (nothing in it was touched)"
-            )
-    return out
+    absent, an empty directory, or a prepared directory holding nothing its manifest does
+    not list (replaced whole), and neither one of ``inputs`` nor holding one
+    (:func:`minireason.files.check_output`)."""
+    return check_output(out, "--out", PREPARED_DIR, inputs)
 
 
 def write_prepared(prepared: Prepared, out, attachments: dict) -> Path:

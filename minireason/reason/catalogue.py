@@ -79,8 +79,10 @@ from pathlib import Path
 from typing import ClassVar
 
 from minireason.files import (
+    Kind,
     atomic_write,
     atomic_write_json,
+    check_output,
     read_versioned_json,
     sha256_file,
     writer_lock,
@@ -476,6 +478,11 @@ def explain_chunk(job: dict, index: int, users: list[str]) -> dict:
 # --------------------------------------------------------------------------- the manifest
 
 
+OUTPUT_DIR = Kind(  # what --out may write into: an earlier explain-all's (read_manifest)
+    "an explain-all output", lambda d: (d / MANIFEST).is_file(), directory=True
+)
+
+
 def read_manifest(out) -> dict | None:
     """``OUT/_manifest.json``, checked for format and version; None when ``OUT`` is absent
     or empty. A directory that holds something else is a ValueError (nothing is touched)."""
@@ -797,7 +804,8 @@ def explain_all(
     if workers is not None and scheduler:
         raise ValueError("give --workers N (a local cluster) or --scheduler ADDRESS, not both")
     started = time.perf_counter()
-    out = Path(out)
+    given = users if isinstance(users, (str, os.PathLike)) and users != "all" else None
+    out = check_output(out, "--out", OUTPUT_DIR, inputs=(prepared_dir, run_dir, given))
     prepared = load_prepared(prepared_dir)
     info = load_run(run_dir).info  # loaded as every worker will: refused here, before a cluster
     check_same_data(info, prepared, allow_other_data)

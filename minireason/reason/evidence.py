@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from minireason import backend
+from minireason.files import write_png
 from minireason.prep.prompts import Segment
 
 
@@ -144,9 +145,9 @@ def shorten(text: str, width: int) -> str:
 
 
 def plot_evidence(explanation, path):
-    """Write :func:`evidence_figure` to a PNG; return the path."""
-    evidence_figure(explanation).savefig(path, dpi=120)
-    return path
+    """Write :func:`evidence_figure` to a PNG marked as this project's, atomically
+    (:func:`minireason.files.write_png`); return the path."""
+    return write_png(path, evidence_figure(explanation))
 
 
 def evidence_figure(explanation, fig=None):

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from minireason.files import write_png
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore, save_checkpoint
 from minireason.nn.model import GPT, is_number
 from minireason.nn.optim import AdamW, clip_grad_norm, global_grad_norm, lr_at
@@ -114,10 +115,9 @@ def evaluate(model: GPT, get_batch: Callable, iters: int) -> float:
 
 
 def plot_losses(train_losses, val_losses, path, before=None, title="training loss") -> Path:
-    """Write :func:`loss_figure` to a PNG; return the path."""
-    path = Path(path)
-    loss_figure(train_losses, val_losses, before, title).savefig(path, dpi=120)
-    return path
+    """Write :func:`loss_figure` to a PNG, atomically (:func:`minireason.files.write_png`);
+    return the path."""
+    return write_png(path, loss_figure(train_losses, val_losses, before, title))
 
 
 def loss_figure(train_losses, val_losses, before=None, title="training loss"):
@@ -180,7 +180,9 @@ def progress_line(label: str, step: int, end: int, loss: float, steps: int, seco
     return line
 
 
-def _check_resume_config(saved: dict, config: TrainConfig, path) -> None:
+def check_resume_config(saved: dict, config: TrainConfig, path) -> None:
+    """Refuse (ValueError naming ``path``) to resume a checkpoint trained with the settings
+    ``saved`` under ``config``, unless they differ only in :data:`RESUME_MAY_CHANGE`."""
     now = asdict(config)
     differ = [k for k in now if k not in RESUME_MAY_CHANGE and saved.get(k) != now[k]]
     if differ:
@@ -238,7 +240,7 @@ def train(
         if not (out_dir / JSON_NAME).is_file():
             raise FileNotFoundError(f"nothing to resume: no {out_dir / JSON_NAME}")
         ckpt = load_checkpoint(out_dir)
-        _check_resume_config(ckpt.extra.get("train_config", {}), config, out_dir / JSON_NAME)
+        check_resume_config(ckpt.extra.get("train_config", {}), config, out_dir / JSON_NAME)
         restore(ckpt, model, optimizer)
         result.step = ckpt.step
         result.train_losses = [tuple(x) for x in ckpt.extra.get("train_losses", [])]

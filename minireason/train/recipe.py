@@ -52,15 +52,23 @@ from pathlib import Path
 from typing import ClassVar
 
 from minireason import backend
-from minireason.files import atomic_write, atomic_write_json, writer_lock
-from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore
+from minireason.files import (
+    atomic_write,
+    atomic_write_json,
+    check_output,
+    json_object,
+    writer_lock,
+)
+from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore, settle
 from minireason.nn.memory import available_bytes
 from minireason.nn.model import GPT, GPTConfig, training_bytes
 from minireason.options import option
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import ReasonBatches, TokenWindows
-from minireason.train.loop import TrainConfig, plot_losses, train
+from minireason.train.loop import TrainConfig, check_resume_config, plot_losses, train
 from minireason.train.run import (
+    REPORT_JSON,
+    RUN_DIR,
     RUN_JSON,
     check_same_data,
     read_run_info,
@@ -311,6 +319,8 @@ def _run_stage(model, stage, get_batch, val_batch, config, out: Path, resume, pr
         )
     if resume:
         echo(resume_line(stage, done, config.max_steps, out))
+    if done is not None:
+        settle(out)  # a save killed at its switch is finished before the stage goes on
     t0 = time.perf_counter()
     if done is not None and done >= config.max_steps:
         ckpt = load_checkpoint(out)
@@ -380,13 +390,11 @@ def run_recipe(
         The dict written to ``OUT/train_report.json`` (written last: the run is finished).
     """
     t_start = time.perf_counter()
-    out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {out}: exists and is not a directory; choose another path")
     if isinstance(preset, dict):
         check_preset(preset)
     else:
         preset = load_preset(preset)
+    out = check_output(out_dir, "--out", RUN_DIR, inputs=(prepared_dir, preset.get("source")))
     prepared = load_prepared(prepared_dir)
     tok = prepared.tokenizer
     model_config = GPTConfig(vocab_size=tok.vocab_size, **preset["model"])
@@ -402,7 +410,9 @@ def run_recipe(
             before = read_run_info(out)
             check_same_data(before, prepared, instead="choose another --out")
             choice = {"decoding": before.decoding, "weights": before.weights}
-        check_continuation(out, preset, resume)
+        finished = check_continuation(out, preset, resume) and _finished(out, preset, echo)
+        if finished:
+            return finished  # nothing to train, nothing to write
         out.mkdir(parents=True, exist_ok=True)
         write_run_info(out, run_info_for(prepared, **choice, overrides=preset.get("overrides")))
         atomic_write_json(out / "preset.json", preset)
@@ -410,7 +420,7 @@ def run_recipe(
             atomic_write(out / name, lambda fh, n=name: fh.write((prepared.path / n).read_bytes()))
         report = _train_stages(prepared, preset, model_config, out, resume, progress, echo)
         report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
-        atomic_write_json(out / "train_report.json", report)
+        atomic_write_json(out / REPORT_JSON, report)
     return report
 
 
@@ -439,18 +449,36 @@ def check_memory(preset: dict, model_config: GPTConfig, context: int, available=
         )
 
 
-def check_continuation(out: Path, preset: dict, resume: bool) -> None:
+def _finished(out: Path, preset: dict, echo) -> dict | None:
+    """The report of the run ``out``, whose every stage is finished, resumed with nothing
+    left to do: its ``train_report.json`` with each stage "already finished", said through
+    ``echo``; nothing is written. None when the report is missing or unreadable (a run
+    killed before writing it), which resuming writes again."""
+    report = json_object(out / REPORT_JSON)
+    if report is None or not all(isinstance(report.get(stage), dict) for stage in STAGES):
+        return None
+    for stage in STAGES:
+        steps = preset[stage]["max_steps"]
+        echo(resume_line(stage, steps, steps, out / stage))
+        report[stage] = {**report[stage], "status": "already finished", "seconds_this_run": 0.0}
+    report["seconds_this_run"] = 0.0
+    return report
+
+
+def check_continuation(out: Path, preset: dict, resume: bool) -> bool:
     """Refuse (ValueError), before anything in the run directory ``out`` is written, to
-    train where a stage already holds a checkpoint unless ``resume``, or to resume a run
-    trained with other ``--set`` values than ``preset``'s (recorded in ``RUN/preset.json``):
-    its checkpoints and the new values would be mixed."""
-    started = [(stage, done) for stage in STAGES if (done := _stage_state(out / stage)) is not None]
-    if not started:
-        return
+    train where a stage already holds a checkpoint unless ``resume``; to resume a run
+    trained with other ``--set`` values than ``preset``'s (recorded in ``RUN/preset.json``)
+    or with checkpoints ``preset`` cannot continue (:func:`_check_resumable`): its
+    checkpoints and the new values would be mixed. Returns True when every stage is
+    finished (nothing is left to train)."""
+    saved = {s: load_checkpoint(out / s) for s in STAGES if (out / s / JSON_NAME).is_file()}
+    if not saved:
+        return False
     if not resume:
-        stage, done = started[0]
+        stage, ckpt = next(iter(saved.items()))
         raise ValueError(
-            f"{out / stage} already holds a checkpoint (step {done}); pass --resume to "
+            f"{out / stage} already holds a checkpoint (step {ckpt.step}); pass --resume to "
             "continue it, or choose another --out"
         )
     try:
@@ -464,6 +492,46 @@ def check_continuation(out: Path, preset: dict, resume: bool) -> None:
             f"--set: {out} was trained with {_as_options(before)}, not {_as_options(now)}; "
             "resume it with the same --set options, or choose another --out"
         )
+    _check_resumable(out, preset, saved)
+    return len(saved) == len(STAGES) and all(
+        ckpt.step >= preset[stage]["max_steps"] for stage, ckpt in saved.items()
+    )
+
+
+def _check_resumable(out: Path, preset: dict, saved: dict) -> None:
+    """Refuse (ValueError naming the checkpoint) to resume ``out``'s checkpoints ``saved``
+    (``{stage: Checkpoint}``) with a ``preset`` whose model differs from theirs, whose
+    training settings differ in more than the schedule's length
+    (:func:`~minireason.train.loop.check_resume_config`), that asks a stage for fewer steps
+    than its checkpoint holds, or that changes the length of pretraining once fine-tuning
+    has started from it (the fine-tuned model would no longer follow from the pretraining
+    the preset and the report describe)."""
+    for stage, ckpt in saved.items():
+        where = out / stage / JSON_NAME
+        was = ckpt.model_config.to_dict()
+        now = GPTConfig(vocab_size=was["vocab_size"], **preset["model"]).to_dict()
+        if now != was:
+            pairs = ", ".join(f"{k}: {was[k]!r} -> {now[k]!r}" for k in now if now[k] != was[k])
+            raise ValueError(
+                f"cannot resume from {where}: {preset['source']} describes another model "
+                f"({pairs}); choose another --out"
+            )
+        check_resume_config(ckpt.extra.get("train_config", {}), stage_config(preset, stage), where)
+        steps = preset[stage]["max_steps"]
+        if ckpt.step > steps:
+            raise ValueError(
+                f"cannot resume from {where}: it holds {ckpt.step} steps, more than "
+                f"{stage}.max_steps {steps}; choose another --out"
+            )
+    if "finetune" in saved and "pretrain" in saved:
+        was = saved["pretrain"].extra.get("train_config", {}).get("max_steps")
+        now = preset["pretrain"]["max_steps"]
+        if was != now:
+            raise ValueError(
+                f"cannot resume {out}: pretrain.max_steps is {now}, but {out / 'finetune'} was "
+                f"fine-tuned after {was} steps of pretraining, and a changed pretraining needs "
+                "a new fine-tuning; train into another --out (nothing was changed)"
+            )
 
 
 def _as_options(overrides: dict) -> str:

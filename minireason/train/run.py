@@ -37,7 +37,7 @@ import shlex
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from minireason.files import atomic_write_json, read_versioned_json, sha256_file
+from minireason.files import Kind, atomic_write_json, json_object, read_versioned_json, sha256_file
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, model_from
 from minireason.options import option
 from minireason.prep.tokenizer import BPETokenizer
@@ -48,6 +48,7 @@ READS = (1, 2)  # a format-1 run.json is read with the weights of its release (W
 WEIGHTS_FORMAT = "minireason-weights"
 WEIGHTS_FORMAT_VERSION = 1
 RUN_JSON = "run.json"
+REPORT_JSON = "train_report.json"  # written last: the run is finished
 CONTENT_FILES = (  # what the fine-tuned model's explanations depend on: the run's identity
     RUN_JSON,
     "tokenizer.json",
@@ -283,6 +284,13 @@ def run_info_for(
     )
 
 
+RUN_DIR = Kind(  # what train --out may write into: a run of this minireason
+    "a run directory",
+    lambda d: (json_object(d / RUN_JSON) or {}).get("format") == FORMAT,
+    directory=True,
+)
+
+
 def write_run_info(run_dir, info: RunInfo) -> Path:
     return atomic_write_json(Path(run_dir) / RUN_JSON, info.to_json())
 
@@ -353,6 +361,12 @@ def check_same_data(
         f"not on {prepared.path} (content {prepared.content[:12]}); give the prepared "
         f"directory it was trained on, or {instead}"
     )
+
+
+def content_paths(run_dir) -> tuple[Path, ...]:
+    """The paths of a run's :data:`CONTENT_FILES`: what a command that uses the run reads
+    (and so must never write over)."""
+    return tuple(Path(run_dir) / name for name in CONTENT_FILES)
 
 
 def run_content(run_dir) -> str:
