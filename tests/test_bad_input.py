@@ -488,7 +488,7 @@ def test_a_checkpoint_asking_for_a_huge_model_is_refused_without_allocating(
     meta["model_config"].update(n_layer=48)  # ... and its 48 layers
     path.write_text(json.dumps(meta))
     assert main(["explain", "--run", str(copy), "--tags", "strings"]) == 1
-    one_line(capsys, "model_config needs 580 parameter arrays", "lacks 564 of them")
+    one_line(capsys, "model_config asks for 48 layers", "holds 16 parameter arrays in all")
 
 
 # --------------------------------------------------------------------------- outputs and presets

@@ -226,8 +226,8 @@ def test_a_word_particular_to_the_item_earns_the_specific_weight_once(tokenizer)
     texts = ["this is a great tuner.", "this snark is a great tuner."]
     ids = [tokenizer.encode(t) for t in texts]
     lps = [np.full(len(i), -1.0) for i in ids]
-    off = rank_candidates(tokenizer, ids, lps, ["eos"] * 2, [], [], ScoreWeights())
-    assert off[0].index == 0  # weight 0 (a new run's): consensus and order decide
+    off = rank_candidates(tokenizer, ids, lps, ["eos"] * 2, [], [], w)
+    assert off[0].index == 0  # no particular words (free-form input): the sampling order
     on = rank_candidates(tokenizer, ids, lps, ["eos"] * 2, [], [], w, particular=particular)
     assert on[0].index == 1
 

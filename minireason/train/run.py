@@ -102,14 +102,15 @@ class ScoreWeights:
 
     The defaults (what a new run records) were chosen on the validation split of Musical
     Instruments with the small preset (``docs/quality.md`` lists the settings tried and
-    their numbers); ``echo`` and ``unknown`` by blind readings, not by the tuner.
+    their numbers); ``echo``, ``unknown`` and ``specific`` by blind readings, not by the
+    tuner.
     """
 
     user: float = 0.0
     item: float = 1.0
     focus: float = 1.0
     phrasing: float = 1.0
-    specific: float = 0.0
+    specific: float = 1.0
     logprob: float = 0.0
     consensus: float = 1.0
     repetition: float = 1.0
