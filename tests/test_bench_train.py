@@ -192,10 +192,10 @@ def test_torch_kv_cache_twin_matches_numpy_prefill_and_decode():
     model = GPT(GPTConfig(vocab_size=50, block_size=32, n_layer=2, n_head=2, n_embd=16, seed=3))
     net = build_torch_model(model.eval())
     prompt = [3, 7, 9, 11, 2]
-    logits, cache = prefill(model, np.array([prompt]), np.array([len(prompt)]))
+    first, cache = prefill(model, np.array([prompt]), np.array([len(prompt)]))
     caches = [[torch.zeros(1, 2, 32, 8), torch.zeros(1, 2, 32, 8)] for _ in range(2)]
     twin = net.logits_cached(torch.tensor([prompt]), caches)
-    np.testing.assert_allclose(logits, twin.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(first.logits, twin.detach().numpy(), atol=1e-5)
     step = decode_step(model, np.array([4]), np.array([5]), cache)
     twin_step = net.logits_cached(torch.tensor([[4]]), caches, 5)
-    np.testing.assert_allclose(step, twin_step.detach().numpy(), atol=1e-5)
+    np.testing.assert_allclose(step.logits, twin_step.detach().numpy(), atol=1e-5)
