@@ -25,11 +25,15 @@ from typing import ClassVar
 
 from minireason.data.fetch import find_or_fetch
 from minireason.data.io import cut_short
-from minireason.files import sha256_file
+from minireason.files import HTML_PAGE, PNG_FIGURE, Kind, check_output, sha256_file
 from minireason.options import check_values, option
 from minireason.train.recipe import SET_OPTION
 
 DEMO_DATASET = "musical-instruments"
+REPORT = "report.html"  # the explanations page, in --out
+# --out itself: the demo adds its own named outputs to any directory and removes nothing, so
+# only what it reads (the data directory) is out of bounds
+DEMO_DIR = Kind("a directory", lambda path: True, directory=True)
 
 
 @dataclass
@@ -85,6 +89,11 @@ def check_demo(data_dir, out, preset, overrides, n_users, eval_limit, seed) -> d
         raise ValueError(f"--out {out}: {run_dir} exists and is not a directory")
     check_continuation(run_dir, loaded, resume=True)
     check_eval_dir(out / "eval")
+    check_output(out / REPORT, "--out", HTML_PAGE)
+    for plot in sorted(out.glob("evidence_*.png")):  # the users' figures, named after them
+        check_output(plot, "--out", PNG_FIGURE)
+    if data_dir is not None:
+        check_output(out, "--out", DEMO_DIR, inputs=(data_dir,))
     return loaded
 
 
@@ -292,7 +301,7 @@ def run_demo(
         echo(f"  evidence heatmap of the first: {plot}")
         sections.append(user_section(prepared, user, recs, run.tokenizer))
     about = report_about(run, run.info.settings(decoding), seed)
-    page = write_report(out / "report.html", sections, about)
+    page = write_report(out / REPORT, sections, about)
     echo(f"\nthe explanations as a page (token-level attention, every step-4 candidate): {page}")
 
     echo("\n[4/4] evaluation on the test split (model vs baselines; recommenders vs popularity)")

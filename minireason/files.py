@@ -147,8 +147,15 @@ def _exchange(a: Path, b: Path) -> bool:
 def writer_lock(out, what: str):
     """Hold the one-writer lock of the output ``out`` (``what`` names the command, for the
     message) and clear what an interrupted writer left beside it. A second writer gets a
-    ValueError at once. Where ``fcntl`` does not exist (not POSIX) there is no lock."""
+    ValueError at once. Where ``fcntl`` does not exist (not POSIX) there is no lock.
+
+    The lock is a ``flock`` on ``.OUT.lock`` beside ``out``. The holder removes the file
+    before it lets go, and a writer that locked a file someone removed meanwhile starts
+    again, so two writers never hold two different files. A command that ends, done or
+    refused, leaves neither the lock file nor a parent directory it made and left empty; a
+    killed one leaves the lock file, which the next writer takes over."""
     out = Path(out)
+    made = [p for p in (out.parent, *out.parent.parents) if not p.exists()]  # deepest first
     out.parent.mkdir(parents=True, exist_ok=True)
     lock_path = out.parent / f".{out.name}.lock"
     try:
@@ -156,25 +163,47 @@ def writer_lock(out, what: str):
     except ImportError:
         yield
         return
-    with open(lock_path, "a+") as fh:
+    try:
+        fh = _locked_file(lock_path, fcntl, out, what)
+        with fh:
+            for old in out.parent.glob(f".{out.name}.old-*"):  # killed between two renames
+                if not out.exists():
+                    os.rename(old, out)
+                else:
+                    shutil.rmtree(old, ignore_errors=True)
+            for stale in out.parent.glob(f".{out.name}.partial-*"):
+                shutil.rmtree(stale, ignore_errors=True)
+            try:
+                yield
+            finally:
+                lock_path.unlink(missing_ok=True)  # still held: no one else can take it now
+                fcntl.flock(fh, fcntl.LOCK_UN)
+    finally:
+        for directory in made:  # only the empty ones this call made
+            try:
+                directory.rmdir()
+            except OSError:
+                break
+
+
+def _locked_file(lock_path: Path, fcntl, out: Path, what: str):
+    """The open lock file ``lock_path``, flocked; ValueError when another writer holds it."""
+    while True:
+        fh = open(lock_path, "a+")
         try:
             fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            fh.close()
             raise ValueError(
                 f"--out {out}: another {what} is writing it now (lock {lock_path}); wait for "
                 "it to finish, or choose another --out"
             ) from None
-        for old in out.parent.glob(f".{out.name}.old-*"):  # killed between two renames
-            if not out.exists():
-                os.rename(old, out)
-            else:
-                shutil.rmtree(old, ignore_errors=True)
-        for stale in out.parent.glob(f".{out.name}.partial-*"):
-            shutil.rmtree(stale, ignore_errors=True)
         try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
+            if os.stat(lock_path).st_ino == os.fstat(fh.fileno()).st_ino:
+                return fh
+        except FileNotFoundError:
+            pass
+        fh.close()  # a finished writer removed the file after we opened it: again
 
 
 # --------------------------------------------------------------------------- versioned JSON

@@ -231,9 +231,7 @@ def test_prepare_killed_at_any_point_leaves_the_old_or_the_new_directory(tmp_pat
     assert old_id in seen
     assert main(prepare_argv(new_input, out)) == 0  # a later prepare clears what the kills left
     assert load_prepared(out).content == new_id
-    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".prep")) == [
-        ".prep.lock"
-    ]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".prep")) == []
 
 
 def _wait_until_flocked(path: Path, timeout: float = 120.0) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 from conftest import MI_REVIEWS, LocalServer
@@ -208,6 +209,33 @@ def test_demo_checks_what_it_is_given_before_any_work(argv, message, tmp_path, m
     assert captured.out == ""  # not even "[1/4] data"
     assert captured.err.count("\n") == 1 and message in captured.err, captured.err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["A-FILE"]  # nothing written
+
+
+@pytest.mark.parametrize(
+    "setup,argv,message",
+    [
+        ("report.html", [], "--out demo/report.html: exists and is not an HTML page"),
+        ("evidence_U1.png", [], "--out demo/evidence_U1.png: exists and is not a PNG figure"),
+        ("data/notes.txt", ["--out", "data/demo", "--data-dir", "data"], "lies inside an input"),
+    ],
+)
+def test_demo_replaces_only_its_own_page_and_figures(
+    setup, argv, message, tmp_path, monkeypatch, capsys
+):
+    from minireason.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    theirs = Path("demo" if not setup.startswith("data") else ".") / setup
+    theirs.parent.mkdir(parents=True, exist_ok=True)
+    theirs.write_text("the user's own file")
+    before = sorted(str(p) for p in tmp_path.rglob("*"))
+    argv = argv or ["--out", "demo"]
+    assert main(["demo", "--offline", *argv]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == "" and captured.err.count("\n") == 1, captured.err
+    assert message in captured.err, captured.err
+    assert sorted(str(p) for p in tmp_path.rglob("*")) == before  # nothing written
+    assert theirs.read_text() == "the user's own file"
 
 
 def test_demo_refuses_other_set_values_than_its_run_was_trained_with(

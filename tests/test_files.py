@@ -79,6 +79,22 @@ def test_a_second_writer_is_refused_until_the_first_dies(tmp_path):
         pass
 
 
+def test_a_writer_leaves_no_lock_file_and_no_empty_directory_it_made(tmp_path):
+    out = tmp_path / "a" / "b" / "out"
+    with pytest.raises(ValueError, match="refused"):
+        with writer_lock(out, "test"):
+            assert (out.parent / ".out.lock").exists()
+            raise ValueError("refused")  # a command that refuses after taking the lock
+    assert list(tmp_path.iterdir()) == []  # neither the lock nor a/b
+    with writer_lock(out, "test"):
+        out.mkdir()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["out"]  # what it wrote, only
+    (tmp_path / ".x.lock").write_text("")  # left by a writer that was killed
+    with writer_lock(tmp_path / "x", "test"):
+        pass
+    assert not (tmp_path / ".x.lock").exists()  # taken over, then removed
+
+
 def test_read_npz_refuses_everything_but_plain_arrays(tmp_path):
     good = tmp_path / "good.npz"
     np.savez(good, ids=np.arange(5))
