@@ -115,6 +115,36 @@ def test_fetch_named_dataset_into_the_cache_with_a_checked_zip(tmp_path, monkeyp
         fetch("nope")
 
 
+def test_fetch_never_replaces_a_file_it_did_not_download(tmp_path, monkeypatch, capsys):
+    theirs = tmp_path / "file.bin"
+    theirs.write_bytes(b"the user's own file")
+    with LocalServer(PAYLOAD) as srv:
+        with pytest.raises(FetchError, match=r"file.bin: exists and is not file.bin as published"):
+            download(_remote(srv.url), theirs, timeout=5, progress=False)
+    assert theirs.read_bytes() == b"the user's own file" and srv.ranges == []
+    text = b"userId,movieId,rating,timestamp\n1,1,4.0,5\n"
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        z.writestr("ml/ratings.csv", text)
+    member = {"ml/ratings.csv": hashlib.sha256(text).hexdigest()}
+    folder = tmp_path / "cache" / "toy-folder"
+    folder.mkdir(parents=True)
+    (folder / "ratings.csv").write_text("my ratings")
+    monkeypatch.setenv("MINIREASON_CACHE", str(tmp_path / "cache"))
+    with LocalServer(buf.getvalue()) as srv:
+        remote = RemoteFile(srv.url, "toy.zip", None, None, members=member)
+        monkeypatch.setitem(fetch_mod.DATASETS, "toy", Dataset("toy", "toy-folder", (remote,), ""))
+        assert main(["data", "fetch", "toy"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "ratings.csv: exists and is not ml/ratings.csv" in err, err
+    assert (folder / "ratings.csv").read_text() == "my ratings"
+    (folder / "ratings.csv").write_bytes(text)  # the member itself: kept, not written again
+    before = (folder / "ratings.csv").stat().st_mtime_ns
+    with LocalServer(buf.getvalue()) as srv:
+        assert main(["data", "fetch", "toy"]) == 0
+    assert (folder / "ratings.csv").stat().st_mtime_ns == before
+
+
 def test_cli_reports_fetch_failure_in_one_line(tmp_path, monkeypatch, capsys):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -161,10 +161,18 @@ class ListConfig:
 def download(
     remote: RemoteFile, dest: Path, timeout: float = FetchConfig.timeout, progress: bool = True
 ) -> Path:
-    """Download ``remote`` to ``dest`` via ``dest.part`` (resumed), checking size and SHA-256."""
+    """Download ``remote`` to ``dest`` via ``dest.part`` (resumed), checking size and SHA-256.
+
+    A ``dest`` already there is kept: returned when it is the published file (or no SHA-256
+    is published), else refused (FetchError naming it) and left as it is, never replaced."""
     dest = Path(dest)
-    if dest.is_file() and (remote.sha256 is None or sha256_file(dest) == remote.sha256):
-        return dest
+    if dest.is_file():
+        if remote.sha256 is None or (got := sha256_file(dest)) == remote.sha256:
+            return dest
+        raise FetchError(
+            f"{dest}: exists and is not {remote.name} as published (SHA-256 {got[:12]}... != "
+            f"{remote.sha256[:12]}...); left as it is: move it away, or give another --cache"
+        )
     dest.parent.mkdir(parents=True, exist_ok=True)
     part = dest.with_name(dest.name + ".part")
     have = part.stat().st_size if part.is_file() else 0
@@ -231,11 +239,20 @@ def download(
 
 
 def unpack_checked(archive: Path, members: dict, folder: Path) -> None:
-    """Unpack the listed ``members`` of a zip into ``folder`` (flat), checking each SHA-256."""
+    """Unpack the listed ``members`` of a zip into ``folder`` (flat), checking each SHA-256.
+    A member already unpacked (same SHA-256) is kept; another file of its name is refused
+    (FetchError naming it) and left as it is."""
     try:
         with zipfile.ZipFile(archive) as zf:
             for member, expected in members.items():
                 target = folder / Path(member).name
+                if target.exists():
+                    if target.is_file() and sha256_file(target) == expected:
+                        continue
+                    raise FetchError(
+                        f"{target}: exists and is not {member} of {archive.name}; left as it "
+                        "is: move it away, or give another --cache"
+                    )
                 with zf.open(member) as src, open(target, "wb") as out:
                     shutil.copyfileobj(src, out)
                 got = sha256_file(target)
