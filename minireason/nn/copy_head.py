@@ -38,6 +38,7 @@ import math
 from typing import NamedTuple
 
 from minireason.backend import array_module
+from minireason.nn.attention import masked_softmax
 from minireason.nn.layers import log_softmax
 from minireason.nn.threads import matmul
 
@@ -53,6 +54,11 @@ def copy_param_shapes(n_embd: int, n_head: int) -> dict:
         "copy.w_gate": (n_embd,),
         "copy.b_gate": (1,),
     }
+
+
+def copy_params(params: dict) -> dict:
+    """The copy head's arrays out of a model's ``params`` (:data:`COPY_PARAMS`)."""
+    return {name: params[name] for name in COPY_PARAMS}
 
 
 def log_sigmoid(z):
@@ -88,11 +94,7 @@ def copy_attention(h, w_q, w_k, B, T):
     q = matmul(h, w_q).reshape(B, T, D)
     k = matmul(h, w_k).reshape(B, T, D)
     scores = matmul(q, k.transpose(0, 2, 1)) * (1.0 / math.sqrt(D))  # (B, T, T)
-    future = xp.triu(xp.ones((T, T), dtype=bool), k=1)
-    scores = xp.where(future, -xp.inf, scores)
-    a = xp.exp(scores - scores.max(axis=-1, keepdims=True))
-    a /= a.sum(axis=-1, keepdims=True)
-    return q, k, a
+    return q, k, masked_softmax(scores, xp.tril(xp.ones((T, T), dtype=bool)))
 
 
 def copy_head_forward(h, idx, rows, targets, logp_vocab, params):
@@ -117,9 +119,7 @@ def copy_head_forward(h, idx, rows, targets, logp_vocab, params):
     c = (a_rows * match).sum(axis=-1)  # (n,)
     z = matmul(h[rows], params["copy.w_gate"]) + params["copy.b_gate"]  # (n,)
     g = 1.0 / (1.0 + xp.exp(-z))
-    with _quiet(xp):  # log 0 = -inf where nothing in the context matches: logaddexp copes
-        log_c = xp.log(c)
-    logp = xp.logaddexp(log_sigmoid(z) + logp_vocab, log_sigmoid(-z) + log_c)
+    logp = xp.logaddexp(log_sigmoid(z) + logp_vocab, log_sigmoid(-z) + _log(c))
     return logp, CopyHeadCache(h, q, k, a, rows, match, c, g, logp, params)
 
 
@@ -168,11 +168,8 @@ def copy_attention_rows(q, keys, allowed):
     Returns:
         ``a`` ``(n, S)``, zero where not allowed, each row summing to 1.
     """
-    xp = array_module(q)
     scores = (keys @ q[:, :, None])[:, :, 0] * (1.0 / math.sqrt(q.shape[1]))  # (n, S)
-    scores = xp.where(allowed, scores, -xp.inf)
-    a = xp.exp(scores - scores.max(axis=-1, keepdims=True))
-    return a / a.sum(axis=-1, keepdims=True)
+    return masked_softmax(scores, allowed)
 
 
 def copy_mixture(logits, h_rows, a_rows, sources, params):
@@ -194,22 +191,14 @@ def copy_mixture(logits, h_rows, a_rows, sources, params):
     z = matmul(h_rows, params["copy.w_gate"]) + params["copy.b_gate"]  # (n,)
     flat = (xp.arange(n)[:, None] * V + sources).ravel()
     copy = xp.bincount(flat, weights=a_rows.ravel(), minlength=n * V).reshape(n, V)
-    with _quiet(xp):
-        log_copy = xp.log(copy.astype(logits.dtype))
     generated = log_softmax(logits) + log_sigmoid(z)[:, None]
-    return xp.logaddexp(generated, log_copy + log_sigmoid(-z)[:, None]), 1.0 / (1.0 + xp.exp(-z))
+    copied = _log(copy.astype(logits.dtype)) + log_sigmoid(-z)[:, None]
+    return xp.logaddexp(generated, copied), 1.0 / (1.0 + xp.exp(-z))
 
 
-class _quiet:
-    """``numpy.errstate(divide="ignore")`` for NumPy; nothing for CuPy (which does not warn)."""
-
-    def __init__(self, xp):
-        self.state = xp.errstate(divide="ignore") if hasattr(xp, "errstate") else None
-
-    def __enter__(self):
-        if self.state is not None:
-            self.state.__enter__()
-
-    def __exit__(self, *exc):
-        if self.state is not None:
-            self.state.__exit__(*exc)
+def _log(x):
+    """``log(x)`` of probabilities, ``-inf`` where ``x`` is 0 (nothing to copy), without the
+    divide-by-zero warning; ``logaddexp`` takes the ``-inf``."""
+    xp = array_module(x)
+    positive = x > 0
+    return xp.where(positive, xp.log(xp.where(positive, x, 1.0)), -xp.inf)

@@ -35,12 +35,12 @@ import numpy as np
 
 from minireason import backend
 from minireason.nn.copy_head import (
-    COPY_PARAMS,
     copy_attention,
     copy_head_backward,
     copy_head_forward,
     copy_mixture,
     copy_param_shapes,
+    copy_params,
 )
 from minireason.nn.layers import (
     BLOCK_PARAMS,
@@ -337,7 +337,7 @@ class GPT:
             if cfg.copy:  # the loss is the mixture's NLL, with the same per-token weights
                 rows = xp.arange(B * T) if scored is None else scored
                 logp, copy_cache = copy_head_forward(
-                    x, idx, rows, flat_targets[rows], -ce_cache.nll, self._copy_params()
+                    x, idx, rows, flat_targets[rows], -ce_cache.nll, copy_params(p)
                 )
                 loss_arr = -(logp * ce_cache.weights).sum()
             loss = float(loss_arr)
@@ -402,13 +402,10 @@ class GPT:
 
     # ------------------------------------------------------------------ copy head
 
-    def _copy_params(self) -> dict:
-        return {name: self.params[name] for name in COPY_PARAMS}
-
     def _copy_logprobs(self, x, idx, logits):
         """``(B * T, V)`` log-probabilities of the generate/copy mixture at every position."""
         B, T = idx.shape
-        params = self._copy_params()
+        params = copy_params(self.params)
         _, _, a = copy_attention(x, params["copy.w_q"], params["copy.w_k"], B, T)
         sources = backend.array_module(idx).repeat(idx, T, axis=0)  # (B * T, T): row b*T+t
         logp, _ = copy_mixture(logits, x, a.reshape(B * T, T), sources, params)

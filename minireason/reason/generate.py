@@ -61,7 +61,7 @@ import numpy as np
 
 from minireason import backend
 from minireason.nn.attention import attention_forward
-from minireason.nn.copy_head import COPY_PARAMS, copy_attention_rows, copy_mixture
+from minireason.nn.copy_head import copy_attention_rows, copy_mixture, copy_params
 from minireason.nn.layers import (
     BLOCK_PARAMS,
     block_attention,
@@ -221,7 +221,7 @@ def _head(model, x, cache, positions):
     if not model.config.copy:
         return Step(logits)
     xp = backend.array_module(x)
-    params = {name: model.params[name] for name in COPY_PARAMS}
+    params = copy_params(model.params)
     keys, sources = cache[-1]
     n_keys = int(positions.max()) + 1
     allowed = xp.arange(n_keys)[None, :] <= xp.asarray(positions)[:, None]  # (B, S)
