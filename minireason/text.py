@@ -84,15 +84,24 @@ def vocabulary(texts: Iterable[str], min_count: int = 2) -> frozenset[str]:
 SPECIFIC_SHARE = 0.05  # a word used by at most this share of the items is particular to them
 
 
-def particular_words(item_words: dict[str, frozenset[str]]) -> dict[str, frozenset[str]]:
+def particular_limit(n_items: int) -> int:
+    """The most items whose texts may use a word particular to one of them:
+    ``max(1, floor(SPECIFIC_SHARE * n_items))``."""
+    return max(1, math.floor(SPECIFIC_SHARE * n_items))
+
+
+def particular_words(
+    item_words: dict[str, frozenset[str]], df: Counter | None = None
+) -> dict[str, frozenset[str]]:
     """``{item: the words particular to it}``: the words of its texts (``item_words[item]``)
-    that at most ``max(1, floor(SPECIFIC_SHARE * number of items))`` items' texts use.
+    that at most :func:`particular_limit` items' texts use (``df``: word -> number of items
+    using it, counted here when not given).
 
     On Musical Instruments' training reviews (891 items, so at most 44): "snark" (28 items)
     is particular to a Snark tuner, "tuner" (109) and "fender" (236) are not. Step 4's
     ``specific`` term and the evaluation's item-specificity read the same sets."""
-    df = Counter(w for ws in item_words.values() for w in ws)
-    most = max(1, math.floor(SPECIFIC_SHARE * len(item_words)))
+    df = Counter(w for ws in item_words.values() for w in ws) if df is None else df
+    most = particular_limit(len(item_words))
     return {item: frozenset(w for w in ws if df[w] <= most) for item, ws in item_words.items()}
 
 

@@ -13,7 +13,7 @@ whose training reviews use the word w:
 ``item_specificity``
     A reason about item i is *specific* when it holds a word w that is *particular to* i:
     ``w in W_i`` and ``df(w) <= max(1, floor(SPECIFIC_SHARE * n_items))``, with
-    :data:`SPECIFIC_SHARE` 5% and ``n_items`` the number of items with a training review
+    :data:`minireason.text.SPECIFIC_SHARE` 5% and ``n_items`` the number of items with a training review
     (891 on Musical Instruments, so at most 44 items: "snark" is particular to a Snark tuner,
     "tuner" (109 items) and "fender" (236) are not).
 ``groundedness``
@@ -40,7 +40,6 @@ reason; :func:`grounding_metrics` is the share over N of them.
 
 from __future__ import annotations
 
-import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -49,7 +48,14 @@ import numpy as np
 
 from minireason.evaluation.metrics import GROUNDING_METRICS, normalize_features
 from minireason.prep.features import split_sentences
-from minireason.text import SPECIFIC_SHARE, PhraseSet, is_word, particular_words, tokens, words
+from minireason.text import (
+    PhraseSet,
+    is_word,
+    particular_limit,
+    particular_words,
+    tokens,
+    words,
+)
 
 COPY_WORDS = 8  # this many consecutive words of a training sentence make a copy
 
@@ -127,12 +133,9 @@ class GroundingIndex:
         self.item_words = {i: frozenset(w) for i, w in item_words.items()}
         self.item_aspects = {i: frozenset(a) for i, a in item_aspects.items()}
         self.item_df = Counter(w for ws in self.item_words.values() for w in ws)
-        self.max_df = max(1, math.floor(SPECIFIC_SHARE * len(self.item_words)))
-        self.particular = particular_words(self.item_words)
-        ordered = np.sort(np.concatenate([np.zeros(0, np.int64), *hashes]))
-        distinct = np.ones(ordered.size, dtype=bool)
-        distinct[1:] = ordered[1:] != ordered[:-1]
-        self.copy_hashes = ordered[distinct]
+        self.max_df = particular_limit(len(self.item_words))
+        self.particular = particular_words(self.item_words, self.item_df)
+        self.copy_hashes = np.unique(np.concatenate([np.zeros(0, np.int64), *hashes]))
 
     def params(self) -> dict:
         """The thresholds as this index applies them, for a report to quote."""
