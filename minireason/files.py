@@ -42,6 +42,11 @@ from pathlib import Path
 
 import numpy as np
 
+try:
+    import fcntl  # POSIX file locks
+except ImportError:
+    fcntl = None
+
 
 def sha256_file(path) -> str:
     """The SHA-256 of a file's bytes, hex."""
@@ -159,13 +164,10 @@ def writer_lock(out, what: str):
     out.parent.mkdir(parents=True, exist_ok=True)
     lock_path = out.parent / f".{out.name}.lock"
     try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    try:
-        fh = _locked_file(lock_path, fcntl, out, what)
-        with fh:
+        if fcntl is None:
+            yield
+            return
+        with _locked_file(lock_path, out, what) as fh:
             for old in out.parent.glob(f".{out.name}.old-*"):  # killed between two renames
                 if not out.exists():
                     os.rename(old, out)
@@ -186,7 +188,7 @@ def writer_lock(out, what: str):
                 break
 
 
-def _locked_file(lock_path: Path, fcntl, out: Path, what: str):
+def _locked_file(lock_path: Path, out: Path, what: str):
     """The open lock file ``lock_path``, flocked; ValueError when another writer holds it."""
     while True:
         fh = open(lock_path, "a+")
