@@ -88,6 +88,31 @@ def micro_run(micro_prepared, micro_preset_file) -> tuple[Path, Path]:
     return micro_prepared, run
 
 
+def seed_file(folder, value: str) -> str:
+    """A course seed file as ``grade --seed-file`` wants it (0600); its path."""
+    path = Path(folder) / "course_seed"
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return str(path)
+
+
+def planted_file(
+    tmp_path, base: Path, prelude: str = "", old: str = "", new: str = "", name: str = ""
+) -> Path:
+    """A submission made from ``base`` (a solution or a stub): ``old`` replaced by ``new``
+    (it must occur once) and ``prelude`` put after its ``import numpy as np`` line; written
+    to ``tmp_path / name`` (default: ``base``'s name)."""
+    source = base.read_text()
+    if old:
+        assert source.count(old) == 1, f"{old!r} must occur once"
+        source = source.replace(old, new)
+    lines = source.splitlines(keepends=True)
+    at = next(i for i, line in enumerate(lines) if line.startswith("import numpy as np"))
+    path = tmp_path / (name or base.name)
+    path.write_text("".join(lines[: at + 1]) + prelude + "".join(lines[at + 1 :]))
+    return path
+
+
 def pytest_collection_modifyitems(config, items):
     """Skip tests marked ``gpu`` when CuPy or a GPU is missing, with the reason."""
     if not any("gpu" in item.keywords for item in items):

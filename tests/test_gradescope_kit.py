@@ -14,6 +14,7 @@ import zipfile
 from pathlib import Path
 
 import pytest
+from conftest import seed_file
 
 from minireason.cli import main
 from minireason.course.assignments import a1
@@ -51,14 +52,6 @@ TEST_KEYS = {
 BACKWARD = {"backward_fixed", "backward_dq_random", "backward_dk_random", "backward_dv_random"}
 
 
-def _seed_file(folder, value: str) -> str:
-    """A course seed file as ``--seed-file`` wants it (0600); its path."""
-    path = Path(folder) / "course_seed"
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def autograder():
     """``/autograder`` with the kit unpacked and setup.sh run, under a world-traversable
@@ -69,9 +62,7 @@ def autograder():
     root = top / "autograder"
     kit = top / "kit.zip"
     assert (
-        main(
-            ["grade", "A1", "--gradescope-kit", str(kit), "--seed-file", _seed_file(top, "course")]
-        )
+        main(["grade", "A1", "--gradescope-kit", str(kit), "--seed-file", seed_file(top, "course")])
         == 0
     )
     (root / "source").mkdir(parents=True)

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import seed_file
 
 from minireason.cli import main
 from minireason.course.assignments import a1
@@ -25,14 +26,6 @@ POINTS = {t.name: t.points for t in a1.TESTS}
 FORWARD = {"forward_fixed", "forward_causal_fixed", "forward_random_heads", "forward_causal_random"}
 BACKWARD = {"backward_fixed", "backward_dq_random", "backward_dk_random", "backward_dv_random"}
 SOFTMAX = {"softmax_fixed_rows", "softmax_large_values", "softmax_random_batched"}
-
-
-def _seed_file(folder, value: str) -> str:
-    """A course seed file as ``--seed-file`` wants it (0600); its path."""
-    path = Path(folder) / "course_seed"
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return str(path)
 
 
 def _variant(tmp_path, old: str, new: str, name: str = "student.py") -> Path:
@@ -75,7 +68,7 @@ def test_untouched_stub_scores_zero_with_not_implemented(tmp_path):
                 "--results",
                 str(results),
                 "--seed-file",
-                _seed_file(tmp_path, "1"),
+                seed_file(tmp_path, "1"),
             ]
         )
         == 0
@@ -97,7 +90,7 @@ def test_one_file_prints_its_table_and_writes_results_only_where_asked(
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
-    assert main(["grade", "A1", str(STUB), "--seed-file", _seed_file(tmp_path, "1")]) == 0
+    assert main(["grade", "A1", str(STUB), "--seed-file", seed_file(tmp_path, "1")]) == 0
     out = capsys.readouterr().out
     assert "softmax_fixed_rows" in out and "results written" not in out
     assert list(work.iterdir()) == []
@@ -117,7 +110,7 @@ def test_gradescope_mode_writes_where_gradescope_reads(tmp_path, monkeypatch, ca
                 str(submission),
                 "--gradescope",
                 "--seed-file",
-                _seed_file(tmp_path, "1"),
+                seed_file(tmp_path, "1"),
             ]
         )
         == 0
@@ -229,7 +222,7 @@ def test_unloadable_file_scores_zero_and_still_writes_results(tmp_path, capsys, 
                 "--results",
                 str(results),
                 "--seed-file",
-                _seed_file(tmp_path, "5"),
+                seed_file(tmp_path, "5"),
             ]
         )
         == 0

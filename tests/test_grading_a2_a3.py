@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import seed_file
 
 from minireason.cli import main
 from minireason.course.assignments import a2, a3
@@ -28,14 +29,6 @@ A2_LAYERNORM = {
     "layernorm_backward_random",
 }
 A3_DROPPING = {"prompt_drops_oldest_fixed", "prompt_drops_random"}
-
-
-def _seed_file(folder, value: str) -> str:
-    """A course seed file as ``--seed-file`` wants it (0600); its path."""
-    path = Path(folder) / "course_seed"
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return str(path)
 
 
 def _variant(tmp_path, assignment: str, old: str, new: str) -> Path:
@@ -87,7 +80,7 @@ def test_untouched_stub_scores_zero_with_not_implemented(tmp_path, name):
                 "--results",
                 str(results),
                 "--seed-file",
-                _seed_file(tmp_path, "1"),
+                seed_file(tmp_path, "1"),
             ]
         )
         == 0

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import seed_file
 
 from minireason.cli import main
 from minireason.course.assignments import a4
@@ -20,14 +21,6 @@ from minireason.evaluation import metrics
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "tests" / "fixtures"
 POINTS = {t.name: t.points for t in a4.TESTS}
-
-
-def _seed_file(folder, value: str) -> str:
-    """A course seed file as ``--seed-file`` wants it (0600); its path."""
-    path = Path(folder) / "course_seed"
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return str(path)
 
 
 def _variant(tmp_path, old: str, new: str) -> Path:
@@ -70,7 +63,7 @@ def test_untouched_stub_scores_zero_with_not_implemented(tmp_path):
                 "--results",
                 str(results),
                 "--seed-file",
-                _seed_file(tmp_path, "1"),
+                seed_file(tmp_path, "1"),
             ]
         )
         == 0

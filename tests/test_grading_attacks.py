@@ -8,12 +8,14 @@ root, which is how CI and Gradescope run the grader; elsewhere they skip and say
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import time
 from pathlib import Path
 
 import pytest
+from conftest import planted_file, seed_file
 
 from minireason.cli import main
 from minireason.course import wire
@@ -35,24 +37,7 @@ as_root = pytest.mark.skipif(
 )
 
 
-def _seed_file(folder, value: str) -> str:
-    """A course seed file as ``--seed-file`` wants it (0600); its path."""
-    path = Path(folder) / "course_seed"
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return str(path)
-
-
-def _file(tmp_path, base: Path, prelude: str = "", old: str = "", new: str = "") -> Path:
-    source = base.read_text()
-    if old:
-        assert source.count(old) == 1, f"{old!r} must occur once"
-        source = source.replace(old, new)
-    lines = source.splitlines(keepends=True)
-    at = next(i for i, line in enumerate(lines) if line.startswith("import numpy as np"))
-    path = tmp_path / "attention_student.py"
-    path.write_text("".join(lines[: at + 1]) + prelude + "".join(lines[at + 1 :]))
-    return path
+_file = functools.partial(planted_file, name="attention_student.py")
 
 
 def _score(report, names) -> float:
@@ -314,7 +299,7 @@ def test_no_process_outlives_the_grader_to_rewrite_the_results(tmp_path):
                 "--results",
                 str(results),
                 "--seed-file",
-                _seed_file(tmp_path, "11"),
+                seed_file(tmp_path, "11"),
             ]
         )
         == 0

@@ -21,6 +21,7 @@ import tracemalloc
 from pathlib import Path
 
 import pytest
+from conftest import planted_file
 
 from minireason.course import wire
 from minireason.course.assignments import a1
@@ -38,18 +39,6 @@ SOFTMAX = ["softmax_fixed_rows", "softmax_large_values"]
 SOME = [*SOFTMAX, "forward_fixed", "backward_fixed"]
 SOFTMAX_BODY = "    shifted = x - x.max(axis=-1, keepdims=True)\n"
 as_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root: the sandbox user")
-
-
-def _file(tmp_path, base: Path, prelude: str = "", old: str = "", new: str = "", name=None):
-    source = base.read_text()
-    if old:
-        assert source.count(old) == 1, f"{old!r} must occur once"
-        source = source.replace(old, new)
-    lines = source.splitlines(keepends=True)
-    at = next(i for i, line in enumerate(lines) if line.startswith("import numpy as np"))
-    path = tmp_path / (name or base.name)
-    path.write_text("".join(lines[: at + 1]) + prelude + "".join(lines[at + 1 :]))
-    return path
 
 
 def _passed(report) -> set[str]:
@@ -134,7 +123,7 @@ def test_a2_without_layernorm_code_finds_no_reference(tmp_path):
         "        return\n"
         "    raise RuntimeError(f'reached {found.__module__}.{found.__name__}')\n"
     )
-    cheat = _file(
+    cheat = planted_file(
         tmp_path,
         A2_SOLUTION,
         REACH + probe,
@@ -175,7 +164,7 @@ def _package_source():
 def test_the_package_source_cannot_be_read_where_the_sandbox_says_so(tmp_path):
     """A file that scores only if it can read the package from disk; the isolation line
     says whether that is possible, and the score follows it."""
-    cheat = _file(
+    cheat = planted_file(
         tmp_path,
         SOLUTION,
         READ_SOURCE.format(package=PACKAGE_DIR),
@@ -217,7 +206,7 @@ def test_nothing_written_survives_a_test_or_a_grading(tmp_path, monkeypatch, jai
     """In a jail, /tmp and the rest are the test's own; without one (MINIREASON_NO_JAIL), the
     grader deletes what the sandbox user left there after each test."""
     monkeypatch.setenv("MINIREASON_NO_JAIL", "1" if jail == "no jail" else "")
-    cheat = _file(
+    cheat = planted_file(
         tmp_path,
         SOLUTION,
         PERSIST,
@@ -292,7 +281,7 @@ def _kept():
 def test_a_provided_layer_cannot_be_kept_for_a_later_test_or_a_regrade(tmp_path):
     """A2's block tests put the correct LayerNorm in the student's module; a file that keeps
     it (its code, on disk) for the LayerNorm tests gets nothing from it."""
-    cheat = _file(
+    cheat = planted_file(
         tmp_path,
         A2_SOLUTION,
         KEEP,
@@ -335,7 +324,7 @@ def _replying(tmp_path, payload: bytes, name="attention_student.py") -> Path:
         "            pass\n"
         "    os._exit(0)\n"
     )
-    cheat = _file(tmp_path, STUB, code, name=name)
+    cheat = planted_file(tmp_path, STUB, code, name=name)
     text = cheat.read_text().replace("def softmax(x):\n", "def softmax(x):\n    _reply()\n", 1)
     cheat.write_text(text)
     return cheat
@@ -400,7 +389,7 @@ def test_a_crafted_reply_fails_its_test_and_nothing_else(tmp_path, kind):
 
 
 def test_grader_memory_under_a_crafted_reply_stays_near_an_honest_runs(tmp_path):
-    honest = _file(tmp_path, SOLUTION, name="honest.py")
+    honest = planted_file(tmp_path, SOLUTION, name="honest.py")
     cheat = _replying(tmp_path, CRAFTED["aliases"], name="cheat.py")
     peaks = []
     for path in (honest, cheat):
@@ -413,7 +402,7 @@ def test_grader_memory_under_a_crafted_reply_stays_near_an_honest_runs(tmp_path)
 
 
 def test_an_exception_whose_name_cannot_be_read_is_the_students_error(tmp_path):
-    cheat = _file(
+    cheat = planted_file(
         tmp_path,
         SOLUTION,
         "\nclass _Meta(type):\n"
@@ -480,7 +469,7 @@ def test_the_seed_is_never_on_the_command_line_nor_echoed(tmp_path):
     seed_file = tmp_path / "seed"
     seed_file.write_text(secret + "\n")
     seed_file.chmod(0o600)
-    cheat = _file(
+    cheat = planted_file(
         tmp_path,
         STUB,
         SNOOP.format(where=str(tmp_path)),
@@ -530,7 +519,7 @@ def test_a_batch_submission_cannot_read_its_classmates_or_the_outputs(monkeypatc
         folder, out = top / "subs", top / "out"
         folder.mkdir(mode=0o700)
         (folder / "aaa_honest.py").write_text(SOLUTION.read_text() + "\n# CLASSMATE-MARK\n")
-        cheat = _file(
+        cheat = planted_file(
             top,
             STUB,
             SNOOP.format(where=str(top)),
@@ -570,7 +559,7 @@ def test_a_precreated_temporary_file_cannot_redirect_the_results(tmp_path):
 
 def test_control_characters_cannot_redraw_the_report(tmp_path):
     fake = "\\x1b[2J\\x1b[H\\rtotal   100 / 100  (100%)\\n[all] passed\\x07"
-    cheat = _file(
+    cheat = planted_file(
         tmp_path,
         STUB,
         old="def softmax(x):\n",

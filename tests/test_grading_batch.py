@@ -11,6 +11,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from conftest import seed_file
 
 from minireason.cli import main
 from minireason.course.assignments import a1
@@ -21,14 +22,6 @@ SOLUTION = ROOT / "tests" / "fixtures" / "a1_solution.py"
 STUB = ROOT / a1.STUDENT_FILE
 POINTS = {t.name: t.points for t in a1.TESTS}
 BACKWARD = {"backward_fixed", "backward_dq_random", "backward_dk_random", "backward_dv_random"}
-
-
-def _seed_file(folder, value: str) -> str:
-    """A course seed file as ``--seed-file`` wants it (0600); its path."""
-    path = Path(folder) / "course_seed"
-    path.write_text(value + "\n")
-    path.chmod(0o600)
-    return str(path)
 
 
 def _mixed(folder: Path) -> None:
@@ -52,7 +45,7 @@ def test_a_folder_of_mixed_submissions_gives_the_right_csv(tmp_path, capsys):
     _mixed(folder)
     grades, out = tmp_path / "grades.csv", tmp_path / "grades"
     argv = ["grade", "A1", str(folder), "--jobs", "3", "--csv", str(grades), "--out", str(out)]
-    assert main([*argv, "--seed-file", _seed_file(tmp_path, "course")]) == 0
+    assert main([*argv, "--seed-file", seed_file(tmp_path, "course")]) == 0
     printed = capsys.readouterr().out
     assert "A1: 5 submissions" in printed and "with 3 jobs" in printed
     rows = {r["student"]: r for r in csv.DictReader(grades.open())}
