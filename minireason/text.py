@@ -14,7 +14,13 @@ off words, whitespace only separates):
    hyphens: ``well-made``, ``d'addario``, ``9v``, ``5-input`` are one word each;
 3. an English clitic ending a word is a token of its own: ``tone's`` is ``tone`` + ``'s``,
    ``don't`` is ``do`` + ``n't`` (also ``'re 've 'll 'd 'm``);
-4. every other non-space character is a token of its own (``,`` ``!`` ``(`` ...).
+4. every other non-space character is a token of its own (``,`` ``!`` ``(`` ...);
+5. Chinese has no spaces between words: a run of Han characters inside a word is cut into
+   words by jieba's dictionary and HMM (:func:`han_words`, the ``[zh]`` extra, imported
+   only when a text has a Han character), so "剧情很精彩" is ``剧情`` ``很`` ``精彩``; the
+   letters and digits glued to the run stay words of their own ("3个" is ``3`` ``个``).
+   Text without Han characters never reaches jieba: English is cut exactly as rules 1-4
+   say. Chinese punctuation (，。！) is rule 4's.
 
 **Words** (:func:`words`) are the tokens that are words: no punctuation, no clitics.
 
@@ -31,6 +37,8 @@ neither clear the screen nor start a line of its own.
 
 from __future__ import annotations
 
+import itertools
+import logging
 import math
 import re
 import unicodedata
@@ -43,6 +51,9 @@ _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'"})
 _TOKEN = re.compile(r"\w+(?:['-]\w+)*|[^\w\s]")
 _CLITIC_END = re.compile(r"(?<=\w)(?:n't|'(?:s|re|ve|ll|d|m))$")
 _ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+HAN_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002ebef"  # CJK ideographs
+_HAS_HAN = re.compile(f"[{HAN_RANGES}]")
+_HAN_OR_NOT = re.compile(f"[{HAN_RANGES}]+|[^{HAN_RANGES}]+")
 
 
 def tokens(text: str) -> list[str]:
@@ -56,11 +67,72 @@ def tokens(text: str) -> list[str]:
     out = []
     for tok in _TOKEN.findall(text.lower().translate(_APOSTROPHES)):
         clitic = _CLITIC_END.search(tok)
-        if clitic:
+        if _HAS_HAN.search(tok):
+            out += _cut_han(tok)
+        elif clitic:
             out += [tok[: clitic.start()], clitic.group()]
         else:
             out.append(tok)
     return out
+
+
+LANGUAGES = ("en", "zh")  # what prepare --lang takes: the language of prompts and pages
+HAN_SHARE = 0.3  # language_of: a dataset whose letters are this share Han is Chinese
+
+
+def language_of(texts: Iterable[str], sample: int = 2000) -> str:
+    """``"zh"`` when Han characters are at least :data:`HAN_SHARE` of the letters of the
+    first ``sample`` texts, else ``"en"`` (what ``prepare --lang auto`` records)."""
+    han = letters = 0
+    for text in itertools.islice(texts, sample):
+        han += len(_HAS_HAN.findall(text))
+        letters += sum(c.isalpha() for c in text)
+    return "zh" if letters and han >= HAN_SHARE * letters else "en"
+
+
+def has_han(text: str) -> bool:
+    """True when ``text`` holds a Han (Chinese) character."""
+    return bool(_HAS_HAN.search(text))
+
+
+def _cut_han(token: str) -> list[str]:
+    """A rule-2 word holding Han characters as words: its Han runs cut by :func:`han_words`,
+    the rest of it (letters, digits) kept whole."""
+    out = []
+    for run in _HAN_OR_NOT.findall(token):
+        out += han_words(run) if _HAS_HAN.match(run) else [run]
+    return out
+
+
+class MissingLanguage(ValueError):
+    """Text of a language whose word cutter is not installed (the message says how)."""
+
+
+@lru_cache(maxsize=1 << 16)
+def han_words(run: str) -> tuple[str, ...]:
+    """A run of Han characters cut into words by jieba (dictionary and HMM), e.g.
+    ``("剧情", "很", "精彩")`` for "剧情很精彩"."""
+    return tuple(_jieba().cut(run, HMM=True))
+
+
+@lru_cache(maxsize=1)
+def _jieba():
+    """jieba's word cutter, its dictionary read from the package itself: jieba's own
+    start-up would load (and write) a cache file in the shared temporary folder, which
+    another user can replace; building the prefix dictionary takes about a second."""
+    try:
+        import jieba  # noqa: PLC0415  (the [zh] extra, only for Chinese text)
+    except ImportError as exc:
+        raise MissingLanguage(
+            "this text is Chinese, and cutting it into words needs jieba, which is not "
+            "installed: pip install 'minireason[zh]'"
+        ) from exc
+    jieba.setLogLevel(logging.WARNING)
+    cutter = jieba.Tokenizer()
+    with cutter.get_dict_file() as f:
+        cutter.FREQ, cutter.total = cutter.gen_pfdict(f)
+    cutter.initialized = True
+    return cutter
 
 
 def is_word(token: str) -> bool:
@@ -153,11 +225,17 @@ def mentions(text_tokens: Sequence[str], phrases: Iterable[str]) -> list[str]:
 MIN_WORDS = 4  # fewer words than this is not a reason
 
 
-def degeneracies(text_words: Sequence[str]) -> list[str]:
-    """What makes a text degenerate, as a reader sees it, in its :func:`words`: a word repeated
-    twice in a row ("use use"), a word 3-gram said twice ("for my guitar ... for my guitar"),
-    or fewer than :data:`MIN_WORDS` words. An empty list: nothing of the kind. The step-4
+BROKEN = "\ufffd"  # what the tokenizer decodes bytes that are not UTF-8 to
+
+
+def degeneracies(text: str) -> list[str]:
+    """What makes a text degenerate, as a reader sees it: in its :func:`words`, a word
+    repeated twice in a row ("use use"), a word 3-gram said twice ("for my guitar ... for my
+    guitar"), or fewer than :data:`MIN_WORDS` words; in its characters, a broken one
+    (:data:`BROKEN`: the model wrote part of a character's UTF-8 bytes, which happens in
+    Chinese, three bytes a character). An empty list: nothing of the kind. The step-4
     reranker penalises these, and ``evaluate`` reports the share of reasons with any."""
+    text_words = words(text)
     found = []
     if any(a == b for a, b in zip(text_words, text_words[1:], strict=False)):
         found.append("a word repeated twice in a row")
@@ -166,6 +244,8 @@ def degeneracies(text_words: Sequence[str]) -> list[str]:
         found.append("a repeated word 3-gram")
     if len(text_words) < MIN_WORDS:
         found.append(f"fewer than {MIN_WORDS} words")
+    if BROKEN in text:
+        found.append("a broken character")
     return found
 
 

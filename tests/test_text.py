@@ -160,10 +160,13 @@ def test_every_target_mentions_its_own_feature(micro_prepared):
         ("", ["fewer than 4 words"]),
         ("good good good", ["a word repeated twice in a row", "fewer than 4 words"]),
         ("These strings sound bright on my old guitar.", []),
+        ("These strings sound bright on my \ufffd guitar.", ["a broken character"]),
+        ("剧情很精彩，演员也很好。", []),
+        ("剧情很精彩，剧情很精彩。", ["a repeated word 3-gram"]),
     ],
 )
 def test_degeneracies_name_what_a_reader_notices(sentence, found):
-    assert text.degeneracies(words(sentence)) == found
+    assert text.degeneracies(sentence) == found
 
 
 def test_vocabulary_keeps_the_words_written_at_least_min_count_times():

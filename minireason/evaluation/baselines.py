@@ -14,7 +14,8 @@ history profile, the item's tags and the evidence its prompt quotes), never the 
   :class:`minireason.prep.features.EvidenceIndex`) as the reason itself; a record without
   evidence gets the retrieval baseline's answer and is counted in ``evidence_missing``;
 - ``template``: ``"great {tag1} and {tag2}."`` from the item's first two tags
-  (``"great {tag1}."`` with one tag, ``"great product."`` with none).
+  (``"great {tag1}."`` with one tag, ``"great product."`` with none); for Chinese data
+  (``prepare --lang zh``) the same in Chinese, ``"{tag1}和{tag2}都很好。"``.
 
 :data:`BASELINES` names them with a line each, in the order the evaluation reports them;
 :func:`baseline_answers` gives every baseline's answers in that order.
@@ -33,7 +34,7 @@ BASELINES = {  # name -> what it answers, in the order the evaluation reports th
 
 
 def baseline_answers(
-    train_records: list[dict], records: list[dict], seed: int = 0
+    train_records: list[dict], records: list[dict], seed: int = 0, lang: str = "en"
 ) -> tuple[dict[str, list[str]], dict[str, int]]:
     """Every baseline's answers to ``records`` (module docstring).
 
@@ -42,6 +43,7 @@ def baseline_answers(
             ``retrieval`` matches against).
         records: the N evaluated records.
         seed: seed of the random baseline.
+        lang: the data's language (``Prepared.lang``), the template's.
 
     Returns:
         ``({name: [N answers]}`` keyed as :data:`BASELINES`, in its order``,
@@ -54,7 +56,7 @@ def baseline_answers(
         "random": random_reasons([r["target"] for r in train_records], len(records), seed),
         "retrieval": retrieval,
         "evidence": evidence,
-        "template": [template_reason(rec.get("item_tags") or []) for rec in records],
+        "template": [template_reason(rec.get("item_tags") or [], lang) for rec in records],
     }
     return answers, {"retrieval_empty": n_empty, "evidence_missing": n_no_evidence}
 
@@ -116,8 +118,16 @@ def evidence_reasons(records: list[dict], fallback: list[str]) -> tuple[list[str
     return reasons, sum(not rec.get("evidence") for rec in records)
 
 
-def template_reason(item_tags: list[str]) -> str:
-    """``"great {tag1} and {tag2}."`` from the first two tags (see the module doc)."""
+TEMPLATES = {  # language -> (two tags, one tag, no tag)
+    "en": ("great {0} and {1}.", "great {0}.", "great product."),
+    "zh": ("{0}和{1}都很好。", "{0}很好。", "很好的东西。"),
+}
+
+
+def template_reason(item_tags: list[str], lang: str = "en") -> str:
+    """``"great {tag1} and {tag2}."`` from the first two tags, in ``lang`` (see the module
+    doc)."""
+    two, one, none = TEMPLATES[lang]
     if len(item_tags) >= 2:
-        return f"great {item_tags[0]} and {item_tags[1]}."
-    return f"great {item_tags[0]}." if item_tags else "great product."
+        return two.format(*item_tags[:2])
+    return one.format(item_tags[0]) if item_tags else none

@@ -317,7 +317,7 @@ def evaluate_run(
     if len(answers["model"]) != n:
         raise ValueError(f"generate_fn returned {len(answers['model'])} reasons for {n} prompts")
     ppl, n_ppl_tokens = reason_perplexity(model, sequences, rows, tok.pad_id, batch_size, progress)
-    baselines, counts = baseline_answers(train_with_target, records, seed)
+    baselines, counts = baseline_answers(train_with_target, records, seed, prepared.lang)
     answers.update(baselines)
 
     scores = {

@@ -61,7 +61,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from minireason.text import PhraseSet, degeneracies, tokens, words
+from minireason.text import PhraseSet, degeneracies, tokens
 
 TEXT_METRICS = ("bleu1", "bleu4", "rouge1_f", "rouge2_f", "rougeL_f")  # x100
 RATIO_METRICS = ("usr", "fmr", "fcr", "div", "degenerate")
@@ -301,11 +301,12 @@ def feature_diversity(m: np.ndarray) -> float:
 
 def degenerate_rate(hyps: Sequence[str]) -> float:
     """Share of the sentences with any :func:`minireason.text.degeneracies` (a repeated word
-    3-gram, a word twice in a row, fewer than 4 words): what a reader notices first. Lower is
+    3-gram, a word twice in a row, fewer than 4 words, a broken character): what a reader
+    notices first. Lower is
     better. Not in the PETER/PEPLER code; reported beside their metrics."""
     if not hyps:
         raise ValueError("degenerate_rate: no hypotheses")
-    return sum(bool(degeneracies(words(h))) for h in hyps) / len(hyps)
+    return sum(bool(degeneracies(h)) for h in hyps) / len(hyps)
 
 
 def perplexity(total_nll: float, n_tokens: int) -> float:

@@ -5,11 +5,14 @@ from training-split review text only:
 
 1. a text is its tokens (:mod:`minireason.text`: lower-cased words, punctuation and
    clitics split off), the same tokens the reranker and the metrics read;
-2. a *candidate* is a word of 3+ ASCII letters only (so not ``well-made`` or ``9v``) that
-   is not a stop word, a sentiment or evaluation word
-   (good, great, love, ...), a generic review word (product, amazon, bought, ...), or
-   adjective/adverb/past-participle shaped (-ly on words of 5+ letters; -ed, -ful, -ous,
-   -ive, -able, -ible, -less on words of 7+ letters): a cheap stand-in for "noun-like";
+2. a *candidate* is a word of 3+ ASCII letters only (so not ``well-made`` or ``9v``), or
+   of 2 to 4 Han characters (Chinese, cut by jieba), that is not a stop word, a sentiment
+   or evaluation word (good, great, love, 精彩, 失望, ...), a generic review word (product,
+   amazon, bought, 电影, 东西, ...), or, in English, adjective/adverb/past-participle shaped
+   (-ly on words of 5+ letters; -ed, -ful, -ous, -ive, -able, -ible, -less on words of 7+
+   letters): a cheap stand-in for "noun-like". Each list holds both languages' words
+   (English first, then Chinese); a word of one never occurs in the other's text, so each
+   language's text is judged by its own words;
 3. document frequency (df) = the number of training reviews containing the word (or the
    bigram of two adjacent candidate tokens: never across punctuation, so "acoustic,
    electric" holds no bigram);
@@ -53,7 +56,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from minireason.data.records import ItemMeta, Review
-from minireason.text import PhraseSet, tokens, words
+from minireason.text import HAN_RANGES, PhraseSet, tokens, words
 
 MAX_TARGET_WORDS = 25
 MIN_TARGET_WORDS = 4
@@ -82,6 +85,18 @@ first second third three four five new old another right left little big bit lot
 actually definitely probably pretty sort since thanks thank day days time times year years
 week weeks month months ago last next else able came come comes coming look looks looking
 give gives given think thought know knew feel felt find found tell told around everyone
+"""
+    """
+的 了 着 过 是 在 有 和 与 及 或 而 但 但是 可是 不过 然而 因为 所以 如果 虽然 而且 并且
+就 都 也 还 又 再 才 只 只是 就是 还是 也是 都是 不是 没有 没 不 很 太 更 最 挺 蛮 非常
+特别 比较 真的 实在 一点 一些 有点 有些 已经 一直 一样 这样 那样 怎么 什么 为什么 怎样
+我 你 他 她 它 我们 你们 他们 她们 大家 自己 别人 这 那 这个 那个 这些 那些 这里 那里
+这部 那部 这种 那种 一部 一个 一种 一次 两个 几个 个 部 次 种 些 里 上 下 中 后 前 时
+时候 现在 以后 以前 之前 之后 然后 最后 开始 其实 当然 可能 应该 可以 能 会 要 想 让 被
+把 给 对 从 到 向 跟 比 说 看 看到 看过 看完 觉得 感觉 认为 知道 还有 以及 其中 之一
+没什么 有些 一定 肯定 完全 几乎 总是 总之 反正 毕竟 好像 似乎 简直 居然 竟然 终于
+确实 的确 发生 出现 看看 去看 看了 来说 起来 出来 一下 东西 之类 而已 罢了 那么 这么 整体
+整个 整部 第一次 第二次 第三次
 """.split()
 )
 
@@ -93,6 +108,13 @@ highly decent solid cheap expensive poor terrible horrible wonderful fantastic s
 fabulous outstanding beautiful cool fun easy hard difficult simple super glad sweet
 favorite wrong problem problems issue issues star stars five four price worth value
 quality real true high low long short large small huge tiny heavy light strong weak
+"""
+    """
+好 坏 好看 难看 好听 精彩 出色 优秀 完美 经典 感人 动人 震撼 惊艳 有趣 幽默 搞笑 无聊
+乏味 平淡 一般 普通 失望 推荐 值得 喜欢 讨厌 满意 不错 还行 可以 垃圾 糟糕 烂 差 棒
+赞 爱 美 漂亮 舒服 紧凑 拖沓 冗长 流畅 生动 细腻 真实 自然 深刻 感动 温暖 可爱 尴尬 值得一看
+老套 俗套 狗血 浮夸 用心 认真 成功 失败 满分 五星 一星 星 分 高 低 长 短 大 小 多 少
+新 旧 快 慢 强 弱 过瘾 好玩 好笑 难过 遗憾 可惜 期待 惊喜 意外 精良 粗糙 优美 华丽
 """.split()
 )
 
@@ -108,19 +130,26 @@ plus prefer close point break run feels note tight accurate clear single stay so
 pay quick replace hear takes piece sounding bottom side type whatever able start started
 wish free kept hope start test tested already inside outside especially exactly literally
 guess together half install ends
+"""
+    """
+电影 影片 片子 作品 东西 事情 问题 地方 方面 部分 样子 时间 人 看法 评价 评论 豆瓣
+观众 影院 电影院 二刷 一刷 原著 版本 国产 国内 外国 全片 本片 此片 整部 全程 结果
 """.split()
 )
 
 _SUFFIXES = ("ly", "ed", "ful", "ous", "ive", "able", "ible", "less")
+_HAN_WORD = re.compile(f"[{HAN_RANGES}]{{2,4}}")
 _CANDIDATE = re.compile(r"[a-z]{3,}")
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[a-z][.!?])(?=[A-Z])")
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[a-z][.!?])(?=[A-Z])|(?<=[。！？])\s*")
 
 
 def is_candidate(word: str) -> bool:
     """Could the token ``word`` be an aspect? (See the module doc, rule 2.)"""
-    if not _CANDIDATE.fullmatch(word):
-        return False
     if word in STOP_WORDS or word in SENTIMENT_WORDS or word in GENERIC_WORDS:
+        return False
+    if _HAN_WORD.fullmatch(word):
+        return True
+    if not _CANDIDATE.fullmatch(word):
         return False
     if len(word) >= 5 and word.endswith("ly"):
         return False
@@ -128,7 +157,8 @@ def is_candidate(word: str) -> bool:
 
 
 def split_sentences(text: str) -> list[str]:
-    """Sentences of ``text``: split after . ! ? followed by a space, or glued to a capital."""
+    """Sentences of ``text``: split after . ! ? followed by a space, or glued to a capital;
+    after Chinese 。！？ always."""
     return [s.strip() for s in _SENTENCE_END.split(text) if s and s.strip()]
 
 

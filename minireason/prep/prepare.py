@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import time
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import ClassVar
@@ -55,6 +55,7 @@ from minireason.prep.prepared import (
 )
 from minireason.prep.prompts import build_prompt, evidence_length, render_prompt
 from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, MIN_VOCAB_SIZE, BPETokenizer
+from minireason.text import LANGUAGES, language_of
 
 FORMATS = ("amazon", "movielens", "jsonl", "csv")
 SPLIT_KINDS = ("time", "random")  # leave-last-out per user; seeded 8:1:1
@@ -100,6 +101,12 @@ class PrepareConfig:
     evidence_tokens: int = option(32, min=4, help="longest evidence sentence, in prompt tokens")
     max_review_tokens: int = option(
         4096, min=1, cli=False, help="most pretraining tokens one review may contribute"
+    )
+    lang: str = option(
+        "auto",
+        choices=("auto", *LANGUAGES),
+        help="language of the prompt text people read (auto: the training text's, Chinese "
+        "when a third of its letters are Han); words are cut by script either way",
     )
     strict: bool = option(False, help="stop at the first malformed line")
     progress: bool = True
@@ -232,6 +239,7 @@ def build_records(
                         title,
                         focus,
                         grounds,
+                        cfg.lang,
                     ),
                     "segments": prompt.segments_as_dicts(),
                 },
@@ -438,6 +446,14 @@ class Stopwatch:
         self._last = now
 
 
+def with_language(cfg: PrepareConfig, splits) -> PrepareConfig:
+    """``cfg`` with its language decided: ``--lang auto`` becomes the training text's
+    (:func:`minireason.text.language_of`), recorded in ``config.json``."""
+    if cfg.lang != "auto":
+        return cfg
+    return replace(cfg, lang=language_of(r.text for r in splits["train"] if r.text))
+
+
 def load_and_split(cfg: PrepareConfig, load: LoadReport):
     """Stage 1: read, de-duplicate, k-core filter and split. Returns ``(splits, meta,
     stages)``: the reviews of each split, the item metadata, and counts at every step."""
@@ -615,6 +631,7 @@ def make_report(
     vocab = stage.vocab
     return {
         "load": load.to_dict(),
+        "language": cfg.lang,
         "stages": stages,
         "targets": {
             name: {
@@ -661,6 +678,7 @@ def prepare(cfg: PrepareConfig) -> dict:
         clock = Stopwatch()
         load = LoadReport(strict=cfg.strict)
         splits, meta, stages = load_and_split(cfg, load)
+        cfg = with_language(cfg, splits)
         clock.lap("load")
         stage = mine_features(cfg, splits, meta)
         clock.lap("aspects")
@@ -725,6 +743,8 @@ def summary(report: dict, out) -> str:
     files = report["load"]["files"]
     skipped = sum(sum(f["skipped"].values()) for f in files)
     lines = [f"prepared {out}: " + ", ".join(f"{k} {v}" for k, v in report["stages"].items())]
+    if report.get("language", "en") != "en":
+        lines.append(f"language: {report['language']} (prompts for people in it)")
     lines.append(f"skipped lines: {skipped} (by reason in {out}/report.md)")
     lines += [f"warning: {f['truncated']}" for f in files if "truncated" in f]
     return "\n".join(lines)

@@ -106,7 +106,7 @@ from minireason.prep.features import (
 )
 from minireason.prep.prompts import build_prompt, evidence_length
 from minireason.prep.tokenizer import BPETokenizer
-from minireason.text import particular_words, vocabulary, words
+from minireason.text import LANGUAGES, particular_words, vocabulary, words
 
 FORMAT = "minireason-prepared"
 FORMAT_VERSION = 2  # 2: the evidence segment (its special token, the records' evidence)
@@ -232,6 +232,12 @@ class Prepared:
     def evidence_size(self) -> int:
         """Evidence sentences per prompt (0: prompts have no evidence part)."""
         return int(self.config["evidence"])
+
+    @property
+    def lang(self) -> str:
+        """The language of the prompt text people read (``prepare --lang``; ``"en"`` for a
+        directory prepared before the option existed)."""
+        return self.config.get("lang", "en")
 
     @property
     def max_history(self) -> int:
@@ -510,6 +516,10 @@ def load_prepared(directory) -> Prepared:
     missing = [k for k in CONFIG_FIELDS if not isinstance(config.get(k), int)]
     if missing:
         raise ValueError(f"{d / 'config.json'}: missing or non-integer fields {missing}")
+    if config.get("lang", "en") not in LANGUAGES:
+        raise ValueError(
+            f"{d / 'config.json'}: lang {config['lang']!r} is not one of {list(LANGUAGES)}"
+        )
     seq_fields = ("ids", "loss_mask", "offsets", "prompt_len", "record")
     return Prepared(
         config=config,

@@ -43,7 +43,7 @@ from dataclasses import asdict, dataclass
 
 from minireason.prep.features import HistoryItem
 from minireason.prep.tokenizer import BPETokenizer
-from minireason.text import inert
+from minireason.text import has_han, inert
 
 
 @dataclass
@@ -193,31 +193,72 @@ def build_prompt(
     return Prompt(ids, segments, len(blocks), len(history) - len(blocks), n_tags_dropped)
 
 
+PROMPT_WORDS = {  # the words of render_prompt's lines, by language (minireason.text.LANGUAGES)
+    "en": {
+        "history": "You recently reviewed:",
+        "past": "  - item {item} ({tags}){about}; you rated it {rating}/5",
+        "mentioned": "; you mentioned {aspects}",
+        "cold": "No earlier reviews from you (cold start).",
+        "consider": "Now consider {name}: {tags}.",
+        "this item": "this item",
+        "title": '"{title}"',
+        "no tags": "no tags",
+        "focus": "Talk about: {focus}.",
+        "evidence": 'Another reviewer wrote: "{sentence}"',
+        "why": "Why you may like it:",
+        "comma": ", ",
+    },
+    "zh": {
+        "history": "你最近评价过：",
+        "past": "  - 物品 {item}（{tags}）{about}；你打了 {rating}/5 分",
+        "mentioned": "；你提到了{aspects}",
+        "cold": "你还没有评价过别的物品（冷启动）。",
+        "consider": "现在看看{name}：{tags}。",
+        "this item": "这个物品",
+        "title": "《{title}》",
+        "no tags": "没有标签",
+        "focus": "请谈谈：{focus}。",
+        "evidence": "另一位用户写道：“{sentence}”",
+        "why": "你可能喜欢它的理由：",
+        "comma": "、",
+    },
+}
+
+
 def render_prompt(
     history: list[HistoryItem],
     item_tags: list[str],
     item_title: str = "",
     focus: list[str] | None = None,
     evidence: list[str] | None = None,
+    lang: str | None = None,
 ) -> str:
     """A plain-language rendering of the same information, for people to read (each line
-    :func:`~minireason.text.inert`: the data's control characters escaped)."""
+    :func:`~minireason.text.inert`: the data's control characters escaped), in ``lang``
+    (``"en"`` or ``"zh"``; None: Chinese when the tags, aspects, focus, evidence or title
+    hold a Han character, English otherwise)."""
+    focus, evidence = list(focus or []), list(evidence or [])
+    if lang is None:
+        shown = [*item_tags, *focus, *evidence, item_title]
+        shown += [x for h in history for x in (*h.tags, *h.aspects)]
+        lang = "zh" if any(has_han(x) for x in shown) else "en"
+    w = PROMPT_WORDS[lang]
     lines = []
     if history:
-        lines.append("You recently reviewed:")
+        lines.append(w["history"])
         for h in history:
-            about = f"; you mentioned {', '.join(h.aspects)}" if h.aspects else ""
-            tags = ", ".join(h.tags) if h.tags else "no tags"
-            lines.append(
-                f"  - item {h.item} ({tags}){about}; you rated it {_format_rating(h.rating)}/5"
-            )
+            about = w["mentioned"].format(aspects=w["comma"].join(h.aspects)) if h.aspects else ""
+            tags = w["comma"].join(h.tags) if h.tags else w["no tags"]
+            rating = _format_rating(h.rating)
+            lines.append(w["past"].format(item=h.item, tags=tags, about=about, rating=rating))
     else:
-        lines.append("No earlier reviews from you (cold start).")
-    name = f'"{item_title}"' if item_title else "this item"
-    lines.append(f"Now consider {name}: {', '.join(item_tags) if item_tags else 'no tags'}.")
+        lines.append(w["cold"])
+    name = w["title"].format(title=item_title) if item_title else w["this item"]
+    tags = w["comma"].join(item_tags) if item_tags else w["no tags"]
+    lines.append(w["consider"].format(name=name, tags=tags))
     if focus:
-        lines.append(f"Talk about: {', '.join(focus)}.")
-    for sentence in evidence or []:
-        lines.append(f'Another reviewer wrote: "{sentence}"')
-    lines.append("Why you may like it:")
+        lines.append(w["focus"].format(focus=w["comma"].join(focus)))
+    for sentence in evidence:
+        lines.append(w["evidence"].format(sentence=sentence))
+    lines.append(w["why"])
     return "\n".join(map(inert, lines))

@@ -130,6 +130,7 @@ def explain(
     item: str = "",
     item_title: str = "",
     top_k_evidence: int = 5,
+    lang: str | None = None,
 ) -> Explanation:
     """Generate ``decoding.n_candidates`` reasons for (history, item), return the best with
     its evidence.
@@ -164,6 +165,8 @@ def explain(
         weights: the score's weights (the run's, ``RunInfo.weights``; None: a new run's
             defaults).
         item, item_title: the item's id and title, for the evidence labels and prompt text.
+        lang: the language of the prompt text (``Prepared.lang``; None: by its script,
+            :func:`~minireason.prep.prompts.render_prompt`).
         top_k_evidence: single tags/aspects listed in the evidence.
 
     Raises:
@@ -224,7 +227,7 @@ def explain(
         score=best.score,
         candidates=candidates,
         evidence=attention,
-        prompt_text=render_prompt(kept_history, kept_tags, item_title, focus, evidence),
+        prompt_text=render_prompt(kept_history, kept_tags, item_title, focus, evidence, lang),
         prompt_ids=prompt.ids,
         history_used=prompt.n_history,
         notes=notes,
@@ -287,12 +290,14 @@ def parse_history(text: str) -> list[HistoryItem]:
     the user liked about it, optionally ending with a rating in parentheses (default 5)::
 
         "strings, tuner (4); pedal, patch cables"
+        "剧情，演员（4）；画面、音乐"
 
-    Each block becomes a history item whose tags and aspects are those terms.
+    (Chinese punctuation ，、；（） stands for its ASCII twin.) Each block becomes a history
+    item whose tags and aspects are those terms.
     Raises ValueError naming the block that has no term.
     """
     history = []
-    for i, block in enumerate(text.split(";"), 1):
+    for i, block in enumerate(text.translate(_FULLWIDTH).split(";"), 1):
         if not block.strip():
             continue
         rating = 5.0
@@ -308,8 +313,12 @@ def parse_history(text: str) -> list[HistoryItem]:
 
 
 def parse_tags(text: str) -> list[str]:
-    """Comma-separated item tags, lower-cased, empty ones dropped."""
-    return [t.strip().lower() for t in text.split(",") if t.strip()]
+    """Comma-separated item tags (or separated by Chinese ，、), lower-cased, empty ones
+    dropped."""
+    return [t.strip().lower() for t in text.translate(_FULLWIDTH).split(",") if t.strip()]
+
+
+_FULLWIDTH = str.maketrans({"，": ",", "、": ",", "；": ";", "（": "(", "）": ")"})
 
 
 def free_form_focus(
@@ -381,6 +390,7 @@ def explain_item(
         known_words=prepared.known_words,
         particular_words=prepared.particular_words(item),
         weights=weights or run.info.weights,
+        lang=prepared.lang,
     )
 
 

@@ -50,9 +50,10 @@ term prefers the candidate worded the way this user writes: people reuse their o
 ("works great for my", "I have been using"), and a reason in the reader's own words reads as
 theirs.
 
-Sentiment (:func:`sentiment`) is a small word list: a candidate is negative when it holds
-more negative words ("disappointed", "broke", "returned", "not good") than positive ones
-("great", "love", "no problems"), a negator within the three words before flipping a word.
+Sentiment (:func:`sentiment`) is a small word list, English and Chinese: a candidate is
+negative when it holds more negative words ("disappointed", "broke", "returned", "not good",
+失望, 不好看) than positive ones ("great", "love", "no problems", 精彩), a negator within the
+three words before flipping a word.
 The rating expected is the user's mean past rating (a recommendation expects a liked item,
 4 with no history): negative text contradicts an expected rating of 3.5 or more, positive
 text one of 2.5 or less.
@@ -71,7 +72,7 @@ import numpy as np
 
 from minireason.data.clean import one_line
 from minireason.prep.features import STOP_WORDS
-from minireason.text import degeneracies, is_word, mentions, ngrams, tokens, words
+from minireason.text import degeneracies, has_han, is_word, mentions, ngrams, tokens, words
 from minireason.train.run import ScoreWeights
 
 # The terms of the score, in the formula's order: the keys of ScoreBreakdown.parts().
@@ -163,7 +164,7 @@ class Candidate:
 
 def echoes(text_words: list[str]) -> int:
     """How many times ``text_words`` (:func:`minireason.text.words`) use a content word again:
-    for each word of three letters or more that is not a stop word
+    for each word of three letters (two Han characters) or more that is not a stop word
     (:data:`minireason.prep.features.STOP_WORDS`), a plural folded into its singular (a final
     "s" dropped), its uses beyond the first. 0 when no content word comes back; "I like these
     straps because my acoustic guitar straps, and electric guitar straps are made" gives 3
@@ -171,7 +172,7 @@ def echoes(text_words: list[str]) -> int:
     counts = Counter(
         w[:-1] if len(w) > 3 and w.endswith("s") else w
         for w in text_words
-        if len(w) > 2 and w not in STOP_WORDS
+        if (len(w) > 2 or (len(w) == 2 and has_han(w))) and w not in STOP_WORDS
     )
     return sum(n - 1 for n in counts.values())
 
@@ -210,14 +211,16 @@ NEGATIVE = frozenset(
     "awful bad broke broken cheaply crap defective died disappointed disappointing "
     "disappointment fail failed fails flimsy garbage hate horrible junk poor poorly problem "
     "problems refund return returned returning sadly terrible unfortunately useless waste "
-    "worse worst".split()
+    "worse worst "
+    "差 烂 垃圾 糟糕 失望 难看 难听 无聊 乏味 讨厌 后悔 退货 坏 坏了 浪费 可惜 遗憾 尴尬 拖沓".split()
 )
 POSITIVE = frozenset(
     "amazing awesome best excellent fan fantastic good great happy love loved nice perfect "
-    "perfectly pleased recommend solid sturdy wonderful".split()
+    "perfectly pleased recommend solid sturdy wonderful "
+    "好 好看 好听 喜欢 推荐 精彩 不错 满意 完美 优秀 出色 经典 感人 值得 棒 赞 惊艳".split()
 )
-NEGATORS = frozenset({"no", "not", "n't", "never", "without", "nothing"})
-SENTENCE_ENDS = (".", "!", "?")
+NEGATORS = frozenset({"no", "not", "n't", "never", "without", "nothing", "不", "没", "没有", "别"})
+SENTENCE_ENDS = (".", "!", "?", "。", "！", "？")
 
 
 def sentiment(text_tokens: list[str]) -> int:
@@ -247,9 +250,9 @@ def expected_rating(ratings) -> float:
 
 
 def ends_sentence(text: str) -> bool:
-    """True when ``text`` ends like a sentence: ``.``, ``!`` or ``?``, closing quotes or
-    brackets allowed after it."""
-    return text.rstrip().rstrip("\"')]").endswith(SENTENCE_ENDS)
+    """True when ``text`` ends like a sentence: ``.``, ``!`` or ``?`` (Chinese ``。！？``
+    too), closing quotes or brackets allowed after it."""
+    return text.rstrip().rstrip("\"')]」』）").endswith(SENTENCE_ENDS)
 
 
 def overlap(a: list[str], b: list[str]) -> float:
@@ -317,7 +320,7 @@ def score_candidate(
     rep = repetition(text_words)
     truncated = finish != "eos"
     empty = not text_words
-    degenerate = degeneracies(text_words)
+    degenerate = degeneracies(text)
     unfinished = not truncated and not empty and not ends_sentence(text)
     against = contradicts(text_tokens, rating)
     breakdown = ScoreBreakdown(
