@@ -5,6 +5,7 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import shutil
 import threading
 from pathlib import Path
 
@@ -173,3 +174,75 @@ class LocalServer:
         self.httpd.shutdown()
         self.httpd.server_close()
         self.thread.join(timeout=5)
+
+
+# --------------------------------------------------------------------------- a browser
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+def chromium_executable() -> str | None:
+    """``$MINIREASON_CHROMIUM``, else Debian's ``chromium`` on the PATH or in /usr/bin."""
+    for candidate in (
+        os.environ.get("MINIREASON_CHROMIUM"),
+        shutil.which("chromium"),
+        shutil.which("chromium-browser"),
+        "/usr/bin/chromium",
+    ):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium (its own fresh profile, as Playwright's ``launch`` makes one)."""
+    sync_api = pytest.importorskip(
+        "playwright.sync_api",
+        reason="Playwright for Python is not installed (pip install -e '.[dev]')",
+    )
+    exe = chromium_executable()
+    if exe is None:
+        pytest.skip(
+            "no Chromium to drive: install Debian's chromium (apt-get install chromium) "
+            "or set MINIREASON_CHROMIUM to a Chromium executable"
+        )
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
+        yield b
+        b.close()
+
+
+class Opened:
+    """A page opened from ``file://``, with what went wrong in it recorded."""
+
+    def __init__(self, browser, path: Path, width: int = 1200):
+        self.page = browser.new_page(viewport={"width": width, "height": 900})
+        self.errors: list[str] = []
+        self.requests: list[str] = []
+        self.dialogs: list[str] = []
+        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else 0)
+        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
+        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
+        self.page.on(
+            "request",
+            lambda r: (
+                self.requests.append(r.url) if not r.url.startswith(("file:", "data:")) else 0
+            ),
+        )
+        self.page.goto(path.as_uri())
+        self.page.wait_for_selector("body[data-ready='1']", timeout=10_000)
+
+    def clean(self):
+        assert self.errors == [], f"console errors: {self.errors}"
+        assert self.requests == [], f"network requests from a self-contained page: {self.requests}"
+        assert self.dialogs == []

@@ -14,14 +14,12 @@ Playwright or Chromium (Debian: ``apt-get install chromium``).
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import struct
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import Opened
 
 from minireason.cli import main
 from minireason.demo import pick_users, run_demo
@@ -36,74 +34,6 @@ from minireason.train.run import load_run
 N_USERS, N_CANDIDATES, EVAL_LIMIT = 2, 3, 6
 WIDTHS = (1280, 1920)  # the window widths every element must fit
 HOSTILE = '</script><img src=x onerror="window.__pwned=1"><i id="pwned">bold</i> & <!-- \u2028'
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium_executable() -> str | None:
-    """``$MINIREASON_CHROMIUM``, else Debian's ``chromium`` on the PATH or in /usr/bin."""
-    for candidate in (
-        os.environ.get("MINIREASON_CHROMIUM"),
-        shutil.which("chromium"),
-        shutil.which("chromium-browser"),
-        "/usr/bin/chromium",
-    ):
-        if candidate and Path(candidate).is_file():
-            return candidate
-    return None
-
-
-@pytest.fixture(scope="module")
-def browser():
-    """A headless Chromium (its own fresh profile, as Playwright's ``launch`` makes one)."""
-    sync_api = pytest.importorskip(
-        "playwright.sync_api",
-        reason="Playwright for Python is not installed (pip install -e '.[dev]')",
-    )
-    exe = chromium_executable()
-    if exe is None:
-        pytest.skip(
-            "no Chromium to drive: install Debian's chromium (apt-get install chromium) "
-            "or set MINIREASON_CHROMIUM to a Chromium executable"
-        )
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=exe, args=CHROMIUM_ARGS)
-        yield b
-        b.close()
-
-
-class Opened:
-    """A page opened from ``file://``, with what went wrong in it recorded."""
-
-    def __init__(self, browser, path: Path, width: int = 1200):
-        self.page = browser.new_page(viewport={"width": width, "height": 900})
-        self.errors: list[str] = []
-        self.requests: list[str] = []
-        self.dialogs: list[str] = []
-        self.page.on("console", lambda m: self.errors.append(m.text) if m.type == "error" else 0)
-        self.page.on("pageerror", lambda e: self.errors.append(str(e)))
-        self.page.on("dialog", lambda d: (self.dialogs.append(d.message), d.dismiss()))
-        self.page.on(
-            "request",
-            lambda r: (
-                self.requests.append(r.url) if not r.url.startswith(("file:", "data:")) else 0
-            ),
-        )
-        self.page.goto(path.as_uri())
-        self.page.wait_for_selector("body[data-ready='1']", timeout=10_000)
-
-    def clean(self):
-        assert self.errors == [], f"console errors: {self.errors}"
-        assert self.requests == [], f"network requests from a self-contained page: {self.requests}"
-        assert self.dialogs == []
 
 
 @pytest.fixture(scope="module")
