@@ -94,7 +94,7 @@ def markdown_report(result: dict) -> str:
     lines += [
         "",
         "Text metrics x100; USR, FMR, FCR, DIV and degenerate (the share of reasons with a "
-        "repeated word 3-gram, a word twice in a row or fewer than 4 words) are ratios; DIV "
+        "repeated word 3-gram, a word twice in a row, fewer than 4 words or a broken character) are ratios; DIV "
         "and degenerate: lower is better.",
         f"Model perplexity on the reasons: {result['model']['perplexity']:.2f} "
         f"({info['perplexity_tokens']} tokens"
