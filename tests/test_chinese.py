@@ -167,6 +167,25 @@ def test_the_same_comments_as_csv_prepare_the_same_way(zh_prepared, tmp_path):
     assert load_prepared(out).features == load_prepared(zh_prepared).features
 
 
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "gbk"])
+def test_a_csv_saved_with_a_bom_reads_and_a_gbk_one_says_what_to_do(
+    zh_prepared, tmp_path, encoding, capsys
+):
+    rows = [json.loads(line) for line in (zh_prepared.parent / "comments.jsonl").open()]
+    path = tmp_path / "comments.csv"
+    with path.open("w", newline="", encoding=encoding) as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows[:200])
+    argv = ["prepare", "--reviews", str(path), "--out", str(tmp_path / "p"), "--format", "csv"]
+    code = main([*argv, "--columns", COLUMNS, "--min-df", "2"])
+    err = capsys.readouterr().err
+    if encoding == "gbk":
+        assert code == 1 and "iconv -f gbk -t utf-8" in err and "Traceback" not in err
+    else:
+        assert code == 0 and load_prepared(tmp_path / "p").lang == "zh"
+
+
 def test_explain_prints_chinese_evidence_and_a_page(zh_run, tmp_path, capsys):
     prepared_dir, run_dir = zh_run
     user = load_prepared(prepared_dir).test[0]["user"]

@@ -6,6 +6,7 @@ memory of its longest line. Problems are counted in a
 :class:`~minireason.data.accounting.LoadReport`:
 
 - a line that is not valid UTF-8: skipped, reason "not UTF-8";
+- a byte-order mark opening the file (``EF BB BF``, as Excel and Notepad write UTF-8): dropped;
 - a blank line: skipped, reason "blank line";
 - a gzip stream cut short (a partial download): the complete lines before the cut are
   yielded, the partial last line is lost, and the report says
@@ -91,6 +92,8 @@ def iter_lines(path, report: LoadReport, blank: bool = False) -> Iterator[tuple[
                 report.skip(path, lineno, "not UTF-8", f"byte {exc.start}")
                 continue
             text = text.rstrip("\r\n")
+            if lineno == 1:
+                text = text.removeprefix("\ufeff")
             if not blank and not text.strip():
                 report.skip(path, lineno, "blank line")
                 continue

@@ -506,6 +506,12 @@ def _what_to_do(cfg: PrepareConfig, load: LoadReport) -> str:
         )
     if any(f.truncated_after is not None for f in files):
         return "the gzip stream is damaged: download the file again (minireason data fetch)"
+    not_utf8 = sum(f.skipped.get("not UTF-8", 0) for f in files)
+    if not_utf8 * 2 > sum(f.lines_read for f in files):
+        return (
+            "most lines are not UTF-8: convert the file first (a Chinese file is often GBK: "
+            "iconv -f gbk -t utf-8 FILE > FILE.utf8)"
+        )
     return (
         f"is it a {cfg.format} file ({FORMAT_HINTS[cfg.format]})? choose --format, or run "
         "with --strict to stop at the first bad line"
