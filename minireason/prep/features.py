@@ -8,7 +8,8 @@ from training-split review text only:
 2. a *candidate* is a word of 3+ ASCII letters only (so not ``well-made`` or ``9v``), or
    of 2 to 4 Han characters (Chinese, cut by jieba), that is not a stop word, a sentiment
    or evaluation word (good, great, love, 精彩, 失望, ...), a generic review word (product,
-   amazon, bought, 电影, 东西, ...), or, in English, adjective/adverb/past-participle shaped
+   amazon, bought, 电影, 东西, ...), in Chinese one ending with a sentiment word (很漂亮,
+   不好看), or, in English, adjective/adverb/past-participle shaped
    (-ly on words of 5+ letters; -ed, -ful, -ous, -ive, -able, -ible, -less on words of 7+
    letters): a cheap stand-in for "noun-like". Each list holds both languages' words
    (English first, then Chinese); a word of one never occurs in the other's text, so each
@@ -96,7 +97,8 @@ give gives given think thought know knew feel felt find found tell told around e
 把 给 对 从 到 向 跟 比 说 看 看到 看过 看完 觉得 感觉 认为 知道 还有 以及 其中 之一
 没什么 有些 一定 肯定 完全 几乎 总是 总之 反正 毕竟 好像 似乎 简直 居然 竟然 终于
 确实 的确 发生 出现 看看 去看 看了 来说 起来 出来 一下 东西 之类 而已 罢了 那么 这么 整体
-整个 整部 第一次 第二次 第三次
+整个 整部 第一次 第二次 第三次 说实话 老实说 总的来说 总体 总体来说 整体来说 昨天 今天 明天
+前天 还会 不会 也许 或许 大概 真是
 """.split()
 )
 
@@ -140,6 +142,7 @@ guess together half install ends
 _SUFFIXES = ("ly", "ed", "ful", "ous", "ive", "able", "ible", "less")
 _HAN_WORD = re.compile(f"[{HAN_RANGES}]{{2,4}}")
 _CANDIDATE = re.compile(r"[a-z]{3,}")
+_HAN_EVALUATIONS = tuple(w for w in SENTIMENT_WORDS if len(w) >= 2 and _HAN_WORD.fullmatch(w))
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+|(?<=[a-z][.!?])(?=[A-Z])|(?<=[。！？])\s*")
 
 
@@ -147,8 +150,8 @@ def is_candidate(word: str) -> bool:
     """Could the token ``word`` be an aspect? (See the module doc, rule 2.)"""
     if word in STOP_WORDS or word in SENTIMENT_WORDS or word in GENERIC_WORDS:
         return False
-    if _HAN_WORD.fullmatch(word):
-        return True
+    if _HAN_WORD.fullmatch(word):  # not an evaluation with a degree word before it: 很漂亮
+        return not word.endswith(_HAN_EVALUATIONS)
     if not _CANDIDATE.fullmatch(word):
         return False
     if len(word) >= 5 and word.endswith("ly"):
