@@ -309,11 +309,22 @@ def run_bench_train(c) -> int:
     from minireason.bench import train as bench_train
 
     _check_json(c)
-    options = pick(c, "steps", "warmup", "threads", "load")
+    options = pick(c, "steps", "warmup", "threads", "load", "plan", "scaling")
     result = bench_train.run_train_benchmark(
         c.model_config(), c.batch_size, with_torch=not c.no_torch, **options
     )
     _show(bench_train.format_report(result), result, c.json)
+    return 0
+
+
+@stage("calibrate", "bench.calibrate:BenchCalibrateConfig", BENCHES)
+def run_bench_calibrate(c) -> int:
+    """measure the thread plans for a model shape; cache the fastest"""
+    from minireason.bench import calibrate as bench_calibrate
+
+    _check_json(c)
+    result = bench_calibrate.run_calibrate(c.model_config(), c.batch_size)
+    _show(bench_calibrate.format_report(result), result, c.json)
     return 0
 
 
@@ -323,9 +334,13 @@ def run_bench_generate(c) -> int:
     from minireason.bench import generate as bench_generate
 
     _check_json(c, c.preset)
-    options = pick(c, "n_prompts", "prompt_len", "rounds", "threads", "load")
+    options = pick(c, "n_prompts", "prompt_len", "rounds", "threads", "load", "plan")
     result = bench_generate.run_generate_benchmark(
-        c.model_config(), c.decoding(), with_torch=not c.no_torch, **options
+        c.model_config(),
+        c.decoding(),
+        with_torch=not c.no_torch,
+        train_shape=c.train_shape(),
+        **options,
     )
     _show(bench_generate.format_report(result), result, c.json)
     return 0

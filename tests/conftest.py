@@ -246,3 +246,16 @@ class Opened:
         assert self.errors == [], f"console errors: {self.errors}"
         assert self.requests == [], f"network requests from a self-contained page: {self.requests}"
         assert self.dialogs == []
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _thread_plan_cache(tmp_path_factory):
+    """Thread plans measured by the tests go to a cache of their own, not the user's."""
+    path = tmp_path_factory.mktemp("plans") / "thread-plans.json"
+    before = os.environ.get("MINIREASON_PLAN_CACHE")
+    os.environ["MINIREASON_PLAN_CACHE"] = str(path)
+    yield path
+    if before is None:
+        os.environ.pop("MINIREASON_PLAN_CACHE", None)
+    else:
+        os.environ["MINIREASON_PLAN_CACHE"] = before

@@ -199,3 +199,19 @@ def test_torch_kv_cache_twin_matches_numpy_prefill_and_decode():
     step = decode_step(model, np.array([4]), np.array([5]), cache)
     twin_step = net.logits_cached(torch.tensor([[4]]), caches, 5)
     np.testing.assert_allclose(step.logits, twin_step.detach().numpy(), atol=1e-5)
+
+
+def test_scaling_gives_a_row_for_each_thread_count_and_plan():
+    from minireason.bench.train import scaling_counts
+    from minireason.nn.threads import SPLITTERS, cores
+
+    assert scaling_counts(1) == [1] and scaling_counts(6) == [1, 2, 4, 6]
+    assert scaling_counts(16) == [1, 2, 4, 8, 16]
+    config = GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    r = run_train_benchmark(config, 2, steps=1, warmup=0, threads=1, with_torch=False,
+                            scaling=True)  # fmt: skip
+    rows = {(row["splitter"], row["threads"]) for row in r["scaling"]}
+    expected = {("pool", 1)} | {(s, n) for n in scaling_counts(cores())[1:] for s in SPLITTERS}
+    assert rows == expected and all(row["step_s"]["n"] == 1 for row in r["scaling"])
+    assert "scaling (NumPy step" in format_report(r) and r["plan"]["source"] == "forced"
+    assert format_report(r).startswith("thread plan: pool x1")

@@ -191,8 +191,9 @@ def test_recipe_end_to_end_then_resume_between_stages(prepared_dir, micro_preset
     )
     assert resumed["pretrain"]["status"] == "already finished"
     assert resumed["finetune"]["status"] == "trained"
+    assert said[0].startswith("thread plan: ") and said[0].endswith("from the cache")
     assert (
-        said[1] == f"finetune: no checkpoint in {crashed / 'finetune'}; training from step 0 of 4"
+        said[2] == f"finetune: no checkpoint in {crashed / 'finetune'}; training from step 0 of 4"
     )
     redone = load_checkpoint(crashed / "finetune")
     for name, a in fine.params.items():
@@ -208,7 +209,8 @@ def test_a_resumed_run_says_where_each_stage_restarts(prepared_dir, micro_preset
     report = run_recipe(
         prepared_dir, micro_preset, out, resume=True, progress=False, echo=said.append
     )
-    assert said == [
+    assert said[0].startswith("thread plan: ")  # the first line: the plan, then the stages
+    assert said[1:] == [
         f"pretrain: already finished (4 of 4 steps, in {out / 'pretrain'}); skipped",
         f"finetune: resuming from step 2 of 4 (checkpoint in {out / 'finetune'})",
     ]

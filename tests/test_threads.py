@@ -194,10 +194,115 @@ def test_the_users_blas_threads_are_given_back_after_minireason_works(two_thread
         assert set(inside) == {1}, "BLAS was not on one thread inside minireason's work"
         generate(model, [[1, 2, 3]], max_new_tokens=4, temperature=0.0)
         assert _blas_threads() == before
-        with threads.one_blas_thread:
-            with threads.one_blas_thread:
+        with threads.blas_as_planned:
+            with threads.blas_as_planned:
                 assert set(_blas_threads()) == {1}
             assert set(_blas_threads()) == {1}  # still inside the outer one
         with pytest.raises(ValueError):
             model.forward(idx[:, :0])  # refused inside the work: the limits are given back
         assert _blas_threads() == before
+
+
+# --------------------------------------------------------------------------- thread plans
+
+PLAN_MODEL = dict(vocab_size=256, block_size=64, n_layer=1, n_head=2, n_embd=128)  # split
+
+
+def _train_bits(plan, steps=3, stop_at=None, resume_dir=None, out=None):
+    """Weights after ``steps`` training steps on ``plan`` (large enough products to split)."""
+    from minireason.nn.model import GPT, GPTConfig
+    from minireason.train.batches import TokenWindows
+    from minireason.train.loop import TrainConfig, train
+
+    stream = np.random.default_rng(3).integers(0, 256, 20_000)
+    config = TrainConfig(max_steps=steps, warmup_steps=1, eval_interval=0, checkpoint_interval=0)
+    model = GPT(GPTConfig(**PLAN_MODEL))
+    with threads.using_plan(plan):
+        if stop_at:
+            train(model, TokenWindows(stream, 8, 64, seed=1), config, out, stop_at_step=stop_at,
+                  progress=False)  # fmt: skip
+            model = GPT(GPTConfig(**PLAN_MODEL))  # its weights come from the checkpoint
+            train(model, TokenWindows(stream, 8, 64, seed=1), config, out, resume=True,
+                  progress=False)  # fmt: skip
+        else:
+            train(model, TokenWindows(stream, 8, 64, seed=1), config, out, progress=False)
+    return {k: v.copy() for k, v in model.params.items()}
+
+
+@pytest.mark.parametrize("splitter", sorted(threads.SPLITTERS))
+def test_the_same_plan_gives_the_same_bits_twice(splitter, tmp_path):
+    plan = threads.ThreadPlan(splitter, 2, 40_000_000 if splitter == "mixed" else 0)
+    first = _train_bits(plan, out=tmp_path / "a")
+    second = _train_bits(plan, out=tmp_path / "b")
+    for name in first:
+        assert np.array_equal(first[name], second[name]), name
+
+
+def test_resume_on_the_cached_plan_matches_a_straight_run(tmp_path, monkeypatch):
+    from minireason.nn import calibrate
+    from minireason.nn.model import GPTConfig
+
+    monkeypatch.delenv("MINIREASON_THREADS", raising=False)
+    monkeypatch.delenv("MINIREASON_PLAN", raising=False)
+    monkeypatch.setenv("MINIREASON_PLAN_CACHE", str(tmp_path / "plans.json"))
+    config = GPTConfig(**PLAN_MODEL)
+    measured = calibrate.choose_plan(config, 8, 64)
+    assert measured.source == "measured" and (tmp_path / "plans.json").is_file()
+    straight = _train_bits(measured.plan, steps=4, out=tmp_path / "a")
+    cached = calibrate.choose_plan(config, 8, 64)  # as a later process finds it
+    assert cached.source == "cached" and cached.plan == measured.plan
+    resumed = _train_bits(cached.plan, steps=4, stop_at=2, out=tmp_path / "b")
+    for name in straight:
+        assert np.array_equal(straight[name], resumed[name]), name
+
+
+def test_forced_plans_skip_calibration(tmp_path, monkeypatch):
+    from minireason.nn import calibrate
+    from minireason.nn.model import GPTConfig
+
+    monkeypatch.setenv("MINIREASON_PLAN_CACHE", str(tmp_path / "plans.json"))
+    monkeypatch.setenv("MINIREASON_THREADS", "3")
+    monkeypatch.setenv("MINIREASON_PLAN", "blas")
+    choice = calibrate.choose_plan(GPTConfig(**PLAN_MODEL), 8, 64)
+    assert choice.source == "forced" and choice.plan == threads.ThreadPlan("blas", 3)
+    assert "forced" in choice.line() and not (tmp_path / "plans.json").exists()
+    monkeypatch.setenv("MINIREASON_PLAN", "fastest")
+    with pytest.raises(ValueError, match="MINIREASON_PLAN='fastest'"):
+        threads.forced_plan()
+
+
+def test_a_foreign_or_broken_cache_is_ignored_with_a_note_and_kept(tmp_path, monkeypatch):
+    from minireason.nn import calibrate
+    from minireason.nn.model import GPTConfig
+
+    monkeypatch.delenv("MINIREASON_THREADS", raising=False)
+    monkeypatch.delenv("MINIREASON_PLAN", raising=False)
+    config = GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    for text in ('{"format": "something else"}', "{not json", '"a string"'):
+        path = tmp_path / "plans.json"
+        path.write_text(text)
+        monkeypatch.setenv("MINIREASON_PLAN_CACHE", str(path))
+        choice = calibrate.choose_plan(config, 2, 8)
+        assert choice.source == "measured" and "not a thread-plan cache" in choice.note
+        assert "\n" not in choice.line() and path.read_text() == text  # not overwritten
+    path.write_text('{"format": "minireason-thread-plans", "format_version": 1, '
+                    '"plans": {"k": {"splitter": "nope"}}}')  # fmt: skip
+    key = calibrate.cache_key(config, 2, 8)
+    assert calibrate.cached_plan(calibrate.read_cache(path)[0], key) is None
+    assert calibrate.choose_plan(config, 2, 8).source == "measured"  # and written anew
+    assert calibrate.choose_plan(config, 2, 8).source == "cached"
+
+
+def test_plan_candidates_and_their_names():
+    from minireason.nn.calibrate import candidates
+
+    assert candidates(1) == [threads.ThreadPlan("pool", 1)]
+    assert [str(p) for p in candidates(2, largest_flops=10)] == ["pool x2", "blas x2"]
+    assert len(candidates(16, largest_flops=10**12)) == 6  # 3 splitters on 16 and 8 threads
+    with pytest.raises(ValueError):
+        threads.ThreadPlan("pool", 2, blas_flops=5)
+    before = threads.set_plan(threads.ThreadPlan.of("blas", 2))
+    try:
+        assert threads.set_threads(3) == 2 and threads.plan() == threads.ThreadPlan("blas", 3)
+    finally:
+        threads.set_plan(before)

@@ -30,9 +30,11 @@ from minireason.bench.machine import (
     json_option,
     load_option,
     machine_info,
+    plan_option,
     spread,
     threads_option,
     time_interleaved,
+    use_plan,
 )
 from minireason.nn.model import GPT, GPTConfig
 from minireason.options import option
@@ -57,6 +59,7 @@ class BenchGenerateConfig:
     prompt_len: int = option(56, min=1, help="tokens per prompt")
     rounds: int = option(5, min=1, help="timed rounds")
     threads: int | None = threads_option()
+    plan: str | None = plan_option()
     load: int = load_option()
     no_torch: bool = option(False, help="skip the PyTorch comparison")
     json: str | None = json_option()
@@ -68,6 +71,14 @@ class BenchGenerateConfig:
         from minireason.train.recipe import load_preset
 
         return GPTConfig(**load_preset(self.preset)["model"])
+
+    def train_shape(self) -> tuple[int, int]:
+        """``(batch_size, block_size)`` of the preset's pretraining: the shape whose measured
+        thread plan generation uses, as after ``train``."""
+        from minireason.train.recipe import load_preset
+
+        pretrain = load_preset(self.preset)["pretrain"]
+        return pretrain["batch_size"], pretrain["block_size"]
 
     def decoding(self) -> Decoding:
         """Step 4's decoding with these options' candidates and length."""
@@ -85,10 +96,17 @@ def run_generate_benchmark(
     with_torch: bool = True,
     load: int = BenchGenerateConfig.load,
     seed: int = 0,
+    plan: str | None = BenchGenerateConfig.plan,
+    train_shape: tuple[int, int] | None = None,
 ) -> dict:
-    """Run the benchmark; a JSON-ready dict of the figures (see :func:`format_report`)."""
-    from minireason.nn.threads import set_threads
-    from minireason.nn.threads import threads as current
+    """Run the benchmark; a JSON-ready dict of the figures (see :func:`format_report`).
+
+    The thread plan: the one ``threads`` / ``plan`` force, else the one measured for
+    training this model on ``train_shape`` ``(batch_size, seq_len)`` batches (measured now
+    when none is cached), else (no ``train_shape``) the process's own."""
+    from minireason.nn.calibrate import PlanChoice
+    from minireason.nn.threads import plan as current
+    from minireason.nn.threads import using_plan
 
     config = config or GPTConfig(**SMALL_SHAPE)
     decoding = decoding or Decoding()
@@ -97,14 +115,18 @@ def run_generate_benchmark(
             f"--prompt-len {prompt_len} + --max-new-tokens {decoding.max_new_tokens} exceeds the "
             f"model's block_size {config.block_size}"
         )
-    before = set_threads(threads) if threads else current()
-    try:
-        with busy_load(load):
-            return _run(
+    with busy_load(load):
+        if threads or plan or train_shape:
+            choice = use_plan(config, *(train_shape or (1, 1)), threads, plan)
+        else:
+            choice = PlanChoice(current(), "default")
+        with using_plan(choice.plan):
+            result = _run(
                 config, decoding, n_prompts, prompt_len, rounds, warmup, with_torch, load, seed
             )
-    finally:
-        set_threads(before)
+    result["plan"] = choice.to_dict()
+    result["plan_line"] = choice.line()
+    return result
 
 
 def _run(config, decoding, n_prompts, prompt_len, rounds, warmup, with_torch, load, seed) -> dict:
@@ -187,6 +209,7 @@ def _run(config, decoding, n_prompts, prompt_len, rounds, warmup, with_torch, lo
 def format_report(r: dict) -> str:
     c, d, m = r["config"], r["decoding"], r["machine"]
     lines = [
+        r["plan_line"],
         f"model: n_layer {c['n_layer']}, n_head {c['n_head']}, n_embd {c['n_embd']}, vocab "
         f"{c['vocab_size']}; {d['n_candidates']} candidates x {d['max_new_tokens']} tokens, "
         f"temperature {d['temperature']}, top-p {d['top_p']}; prompts of {r['prompt_len']} tokens",

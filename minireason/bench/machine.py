@@ -7,8 +7,8 @@ load, interleaved timing and a summary of the spread.
 - :func:`time_interleaved`: systems timed in turn, round after round, so that whatever else
   the machine does hits them alike;
 - :func:`spread`: median, quartiles and extremes of a list of times;
-- :func:`threads_option`, :func:`load_option`, :func:`json_option`: the options the
-  benchmarks share, declared once for their configs; :func:`write_figures` writes what
+- :func:`threads_option`, :func:`plan_option`, :func:`load_option`, :func:`json_option`:
+  the options the benchmarks share, declared once for their configs; :func:`write_figures` writes what
   ``--json`` asks for, marked as :data:`FIGURES` (the only file a ``--json`` may replace).
 """
 
@@ -42,8 +42,36 @@ BUSY_LOOP = (
 
 
 def threads_option():
-    """A benchmark's ``--threads N`` (a field of its config; None: every core)."""
-    return option(None, min=1, help="threads of both systems (default: all cores)")
+    """A benchmark's ``--threads N`` (a field of its config; None: the measured plan's)."""
+    return option(None, min=1, help="threads of both systems (default: the measured plan's)")
+
+
+def plan_option():
+    """A benchmark's ``--plan pool|blas|mixed`` (None: the measured thread plan)."""
+    from minireason.nn.threads import SPLITTERS
+
+    return option(
+        None,
+        choices=tuple(SPLITTERS),
+        help="who splits the products (default: the plan measured on this machine and shape)",
+    )
+
+
+def use_plan(config, batch_size: int, seq_len: int, threads=None, splitter=None):
+    """The :class:`~minireason.nn.calibrate.PlanChoice` of a benchmark: ``--threads`` and
+    ``--plan`` force a plan (the other one's default: every core, the pool), else the
+    measured one (:func:`minireason.nn.calibrate.choose_plan`)."""
+    from minireason.nn.calibrate import choose_plan
+    from minireason.nn.threads import ThreadPlan, cores, forced_plan
+
+    forced = None
+    if threads or splitter:
+        base = forced_plan()
+        forced = ThreadPlan.of(
+            splitter or (base.splitter if base else "pool"),
+            threads or (base.threads if base else cores()),
+        )
+    return choose_plan(config, batch_size, seq_len, forced)
 
 
 def load_option():
@@ -66,7 +94,7 @@ def machine_info() -> dict:
     """The machine and the libraries the figures depend on (JSON-ready)."""
     from threadpoolctl import threadpool_info
 
-    from minireason.nn.threads import threads
+    from minireason.nn.threads import plan
 
     blas = [
         {k: lib.get(k) for k in ("internal_api", "version", "num_threads", "architecture")}
@@ -81,7 +109,8 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "numpy": np.__version__,
         "blas": blas,
-        "minireason_threads": threads(),
+        "minireason_threads": plan().threads,
+        "minireason_plan": plan().to_dict(),
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
     }
 
@@ -105,9 +134,11 @@ def busy_load(n: int):
             p.wait()
 
 
-def time_interleaved(steppers: dict, steps: int, warmup: int):
+def time_interleaved(steppers: dict, steps: int, warmup: int, settle_s: float = 0.0):
     """Run the steppers in turn, round after round, so that all of them see the same machine
-    load; return ``{name: [seconds per timed round]}`` and ``{name: first return value}``."""
+    load; return ``{name: [seconds per timed round]}`` and ``{name: first return value}``.
+    ``settle_s``: an untimed pause after each step (BLAS's threads spin for a while after
+    their last product, and would slow the next stepper)."""
     times = {name: [] for name in steppers}
     first = {}
     for i in range(warmup + steps):
@@ -118,6 +149,8 @@ def time_interleaved(steppers: dict, steps: int, warmup: int):
             first.setdefault(name, value)
             if i >= warmup:
                 times[name].append(dt)
+            if settle_s:
+                time.sleep(settle_s)
     return times, first
 
 

@@ -10,7 +10,13 @@ Measures, at a given model config and batch size:
 - when PyTorch is importable, the same model in PyTorch eager (same weights, same inputs,
   same AdamW settings, same number of threads), and the ratio NumPy / PyTorch;
 - with ``load`` > 0, all of it while that many CPU-bound processes share the machine
-  (:func:`minireason.bench.machine.busy_load`): the ratio on a busy machine, measured.
+  (:func:`minireason.bench.machine.busy_load`): the ratio on a busy machine, measured;
+- with ``scaling``, the NumPy step on 1, 2, 4, ... threads up to the cores available
+  (:func:`scaling_counts`), under each splitter of :data:`minireason.nn.threads.SPLITTERS`.
+
+NumPy runs on the thread plan measured for this machine and shape
+(:mod:`minireason.nn.calibrate`; measured now when none is cached), or the one
+``--threads`` / ``--plan`` force; the report's first lines say which.
 
 Every system is timed in turn, round after round (so load hits them alike); the report gives
 the median and the spread (quartiles) of each.
@@ -30,7 +36,6 @@ PyTorch is only a reference here; the package never needs it.
 
 from __future__ import annotations
 
-import os
 import statistics
 from dataclasses import asdict, dataclass
 from typing import ClassVar
@@ -42,12 +47,15 @@ from minireason.bench.machine import (
     json_option,
     load_option,
     machine_info,
+    plan_option,
     spread,
     threads_option,
     time_interleaved,
+    use_plan,
 )
 from minireason.nn.model import DTYPES, GPT, GPTConfig
 from minireason.nn.optim import AdamW
+from minireason.nn.threads import ThreadPlan
 from minireason.nn.torch_reference import build_torch_model
 from minireason.options import check_values, option
 
@@ -74,8 +82,10 @@ class BenchTrainConfig:
     steps: int = option(10, min=1, help="timed steps")
     warmup: int = option(2, min=0, help="untimed steps first")
     threads: int | None = threads_option()
+    plan: str | None = plan_option()
     load: int = load_option()
     no_torch: bool = option(False, help="skip the PyTorch comparison")
+    scaling: bool = option(False, help="also time the NumPy step on 1, 2, 4, ... threads")
     json: str | None = json_option()
 
     def model_config(self) -> GPTConfig:
@@ -93,6 +103,14 @@ def model_flops_per_step(config: GPTConfig, batch_size: int) -> float:
     tokens = batch_size * T
     n_matmul = L * 12 * C * C + V * C
     return float(6 * n_matmul * tokens + 12 * L * T * C * tokens)
+
+
+def scaling_counts(n: int) -> list[int]:
+    """The thread counts of ``--scaling`` on ``n`` cores: 1, 2, 4, ... and ``n``."""
+    counts = [1]
+    while counts[-1] * 2 < n:
+        counts.append(counts[-1] * 2)
+    return counts + [n] if n > 1 else counts
 
 
 def matmul_steppers(n: int = 2048) -> tuple[dict, float]:
@@ -181,6 +199,8 @@ def run_train_benchmark(
     with_torch: bool = True,
     seed: int = 0,
     load: int = BenchTrainConfig.load,
+    plan: str | None = BenchTrainConfig.plan,
+    scaling: bool = BenchTrainConfig.scaling,
 ) -> dict:
     """Run the benchmark; return the figures as a JSON-ready dict (see :func:`format_report`).
 
@@ -188,17 +208,66 @@ def run_train_benchmark(
     and on the same number of threads; PyTorch gets the same weights and inputs. ``load``:
     CPU-bound processes kept busy meanwhile. The result includes ``first_loss_numpy`` /
     ``first_loss_torch``: equal to a few decimals, they show the two compute the same thing.
+    ``threads`` and ``plan`` force the thread plan (else the measured one, chosen under the
+    same load); ``scaling`` adds the rows of :func:`scaling_rows` (``"scaling"``).
     """
-    from minireason.nn.threads import set_threads
+    from minireason.nn.threads import using_plan
 
-    check_values(BenchTrainConfig, batch_size=batch_size, steps=steps, warmup=warmup, load=load)
-    threads = threads or os.cpu_count() or 1
-    before = set_threads(threads)
-    try:
-        with busy_load(load):
-            return _run(config, batch_size, steps, warmup, threads, with_torch, seed, load)
-    finally:  # leave the process's thread settings as they were
-        set_threads(before)
+    check_values(
+        BenchTrainConfig, batch_size=batch_size, steps=steps, warmup=warmup, load=load, plan=plan
+    )
+    with busy_load(load):
+        choice = use_plan(config, batch_size, config.block_size, threads, plan)
+        with using_plan(choice.plan):  # the process's plan is given back after
+            result = _run(
+                config, batch_size, steps, warmup, choice.plan.threads, with_torch, seed, load
+            )
+            result["plan"] = choice.to_dict()
+            result["plan_line"] = choice.line()
+            if scaling:
+                result["scaling"] = scaling_rows(config, batch_size, steps, warmup, seed)
+    return result
+
+
+def scaling_rows(config: GPTConfig, batch_size: int, steps: int, warmup: int, seed: int = 0):
+    """The NumPy step on each of :func:`scaling_counts` threads under each splitter (one
+    plan on one thread): ``[{splitter, threads, blas_flops, step_s (spread), tokens_per_s,
+    speedup}]``, the speed-up against the pool on one thread. All plans take turns, round
+    after round."""
+    from minireason.nn.calibrate import SETTLE_S
+    from minireason.nn.threads import SPLITTERS, ThreadPlan, cores, using_plan
+
+    plans = [
+        ThreadPlan.of(s, n)
+        for n in scaling_counts(cores())
+        for s in SPLITTERS
+        if n > 1 or s == "pool"
+    ]
+    idx, targets = _inputs(config, batch_size, seed)
+    step = numpy_stepper(GPT(config), idx, targets)
+
+    def stepper(p):
+        def planned():
+            with using_plan(p):
+                return step()
+
+        return planned
+
+    steppers = {str(p): stepper(p) for p in plans}
+    times, _ = time_interleaved(steppers, steps, warmup, settle_s=SETTLE_S)
+    base = statistics.median(times[str(plans[0])])
+    rows = []
+    for p in plans:
+        median = statistics.median(times[str(p)])
+        rows.append(
+            {
+                **p.to_dict(),
+                "step_s": spread(times[str(p)]),
+                "tokens_per_s": batch_size * config.block_size / median,
+                "speedup": base / median,
+            }
+        )
+    return rows
 
 
 def _run(config, batch_size, steps, warmup, threads, with_torch, seed, load) -> dict:
@@ -283,6 +352,7 @@ def format_report(r: dict) -> str:
         )
 
     lines = [
+        r["plan_line"],
         f"config: n_layer {c['n_layer']}, n_head {c['n_head']}, n_embd {c['n_embd']}, "
         f"block_size {c['block_size']}, vocab_size {c['vocab_size']}, batch {c['batch_size']}, "
         f"{c['dtype']}; {r['num_params']:,} parameters",
@@ -308,4 +378,13 @@ def format_report(r: dict) -> str:
         )
     else:
         lines.append(r["torch_note"])
+    if r.get("scaling"):
+        lines.append("scaling (NumPy step, all plans in turn):")
+        lines.append(f"  {'plan':34s} {'step':>9s} {'tokens/s':>10s} {'speed-up':>8s}")
+        for row in r["scaling"]:
+            plan = str(ThreadPlan(row["splitter"], row["threads"], row["blas_flops"]))
+            lines.append(
+                f"  {plan:34s} {row['step_s']['median'] * 1e3:6.1f} ms {row['tokens_per_s']:10,.0f} "
+                f"{row['speedup']:7.2f}x"
+            )
     return "\n".join(lines)

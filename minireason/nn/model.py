@@ -64,7 +64,7 @@ from minireason.nn.layers import (
     lm_head_forward,
     log_softmax,
 )
-from minireason.nn.threads import one_blas_thread
+from minireason.nn.threads import blas_as_planned
 
 DTYPES = ("float32", "float64")
 
@@ -287,7 +287,7 @@ class GPT:
 
     # ------------------------------------------------------------------ forward / backward
 
-    @one_blas_thread
+    @blas_as_planned
     def forward(self, idx, targets=None, loss_mask=None, keep_cache=True, all_logits=True):
         """Logits, and the loss when ``targets`` are given.
 
@@ -361,7 +361,7 @@ class GPT:
             logits = self._copy_logprobs(x, idx, logits)
         return logits.reshape(B, T, -1), loss
 
-    @one_blas_thread
+    @blas_as_planned
     def backward(self) -> dict:
         """Gradients of the last forward's loss; fills and returns ``self.grads``.
 
@@ -413,7 +413,7 @@ class GPT:
 
     # ------------------------------------------------------------------ scoring
 
-    @one_blas_thread
+    @blas_as_planned
     def token_logprobs(self, idx, targets):
         """``log p(targets[b, t] | idx[b, :t+1])`` for every position, ``(B, T)``; no cache kept."""
         logits, _ = self.forward(idx, keep_cache=False)

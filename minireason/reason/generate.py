@@ -73,7 +73,7 @@ from minireason.nn.layers import (
     log_softmax,
     mlp_forward,
 )
-from minireason.nn.threads import one_blas_thread
+from minireason.nn.threads import blas_as_planned
 
 
 @dataclass
@@ -243,7 +243,7 @@ def _copy_cache(model, x, idx):
     return keys, sources
 
 
-@one_blas_thread
+@blas_as_planned
 def prefill(model, idx, lengths):
     """Run the prompts once; return the logits at each prompt's last token and the KV cache.
 
@@ -288,7 +288,7 @@ def prefill(model, idx, lengths):
     return _head(model, last, cache, last_positions), cache
 
 
-@one_blas_thread
+@blas_as_planned
 def decode_step(model, tokens, positions, cache):
     """Feed one new token per row at its own position; update the cache in place.
 
@@ -361,7 +361,7 @@ def _check_args(model, prompts, max_new_tokens, temperature, top_k, top_p, n_sam
         raise ValueError(f"n_samples must be a positive integer, got {n_samples!r}")
 
 
-@one_blas_thread
+@blas_as_planned
 def generate(
     model,
     prompts,

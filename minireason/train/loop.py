@@ -27,7 +27,7 @@ from minireason.files import write_png
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore, save_checkpoint
 from minireason.nn.model import GPT, is_number
 from minireason.nn.optim import AdamW, clip_grad_norm, global_grad_norm, lr_at
-from minireason.nn.threads import one_blas_thread
+from minireason.nn.threads import blas_as_planned
 
 # Fields that may differ between a checkpoint and the config used to resume it: they do not
 # change the trajectory of the weights (max_steps does change the learning-rate schedule, so
@@ -190,7 +190,7 @@ def check_resume_config(saved: dict, config: TrainConfig, path) -> None:
         raise ValueError(f"cannot resume from {path}: train config differs ({pairs})")
 
 
-@one_blas_thread
+@blas_as_planned
 def train(
     model: GPT,
     get_batch: Callable,

@@ -59,9 +59,11 @@ from minireason.files import (
     json_object,
     writer_lock,
 )
+from minireason.nn.calibrate import choose_plan
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore, settle
 from minireason.nn.memory import available_bytes
 from minireason.nn.model import GPT, GPTConfig, training_bytes
+from minireason.nn.threads import using_plan
 from minireason.options import option
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import ReasonBatches, TokenWindows
@@ -418,10 +420,25 @@ def run_recipe(
         atomic_write_json(out / "preset.json", preset)
         for name in ("tokenizer.json", "features.json"):
             atomic_write(out / name, lambda fh, n=name: fh.write((prepared.path / n).read_bytes()))
-        report = _train_stages(prepared, preset, model_config, out, resume, progress, echo)
+        with using_plan(_thread_plan(preset, model_config, echo)):
+            report = _train_stages(prepared, preset, model_config, out, resume, progress, echo)
         report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
         atomic_write_json(out / REPORT_JSON, report)
     return report
+
+
+def _thread_plan(preset: dict, model_config: GPTConfig, echo):
+    """The thread plan of training (:func:`minireason.nn.calibrate.choose_plan`, on the
+    pretraining batch's shape: the forced one, the cached one, or measured now), said
+    through ``echo``. On the GPU: the process's plan, for the little CPU work left."""
+    from minireason.nn.threads import plan
+
+    if backend.get_device() != "cpu":
+        return plan()
+    pre = preset["pretrain"]
+    choice = choose_plan(model_config, pre["batch_size"], pre["block_size"])
+    echo(choice.line())
+    return choice.plan
 
 
 def check_memory(preset: dict, model_config: GPTConfig, context: int, available=None) -> None:
