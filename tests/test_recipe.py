@@ -191,7 +191,7 @@ def test_recipe_end_to_end_then_resume_between_stages(prepared_dir, micro_preset
     )
     assert resumed["pretrain"]["status"] == "already finished"
     assert resumed["finetune"]["status"] == "trained"
-    assert said[0].startswith("thread plan: ") and said[0].endswith("from the cache")
+    assert said[0].startswith("thread plan: pool ")  # the tests' plan (conftest)
     assert (
         said[2] == f"finetune: no checkpoint in {crashed / 'finetune'}; training from step 0 of 4"
     )
@@ -216,6 +216,29 @@ def test_a_resumed_run_says_where_each_stage_restarts(prepared_dir, micro_preset
     ]
     assert report["finetune"]["status"] == "resumed"
     assert report["finetune"]["steps_before_this_run"] == 2
+
+
+def test_a_resumed_run_keeps_the_thread_plan_it_started_with(
+    prepared_dir, micro_preset, tmp_path, monkeypatch
+):
+    out = tmp_path / "run"
+    shorter = {**MICRO, "finetune": {**MICRO["finetune"], "max_steps": 2}}
+    (tmp_path / "shorter.json").write_text(json.dumps(shorter))
+    monkeypatch.setenv("MINIREASON_PLAN", "pool")
+    monkeypatch.setenv("MINIREASON_THREADS", "1")
+    run_recipe(prepared_dir, tmp_path / "shorter.json", out, progress=False)
+    assert json.loads((out / "thread_plan.json").read_text())["threads"] == 1
+    monkeypatch.delenv("MINIREASON_PLAN")
+    monkeypatch.delenv("MINIREASON_THREADS")  # another plan would be chosen now
+    broken = tmp_path / "broken"
+    shutil.copytree(out, broken)
+    (broken / "thread_plan.json").write_text('{"splitter": "fastest"}')
+    with pytest.raises(ValueError, match="thread_plan.json: not a thread plan"):
+        run_recipe(prepared_dir, micro_preset, broken, resume=True, progress=False)
+    said = []
+    run_recipe(prepared_dir, micro_preset, out, resume=True, progress=False, echo=said.append)
+    assert said[0].startswith("thread plan: pool x1 ") and "kept for an exact resume" in said[0]
+    assert json.loads((out / "thread_plan.json").read_text())["threads"] == 1
 
 
 def test_recipe_rejects_a_context_longer_than_the_model(prepared_dir, tmp_path):

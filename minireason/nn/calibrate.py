@@ -57,7 +57,8 @@ class PlanChoice:
     Attributes:
         plan: the plan.
         source: ``"forced"`` (environment or options), ``"cached"`` (measured before, on this
-            machine and shape), ``"measured"`` (now) or ``"default"`` (the process's plan,
+            machine and shape), ``"measured"`` (now), ``"run"`` (the plan a resumed run
+            started with) or ``"default"`` (the process's plan,
             :func:`minireason.nn.threads.plan`, nothing measured).
         seconds: ``{str(plan): [seconds of each timed round]}`` of the measurement (empty when
             forced).
@@ -75,6 +76,7 @@ class PlanChoice:
             "forced": "forced",
             "cached": "from the cache",
             "measured": "measured now",
+            "run": "the plan this run started with, kept for an exact resume",
             "default": "the process's default",
         }
         text = f"thread plan: {self.plan} ({SPLITTERS[self.plan.splitter]}); {how[self.source]}"
@@ -85,6 +87,18 @@ class PlanChoice:
 
     def to_dict(self) -> dict:
         return {**self.plan.to_dict(), "source": self.source, "seconds": self.seconds}
+
+
+def read_plan(path: Path) -> ThreadPlan:
+    """The plan a run recorded (``ThreadPlan.to_dict`` as JSON in ``path``); ValueError naming
+    the file when it is not one."""
+    try:
+        fields = json.loads(Path(path).read_text(encoding="utf-8"))
+        return ThreadPlan(fields["splitter"], fields["threads"], fields["blas_flops"])
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise ValueError(
+            f"{path}: not a thread plan ({exc}); remove it to choose the plan again"
+        ) from None
 
 
 # --------------------------------------------------------------------------- the cache

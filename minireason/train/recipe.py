@@ -59,11 +59,11 @@ from minireason.files import (
     json_object,
     writer_lock,
 )
-from minireason.nn.calibrate import choose_plan
+from minireason.nn.calibrate import PlanChoice, choose_plan, read_plan
 from minireason.nn.checkpoint import JSON_NAME, load_checkpoint, restore, settle
 from minireason.nn.memory import available_bytes
 from minireason.nn.model import GPT, GPTConfig, training_bytes
-from minireason.nn.threads import using_plan
+from minireason.nn.threads import forced_plan, plan, using_plan
 from minireason.options import option
 from minireason.prep.prepared import load_prepared
 from minireason.train.batches import ReasonBatches, TokenWindows
@@ -420,23 +420,32 @@ def run_recipe(
         atomic_write_json(out / "preset.json", preset)
         for name in ("tokenizer.json", "features.json"):
             atomic_write(out / name, lambda fh, n=name: fh.write((prepared.path / n).read_bytes()))
-        with using_plan(_thread_plan(preset, model_config, echo)):
+        with using_plan(_thread_plan(preset, model_config, out, resume, echo)):
             report = _train_stages(prepared, preset, model_config, out, resume, progress, echo)
         report["seconds_this_run"] = round(time.perf_counter() - t_start, 2)
         atomic_write_json(out / REPORT_JSON, report)
     return report
 
 
-def _thread_plan(preset: dict, model_config: GPTConfig, echo):
-    """The thread plan of training (:func:`minireason.nn.calibrate.choose_plan`, on the
-    pretraining batch's shape: the forced one, the cached one, or measured now), said
-    through ``echo``. On the GPU: the process's plan, for the little CPU work left."""
-    from minireason.nn.threads import plan
+PLAN_JSON = "thread_plan.json"  # the run's thread plan, which --resume keeps
 
+
+def _thread_plan(preset: dict, model_config: GPTConfig, out: Path, resume: bool, echo):
+    """The thread plan of training, said through ``echo``: a forced one (the environment),
+    else with ``--resume`` the plan the run started with (``thread_plan.json``: another plan
+    would round the products differently, and the resumed run would not be the run it
+    continues), else :func:`minireason.nn.calibrate.choose_plan`'s on the pretraining
+    batch's shape (cached, or measured now), recorded in ``thread_plan.json``. On the GPU:
+    the process's plan, for the little CPU work left."""
     if backend.get_device() != "cpu":
         return plan()
-    pre = preset["pretrain"]
-    choice = choose_plan(model_config, pre["batch_size"], pre["block_size"])
+    recorded = out / PLAN_JSON
+    if resume and recorded.is_file() and forced_plan() is None:
+        choice = PlanChoice(read_plan(recorded), "run")
+    else:
+        pre = preset["pretrain"]
+        choice = choose_plan(model_config, pre["batch_size"], pre["block_size"])
+        atomic_write_json(recorded, choice.plan.to_dict())
     echo(choice.line())
     return choice.plan
 
