@@ -194,6 +194,24 @@ def test_evidence_comes_from_other_users_and_prefers_more_of_the_focus():
     assert index.choose("i1", ["strings"], "u9", k=0) == []
 
 
+def test_evidence_can_prefer_a_sentence_that_says_what_is_particular_to_the_item():
+    from minireason.prep.features import AspectVocabulary, EvidenceIndex
+
+    plain = "These strings sound bright on my old stage guitar here."  # 10 words: nearer 12
+    named = "Elixir strings sound bright."  # "elixir": no other item's reviews use it
+    reviews = [_review("u1", "i1", plain, 1, 1), _review("u2", "i1", named, 2, 2)]
+    reviews += [_review(f"u{n}", f"i{n}", plain, n, n) for n in range(3, 6)]
+    vocab = AspectVocabulary({"strings": 5})
+
+    def index(prefer):
+        return EvidenceIndex(reviews, vocab, lambda s: len(s.split()), 32, prefer)
+
+    assert index("focus").choose("i1", ["strings"], "u9") == [plain]
+    assert index("particular").choose("i1", ["strings"], "u9") == [named]
+    with pytest.raises(ValueError, match="evidence preference 'named'"):
+        index("named")
+
+
 def test_evidence_excludes_the_records_own_review_and_sentences_over_the_token_cap():
     from minireason.prep.features import review_key
 

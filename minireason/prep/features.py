@@ -57,7 +57,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from minireason.data.records import ItemMeta, Review
-from minireason.text import HAN_RANGES, PhraseSet, tokens, words
+from minireason.text import HAN_RANGES, PhraseSet, particular_words, tokens, words
 
 MAX_TARGET_WORDS = 25
 MIN_TARGET_WORDS = 4
@@ -413,6 +413,21 @@ class EvidenceSentence:
     sentence: str
     aspects: frozenset  # the aspects it mentions
     n_words: int
+    specific: int = 0  # its words particular to the item (text.particular_words)
+
+
+EVIDENCE_PREFERENCES = ("focus", "particular")  # prepare --evidence-prefer
+
+
+def item_words(reviews) -> dict[str, frozenset[str]]:
+    """``{item: the words of its reviews}`` (:func:`minireason.text.words`), what
+    :func:`minireason.text.particular_words` reads; ``reviews``: Review objects or prepared
+    records."""
+    found: dict[str, set[str]] = {}
+    for r in reviews:
+        item, text = (r["item"], r["text"]) if isinstance(r, dict) else (r.item, r.text)
+        found.setdefault(item, set()).update(words(text))
+    return {item: frozenset(ws) for item, ws in found.items()}
 
 
 def review_key(review) -> tuple:
@@ -430,8 +445,11 @@ class EvidenceIndex:
     :meth:`choose` picks, for (item, focus), up to ``k`` sentences of ``MIN_TARGET_WORDS`` to
     ``MAX_TARGET_WORDS`` words and at most ``max_tokens`` prompt tokens (``count_tokens``:
     a sentence's length in the tokenizer's tokens) from other users' training reviews of the
-    item that mention a focus aspect: the most focus aspects first (an earlier focus aspect breaks ties), then the
-    length nearest :data:`EVIDENCE_WORDS`, then the earlier review. An item none of whose
+    item that mention a focus aspect: the most focus aspects first; with ``prefer``
+    ``"particular"``, then a sentence that says a word particular to the item (one few
+    items' reviews use, :func:`minireason.text.particular_words`: what the item *is*, a
+    brand, a model, a use); then an earlier focus aspect, the length nearest
+    :data:`EVIDENCE_WORDS`, and the earlier review. An item none of whose
     sentences qualify (a cold item) borrows from the items that share most of its tags
     (``neighbours``). Nothing of the record's own review can be chosen, and nothing of the
     validation or test split is in the index at all: the evidence never sees the review it
@@ -441,8 +459,19 @@ class EvidenceIndex:
     prepared records (``user, item, time, line, text``).
     """
 
-    def __init__(self, reviews, vocab: AspectVocabulary, count_tokens, max_tokens: int = 32):
-        self.max_tokens = max_tokens
+    def __init__(
+        self,
+        reviews,
+        vocab: AspectVocabulary,
+        count_tokens,
+        max_tokens: int = 32,
+        prefer: str = "focus",
+    ):
+        if prefer not in EVIDENCE_PREFERENCES:
+            raise ValueError(f"evidence preference {prefer!r}: expected {EVIDENCE_PREFERENCES}")
+        reviews = list(reviews)
+        self.max_tokens, self.prefer = max_tokens, prefer
+        particular = particular_words(item_words(reviews)) if prefer == "particular" else {}
         self.by_item: dict[str, list[EvidenceSentence]] = {}
         for r in reviews:
             key = review_key(r)
@@ -459,7 +488,8 @@ class EvidenceIndex:
                     continue
                 found = frozenset(vocab.find(sentence))
                 if found:
-                    entry = EvidenceSentence(key, user, sentence, found, n)
+                    specific = len(set(words(sentence)) & particular.get(item, frozenset()))
+                    entry = EvidenceSentence(key, user, sentence, found, n, specific)
                     self.by_item.setdefault(item, []).append(entry)
 
     def choose(
@@ -489,7 +519,15 @@ class EvidenceIndex:
 
         def key(e: EvidenceSentence):
             hits = [rank[a] for a in e.aspects if a in rank]
-            return (-len(hits), min(hits), abs(e.n_words - EVIDENCE_WORDS), e.review, e.sentence)
+            says = e.specific > 0 if self.prefer == "particular" else False
+            return (
+                -len(hits),
+                -says,
+                min(hits),
+                abs(e.n_words - EVIDENCE_WORDS),
+                e.review,
+                e.sentence,
+            )
 
         pool = [
             e

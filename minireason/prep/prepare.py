@@ -31,6 +31,7 @@ from minireason.data.split import SPLITS, k_core, leave_last_out, random_split
 from minireason.files import sha256_file, writer_lock
 from minireason.options import check, option
 from minireason.prep.features import (
+    EVIDENCE_PREFERENCES,
     AspectVocabulary,
     EvidenceIndex,
     ItemFeatures,
@@ -99,6 +100,12 @@ class PrepareConfig:
         1, min=0, metavar="K", help="sentences of other users' reviews per prompt (0: none)"
     )
     evidence_tokens: int = option(32, min=4, help="longest evidence sentence, in prompt tokens")
+    evidence_prefer: str = option(
+        "focus",
+        choices=EVIDENCE_PREFERENCES,
+        help="among the evidence sentences with the most focus aspects: any (focus), or first "
+        "one that says a word particular to the item (particular)",
+    )
     max_review_tokens: int = option(
         4096, min=1, cli=False, help="most pretraining tokens one review may contribute"
     )
@@ -691,7 +698,11 @@ def prepare(cfg: PrepareConfig) -> dict:
         tok = train_tokenizer(cfg, splits, meta)
         clock.lap("tokenizer")
         index = EvidenceIndex(
-            splits["train"], stage.vocab, partial(evidence_length, tok), cfg.evidence_tokens
+            splits["train"],
+            stage.vocab,
+            partial(evidence_length, tok),
+            cfg.evidence_tokens,
+            cfg.evidence_prefer,
         )
         records, prompt_ids = build_records(
             cfg, splits, stage.features, stage.vocab, tok, meta, stage.targets, stage.rates, index

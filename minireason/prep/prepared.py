@@ -101,12 +101,13 @@ from minireason.prep.features import (
     AspectVocabulary,
     EvidenceIndex,
     HistoryItem,
+    item_words,
     predict_focus,
     tag_neighbours,
 )
 from minireason.prep.prompts import build_prompt, evidence_length
 from minireason.prep.tokenizer import BPETokenizer
-from minireason.text import LANGUAGES, particular_words, vocabulary, words
+from minireason.text import LANGUAGES, particular_words, vocabulary
 
 FORMAT = "minireason-prepared"
 FORMAT_VERSION = 2  # 2: the evidence segment (its special token, the records' evidence)
@@ -284,10 +285,7 @@ class Prepared:
 
     @functools.cached_property
     def _particular_words(self) -> dict[str, frozenset[str]]:
-        item_words: dict[str, set[str]] = {}
-        for rec in self.train:
-            item_words.setdefault(rec["item"], set()).update(words(rec["text"]))
-        return particular_words({item: frozenset(ws) for item, ws in item_words.items()})
+        return particular_words(item_words(self.train))
 
     def particular_words(self, item: str) -> frozenset[str]:
         """The words of ``item``'s training reviews that few items' reviews use
@@ -314,6 +312,7 @@ class Prepared:
             vocab,
             functools.partial(evidence_length, self.tokenizer),
             self.config["evidence_tokens"],
+            self.config.get("evidence_prefer", "focus"),
         )
 
     def evidence_for(self, item: str, focus: list[str], user: str) -> list[str]:
