@@ -518,13 +518,19 @@ def cross_entropy_forward(logits, targets, mask=None):
     z = z[:, 0]  # (N,)
     target_logit = logits[xp.arange(N), targets] - rowmax[:, 0]  # (N,), shifted like e
     nll = xp.log(z) - target_logit  # (N,)
-    if mask is None:
-        weights = xp.full((N,), 1.0 / N, dtype=logits.dtype)
-    else:
-        weights = mask.astype(logits.dtype)
-        weights /= weights.sum()
+    weights = token_weights(xp, mask, N, logits.dtype)
     loss = (nll * weights).sum()
     return loss, CrossEntropyCache(e, z, targets, weights, nll)
+
+
+def token_weights(xp, mask, n: int, dtype):
+    """``(n,)`` each token's share of the mean loss: ``mask / sum(mask)``, or ``1 / n`` each
+    when ``mask`` is None."""
+    if mask is None:
+        return xp.full((n,), 1.0 / n, dtype=dtype)
+    weights = mask.astype(dtype)
+    weights /= weights.sum()
+    return weights
 
 
 def cross_entropy_backward(cache: CrossEntropyCache):
