@@ -9,6 +9,12 @@ The core never imports CuPy itself; only this module does, and only when asked f
 ``cuda``. The device is chosen, in order of precedence, by ``set_device(...)`` (the CLI's
 ``--device`` flag calls it) or by the ``MINIREASON_DEVICE`` environment variable
 (``cpu`` or ``cuda``); the default is ``cpu``.
+
+On ``cuda``, two more choices say which GPU code the model's training step runs
+(:mod:`minireason.gpu.model_kernels`; the CLI's ``--attention`` and ``--fused``):
+``set_attention`` (``auto``, ``cublas`` or ``flash``) and ``set_fused`` (the fused
+LayerNorm, GELU, cross-entropy and AdamW kernels, or CuPy's elementwise operations). On
+``cpu`` they change nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +24,11 @@ import os
 import numpy as np
 
 DEVICES = ("cpu", "cuda")
+ATTENTIONS = ("auto", "cublas", "flash")  # auto: the faster of the two, timed per shape
 _device: str | None = None  # None: not chosen yet, read MINIREASON_DEVICE on first use
 _cupy = None
+_attention = "auto"
+_fused = False
 
 
 class BackendError(RuntimeError):
@@ -71,6 +80,31 @@ def get_device() -> str:
             raise BackendError(f"MINIREASON_DEVICE must be one of {DEVICES}, got {env!r}")
         set_device(env)
     return _device
+
+
+def set_attention(choice: str) -> None:
+    """How the model computes attention on CuPy: ``"cublas"`` (:mod:`minireason.nn.attention`
+    on cuBLAS products), ``"flash"`` (the flash kernels 3 and 4) or ``"auto"`` (the faster,
+    timed on the GPU for each shape; the default)."""
+    global _attention
+    if choice not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {choice!r}")
+    _attention = choice
+
+
+def get_attention() -> str:
+    return _attention
+
+
+def set_fused(on: bool) -> None:
+    """Whether the model on CuPy runs LayerNorm, GELU, cross-entropy and AdamW through the
+    fused kernels 6-9 (True) or CuPy's elementwise operations (False, the default)."""
+    global _fused
+    _fused = bool(on)
+
+
+def get_fused() -> bool:
+    return _fused
 
 
 def xp():

@@ -898,3 +898,64 @@ def test_fused_launchers_6_to_9(launchers_on_cpu):
         cf.layernorm_forward6(x, w[:5], b)
     with pytest.raises(ValueError, match="targets must be"):
         cf.cross_entropy_forward8(x, targets[:3])
+
+
+# --------------------------------------------------------------------------- the model's GPU path, on CPU threads
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("flash, fused", [(True, False), (False, True), (True, True)])
+@pytest.mark.parametrize("copy", [False, True], ids=["plain", "copy-head"])
+def test_model_gpu_ops_on_cpu_threads(launchers_on_cpu, monkeypatch, flash, fused, copy):
+    """A training step of a small GPT through minireason.gpu.model_kernels' Ops (flash
+    attention 3 + 4 and / or the fused kernels 6-8, run on CPU threads) against the same step
+    through NumPy's own layers: the wiring of every forward/backward pair, its caches and the
+    copy head's use of the loss cache, without a GPU."""
+    from minireason.gpu import model_kernels
+    from minireason.nn.model import GPT, GPTConfig
+
+    config = GPTConfig(
+        vocab_size=64, block_size=16, n_layer=2, n_head=2, n_embd=32, dtype="float32", copy=copy
+    )
+    rng = np.random.default_rng(0)
+    idx = rng.integers(0, 64, size=(2, 16))
+    targets = rng.integers(0, 64, size=(2, 16))
+    mask = (rng.random((2, 16)) < 0.5).astype(np.int64)
+    mask[0, 0] = 1
+    reference = GPT(config)
+    kernels = GPT(config)
+    ops = model_kernels.OPS[(flash, fused)]
+    monkeypatch.setattr(kernels, "_ops", lambda B, T, need_weights: ops)
+    for all_logits in (True, False):  # False: the head and the loss see the masked rows only
+        _, ref_loss = reference.forward(idx, targets, mask, all_logits=all_logits)
+        ref_grads = reference.backward()
+        _, loss = kernels.forward(idx, targets, mask, all_logits=all_logits)
+        assert kernels._cache.ops is ops
+        grads = kernels.backward()
+        assert loss == pytest.approx(ref_loss, rel=1e-5)
+        for name, ref in ref_grads.items():
+            _close32(grads[name], ref, f"grad {name} flash={flash} fused={fused}")
+    if flash:
+        assert kernels.attention_weights() == [None] * config.n_layer
+
+
+@pytest.mark.slow
+def test_fused_adamw_through_the_optimizer_choice(launchers_on_cpu, monkeypatch):
+    from minireason import backend
+    from minireason.gpu import model_kernels
+    from minireason.nn.optim import adamw_update
+
+    rng = np.random.default_rng(1)
+    p, g = _f32(rng.standard_normal((5, 40)), rng.standard_normal((5, 80))[:, ::2])  # g strided
+    m, v = np.zeros_like(p), np.zeros_like(p)
+    hyper = dict(b1=0.9, b2=0.95, decay=0.99, v_correction=4.47, eps=1e-8, step_size=0.01)
+    assert model_kernels.adamw_update_for(p) is adamw_update  # not asked for
+    monkeypatch.setattr(backend, "_fused", True)
+    update = model_kernels.adamw_update_for(p)
+    assert update is not adamw_update
+    assert model_kernels.adamw_update_for(p.astype(np.float64)) is adamw_update
+    p_ref, m_ref, v_ref = p.copy(), m.copy(), v.copy()
+    adamw_update(p_ref, g, m_ref, v_ref, **hyper)
+    update(p, g, m, v, **hyper)
+    for got, ref in ((p, p_ref), (m, m_ref), (v, v_ref)):
+        np.testing.assert_allclose(got, ref, rtol=1e-6, atol=1e-6)
