@@ -10,11 +10,14 @@ The core never imports CuPy itself; only this module does, and only when asked f
 ``--device`` flag calls it) or by the ``MINIREASON_DEVICE`` environment variable
 (``cpu`` or ``cuda``); the default is ``cpu``.
 
-On ``cuda``, two more choices say which GPU code the model's training step runs
-(:mod:`minireason.gpu.model_kernels`; the CLI's ``--attention`` and ``--fused``):
-``set_attention`` (``auto``, ``cublas`` or ``flash``) and ``set_fused`` (the fused
-LayerNorm, GELU, cross-entropy and AdamW kernels, or CuPy's elementwise operations). On
-``cpu`` they change nothing.
+On ``cuda``, the model may run the project's own CUDA kernels instead of CuPy's array maths.
+The network layer cannot import them (``minireason.gpu`` comes after it), so they are
+installed here: :func:`use_gpu_kernels` takes their provider,
+:mod:`minireason.gpu.model_kernels` (its ``install()`` does it; the CLI calls that for
+``--device cuda``), and the model asks :func:`gpu_kernels`. Two settings say which kernels:
+``set_attention`` (``auto``, ``cublas`` or ``flash``: the CLI's ``--attention``) and
+``set_fused`` (the fused LayerNorm, GELU, cross-entropy and AdamW kernels, or CuPy's
+elementwise operations: ``--fused``). Without a provider, or on ``cpu``, they change nothing.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ _device: str | None = None  # None: not chosen yet, read MINIREASON_DEVICE on fi
 _cupy = None
 _attention = "auto"
 _fused = False
+_gpu_kernels = None  # the provider of the model's CUDA kernels, once installed
 
 
 class BackendError(RuntimeError):
@@ -105,6 +109,19 @@ def set_fused(on: bool) -> None:
 
 def get_fused() -> bool:
     return _fused
+
+
+def use_gpu_kernels(provider) -> None:
+    """Install ``provider`` (a module with ``model_ops(heads, dtype, need_weights)``,
+    ``adamw_update_for(p)`` and ``report()``: :mod:`minireason.gpu.model_kernels`) as what
+    the model runs on CuPy; None: CuPy's array maths only."""
+    global _gpu_kernels
+    _gpu_kernels = provider
+
+
+def gpu_kernels():
+    """The installed provider of the model's CUDA kernels, or None."""
+    return _gpu_kernels
 
 
 def xp():

@@ -484,7 +484,7 @@ def _main(argv: list[str]) -> int:
         build_parser([]).print_help()
         return 2
     try:
-        if args.device or args.attention or args.fused:
+        if args.device or args.attention or args.fused or os.environ.get("MINIREASON_DEVICE"):
             _set_device(args)
         return int(args.func(args) or 0)
     except (UserError, ValueError, OSError) as exc:
@@ -494,8 +494,9 @@ def _main(argv: list[str]) -> int:
 
 
 def _set_device(args) -> None:
-    """``--device``, then ``--attention`` and ``--fused``, which choose between GPU kernels
-    and are refused, in one line, unless the device is cuda."""
+    """``--device`` (or ``$MINIREASON_DEVICE``), then ``--attention`` and ``--fused``, which
+    choose between GPU kernels and are refused, in one line, unless the device is cuda; on
+    cuda the project's kernels are installed (:func:`minireason.gpu.model_kernels.install`)."""
     from minireason import backend
 
     try:
@@ -510,8 +511,10 @@ def _set_device(args) -> None:
             f"{' and '.join(chosen)} chooses between the GPU's kernels: it needs --device cuda "
             "(on the CPU the model runs NumPy's own layers)"
         )
-    backend.set_attention(args.attention or "auto")
-    backend.set_fused(args.fused)
+    if device == "cuda":
+        from minireason.gpu import model_kernels
+
+        model_kernels.install(args.attention or "auto", args.fused)
 
 
 def _say(command: str | None, what: str, exc: BaseException, status: int) -> int:

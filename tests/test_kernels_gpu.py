@@ -310,14 +310,13 @@ def test_adamw_9_matches_the_optimizer(cp, cf, n, decay):
 
 @pytest.fixture
 def gpu_kernels():
-    """Set (attention, fused) for a test; back to the defaults (auto, off) and the CPU after."""
+    """Install the model's CUDA kernels with (attention, fused) for a test, as the CLI does
+    for --device cuda; none, the defaults and the CPU after."""
+    from minireason.gpu import model_kernels
 
-    def choose(attention="auto", fused=False):
-        backend.set_attention(attention)
-        backend.set_fused(fused)
-
-    yield choose
-    choose()
+    yield model_kernels.install
+    model_kernels.install()
+    backend.use_gpu_kernels(None)
     backend.set_device("cpu")
 
 

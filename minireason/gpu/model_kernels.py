@@ -1,5 +1,9 @@
 """The model on CuPy through the project's CUDA kernels: the layer pairs, and which to run.
 
+:func:`install` makes this module what the model asks on CuPy
+(:func:`minireason.backend.use_gpu_kernels`: the network layer cannot import it); the CLI
+installs it for ``--device cuda``.
+
 :class:`minireason.nn.layers.Ops` names the layer pairs a block, the final LayerNorm and the
 loss run; ``REFERENCE_OPS`` is the array maths of :mod:`minireason.nn.layers` (on CuPy: cuBLAS
 products and CuPy's elementwise kernels). :func:`model_ops` swaps in, for a forward on CuPy:
@@ -24,6 +28,7 @@ The flash and fused kernels compute in float32: a float64 model on CuPy keeps th
 from __future__ import annotations
 
 import statistics
+import sys
 import warnings
 from dataclasses import asdict, dataclass
 from typing import NamedTuple
@@ -284,3 +289,22 @@ def adamw_update_for(p):
     if backend.get_fused() and p.dtype == np.float32 and p.flags.c_contiguous:
         return _fused_adamw_update
     return adamw_update
+
+
+# --------------------------------------------------------------------------- installing
+
+
+def install(attention: str = "auto", fused: bool = False) -> None:
+    """Make these kernels what the model runs on CuPy, with ``--attention`` and ``--fused``."""
+    backend.set_attention(attention)
+    backend.set_fused(fused)
+    backend.use_gpu_kernels(sys.modules[__name__])
+
+
+def report() -> dict:
+    """The settings and the probes, for a run's report (``train_report.json``)."""
+    return {
+        "attention": backend.get_attention(),
+        "fused": backend.get_fused(),
+        "attention_probes": attention_probes(),  # what --attention auto measured
+    }

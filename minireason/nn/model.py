@@ -17,11 +17,12 @@ With ``config.copy`` the model has a copy head (:mod:`minireason.nn.copy_head`):
 distribution mixes the vocabulary with the tokens already in the context, and the logits it
 returns are that mixture's log-probabilities.
 
-On NumPy every layer is :mod:`minireason.nn.layers`' own (``REFERENCE_OPS``). On CuPy a forward
-with targets may run the project's CUDA kernels instead (flash attention, fused LayerNorm,
-GELU and cross-entropy: :mod:`minireason.gpu.model_kernels`, chosen by ``--attention`` and
-``--fused``); a forward without targets always forms the attention weights, which
-:meth:`GPT.attention_weights` returns (a flash layer has none: None).
+On NumPy every layer is :mod:`minireason.nn.layers`' own (``REFERENCE_OPS``). On CuPy, once the
+project's CUDA kernels are installed (``backend.use_gpu_kernels``; the CLI does it for
+``--device cuda``), a forward with targets may run them instead (flash attention, fused
+LayerNorm, GELU and cross-entropy, chosen by ``--attention`` and ``--fused``); a forward
+without targets always forms the attention weights, which :meth:`GPT.attention_weights`
+returns (a flash layer has none: None).
 
 Usage::
 
@@ -293,16 +294,15 @@ class GPT:
 
     def _ops(self, B: int, T: int, need_weights: bool):
         """The layer pairs a forward of ``(B, T)`` tokens runs (``layers.Ops``): the
-        reference on NumPy; on CuPy what :func:`minireason.gpu.model_kernels.model_ops`
-        chooses, with the reference attention when ``need_weights``."""
-        wte = self.params["wte"]
-        if backend.array_module(wte) is np:
+        reference on NumPy; on CuPy what the installed GPU kernels choose
+        (``backend.gpu_kernels().model_ops``), with the reference attention when
+        ``need_weights``."""
+        wte, kernels = self.params["wte"], backend.gpu_kernels()
+        if kernels is None or backend.array_module(wte) is np:
             return REFERENCE_OPS
-        from minireason.gpu.model_kernels import model_ops  # noqa: PLC0415  (CuPy runs only)
-
         cfg = self.config
         heads = (B, cfg.n_head, T, cfg.n_embd // cfg.n_head)
-        return model_ops(heads, wte.dtype, need_weights)
+        return kernels.model_ops(heads, wte.dtype, need_weights)
 
     # ------------------------------------------------------------------ forward / backward
 

@@ -8,9 +8,9 @@ gradient ``g`` at step ``t = 1, 2, ...``::
     p = p - lr * wd * p                                  (only where decay applies)
     p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
-Every update is done in place on the parameter arrays the model owns. On CuPy with
-``--fused``, :func:`adamw_update` of a float32 parameter is kernel 9 (one pass instead of a
-dozen; :func:`minireason.gpu.model_kernels.adamw_update_for`).
+Every update is done in place on the parameter arrays the model owns. On CuPy with the
+project's CUDA kernels installed and ``--fused``, :func:`adamw_update` of a float32
+parameter is kernel 9 (one pass instead of a dozen; ``backend.gpu_kernels()``).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from functools import partial
 
 import numpy as np
 
+from minireason import backend
 from minireason.backend import array_module
 from minireason.nn.threads import rowwise
 
@@ -143,12 +144,12 @@ class AdamW:
 
 
 def _update_for(p):
-    """:func:`adamw_update`, or on CuPy what the GPU path chooses (kernel 9 with ``--fused``)."""
-    if array_module(p) is np:
+    """:func:`adamw_update`, or on CuPy what the installed GPU kernels choose (kernel 9
+    with ``--fused``)."""
+    kernels = backend.gpu_kernels()
+    if kernels is None or array_module(p) is np:
         return adamw_update
-    from minireason.gpu.model_kernels import adamw_update_for  # noqa: PLC0415  (CuPy only)
-
-    return adamw_update_for(p)
+    return kernels.adamw_update_for(p)
 
 
 def adamw_update(p, g, m, v, *, b1, b2, decay, v_correction, eps, step_size):

@@ -588,14 +588,9 @@ def _train_stages(prepared, preset, model_config, out: Path, resume, progress, e
     )
     report["finetune"]["sequences_train"] = len(prepared.finetune["train"])
     report["finetune"]["sequences_val"] = len(prepared.finetune["valid"])
-    if report["device"] == "cuda":  # which GPU code trained it: --attention, --fused
-        from minireason.gpu.model_kernels import attention_probes  # noqa: PLC0415
-
-        report["gpu_kernels"] = {
-            "attention": backend.get_attention(),
-            "fused": backend.get_fused(),
-            "attention_probes": attention_probes(),  # what --attention auto measured
-        }
+    kernels = backend.gpu_kernels()
+    if report["device"] == "cuda" and kernels is not None:  # which GPU code trained it
+        report["gpu_kernels"] = kernels.report()
     return report
 
 
