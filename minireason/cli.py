@@ -383,6 +383,20 @@ def run_bench_kernels(c) -> int:
     return 0 if all(r["valid"] for r in result["results"]) else 1
 
 
+@stage("gpu-train", "bench.gpu_train:GpuTrainBenchConfig", BENCHES)
+def run_bench_gpu_train(c) -> int:
+    """ms per training step on the GPU by choice of kernels, vs PyTorch CUDA eager"""
+    from minireason.bench import gpu_train
+
+    _check_json(c)
+    gpu_train.check_outputs(c.out_dir)
+    result = gpu_train.run_gpu_train_bench(c.configs, c.steps, c.warmup, not c.no_torch)
+    print(gpu_train.format_table(result))
+    for path in gpu_train.write_outputs(result, c.out_dir, c.json):
+        print(f"written: {path}")
+    return 0 if all("error" not in r for r in result["results"]) else 1
+
+
 @stage("focus", "prep.focus:FocusBenchConfig", BENCHES)
 def run_bench_focus(c) -> int:
     """hit@1 and hit@3 of the learned focus predictor and the hand-made one"""

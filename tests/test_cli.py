@@ -138,6 +138,7 @@ DECLARED = {
     ("bench", "train"): "minireason.bench.train:BenchTrainConfig",
     ("bench", "generate"): "minireason.bench.generate:BenchGenerateConfig",
     ("bench", "kernels"): "minireason.bench.kernels:KernelBenchConfig",
+    ("bench", "gpu-train"): "minireason.bench.gpu_train:GpuTrainBenchConfig",
     ("bench", "focus"): "minireason.prep.focus:FocusBenchConfig",
     ("grade",): "minireason.course.grading:GradeConfig",
 }

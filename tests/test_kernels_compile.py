@@ -715,6 +715,72 @@ def test_bench_report_table_targets_and_plot(tmp_path):
     assert (tmp_path / "kernel_bench.png").read_bytes()[:4] == b"\x89PNG"
 
 
+def test_bench_gpu_train_without_gpu_is_one_clear_line(capsys, tmp_path):
+    from minireason import backend
+    from minireason.cli import main
+
+    ok, _ = backend.gpu_available()
+    if ok:
+        pytest.skip("a GPU is usable here; this checks the message where there is none")
+    assert main(["bench", "gpu-train", "--steps", "1", "--out-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "bench gpu-train needs a CUDA GPU" in err
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_bench_gpu_train_report_targets_and_plot(tmp_path):
+    """The table, the 2x target lines, the probes and the PNG from a result in
+    run_gpu_train_bench's format (one failed variant included)."""
+    from minireason.bench import gpu_train as gt
+
+    rows = []
+    for config, torch_ms in (("reference", 6.5), ("wide", 7.7)):
+        for variant, ms in (("cublas", 30.0), ("flash", 12.0), ("flash + fused", 10.0)):
+            rows.append(
+                {"config": config, "variant": variant, "median_ms": ms, "p25_ms": ms - 1,
+                 "p75_ms": ms + 1, "first_loss": 8.3}
+            )  # fmt: skip
+        rows.append({"config": config, "variant": "cublas + fused", "error": "KernelError: x"})
+        rows.append(
+            {"config": config, "variant": gt.TORCH_VARIANT, "median_ms": torch_ms,
+             "p25_ms": torch_ms, "p75_ms": torch_ms, "first_loss": 8.3}
+        )  # fmt: skip
+    result = {
+        "environment": {
+            "gpu": "TEST GPU",
+            "date": "d",
+            "cupy": "c",
+            "cuda_runtime": 1,
+            "torch": "t",
+        },
+        "config": {"steps": 20, "warmup": 3},
+        "results": rows,
+        "probes": [
+            {
+                "shape": (16, 4, 128, 64),
+                "cublas_ms": 0.5,
+                "flash_ms": 0.4,
+                "choice": "flash",
+                "error": None,
+            }
+        ],  # fmt: skip
+        "torch": "measured",
+    }
+    table = gt.format_table(result)
+    assert "| reference | flash + fused | 10.00 | 9.00-11.00 | 1.54 | 8.30000 |" in table
+    assert "| wide | cublas + fused | failed: KernelError: x | | | |" in table
+    assert "- reference: best is flash + fused, 1.54 x torch (met)" in table
+    assert "- wide: best is flash + fused, 1.30 x torch (met)" in table
+    assert "heads (16, 4, 128, 64): cuBLAS 0.5 ms, flash 0.4 ms -> flash" in table
+    written = gt.write_outputs(result, tmp_path, tmp_path / "g.json")
+    assert [p.name for p in written] == ["gpu_train_bench.md", "g.json", "gpu_train_bench.png"]
+    assert (tmp_path / "gpu_train_bench.png").read_bytes()[:4] == b"\x89PNG"
+    gt.check_outputs(tmp_path)  # its own files may be replaced
+    (tmp_path / "gpu_train_bench.md").write_text("my notes")
+    with pytest.raises(ValueError, match="not a GPU training-step table"):
+        gt.check_outputs(tmp_path)
+
+
 def test_attention_flops_counts():
     from minireason.bench.kernels import attention_flops
 
