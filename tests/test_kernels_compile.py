@@ -781,6 +781,32 @@ def test_bench_gpu_train_report_targets_and_plot(tmp_path):
         gt.check_outputs(tmp_path)
 
 
+def test_gpu_check_script_parses_and_stops_cleanly_without_a_gpu(tmp_path):
+    """kernels/gpu_check.sh: bash syntax; without a GPU it writes its environment, log and
+    summary, runs no part, and exits 2 saying why."""
+    from minireason import backend
+
+    bash = shutil.which("bash")
+    if bash is None:
+        pytest.skip("bash not found")
+    script = KERNEL_DIR / "gpu_check.sh"
+    assert subprocess.run([bash, "-n", str(script)], capture_output=True).returncode == 0
+    if backend.gpu_available()[0]:
+        pytest.skip("a GPU is usable here: the script would run every part")
+    env = {**os.environ, "OUT": str(tmp_path), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([bash, str(script)], capture_output=True, text=True, env=env, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "no usable GPU, nothing run" in done.stdout
+    summary = (tmp_path / "summary.md").read_text()
+    for part in ("tests", "kernels", "train", "ncu"):
+        assert f"| {part} | skipped: no usable GPU |" in summary
+    assert {p.name for p in tmp_path.iterdir()} == {
+        "environment.txt",
+        "gpu_check.log",
+        "summary.md",
+    }
+
+
 def test_attention_flops_counts():
     from minireason.bench.kernels import attention_flops
 
