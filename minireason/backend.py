@@ -9,6 +9,15 @@ The core never imports CuPy itself; only this module does, and only when asked f
 ``cuda``. The device is chosen, in order of precedence, by ``set_device(...)`` (the CLI's
 ``--device`` flag calls it) or by the ``MINIREASON_DEVICE`` environment variable
 (``cpu`` or ``cuda``); the default is ``cpu``.
+
+On ``cuda``, the model may run the project's own CUDA kernels instead of CuPy's array maths.
+The network layer cannot import them (``minireason.gpu`` comes after it), so they are
+installed here: :func:`use_gpu_kernels` takes their provider,
+:mod:`minireason.gpu.model_kernels` (its ``install()`` does it; the CLI calls that for
+``--device cuda``), and the model asks :func:`gpu_kernels`. Two settings say which kernels:
+``set_attention`` (``auto``, ``cublas`` or ``flash``: the CLI's ``--attention``) and
+``set_fused`` (the fused LayerNorm, GELU, cross-entropy and AdamW kernels, or CuPy's
+elementwise operations: ``--fused``). Without a provider, or on ``cpu``, they change nothing.
 """
 
 from __future__ import annotations
@@ -18,8 +27,12 @@ import os
 import numpy as np
 
 DEVICES = ("cpu", "cuda")
+ATTENTIONS = ("auto", "cublas", "flash")  # auto: the faster of the two, timed per shape
 _device: str | None = None  # None: not chosen yet, read MINIREASON_DEVICE on first use
 _cupy = None
+_attention = "auto"
+_fused = False
+_gpu_kernels = None  # the provider of the model's CUDA kernels, once installed
 
 
 class BackendError(RuntimeError):
@@ -71,6 +84,44 @@ def get_device() -> str:
             raise BackendError(f"MINIREASON_DEVICE must be one of {DEVICES}, got {env!r}")
         set_device(env)
     return _device
+
+
+def set_attention(choice: str) -> None:
+    """How the model computes attention on CuPy: ``"cublas"`` (:mod:`minireason.nn.attention`
+    on cuBLAS products), ``"flash"`` (the flash kernels 3 and 4) or ``"auto"`` (the faster,
+    timed on the GPU for each shape; the default)."""
+    global _attention
+    if choice not in ATTENTIONS:
+        raise ValueError(f"attention must be one of {ATTENTIONS}, got {choice!r}")
+    _attention = choice
+
+
+def get_attention() -> str:
+    return _attention
+
+
+def set_fused(on: bool) -> None:
+    """Whether the model on CuPy runs LayerNorm, GELU, cross-entropy and AdamW through the
+    fused kernels 6-9 (True) or CuPy's elementwise operations (False, the default)."""
+    global _fused
+    _fused = bool(on)
+
+
+def get_fused() -> bool:
+    return _fused
+
+
+def use_gpu_kernels(provider) -> None:
+    """Install ``provider`` (a module with ``model_ops(heads, dtype, need_weights)``,
+    ``adamw_update_for(p)`` and ``report()``: :mod:`minireason.gpu.model_kernels`) as what
+    the model runs on CuPy; None: CuPy's array maths only."""
+    global _gpu_kernels
+    _gpu_kernels = provider
+
+
+def gpu_kernels():
+    """The installed provider of the model's CUDA kernels, or None."""
+    return _gpu_kernels
 
 
 def xp():

@@ -398,6 +398,20 @@ def run_bench_kernels(c) -> int:
     return 0 if all(r["valid"] for r in result["results"]) else 1
 
 
+@stage("gpu-train", "bench.gpu_train:GpuTrainBenchConfig", BENCHES)
+def run_bench_gpu_train(c) -> int:
+    """ms per training step on the GPU by choice of kernels, vs PyTorch CUDA eager"""
+    from minireason.bench import gpu_train
+
+    _check_json(c)
+    gpu_train.check_outputs(c.out_dir)
+    result = gpu_train.run_gpu_train_bench(c.configs, c.steps, c.warmup, not c.no_torch)
+    print(gpu_train.format_table(result))
+    for path in gpu_train.write_outputs(result, c.out_dir, c.json):
+        print(f"written: {path}")
+    return 0 if all("error" not in r for r in result["results"]) else 1
+
+
 @stage("focus", "prep.focus:FocusBenchConfig", BENCHES)
 def run_bench_focus(c) -> int:
     """hit@1 and hit@3 of the learned focus predictor and the hand-made one"""
@@ -449,13 +463,24 @@ def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser. With ``argv``, only the command it names has its options declared (the
     others are listed by name and help); without, every command's are."""
     from minireason import __version__
-    from minireason.backend import DEVICES
+    from minireason.backend import ATTENTIONS, DEVICES
 
     about = "Recommendation reasons from a from-scratch GPT; 'COMMAND --help' for each command."
     parser = _Parser(prog="minireason", description=about)
     parser.add_argument("--version", action="version", version=f"minireason {__version__}")
     device_help = "cpu (NumPy) or cuda (CuPy); default: $MINIREASON_DEVICE or cpu"
     parser.add_argument("--device", choices=DEVICES, help=device_help)
+    attention_help = (
+        "with --device cuda, the model's attention in training: cublas (cuBLAS products), "
+        "flash (the flash kernels 3 and 4), or auto: the faster of the two, timed on the GPU "
+        "for each batch shape (default: auto)"
+    )
+    parser.add_argument("--attention", choices=ATTENTIONS, help=attention_help)
+    fused_help = (
+        "with --device cuda, LayerNorm, GELU, cross-entropy and AdamW through the fused "
+        "CUDA kernels 6-9 instead of CuPy's elementwise operations"
+    )
+    parser.add_argument("--fused", action="store_true", help=fused_help)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     chosen = None if argv is None else next((a for a in argv if a in COMMANDS), None)
     for name, (help_, declare) in COMMANDS.items():
@@ -488,18 +513,37 @@ def _main(argv: list[str]) -> int:
         build_parser([]).print_help()
         return 2
     try:
-        if args.device:
-            from minireason import backend
-
-            try:
-                backend.set_device(args.device)
-            except backend.BackendError as exc:
-                raise UserError(str(exc)) from exc
+        if args.device or args.attention or args.fused or os.environ.get("MINIREASON_DEVICE"):
+            _set_device(args)
         return int(args.func(args) or 0)
     except (UserError, ValueError, OSError) as exc:
         if os.environ.get("MINIREASON_DEBUG") or isinstance(exc, BrokenPipeError):
             raise
         return _say(args.command, "error", exc, 1)
+
+
+def _set_device(args) -> None:
+    """``--device`` (or ``$MINIREASON_DEVICE``), then ``--attention`` and ``--fused``, which
+    choose between GPU kernels and are refused, in one line, unless the device is cuda; on
+    cuda the project's kernels are installed (:func:`minireason.gpu.model_kernels.install`)."""
+    from minireason import backend
+
+    try:
+        if args.device:
+            backend.set_device(args.device)
+        device = backend.get_device()
+    except backend.BackendError as exc:
+        raise UserError(str(exc)) from exc
+    chosen = [f"--attention {args.attention}"] * bool(args.attention) + ["--fused"] * args.fused
+    if chosen and device != "cuda":
+        raise UserError(
+            f"{' and '.join(chosen)} chooses between the GPU's kernels: it needs --device cuda "
+            "(on the CPU the model runs NumPy's own layers)"
+        )
+    if device == "cuda":
+        from minireason.gpu import model_kernels
+
+        model_kernels.install(args.attention or "auto", args.fused)
 
 
 def _say(command: str | None, what: str, exc: BaseException, status: int) -> int:

@@ -52,6 +52,31 @@ def test_cuda_without_cupy_is_one_clear_line(capsys):
     assert "needs CuPy" in err and "Traceback" not in err
 
 
+@pytest.mark.parametrize(
+    "flags, named",
+    [
+        (["--attention", "flash"], "--attention flash"),
+        (["--device", "cpu", "--attention", "cublas"], "--attention cublas"),
+        (["--attention", "auto"], "--attention auto"),
+        (["--fused"], "--fused"),
+    ],
+)
+def test_attention_and_fused_need_cuda(flags, named, capsys, monkeypatch):
+    """The GPU's kernel choices are one clear line on the CPU, never a traceback."""
+    monkeypatch.delenv("MINIREASON_DEVICE", raising=False)
+    assert main([*flags, "attention-example"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and "Traceback" not in err
+    assert named in err and "needs --device cuda" in err
+
+
+def test_attention_flag_is_listed_with_its_choices(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    out = capsys.readouterr().out
+    assert "--attention {auto,cublas,flash}" in out and "--fused" in out
+
+
 def test_decoding_options_default_to_the_runs_settings():
     parser = build_parser()
     for argv in (
@@ -113,6 +138,7 @@ DECLARED = {
     ("bench", "train"): "minireason.bench.train:BenchTrainConfig",
     ("bench", "generate"): "minireason.bench.generate:BenchGenerateConfig",
     ("bench", "kernels"): "minireason.bench.kernels:KernelBenchConfig",
+    ("bench", "gpu-train"): "minireason.bench.gpu_train:GpuTrainBenchConfig",
     ("bench", "focus"): "minireason.prep.focus:FocusBenchConfig",
     ("grade",): "minireason.course.grading:GradeConfig",
 }

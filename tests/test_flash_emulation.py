@@ -1,4 +1,4 @@
-"""The NumPy emulation of flash kernels 3 and 4 against the reference attention, in float64."""
+"""The NumPy emulation of flash kernels 3, 4 and 5 against the reference attention, in float64."""
 
 from __future__ import annotations
 
@@ -42,6 +42,30 @@ def test_forward_matches_reference(shape, is_causal):
     scores = (q @ np.swapaxes(k, -1, -2)) / np.sqrt(d)
     p = np.exp(scores - lse[..., None]) * (cache.weights > 0)
     np.testing.assert_allclose(p, cache.weights, rtol=0, atol=1e-10)
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("shape", SHAPES + [((2,), 130, 130, 64), ((1,), 65, 200, 32)])
+def test_kernel5_schedule_matches_reference(shape, is_causal):
+    """Kernel 5's 64-row query tiles and double-buffered key tiles compute the same thing."""
+    lead, tq, tk, d = shape
+    q, k, v = _inputs(lead, tq, tk, d, seed=tq * 13 + tk)
+    out, lse = fe.flash_forward5_emulated(q, k, v, is_causal=is_causal)
+    ref, _ = attention_forward(q, k, v, is_causal=is_causal)
+    np.testing.assert_allclose(out, ref, rtol=0, atol=1e-10)
+    _, ref_lse = fe.flash_forward_emulated(q, k, v, is_causal=is_causal)
+    np.testing.assert_allclose(lse, ref_lse, rtol=0, atol=1e-10)
+
+
+def test_kernel5_causal_tile_reads_keys_up_to_its_64th_row():
+    """A 64-row causal query tile reads key tiles 0 and 1 and never tile 2."""
+    q, k, v = _inputs((1,), 128, 128, 16, seed=6)
+    out, _ = fe.flash_forward5_emulated(q, k, v, is_causal=True)
+    k2, v2 = k.copy(), v.copy()
+    k2[:, 64:] = np.nan
+    v2[:, 64:] = np.nan
+    out2, _ = fe.flash_forward5_emulated(q, k2, v2, is_causal=True)
+    np.testing.assert_array_equal(out2[:, :64], out[:, :64])
 
 
 @pytest.mark.parametrize("is_causal", [False, True])

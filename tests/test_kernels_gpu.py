@@ -1,5 +1,9 @@
 """The CUDA kernels against the NumPy reference, on the GPU (skipped, with the reason, without one).
 
+Kernels 1-5 (attention) and 6-9 (fused LayerNorm, GELU, cross-entropy, AdamW) one by one; then
+the model's GPU path (``--attention cublas|flash|auto``, ``--fused``): one training step's
+gradients against NumPy's, and a short training run whose losses follow the CPU run's.
+
 Every output buffer is filled with NaN before each launch, so an element a kernel forgets to
 write fails the comparison. Tolerance for float32: abs 1e-4 + rel 1e-4. Launchers run with
 ``check=True``: each call ends in a synchronisation that raises on any CUDA error, and a
@@ -143,6 +147,40 @@ def test_flash_forward_3_matches_reference(cp, ca, shape, is_causal):
 
 @pytest.mark.parametrize("is_causal", [False, True])
 @pytest.mark.parametrize("shape", SHAPES)
+def test_flash_forward_5_matches_reference(cp, ca, shape, is_causal):
+    """Kernel 5 (double-buffered, 16 rows a warp), and kernel 4 fed its out and lse."""
+    lead, tq, tk, d = shape
+    q, k, v = _inputs(lead, tq, tk, d, seed=tq * 3 + tk)
+    dout = np.random.default_rng(12).standard_normal((*lead, tq, d)).astype(np.float32)
+    ref, cache = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), is_causal=is_causal)
+    ref_grads = attention_backward(dout.astype(np.float64), cache)[:3]
+    gq, gk, gv = (cp.asarray(a) for a in (q, k, v))
+    out, lse = _nan(cp, q.shape), _nan(cp, q.shape[:-1])
+    got = ca.attention_forward5_flash(gq, gk, gv, is_causal=is_causal, out=out, lse=lse)
+    assert got[0] is out and got[1] is lse
+    what = f"{shape} causal={is_causal}"
+    _close(cp.asnumpy(out), ref, f"kernel 5 out {what}")
+    _, lse3 = ca.attention_forward3_flash(gq, gk, gv, is_causal=is_causal)
+    _close(cp.asnumpy(lse), cp.asnumpy(lse3).astype(np.float64), f"kernel 5 lse {what}")
+    grads = ca.attention_backward4_flash(
+        cp.asarray(dout), gq, gk, gv, out, lse, is_causal=is_causal
+    )
+    for name, g, r in zip(("dq", "dk", "dv"), grads, ref_grads):
+        _close(cp.asnumpy(g), r, f"kernel 4 after 5 {name} {what}")
+
+
+def test_flash_forward_5_unaligned_inputs_take_4_byte_copies(cp, ca):
+    """A view one float into a buffer is not 16-byte aligned: kernel 5 copies single floats."""
+    q, k, v = _inputs((2,), 70, 70, 32, seed=4)
+    ref, _ = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), is_causal=True)
+    flat = [cp.asarray(np.concatenate([[0.0], a.ravel()]).astype(np.float32)) for a in (q, k, v)]
+    views = [f[1:].reshape(q.shape) for f in flat]
+    out, _ = ca.attention_forward5_flash(*views, is_causal=True)
+    _close(cp.asnumpy(out), ref, "kernel 5, 4-byte copies")
+
+
+@pytest.mark.parametrize("is_causal", [False, True])
+@pytest.mark.parametrize("shape", SHAPES)
 def test_flash_backward_4_matches_reference(cp, ca, shape, is_causal):
     lead, tq, tk, d = shape
     q, k, v = _inputs(lead, tq, tk, d, seed=tq * 5 + tk)
@@ -180,6 +218,112 @@ def test_cuda_errors_are_raised_not_ignored(cp, ca):
         ca.attention_forward3_flash(q, q, q)
 
 
+# --------------------------------------------------------------------------- fused kernels 6-9
+
+# (N, C): a row shorter than a warp, ragged widths, more rows than one dwdb block (256)
+FUSED_SHAPES = [(1, 5), (37, 100), (600, 256), (2048, 1024)]
+
+
+@pytest.fixture(scope="module")
+def cf():
+    from minireason.gpu import cuda_fused
+
+    return cuda_fused
+
+
+@pytest.mark.parametrize("shape", FUSED_SHAPES)
+def test_layernorm_6_matches_the_layer(cp, cf, shape):
+    from minireason.nn.layers import layernorm_backward, layernorm_forward
+
+    rng = np.random.default_rng(shape[0])
+    x, dout = (rng.standard_normal(shape).astype(np.float32) for _ in range(2))
+    x += 1.5
+    w, b = (rng.standard_normal(shape[1]).astype(np.float32) for _ in range(2))
+    ref, cache = layernorm_forward(*(a.astype(np.float64) for a in (x, w, b)))
+    out, mean, rstd = cf.layernorm_forward6(*(cp.asarray(a) for a in (x, w, b)))
+    _close(cp.asnumpy(out), ref, f"layernorm_forward6 {shape}")
+    _close(cp.asnumpy(rstd), cache.rstd[:, 0], f"layernorm_forward6 rstd {shape}")
+    grads = cf.layernorm_backward6(cp.asarray(dout), cp.asarray(x), cp.asarray(w), mean, rstd)
+    ref_grads = layernorm_backward(dout.astype(np.float64), cache)
+    for name, g, r in zip(("dx", "dw", "db"), grads, ref_grads):
+        tol = 1e-4 * max(1.0, shape[0] / 256)  # dw, db: float32 sums over N rows
+        np.testing.assert_allclose(cp.asnumpy(g), r, rtol=tol, atol=tol, err_msg=f"{name} {shape}")
+
+
+@pytest.mark.parametrize("shape", FUSED_SHAPES + [(3, 5, 7)])
+def test_gelu_7_matches_the_layer(cp, cf, shape):
+    from minireason.nn.layers import gelu_backward, gelu_forward
+
+    rng = np.random.default_rng(sum(shape))
+    x, dout = ((rng.standard_normal(shape) * 3).astype(np.float32) for _ in range(2))
+    ref, cache = gelu_forward(x.astype(np.float64))
+    _close(cp.asnumpy(cf.gelu_forward7(cp.asarray(x))), ref, f"gelu_forward7 {shape}")
+    got = cf.gelu_backward7(cp.asarray(dout), cp.asarray(x))
+    _close(
+        cp.asnumpy(got), gelu_backward(dout.astype(np.float64), cache), f"gelu_backward7 {shape}"
+    )
+
+
+@pytest.mark.parametrize("masked", [False, True])
+@pytest.mark.parametrize("shape", [(1, 3), (37, 257), (2048, 4096)])
+def test_cross_entropy_8_matches_the_layer(cp, cf, shape, masked):
+    from minireason.nn.layers import cross_entropy_backward, cross_entropy_forward, token_weights
+
+    n, v = shape
+    rng = np.random.default_rng(n + v)
+    logits = (rng.standard_normal(shape) * 8).astype(np.float32)
+    targets = rng.integers(0, v, n)
+    mask = None
+    if masked:
+        mask = (rng.random(n) < 0.5).astype(np.int64)
+        mask[0] = 1
+    ref_loss, cache = cross_entropy_forward(logits.astype(np.float64), targets, mask)
+    g_logits = cp.asarray(logits)
+    lse, nll = cf.cross_entropy_forward8(g_logits, cp.asarray(targets))
+    weights = token_weights(cp, None if mask is None else cp.asarray(mask), n, np.float32)
+    assert float((nll * weights).sum()) == pytest.approx(ref_loss, rel=1e-5, abs=1e-5)
+    _close(cp.asnumpy(nll), cache.nll, f"nll {shape}")
+    d = cf.cross_entropy_backward8(g_logits, cp.asarray(targets), weights, lse)
+    _close(cp.asnumpy(d), cross_entropy_backward(cache), f"dlogits {shape}")
+    _close(cp.asnumpy(g_logits), logits.astype(np.float64), "the logits are left as they were")
+
+
+@pytest.mark.parametrize("decay", [1.0, 0.9997])
+@pytest.mark.parametrize("n", [1, 1000, 256 * 4096 + 77])  # the last: two grid-stride passes
+def test_adamw_9_matches_the_optimizer(cp, cf, n, decay):
+    from minireason.nn.optim import adamw_update
+
+    rng = np.random.default_rng(n)
+    p, m = (rng.standard_normal(n).astype(np.float32) for _ in range(2))
+    v = rng.random(n).astype(np.float32)
+    g = rng.standard_normal(n).astype(np.float32)
+    hyper = dict(b1=0.9, b2=0.95, decay=decay, v_correction=4.47, eps=1e-8, step_size=0.01)
+    gp, gg, gm, gv = (cp.asarray(a) for a in (p, g, m, v))
+    cf.adamw_update9(gp, gg, gm, gv, **hyper)
+    adamw_update(p, g, m, v, **hyper)
+    for name, got, ref in (("p", gp, p), ("m", gm, m), ("v", gv, v)):
+        np.testing.assert_allclose(cp.asnumpy(got), ref, rtol=1e-6, atol=1e-6, err_msg=name)
+
+
+# --------------------------------------------------------------------------- the model on the GPU
+
+
+@pytest.fixture
+def gpu_kernels():
+    """Install the model's CUDA kernels with (attention, fused) for a test, as the CLI does
+    for --device cuda; none, the defaults and the CPU after."""
+    from minireason.gpu import model_kernels
+
+    yield model_kernels.install
+    model_kernels.install()
+    backend.use_gpu_kernels(None)
+    backend.set_device("cpu")
+
+
+KERNEL_CHOICES = [("cublas", False), ("flash", False), ("flash", True), ("cublas", True)]
+KERNEL_IDS = ["cublas", "flash", "flash+fused", "cublas+fused"]
+
+
 def _train_step(device, config, idx, targets):
     """Loss, gradients and parameters after one forward/backward/AdamW step, on the host."""
     from minireason.nn.model import GPT
@@ -198,8 +342,11 @@ def _train_step(device, config, idx, targets):
     return loss, grads, params
 
 
+@pytest.mark.parametrize("kernels", KERNEL_CHOICES, ids=KERNEL_IDS)
 @pytest.mark.parametrize("copy", [False, True], ids=["plain", "copy-head"])
-def test_one_training_step_on_gpu_matches_cpu(cp, copy):
+def test_one_training_step_on_gpu_matches_cpu(cp, copy, kernels, gpu_kernels):
+    """Loss, every gradient (flash attention's and the fused kernels' included) and the
+    parameters after AdamW (kernel 9 with --fused), against the same step in NumPy."""
     from minireason.nn.model import GPTConfig
 
     config = GPTConfig(
@@ -208,11 +355,9 @@ def test_one_training_step_on_gpu_matches_cpu(cp, copy):
     rng = np.random.default_rng(0)
     idx = rng.integers(0, 64, size=(3, 16))
     targets = rng.integers(0, 64, size=(3, 16))
-    try:
-        cpu = _train_step("cpu", config, idx, targets)
-        gpu = _train_step("cuda", config, idx, targets)
-    finally:
-        backend.set_device("cpu")
+    gpu_kernels(*kernels)
+    cpu = _train_step("cpu", config, idx, targets)
+    gpu = _train_step("cuda", config, idx, targets)
     assert gpu[0] == pytest.approx(cpu[0], rel=RTOL, abs=ATOL)
     for name in cpu[1]:
         _close(gpu[1][name], cpu[1][name], f"grad {name}")
@@ -241,3 +386,77 @@ def test_copy_head_generation_on_gpu_matches_cpu(cp):
     for a, b in zip(gpu.copied, cpu.copied, strict=True):
         _close(a, b, "copied share")
     assert [list(f) for f in gpu.copied_from] == [list(f) for f in cpu.copied_from]
+
+
+def _short_run(device, steps, tmp_path):
+    """Per-step training losses of ``steps`` AdamW steps (warm-up, cosine, clipping: the
+    package's loop) of a small GPT on a token stream with structure to learn."""
+    from minireason.nn.model import GPT, GPTConfig
+    from minireason.train.batches import TokenWindows
+    from minireason.train.loop import TrainConfig, train
+
+    backend.set_device(device)
+    stream = np.tile(np.random.default_rng(3).integers(0, 96, size=500), 8)  # repeats: learnable
+    config = GPTConfig(vocab_size=96, block_size=64, n_layer=2, n_head=4, n_embd=64)
+    train_config = TrainConfig(
+        max_steps=steps, learning_rate=3e-3, warmup_steps=5, eval_interval=0, checkpoint_interval=0
+    )
+    result = train(
+        GPT(config),
+        TokenWindows(stream, 8, 64, seed=1),
+        train_config,
+        tmp_path / device,
+        progress=False,
+    )
+    return np.array([loss for _, loss in result.train_losses])
+
+
+@pytest.mark.parametrize(
+    "kernels", [("flash", False), ("flash", True)], ids=["flash", "flash+fused"]
+)
+def test_short_training_run_with_flash_follows_the_cpu_run(cp, tmp_path, kernels, gpu_kernels):
+    """60 steps with --attention flash (and --fused) on the GPU: the loss falls as on the CPU
+    and stays within 1% of it at every step (float32 rounding differs between the devices)."""
+    gpu_kernels(*kernels)
+    cpu = _short_run("cpu", 60, tmp_path)
+    gpu = _short_run("cuda", 60, tmp_path)
+    assert cpu[-1] < 0.8 * cpu[0]  # it learned something
+    np.testing.assert_allclose(gpu, cpu, rtol=1e-2)
+
+
+def test_attention_auto_probes_each_shape_once(cp, gpu_kernels):
+    """--attention auto times both paths on the first batch of a shape, keeps the faster,
+    and does not time that shape (T rounded up to 32) again."""
+    from minireason.gpu import model_kernels
+    from minireason.nn.model import GPT, GPTConfig
+
+    gpu_kernels("auto")
+    backend.set_device("cuda")
+    model_kernels._PROBES.clear()
+    model = GPT(GPTConfig(vocab_size=64, block_size=64, n_layer=1, n_head=2, n_embd=32))
+    for t in (40, 60, 64, 20):  # buckets 64, 64, 64, 32
+        idx = cp.asarray(np.random.default_rng(t).integers(0, 64, size=(2, t)))
+        model.forward(idx, idx)
+        model.backward()
+    probes = model_kernels.attention_probes()
+    assert [p["shape"] for p in probes] == [(2, 2, 64, 16), (2, 2, 32, 16)]
+    for p in probes:
+        assert p["error"] is None and p["choice"] in ("cublas", "flash")
+        assert p["cublas_ms"] > 0 and p["flash_ms"] > 0
+    model.forward(idx)  # no targets: the weights are formed (cuBLAS), whatever auto chose
+    assert all(w is not None for w in model.attention_weights())
+
+
+def test_flash_refuses_a_float64_model(cp, gpu_kernels):
+    from minireason.nn.model import GPT, GPTConfig
+
+    backend.set_device("cuda")
+    model = GPT(
+        GPTConfig(vocab_size=32, block_size=8, n_layer=1, n_head=2, n_embd=16, dtype="float64")
+    )
+    idx = cp.zeros((1, 8), dtype=cp.int64)
+    gpu_kernels("flash")
+    with pytest.raises(ValueError, match="--attention flash: the flash kernels compute in float32"):
+        model.forward(idx, idx)
+    gpu_kernels("auto")
+    model.forward(idx, idx)  # auto: cuBLAS, no probe

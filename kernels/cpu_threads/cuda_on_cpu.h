@@ -6,14 +6,19 @@
 // few CUDA features those kernels use: threadIdx / blockIdx / blockDim, extern __shared__
 // memory (filled with NaN before every block, so reading an unwritten element shows),
 // __syncthreads (a barrier over the block), __syncwarp and __shfl_xor_sync (barriers over
-// the 32 lanes of a warp). Blocks run one after another; the threads of a block run
-// concurrently, as they must for barriers to mean anything. It says nothing about speed.
+// the 32 lanes of a warp), and the asynchronous global -> shared copies of sm_80 (cp.async)
+// through the kernels' own wrappers cp_async4 / cp_async16 / cp_async_commit /
+// cp_async_wait_all, which a kernel source defines in PTX unless CUDA_ON_CPU is set.
+// Blocks run one after another; the threads of a block run concurrently, as they must for
+// barriers to mean anything. It says nothing about speed.
 #pragma once
+#define CUDA_ON_CPU 1
 #include <math.h>
 
 #include <algorithm>
 #include <barrier>
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <limits>
 #include <memory>
@@ -38,6 +43,7 @@ inline dim3 blockDim, gridDim;
 
 #define __global__
 #define __device__
+#define __forceinline__ inline
 #define __shared__
 #define __launch_bounds__(...)
 
@@ -66,6 +72,43 @@ inline float __shfl_xor_sync(unsigned, float value, int lane_mask) {
     return other;
 }
 
+// cp.async: a copy of `bytes` bytes whose first `src_bytes` come from `src` and the rest are
+// zeros. On a GPU it lands at some moment before the issuing thread's cp.async.wait_all. Here
+// it lands either at once (copy_async_lands_at_wait = 0: catches a copy issued into a buffer
+// that other threads still read) or at the wait (1: catches data read before its wait); the
+// tests run both.
+inline int copy_async_lands_at_wait = 1;
+struct PendingCopy {
+    void* dst;
+    const void* src;
+    int bytes, src_bytes;
+};
+inline thread_local std::vector<PendingCopy> pending_copies;
+
+inline void land(const PendingCopy& c) {
+    std::memset(c.dst, 0, c.bytes);
+    if (c.src_bytes > 0) std::memcpy(c.dst, c.src, c.src_bytes);
+}
+
+inline void copy_async(void* dst, const void* src, int bytes, int src_bytes) {
+    PendingCopy c{dst, src, bytes, src_bytes};
+    if (copy_async_lands_at_wait)
+        pending_copies.push_back(c);
+    else
+        land(c);
+}
+inline void cp_async4(float* dst, const float* src, int src_bytes) {
+    copy_async(dst, src, 4, src_bytes);
+}
+inline void cp_async16(float* dst, const float* src, int src_bytes) {
+    copy_async(dst, src, 16, src_bytes);
+}
+inline void cp_async_commit() {}
+inline void cp_async_wait_all() {
+    for (const auto& c : pending_copies) land(c);
+    pending_copies.clear();
+}
+
 // Run body() as grid (gx, gy) of blocks of `threads` threads (the cuLaunchKernel of this file).
 inline void run_grid(unsigned gx, unsigned gy, unsigned threads,
                      const std::function<void()>& body) {
@@ -88,6 +131,7 @@ inline void run_grid(unsigned gx, unsigned gy, unsigned threads,
                     threadIdx = {t, 0, 0};
                     blockIdx = {bx, by, 0};
                     body();
+                    pending_copies.clear();  // a copy never waited for is never read
                 });
             for (auto& th : team) th.join();
         }

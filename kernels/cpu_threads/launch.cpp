@@ -7,3 +7,6 @@
 #include KERNEL_SOURCE
 
 KERNELS
+
+// Where cp.async copies land (cuda_on_cpu.h): 1 at the issuing thread's wait, 0 at once.
+extern "C" void cpu_set_copy_async_lands_at_wait(int at_wait) { copy_async_lands_at_wait = at_wait; }

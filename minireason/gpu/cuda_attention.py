@@ -7,7 +7,12 @@ The kernels, numbered as in llm.c, each a step up from the one before:
  2    :func:`attention_forward2_fused`   cuBLAS ``Q K^T``, fused scale+mask+softmax, cuBLAS ``P V``
  3    :func:`attention_forward3_flash`   tiled flash attention, online softmax, saves lse
  4    :func:`attention_backward4_flash`  backward of 3, recomputing P from the saved lse
+ 5    :func:`attention_forward5_flash`   3 with double-buffered K/V tiles (cp.async), 16 rows
+                                         a warp; its output and lse feed 4 as 3's do
 ====  ===============================  ================================================
+
+The fused elementwise kernels 6-9 (LayerNorm, GELU, cross-entropy, AdamW) are launched by
+:mod:`minireason.gpu.cuda_fused` through :func:`launch` below.
 
 Every launcher takes CuPy ``float32`` arrays laid out ``(..., heads, seq, head_dim)`` like
 :mod:`minireason.nn.attention` (the reference they are tested against), flattens the leading
@@ -34,7 +39,7 @@ from importlib import resources
 import numpy as np
 
 from minireason.backend import array_module
-from minireason.gpu.flash_emulation import BLOCK_M, BLOCK_N, check_flash_shapes
+from minireason.gpu.flash_emulation import BLOCK_M, BLOCK_N, FLASH5_BLOCK_M, check_flash_shapes
 from minireason.nn.attention import check_attention_inputs
 
 # Launch geometry; tests/test_kernels_compile.py checks these against the .cu #defines.
@@ -42,6 +47,7 @@ NAIVE_THREADS = 128  # attention_forward1_naive.cu
 ROWS_PER_BLOCK = 4  # attention_forward2_fused_softmax.cu: warps (= rows) per block
 FLASH_THREADS = 128  # attention_forward3_flash.cu, attention_backward4_flash.cu
 DELTA_ROWS_PER_BLOCK = 4  # attention_backward4_flash.cu
+FLASH5_THREADS = 128  # attention_forward5_flash_double_buffered.cu
 DEFAULT_SHARED_BYTES = 48 * 1024  # more dynamic shared memory needs an explicit opt-in
 
 KERNEL_FILES = {
@@ -51,6 +57,8 @@ KERNEL_FILES = {
     "flash_backward_delta": "attention_backward4_flash.cu",
     "flash_backward_dkdv": "attention_backward4_flash.cu",
     "flash_backward_dq": "attention_backward4_flash.cu",
+    "attention_forward5_flash_d64": "attention_forward5_flash_double_buffered.cu",
+    "attention_forward5_flash_d128": "attention_forward5_flash_double_buffered.cu",
 }
 
 
@@ -87,14 +95,19 @@ def _module(cp, filename: str):
     return module
 
 
-def kernel_function(cp, name: str):
-    """The compiled ``__global__`` function ``name`` (one of :data:`KERNEL_FILES`)."""
-    return _module(cp, KERNEL_FILES[name]).get_function(name)
+def kernel_function(cp, name: str, filename: str | None = None):
+    """The compiled ``__global__`` function ``name`` of ``filename`` (default: its file in
+    :data:`KERNEL_FILES`)."""
+    return _module(cp, filename or KERNEL_FILES[name]).get_function(name)
 
 
-def _launch(cp, name: str, grid, block, args, shared_bytes: int = 0, what: str = "") -> None:
-    """Launch kernel ``name``; opt in to more than 48 KiB of dynamic shared memory if needed."""
-    fn = kernel_function(cp, name)
+def launch(
+    cp, name: str, grid, block, args, shared_bytes: int = 0, what: str = "", filename=None
+) -> None:
+    """Launch kernel ``name`` (of ``filename``, default its :data:`KERNEL_FILES` entry) on a
+    ``grid`` of ``block`` threads; opt in to more than 48 KiB of dynamic shared memory if
+    needed. A launch the driver refuses raises :class:`KernelError` naming it and ``what``."""
+    fn = kernel_function(cp, name, filename)
     if shared_bytes > DEFAULT_SHARED_BYTES:
         limit = cp.cuda.Device().attributes["MaxSharedMemoryPerBlockOptin"]
         if shared_bytes > limit:
@@ -121,7 +134,7 @@ def check_cuda(cp, what: str) -> None:
 # --------------------------------------------------------------------------- argument handling
 
 
-def _gpu_float32(name: str, a):
+def gpu_float32(name: str, a):
     """The array module of ``a`` (CuPy), after checking it is a float32 GPU array."""
     xp = array_module(a)
     if xp is np:
@@ -140,7 +153,7 @@ def _output(cp, name: str, given, shape):
     """``given`` checked to be a contiguous float32 GPU array of ``shape``, or a new one."""
     if given is None:
         return cp.empty(shape, dtype=np.float32)
-    _gpu_float32(name, given)
+    gpu_float32(name, given)
     if given.shape != tuple(shape) or not given.flags.c_contiguous:
         raise ValueError(
             f"{name} must be a C-contiguous array of shape {tuple(shape)}, got {given.shape}"
@@ -190,10 +203,10 @@ def attention_forward1_naive(
     Returns:
         ``out`` ``(..., Tq, Ev)``.
     """
-    cp = _gpu_float32("query", query)
+    cp = gpu_float32("query", query)
     if validate:
         for name, a in (("key", key), ("value", value)):
-            _gpu_float32(name, a)
+            gpu_float32(name, a)
         check_attention_inputs(query, key, value, attn_mask, is_causal, scale)
     q, k, v = (_as_batched(cp, a) for a in (query, key, value))
     B, Tq, E = q.shape
@@ -203,7 +216,7 @@ def attention_forward1_naive(
     score_shape = (*query.shape[:-1], Tk)
     bias = cp.empty(1, dtype=np.float32) if attn_mask is None else _bias(cp, attn_mask, score_shape)
     what = f"(query {query.shape}, key {key.shape}, value {value.shape})"
-    _launch(
+    launch(
         cp,
         "attention_forward1_naive",
         (Tq, B),
@@ -245,7 +258,7 @@ def scale_mask_softmax(scores, bias=None, is_causal=False, scale=1.0, check=True
     Returns:
         ``scores`` (the same array). Rows with every key masked become zeros.
     """
-    cp = _gpu_float32("scores", scores)
+    cp = gpu_float32("scores", scores)
     if scores.ndim != 3 or not scores.flags.c_contiguous:
         raise ValueError(f"scores must be a C-contiguous (B, Tq, Tk) array, got {scores.shape}")
     if bias is not None and (bias.shape != scores.shape or not bias.flags.c_contiguous):
@@ -256,7 +269,7 @@ def scale_mask_softmax(scores, bias=None, is_causal=False, scale=1.0, check=True
     has_bias = bias is not None
     bias_arg = bias if has_bias else cp.empty(1, dtype=np.float32)
     grid = (math.ceil(B * Tq / ROWS_PER_BLOCK),)
-    _launch(
+    launch(
         cp,
         "scale_mask_softmax",
         grid,
@@ -294,10 +307,10 @@ def attention_forward2_fused(
     Same arguments and result as :func:`attention_forward1_naive`. Holds the
     ``(..., Tq, Tk)`` score matrix in GPU memory.
     """
-    cp = _gpu_float32("query", query)
+    cp = gpu_float32("query", query)
     if validate:
         for name, a in (("key", key), ("value", value)):
-            _gpu_float32(name, a)
+            gpu_float32(name, a)
         check_attention_inputs(query, key, value, attn_mask, is_causal, scale)
     q, k, v = (_as_batched(cp, a) for a in (query, key, value))
     Tk, Ev = k.shape[1], v.shape[2]
@@ -339,7 +352,7 @@ def flash_dq_shared_bytes(head_dim: int) -> int:
 def _check_flash(names_arrays, query, key, value):
     cp = None
     for name, a in names_arrays:
-        cp = _gpu_float32(name, a)
+        cp = gpu_float32(name, a)
     check_flash_shapes(query, key, value)
     return cp
 
@@ -369,7 +382,7 @@ def attention_forward3_flash(
     result = _output(cp, "out", out, query.shape)
     lse_out = _output(cp, "lse", lse, query.shape[:-1])
     what = f"(query {query.shape}, key {key.shape})"
-    _launch(
+    launch(
         cp,
         "attention_forward3_flash",
         (math.ceil(Tq / BLOCK_M), B),
@@ -451,7 +464,7 @@ def attention_backward4_flash(
     delta = cp.empty((B, Tq), dtype=np.float32)
     what = f"(query {query.shape}, key {key.shape})"
     sizes = (np.int32(Tq), np.int32(Tk), np.int32(D), _scale(scale, D), np.int32(bool(is_causal)))
-    _launch(
+    launch(
         cp,
         "flash_backward_delta",
         (math.ceil(B * Tq / DELTA_ROWS_PER_BLOCK),),
@@ -459,7 +472,7 @@ def attention_backward4_flash(
         (do, o, delta, np.int32(B * Tq), np.int32(D)),
         what=what,
     )
-    _launch(
+    launch(
         cp,
         "flash_backward_dkdv",
         (math.ceil(Tk / BLOCK_N), B),
@@ -468,7 +481,7 @@ def attention_backward4_flash(
         shared_bytes=flash_dkdv_shared_bytes(D),
         what=what,
     )
-    _launch(
+    launch(
         cp,
         "flash_backward_dq",
         (math.ceil(Tq / BLOCK_M), B),
@@ -480,3 +493,73 @@ def attention_backward4_flash(
     if check:
         check_cuda(cp, f"attention_backward4_flash {what}")
     return dq_out, dk_out, dv_out
+
+
+# --------------------------------------------------------------------------- kernel 5
+
+
+def flash5_shared_bytes(head_dim: int) -> int:
+    """Dynamic shared memory of kernel 5: Q (64, D4), K 2 x (BN, D4+4), V 2 x (BN, D4), P (64, BN)."""
+    d4 = -(-head_dim // 4) * 4
+    m, n = FLASH5_BLOCK_M, BLOCK_N
+    return 4 * (m * d4 + 2 * n * (d4 + 4) + 2 * n * d4 + m * n)
+
+
+def flash5_kernel_name(head_dim: int) -> str:
+    """Kernel 5's entry point for ``head_dim``: the 2-column one up to 64, else the 4-column one."""
+    return "attention_forward5_flash_d64" if head_dim <= 64 else "attention_forward5_flash_d128"
+
+
+def _address(a) -> int:
+    """The device (or, for a NumPy stand-in in the tests, host) address of ``a``'s first element."""
+    ptr = getattr(a.data, "ptr", None)
+    return a.ctypes.data if ptr is None else ptr
+
+
+def attention_forward5_flash(
+    query, key, value, is_causal=False, scale=None, out=None, lse=None, check=True, validate=True
+):
+    """Kernel 5: kernel 3's flash forward, its K/V tiles double-buffered (see
+    :func:`minireason.gpu.flash_emulation.flash_forward5_emulated`). Needs sm_80 or later.
+
+    Same arguments and results as :func:`attention_forward3_flash` (``out`` ``(..., Tq, D)``,
+    ``lse`` ``(..., Tq)``, both usable by :func:`attention_backward4_flash`). The copies move
+    16 bytes at a time when ``D`` is a multiple of 4 and the inputs are 16-byte aligned,
+    else 4.
+    """
+    if validate:
+        cp = _check_flash((("query", query), ("key", key), ("value", value)), query, key, value)
+    else:
+        cp = array_module(query)
+    q, k, v = (_as_batched(cp, a) for a in (query, key, value))
+    B, Tq, D = q.shape
+    Tk = k.shape[1]
+    result = _output(cp, "out", out, query.shape)
+    lse_out = _output(cp, "lse", lse, query.shape[:-1])
+    use_16 = D % 4 == 0 and all(_address(a) % 16 == 0 for a in (q, k, v))
+    name = flash5_kernel_name(D)
+    what = f"(query {query.shape}, key {key.shape})"
+    launch(
+        cp,
+        name,
+        (math.ceil(Tq / FLASH5_BLOCK_M), B),
+        (FLASH5_THREADS,),
+        (
+            q,
+            k,
+            v,
+            result,
+            lse_out,
+            np.int32(Tq),
+            np.int32(Tk),
+            np.int32(D),
+            _scale(scale, D),
+            np.int32(bool(is_causal)),
+            np.int32(use_16),
+        ),
+        shared_bytes=flash5_shared_bytes(D),
+        what=what,
+    )
+    if check:
+        check_cuda(cp, f"{name} {what}")
+    return result, lse_out

@@ -1,9 +1,10 @@
 """Flash attention, forward and backward, emulated tile by tile in NumPy.
 
-This module is the readable twin of two CUDA kernels:
+This module is the readable twin of three CUDA kernels:
 
 - ``kernels/attention_forward3_flash.cu``   <->  :func:`flash_forward_emulated`
 - ``kernels/attention_backward4_flash.cu``  <->  :func:`flash_backward_emulated`
+- ``kernels/attention_forward5_flash_double_buffered.cu``  <->  :func:`flash_forward5_emulated`
 
 It uses the same tile sizes, visits the tiles in the same order, does the same
 online-softmax rescaling and saves the same log-sum-exp as the kernels; only the work
@@ -52,6 +53,7 @@ import numpy as np
 BLOCK_M = 32  # query rows per tile (one thread block's rows in the kernels)
 BLOCK_N = 32  # keys per tile
 HEAD_DIM_MAX = 128  # largest head_dim the kernels' shared-memory tiles hold
+FLASH5_BLOCK_M = 64  # kernel 5's query tile: 4 warps of 16 rows (kernel 3: 4 of 8)
 
 
 def check_flash_shapes(query, key, value) -> None:
@@ -85,13 +87,15 @@ def check_flash_shapes(query, key, value) -> None:
         raise ValueError(f"key has no positions (shape {key.shape})")
 
 
-def _tile_mask(m0: int, n0: int, tq: int, tk: int, is_causal: bool) -> np.ndarray:
-    """Boolean ``(BLOCK_M, BLOCK_N)``: True where row ``m0+r`` may attend key ``n0+c``.
+def _tile_mask(
+    m0: int, n0: int, tq: int, tk: int, is_causal: bool, block_m: int = BLOCK_M
+) -> np.ndarray:
+    """Boolean ``(block_m, BLOCK_N)``: True where row ``m0+r`` may attend key ``n0+c``.
 
     False for rows past ``tq`` and keys past ``tk`` (the ragged edge) and, when causal,
     for keys after the row.
     """
-    rows = m0 + np.arange(BLOCK_M)[:, None]
+    rows = m0 + np.arange(block_m)[:, None]
     cols = n0 + np.arange(BLOCK_N)[None, :]
     ok = (rows < tq) & (cols < tk)
     if is_causal:
@@ -107,9 +111,9 @@ def _load_tile(x, start: int, block: int):
     return tile
 
 
-def _key_tile_end(m0: int, tk: int, is_causal: bool) -> int:
+def _key_tile_end(m0: int, tk: int, is_causal: bool, block_m: int = BLOCK_M) -> int:
     """One past the last key a query tile starting at ``m0`` can see (causal tiles stop early)."""
-    return min(tk, m0 + BLOCK_M) if is_causal else tk
+    return min(tk, m0 + block_m) if is_causal else tk
 
 
 def _query_tile_start(n0: int, is_causal: bool) -> int:
@@ -120,6 +124,48 @@ def _query_tile_start(n0: int, is_causal: bool) -> int:
 def _flatten(x):
     """``(..., T, D) -> (B, T, D)`` as float array, with ``B`` the product of the leading dims."""
     return np.ascontiguousarray(x).reshape(-1, *x.shape[-2:])
+
+
+class _OnlineSoftmax:
+    """One query tile's running state: per row the maximum ``m``, the denominator ``l`` and
+    the unnormalised output ``acc``, over ``B`` independent blocks (batch x heads)."""
+
+    def __init__(self, q_tile, scale: float):
+        b, rows, d = q_tile.shape
+        self.q_tile, self.scale = q_tile, scale
+        self.m = np.full((b, rows), -np.inf, dtype=q_tile.dtype)
+        self.l = np.zeros((b, rows), dtype=q_tile.dtype)
+        self.acc = np.zeros((b, rows, d), dtype=q_tile.dtype)
+
+    def update(self, k_tile, v_tile, ok) -> None:
+        """Fold in one key tile ``(B, BN, D)`` with its mask ``ok`` ``(rows, BN)``."""
+        s = self.scale * (self.q_tile @ k_tile.swapaxes(1, 2))  # (B, rows, BN)
+        s = np.where(ok, s, -np.inf)
+        m_new = np.maximum(self.m, s.max(axis=2))
+        m_safe = np.where(np.isinf(m_new), 0.0, m_new)  # no key yet: avoid -inf - -inf
+        alpha = np.exp(self.m - m_safe)
+        p = np.exp(s - m_safe[:, :, None])
+        self.l = alpha * self.l + p.sum(axis=2)
+        self.acc = alpha[:, :, None] * self.acc + p @ v_tile
+        self.m = m_new
+
+    def finish(self, out, lse, m0: int) -> None:
+        """``out = acc / l`` and ``lse = m + log(l)`` into rows ``m0 ..`` (zeros / -inf
+        for a row with no key), the tile's rows past the end left out."""
+        rows = min(self.m.shape[1], out.shape[1] - m0)
+        l_safe = np.where(self.l > 0, self.l, 1.0)
+        out[:, m0 : m0 + rows] = (self.acc / l_safe[:, :, None])[:, :rows]
+        with np.errstate(divide="ignore"):
+            row_lse = np.where(self.l > 0, self.m + np.log(l_safe), -np.inf)
+        lse[:, m0 : m0 + rows] = row_lse[:, :rows]
+
+
+def _forward_setup(query, key, value, scale):
+    check_flash_shapes(query, key, value)
+    if scale is None:
+        scale = 1.0 / math.sqrt(query.shape[-1])
+    q, k, v = _flatten(query), _flatten(key), _flatten(value)
+    return q, k, v, scale, np.empty_like(q), np.empty(q.shape[:2], dtype=q.dtype)
 
 
 def flash_forward_emulated(query, key, value, is_causal=False, scale=None):
@@ -136,37 +182,42 @@ def flash_forward_emulated(query, key, value, is_causal=False, scale=None):
         ``out`` ``(..., Tq, D)`` and ``lse`` ``(..., Tq)``, the natural log of each row's
         softmax denominator of the scaled scores (``-inf`` for a row with no key).
     """
-    check_flash_shapes(query, key, value)
-    if scale is None:
-        scale = 1.0 / math.sqrt(query.shape[-1])
-    lead, (tq, d) = query.shape[:-2], query.shape[-2:]
-    q, k, v = _flatten(query), _flatten(key), _flatten(value)
-    tk = k.shape[1]
-    out = np.empty_like(q)
-    lse = np.empty(q.shape[:2], dtype=q.dtype)
+    q, k, v, scale, out, lse = _forward_setup(query, key, value, scale)
+    tq, tk = q.shape[1], k.shape[1]
     for m0 in range(0, tq, BLOCK_M):  # one thread block per (batch*head, query tile)
-        q_tile = _load_tile(q, m0, BLOCK_M)  # (B, BM, D)
-        m = np.full((q.shape[0], BLOCK_M), -np.inf, dtype=q.dtype)
-        l = np.zeros((q.shape[0], BLOCK_M), dtype=q.dtype)
-        acc = np.zeros((q.shape[0], BLOCK_M, d), dtype=q.dtype)
+        state = _OnlineSoftmax(_load_tile(q, m0, BLOCK_M), scale)  # Q tile (B, BM, D)
         for n0 in range(0, _key_tile_end(m0, tk, is_causal), BLOCK_N):
             k_tile = _load_tile(k, n0, BLOCK_N)  # (B, BN, D)
             v_tile = _load_tile(v, n0, BLOCK_N)
-            s = scale * (q_tile @ k_tile.swapaxes(1, 2))  # (B, BM, BN)
-            s = np.where(_tile_mask(m0, n0, tq, tk, is_causal), s, -np.inf)
-            m_new = np.maximum(m, s.max(axis=2))
-            m_safe = np.where(np.isinf(m_new), 0.0, m_new)  # no key yet: avoid -inf - -inf
-            alpha = np.exp(m - m_safe)
-            p = np.exp(s - m_safe[:, :, None])
-            l = alpha * l + p.sum(axis=2)
-            acc = alpha[:, :, None] * acc + p @ v_tile
-            m = m_new
-        rows = min(BLOCK_M, tq - m0)
-        l_safe = np.where(l > 0, l, 1.0)
-        out[:, m0 : m0 + rows] = (acc / l_safe[:, :, None])[:, :rows]
-        with np.errstate(divide="ignore"):
-            lse[:, m0 : m0 + rows] = np.where(l > 0, m + np.log(l_safe), -np.inf)[:, :rows]
-    return out.reshape(*lead, tq, d), lse.reshape(*lead, tq)
+            state.update(k_tile, v_tile, _tile_mask(m0, n0, tq, tk, is_causal))
+        state.finish(out, lse, m0)
+    return out.reshape(query.shape), lse.reshape(query.shape[:-1])
+
+
+def flash_forward5_emulated(query, key, value, is_causal=False, scale=None):
+    """Kernel 5 in NumPy: kernel 3's algorithm on kernel 5's schedule.
+
+    The same arguments and results as :func:`flash_forward_emulated`. Two things differ:
+    a query tile is :data:`FLASH5_BLOCK_M` = 64 rows (a causal tile therefore reads up to
+    its 64th row's keys), and the key/value tiles go through two buffers: tile ``t + 1`` is
+    loaded into one while tile ``t``, in the other, is used (on the GPU the load is an
+    asynchronous copy that overlaps the arithmetic; here it only shows the order).
+    """
+    q, k, v, scale, out, lse = _forward_setup(query, key, value, scale)
+    tq, tk = q.shape[1], k.shape[1]
+    for m0 in range(0, tq, FLASH5_BLOCK_M):  # one thread block per (batch*head, query tile)
+        state = _OnlineSoftmax(_load_tile(q, m0, FLASH5_BLOCK_M), scale)
+        starts = list(range(0, _key_tile_end(m0, tk, is_causal, FLASH5_BLOCK_M), BLOCK_N))
+        buffers = [(_load_tile(k, 0, BLOCK_N), _load_tile(v, 0, BLOCK_N)), None]
+        for t, n0 in enumerate(starts):
+            if t + 1 < len(starts):  # issue tile t + 1 into the buffer tile t - 1 used
+                nxt = starts[t + 1]
+                buffers[(t + 1) % 2] = (_load_tile(k, nxt, BLOCK_N), _load_tile(v, nxt, BLOCK_N))
+            k_tile, v_tile = buffers[t % 2]
+            ok = _tile_mask(m0, n0, tq, tk, is_causal, FLASH5_BLOCK_M)
+            state.update(k_tile, v_tile, ok)
+        state.finish(out, lse, m0)
+    return out.reshape(query.shape), lse.reshape(query.shape[:-1])
 
 
 def flash_backward_delta(dout, out):

@@ -14,12 +14,15 @@ CPU, CuPy on the GPU. Constants are Python floats, which NumPy >= 2 keeps in the
 dtype, so float32 stays float32 throughout.
 
 Order, as data flows through the model: embedding, layernorm, linear, gelu, dropout,
-causal self-attention, mlp, block, tied lm head, cross-entropy.
+causal self-attention, mlp, block, tied lm head, cross-entropy; and last, :class:`Ops`, the
+pairs a block runs (these, or on CuPy the project's CUDA kernels,
+:mod:`minireason.gpu.model_kernels`).
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 from minireason.backend import array_module
@@ -270,42 +273,52 @@ class SelfAttentionCache(NamedTuple):
     shape: tuple  # (B, T, H, D)
 
 
-def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, B, T, n_head):
+def causal_attention(q, k, v):
+    """Causal attention of heads ``(B, H, T, D)`` that the caller built (not validated):
+    :func:`minireason.nn.attention.attention_forward`, returning ``(out, AttentionCache)``."""
+    return attention_forward(q, k, v, is_causal=True, validate=False)
+
+
+def self_attention_forward(x, w_qkv, b_qkv, w_proj, b_proj, B, T, n_head, ops=None):
     """Causal multi-head self-attention with one fused QKV projection.
 
     ``qkv = x @ w_qkv + b_qkv`` is split into Q, K, V heads ``(B, H, T, D)`` (views, no
-    copy), attended with :func:`minireason.nn.attention.attention_forward` (causal), merged
+    copy), attended with :func:`causal_attention` (or ``ops.attention_forward``), merged
     back to ``(B * T, C)`` and projected.
 
     Args:
         x: ``(B * T, C)``; w_qkv: ``(C, 3C)``; b_qkv: ``(3C,)``; w_proj: ``(C, C)``;
         b_proj: ``(C,)``; n_head: ``H``, dividing ``C``.
+        ops: the layer pairs to run (:class:`Ops`; None: :data:`REFERENCE_OPS`).
 
     Returns:
         ``out`` ``(B * T, C)`` and a :class:`SelfAttentionCache`.
     """
+    ops = ops or REFERENCE_OPS
     C = x.shape[1]
     D = C // n_head
     qkv, qkv_cache = linear_forward(x, w_qkv, b_qkv)  # (B*T, 3C)
     q, k, v = qkv.reshape(B, T, 3, n_head, D).transpose(2, 0, 3, 1, 4)  # each (B, H, T, D)
-    y, att_cache = attention_forward(q, k, v, is_causal=True, validate=False)
+    y, att_cache = ops.attention_forward(q, k, v)
     y = y.transpose(0, 2, 1, 3).reshape(B * T, C)  # merge heads (one copy)
     out, proj_cache = linear_forward(y, w_proj, b_proj)
     return out, SelfAttentionCache(qkv_cache, att_cache, proj_cache, (B, T, n_head, D))
 
 
-def self_attention_backward(dout, cache: SelfAttentionCache):
-    """Gradients of causal self-attention given ``dout`` ``(B * T, C)``.
+def self_attention_backward(dout, cache: SelfAttentionCache, ops=None):
+    """Gradients of causal self-attention given ``dout`` ``(B * T, C)``; ``ops`` as given to
+    the forward.
 
     Returns:
         ``dx`` ``(B * T, C)``, ``dw_qkv`` ``(C, 3C)``, ``db_qkv`` ``(3C,)``,
         ``dw_proj`` ``(C, C)``, ``db_proj`` ``(C,)``.
     """
+    ops = ops or REFERENCE_OPS
     qkv_cache, att_cache, proj_cache, (B, T, H, D) = cache
     xp = array_module(dout)
     dy, dw_proj, db_proj = linear_backward(dout, proj_cache)
     dy = dy.reshape(B, T, H, D).transpose(0, 2, 1, 3)  # split heads: (B, H, T, D) view
-    dq, dk, dv, _ = attention_backward(dy, att_cache)
+    dq, dk, dv, _ = ops.attention_backward(dy, att_cache)
     dqkv = xp.empty((B, T, 3, H, D), dtype=dout.dtype)
     dqkv_heads = dqkv.transpose(2, 0, 3, 1, 4)  # (3, B, H, T, D) view of dqkv
     dqkv_heads[0] = dq
@@ -324,30 +337,33 @@ class MLPCache(NamedTuple):
     proj: LinearCache
 
 
-def mlp_forward(x, w_fc, b_fc, w_proj, b_proj):
+def mlp_forward(x, w_fc, b_fc, w_proj, b_proj, ops=None):
     """``gelu(x @ w_fc + b_fc) @ w_proj + b_proj``.
 
     Args:
         x: ``(N, C)``; w_fc: ``(C, 4C)``; b_fc: ``(4C,)``; w_proj: ``(4C, C)``; b_proj: ``(C,)``.
+        ops: the layer pairs to run (:class:`Ops`; None: :data:`REFERENCE_OPS`).
 
     Returns:
         ``out`` ``(N, C)`` and the cache.
     """
+    ops = ops or REFERENCE_OPS
     h, fc_cache = linear_forward(x, w_fc, b_fc)
-    a, gelu_cache = gelu_forward(h)
+    a, gelu_cache = ops.gelu_forward(h)
     out, proj_cache = linear_forward(a, w_proj, b_proj)
     return out, MLPCache(fc_cache, gelu_cache, proj_cache)
 
 
-def mlp_backward(dout, cache: MLPCache):
-    """Gradients of the MLP given ``dout`` ``(N, C)``.
+def mlp_backward(dout, cache: MLPCache, ops=None):
+    """Gradients of the MLP given ``dout`` ``(N, C)``; ``ops`` as given to the forward.
 
     Returns:
         ``dx``, ``dw_fc``, ``db_fc``, ``dw_proj``, ``db_proj``.
     """
+    ops = ops or REFERENCE_OPS
     fc_cache, gelu_cache, proj_cache = cache
     da, dw_proj, db_proj = linear_backward(dout, proj_cache)
-    dh = gelu_backward(da, gelu_cache)
+    dh = ops.gelu_backward(da, gelu_cache)
     dx, dw_fc, db_fc = linear_backward(dh, fc_cache)
     return dx, dw_fc, db_fc, dw_proj, db_proj
 
@@ -378,9 +394,10 @@ class BlockCache(NamedTuple):
     ln2: LayerNormCache
     mlp: MLPCache
     drop2: object  # the dropout mask, or None
+    ops: object  # the Ops the forward ran, which the backward must match
 
 
-def block_forward(x, p, B, T, n_head, dropout=0.0, rng=None, eps=1e-5):
+def block_forward(x, p, B, T, n_head, dropout=0.0, rng=None, eps=1e-5, ops=None):
     """One pre-norm transformer block::
 
         x = x + dropout(attn(ln1(x)))
@@ -390,21 +407,25 @@ def block_forward(x, p, B, T, n_head, dropout=0.0, rng=None, eps=1e-5):
         x: ``(B * T, C)``.
         p: the block's parameters by the names in :data:`BLOCK_PARAMS`.
         dropout, rng: as in :func:`dropout_forward` (rng None: no dropout).
+        ops: the layer pairs to run (:class:`Ops`; None: :data:`REFERENCE_OPS`).
 
     Returns:
         ``out`` ``(B * T, C)`` and the cache.
     """
-    h, ln1_cache = layernorm_forward(x, p["ln1.w"], p["ln1.b"], eps)
+    ops = ops or REFERENCE_OPS
+    h, ln1_cache = ops.layernorm_forward(x, p["ln1.w"], p["ln1.b"], eps)
     h, attn_cache = self_attention_forward(
-        h, p["attn.w_qkv"], p["attn.b_qkv"], p["attn.w_proj"], p["attn.b_proj"], B, T, n_head
+        h, p["attn.w_qkv"], p["attn.b_qkv"], p["attn.w_proj"], p["attn.b_proj"], B, T, n_head, ops
     )
     h, drop1_cache = dropout_forward(h, dropout, rng)
     x = x + h
-    h, ln2_cache = layernorm_forward(x, p["ln2.w"], p["ln2.b"], eps)
-    h, mlp_cache = mlp_forward(h, p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"])
+    h, ln2_cache = ops.layernorm_forward(x, p["ln2.w"], p["ln2.b"], eps)
+    mlp_p = (p["mlp.w_fc"], p["mlp.b_fc"], p["mlp.w_proj"], p["mlp.b_proj"])
+    h, mlp_cache = mlp_forward(h, *mlp_p, ops)
     h, drop2_cache = dropout_forward(h, dropout, rng)
-    x += h
-    return x, BlockCache(ln1_cache, attn_cache, drop1_cache, ln2_cache, mlp_cache, drop2_cache)
+    x = x + h  # a new array: a LayerNorm cache may hold its input x (the fused one does)
+    caches = (ln1_cache, attn_cache, drop1_cache, ln2_cache, mlp_cache, drop2_cache)
+    return x, BlockCache(*caches, ops)
 
 
 def block_backward(dout, cache: BlockCache):
@@ -413,17 +434,19 @@ def block_backward(dout, cache: BlockCache):
     Returns:
         ``dx`` ``(B * T, C)`` and the parameter gradients by the names in :data:`BLOCK_PARAMS`.
     """
-    ln1_cache, attn_cache, drop1_cache, ln2_cache, mlp_cache, drop2_cache = cache
+    ln1_cache, attn_cache, drop1_cache, ln2_cache, mlp_cache, drop2_cache, ops = cache
     g = {}
     dh = dropout_backward(dout, drop2_cache)
-    dh, g["mlp.w_fc"], g["mlp.b_fc"], g["mlp.w_proj"], g["mlp.b_proj"] = mlp_backward(dh, mlp_cache)
-    dh, g["ln2.w"], g["ln2.b"] = layernorm_backward(dh, ln2_cache)
+    dh, g["mlp.w_fc"], g["mlp.b_fc"], g["mlp.w_proj"], g["mlp.b_proj"] = mlp_backward(
+        dh, mlp_cache, ops
+    )
+    dh, g["ln2.w"], g["ln2.b"] = ops.layernorm_backward(dh, ln2_cache)
     dx = dout + dh  # residual: the gradient flows both ways
     dh = dropout_backward(dx, drop1_cache)
     dh, g["attn.w_qkv"], g["attn.b_qkv"], g["attn.w_proj"], g["attn.b_proj"] = (
-        self_attention_backward(dh, attn_cache)
+        self_attention_backward(dh, attn_cache, ops)
     )
-    dh, g["ln1.w"], g["ln1.b"] = layernorm_backward(dh, ln1_cache)
+    dh, g["ln1.w"], g["ln1.b"] = ops.layernorm_backward(dh, ln1_cache)
     dx += dh
     return dx, g
 
@@ -518,13 +541,19 @@ def cross_entropy_forward(logits, targets, mask=None):
     z = z[:, 0]  # (N,)
     target_logit = logits[xp.arange(N), targets] - rowmax[:, 0]  # (N,), shifted like e
     nll = xp.log(z) - target_logit  # (N,)
-    if mask is None:
-        weights = xp.full((N,), 1.0 / N, dtype=logits.dtype)
-    else:
-        weights = mask.astype(logits.dtype)
-        weights /= weights.sum()
+    weights = token_weights(xp, mask, N, logits.dtype)
     loss = (nll * weights).sum()
     return loss, CrossEntropyCache(e, z, targets, weights, nll)
+
+
+def token_weights(xp, mask, n: int, dtype):
+    """``(n,)`` each token's share of the mean loss: ``mask / sum(mask)``, or ``1 / n`` each
+    when ``mask`` is None."""
+    if mask is None:
+        return xp.full((n,), 1.0 / n, dtype=dtype)
+    weights = mask.astype(dtype)
+    weights /= weights.sum()
+    return weights
 
 
 def cross_entropy_backward(cache: CrossEntropyCache):
@@ -543,3 +572,35 @@ def cross_entropy_backward(cache: CrossEntropyCache):
     rowwise(kernel, e, scale)
     e[xp.arange(e.shape[0]), targets] -= weights
     return e
+
+
+# --------------------------------------------------------------------------- the pairs a block runs
+
+
+class Ops(NamedTuple):
+    """The layer pairs a block, the final LayerNorm and the loss run, each a forward beside its
+    backward with this module's signatures (``attention_forward(q, k, v) -> (out, cache)``,
+    causal, on heads ``(B, H, T, D)``). :data:`REFERENCE_OPS` is this module's array maths;
+    on CuPy, :mod:`minireason.gpu.model_kernels` builds others from the project's CUDA kernels.
+    A cache is opened only by the backward of the Ops that made it."""
+
+    layernorm_forward: Callable
+    layernorm_backward: Callable
+    gelu_forward: Callable
+    gelu_backward: Callable
+    attention_forward: Callable
+    attention_backward: Callable
+    cross_entropy_forward: Callable
+    cross_entropy_backward: Callable
+
+
+REFERENCE_OPS = Ops(
+    layernorm_forward,
+    layernorm_backward,
+    gelu_forward,
+    gelu_backward,
+    causal_attention,
+    attention_backward,
+    cross_entropy_forward,
+    cross_entropy_backward,
+)

@@ -17,6 +17,13 @@ With ``config.copy`` the model has a copy head (:mod:`minireason.nn.copy_head`):
 distribution mixes the vocabulary with the tokens already in the context, and the logits it
 returns are that mixture's log-probabilities.
 
+On NumPy every layer is :mod:`minireason.nn.layers`' own (``REFERENCE_OPS``). On CuPy, once the
+project's CUDA kernels are installed (``backend.use_gpu_kernels``; the CLI does it for
+``--device cuda``), a forward with targets may run them instead (flash attention, fused
+LayerNorm, GELU and cross-entropy, chosen by ``--attention`` and ``--fused``); a forward
+without targets always forms the attention weights, which :meth:`GPT.attention_weights`
+returns (a flash layer has none: None).
+
 Usage::
 
     model = GPT(GPTConfig(vocab_size=4096))
@@ -44,6 +51,7 @@ from minireason.nn.copy_head import (
 )
 from minireason.nn.layers import (
     BLOCK_PARAMS,
+    REFERENCE_OPS,
     BlockCache,
     CrossEntropyCache,
     EmbeddingCache,
@@ -52,14 +60,10 @@ from minireason.nn.layers import (
     block_attention,
     block_backward,
     block_forward,
-    cross_entropy_backward,
-    cross_entropy_forward,
     dropout_backward,
     dropout_forward,
     embedding_backward,
     embedding_forward,
-    layernorm_backward,
-    layernorm_forward,
     lm_head_backward,
     lm_head_forward,
     log_softmax,
@@ -140,6 +144,7 @@ class GPTCache(NamedTuple):
     scored: object  # (n,) the token rows the head and the loss saw, or None for all of them
     n_tokens: int  # B * T
     copy_head: object  # CopyHeadCache, or None without a copy head
+    ops: object  # the layers.Ops the forward ran
 
 
 def param_shapes(config: GPTConfig) -> dict:
@@ -282,8 +287,22 @@ class GPT:
         self.dropout_rng.bit_generator.state = state
 
     def attention_weights(self) -> list:
-        """Attention weights of the last forward, one ``(B, H, T, T)`` array per layer."""
+        """Attention weights of the last forward, one ``(B, H, T, T)`` array per layer (None
+        for a layer that ran the flash kernels, which never form them: only on CuPy, in a
+        forward with targets)."""
         return list(self._attention)
+
+    def _ops(self, B: int, T: int, need_weights: bool):
+        """The layer pairs a forward of ``(B, T)`` tokens runs (``layers.Ops``): the
+        reference on NumPy; on CuPy what the installed GPU kernels choose
+        (``backend.gpu_kernels().model_ops``), with the reference attention when
+        ``need_weights``."""
+        wte, kernels = self.params["wte"], backend.gpu_kernels()
+        if kernels is None or backend.array_module(wte) is np:
+            return REFERENCE_OPS
+        cfg = self.config
+        heads = (B, cfg.n_head, T, cfg.n_embd // cfg.n_head)
+        return kernels.model_ops(heads, wte.dtype, need_weights)
 
     # ------------------------------------------------------------------ forward / backward
 
@@ -310,15 +329,17 @@ class GPT:
         p = self.params
         B, T = idx.shape
         rng = self.dropout_rng if (self.training and cfg.dropout > 0.0) else None
+        ops = self._ops(B, T, need_weights=targets is None)
         x, emb_cache = embedding_forward(idx, p["wte"], p["wpe"])
         x, drop_cache = dropout_forward(x, cfg.dropout, rng)
         block_caches = []
         for i in range(cfg.n_layer):
             bp = {name: p[f"h.{i}.{name}"] for name in BLOCK_PARAMS}
-            x, c = block_forward(x, bp, B, T, cfg.n_head, cfg.dropout, rng, cfg.layernorm_eps)
+            eps = cfg.layernorm_eps
+            x, c = block_forward(x, bp, B, T, cfg.n_head, cfg.dropout, rng, eps, ops)
             block_caches.append(c)
         self._attention = [block_attention(c).weights for c in block_caches]
-        x, lnf_cache = layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.layernorm_eps)
+        x, lnf_cache = ops.layernorm_forward(x, p["ln_f.w"], p["ln_f.b"], cfg.layernorm_eps)
         xp = backend.array_module(x)
         mask = None if loss_mask is None else loss_mask.reshape(-1)
         scored = None  # the token rows the head sees: all of them
@@ -331,9 +352,9 @@ class GPT:
         if targets is not None:
             flat_targets = targets.reshape(-1)
             if scored is None:
-                loss_arr, ce_cache = cross_entropy_forward(logits, flat_targets, mask)
+                loss_arr, ce_cache = ops.cross_entropy_forward(logits, flat_targets, mask)
             else:  # every scored row counts once: the mean over the mask's tokens
-                loss_arr, ce_cache = cross_entropy_forward(logits, flat_targets[scored])
+                loss_arr, ce_cache = ops.cross_entropy_forward(logits, flat_targets[scored])
             if cfg.copy:  # the loss is the mixture's NLL, with the same per-token weights
                 rows = xp.arange(B * T) if scored is None else scored
                 logp, copy_cache = copy_head_forward(
@@ -352,6 +373,7 @@ class GPT:
                 scored,
                 B * T,
                 copy_cache,
+                ops,
             )
         else:
             self._cache = None
@@ -380,7 +402,7 @@ class GPT:
             dlogp_vocab, dx_copy, copy_grads = copy_head_backward(-ce.weights, cache.copy_head)
             g.update(copy_grads)
             ce = ce._replace(weights=-dlogp_vocab)
-        dlogits = cross_entropy_backward(ce)
+        dlogits = cache.ops.cross_entropy_backward(ce)
         dx, dwte_head = lm_head_backward(dlogits, cache.lm_head)
         if cache.scored is not None:  # the tokens the head did not see get no gradient
             dx_all = backend.array_module(dx).zeros((cache.n_tokens, dx.shape[1]), dx.dtype)
@@ -388,7 +410,7 @@ class GPT:
             dx = dx_all
         if dx_copy is not None:
             dx = dx + dx_copy
-        dx, g["ln_f.w"], g["ln_f.b"] = layernorm_backward(dx, cache.ln_f)
+        dx, g["ln_f.w"], g["ln_f.b"] = cache.ops.layernorm_backward(dx, cache.ln_f)
         for i in reversed(range(self.config.n_layer)):
             dx, bg = block_backward(dx, cache.blocks[i])
             for name, grad in bg.items():

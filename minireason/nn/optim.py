@@ -8,7 +8,9 @@ gradient ``g`` at step ``t = 1, 2, ...``::
     p = p - lr * wd * p                                  (only where decay applies)
     p = p - lr * (m / (1 - beta1^t)) / (sqrt(v / (1 - beta2^t)) + eps)
 
-Every update is done in place on the parameter arrays the model owns.
+Every update is done in place on the parameter arrays the model owns. On CuPy with the
+project's CUDA kernels installed and ``--fused``, :func:`adamw_update` of a float32
+parameter is kernel 9 (one pass instead of a dozen; ``backend.gpu_kernels()``).
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from __future__ import annotations
 import math
 from functools import partial
 
+import numpy as np
+
+from minireason import backend
 from minireason.backend import array_module
 from minireason.nn.threads import rowwise
 
@@ -96,7 +101,7 @@ class AdamW:
         for name, p in self.params.items():
             decay = 1.0 - lr * self.weight_decay if self.decay[name] else 1.0
             update = partial(
-                adamw_update,
+                _update_for(p),
                 b1=b1,
                 b2=b2,
                 decay=decay,
@@ -136,6 +141,15 @@ class AdamW:
                     )
                 mine[...] = array_module(mine).asarray(src)
         self.t = int(state["t"])
+
+
+def _update_for(p):
+    """:func:`adamw_update`, or on CuPy what the installed GPU kernels choose (kernel 9
+    with ``--fused``)."""
+    kernels = backend.gpu_kernels()
+    if kernels is None or array_module(p) is np:
+        return adamw_update
+    return kernels.adamw_update_for(p)
 
 
 def adamw_update(p, g, m, v, *, b1, b2, decay, v_correction, eps, step_size):

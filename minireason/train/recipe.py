@@ -614,6 +614,9 @@ def _train_stages(prepared, preset, model_config, out: Path, resume, progress, e
     )
     report["finetune"]["sequences_train"] = len(prepared.finetune["train"])
     report["finetune"]["sequences_val"] = len(prepared.finetune["valid"])
+    kernels = backend.gpu_kernels()
+    if report["device"] == "cuda" and kernels is not None:  # which GPU code trained it
+        report["gpu_kernels"] = kernels.report()
     return report
 
 
