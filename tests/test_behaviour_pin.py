@@ -2,7 +2,8 @@
 same evaluation, bit for bit, whatever the code around them is reorganised into.
 
 The micro run of ``conftest`` (600 real reviews, a model trained for a few steps) explains
-three users, a free-form input, and is evaluated on 12 records of each split. Each output is
+three users, a free-form input, and is evaluated on 12 records of each split; its prepared
+directory (records, tables, tokenizer, arrays) is pinned too. Each output is
 reduced to a canonical JSON text (floats to 7 significant digits, so that a BLAS of another
 vendor, which differs in the last bits of a perplexity, gives the same text; timings and
 temporary paths left out) and its SHA-256 is compared with ``fixtures/behaviour_pin.json``.
@@ -60,6 +61,28 @@ def digest(obj) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 
 
+def prepared_view(prep: Path) -> dict:
+    """What ``prepare`` wrote that a model learns from or a later stage reads, as digests:
+    the records (without ``source``, the temporary path of the sample), the JSON tables, the
+    tokenizer and every array of the ``.npz`` files."""
+    import numpy as np
+
+    view = {}
+    for path in sorted(prep.iterdir()):
+        if path.suffix == ".jsonl":
+            rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()]
+            view[path.name] = digest([{k: v for k, v in r.items() if k != "source"} for r in rows])
+        elif path.name in ("features.json", "items.json", "users.json", "tokenizer.json"):
+            view[path.name] = digest(json.loads(path.read_text(encoding="utf-8")))
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as arrays:
+                view[path.name] = {
+                    k: [str(a.dtype), a.shape, hashlib.sha256(a.tobytes()).hexdigest()]
+                    for k, a in ((k, arrays[k]) for k in sorted(arrays.files))
+                }
+    return view
+
+
 def explanation_view(expl) -> dict:
     return {
         "reason": expl.reason,
@@ -79,7 +102,7 @@ def outputs(micro_run, tmp_path_factory) -> dict:
     prep, run_dir = micro_run
     prepared, run = load_prepared(prep), load_run(run_dir)
     users = sorted({r["user"] for r in prepared.test})[:3]
-    found = {}
+    found = {"prepared": digest(prepared_view(prep))}
     for n, user in enumerate(users, 1):
         recs = explain_for_user(run, prepared, user, k=2, seed=5)
         found[f"explain user {n}"] = digest(
