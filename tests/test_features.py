@@ -194,6 +194,21 @@ def test_evidence_comes_from_other_users_and_prefers_more_of_the_focus():
     assert index.choose("i1", ["strings"], "u9", k=0) == []
 
 
+def test_a_target_can_prefer_a_sentence_that_says_what_is_particular_to_the_item():
+    from minireason.prep.features import AspectVocabulary, explanation_target
+
+    vocab = AspectVocabulary({"strings": 5, "tuner": 3})
+    review = _review(
+        "u1", "i1", "These strings sound great on my guitar. The Snark tuner on them works."
+    )
+    first = explanation_target(review, vocab)
+    assert first.sentence == "These strings sound great on my guitar."
+    named = explanation_target(review, vocab, frozenset({"snark"}))
+    assert (named.sentence, named.feature) == ("The Snark tuner on them works.", "tuner")
+    # no sentence says a particular word: the first qualifying one, as without
+    assert explanation_target(review, vocab, frozenset({"elixir"})) == first
+
+
 def test_evidence_can_prefer_a_sentence_that_says_what_is_particular_to_the_item():
     from minireason.prep.features import AspectVocabulary, EvidenceIndex
 

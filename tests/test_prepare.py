@@ -111,6 +111,29 @@ def test_real_focus_from_targets_in_training_predicted_elsewhere(mi_prepared):
     assert hit > top + 0.02, (hit, top)
 
 
+def test_training_targets_can_prefer_what_is_particular_to_the_item(mi_slice, tmp_path):
+    from minireason.prep.prepare import SAMPLE_OPTIONS
+
+    def prepared(name, **options):
+        out = tmp_path / name
+        cfg = PrepareConfig(
+            reviews=str(mi_slice / MI), out=str(out), progress=False, **SAMPLE_OPTIONS, **options
+        )
+        prepare(cfg)
+        return load_prepared(out)
+
+    first, named = prepared("first"), prepared("named", target_prefer="particular")
+    for split in ("valid", "test"):
+        assert [r["target"] for r in first.split(split)] == [
+            r["target"] for r in named.split(split)
+        ]
+    changed = [(a, b) for a, b in zip(first.train, named.train) if a["target"] != b["target"]]
+    assert changed  # some training reviews had a later, more particular sentence
+    for a, b in changed:
+        assert set(words(b["target"])) & named.particular_words(b["item"])
+        assert not set(words(a["target"])) & named.particular_words(a["item"])
+
+
 def test_focus_zero_leaves_the_prompts_without_focus(tmp_path):
     out = tmp_path / "prep"
     prepare(

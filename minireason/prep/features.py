@@ -27,7 +27,10 @@ the rule FMR judges by, so the target always mentions its own feature); its grou
 most specific aspect it mentions (lowest df; a bigram beats its own words). The cap keeps
 targets the length of a reason rather than of a review. Reviews without such a sentence
 get no target and are counted by reason ("no aspect in any sentence", "aspect sentences
-all too long or short").
+all too long or short"). With ``prepare --target-prefer particular``, a *training* review's
+target is the first such sentence that also says a word particular to its item (a brand, a
+model, a use: :func:`minireason.text.particular_words`), when one does; validation and test
+targets are always the first.
 
 **Item tags**: the metadata tags (categories, brand, genres) where the item has them;
 otherwise the item's ``n_item_tags`` most frequent aspects in *other* training reviews
@@ -226,16 +229,26 @@ NO_ASPECT = "no aspect in any sentence"
 BAD_LENGTH = f"aspect sentences all outside {MIN_TARGET_WORDS}-{MAX_TARGET_WORDS} words"
 
 
-def explanation_target(review: Review, vocab: AspectVocabulary) -> Target | str:
-    """The review's target (see module doc), or the reason it has none (a string)."""
-    saw_aspect = False
+def explanation_target(
+    review: Review, vocab: AspectVocabulary, particular: frozenset = frozenset()
+) -> Target | str:
+    """The review's target (see module doc), or the reason it has none (a string). With
+    ``particular`` (words particular to the review's item, :func:`minireason.text.particular_words`):
+    the first qualifying sentence that says one of them, else the first qualifying one."""
+    saw_aspect, first = False, None
     for sentence in split_sentences(review.text):
         found = vocab.find(sentence)
         if not found:
             continue
         saw_aspect = True
-        if MIN_TARGET_WORDS <= len(words(sentence)) <= MAX_TARGET_WORDS:
-            return Target(sentence, found[0], review.rating)
+        sentence_words = words(sentence)
+        if MIN_TARGET_WORDS <= len(sentence_words) <= MAX_TARGET_WORDS:
+            target = Target(sentence, found[0], review.rating)
+            if not particular or particular.intersection(sentence_words):
+                return target
+            first = first or target
+    if first is not None:
+        return first
     return BAD_LENGTH if saw_aspect else NO_ASPECT
 
 

@@ -39,6 +39,7 @@ from minireason.prep.features import (
     explanation_target,
     feature_rates,
     history_items,
+    item_words,
     mine_aspects,
     predict_focus,
     profile,
@@ -56,7 +57,7 @@ from minireason.prep.prepared import (
 )
 from minireason.prep.prompts import build_prompt, evidence_length, render_prompt
 from minireason.prep.tokenizer import DEFAULT_VOCAB_SIZE, MIN_VOCAB_SIZE, BPETokenizer
-from minireason.text import LANGUAGES, language_of
+from minireason.text import LANGUAGES, language_of, particular_words
 
 FORMATS = ("amazon", "movielens", "jsonl", "csv")
 SPLIT_KINDS = ("time", "random")  # leave-last-out per user; seeded 8:1:1
@@ -100,6 +101,13 @@ class PrepareConfig:
         1, min=0, metavar="K", help="sentences of other users' reviews per prompt (0: none)"
     )
     evidence_tokens: int = option(32, min=4, help="longest evidence sentence, in prompt tokens")
+    target_prefer: str = option(
+        "first",
+        choices=("first", "particular"),
+        help="training targets: the first sentence with an aspect (first), or the first that "
+        "also says a word particular to the item (particular); validation and test targets "
+        "are always the first",
+    )
     evidence_prefer: str = option(
         "focus",
         choices=EVIDENCE_PREFERENCES,
@@ -558,6 +566,10 @@ def mine_features(cfg: PrepareConfig, splits, meta) -> FeatureStage:
         )
     features = ItemFeatures(splits["train"], vocab, meta, cfg.n_item_tags)
     targets = {id(r): explanation_target(r, vocab) for rs in splits.values() for r in rs}
+    if cfg.target_prefer == "particular":
+        particular = particular_words(item_words(splits["train"]))
+        for r in splits["train"]:
+            targets[id(r)] = explanation_target(r, vocab, particular.get(r.item, frozenset()))
     rates = feature_rates(
         [
             (features.aspects_of_review(r), t.feature)
