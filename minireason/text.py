@@ -64,12 +64,12 @@ def tokens(text: str) -> list[str]:
     """
     if not isinstance(text, str):
         raise TypeError(f"tokens: expected a str, got {type(text).__name__}")
+    han = bool(_HAS_HAN.search(text))  # one look at the text: English never looks again
     out = []
     for tok in _TOKEN.findall(text.lower().translate(_APOSTROPHES)):
-        clitic = _CLITIC_END.search(tok)
-        if _HAS_HAN.search(tok):
+        if han and _HAS_HAN.search(tok):
             out += _cut_han(tok)
-        elif clitic:
+        elif clitic := _CLITIC_END.search(tok):
             out += [tok[: clitic.start()], clitic.group()]
         else:
             out.append(tok)
