@@ -63,14 +63,9 @@ REFERENCE_BATCH = 16  # the reference config: GPTConfig's defaults and this batc
 
 
 @dataclass
-class BenchTrainConfig:
-    """The options of ``minireason bench train``: the model's shape (GPTConfig's defaults),
-    the batch, and the timing."""
-
-    description: ClassVar[str] = (  # its --help
-        "One training step (forward, backward, AdamW) of the NumPy GPT, the machine's float32 "
-        "matmul rate, and the same model in PyTorch eager on the same threads and inputs."
-    )
+class ModelShapeOptions:
+    """The model's shape (GPTConfig's defaults), the batch and the dtype: the options of
+    ``bench train`` and ``bench calibrate`` alike."""
 
     n_layer: int = option(GPTConfig.n_layer, min=1, help="transformer blocks")
     n_head: int = option(GPTConfig.n_head, min=1, help="attention heads per block")
@@ -79,6 +74,23 @@ class BenchTrainConfig:
     vocab_size: int = option(GPTConfig.vocab_size, min=1, help="vocabulary size")
     batch_size: int = option(REFERENCE_BATCH, min=1, help="sequences per step")
     dtype: str = option(GPTConfig.dtype, choices=DTYPES, help="array dtype")
+
+    def model_config(self) -> GPTConfig:
+        """The model of these options (GPTConfig checks the shape)."""
+        shape = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
+        return GPTConfig(**{name: getattr(self, name) for name in shape}, dtype=self.dtype)
+
+
+@dataclass
+class BenchTrainConfig(ModelShapeOptions):
+    """The options of ``minireason bench train``: the model's shape (:class:`ModelShapeOptions`),
+    the batch, and the timing."""
+
+    description: ClassVar[str] = (  # its --help
+        "One training step (forward, backward, AdamW) of the NumPy GPT, the machine's float32 "
+        "matmul rate, and the same model in PyTorch eager on the same threads and inputs."
+    )
+
     steps: int = option(10, min=1, help="timed steps")
     warmup: int = option(2, min=0, help="untimed steps first")
     threads: int | None = threads_option()
@@ -87,11 +99,6 @@ class BenchTrainConfig:
     no_torch: bool = option(False, help="skip the PyTorch comparison")
     scaling: bool = option(False, help="also time the NumPy step on 1, 2, 4, ... threads")
     json: str | None = json_option()
-
-    def model_config(self) -> GPTConfig:
-        """The model of these options (GPTConfig checks the shape)."""
-        shape = ("vocab_size", "block_size", "n_layer", "n_head", "n_embd")
-        return GPTConfig(**{name: getattr(self, name) for name in shape}, dtype=self.dtype)
 
 
 # --------------------------------------------------------------------------- counting
