@@ -25,7 +25,7 @@ from typing import ClassVar
 import numpy as np
 
 from minireason import backend
-from minireason.bench.machine import json_option, spread, write_figures
+from minireason.bench.machine import json_option, spread, write_table_and_figure
 from minireason.files import PNG_FIGURE, Kind, check_output, write_png
 from minireason.nn.model import GPT, GPTConfig
 from minireason.nn.optim import AdamW
@@ -304,12 +304,4 @@ def plot(result: dict, path) -> Path:
 
 def write_outputs(result: dict, out_dir, json_path=None) -> list[Path]:
     """Write ``gpu_train_bench.md`` and ``.png`` into ``out_dir`` (and the JSON if asked)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md = out / "gpu_train_bench.md"
-    md.write_text(format_table(result) + "\n", encoding="utf-8")
-    written = [md]
-    if json_path:
-        written.append(write_figures(json_path, result))
-    written.append(plot(result, out / "gpu_train_bench.png"))
-    return written
+    return write_table_and_figure(result, out_dir, "gpu_train_bench", format_table, plot, json_path)

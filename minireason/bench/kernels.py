@@ -31,7 +31,7 @@ from typing import ClassVar
 import numpy as np
 
 from minireason import backend
-from minireason.bench.machine import json_option, write_figures
+from minireason.bench.machine import json_option, write_table_and_figure
 from minireason.files import PNG_FIGURE, Kind, check_output, write_png
 from minireason.gpu import cuda_attention
 from minireason.gpu.flash_emulation import HEAD_DIM_MAX
@@ -403,12 +403,4 @@ def plot(result: dict, path) -> Path:
 
 def write_outputs(result: dict, out_dir, json_path=None) -> list[Path]:
     """Write ``kernel_bench.md`` and ``kernel_bench.png`` into ``out_dir`` (and the JSON if asked)."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    md = out / "kernel_bench.md"
-    md.write_text(format_table(result) + "\n", encoding="utf-8")
-    written = [md]
-    if json_path:
-        written.append(write_figures(json_path, result))
-    written.append(plot(result, out / "kernel_bench.png"))  # last: the figures are safe first
-    return written
+    return write_table_and_figure(result, out_dir, "kernel_bench", format_table, plot, json_path)

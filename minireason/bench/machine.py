@@ -21,6 +21,7 @@ import statistics
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 
@@ -88,6 +89,23 @@ def write_figures(path, result: dict):
     """Write a benchmark's ``result`` to ``path`` as JSON marked ``"format":
     "minireason-bench"`` (atomically); returns the path."""
     return atomic_write_json(path, {"format": FIGURES_FORMAT, **result})
+
+
+def write_table_and_figure(
+    result: dict, out_dir, stem: str, table, draw, json_path=None
+) -> list[Path]:
+    """Write ``STEM.md`` (``table(result)``) and ``STEM.png`` (``draw(result, path)``) into
+    ``out_dir``, and the JSON figures to ``json_path`` if given; the picture last, so that
+    the numbers are on disk first. Returns the paths written."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    md = out / f"{stem}.md"
+    md.write_text(table(result) + "\n", encoding="utf-8")
+    written = [md]
+    if json_path:
+        written.append(write_figures(json_path, result))
+    written.append(draw(result, out / f"{stem}.png"))
+    return written
 
 
 def machine_info() -> dict:
