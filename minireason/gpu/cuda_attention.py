@@ -357,6 +357,19 @@ def _check_flash(names_arrays, query, key, value):
     return cp
 
 
+def _flash_forward_operands(query, key, value, out, lse, validate):
+    """What a flash forward launcher (kernels 3 and 5) starts from: the array module, Q, K and
+    V as ``(B, T, D)`` batches, and the ``out`` ``(..., Tq, D)`` and ``lse`` ``(..., Tq)``
+    buffers (given or new); the inputs checked first when ``validate``."""
+    if validate:
+        cp = _check_flash((("query", query), ("key", key), ("value", value)), query, key, value)
+    else:
+        cp = array_module(query)
+    qkv = tuple(_as_batched(cp, a) for a in (query, key, value))
+    result = _output(cp, "out", out, query.shape)
+    return cp, qkv, result, _output(cp, "lse", lse, query.shape[:-1])
+
+
 def attention_forward3_flash(
     query, key, value, is_causal=False, scale=None, out=None, lse=None, check=True, validate=True
 ):
@@ -372,15 +385,9 @@ def attention_forward3_flash(
         ``out`` ``(..., Tq, D)`` and ``lse`` ``(..., Tq)``, the log-sum-exp of each row's
         scaled scores (kept for :func:`attention_backward4_flash`).
     """
-    if validate:
-        cp = _check_flash((("query", query), ("key", key), ("value", value)), query, key, value)
-    else:
-        cp = array_module(query)
-    q, k, v = (_as_batched(cp, a) for a in (query, key, value))
+    cp, (q, k, v), result, lse_out = _flash_forward_operands(query, key, value, out, lse, validate)
     B, Tq, D = q.shape
     Tk = k.shape[1]
-    result = _output(cp, "out", out, query.shape)
-    lse_out = _output(cp, "lse", lse, query.shape[:-1])
     what = f"(query {query.shape}, key {key.shape})"
     launch(
         cp,
@@ -527,15 +534,9 @@ def attention_forward5_flash(
     16 bytes at a time when ``D`` is a multiple of 4 and the inputs are 16-byte aligned,
     else 4.
     """
-    if validate:
-        cp = _check_flash((("query", query), ("key", key), ("value", value)), query, key, value)
-    else:
-        cp = array_module(query)
-    q, k, v = (_as_batched(cp, a) for a in (query, key, value))
+    cp, (q, k, v), result, lse_out = _flash_forward_operands(query, key, value, out, lse, validate)
     B, Tq, D = q.shape
     Tk = k.shape[1]
-    result = _output(cp, "out", out, query.shape)
-    lse_out = _output(cp, "lse", lse, query.shape[:-1])
     use_16 = D % 4 == 0 and all(_address(a) % 16 == 0 for a in (q, k, v))
     name = flash5_kernel_name(D)
     what = f"(query {query.shape}, key {key.shape})"
