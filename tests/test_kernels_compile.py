@@ -909,39 +909,33 @@ def test_forward_launchers_1_and_2(launchers_on_cpu):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head_dim", [24, 128])  # 128: over 48 KiB of shared memory, opt-in
-def test_flash_launchers_3_and_4(launchers_on_cpu, head_dim):
+@pytest.mark.parametrize(
+    "kernel, head_dim, seq, seed",
+    [
+        (3, 24, (40, 70, 70, 40), 13),
+        (3, 128, (40, 70, 70, 40), 13),  # over 48 KiB of shared memory, opt-in
+        (5, 24, (70, 70, 70, 70), 14),  # 16-byte copies
+        (5, 7, (70, 70, 70, 70), 14),  # 4-byte copies
+        (5, 100, (70, 70, 70, 70), 14),  # the d128 kernel
+    ],
+)
+def test_flash_forward_launchers_3_and_5_then_backward_4(
+    launchers_on_cpu, kernel, head_dim, seq, seed
+):
     from minireason.nn.attention import attention_backward, attention_forward
 
     ca = launchers_on_cpu
-    rng = np.random.default_rng(13)
-    q, k, v, dout = _f32(*(rng.standard_normal((2, 1, t, head_dim)) for t in (40, 70, 70, 40)))
+    forward = {3: ca.attention_forward3_flash, 5: ca.attention_forward5_flash}[kernel]
+    rng = np.random.default_rng(seed)
+    q, k, v, dout = _f32(*(rng.standard_normal((2, 1, t, head_dim)) for t in seq))
     for causal in (False, True):
         ref, cache = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), is_causal=causal)
-        out, lse = ca.attention_forward3_flash(q, k, v, is_causal=causal)
-        _close32(out, ref, f"kernel 3 causal={causal}")
+        out, lse = forward(q, k, v, is_causal=causal)
+        _close32(out, ref, f"kernel {kernel} causal={causal}")
         grads = ca.attention_backward4_flash(dout, q, k, v, out, lse, is_causal=causal)
         ref_grads = attention_backward(dout.astype(np.float64), cache)[:3]
         for name, got, r in zip(("dq", "dk", "dv"), grads, ref_grads):
-            _close32(got, r, f"kernel 4 {name} causal={causal}")
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("head_dim", [24, 7, 100])  # 16-byte copies, 4-byte ones, the d128 kernel
-def test_flash_launcher_5_and_backward_4(launchers_on_cpu, head_dim):
-    from minireason.nn.attention import attention_backward, attention_forward
-
-    ca = launchers_on_cpu
-    rng = np.random.default_rng(14)
-    q, k, v, dout = _f32(*(rng.standard_normal((2, 1, t, head_dim)) for t in (70, 70, 70, 70)))
-    for causal in (False, True):
-        ref, cache = attention_forward(*(a.astype(np.float64) for a in (q, k, v)), is_causal=causal)
-        out, lse = ca.attention_forward5_flash(q, k, v, is_causal=causal)
-        _close32(out, ref, f"kernel 5 causal={causal}")
-        grads = ca.attention_backward4_flash(dout, q, k, v, out, lse, is_causal=causal)
-        ref_grads = attention_backward(dout.astype(np.float64), cache)[:3]
-        for name, got, r in zip(("dq", "dk", "dv"), grads, ref_grads):
-            _close32(got, r, f"kernel 4 after 5 {name} causal={causal}")
+            _close32(got, r, f"kernel 4 after {kernel} {name} causal={causal}")
 
 
 @pytest.mark.slow
