@@ -469,7 +469,8 @@ class EvidenceIndex:
     stands beside.
 
     reviews: the training reviews, as :class:`~minireason.data.records.Review` objects or
-    prepared records (``user, item, time, line, text``).
+    prepared records (``user, item, time, line, text``). particular: the words particular to
+    each item of those reviews, when the caller has them (else computed for ``"particular"``).
     """
 
     def __init__(
@@ -479,12 +480,16 @@ class EvidenceIndex:
         count_tokens,
         max_tokens: int = 32,
         prefer: str = "focus",
+        particular: dict[str, frozenset[str]] | None = None,
     ):
         if prefer not in EVIDENCE_PREFERENCES:
             raise ValueError(f"evidence preference {prefer!r}: expected {EVIDENCE_PREFERENCES}")
         reviews = list(reviews)
         self.max_tokens, self.prefer = max_tokens, prefer
-        particular = particular_words(item_words(reviews)) if prefer == "particular" else {}
+        if prefer != "particular":
+            particular = {}
+        elif particular is None:  # the caller may hold them already (text.particular_words)
+            particular = particular_words(item_words(reviews))
         self.by_item: dict[str, list[EvidenceSentence]] = {}
         for r in reviews:
             key = review_key(r)

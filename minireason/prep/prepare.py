@@ -536,12 +536,15 @@ def _what_to_do(cfg: PrepareConfig, load: LoadReport) -> str:
 @dataclass
 class FeatureStage:
     """Stage 2's results: the aspect vocabulary, per-item features, every review's target
-    (``id(review) -> Target`` or the reason it has none) and the feature rates."""
+    (``id(review) -> Target`` or the reason it has none), the feature rates, and the words
+    particular to each item (``text.particular_words`` of the training reviews; None when
+    neither ``--target-prefer`` nor ``--evidence-prefer`` asks for them)."""
 
     vocab: AspectVocabulary
     features: ItemFeatures
     targets: dict
     rates: dict[str, float]
+    particular: dict[str, frozenset[str]] | None = None
 
 
 def mine_features(cfg: PrepareConfig, splits, meta) -> FeatureStage:
@@ -566,8 +569,10 @@ def mine_features(cfg: PrepareConfig, splits, meta) -> FeatureStage:
         )
     features = ItemFeatures(splits["train"], vocab, meta, cfg.n_item_tags)
     targets = {id(r): explanation_target(r, vocab) for rs in splits.values() for r in rs}
-    if cfg.target_prefer == "particular":
+    particular = None
+    if "particular" in (cfg.target_prefer, cfg.evidence_prefer):
         particular = particular_words(item_words(splits["train"]))
+    if cfg.target_prefer == "particular":
         for r in splits["train"]:
             targets[id(r)] = explanation_target(r, vocab, particular.get(r.item, frozenset()))
     rates = feature_rates(
@@ -577,7 +582,7 @@ def mine_features(cfg: PrepareConfig, splits, meta) -> FeatureStage:
             if isinstance(t := targets[id(r)], Target)
         ]
     )
-    return FeatureStage(vocab, features, targets, rates)
+    return FeatureStage(vocab, features, targets, rates, particular)
 
 
 def train_tokenizer(cfg: PrepareConfig, splits, meta) -> BPETokenizer:
@@ -715,6 +720,7 @@ def prepare(cfg: PrepareConfig) -> dict:
             partial(evidence_length, tok),
             cfg.evidence_tokens,
             cfg.evidence_prefer,
+            stage.particular,
         )
         records, prompt_ids = build_records(
             cfg, splits, stage.features, stage.vocab, tok, meta, stage.targets, stage.rates, index

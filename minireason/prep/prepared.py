@@ -307,12 +307,14 @@ class Prepared:
         """The training reviews' sentences the evidence is chosen from, as ``prepare`` chose
         it (built on first use)."""
         vocab = AspectVocabulary(self.feature_df)
+        prefer = self.config.get("evidence_prefer", "focus")
         return EvidenceIndex(
             self.train,
             vocab,
             functools.partial(evidence_length, self.tokenizer),
             self.config["evidence_tokens"],
-            self.config.get("evidence_prefer", "focus"),
+            prefer,
+            self._particular_words if prefer == "particular" else None,
         )
 
     def evidence_for(self, item: str, focus: list[str], user: str) -> list[str]:
