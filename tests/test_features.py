@@ -194,6 +194,35 @@ def test_evidence_comes_from_other_users_and_prefers_more_of_the_focus():
     assert index.choose("i1", ["strings"], "u9", k=0) == []
 
 
+def test_several_evidence_sentences_cover_the_focus_from_other_customers_without_repeats():
+    from minireason.prep.features import AspectVocabulary, EvidenceIndex
+
+    reviews = [
+        # the best: both focus aspects (u1); its second sentence is the same customer again
+        _review(
+            "u1", "i1", "The strings and the tuner work well together. The tuner is bright.", 1, 1
+        ),
+        # ranked next (both aspects) but says the same as the first: a repeat
+        _review("u2", "i1", "Strings and tuner work well together.", 2, 2),
+        # one aspect each; the gig bag is the focus aspect still uncovered
+        _review("u3", "i1", "These strings last a long time on stage.", 3, 3),
+        _review("u4", "i1", "The gig bag holds everything I carry around.", 4, 4),
+    ]
+    vocab = AspectVocabulary({"strings": 5, "tuner": 3, "gig bag": 2})
+    index = EvidenceIndex(reviews, vocab, lambda s: len(s.split()), 32)
+    focus = ["strings", "tuner", "gig bag"]
+    first = "The strings and the tuner work well together."
+    assert index.choose("i1", focus, "u9", k=1) == [first]
+    assert index.choose("i1", focus, "u9", k=2) == [
+        first,
+        "The gig bag holds everything I carry around.",
+    ]
+    # nothing new to cover: the best-ranked sentence that repeats no one comes next
+    assert index.choose("i1", focus, "u9", k=3)[2] == "These strings last a long time on stage."
+    # without the first customer, the repeat is the best and is quoted first
+    assert index.choose("i1", focus, "u1", k=1) == ["Strings and tuner work well together."]
+
+
 def test_a_target_can_prefer_a_sentence_that_says_what_is_particular_to_the_item():
     from minireason.prep.features import AspectVocabulary, explanation_target
 

@@ -462,7 +462,9 @@ class EvidenceIndex:
     ``"particular"``, then a sentence that says a word particular to the item (one few
     items' reviews use, :func:`minireason.text.particular_words`: what the item *is*, a
     brand, a model, a use); then an earlier focus aspect, the length nearest
-    :data:`EVIDENCE_WORDS`, and the earlier review. An item none of whose
+    :data:`EVIDENCE_WORDS`, and the earlier review. With ``k`` above 1 the further sentences
+    come from other customers, cover the focus aspects not yet covered, and do not repeat
+    what is already quoted (:func:`_covering`). An item none of whose
     sentences qualify (a cold item) borrows from the items that share most of its tags
     (``neighbours``). Nothing of the record's own review can be chosen, and nothing of the
     validation or test split is in the index at all: the evidence never sees the review it
@@ -547,18 +549,52 @@ class EvidenceIndex:
                 e.sentence,
             )
 
-        pool = [
-            e
-            for e in self.by_item.get(item, [])
-            if e.user != user and e.review != exclude and e.aspects & rank.keys()
-        ]
-        out: list[str] = []
-        for e in sorted(pool, key=key):
-            if e.sentence not in out:
-                out.append(e.sentence)
-            if len(out) == k:
-                break
-        return out
+        pool = sorted(
+            (
+                e
+                for e in self.by_item.get(item, [])
+                if e.user != user and e.review != exclude and e.aspects & rank.keys()
+            ),
+            key=key,
+        )
+        return [e.sentence for e in _covering(pool, rank.keys(), k)]
+
+
+EVIDENCE_OVERLAP = 0.5  # a further evidence sentence repeats a chosen one above this overlap
+
+
+def _content_words(sentence: str) -> set[str]:
+    return {w for w in words(sentence) if is_candidate(w)}
+
+
+def _covering(ranked: list[EvidenceSentence], focus, k: int) -> list[EvidenceSentence]:
+    """Up to ``k`` of ``ranked`` (best first) that together cover the focus without
+    repeating each other: the first is the best; each next one is from a customer not yet
+    quoted, shares at most :data:`EVIDENCE_OVERLAP` of its content words with those chosen,
+    and names the most focus aspects they do not name yet (then the best ranked)."""
+    chosen: list[EvidenceSentence] = []
+    said: set[str] = set()  # content words of the chosen sentences
+    covered: set[str] = set()
+    left = list(ranked)
+    while left and len(chosen) < k:
+        best = None
+        for e in left:
+            if any(e.user == c.user for c in chosen):
+                continue
+            mine = _content_words(e.sentence)
+            if chosen and len(mine & said) > EVIDENCE_OVERLAP * max(len(mine), 1):
+                continue
+            new = len((e.aspects & focus) - covered)
+            if best is None or new > best[0]:
+                best = (new, e, mine)
+        if best is None:
+            break
+        _, e, mine = best
+        chosen.append(e)
+        said |= mine
+        covered |= e.aspects
+        left.remove(e)
+    return chosen
 
 
 def tag_neighbours(item: str, tags_of: dict[str, list[str]], n: int = 5) -> list[str]:

@@ -98,7 +98,11 @@ class PrepareConfig:
     prompt_tokens: int = option(80, min=2, help="prompt budget in tokens, less than --context")
     focus: int = option(3, min=0, metavar="K", help="predicted focus aspects per prompt (0: none)")
     evidence: int = option(
-        1, min=0, metavar="K", help="sentences of other users' reviews per prompt (0: none)"
+        1,
+        min=0,
+        metavar="K",
+        help="sentences of other users' reviews per prompt (0: none); several come from "
+        "different customers, cover the focus and do not repeat each other",
     )
     evidence_tokens: int = option(32, min=4, help="longest evidence sentence, in prompt tokens")
     target_prefer: str = option(
