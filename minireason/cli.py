@@ -204,11 +204,36 @@ def run_evaluate(c) -> int:
 @stage("tune", "evaluation.tuning:TuneConfig")
 def run_tune(c) -> int:
     """choose the score's weights on the validation split, into a weights file"""
+    from minireason.evaluation.readers import fit_to_ratings, format_fitted
     from minireason.evaluation.tuning import adopt_hint, format_tuned, tune
 
-    result = tune(c.prepared, c.run, c.out, c.limit, seed=c.seed, passes=c.passes)
-    print(format_tuned(result))
-    print(adopt_hint(c.prepared, c.run, c.out, c.limit))
+    if c.labels and c.limit is not None:
+        raise UserError("--limit: not with --labels (the rating sheet decides the records)")
+    if c.labels:
+        result = fit_to_ratings(
+            c.prepared, c.run, list(c.labels), c.out, c.sense_weight, c.length_bonus
+        )
+        print(format_fitted(result))
+        limit = result["chosen_on"]["n_records"]
+    else:
+        result = tune(c.prepared, c.run, c.out, c.limit, seed=c.seed, passes=c.passes)
+        print(format_tuned(result))
+        limit = c.limit
+    print(adopt_hint(c.prepared, c.run, c.out, limit))
+    return 0
+
+
+@stage("rating-sheet", "evaluation.readers:RatingSheetConfig")
+def run_rating_sheet(c) -> int:
+    """write validation candidates for readers to rate (for tune --labels)"""
+    from minireason.evaluation.readers import write_sheet
+
+    rows, records = write_sheet(c.prepared, c.run, c.out, c.limit, c.seed)
+    print(
+        f"written to {c.out}: {rows} candidates of {records} validation records; each reader "
+        "fills in fluency, specific and sense (1-5) in a copy of it, then: minireason tune "
+        f"--prepared {c.prepared} --run {c.run} --labels COPY1 --labels COPY2 --out W.json"
+    )
     return 0
 
 

@@ -101,6 +101,7 @@ def test_commands_are_listed_in_the_order_of_the_readme():
         "train",
         "evaluate",
         "tune",
+        "rating-sheet",
         "explain",
         "explain-all",
         "data",
@@ -212,10 +213,11 @@ def test_an_option_keeps_its_stages_default():
 
 
 # The metavars of --help: a count (N), a top-k (K), sequence lengths (T), seconds (S),
-# megabytes (MB), a seed, an id, free text, a name, a path, a scheduler's address, a folder,
-# a file (with its kind when it has one), or a name or a file.
-METAVARS = {"N", "K", "T", "S", "MB", "SEED", "ID", "TEXT", "NAME", "PATH", "ADDRESS", "DIR"}
-METAVARS |= {"FILE", "FILE.json", "FILE.png", "FILE.html", "FILE.csv", "OUT.zip"}
+# megabytes (MB), a seed, a weight (W), an id, free text, a name, a path, a scheduler's
+# address, a folder, a file (with its kind when it has one), or a name or a file.
+METAVARS = {"N", "K", "T", "S", "MB", "SEED", "W", "ID", "TEXT", "NAME", "PATH", "ADDRESS"}
+METAVARS |= {"DIR"}
+METAVARS |= {"FILE", "FILE.json", "FILE.jsonl", "FILE.png", "FILE.html", "FILE.csv", "OUT.zip"}
 METAVARS |= {"SECTION.KEY=VALUE"}  # train --set, demo --set
 METAVARS |= {"NAME|FILE", "all|FILE"}
 

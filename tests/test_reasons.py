@@ -116,6 +116,16 @@ def test_score_formula_with_documented_weights():
     )
     assert no_focus.focus_coverage == 0.0
     assert no_focus.total == pytest.approx(expected - 4.0 * (1 / 2))
+    # the lowest token log-probability and the length: 0 weight in the defaults
+    assert (s.lowest_logprob, s.length) == (-3.0, 2)
+    assert ScoreWeights().lowest == ScoreWeights().length == 0.0
+    both = ScoreWeights(**{**w.to_dict(), "lowest": 0.5, "length": -0.2})
+    again = score_candidate("great tone", np.array([-1.0, -3.0]), "max_new_tokens", PROFILE,
+                            ITEM_TAGS, duplicate=True, weights=both, focus=["tone", "strap"])  # fmt: skip
+    assert again.total == pytest.approx(expected + 0.5 * -3.0 - 0.2 * 2)
+    assert again.parts(both)["lowest"] == -1.5 and again.parts(both)["length"] == pytest.approx(
+        -0.4
+    )
 
 
 def test_degenerate_duplicate_and_empty_are_penalised():

@@ -79,9 +79,11 @@ class TuneConfig:
     description: ClassVar[str] = (
         "Sample the validation records' candidates once, then search the score's weights "
         "coordinate by coordinate from the run's own, for BLEU-4, ROUGE-L, BLEU-1 and FMR "
-        "with at most 3% degenerate reasons. Writes the best weights with their validation "
-        "numbers beside the run's; adopt them with --weights FILE in explain, evaluate, "
-        "explain-all and bench explain. Read the reasons they choose before adopting them."
+        "with at most 3% degenerate reasons; or, with --labels, fit them to readers' "
+        "ratings of the candidates (a sheet from 'minireason rating-sheet'). Writes the "
+        "weights with their validation numbers beside the run's; adopt them with --weights "
+        "FILE in explain, evaluate, explain-all and bench explain. Read the reasons they "
+        "choose before adopting them."
     )
 
     prepared: str = option(metavar="DIR", help="the run's prepared directory")
@@ -90,6 +92,25 @@ class TuneConfig:
     limit: int | None = option(None, min=2, help="the first N validation records only")
     seed: int = option(0, metavar="SEED", help="the sampling seed, as evaluate's")
     passes: int = option(2, min=1, help="rounds over the weights")
+    labels: tuple[str, ...] = option(
+        (),
+        repeat=True,
+        metavar="FILE.jsonl",
+        help="fit the weights to readers' ratings in this filled rating sheet (again for "
+        "another reader's) instead of searching for the metrics; the sheet's records and seed "
+        "are used, not --limit and --seed (minireason.evaluation.readers)",
+    )
+    sense_weight: float = option(
+        1.0,
+        min=0.0,
+        metavar="W",
+        help="with --labels: weight of the readers' sense beside specificity",
+    )
+    length_bonus: float = option(
+        0.1,
+        metavar="W",
+        help="with --labels: added to the length weight (per token of a candidate)",
+    )
 
 
 def objective(m: dict) -> float:
@@ -144,6 +165,30 @@ def check_weights_out(out, inputs=()) -> None:
         raise ValueError(f"--out {out}: no directory {out.parent}")
 
 
+def validation_pool(prepared, run, limit=None, seed: int = 0, batch_size: int = 4, progress=True):
+    """The first ``limit`` validation records with a target (None: all) and their candidates,
+    sampled with the seeds ``evaluate`` uses and scored once: ``(records, pool)``, a
+    :class:`~minireason.reason.choose.CandidatePool`. ``prepared`` and ``run``: loaded
+    (:func:`~minireason.prep.prepared.load_prepared`, :func:`~minireason.train.run.load_run`)."""
+    check_same_data(run.info, prepared, False)
+    sequences = prepared.finetune["valid"]
+    n = len(sequences) if limit is None else min(limit, len(sequences))
+    if n < 2:
+        raise ValueError(f"{prepared.path}: the valid split has {n} records with a target")
+    records = [prepared.valid[int(r)] for r in sequences.record[:n]]
+    prompts = [prepared.prompts["valid"].get(int(r)).tolist() for r in sequences.record[:n]]
+    samples = sample_batches(
+        run.model, run.tokenizer, prompts, run.info.decoding, seed, batch_size, progress
+    )
+    contexts = [
+        ScoringContext.of_record(
+            r, prepared.reviews_by, prepared.known_words, prepared.particular_words
+        )
+        for r in records
+    ]
+    return records, CandidatePool(run.tokenizer, samples, contexts)
+
+
 def tune(
     prepared_dir,
     run_dir,
@@ -164,24 +209,9 @@ def tune(
         raise ValueError(f"--limit must be at least 2 (DIV needs two records), got {limit}")
     prepared = load_prepared(prepared_dir)
     run = load_run(run_dir)
-    check_same_data(run.info, prepared, False)
-    sequences = prepared.finetune["valid"]
-    n = len(sequences) if limit is None else min(limit, len(sequences))
-    if n < 2:
-        raise ValueError(f"{prepared.path}: the valid split has {n} records with a target")
-    records = [prepared.valid[int(r)] for r in sequences.record[:n]]
-    prompts = [prepared.prompts["valid"].get(int(r)).tolist() for r in sequences.record[:n]]
+    records, pool = validation_pool(prepared, run, limit, seed, batch_size, progress)
+    n = len(records)
     decoding = run.info.decoding
-    samples = sample_batches(
-        run.model, run.tokenizer, prompts, decoding, seed, batch_size, progress
-    )
-    contexts = [
-        ScoringContext.of_record(
-            r, prepared.reviews_by, prepared.known_words, prepared.particular_words
-        )
-        for r in records
-    ]
-    pool = CandidatePool(run.tokenizer, samples, contexts)
     refs = [r["target"] for r in records]
     features_gt = [r["feature"] for r in records]
     best, tried = coordinate_search(

@@ -21,6 +21,8 @@ for free-form input), and ``w`` a :class:`ScoreWeights`::
     phrasing       = |U ∩ 3-grams(c)| / |3-grams(c)|   (0 when either is empty)
     specific       = [c says a word of S]
     mean_logprob   = mean over c's tokens (its <eos> included) of log p(token | prompt, before)
+    lowest_logprob = the lowest of those log-probabilities          (0 for no token)
+    length         = c's tokens, its <eos> included
     repetition     = 1 - distinct word bigrams / word bigrams   (0 below two bigrams)
     echoes         = uses of content words beyond their first    (:func:`echoes`)
     unknown        = words of c not in K                         (0 when K is empty)
@@ -29,7 +31,7 @@ for free-form input), and ``w`` a :class:`ScoreWeights`::
 
     score = w.user * user_coverage + w.item * item_coverage + w.focus * focus_coverage
             + w.phrasing * phrasing + w.specific * specific + w.logprob * mean_logprob
-            + w.consensus * consensus
+            + w.lowest * lowest_logprob + w.length * length + w.consensus * consensus
             - w.repetition * repetition - w.echo * echoes - w.unknown * unknown
             - w.degenerate  * [c is degenerate: minireason.text.degeneracies]
             - w.unfinished  * [c stopped at <eos> without ending a sentence (. ! ?)]
@@ -83,6 +85,8 @@ SCORE_PARTS = (
     "phrasing",
     "specific",
     "logprob",
+    "lowest",
+    "length",
     "consensus",
     "repetition",
     "echo",
@@ -120,6 +124,8 @@ class ScoreBreakdown:
     phrasing: float = 0.0  # share of its token 3-grams found in the user's past reviews
     unknown_words: list[str] = field(default_factory=list)  # its words outside K, in order
     specific_words: list[str] = field(default_factory=list)  # its words of S, in order
+    lowest_logprob: float = 0.0  # its least likely token's log-probability
+    length: int = 0  # its tokens, the stopping <eos> included
 
     def parts(self, weights: ScoreWeights | None = None) -> dict[str, float]:
         """Each term of the score with its weight and sign, in the formula's order (module
@@ -133,6 +139,8 @@ class ScoreBreakdown:
             "phrasing": w.phrasing * self.phrasing,
             "specific": w.specific * bool(self.specific_words),
             "logprob": w.logprob * self.mean_logprob,
+            "lowest": w.lowest * self.lowest_logprob,
+            "length": w.length * self.length,
             "consensus": w.consensus * self.consensus,
             "repetition": -(w.repetition * self.repetition),
             "echo": -(w.echo * self.echoes),
@@ -343,6 +351,8 @@ def score_candidate(
         phrasing=phrasing(text_tokens, phrases),
         unknown_words=[t for t in text_words if t not in known_words] if known_words else [],
         specific_words=list(dict.fromkeys(t for t in text_words if t in particular)),
+        lowest_logprob=float(np.min(logprobs)) if len(logprobs) else 0.0,
+        length=len(logprobs),
     )
     breakdown.total = float(sum(breakdown.parts(w).values()))
     return breakdown

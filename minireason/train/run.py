@@ -112,6 +112,8 @@ class ScoreWeights:
     phrasing: float = 1.0
     specific: float = 1.0
     logprob: float = 0.0
+    lowest: float = 0.0
+    length: float = 0.0
     consensus: float = 1.0
     repetition: float = 1.0
     echo: float = 0.25
@@ -156,11 +158,12 @@ class ScoreWeights:
 
 # Terms added after weights were first recorded, each with the weight that keeps what an
 # older run.json or weights file chose (off).
-ADDED_LATER = {"specific": 0.0}
+ADDED_LATER = {"specific": 0.0, "lowest": 0.0, "length": 0.0}
 
 # The weights 0.2.0 explained with, when run.json (format 1) did not record them yet.
 WEIGHTS_0_2 = ScoreWeights(
-    user=0.0, item=1.0, focus=1.0, phrasing=1.0, specific=0.0, logprob=0.0, consensus=1.0,
+    user=0.0, item=1.0, focus=1.0, phrasing=1.0, specific=0.0, logprob=0.0, lowest=0.0,
+    length=0.0, consensus=1.0,
     repetition=1.0,
     echo=0.25, unknown=1.0, degenerate=2.0, unfinished=0.25, contradicts=0.25, duplicate=1.0,
     truncated=0.5, empty=10.0,
