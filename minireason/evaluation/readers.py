@@ -52,6 +52,7 @@ from typing import ClassVar
 
 import numpy as np
 
+from minireason.evaluation.tuning import CANDIDATE_BATCH, check_weights_out, validation_pool
 from minireason.files import (
     Kind,
     atomic_write_json,
@@ -83,7 +84,6 @@ RATING_SCALES = {
 A_NEW_FILE = Kind("a new file", lambda path: False)  # what a sheet may replace: nothing
 RIDGE = 5.0  # the ridge penalty on the standardised terms
 FOLDS = 5  # the check's folds, by record (record index modulo FOLDS)
-SHEET_BATCH = 4  # prompts per sampling batch: evaluate's and tune's (64 // 16 candidates)
 
 
 @dataclass
@@ -106,8 +106,6 @@ class RatingSheetConfig:
 def write_sheet(prepared_dir, run_dir, out, limit: int = 60, seed: int = 0, progress=True):
     """Write the rating sheet (module doc) to ``out``, a path that must not exist (a sheet may
     hold readers' ratings, so none is ever replaced). Returns ``(rows written, records)``."""
-    from minireason.evaluation.tuning import validation_pool
-
     out = Path(out)
     if out.exists():
         raise ValueError(
@@ -119,7 +117,7 @@ def write_sheet(prepared_dir, run_dir, out, limit: int = 60, seed: int = 0, prog
         raise ValueError(f"--out {out}: no directory {out.parent}")
     prepared = load_prepared(prepared_dir)
     run = load_run(run_dir)
-    records, pool = validation_pool(prepared, run, limit, seed, SHEET_BATCH, progress)
+    records, pool = validation_pool(prepared, run, limit, seed, CANDIDATE_BATCH, progress)
     header = {
         "format": SHEET_FORMAT,
         "format_version": SHEET_VERSION,
@@ -314,8 +312,6 @@ def fit_to_ratings(
     """Fit the score's weights to the readers' ratings in ``label_paths`` (filled sheets of
     :func:`write_sheet`) and write the weights file to ``out`` (None: nothing written).
     Returns its contents, with ``validation`` the five-fold check (:func:`check_fit`)."""
-    from minireason.evaluation.tuning import check_weights_out, validation_pool
-
     if out is not None:
         check_weights_out(out, inputs=(prepared_dir, *content_paths(run_dir), *label_paths))
     ratings = read_ratings(label_paths)
@@ -331,7 +327,7 @@ def fit_to_ratings(
             f"{run_dir} (its model or settings changed); write a new sheet and rate it"
         )
     n = head["n_records"]
-    _, pool = validation_pool(prepared, run, n, head["seed"], SHEET_BATCH, progress)
+    _, pool = validation_pool(prepared, run, n, head["seed"], CANDIDATE_BATCH, progress)
     missing = [(i, t) for (i, t) in ratings.labels if t not in pool.texts[i]]
     if missing:
         i, t = missing[0]
@@ -353,7 +349,7 @@ def fit_to_ratings(
             "split": "valid",
             "n_records": len(records),
             "seed": head["seed"],
-            "batch_size": SHEET_BATCH,
+            "batch_size": CANDIDATE_BATCH,
             "decoding": asdict(run.info.decoding),
             "objective": f"readers' specific + {sense_weight:g} x sense (ridge {RIDGE:g}), "
             f"length bonus {length_bonus:g} per token",

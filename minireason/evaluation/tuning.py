@@ -67,6 +67,7 @@ GRID = {  # the values each weight may take
     "unfinished": [0.0, 0.25, 0.5, 1.0, 2.0],
     "contradicts": [0.0, 0.25, 0.5, 1.0, 2.0],
 }
+CANDIDATE_BATCH = 4  # prompts per sampling batch: evaluate's (its batch of 64 / 16 candidates)
 TARGETS = {"bleu4": 1.6, "rougeL_f": 19.0, "bleu1": 20.0, "fmr": 0.36}
 MAX_DEGENERATE = 0.03
 MIN_USR = 0.5
@@ -165,7 +166,9 @@ def check_weights_out(out, inputs=()) -> None:
         raise ValueError(f"--out {out}: no directory {out.parent}")
 
 
-def validation_pool(prepared, run, limit=None, seed: int = 0, batch_size: int = 4, progress=True):
+def validation_pool(
+    prepared, run, limit=None, seed: int = 0, batch_size: int = CANDIDATE_BATCH, progress=True
+):
     """The first ``limit`` validation records with a target (None: all) and their candidates,
     sampled with the seeds ``evaluate`` uses and scored once: ``(records, pool)``, a
     :class:`~minireason.reason.choose.CandidatePool`. ``prepared`` and ``run``: loaded
@@ -194,7 +197,7 @@ def tune(
     run_dir,
     out=None,
     limit=None,
-    batch_size: int = 4,
+    batch_size: int = CANDIDATE_BATCH,
     seed: int = TuneConfig.seed,
     passes: int = TuneConfig.passes,
     log=print,
