@@ -259,6 +259,7 @@ SUGGESTIONS = {
     "minireason data fetch {DEMO_DATASET}": "the same command, when the file is cut short",
     "minireason data fetch NAME": "test_a_missing_input_files_suggestions_list_and_fetch",
     "minireason tune --out FILE": "names the command that writes a weights file",
+    "minireason tune --prepared {c.prepared}": "run by the end-to-end test of tests/test_readers.py",
     "minireason explain": "test_every_help_example_runs",
     "minireason explain-all": "test_every_help_example_runs",
 }

@@ -92,8 +92,8 @@ class RatingSheetConfig:
 
     description: ClassVar[str] = (
         "Write the step-4 candidates of the first validation records as a sheet for readers "
-        "to rate (fluency, specific, sense, 1-5); 'minireason tune --labels' then fits the "
-        "score's weights to the ratings. A sheet is never replaced: it may hold ratings."
+        "to rate (fluency, specific, sense, 1-5); 'minireason tune' with --labels then fits "
+        "the score's weights to the ratings. A sheet is never replaced: it may hold ratings."
     )
 
     prepared: str = option(metavar="DIR", help="the run's prepared directory")
