@@ -338,6 +338,8 @@ def test_consensus_is_the_mean_overlap_with_the_other_candidates():
     got = consensus([a, b, c])
     assert got == pytest.approx([overlap(a, b) / 2, overlap(a, b) / 2, 0.0])
     assert consensus([a]) == [0.0] and consensus([]) == []
+    # counts are clipped: "a a b" and "a b b" share one "a", one "b" and one "a b"
+    assert overlap(["a", "a", "b"], ["a", "b", "b"]) == pytest.approx((4 / 6 + 2 / 4) / 2)
 
 
 # --------------------------------------------------------------------------- evidence

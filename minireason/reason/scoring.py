@@ -263,28 +263,38 @@ def ends_sentence(text: str) -> bool:
     return text.rstrip().rstrip("\"')]」』）").endswith(SENTENCE_ENDS)
 
 
+def _grams(words: list[str]) -> tuple[Counter, Counter]:
+    """The word unigram and bigram counts of ``words`` (what :func:`overlap` compares)."""
+    return Counter(zip(words)), Counter(zip(words, words[1:]))
+
+
+def _overlap_of(ga: tuple[Counter, Counter], gb: tuple[Counter, Counter]) -> float:
+    f = []
+    for a, b in zip(ga, gb):
+        total = a.total() + b.total()
+        shared = sum(min(count, b[gram]) for gram, count in a.items() if gram in b)
+        f.append(2 * shared / total if total else 0.0)
+    return sum(f) / 2
+
+
 def overlap(a: list[str], b: list[str]) -> float:
     """Mean of the F1 of the word unigrams and of the word bigrams of ``a`` and ``b``
     (clipped counts): 1 for the same words, 0 for nothing in common."""
-    f = []
-    for n in (1, 2):
-        ga = Counter(zip(*(a[i:] for i in range(n))))
-        gb = Counter(zip(*(b[i:] for i in range(n))))
-        total = sum(ga.values()) + sum(gb.values())
-        f.append(2 * sum((ga & gb).values()) / total if total else 0.0)
-    return sum(f) / 2
+    return _overlap_of(_grams(a), _grams(b))
 
 
 def consensus(candidate_words: list[list[str]]) -> list[float]:
     """For each candidate, its mean :func:`overlap` with every other candidate (the
-    minimum-Bayes-risk term; 0 for a single candidate)."""
+    minimum-Bayes-risk term; 0 for a single candidate). Each candidate's counts are made
+    once, not once per pair."""
     n = len(candidate_words)
     if n < 2:
         return [0.0] * n
+    grams = [_grams(w) for w in candidate_words]
     pair = np.zeros((n, n))
     for i in range(n):
         for j in range(i + 1, n):
-            pair[i, j] = pair[j, i] = overlap(candidate_words[i], candidate_words[j])
+            pair[i, j] = pair[j, i] = _overlap_of(grams[i], grams[j])
     return list(pair.sum(axis=1) / (n - 1))
 
 
