@@ -6,6 +6,7 @@ import http.server
 import json
 import os
 import shutil
+import signal
 import threading
 from pathlib import Path
 
@@ -14,6 +15,13 @@ import pytest
 from minireason.data.io import write_head
 
 ROOT = Path(__file__).resolve().parents[1]
+
+# The Ctrl-C tests send SIGINT to the commands they start. A runner started in the background
+# (``nohup``, ``cmd &`` in a script) ignores SIGINT, and its children inherit the ignoring, so
+# Python would never raise KeyboardInterrupt in them. A handled signal is reset to the default
+# in a child at exec: the commands start as they do from a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def data_root() -> Path:
