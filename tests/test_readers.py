@@ -18,7 +18,7 @@ from minireason.evaluation.readers import (
     read_ratings,
 )
 from minireason.reason.scoring import SCORE_PARTS
-from minireason.train.run import ScoreWeights, load_weights
+from minireason.train.run import ScoreWeights, load_run, load_weights
 
 COLUMN = {name: k for k, name in enumerate(SCORE_PARTS)}
 
@@ -68,6 +68,18 @@ def test_the_fit_recovers_what_readers_reward_and_chooses_better_than_the_run():
     assert only_specific.logprob < 0.1 * w.logprob
     longer = fit_weights(pool, labels, records, start, 1.0, 0.25)
     assert longer.length == pytest.approx(w.length + 0.25)
+
+
+def test_a_duplicate_sample_is_fitted_once_and_keeps_the_runs_penalty():
+    pool, labels = _pool_with_a_known_taste()
+    for i, (terms, texts) in enumerate(zip(pool.terms, pool.texts)):
+        twin = terms[0].copy()
+        twin[COLUMN["duplicate"]] = -1.0  # the signed part of a repeat of candidate 0
+        pool.terms[i] = np.vstack([terms, twin])
+        texts.append(texts[0])  # the same text: the same rating
+    start = ScoreWeights(duplicate=0.75)
+    w = fit_weights(pool, labels, list(range(30)), start, sense_weight=1.0, length_bonus=0.0)
+    assert w.duplicate == 0.75
 
 
 def test_the_candidate_kept_is_the_highest_weighted_among_the_rated_ones():
@@ -181,6 +193,8 @@ def test_sheet_then_ratings_then_weights_end_to_end(micro_run, tmp_path, capsys)
     assert load_weights(weights_out).length < 0  # the readers here punish length
     check = result["validation"]
     assert check["fitted (five folds)"]["sense"] >= check["run.json"]["sense"]
+    # a duplicate sample is fitted once, as its first: the duplicate penalty keeps the run's
+    assert load_weights(weights_out).duplicate == load_run(run_dir).info.weights.duplicate
     assert main([*argv, "--limit", "5"]) == 1  # the sheet decides the records
     assert "--limit: not with --labels" in capsys.readouterr().err
     # a sheet made from another run's candidates is refused, naming the remedy

@@ -24,11 +24,11 @@ rate::
 concrete about this item ... 1 could be said of anything; ``sense`` 5 makes complete sense
 ... 1 nonsense (:data:`RATING_SCALES`). A row left unrated is skipped and counted.
 
-**The fit** (:func:`fit_to_ratings`). Each candidate of a rated record is a row ``x`` of its
-terms under unit weights (:class:`~minireason.reason.choose.CandidatePool`: the parts of
+**The fit** (:func:`fit_to_ratings`). Each distinct candidate of a rated record (its first
+sample) is a row ``x`` of its terms under unit weights
+(:class:`~minireason.reason.choose.CandidatePool`: the parts of
 :mod:`minireason.reason.scoring`, the candidate's length and lowest token log-probability
-among them), its labels the readers' mean ``specific`` and ``sense`` ratings (a duplicate
-text shares its twin's). Over the columns that vary, standardised ``z = (x - mean) / scale``,
+among them), its labels the readers' mean ``specific`` and ``sense`` ratings. Over the columns that vary, standardised ``z = (x - mean) / scale``,
 two ridge regressions (penalty :data:`RIDGE`, an intercept) predict ``specific`` (``a``) and
 ``sense`` (``b``)::
 
@@ -234,11 +234,15 @@ def ridge(z: np.ndarray, y: np.ndarray, penalty: float = RIDGE) -> np.ndarray:
 
 
 def _rows(pool, labels, records):
-    """The rated candidates of ``records``: ``(x (n, P), y (n, 3), record of each row)``."""
+    """The rated candidates of ``records``, each text once (its first sample: a later
+    duplicate has its twin's rating and would count it twice): ``(x (n, P), y (n, 3),
+    record of each row)``."""
     xs, ys, owners = [], [], []
     for i in records:
+        seen = set()
         for j, text in enumerate(pool.texts[i]):
-            if (i, text) in labels:
+            if (i, text) in labels and text not in seen:
+                seen.add(text)
                 xs.append(pool.terms[i][j])
                 ys.append(labels[(i, text)])
                 owners.append(i)

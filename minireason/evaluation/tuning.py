@@ -108,7 +108,7 @@ class TuneConfig:
         help="with --labels: weight of the readers' sense beside specificity",
     )
     length_bonus: float = option(
-        0.1,
+        0.05,
         metavar="W",
         help="with --labels: added to the length weight (per token of a candidate)",
     )
