@@ -235,9 +235,8 @@ def ridge(z: np.ndarray, y: np.ndarray, penalty: float = RIDGE) -> np.ndarray:
 
 def _rows(pool, labels, records):
     """The rated candidates of ``records``, each text once (its first sample: a later
-    duplicate has its twin's rating and would count it twice): ``(x (n, P), y (n, 3),
-    record of each row)``."""
-    xs, ys, owners = [], [], []
+    duplicate has its twin's rating and would count it twice): ``(x (n, P), y (n, 3))``."""
+    xs, ys = [], []
     for i in records:
         seen = set()
         for j, text in enumerate(pool.texts[i]):
@@ -245,14 +244,13 @@ def _rows(pool, labels, records):
                 seen.add(text)
                 xs.append(pool.terms[i][j])
                 ys.append(labels[(i, text)])
-                owners.append(i)
-    return np.array(xs), np.array(ys), np.array(owners)
+    return np.array(xs), np.array(ys)
 
 
 def fit_weights(pool, labels, records, start: ScoreWeights, sense_weight, length_bonus):
     """The weights fitted to the ratings of ``records``' candidates (module doc), from
     ``start`` (the run's) for the terms no rated candidate varies in."""
-    x, y, _ = _rows(pool, labels, records)
+    x, y = _rows(pool, labels, records)
     mean, scale = x.mean(axis=0), x.std(axis=0)
     varies = scale > 1e-12
     z = (x[:, varies] - mean[varies]) / scale[varies]
@@ -325,7 +323,8 @@ def fit_to_ratings(
     if head.get("prepared_content") != prepared.content:
         raise ValueError(f"--labels {label_paths[0]}: the sheet was made from other prepared "
                          f"data than --prepared {prepared_dir}")  # fmt: skip
-    if head.get("run_content") != run_content(run_dir):
+    identity = run_content(run_dir)  # a hash of the run's files, read once
+    if head.get("run_content") != identity:
         raise ValueError(
             f"--labels {label_paths[0]}: the sheet was made from another run than --run "
             f"{run_dir} (its model or settings changed); write a new sheet and rate it"
@@ -364,7 +363,7 @@ def fit_to_ratings(
         validation=check_fit(pool, ratings.labels, records, start, sense_weight, length_bonus),
         inputs={
             "prepared": {"path": str(prepared.path), "content": prepared.content},
-            "run": {"path": str(run_dir), "content": run_content(run_dir)},
+            "run": {"path": str(run_dir), "content": identity},
         },
     )
     if out is not None:
