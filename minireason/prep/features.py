@@ -569,31 +569,32 @@ def _content_words(sentence: str) -> set[str]:
 
 def _covering(ranked: list[EvidenceSentence], focus, k: int) -> list[EvidenceSentence]:
     """Up to ``k`` of ``ranked`` (best first) that together cover the focus without
-    repeating each other: the first is the best; each next one is from a customer not yet
-    quoted, shares at most :data:`EVIDENCE_OVERLAP` of its content words with those chosen,
-    and names the most focus aspects they do not name yet (then the best ranked)."""
-    chosen: list[EvidenceSentence] = []
-    said: set[str] = set()  # content words of the chosen sentences
-    covered: set[str] = set()
-    left = list(ranked)
+    repeating each other: the first is the best (it names the most focus aspects); each next
+    one is from a customer not yet quoted, shares at most :data:`EVIDENCE_OVERLAP` of its
+    content words with those chosen, and names the most focus aspects they do not name yet
+    (then the best ranked)."""
+    chosen = ranked[:1]
+    if k < 2 or not chosen:
+        return chosen[:k]
+    users = {chosen[0].user}
+    said = _content_words(chosen[0].sentence)  # content words of the chosen sentences
+    covered = set(chosen[0].aspects)
+    left = [(e, _content_words(e.sentence)) for e in ranked[1:]]
     while left and len(chosen) < k:
         best = None
-        for e in left:
-            if any(e.user == c.user for c in chosen):
-                continue
-            mine = _content_words(e.sentence)
-            if chosen and len(mine & said) > EVIDENCE_OVERLAP * max(len(mine), 1):
+        for place, (e, mine) in enumerate(left):
+            if e.user in users or len(mine & said) > EVIDENCE_OVERLAP * max(len(mine), 1):
                 continue
             new = len((e.aspects & focus) - covered)
             if best is None or new > best[0]:
-                best = (new, e, mine)
+                best = (new, place)
         if best is None:
             break
-        _, e, mine = best
+        e, mine = left.pop(best[1])
         chosen.append(e)
+        users.add(e.user)
         said |= mine
         covered |= e.aspects
-        left.remove(e)
     return chosen
 
 
