@@ -16,6 +16,7 @@ from minireason.evaluation.readers import (
     check_fit,
     fit_weights,
     read_ratings,
+    ridge,
 )
 from minireason.reason.scoring import SCORE_PARTS
 from minireason.train.run import ScoreWeights, load_run, load_weights
@@ -68,6 +69,49 @@ def test_the_fit_recovers_what_readers_reward_and_chooses_better_than_the_run():
     assert only_specific.logprob < 0.1 * w.logprob
     longer = fit_weights(pool, labels, records, start, 1.0, 0.25)
     assert longer.length == pytest.approx(w.length + 0.25)
+
+
+def test_the_constrained_ridge_is_the_optimum_of_its_problem():
+    rng = np.random.default_rng(1)
+    z = rng.normal(size=(60, 5))
+    y = z @ np.array([1.0, -2.0, 0.5, -0.3, 0.0]) + rng.normal(0, 0.1, 60)
+    free = ridge(z, y, penalty=2.0)
+    a = np.c_[z, np.ones(60)]
+    eye = np.diag([1.0] * 5 + [0.0])
+    direct = np.linalg.solve(a.T @ a + 2.0 * eye, a.T @ y)[:-1]
+    assert np.allclose(free, direct)
+    assert free[1] < 0 and free[3] < 0
+    mask = np.array([True, True, False, True, True])
+    held = ridge(z, y, penalty=2.0, nonneg=mask)
+    assert held[1] == 0.0 and held[3] == 0.0 and held[0] > 0  # the reversed ones sit at 0
+    # optimality (KKT): the gradient vanishes on the free coordinates and the intercept,
+    # and pushes below zero on the held ones
+    full = np.r_[held, np.linalg.lstsq(np.ones((60, 1)), y - z @ held, rcond=None)[0]]
+    gradient = (a.T @ a + 2.0 * eye) @ full - a.T @ y
+    assert np.allclose(gradient[[0, 2, 4, 5]], 0.0, atol=1e-8)
+    assert np.all(gradient[[1, 3]] >= -1e-8)
+    assert np.array_equal(ridge(z, y, 2.0, nonneg=np.zeros(5, bool)), free)
+
+
+def test_a_penalty_never_becomes_a_reward_but_the_length_may_take_either_sign():
+    """Readers who like short sentences full of made-up words: the unknown-word term and the
+    length correlate with their taste in the wrong direction; only the length may follow."""
+    rng = np.random.default_rng(2)
+    terms, texts, labels = [], [], {}
+    for i in range(30):
+        t = np.zeros((8, len(SCORE_PARTS)))
+        t[:, COLUMN["unknown"]] = -rng.integers(0, 3, 8)  # signed: a penalty part is <= 0
+        t[:, COLUMN["length"]] = rng.integers(5, 30, 8)
+        t[:, COLUMN["logprob"]] = rng.uniform(-3.0, -0.5, 8)
+        terms.append(t)
+        texts.append([f"candidate {i}.{j}" for j in range(8)])
+        for j in range(8):
+            liked = 4 - 0.5 * t[j, COLUMN["unknown"]] - 0.05 * t[j, COLUMN["length"]]
+            labels[(i, texts[i][j])] = np.array([3.0, liked, liked + t[j, COLUMN["logprob"]]])
+    w = fit_weights(FakePool(terms, texts), labels, list(range(30)), ScoreWeights(), 1.0, 0.0)
+    assert w.unknown == 0.0  # held at zero, not turned into a reward for made-up words
+    assert w.length < 0  # the readers' taste for short sentences is kept
+    assert w.logprob > 0
 
 
 def test_a_duplicate_sample_is_fitted_once_and_keeps_the_runs_penalty():

@@ -30,7 +30,10 @@ sample) is a row ``x`` of its terms under unit weights
 :mod:`minireason.reason.scoring`, the candidate's length and lowest token log-probability
 among them), its labels the readers' mean ``specific`` and ``sense`` ratings. Over the columns that vary, standardised ``z = (x - mean) / scale``,
 two ridge regressions (penalty :data:`RIDGE`, an intercept) predict ``specific`` (``a``) and
-``sense`` (``b``)::
+``sense`` (``b``), every coefficient but the length's held at ``>= 0`` (:data:`EITHER_SIGN`):
+the terms are signed parts of the score, so a penalty stays a penalty and a reward a reward
+(unconstrained, the readers' taste for short plain sentences turned the unknown-word penalty
+into a reward for made-up words)::
 
     w = (a + sense_weight * b) / scale,   then w.length += length_bonus
 
@@ -83,6 +86,7 @@ RATING_SCALES = {
 }
 A_NEW_FILE = Kind("a new file", lambda path: False)  # what a sheet may replace: nothing
 RIDGE = 5.0  # the ridge penalty on the standardised terms
+EITHER_SIGN = ("length",)  # the terms whose fitted weight may be negative (module doc)
 FOLDS = 5  # the check's folds, by record (record index modulo FOLDS)
 
 
@@ -224,13 +228,31 @@ def read_ratings(paths) -> Ratings:
     return Ratings(labels, header, n_rows, n_unrated, [str(p) for p in paths])
 
 
-def ridge(z: np.ndarray, y: np.ndarray, penalty: float = RIDGE) -> np.ndarray:
+def ridge(z: np.ndarray, y: np.ndarray, penalty: float = RIDGE, nonneg=None) -> np.ndarray:
     """Ridge regression of ``y (n,)`` on ``z (n, d)`` with an unpenalised intercept; returns
-    the ``(d,)`` coefficients (the intercept, which no choice depends on, dropped)."""
+    the ``(d,)`` coefficients (the intercept, which no choice depends on, dropped).
+
+    ``nonneg``: None, or a ``(d,)`` boolean mask of coefficients held at ``>= 0``. The
+    constrained problem (convex) is solved by cyclic coordinate descent on its normal
+    equations, from the unconstrained answer clipped, to a change below 1e-12."""
     a = np.c_[z, np.ones(len(z))]
     eye = np.eye(a.shape[1])
     eye[-1, -1] = 0.0
-    return np.linalg.solve(a.T @ a + penalty * eye, a.T @ y)[:-1]
+    gram, target = a.T @ a + penalty * eye, a.T @ y
+    coef = np.linalg.solve(gram, target)
+    if nonneg is None or not np.any(coef[:-1][nonneg] < 0):
+        return coef[:-1]
+    floor = np.r_[np.where(nonneg, 0.0, -np.inf), -np.inf]  # the intercept is free
+    coef = np.maximum(coef, floor)
+    for _ in range(100_000):
+        change = 0.0
+        for k in range(len(coef)):
+            new = max(floor[k], coef[k] + (target[k] - gram[k] @ coef) / gram[k, k])
+            change = max(change, abs(new - coef[k]))
+            coef[k] = new
+        if change < 1e-12:
+            break
+    return coef[:-1]
 
 
 def _rows(pool, labels, records):
@@ -254,9 +276,11 @@ def fit_weights(pool, labels, records, start: ScoreWeights, sense_weight, length
     mean, scale = x.mean(axis=0), x.std(axis=0)
     varies = scale > 1e-12
     z = (x[:, varies] - mean[varies]) / scale[varies]
-    combined = ridge(z, y[:, 1]) + sense_weight * ridge(z, y[:, 2])
+    names = np.array(SCORE_PARTS)[varies]
+    nonneg = np.array([name not in EITHER_SIGN for name in names])
+    combined = ridge(z, y[:, 1], nonneg=nonneg) + sense_weight * ridge(z, y[:, 2], nonneg=nonneg)
     fitted = start.to_dict()
-    for name, coef, s in zip(np.array(SCORE_PARTS)[varies], combined, scale[varies]):
+    for name, coef, s in zip(names, combined, scale[varies]):
         fitted[str(name)] = float(coef / s)
     fitted["length"] += length_bonus
     return ScoreWeights(**fitted)
@@ -354,7 +378,8 @@ def fit_to_ratings(
             "seed": head["seed"],
             "batch_size": CANDIDATE_BATCH,
             "decoding": asdict(run.info.decoding),
-            "objective": f"readers' specific + {sense_weight:g} x sense (ridge {RIDGE:g}), "
+            "objective": f"readers' specific + {sense_weight:g} x sense (ridge {RIDGE:g}, "
+            "weights >= 0 but the length's), "
             f"length bonus {length_bonus:g} per token",
             "labels": [{"path": p, "sha256": sha256_file(p)} for p in ratings.files],
             "n_rated": len(ratings.labels),
