@@ -262,7 +262,10 @@ def inert(text) -> str:
     >>> inert("A1\\x1b[2J\\nminireason: done")
     'A1\\\\x1b[2J\\\\nminireason: done'
     """
-    return "".join(_escape(c) if _is_control(c) else c for c in str(text))
+    text = str(text)
+    if text.isprintable():  # no character of the categories C, Z but the space: nothing to do
+        return text
+    return "".join(_escape(c) if _is_control(c) else c for c in text)
 
 
 def _is_control(char: str) -> bool:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import shutil
 import socket
+import sys
 import threading
 import time
 from pathlib import Path
@@ -25,7 +26,7 @@ from minireason.files import field_problem
 from minireason.nn.checkpoint import CheckpointError, load_checkpoint
 from minireason.nn.model import GPTConfig, training_bytes
 from minireason.prep.prepared import load_prepared
-from minireason.text import inert
+from minireason.text import _is_control, inert
 from minireason.train.loop import TrainConfig
 from minireason.train.recipe import check_memory, load_preset
 
@@ -175,6 +176,17 @@ def test_inert_escapes_every_control_character_and_keeps_the_rest():
     assert inert("A1\x1b[2J\nminireason: done") == "A1\\x1b[2J\\nminireason: done"
     assert inert("\r\t\x00\x7f\x85\u2028\u202e") == "\\r\\t\\x00\\x7f\\x85\\u2028\\u202e"
     assert inert('café 中文 "quoted" \\ ok') == 'café 中文 "quoted" \\ ok'
+    assert inert("a\u00a0b\u3000c") == "a\u00a0b\u3000c"  # spaces other than " " are kept
+    assert inert(12) == "12"
+
+
+def test_inert_returns_printable_text_as_it_is_and_that_shortcut_escapes_nothing_it_should():
+    """``inert`` skips its per-character pass for ``str.isprintable()`` text, which holds
+    when no code point that is printable is one the pass escapes."""
+    everything = map(chr, range(sys.maxunicode + 1))
+    assert not [c for c in everything if c.isprintable() and _is_control(c)]
+    text = "plain text"
+    assert inert(text) is text
 
 
 def test_ids_and_text_from_data_reach_the_terminal_escaped(micro_run, capsys):

@@ -241,7 +241,7 @@ def build_records(
                 "target": target.sentence if has_target else None,
                 "feature": target.feature if has_target else None,
                 "no_target": None if has_target else target,
-                "history": [asdict(h) for h in history],
+                "history": [h.as_dict() for h in history],
                 "profile": prof,
                 "item_tags": item_tags,
                 "focus": focus,

@@ -39,7 +39,7 @@ prompt ids, with kinds
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 from minireason.prep.features import HistoryItem
 from minireason.prep.tokenizer import BPETokenizer
@@ -66,7 +66,8 @@ class Prompt:
     n_tags_dropped: int  # target-item tags cut to fit
 
     def segments_as_dicts(self) -> list[dict]:
-        return [asdict(s) for s in self.segments]
+        """The segments as plain dicts (their fields are plain values: no deep copy)."""
+        return [dict(vars(s)) for s in self.segments]
 
 
 def _format_rating(rating: float) -> str:
@@ -96,8 +97,9 @@ def _history_block(h: HistoryItem, index: int, tok: BPETokenizer):
 
 
 def evidence_ids(tok: BPETokenizer, sentence: str) -> list[int]:
-    """The token ids one evidence sentence takes in a prompt."""
-    return tok.encode(" " + sentence)
+    """The token ids one evidence sentence takes in a prompt (memoised: an item's sentences
+    are the candidates of every record of the item)."""
+    return tok.encode_piece(" " + sentence)
 
 
 def evidence_length(tok: BPETokenizer, sentence: str) -> int:

@@ -87,7 +87,8 @@ class BPETokenizer:
         return [e.ids for e in self.tokenizer.encode_batch(texts)]
 
     def encode_piece(self, text: str) -> list[int]:
-        """``encode`` with a memo, for the short strings (tags, aspects) prompts repeat."""
+        """``encode`` with a memo, for the strings prompts repeat (tags, aspects, evidence
+        sentences). The ids returned are shared: read them, never change them."""
         ids = self._piece_cache.get(text)
         if ids is None:
             ids = self._piece_cache[text] = self.encode(text)
