@@ -12,7 +12,7 @@ from conftest import MI_REVIEWS, LocalServer
 
 from minireason.data import fetch
 from minireason.data.fetch import Dataset, RemoteFile, find_reviews
-from minireason.demo import run_demo
+from minireason.demo import DEMO_EVAL_RECORDS, run_demo
 from minireason.evaluation.render import markdown_report
 
 
@@ -48,6 +48,10 @@ def test_demo_end_to_end_then_reuse(mi_slice, micro_preset_file, tmp_path, monke
     )
     text = "\n".join(lines)
     assert "[1/4] data" in text and "reviews: " in text and "skipped by reason" in text
+    n_test = result["info"]["n_test_records_with_target"]
+    assert n_test < DEMO_EVAL_RECORDS and result["info"]["n_records"] == n_test  # all of them
+    assert f"[4/4] evaluation on the first {n_test} of the {n_test} test records" in text
+    assert "the whole test split" not in text
     assert text.count("\nuser ") == 2
     assert text.count("reason:    ") == 2 * 3  # top-3 for each user
     assert "| model |" in text and "| retrieval |" in text and "HR@10" in text
@@ -286,6 +290,10 @@ def test_demo_evaluates_again_with_other_settings_or_another_run(
     other = run_demo(**common, n_users=1, n_candidates=2, eval_limit=5, echo=lines.append)
     assert f"reusing {out / 'eval'}" not in "\n".join(lines)
     assert (first["info"]["n_records"], other["info"]["n_records"]) == (4, 5)
+    n_test = other["info"]["n_test_records_with_target"]
+    assert f"[4/4] evaluation on the first 5 of the {n_test} test records" in "\n".join(lines)
+    whole = f"the whole test split ({n_test} records): minireason evaluate --prepared "
+    assert f"\n{whole}{out / 'prepared'} --run {out / 'run'}" in lines
     lines.clear()
     run_demo(**common, n_users=1, n_candidates=2, eval_limit=5, echo=lines.append)
     assert f"reusing {out / 'eval'}" in "\n".join(lines)

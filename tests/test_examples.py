@@ -199,6 +199,20 @@ def test_the_demos_next_step_runs(micro_run, micro_preset_file, tmp_path, monkey
     assert (tmp_path / "runs" / "small" / "eval" / "evaluation.json").is_file()
 
 
+def test_the_demos_whole_evaluation_runs(micro_run, tmp_path, capsys):
+    """The demo's line for evaluating all the test records, run on a copy of the micro run
+    (the evaluation goes into the run's folder)."""
+    from minireason.demo import whole_evaluation
+
+    prepared_dir, run_dir = micro_run
+    run = shutil.copytree(run_dir, tmp_path / "run")
+    line = whole_evaluation(prepared_dir, run, 93)
+    assert line.startswith("the whole test split (93 records): minireason evaluate ")
+    assert main(shlex.split(line[line.index("minireason ") :])[1:]) == 0, capsys.readouterr()
+    result = json.loads((run / "eval" / "evaluation.json").read_text(encoding="utf-8"))
+    assert result["info"]["limit"] is None and result["info"]["split"] == "test"
+
+
 @pytest.fixture
 def no_local_data(tmp_path, monkeypatch):
     """No dataset anywhere the package looks, and an empty cache; returns the cache."""
@@ -255,6 +269,9 @@ def test_a_missing_input_files_suggestions_list_and_fetch(no_local_data, served_
 # one to run as it is, why.
 SUGGESTIONS = {
     "minireason train --prepared {prepared_dir} --preset small": "test_the_demos_next_step_runs",
+    "minireason evaluate --prepared {prepared_dir} --run {run_dir}": (
+        "test_the_demos_whole_evaluation_runs"
+    ),
     "minireason data fetch {name}": "test_the_demos_missing_data_suggestion_fetches_it",
     "minireason data fetch {DEMO_DATASET}": "the same command, when the file is cut short",
     "minireason data fetch NAME": "test_a_missing_input_files_suggestions_list_and_fetch",
