@@ -30,7 +30,7 @@ from minireason.options import check_values, option
 from minireason.train.recipe import SET_OPTION
 
 DEMO_DATASET = "musical-instruments"
-DEMO_EVAL_RECORDS = 400  # the records the demo evaluates: a third of the test split, 35 s
+DEMO_EVAL_RECORDS = 400  # the test records the demo evaluates, about a third of them
 REPORT = "report.html"  # the explanations page, in --out
 # --out itself: the demo adds its own named outputs to any directory and removes nothing, so
 # only what it reads (the data directory) is out of bounds

@@ -310,8 +310,8 @@ class HistoryItem:
     rating: float
 
     def as_dict(self) -> dict:
-        """The fields as a dict, the lists copied (``dataclasses.asdict`` without its
-        recursive deep copy, which was a tenth of ``prepare``)."""
+        """The fields as a dict, the lists copied: what ``dataclasses.asdict`` gives, without
+        its recursive deep copy of every value."""
         return {"item": self.item, "tags": list(self.tags), "aspects": list(self.aspects),
                 "rating": self.rating}  # fmt: skip
 
