@@ -314,12 +314,9 @@ def run_data_list(c) -> int:
 @stage("fetch", "data.fetch:FetchConfig", DATA)
 def run_data_fetch(c) -> int:
     """download one into the cache"""
-    from minireason.data.fetch import FetchError, fetch
+    from minireason.data.fetch import fetch
 
-    try:
-        folder = fetch(c.name, cache=c.cache, timeout=c.timeout)
-    except FetchError as exc:
-        raise UserError(str(exc)) from None
+    folder = fetch(c.name, cache=c.cache, timeout=c.timeout)
     print(f"{c.name}: ready in {folder}")
     return 0
 

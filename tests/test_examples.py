@@ -16,6 +16,7 @@ import json
 import re
 import shlex
 import shutil
+import socket
 from pathlib import Path
 
 import pytest
@@ -252,6 +253,31 @@ def test_the_demos_missing_data_suggestion_fetches_it(no_local_data, served_data
     assert command == ["data", "fetch", served_dataset], err
     assert main(command) == 0
     assert find_reviews(served_dataset).is_relative_to(no_local_data)
+
+
+def test_a_failed_download_in_the_demo_is_one_line_naming_the_address(
+    no_local_data, monkeypatch, capsys
+):
+    """Was: the demo's download, refused (no network, a closed port), ended in a traceback;
+    ``data fetch`` said it in one line."""
+    from dataclasses import replace
+
+    from minireason.data import fetch
+
+    with socket.socket() as probe:  # a port nobody listens on once closed
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}/reviews.json.gz"
+    dataset = fetch.DATASETS["musical-instruments"]
+    files = (replace(dataset.files[0], url=url),)
+    monkeypatch.setitem(fetch.DATASETS, "musical-instruments", replace(dataset, files=files))
+    assert main(["demo", "--out", "demo-run"]) == 1
+    err = capsys.readouterr().err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith(f"minireason demo: error: {url}: no network or server unreachable")
+    assert "download reviews_Musical_Instruments_5.json.gz manually" in last
+    assert "Traceback" not in err
+    assert main(["data", "fetch", "musical-instruments", "--timeout", "5"]) == 1
+    assert capsys.readouterr().err.startswith(f"minireason data: error: {url}: ")  # as before
 
 
 def test_a_missing_input_files_suggestions_list_and_fetch(no_local_data, served_dataset, capsys):

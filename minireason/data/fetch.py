@@ -112,8 +112,9 @@ DATASETS = {
 }
 
 
-class FetchError(RuntimeError):
-    """A download that could not be completed; the message says what to do."""
+class FetchError(OSError):
+    """A download that could not be completed; the message says what to do. An OSError, so
+    every command that downloads (``data fetch``, ``demo``) reports it in one line."""
 
 
 def cache_dir() -> Path:
