@@ -6,7 +6,7 @@
 #
 #     OUT=/some/folder bash kernels/gpu_check.sh
 #
-# Parts (limits in seconds; typical total about 4 minutes on an H100, at most about 6.5):
+# Parts (limits in seconds; typical total about 5 minutes on an H100, at most about 9):
 #   1. tests     pytest -m gpu: every kernel against the NumPy reference, the model's GPU path
 #                (--attention cublas/flash/auto, --fused) against NumPy, a short training run
 #                with flash attention against the CPU run                            (150)
@@ -16,10 +16,14 @@
 #                and without --fused, vs PyTorch CUDA eager, at issue 33's two configs  (75)
 #   4. ncu       Nsight Compute on one launch each of kernels 3 and 5 at T = 1024, when ncu
 #                is on PATH                                                          (60)
+#   5. cpu       minireason bench train --scaling on the machine's CPU cores: the thread plan
+#                measured for them, NumPy against PyTorch eager on as many threads, and the
+#                NumPy step on 1, 2, 4, ... threads under each plan (issue 30)       (150)
 #
 # Everything goes to $OUT (default ./gpu_check_out/): gpu_check.log (this script's log),
 # summary.md (every table in one file), environment.txt, tests.log, kernel_bench.{md,png,json},
-# bench_kernels.log, gpu_train_bench.{md,png,json}, bench_train.log, ncu.log.
+# bench_kernels.log, gpu_train_bench.{md,png,json}, bench_train.log, ncu.log, bench_cpu.log,
+# cpu_train_bench.json.
 # Exit status: 0 when every part that ran passed, 1 when one failed or timed out, 2 when there
 # is no usable GPU (nothing was run: the log says why).
 
@@ -37,7 +41,7 @@ log() {
 }
 
 declare -A status=()  # part -> "passed" | "FAILED (exit N)" | "TIMED OUT" | "skipped: why"
-parts=(tests kernels train ncu)
+parts=(tests kernels train ncu cpu)
 
 # run_part NAME LIMIT LOGFILE COMMAND...: COMMAND under `timeout LIMIT`, output to LOGFILE.
 run_part() {
@@ -131,6 +135,12 @@ ca.attention_forward5_flash(q, k, v)
         status[ncu]="skipped: ncu not on PATH"
         log "part ncu: ${status[ncu]}"
     fi
+
+    # Last, with the GPU idle: the CPU's cores. The plan cache of a fresh machine is empty,
+    # so the plan is measured first (the report's first line says which ran).
+    run_part cpu 150 "$out/bench_cpu.log" \
+        "$PYTHON" -m minireason.cli bench train --scaling --steps 5 --warmup 1 \
+        --json "$out/cpu_train_bench.json"
 fi
 
 # summary.md: the parts' status and every table that was written, in one file.
@@ -157,6 +167,14 @@ fi
             echo
         fi
     done
+    if [ -f "$out/bench_cpu.log" ]; then
+        echo "## cpu (bench train --scaling)"
+        echo
+        echo '```'
+        cat "$out/bench_cpu.log"
+        echo '```'
+        echo
+    fi
     if [ -f "$out/ncu.log" ]; then
         echo "## ncu (selected lines)"
         echo

@@ -798,7 +798,7 @@ def test_gpu_check_script_parses_and_stops_cleanly_without_a_gpu(tmp_path):
     assert done.returncode == 2, done.stdout + done.stderr
     assert "no usable GPU, nothing run" in done.stdout
     summary = (tmp_path / "summary.md").read_text()
-    for part in ("tests", "kernels", "train", "ncu"):
+    for part in ("tests", "kernels", "train", "ncu", "cpu"):
         assert f"| {part} | skipped: no usable GPU |" in summary
     assert {p.name for p in tmp_path.iterdir()} == {
         "environment.txt",
